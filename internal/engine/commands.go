@@ -1,0 +1,102 @@
+package engine
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// Errors of the user commands. They mean the command does not fit the rollout's state.
+var (
+	ErrNotInProgress = errors.New("no revision is rolling out")
+	ErrAborted       = errors.New("the rollout is aborted; `ramp retry` runs it again")
+	ErrNotAborted    = errors.New("the rollout is not aborted")
+)
+
+// InProgress is the revision a rollout is rolling out, or 0 when none.
+func InProgress(r *v1alpha1.Rollout) int64 {
+	st := &r.Status
+	if st.CurrentRevision != 0 && st.CurrentRevision != st.StableRevision {
+		return st.CurrentRevision
+	}
+	return 0
+}
+
+// Promote ends the current step or pause (full: skips every remaining step and analysis).
+func Promote(r *v1alpha1.Rollout, full bool) error {
+	if InProgress(r) == 0 {
+		return fmt.Errorf("promote %s: %w", r.Name, ErrNotInProgress)
+	}
+	if r.Status.Abort {
+		return fmt.Errorf("promote %s: %w", r.Name, ErrAborted)
+	}
+	if full {
+		r.Status.PromoteFull = true
+	} else {
+		r.Status.Promote = true
+	}
+	// Promote also ends a wait on an inconclusive analysis.
+	r.Status.PauseConditions = slices.DeleteFunc(r.Status.PauseConditions, func(c v1alpha1.PauseCondition) bool {
+		return c.Reason == v1alpha1.PauseReasonInconclusive
+	})
+	for i := range r.Status.Analysis {
+		if r.Status.Analysis[i].Phase == v1alpha1.AnalysisInconclusive {
+			r.Status.Analysis[i].Phase = v1alpha1.AnalysisSuccessful
+			r.Status.Analysis[i].Message = "inconclusive; promoted by user"
+		}
+	}
+	return nil
+}
+
+// Abort stops the revision under way: all traffic goes to stable and the new instances stop.
+// The spec is kept, so Retry runs it again.
+func Abort(r *v1alpha1.Rollout) error {
+	rev := InProgress(r)
+	if rev == 0 {
+		return fmt.Errorf("abort %s: %w", r.Name, ErrNotInProgress)
+	}
+	if r.Status.Abort {
+		return nil
+	}
+	r.Status.Abort = true
+	r.Status.AbortedRevision = rev
+	r.Status.Message = "aborted: by user"
+	return nil
+}
+
+// Retry runs an aborted revision again from its first step.
+func Retry(r *v1alpha1.Rollout, now time.Time) error {
+	if !r.Status.Abort {
+		return fmt.Errorf("retry %s: %w", r.Name, ErrNotAborted)
+	}
+	st := &r.Status
+	st.Abort = false
+	st.AbortedRevision = 0
+	st.Message = "retrying"
+	// Forget the aborted attempt so that Decide starts the revision afresh.
+	st.CanaryRevision = 0
+	st.PreviewRevision = 0
+	if st.ActiveRevision != 0 {
+		st.ActiveRevision = st.StableRevision
+	}
+	st.Analysis = nil
+	t := metav1.NewTime(now)
+	st.LastProgressTime = &t
+	return nil
+}
+
+// Resume clears a user pause and runs inconclusive analysis again.
+func Resume(r *v1alpha1.Rollout) {
+	r.Spec.Paused = false
+	r.Status.PauseConditions = slices.DeleteFunc(r.Status.PauseConditions, func(c v1alpha1.PauseCondition) bool {
+		return c.Reason == v1alpha1.PauseReasonInconclusive || c.Reason == v1alpha1.PauseReasonUser
+	})
+	r.Status.Analysis = slices.DeleteFunc(r.Status.Analysis, func(a v1alpha1.AnalysisRunStatus) bool {
+		return a.Phase == v1alpha1.AnalysisInconclusive
+	})
+}

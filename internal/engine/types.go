@@ -1,0 +1,90 @@
+// Package engine is ramp's rollout state machine. It is pure and deterministic: Decide takes a
+// rollout's spec and status, what was observed of its instances and analysis runs, and the
+// time, and returns the new status and the desired state of the world (instances per revision,
+// routes, analysis runs) that an adapter (local mode or Kubernetes mode) carries out. It does
+// no I/O and never reads the clock.
+package engine
+
+import (
+	"time"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// Instance is what an adapter observed of one instance of a revision.
+type Instance struct {
+	ID string
+	// Ready is true while the instance passes its readiness probe.
+	Ready bool
+	// ReadySince is when the instance last became ready; zero when not ready.
+	ReadySince time.Time
+	// StartedAt is when the instance was (last) started.
+	StartedAt time.Time
+	// Terminating is true while the instance drains and stops; it never counts as ready.
+	Terminating bool
+	// CrashLooping is true when the instance keeps exiting.
+	CrashLooping bool
+	// Restarts counts restarts after crashes.
+	Restarts int32
+	// Message is the last probe error or exit status; empty when healthy.
+	Message string
+}
+
+// Input is one decision's input.
+type Input struct {
+	// Rollout holds the spec (with defaults applied) and the status of the last decision.
+	Rollout *v1alpha1.Rollout
+	// Revision is the revision number of Rollout.Spec.Template.
+	Revision int64
+	// Instances are the observed instances per revision.
+	Instances map[int64][]Instance
+	// Now is the time of the decision.
+	Now time.Time
+}
+
+// Output is one decision's result.
+type Output struct {
+	// Status is the rollout's new status.
+	Status v1alpha1.RolloutStatus
+	// Scale is the number of instances each revision should run. A revision not listed
+	// should run none.
+	Scale map[int64]int32
+	// Routes is where traffic should go.
+	Routes Routes
+	// Events happened in this decision, oldest first.
+	Events []Event
+	// Requeue is when the engine next wants to decide even if nothing is observed to
+	// change (a pause ending, a deadline passing); zero means no such time.
+	Requeue time.Time
+}
+
+// Routes is the traffic layer's desired state.
+type Routes struct {
+	// Weights is the percent of traffic per revision; the values add up to 100.
+	Weights map[int64]int32
+	// HeaderRoutes go ahead of the weights, in order.
+	HeaderRoutes []HeaderRoute
+	// Preview is the revision served on the preview address; zero means none.
+	Preview int64
+}
+
+// HeaderRoute sends requests that match all its conditions to Revision.
+type HeaderRoute struct {
+	Name     string
+	Match    []v1alpha1.HeaderMatch
+	Revision int64
+}
+
+// Event types.
+const (
+	EventNormal  = "Normal"
+	EventWarning = "Warning"
+)
+
+// Event is something worth recording in the rollout's history.
+type Event struct {
+	Type     string
+	Reason   string
+	Message  string
+	Revision int64
+}
