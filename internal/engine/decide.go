@@ -111,7 +111,13 @@ func (d *decision) steady() {
 	if d.st.CanaryRevision != 0 || d.st.PreviewRevision != 0 || d.st.ActiveRevision != 0 && d.st.ActiveRevision != stable {
 		d.event(EventNormal, "RolloutReverted", fmt.Sprintf("template is back to stable revision %d; traffic goes to it", stable))
 	}
+	runs := d.st.Analysis
 	d.resetProgress()
+	for _, r := range runs {
+		if r.Phase.Completed() && r.Revision == stable {
+			d.st.Analysis = append(d.st.Analysis, r)
+		}
+	}
 	d.st.Abort = false
 	d.st.AbortedRevision = 0
 	d.st.CanaryRevision = 0
