@@ -4,20 +4,200 @@ package local
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"io"
 	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"ramp.dev/ramp/internal/analysis"
+	"ramp.dev/ramp/internal/analysis/builtin"
+	"ramp.dev/ramp/internal/proxy"
+	"ramp.dev/ramp/internal/server"
+	"ramp.dev/ramp/internal/spec"
+	"ramp.dev/ramp/internal/store"
+	"ramp.dev/ramp/internal/supervisor"
+)
+
+// DefaultAPIAddr is where the control API listens unless told otherwise.
+const DefaultAPIAddr = "127.0.0.1:7070"
+
+// Files in the state directory.
+const (
+	DBFile    = "ramp.db"
+	TokenFile = "token"
+	AddrFile  = "api.addr"
 )
 
 // Options configure local mode.
 type Options struct {
 	// StateDir holds the database, the API token and the API address file.
 	StateDir string
-	// APIAddr is where the control API listens. Empty means 127.0.0.1:7070.
+	// APIAddr is where the control API listens. Empty means DefaultAPIAddr.
 	APIAddr string
-	Logger  *slog.Logger
+	// Logger receives ramp's logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Out receives what `ramp up` prints for the user (apply results). Nil means io.Discard.
+	Out io.Writer
+	// Tick is the longest time between two decisions. Zero means 200ms.
+	Tick time.Duration
 }
 
 // Run starts local mode and blocks until ctx ends. apply, when not empty, is YAML applied
-// once everything is up (ramp up -f).
+// once everything is up (ramp up -f); when it is invalid, Run returns its errors.
 func Run(ctx context.Context, opts Options, apply []byte) error {
-	panic("not implemented")
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	out := opts.Out
+	if out == nil {
+		out = io.Discard
+	}
+	if opts.APIAddr == "" {
+		opts.APIAddr = DefaultAPIAddr
+	}
+	if opts.Tick == 0 {
+		opts.Tick = 200 * time.Millisecond
+	}
+	var bundle *spec.Bundle
+	if len(apply) > 0 {
+		b, err := spec.Load(apply)
+		if err != nil {
+			return err
+		}
+		bundle = b
+	}
+	if err := os.MkdirAll(opts.StateDir, 0o700); err != nil {
+		return fmt.Errorf("state directory: %w", err)
+	}
+	st, err := store.Open(filepath.Join(opts.StateDir, DBFile))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	token, err := loadToken(opts.StateDir)
+	if err != nil {
+		return err
+	}
+
+	c := &Controller{
+		store: st, log: log, now: time.Now, registry: prometheus.NewRegistry(),
+		proxies: map[string]*rolloutProxy{}, regexps: map[string]*regexp.Regexp{}, kick: make(chan struct{}, 1),
+	}
+	sup, err := supervisor.New(supervisor.Options{StateDir: opts.StateDir, Logger: log, Drain: c.drain})
+	if err != nil {
+		return err
+	}
+	c.sup = sup
+	c.runner = &analysis.Runner{Logger: log, Providers: map[string]analysis.Provider{
+		"builtin": builtin.New(source{c}, time.Now),
+	}}
+
+	ln, err := net.Listen("tcp", opts.APIAddr)
+	if err != nil {
+		return fmt.Errorf("control API: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{}))
+	mux.Handle("/", server.New(c, token, log))
+	api := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("control API stopped", "err", err)
+		}
+	}()
+	addr := "http://" + ln.Addr().String()
+	if err := os.WriteFile(filepath.Join(opts.StateDir, AddrFile), []byte(addr+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write API address: %w", err)
+	}
+	log.Info("ramp is up", "api", addr, "stateDir", opts.StateDir)
+
+	if err := c.resumeAfterStart(); err != nil {
+		return fmt.Errorf("resume rollouts: %w", err)
+	}
+	if bundle != nil {
+		lines, err := c.Apply(ctx, bundle)
+		for _, l := range lines {
+			fmt.Fprintln(out, l)
+		}
+		if err != nil {
+			_ = api.Close()
+			_ = sup.Close(context.Background())
+			return err
+		}
+	}
+
+	c.loop(ctx, opts.Tick)
+
+	log.Info("ramp is stopping")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	_ = api.Shutdown(shutdownCtx)
+	supErr := sup.Close(shutdownCtx)
+	c.shutdown()
+	return supErr
+}
+
+// loadToken reads the API token from the state directory, creating it the first time.
+func loadToken(dir string) (string, error) {
+	path := filepath.Join(dir, TokenFile)
+	b, err := os.ReadFile(path)
+	if err == nil && len(strings.TrimSpace(string(b))) > 0 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return "", fmt.Errorf("read token: %w", err)
+	}
+	tok, err := server.NewToken()
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(path, []byte(tok+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write token: %w", err)
+	}
+	return tok, nil
+}
+
+// source feeds the builtin analysis provider from the proxy and the supervisor. Its methods
+// run inside reconcile, with c.mu held.
+type source struct{ c *Controller }
+
+func (s source) Requests(rollout string, revision int64, since time.Time) builtin.RequestStats {
+	rp := s.c.proxies[rollout] // the runner is called from reconcile, with c.mu held
+	if rp == nil {
+		return builtin.RequestStats{}
+	}
+	return requestStats(rp.p.Stats(revision, since))
+}
+
+func requestStats(st proxy.RequestStats) builtin.RequestStats {
+	return builtin.RequestStats{
+		Requests: st.Requests, Errors: st.Errors,
+		Latency: st.Latency.Quantile, TTFB: st.TTFB.Quantile, Duration: st.Window,
+	}
+}
+
+func (s source) Instances(rollout string, revision int64) builtin.InstanceStats {
+	var out builtin.InstanceStats
+	now := time.Now()
+	for _, in := range s.c.sup.Instances(rollout)[revision] {
+		out.Restarts += int64(in.Restarts)
+		out.ReadinessFailures += in.ReadinessFailures
+		out.CPUSeconds += in.CPUSeconds
+		if age := now.Sub(in.StartedAt).Seconds(); age > 0 {
+			out.CPURate += in.CPUSeconds / age
+		}
+		out.MemoryBytes += in.MemoryBytes
+	}
+	return out
 }

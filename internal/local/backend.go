@@ -1,0 +1,273 @@
+package local
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/server"
+	"ramp.dev/ramp/internal/spec"
+	"ramp.dev/ramp/internal/store"
+)
+
+// Apply stores analysis templates and rollouts. A changed template gets a new revision,
+// except a template equal to the stable one, which goes straight back to stable.
+func (c *Controller) Apply(ctx context.Context, b *spec.Bundle) ([]string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	known := map[string]bool{}
+	for _, t := range b.AnalysisTemplates {
+		known[t.Name] = true
+	}
+	if err := b.CheckReferences(func(name string) bool {
+		if known[name] {
+			return true
+		}
+		_, err := c.store.GetAnalysisTemplate(name)
+		return err == nil
+	}); err != nil {
+		return nil, err
+	}
+	for i := range b.Rollouts {
+		if err := c.checkListen(&b.Rollouts[i]); err != nil {
+			return nil, err
+		}
+	}
+	var lines []string
+	for i := range b.AnalysisTemplates {
+		t := &b.AnalysisTemplates[i]
+		old, err := c.store.GetAnalysisTemplate(t.Name)
+		verb := "created"
+		if err == nil {
+			verb = "configured"
+			if reflect.DeepEqual(old.Spec, t.Spec) {
+				verb = "unchanged"
+			}
+		}
+		if err := c.store.PutAnalysisTemplate(t); err != nil {
+			return lines, fmt.Errorf("store analysistemplate/%s: %w", t.Name, err)
+		}
+		lines = append(lines, fmt.Sprintf("analysistemplate/%s %s", t.Name, verb))
+	}
+	for i := range b.Rollouts {
+		line, err := c.applyRollout(&b.Rollouts[i])
+		if err != nil {
+			return lines, err
+		}
+		lines = append(lines, line)
+	}
+	c.kickLoop()
+	return lines, nil
+}
+
+func (c *Controller) applyRollout(in *v1alpha1.Rollout) (string, error) {
+	now := c.now()
+	r := in.DeepCopy()
+	r.Status = v1alpha1.RolloutStatus{}
+	old, err := c.store.GetRollout(r.Name)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		r.Generation = 1
+		r.CreationTimestamp = metav1.NewTime(now)
+	case err != nil:
+		return "", fmt.Errorf("read rollout/%s: %w", r.Name, err)
+	default:
+		r.Status = old.Status
+		r.CreationTimestamp = old.CreationTimestamp
+		r.Generation = old.Generation
+		if !reflect.DeepEqual(old.Spec, r.Spec) {
+			r.Generation++
+		}
+	}
+	rev, created, err := c.setTemplate(r, r.Spec.Template, "apply")
+	if err != nil {
+		return "", err
+	}
+	switch {
+	case old == nil:
+		return fmt.Sprintf("rollout/%s created (revision %d)", r.Name, rev), nil
+	case created:
+		return fmt.Sprintf("rollout/%s configured (new revision %d)", r.Name, rev), nil
+	case old.Generation != r.Generation || old.Status.CurrentRevision != rev:
+		return fmt.Sprintf("rollout/%s configured (revision %d)", r.Name, rev), nil
+	}
+	return fmt.Sprintf("rollout/%s unchanged", r.Name), nil
+}
+
+// setTemplate makes tmpl r's current template and stores r. A template equal to the stable
+// revision's goes back to it; any other change gets a new revision.
+func (c *Controller) setTemplate(r *v1alpha1.Rollout, tmpl v1alpha1.Template, cause string) (int64, bool, error) {
+	r.Spec.Template = tmpl
+	if s := r.Status.StableRevision; s != 0 {
+		stable, err := c.store.GetRevision(r.Name, s)
+		if err == nil && stable.Hash == store.TemplateHash(tmpl) {
+			r.Status.CurrentRevision = s
+			if err := c.store.PutRollout(r); err != nil {
+				return 0, false, fmt.Errorf("store rollout/%s: %w", r.Name, err)
+			}
+			return s, false, nil
+		}
+	}
+	rev, created, err := c.store.ApplyRollout(r, cause, c.now())
+	if err != nil {
+		return 0, false, fmt.Errorf("store rollout/%s: %w", r.Name, err)
+	}
+	return rev.Number, created, nil
+}
+
+func (c *Controller) List(ctx context.Context) ([]v1alpha1.Rollout, error) {
+	return c.store.ListRollouts()
+}
+
+func (c *Controller) Get(ctx context.Context, name string) (*v1alpha1.Rollout, error) {
+	return c.store.GetRollout(name)
+}
+
+// command runs fn on the stored rollout and stores the result.
+func (c *Controller) command(name string, fn func(r *v1alpha1.Rollout) error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, err := c.store.GetRollout(name)
+	if err != nil {
+		return err
+	}
+	if err := fn(r); err != nil {
+		if errors.Is(err, engine.ErrNotInProgress) || errors.Is(err, engine.ErrAborted) || errors.Is(err, engine.ErrNotAborted) {
+			return fmt.Errorf("%w: %w", server.ErrConflict, err)
+		}
+		return err
+	}
+	if err := c.store.PutRollout(r); err != nil {
+		return fmt.Errorf("store rollout/%s: %w", name, err)
+	}
+	c.kickLoop()
+	return nil
+}
+
+func (c *Controller) Promote(ctx context.Context, name string, full bool) error {
+	return c.command(name, func(r *v1alpha1.Rollout) error {
+		if err := engine.Promote(r, full); err != nil {
+			return err
+		}
+		what := "promote"
+		if full {
+			what = "promote --full"
+		}
+		c.record(name, engine.EventNormal, "PromoteRequested", what+" by user", r.Status.CurrentRevision)
+		return nil
+	})
+}
+
+func (c *Controller) Pause(ctx context.Context, name string) error {
+	return c.command(name, func(r *v1alpha1.Rollout) error {
+		r.Spec.Paused = true
+		c.record(name, engine.EventNormal, "Paused", "paused by user", r.Status.CurrentRevision)
+		return nil
+	})
+}
+
+func (c *Controller) Resume(ctx context.Context, name string) error {
+	return c.command(name, func(r *v1alpha1.Rollout) error {
+		engine.Resume(r)
+		c.record(name, engine.EventNormal, "Resumed", "resumed by user", r.Status.CurrentRevision)
+		return nil
+	})
+}
+
+func (c *Controller) Abort(ctx context.Context, name string) error {
+	return c.command(name, func(r *v1alpha1.Rollout) error {
+		return engine.Abort(r)
+	})
+}
+
+func (c *Controller) Retry(ctx context.Context, name string) error {
+	return c.command(name, func(r *v1alpha1.Rollout) error {
+		if err := engine.Retry(r, c.now()); err != nil {
+			return err
+		}
+		c.record(name, engine.EventNormal, "RetryRequested", "retry by user", r.Status.CurrentRevision)
+		return nil
+	})
+}
+
+// Undo rolls forward to an older revision's template: to toRevision, or (0) to the newest
+// revision before the current one.
+func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (int64, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	r, err := c.store.GetRollout(name)
+	if err != nil {
+		return 0, err
+	}
+	revs, err := c.store.Revisions(name)
+	if err != nil {
+		return 0, fmt.Errorf("revisions of %s: %w", name, err)
+	}
+	var target *store.Revision
+	for i := len(revs) - 1; i >= 0; i-- {
+		rv := &revs[i]
+		if toRevision == 0 && rv.Number < r.Status.CurrentRevision || toRevision != 0 && rv.Number == toRevision {
+			target = rv
+			break
+		}
+	}
+	if target == nil {
+		if toRevision == 0 {
+			return 0, fmt.Errorf("%w: undo %s: no revision before %d", server.ErrConflict, name, r.Status.CurrentRevision)
+		}
+		return 0, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, store.ErrNotFound)
+	}
+	if target.Number == r.Status.CurrentRevision {
+		return 0, fmt.Errorf("%w: undo %s: revision %d is already the current revision", server.ErrConflict, name, target.Number)
+	}
+	rev, _, err := c.setTemplate(r, target.Template, fmt.Sprintf("undo to revision %d", target.Number))
+	if err != nil {
+		return 0, err
+	}
+	c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d: now revision %d", target.Number, rev), rev)
+	c.kickLoop()
+	return rev, nil
+}
+
+func (c *Controller) History(ctx context.Context, name string) ([]store.Revision, error) {
+	if _, err := c.store.GetRollout(name); err != nil {
+		return nil, err
+	}
+	return c.store.Revisions(name)
+}
+
+func (c *Controller) Events(ctx context.Context, name string) ([]store.Event, error) {
+	if _, err := c.store.GetRollout(name); err != nil {
+		return nil, err
+	}
+	return c.store.Events(name, 0)
+}
+
+// resumeAfterStart forgets time spent down, so a restart is not counted against the progress
+// deadline.
+func (c *Controller) resumeAfterStart() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	rollouts, err := c.store.ListRollouts()
+	if err != nil {
+		return err
+	}
+	now := metav1.NewTime(c.now())
+	for i := range rollouts {
+		r := &rollouts[i]
+		if r.Status.LastProgressTime != nil {
+			r.Status.LastProgressTime = &now
+		}
+		if err := c.store.PutRollout(r); err != nil {
+			return err
+		}
+		c.record(r.Name, engine.EventNormal, "Resumed", fmt.Sprintf("ramp started; resuming in phase %s at revision %d", r.Status.Phase, r.Status.CurrentRevision), r.Status.CurrentRevision)
+	}
+	return nil
+}
+
