@@ -171,7 +171,7 @@ func (r *Runner) logger() *slog.Logger {
 func resolve(run *v1alpha1.AnalysisRunStatus, templates map[string]*v1alpha1.AnalysisTemplate) ([]v1alpha1.Metric, map[string]string, error) {
 	var metrics []v1alpha1.Metric
 	args := map[string]string{}
-	var required [][2]string // argument, template
+	var required [][2]string    // argument, template
 	seen := map[string]string{} // metric name -> template
 	for _, ref := range run.Spec.Templates {
 		t := templates[ref.TemplateName]

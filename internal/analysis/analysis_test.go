@@ -141,13 +141,12 @@ func TestRunnerPhases(t *testing.T) {
 	s := time.Second
 
 	tests := []struct {
-		name     string
-		metrics  []v1alpha1.Metric
-		args     []v1alpha1.Argument
-		runArgs  []v1alpha1.AnalysisRunArgument
-		script   []outcome
-		maxSteps int
-		want     want
+		name    string
+		metrics []v1alpha1.Metric
+		args    []v1alpha1.Argument
+		runArgs []v1alpha1.AnalysisRunArgument
+		script  []outcome
+		want    want
 	}{
 		{
 			name:    "success after count",
@@ -346,11 +345,10 @@ func TestRunnerPhases(t *testing.T) {
 			want:   want{phase: v1alpha1.AnalysisError, message: `metric "error-rate" errored: no provider set`},
 		},
 		{
-			name:     "bad interval",
-			metrics:  []v1alpha1.Metric{withConds(interval(builtinMetric("error-rate"), "ten", 2), "result < 0.01", "")},
-			script:   []outcome{val(0)},
-			maxSteps: 3,
-			want:     want{phase: v1alpha1.AnalysisError, message: `metric "error-rate" errored: interval: parse duration "ten"`},
+			name:    "bad interval",
+			metrics: []v1alpha1.Metric{withConds(interval(builtinMetric("error-rate"), "ten", 2), "result < 0.01", "")},
+			script:  []outcome{val(0)},
+			want:    want{phase: v1alpha1.AnalysisError, message: `metric "error-rate" errored: interval: parse duration "ten"`},
 		},
 	}
 	for _, tt := range tests {
@@ -359,7 +357,7 @@ func TestRunnerPhases(t *testing.T) {
 			r := quietRunner(map[string]Provider{"builtin": fp})
 			run := newRun(tt.runArgs...)
 			templates := template("t", tt.args, tt.metrics...)
-			drive(t, r, run, templates, max(tt.maxSteps, 100))
+			drive(t, r, run, templates, 100)
 			if run.Phase != tt.want.phase {
 				t.Fatalf("phase = %s (%q), want %s", run.Phase, run.Message, tt.want.phase)
 			}
