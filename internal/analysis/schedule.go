@@ -1,0 +1,81 @@
+package analysis
+
+import (
+	"fmt"
+	"strconv"
+	"time"
+
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// Duration reads a duration field: an integer is seconds, a string is a Go duration ("30s",
+// "1m30s") or a number of seconds ("30"). Nil means zero. Negative durations are an error.
+func Duration(v *intstr.IntOrString) (time.Duration, error) {
+	if v == nil {
+		return 0, nil
+	}
+	var d time.Duration
+	if v.Type == intstr.Int {
+		d = time.Duration(v.IntVal) * time.Second
+	} else if n, err := strconv.ParseInt(v.StrVal, 10, 64); err == nil {
+		d = time.Duration(n) * time.Second
+	} else {
+		d, err = time.ParseDuration(v.StrVal)
+		if err != nil {
+			return 0, fmt.Errorf("parse duration %q: %w", v.StrVal, err)
+		}
+	}
+	if d < 0 {
+		return 0, fmt.Errorf("duration %s is negative", v.String())
+	}
+	return d, nil
+}
+
+// schedule is when a metric's measurements are due.
+type schedule struct {
+	initialDelay time.Duration
+	interval     time.Duration // zero: measure once
+	count        int32         // zero: unbounded
+}
+
+func scheduleOf(m *v1alpha1.Metric) (schedule, error) {
+	var s schedule
+	var err error
+	if s.initialDelay, err = Duration(m.InitialDelay); err != nil {
+		return s, fmt.Errorf("initialDelay: %w", err)
+	}
+	if s.interval, err = Duration(m.Interval); err != nil {
+		return s, fmt.Errorf("interval: %w", err)
+	}
+	switch {
+	case m.Count != nil && *m.Count > 0:
+		s.count = *m.Count
+	case m.Interval == nil:
+		s.count = 1
+	default:
+		s.count = 0 // unbounded: until the run is stopped
+	}
+	return s, nil
+}
+
+// due is when the next measurement of the metric is due. Measurement k (0-based, k =
+// res.Count) is due at started + initialDelay + k*interval, but never sooner than one
+// interval after the last measurement, so that a run that fell behind does not take several
+// measurements of the same moment; an errored measurement is retried after
+// min(interval, 10s) instead.
+func (s schedule) due(res *v1alpha1.MetricResult, started time.Time) time.Time {
+	due := started.Add(s.initialDelay + time.Duration(res.Count)*s.interval)
+	if n := len(res.Measurements); n > 0 {
+		last := res.Measurements[n-1]
+		gap := s.interval
+		if last.Phase == v1alpha1.AnalysisError && (gap == 0 || gap > errorRetryInterval) {
+			gap = errorRetryInterval
+		}
+		if after := last.StartedAt.Add(gap); after.After(due) {
+			due = after
+		}
+	}
+	return due
+}
