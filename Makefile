@@ -1,0 +1,29 @@
+# ramp: the two commands the README promises.
+#   make demo  builds ramp and the sample chat-api and runs a real local rollout
+#   make test  runs every test
+GO ?= go
+SHELL := /bin/bash
+
+.PHONY: build demo test test-unit test-e2e fuzz lint clean
+
+build:
+	$(GO) build -o bin/ramp ./cmd/ramp
+	$(GO) build -o bin/chat-api ./examples/chat-api
+
+demo: build
+	bin/ramp demo --chat-api bin/chat-api
+
+test: test-unit test-e2e fuzz
+
+test-unit:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/e2e)
+
+test-e2e:
+	$(GO) test -count=1 -timeout 20m ./test/e2e/
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./internal/spec
+
+clean:
+	rm -rf bin .e2e.log
