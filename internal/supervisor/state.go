@@ -102,6 +102,7 @@ func (s *Supervisor) recover() error {
 		}
 		s.log.Info("kill instance left by a previous ramp",
 			keyRollout, e.Rollout, keyRevision, e.Revision, keyInstance, e.ID, "pid", e.PID)
+		_ = syscall.Kill(e.PID, syscall.SIGKILL) // in case it left its process group
 		if err := syscall.Kill(-e.PGID, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			s.log.Warn("kill instance left by a previous ramp", keyInstance, e.ID, "err", err)
 			continue

@@ -64,7 +64,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Drain is called before an instance is stopped (scale down, Close), with the instance
 	// already marked Terminating; ctx ends after the instance's termination grace period.
-	// The stop signal is sent when Drain returns. Nil means no drain.
+	// The stop signal is sent when Drain returns. It is called from one goroutine per
+	// instance, so calls for different instances may overlap. Nil means no drain.
 	Drain func(ctx context.Context, inst Instance)
 	// RestartBackoff is the wait before the first restart of a crashed instance; it doubles
 	// with each crash in a row. Zero means 500ms.
@@ -90,7 +91,8 @@ type Instance struct {
 	// StartedAt is when the current process was started (when probing began for a fixed
 	// upstream). Zero while nothing runs.
 	StartedAt time.Time
-	// Ready says the instance may receive traffic.
+	// Ready says the instance passed its readiness probe. A Terminating instance is no longer
+	// probed and keeps its last value: it must not receive new traffic either way.
 	Ready bool
 	// ReadySince is when the instance last became ready; zero when not ready.
 	ReadySince time.Time
@@ -99,15 +101,16 @@ type Instance struct {
 	Terminating bool
 	// Restarts counts the restarts after the process exited on its own.
 	Restarts int32
-	// CrashLooping says the instance restarted at least 3 times and its last exit was less
-	// than MaxRestartBackoff ago.
+	// CrashLooping says the instance restarted at least 3 times and its current process has
+	// not yet run for MaxRestartBackoff (or is not running).
 	CrashLooping bool
 	// ReadinessFailures counts every failed readiness probe.
 	ReadinessFailures int64
 	// ConsecutiveFailures counts the failed probes since the last success.
 	ConsecutiveFailures int32
 	// Message is the last probe error or exit status, e.g. "readiness probe GET /healthz:
-	// 503 Service Unavailable" or "exited with status 2". Empty once the instance is ready.
+	// 503 Service Unavailable", "exited with status 2" or "killed by signal SIGKILL". It is
+	// cleared when the instance becomes ready.
 	Message string
 	// CPUSeconds is the user+system CPU time of the instance's main process. Zero for a
 	// fixed upstream.
