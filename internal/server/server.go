@@ -223,7 +223,7 @@ func (a *api) apply(w http.ResponseWriter, r *http.Request) {
 	}
 	bundle, err := a.load(body)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Errors: problems(err)})
+		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Errors: Problems(err)})
 		return
 	}
 	lines, err := a.b.Apply(r.Context(), bundle)
@@ -311,17 +311,18 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	body := errorBody{Error: err.Error()}
 	if status == http.StatusBadRequest {
-		body.Errors = problems(err)
+		body.Errors = Problems(err)
 	}
 	writeJSON(w, status, body)
 }
 
-// problems splits an error into its problems: the errors it joins, else its lines.
-func problems(err error) []string {
+// Problems splits an error into its problems, one line each: the errors it joins (as
+// errors.Join does), else the lines of its text.
+func Problems(err error) []string {
 	var out []string
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		for _, e := range j.Unwrap() {
-			out = append(out, problems(e)...)
+			out = append(out, Problems(e)...)
 		}
 		return out
 	}
