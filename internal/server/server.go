@@ -106,10 +106,20 @@ func (r *statusRecorder) WriteHeader(code int) {
 }
 
 // logRequests logs method, path (without the query), status and duration; never headers.
+// A panic in a handler is answered with a 500.
 func (a *api) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				a.logger.Error("api request panicked", logMethod, r.Method, logPath, r.URL.Path, logError, fmt.Sprint(v))
+				writeJSON(rec, http.StatusInternalServerError, errorBody{Error: fmt.Sprintf("internal error: %v", v)})
+			}
+		}()
 		next.ServeHTTP(rec, r)
 		a.logger.Debug("api request", logMethod, r.Method, logPath, r.URL.Path, logStatus, rec.status, logDuration, time.Since(start))
 	})

@@ -431,3 +431,14 @@ func TestNewToken(t *testing.T) {
 		t.Errorf("NewToken = %q, %q; want 64 hex chars, different each time", a, b)
 	}
 }
+
+func TestPanicIsA500(t *testing.T) {
+	panicky := func([]byte) (*spec.Bundle, error) { panic("not implemented") }
+	srv := httptest.NewServer(New(&fakeBackend{}, testToken, nil, WithLoader(panicky)))
+	defer srv.Close()
+	_, err := (&Client{BaseURL: srv.URL, Token: testToken}).Apply(context.Background(), []byte("x"))
+	var ae *APIError
+	if !errors.As(err, &ae) || ae.StatusCode != 500 || !strings.Contains(ae.Message, "not implemented") {
+		t.Errorf("err = %v, want a 500 naming the panic", err)
+	}
+}
