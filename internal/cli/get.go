@@ -1,0 +1,128 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+	"k8s.io/apimachinery/pkg/util/duration"
+	"sigs.k8s.io/yaml"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+func (a *app) getCmd() *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:   "get [NAME]",
+		Short: "Show rollouts: one, or all of them",
+		Long: `Show rollouts as a table, or the full objects as JSON or YAML.
+
+Columns: STEP is the canary step being run; WEIGHT the canary's share of traffic; STABLE the
+revision serving production (the active one for blueGreen); CANARY the revision being rolled
+out (the preview for blueGreen); READY the ready/desired instances over all revisions.
+-o wide adds the status message.`,
+		Example: `  ramp get
+  ramp get chat-api -o yaml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch output {
+			case "", "wide", "json", "yaml":
+			default:
+				return fmt.Errorf("get: -o %q: want json, yaml or wide", output)
+			}
+			c, err := a.client()
+			if err != nil {
+				return err
+			}
+			var rs []v1alpha1.Rollout
+			if len(args) == 1 {
+				r, err := c.Get(cmd.Context(), args[0])
+				if err != nil {
+					return err
+				}
+				rs = []v1alpha1.Rollout{*r}
+			} else if rs, err = c.List(cmd.Context()); err != nil {
+				return err
+			}
+			for i := range rs {
+				if rs[i].Kind == "" {
+					rs[i].APIVersion, rs[i].Kind = v1alpha1.APIVersion, v1alpha1.KindRollout
+				}
+			}
+			if output == "json" || output == "yaml" {
+				var obj any = &v1alpha1.RolloutList{Items: rs}
+				if len(args) == 1 {
+					obj = &rs[0]
+				} else {
+					l := obj.(*v1alpha1.RolloutList)
+					l.APIVersion, l.Kind = v1alpha1.APIVersion, "RolloutList"
+					if l.Items == nil {
+						l.Items = []v1alpha1.Rollout{}
+					}
+				}
+				return a.printObject(output, obj)
+			}
+			if len(rs) == 0 {
+				fmt.Fprintln(a.stderr, "No rollouts.")
+				return nil
+			}
+			a.printTable(rs, output == "wide")
+			return nil
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json, yaml or wide")
+	return cmd
+}
+
+func (a *app) printObject(format string, obj any) error {
+	var data []byte
+	var err error
+	if format == "yaml" {
+		data, err = yaml.Marshal(obj)
+	} else {
+		data, err = json.MarshalIndent(obj, "", "  ")
+		data = append(data, '\n')
+	}
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", format, err)
+	}
+	_, err = a.stdout.Write(data)
+	return err
+}
+
+func (a *app) printTable(rs []v1alpha1.Rollout, wide bool) {
+	w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
+	header := "NAME\tSTRATEGY\tPHASE\tSTEP\tWEIGHT\tSTABLE\tCANARY\tREADY\tAGE"
+	if wide {
+		header += "\tMESSAGE"
+	}
+	fmt.Fprintln(w, header)
+	for i := range rs {
+		r := &rs[i]
+		weight := "-"
+		if r.Spec.Strategy.BlueGreen == nil {
+			weight = fmt.Sprintf("%d%%", r.Status.CanaryWeight)
+		}
+		canary := r.Status.CanaryRevision
+		if r.Spec.Strategy.BlueGreen != nil {
+			canary = r.Status.PreviewRevision
+		}
+		age := "-"
+		if !r.CreationTimestamp.IsZero() {
+			age = duration.HumanDuration(a.now().Sub(r.CreationTimestamp.Time))
+		}
+		phase := string(r.Status.Phase)
+		if phase == "" {
+			phase = "-"
+		}
+		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", r.Name, strategyName(r), phase, stepText(r), weight,
+			revText(baseRevision(r)), revText(canary), readyTotal(r), age)
+		if wide {
+			line += "\t" + r.Status.Message
+		}
+		fmt.Fprintln(w, line)
+	}
+	w.Flush()
+}
