@@ -109,6 +109,15 @@ func splitDocuments(data []byte) []chunk {
 	return append(out, chunk{text: cur, line: start})
 }
 
+// flatten puts a multi-line message on one line, so Errors stays one problem per line.
+func flatten(s string) string {
+	lines := strings.Split(s, "\n")
+	for i := range lines {
+		lines[i] = strings.TrimSpace(lines[i])
+	}
+	return strings.Join(lines, " ")
+}
+
 // document is one parsed, non-empty document.
 type document struct {
 	index int // 1-based among non-empty documents
@@ -138,7 +147,7 @@ func parseDocument(c chunk, index int) (*document, *FieldError) {
 			n, _ := strconv.Atoi(strings.TrimPrefix(m, "line "))
 			return fmt.Sprintf("line %d", n+c.line-1)
 		})
-		return nil, &FieldError{Path: where, Msg: msg}
+		return nil, &FieldError{Path: where, Msg: flatten(msg)}
 	}
 	dec := json.NewDecoder(bytes.NewReader(js))
 	dec.UseNumber()
