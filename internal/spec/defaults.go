@@ -1,0 +1,101 @@
+package spec
+
+import (
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// The defaults documented on the api/v1alpha1 fields. They are applied here and nowhere else.
+const (
+	DefaultReplicas                      int32 = 1
+	DefaultRevisionHistoryLimit          int32 = 10
+	DefaultProgressDeadlineSeconds       int32 = 600
+	DefaultMaxSurge                            = "25%"
+	DefaultMaxUnavailable                      = "25%"
+	DefaultProbePeriodSeconds            int32 = 1
+	DefaultProbeTimeoutSeconds           int32 = 1
+	DefaultProbeSuccessThreshold         int32 = 1
+	DefaultProbeFailureThreshold         int32 = 3
+	DefaultProbePath                           = "/"
+	DefaultStopSignal                          = "SIGTERM"
+	DefaultTerminationGracePeriodSeconds int32 = 30
+	DefaultAutoPromotionEnabled                = true
+	DefaultScaleDownDelaySeconds         int32 = 30
+	DefaultConsecutiveErrorLimit         int32 = 4
+	DefaultMinRequests                   int32 = 1
+)
+
+// SetDefaults fills every field of r whose zero value the API documents as meaning a default.
+// It leaves alone what is derived at run time: blueGreen.previewReplicaCount (nil means
+// spec.replicas, which may change) and a nil strategy (which validation rejects).
+// Applying it twice changes nothing.
+func SetDefaults(r *v1alpha1.Rollout) {
+	s := &r.Spec
+	setInt32(&s.Replicas, DefaultReplicas)
+	setInt32(&s.RevisionHistoryLimit, DefaultRevisionHistoryLimit)
+	setInt32(&s.ProgressDeadlineSeconds, DefaultProgressDeadlineSeconds)
+
+	if p := s.Template.Process; p != nil {
+		if p.StopSignal == "" {
+			p.StopSignal = DefaultStopSignal
+		}
+		setInt32(&p.TerminationGracePeriodSeconds, DefaultTerminationGracePeriodSeconds)
+		if pr := p.ReadinessProbe; pr != nil {
+			setZero(&pr.PeriodSeconds, DefaultProbePeriodSeconds)
+			setZero(&pr.TimeoutSeconds, DefaultProbeTimeoutSeconds)
+			setZero(&pr.SuccessThreshold, DefaultProbeSuccessThreshold)
+			setZero(&pr.FailureThreshold, DefaultProbeFailureThreshold)
+			if pr.HTTPGet.Path == "" {
+				pr.HTTPGet.Path = DefaultProbePath
+			}
+		}
+	}
+
+	if ru := s.Strategy.RollingUpdate; ru != nil {
+		if ru.MaxSurge == nil {
+			v := intstr.FromString(DefaultMaxSurge)
+			ru.MaxSurge = &v
+		}
+		if ru.MaxUnavailable == nil {
+			v := intstr.FromString(DefaultMaxUnavailable)
+			ru.MaxUnavailable = &v
+		}
+	}
+	if bg := s.Strategy.BlueGreen; bg != nil {
+		if bg.AutoPromotionEnabled == nil {
+			v := DefaultAutoPromotionEnabled
+			bg.AutoPromotionEnabled = &v
+		}
+		setInt32(&bg.ScaleDownDelaySeconds, DefaultScaleDownDelaySeconds)
+	}
+}
+
+// SetAnalysisTemplateDefaults fills the documented defaults of every metric: consecutiveErrorLimit
+// 4, count 1 for a metric without an interval, and builtin minRequests 1. A metric with an
+// interval and no count keeps a nil count (measure until the run is stopped).
+// Applying it twice changes nothing.
+func SetAnalysisTemplateDefaults(t *v1alpha1.AnalysisTemplate) {
+	for i := range t.Spec.Metrics {
+		m := &t.Spec.Metrics[i]
+		setInt32(&m.ConsecutiveErrorLimit, DefaultConsecutiveErrorLimit)
+		if m.Interval == nil {
+			setInt32(&m.Count, 1)
+		}
+		if b := m.Provider.Builtin; b != nil {
+			setZero(&b.MinRequests, DefaultMinRequests)
+		}
+	}
+}
+
+func setInt32(p **int32, v int32) {
+	if *p == nil {
+		*p = &v
+	}
+}
+
+func setZero(p *int32, v int32) {
+	if *p == 0 {
+		*p = v
+	}
+}

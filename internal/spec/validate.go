@@ -1,0 +1,511 @@
+package spec
+
+import (
+	"fmt"
+	"net"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/expr-lang/expr"
+	"github.com/expr-lang/expr/vm"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// stopSignals are the signals a process may be stopped with.
+var stopSignals = []string{"SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGUSR1", "SIGUSR2"}
+
+// builtinMetrics are the metrics the builtin provider measures.
+var builtinMetrics = []string{
+	"error-rate", "request-count", "request-rate",
+	"latency-p50", "latency-p95", "latency-p99",
+	"ttfb-p50", "ttfb-p95", "ttfb-p99",
+	"restarts", "readiness-failures", "cpu", "memory",
+}
+
+// BuiltinMetricNames returns the metric names the builtin provider accepts, in a fixed order.
+func BuiltinMetricNames() []string { return slices.Clone(builtinMetrics) }
+
+// ValidateRollout reports every problem with r. It accepts r with or without defaults
+// applied: a nil field is judged as its default. Template references are not checked here
+// (see Bundle.CheckReferences).
+func ValidateRollout(r *v1alpha1.Rollout) Errors {
+	var l errList
+	validateName(&l, r.Name)
+	s := &r.Spec
+	if s.Replicas != nil {
+		nonNegative(&l, "spec.replicas", *s.Replicas)
+	}
+	if s.Listen != "" {
+		validateHostPort(&l, "spec.listen", s.Listen, false)
+	}
+	validateTemplate(&l, &s.Template)
+	validateStrategy(&l, s)
+	if s.RevisionHistoryLimit != nil {
+		nonNegative(&l, "spec.revisionHistoryLimit", *s.RevisionHistoryLimit)
+	}
+	deadline := DefaultProgressDeadlineSeconds
+	if s.ProgressDeadlineSeconds != nil {
+		deadline = *s.ProgressDeadlineSeconds
+		if deadline <= 0 {
+			l.add("spec.progressDeadlineSeconds", deadline, "must be > 0")
+		}
+	}
+	switch {
+	case s.MinReadySeconds < 0:
+		l.add("spec.minReadySeconds", s.MinReadySeconds, "must be >= 0")
+	case deadline > 0 && s.MinReadySeconds >= deadline:
+		l.add("spec.minReadySeconds", s.MinReadySeconds, "must be less than progressDeadlineSeconds (%d)", deadline)
+	}
+	return l.errs
+}
+
+func validateName(l *errList, name string) {
+	if name == "" {
+		l.add("metadata.name", nil, "is required")
+		return
+	}
+	for _, msg := range validation.IsDNS1123Label(name) {
+		l.add("metadata.name", name, "is not a DNS-1123 label: %s", msg)
+	}
+}
+
+func nonNegative(l *errList, path string, v int32) {
+	if v < 0 {
+		l.add(path, v, "must be >= 0")
+	}
+}
+
+func between(l *errList, path string, v, lo, hi int32) {
+	if v < lo || v > hi {
+		l.add(path, v, "is not between %d and %d", lo, hi)
+	}
+}
+
+// validateHostPort checks host:port with a numeric port 1-65535; needHost also requires a host.
+func validateHostPort(l *errList, path, addr string, needHost bool) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		l.add(path, addr, "is not host:port")
+		return
+	}
+	if needHost && host == "" {
+		l.add(path, addr, "has no host")
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		l.add(path, addr, "has no port between 1 and 65535")
+	}
+}
+
+func validateTemplate(l *errList, t *v1alpha1.Template) {
+	const path = "spec.template"
+	switch {
+	case t.Process == nil && len(t.Upstreams) == 0:
+		l.add(path, nil, "needs one of process or upstreams")
+	case t.Process != nil && len(t.Upstreams) > 0:
+		l.add(path, nil, "has both process and upstreams; give one")
+	}
+	seen := map[string]int{}
+	for i, u := range t.Upstreams {
+		p := fmt.Sprintf("%s.upstreams[%d]", path, i)
+		validateHostPort(l, p, u, true)
+		if j, ok := seen[u]; ok {
+			l.add(p, u, "repeats upstreams[%d]", j)
+		} else {
+			seen[u] = i
+		}
+	}
+	if t.Process != nil {
+		validateProcess(l, path+".process", t.Process)
+	}
+}
+
+func validateProcess(l *errList, path string, p *v1alpha1.ProcessTemplate) {
+	if strings.TrimSpace(p.Command) == "" {
+		l.add(path+".command", nil, "is required")
+	}
+	seen := map[string]int{}
+	for i, e := range p.Env {
+		ep := fmt.Sprintf("%s.env[%d].name", path, i)
+		switch {
+		case e.Name == "":
+			l.add(ep, nil, "is required")
+		case e.Name == "PORT":
+			l.add(ep, e.Name, "is set by ramp to the instance's port and cannot be given")
+		case strings.ContainsAny(e.Name, "=\x00"):
+			l.add(ep, e.Name, "must not contain '=' or NUL")
+		}
+		if e.Name == "" {
+			continue
+		}
+		if j, ok := seen[e.Name]; ok {
+			l.add(ep, e.Name, "repeats env[%d]", j)
+		} else {
+			seen[e.Name] = i
+		}
+	}
+	if p.StopSignal != "" && !slices.Contains(stopSignals, p.StopSignal) {
+		l.add(path+".stopSignal", p.StopSignal, "is not one of %s", strings.Join(stopSignals, ", "))
+	}
+	if p.TerminationGracePeriodSeconds != nil {
+		nonNegative(l, path+".terminationGracePeriodSeconds", *p.TerminationGracePeriodSeconds)
+	}
+	if pr := p.ReadinessProbe; pr != nil {
+		pp := path + ".readinessProbe"
+		nonNegative(l, pp+".initialDelaySeconds", pr.InitialDelaySeconds)
+		nonNegative(l, pp+".periodSeconds", pr.PeriodSeconds)
+		nonNegative(l, pp+".timeoutSeconds", pr.TimeoutSeconds)
+		nonNegative(l, pp+".successThreshold", pr.SuccessThreshold)
+		nonNegative(l, pp+".failureThreshold", pr.FailureThreshold)
+		if pr.HTTPGet.Path != "" && !strings.HasPrefix(pr.HTTPGet.Path, "/") {
+			l.add(pp+".httpGet.path", pr.HTTPGet.Path, "must start with \"/\"")
+		}
+		between(l, pp+".httpGet.port", pr.HTTPGet.Port, 0, 65535)
+	}
+}
+
+func validateStrategy(l *errList, s *v1alpha1.RolloutSpec) {
+	const path = "spec.strategy"
+	st := &s.Strategy
+	var set []string
+	if st.RollingUpdate != nil {
+		set = append(set, "rollingUpdate")
+	}
+	if st.Canary != nil {
+		set = append(set, "canary")
+	}
+	if st.BlueGreen != nil {
+		set = append(set, "blueGreen")
+	}
+	switch len(set) {
+	case 0:
+		l.add(path, nil, "needs one of rollingUpdate, canary or blueGreen")
+	case 1:
+	default:
+		l.add(path, nil, "has %s; give only one", strings.Join(set, " and "))
+	}
+	if ru := st.RollingUpdate; ru != nil {
+		validateRollingUpdate(l, path+".rollingUpdate", ru)
+	}
+	if c := st.Canary; c != nil {
+		validateCanary(l, path+".canary", c)
+	}
+	if bg := st.BlueGreen; bg != nil {
+		validateBlueGreen(l, path+".blueGreen", bg, s.Listen)
+	}
+}
+
+func validateRollingUpdate(l *errList, path string, ru *v1alpha1.RollingUpdateStrategy) {
+	surgeZero := validateCountOrPercent(l, path+".maxSurge", ru.MaxSurge)
+	unavailZero := validateCountOrPercent(l, path+".maxUnavailable", ru.MaxUnavailable)
+	if surgeZero && unavailZero {
+		l.add(path, nil, "maxSurge and maxUnavailable cannot both be 0")
+	}
+	if ru.Analysis != nil {
+		validateAnalysis(l, path+".analysis", ru.Analysis)
+	}
+}
+
+// validateCountOrPercent checks a count >= 0 or "N%" with 0 <= N <= 100 and reports whether
+// the value is a literal zero. Nil (the 25% default) is fine.
+func validateCountOrPercent(l *errList, path string, v *intstr.IntOrString) (zero bool) {
+	if v == nil {
+		return false
+	}
+	if v.Type == intstr.Int {
+		if v.IntVal < 0 {
+			l.add(path, v, "must be >= 0")
+		}
+		return v.IntVal == 0
+	}
+	p, err := parsePercent(v.StrVal)
+	switch {
+	case err != nil:
+		l.add(path, v, "is not a count or a percent like \"25%%\"")
+		return false
+	case p < 0 || p > 100:
+		l.add(path, v, "is not a percent between 0%% and 100%%")
+		return false
+	}
+	return p == 0
+}
+
+func validateCanary(l *errList, path string, c *v1alpha1.CanaryStrategy) {
+	routes := map[string]bool{}
+	if tr := c.TrafficRouting; tr != nil {
+		for i, r := range tr.ManagedRoutes {
+			rp := fmt.Sprintf("%s.trafficRouting.managedRoutes[%d].name", path, i)
+			switch {
+			case r.Name == "":
+				l.add(rp, nil, "is required")
+			case routes[r.Name]:
+				l.add(rp, r.Name, "is given twice")
+			}
+			routes[r.Name] = true
+		}
+	}
+	if c.Analysis != nil {
+		validateAnalysis(l, path+".analysis", c.Analysis)
+	}
+	for i := range c.Steps {
+		validateStep(l, fmt.Sprintf("%s.steps[%d]", path, i), &c.Steps[i], routes)
+	}
+}
+
+func validateStep(l *errList, path string, st *v1alpha1.CanaryStep, routes map[string]bool) {
+	var set []string
+	if st.SetWeight != nil {
+		set = append(set, "setWeight")
+		between(l, path+".setWeight", *st.SetWeight, 0, 100)
+	}
+	if st.Pause != nil {
+		set = append(set, "pause")
+		if st.Pause.Duration != nil {
+			validateDuration(l, path+".pause.duration", st.Pause.Duration, false)
+		}
+	}
+	if st.Analysis != nil {
+		set = append(set, "analysis")
+		validateAnalysis(l, path+".analysis", st.Analysis)
+	}
+	if hr := st.SetHeaderRoute; hr != nil {
+		set = append(set, "setHeaderRoute")
+		validateHeaderRoute(l, path+".setHeaderRoute", hr, routes)
+	}
+	if cs := st.SetCanaryScale; cs != nil {
+		set = append(set, "setCanaryScale")
+		validateCanaryScale(l, path+".setCanaryScale", cs)
+	}
+	switch len(set) {
+	case 0:
+		l.add(path, nil, "is empty; give one of setWeight, pause, analysis, setHeaderRoute or setCanaryScale")
+	case 1:
+	default:
+		l.add(path, nil, "has %s; a step does one thing", strings.Join(set, " and "))
+	}
+}
+
+func validateHeaderRoute(l *errList, path string, hr *v1alpha1.SetHeaderRoute, routes map[string]bool) {
+	switch {
+	case hr.Name == "":
+		l.add(path+".name", nil, "is required")
+	case !routes[hr.Name]:
+		l.add(path+".name", hr.Name, "is not in trafficRouting.managedRoutes")
+	}
+	for i, m := range hr.Match {
+		mp := fmt.Sprintf("%s.match[%d]", path, i)
+		if m.HeaderName == "" {
+			l.add(mp+".headerName", nil, "is required")
+		}
+		v := m.HeaderValue
+		n := 0
+		for _, s := range []string{v.Exact, v.Prefix, v.Regex} {
+			if s != "" {
+				n++
+			}
+		}
+		if n != 1 {
+			l.add(mp+".headerValue", nil, "needs exactly one of exact, prefix or regex")
+		}
+		if v.Regex != "" {
+			if _, err := regexp.Compile(v.Regex); err != nil {
+				l.add(mp+".headerValue.regex", v.Regex, "does not compile: %s", err.Error())
+			}
+		}
+	}
+}
+
+func validateCanaryScale(l *errList, path string, cs *v1alpha1.SetCanaryScale) {
+	n := 0
+	if cs.Replicas != nil {
+		n++
+		nonNegative(l, path+".replicas", *cs.Replicas)
+	}
+	if cs.Weight != nil {
+		n++
+		between(l, path+".weight", *cs.Weight, 0, 100)
+	}
+	if cs.MatchTrafficWeight {
+		n++
+	}
+	if n != 1 {
+		l.add(path, nil, "needs exactly one of replicas, weight or matchTrafficWeight")
+	}
+}
+
+func validateBlueGreen(l *errList, path string, bg *v1alpha1.BlueGreenStrategy, listen string) {
+	if bg.PreviewListen != "" {
+		validateHostPort(l, path+".previewListen", bg.PreviewListen, false)
+		if bg.PreviewListen == listen {
+			l.add(path+".previewListen", bg.PreviewListen, "is the same as spec.listen")
+		}
+	}
+	nonNegative(l, path+".autoPromotionSeconds", bg.AutoPromotionSeconds)
+	if bg.PreviewReplicaCount != nil {
+		nonNegative(l, path+".previewReplicaCount", *bg.PreviewReplicaCount)
+	}
+	if bg.ScaleDownDelaySeconds != nil {
+		nonNegative(l, path+".scaleDownDelaySeconds", *bg.ScaleDownDelaySeconds)
+	}
+	if bg.PrePromotionAnalysis != nil {
+		validateAnalysis(l, path+".prePromotionAnalysis", bg.PrePromotionAnalysis)
+	}
+	if bg.PostPromotionAnalysis != nil {
+		validateAnalysis(l, path+".postPromotionAnalysis", bg.PostPromotionAnalysis)
+	}
+}
+
+func validateAnalysis(l *errList, path string, a *v1alpha1.RolloutAnalysis) {
+	if len(a.Templates) == 0 {
+		l.add(path+".templates", nil, "needs at least one template")
+	}
+	for i, t := range a.Templates {
+		if t.TemplateName == "" {
+			l.add(fmt.Sprintf("%s.templates[%d].templateName", path, i), nil, "is required")
+		}
+	}
+	seen := map[string]int{}
+	for i, arg := range a.Args {
+		ap := fmt.Sprintf("%s.args[%d].name", path, i)
+		if arg.Name == "" {
+			l.add(ap, nil, "is required")
+			continue
+		}
+		if j, ok := seen[arg.Name]; ok {
+			l.add(ap, arg.Name, "repeats args[%d]", j)
+		} else {
+			seen[arg.Name] = i
+		}
+	}
+}
+
+// validateDuration checks that v parses and is >= 0, or > 0 when positive is set.
+func validateDuration(l *errList, path string, v *intstr.IntOrString, positive bool) {
+	d, err := ParseDuration(v)
+	switch {
+	case err != nil:
+		l.add(path, v, "is not a duration like \"30s\", \"1m\" or a number of seconds")
+	case positive && d <= 0:
+		l.add(path, v, "must be > 0")
+	case d < 0:
+		l.add(path, v, "must be >= 0")
+	}
+}
+
+// ValidateAnalysisTemplate reports every problem with t. It accepts t with or without
+// defaults applied.
+func ValidateAnalysisTemplate(t *v1alpha1.AnalysisTemplate) Errors {
+	var l errList
+	validateName(&l, t.Name)
+	if len(t.Spec.Metrics) == 0 {
+		l.add("spec.metrics", nil, "needs at least one metric")
+	}
+	names := map[string]int{}
+	for i := range t.Spec.Metrics {
+		m := &t.Spec.Metrics[i]
+		path := fmt.Sprintf("spec.metrics[%d]", i)
+		switch j, dup := names[m.Name]; {
+		case m.Name == "":
+			l.add(path+".name", nil, "is required")
+		case dup:
+			l.add(path+".name", m.Name, "repeats metrics[%d]", j)
+		default:
+			names[m.Name] = i
+		}
+		validateMetric(&l, path, m)
+	}
+	args := map[string]int{}
+	for i, a := range t.Spec.Args {
+		ap := fmt.Sprintf("spec.args[%d].name", i)
+		switch j, dup := args[a.Name]; {
+		case a.Name == "":
+			l.add(ap, nil, "is required")
+		case dup:
+			l.add(ap, a.Name, "repeats args[%d]", j)
+		default:
+			args[a.Name] = i
+		}
+	}
+	return l.errs
+}
+
+func validateMetric(l *errList, path string, m *v1alpha1.Metric) {
+	if m.Interval != nil {
+		validateDuration(l, path+".interval", m.Interval, true)
+	}
+	if m.InitialDelay != nil {
+		validateDuration(l, path+".initialDelay", m.InitialDelay, false)
+	}
+	if m.Count != nil {
+		switch {
+		case *m.Count < 1:
+			l.add(path+".count", *m.Count, "must be >= 1")
+		case *m.Count > 1 && m.Interval == nil:
+			l.add(path+".count", *m.Count, "needs an interval to measure more than once")
+		}
+	}
+	nonNegative(l, path+".failureLimit", m.FailureLimit)
+	nonNegative(l, path+".inconclusiveLimit", m.InconclusiveLimit)
+	if m.ConsecutiveErrorLimit != nil {
+		nonNegative(l, path+".consecutiveErrorLimit", *m.ConsecutiveErrorLimit)
+	}
+	for _, c := range []struct{ name, expr string }{
+		{"successCondition", m.SuccessCondition},
+		{"failureCondition", m.FailureCondition},
+	} {
+		if c.expr == "" {
+			continue
+		}
+		if _, err := CompileCondition(c.expr); err != nil {
+			l.add(path+"."+c.name, c.expr, "does not compile: %s", oneLine(err.Error()))
+		}
+	}
+	b := m.Provider.Builtin
+	if b == nil {
+		l.add(path+".provider", nil, "needs exactly one provider: builtin")
+		return
+	}
+	bp := path + ".provider.builtin"
+	if !slices.Contains(builtinMetrics, b.Metric) {
+		if b.Metric == "" {
+			l.add(bp+".metric", nil, "is required; one of %s", strings.Join(builtinMetrics, ", "))
+		} else {
+			l.add(bp+".metric", b.Metric, "is not one of %s", strings.Join(builtinMetrics, ", "))
+		}
+	}
+	if b.Window != nil {
+		validateDuration(l, bp+".window", b.Window, true)
+	}
+	nonNegative(l, bp+".minRequests", b.MinRequests)
+}
+
+// conditionEnv is the environment conditions are compiled against and run with:
+// result and baseline are float64, args maps argument names to values.
+var conditionEnv = map[string]any{
+	"result":   float64(0),
+	"baseline": float64(0),
+	"args":     map[string]string{},
+}
+
+// CompileCondition compiles a successCondition or failureCondition. The program must be run
+// with an environment map holding "result" (float64), "baseline" (float64) and "args"
+// (map[string]string), and yields a bool.
+func CompileCondition(cond string) (prog *vm.Program, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			prog, err = nil, fmt.Errorf("compile %q: %v", cond, r)
+		}
+	}()
+	return expr.Compile(cond, expr.Env(conditionEnv), expr.AsBool())
+}
+
+// oneLine keeps the first line of a multi-line compiler message (expr adds a source excerpt).
+func oneLine(s string) string {
+	first, _, _ := strings.Cut(s, "\n")
+	return first
+}
