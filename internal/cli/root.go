@@ -153,7 +153,7 @@ Global settings, in order of precedence:
 	root.AddCommand(
 		a.upCmd(), a.serveCmd(), a.applyCmd(), a.getCmd(), a.statusCmd(),
 		a.promoteCmd(), a.pauseCmd(), a.resumeCmd(), a.abortCmd(), a.retryCmd(), a.undoCmd(),
-		a.historyCmd(), a.eventsCmd(), a.lintCmd(),
+		a.historyCmd(), a.eventsCmd(), a.lintCmd(), a.demoCmd(),
 	)
 	return root
 }

@@ -60,7 +60,7 @@ state directory carry on, and new ones arrive with ramp apply.`,
 func (a *app) runLocalMode(cmd *cobra.Command, apiAddr string, apply []byte) error {
 	ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	opts := local.Options{StateDir: a.stateDir, APIAddr: apiAddr, Logger: a.logger()}
+	opts := local.Options{StateDir: a.stateDir, APIAddr: apiAddr, Logger: a.logger(), Out: a.stdout}
 	if err := a.runLocal(ctx, opts, apply); err != nil {
 		return fmt.Errorf("local mode: %w", err)
 	}

@@ -31,11 +31,11 @@ func (c *Controller) Apply(ctx context.Context, b *spec.Bundle) ([]string, error
 		_, err := c.store.GetAnalysisTemplate(name)
 		return err == nil
 	}); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%w: %w", server.ErrInvalid, err)
 	}
 	for i := range b.Rollouts {
 		if err := c.checkListen(&b.Rollouts[i]); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: rollout/%s: %w", server.ErrInvalid, b.Rollouts[i].Name, err)
 		}
 	}
 	var lines []string
@@ -67,7 +67,7 @@ func (c *Controller) Apply(ctx context.Context, b *spec.Bundle) ([]string, error
 
 func (c *Controller) applyRollout(in *v1alpha1.Rollout) (string, error) {
 	now := c.now()
-	r := in.DeepCopy()
+	r := in // the bundle is ours to change
 	r.Status = v1alpha1.RolloutStatus{}
 	old, err := c.store.GetRollout(r.Name)
 	switch {
@@ -104,8 +104,12 @@ func (c *Controller) applyRollout(in *v1alpha1.Rollout) (string, error) {
 func (c *Controller) setTemplate(r *v1alpha1.Rollout, tmpl v1alpha1.Template, cause string) (int64, bool, error) {
 	r.Spec.Template = tmpl
 	if s := r.Status.StableRevision; s != 0 {
+		hash, err := store.TemplateHash(tmpl)
+		if err != nil {
+			return 0, false, fmt.Errorf("hash template of rollout/%s: %w", r.Name, err)
+		}
 		stable, err := c.store.GetRevision(r.Name, s)
-		if err == nil && stable.Hash == store.TemplateHash(tmpl) {
+		if err == nil && stable.Hash == hash {
 			r.Status.CurrentRevision = s
 			if err := c.store.PutRollout(r); err != nil {
 				return 0, false, fmt.Errorf("store rollout/%s: %w", r.Name, err)
