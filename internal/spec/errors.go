@@ -63,7 +63,9 @@ type errList struct {
 }
 
 func (l *errList) add(path string, value any, format string, args ...any) {
-	l.errs = append(l.errs, &FieldError{Path: path, Value: value, Msg: fmt.Sprintf(format, args...)})
+	// One problem per line: a newline from the input (in a compiler message) is escaped.
+	msg := strings.ReplaceAll(fmt.Sprintf(format, args...), "\n", `\n`)
+	l.errs = append(l.errs, &FieldError{Path: path, Value: value, Msg: msg})
 }
 
 // asError returns nil for no errors, so a typed nil never hides in an error interface.

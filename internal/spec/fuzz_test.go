@@ -1,8 +1,10 @@
 package spec
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -19,13 +21,21 @@ func FuzzLoad(f *testing.F) {
 		}
 		f.Add(data)
 	}
-	f.Add([]byte(rollout(okProcess + "  strategy: {canary: {steps: [{setWeight: 150}]}}\n")))
-	f.Add([]byte(template("  metrics: [{name: a, successCondition: result > baseline, provider: {builtin: {metric: cpu}}}]\n")))
+	for _, c := range invalidCases {
+		f.Add([]byte(c.yaml))
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		b, err := Load(data)
 		if err != nil {
 			if b != nil {
 				t.Fatal("Load returned a bundle with an error")
+			}
+			var errs Errors
+			if !errors.As(err, &errs) || len(errs) == 0 {
+				t.Fatalf("Load error is %T %v, want a non-empty Errors", err, err)
+			}
+			if n := strings.Count(err.Error(), "\n") + 1; n != len(errs) {
+				t.Fatalf("%d problems on %d lines:\n%s", len(errs), n, err)
 			}
 			return
 		}

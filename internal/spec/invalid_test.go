@@ -18,199 +18,200 @@ func template(body string) string {
 
 const okProcess = "  template: {process: {command: chat-api}}\n"
 
-func TestLoadInvalid(t *testing.T) {
-	tests := []struct {
-		name string
-		yaml string
-		want []string
-	}{
-		{
-			name: "misspelled field",
-			yaml: rollout("  replica: 3\n" + okProcess + "  strategy: {canary: {steps: [{setWieght: 5}]}}\n"),
-			want: []string{
-				"spec.replica: unknown field",
-				"spec.strategy.canary.steps[0].setWieght: unknown field",
-			},
+// invalidCases are bad inputs and the exact error lines Load must give for them. FuzzLoad
+// uses their YAML as seeds.
+var invalidCases = []struct {
+	name string
+	yaml string
+	want []string
+}{
+	{
+		name: "misspelled field",
+		yaml: rollout("  replica: 3\n" + okProcess + "  strategy: {canary: {steps: [{setWieght: 5}]}}\n"),
+		want: []string{
+			"spec.replica: unknown field",
+			"spec.strategy.canary.steps[0].setWieght: unknown field",
 		},
-		{
-			name: "field names are case sensitive",
-			yaml: rollout("  Replicas: 3\n" + okProcess + "  strategy: {rollingUpdate: {}}\n"),
-			want: []string{"spec.Replicas: unknown field"},
+	},
+	{
+		name: "field names are case sensitive",
+		yaml: rollout("  Replicas: 3\n" + okProcess + "  strategy: {rollingUpdate: {}}\n"),
+		want: []string{"spec.Replicas: unknown field"},
+	},
+	{
+		name: "wrong types",
+		yaml: rollout("  replicas: three\n  paused: 1\n  template: {process: {command: x, args: run}}\n  strategy: {canary: {steps: [{setWeight: 3000000000}, {pause: {duration: [1]}}]}}\n"),
+		want: []string{
+			`spec.paused: is the number 1; want true or false`,
+			`spec.replicas: is the string "three"; want a whole number`,
+			`spec.strategy.canary.steps[0].setWeight: 3000000000 is out of range for a 32-bit whole number`,
+			`spec.strategy.canary.steps[1].pause.duration: is a list; want a number or a string`,
+			`spec.template.process.args: is the string "run"; want a list`,
 		},
-		{
-			name: "wrong types",
-			yaml: rollout("  replicas: three\n  paused: 1\n  template: {process: {command: x, args: run}}\n  strategy: {canary: {steps: [{setWeight: 3000000000}, {pause: {duration: [1]}}]}}\n"),
-			want: []string{
-				`spec.paused: is the number 1; want true or false`,
-				`spec.replicas: is the string "three"; want a whole number`,
-				`spec.strategy.canary.steps[0].setWeight: 3000000000 is out of range for a 32-bit whole number`,
-				`spec.strategy.canary.steps[1].pause.duration: is a list; want a number or a string`,
-				`spec.template.process.args: is the string "run"; want a list`,
-			},
+	},
+	{
+		name: "unknown kind",
+		yaml: "apiVersion: ramp.dev/v1alpha1\nkind: Rollot\nmetadata: {name: x}\n",
+		want: []string{`document 1: kind: "Rollot" is not one of Rollout, AnalysisTemplate`},
+	},
+	{
+		name: "unknown apiVersion in the second document",
+		yaml: rollout(okProcess+"  strategy: {rollingUpdate: {}}\n") + "---\napiVersion: argoproj.io/v1alpha1\nkind: Rollout\n",
+		want: []string{`document 2: apiVersion: "argoproj.io/v1alpha1" is not ramp.dev/v1alpha1`},
+	},
+	{
+		name: "missing apiVersion and kind",
+		yaml: "metadata: {name: x}\n---\napiVersion: ramp.dev/v1alpha1\n",
+		want: []string{
+			"document 1: apiVersion: is required; want ramp.dev/v1alpha1",
+			"document 2: kind: is required; want Rollout or AnalysisTemplate",
 		},
-		{
-			name: "unknown kind",
-			yaml: "apiVersion: ramp.dev/v1alpha1\nkind: Rollot\nmetadata: {name: x}\n",
-			want: []string{`document 1: kind: "Rollot" is not one of Rollout, AnalysisTemplate`},
+	},
+	{
+		name: "yaml syntax error names the document and the file line",
+		yaml: rollout(okProcess+"  strategy: {rollingUpdate: {}}\n") + "---\n# second\napiVersion: ramp.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: [x\n",
+		want: []string{"document 2: yaml: line 13: did not find expected ',' or ']'"},
+	},
+	{
+		name: "duplicate yaml key",
+		yaml: rollout("  replicas: 1\n  replicas: 2\n" + okProcess + "  strategy: {rollingUpdate: {}}\n"),
+		want: []string{`document 1: yaml: unmarshal errors: line 7: key "replicas" already set in map`},
+	},
+	{
+		name: "a document that is not a mapping",
+		yaml: "- a\n- b\n",
+		want: []string{"document 1: starts on line 1 and is not a mapping with apiVersion, kind, metadata and spec"},
+	},
+	{
+		name: "name missing",
+		yaml: "apiVersion: ramp.dev/v1alpha1\nkind: Rollout\nspec:\n" + okProcess + "  strategy: {rollingUpdate: {}}\n",
+		want: []string{"metadata.name: is required"},
+	},
+	{
+		name: "name not a DNS label",
+		yaml: strings.Replace(rollout(okProcess+"  strategy: {rollingUpdate: {}}\n"), "chat-api", "Chat_API", 1),
+		want: []string{`metadata.name: "Chat_API" is not a DNS-1123 label: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`},
+	},
+	{
+		name: "duplicate names in one bundle",
+		yaml: rollout(okProcess+"  strategy: {rollingUpdate: {}}\n") + "---\n" + rollout(okProcess+"  replicas: -1\n  strategy: {rollingUpdate: {}}\n"),
+		want: []string{
+			"rollout/chat-api: spec.replicas: -1 must be >= 0",
+			`rollout/chat-api: metadata.name: "chat-api" is used by documents 1 and 2; a Rollout name must be unique`,
 		},
-		{
-			name: "unknown apiVersion in the second document",
-			yaml: rollout(okProcess+"  strategy: {rollingUpdate: {}}\n") + "---\napiVersion: argoproj.io/v1alpha1\nkind: Rollout\n",
-			want: []string{`document 2: apiVersion: "argoproj.io/v1alpha1" is not ramp.dev/v1alpha1`},
+	},
+	{
+		name: "replicas negative",
+		yaml: rollout("  replicas: -1\n" + okProcess + "  strategy: {rollingUpdate: {}}\n"),
+		want: []string{"spec.replicas: -1 must be >= 0"},
+	},
+	{
+		name: "listen addresses",
+		yaml: rollout("  listen: localhost\n" + okProcess + "  strategy: {blueGreen: {previewListen: \"127.0.0.1:70000\"}}\n"),
+		want: []string{
+			`spec.listen: "localhost" is not host:port`,
+			`spec.strategy.blueGreen.previewListen: "127.0.0.1:70000" has no port between 1 and 65535`,
 		},
-		{
-			name: "missing apiVersion and kind",
-			yaml: "metadata: {name: x}\n---\napiVersion: ramp.dev/v1alpha1\n",
-			want: []string{
-				"document 1: apiVersion: is required; want ramp.dev/v1alpha1",
-				"document 2: kind: is required; want Rollout or AnalysisTemplate",
-			},
+	},
+	{
+		name: "listen and previewListen are the same",
+		yaml: rollout("  listen: 127.0.0.1:8080\n" + okProcess + "  strategy: {blueGreen: {previewListen: 127.0.0.1:8080}}\n"),
+		want: []string{`spec.strategy.blueGreen.previewListen: "127.0.0.1:8080" is the same as spec.listen`},
+	},
+	{
+		name: "template has neither process nor upstreams",
+		yaml: rollout("  template: {}\n  strategy: {rollingUpdate: {}}\n"),
+		want: []string{"spec.template: needs one of process or upstreams"},
+	},
+	{
+		name: "template has both, and bad upstreams",
+		yaml: rollout("  template:\n    process: {command: x}\n    upstreams: [\":8080\", \"127.0.0.1\", \"127.0.0.1:9000\", \"127.0.0.1:9000\"]\n  strategy: {rollingUpdate: {}}\n"),
+		want: []string{
+			"spec.template: has both process and upstreams; give one",
+			`spec.template.upstreams[0]: ":8080" has no host`,
+			`spec.template.upstreams[1]: "127.0.0.1" is not host:port`,
+			`spec.template.upstreams[3]: "127.0.0.1:9000" repeats upstreams[2]`,
 		},
-		{
-			name: "yaml syntax error names the document and the file line",
-			yaml: rollout(okProcess+"  strategy: {rollingUpdate: {}}\n") + "---\n# second\napiVersion: ramp.dev/v1alpha1\nkind: Rollout\nmetadata:\n  name: [x\n",
-			want: []string{"document 2: yaml: line 13: did not find expected ',' or ']'"},
+	},
+	{
+		name: "process command and env",
+		yaml: rollout("  template:\n    process:\n      command: \" \"\n      env: [{name: A}, {value: x}, {name: PORT, value: \"1\"}, {name: A}, {name: \"B=C\"}]\n  strategy: {rollingUpdate: {}}\n"),
+		want: []string{
+			"spec.template.process.command: is required",
+			"spec.template.process.env[1].name: is required",
+			`spec.template.process.env[2].name: "PORT" is set by ramp to the instance's port and cannot be given`,
+			`spec.template.process.env[3].name: "A" repeats env[0]`,
+			`spec.template.process.env[4].name: "B=C" must not contain '=' or NUL`,
 		},
-		{
-			name: "duplicate yaml key",
-			yaml: rollout("  replicas: 1\n  replicas: 2\n" + okProcess + "  strategy: {rollingUpdate: {}}\n"),
-			want: []string{`document 1: yaml: unmarshal errors: line 7: key "replicas" already set in map`},
+	},
+	{
+		name: "stop signal and probe",
+		yaml: rollout("  template:\n    process:\n      command: x\n      stopSignal: SIGKILL\n      terminationGracePeriodSeconds: -1\n      readinessProbe: {httpGet: {path: healthz, port: 70000}, periodSeconds: -1, failureThreshold: -2}\n  strategy: {rollingUpdate: {}}\n"),
+		want: []string{
+			`spec.template.process.stopSignal: "SIGKILL" is not one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2`,
+			"spec.template.process.terminationGracePeriodSeconds: -1 must be >= 0",
+			"spec.template.process.readinessProbe.periodSeconds: -1 must be >= 0",
+			"spec.template.process.readinessProbe.failureThreshold: -2 must be >= 0",
+			`spec.template.process.readinessProbe.httpGet.path: "healthz" must start with "/"`,
+			"spec.template.process.readinessProbe.httpGet.port: 70000 is not between 0 and 65535",
 		},
-		{
-			name: "a document that is not a mapping",
-			yaml: "- a\n- b\n",
-			want: []string{"document 1: starts on line 1 and is not a mapping with apiVersion, kind, metadata and spec"},
+	},
+	{
+		name: "no strategy",
+		yaml: rollout(okProcess),
+		want: []string{"spec.strategy: needs one of rollingUpdate, canary or blueGreen"},
+	},
+	{
+		name: "two strategies",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {}, blueGreen: {}}\n"),
+		want: []string{"spec.strategy: has rollingUpdate and blueGreen; give only one"},
+	},
+	{
+		name: "rolling update surge and unavailable",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {maxSurge: abc, maxUnavailable: 150%}}\n"),
+		want: []string{
+			`spec.strategy.rollingUpdate.maxSurge: "abc" is not a count or a percent like "25%"`,
+			`spec.strategy.rollingUpdate.maxUnavailable: "150%" is not a percent between 0% and 100%`,
 		},
-		{
-			name: "name missing",
-			yaml: "apiVersion: ramp.dev/v1alpha1\nkind: Rollout\nspec:\n" + okProcess + "  strategy: {rollingUpdate: {}}\n",
-			want: []string{"metadata.name: is required"},
+	},
+	{
+		name: "rolling update both zero",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {maxSurge: 0%, maxUnavailable: 0}}\n"),
+		want: []string{"spec.strategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0"},
+	},
+	{
+		name: "rolling update negative count",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {maxSurge: -1}}\n"),
+		want: []string{"spec.strategy.rollingUpdate.maxSurge: -1 must be >= 0"},
+	},
+	{
+		name: "canary steps with none or two fields",
+		yaml: rollout(okProcess + "  strategy:\n    canary:\n      steps:\n        - setWeight: 10\n        - {}\n        - {setWeight: 20, pause: {}}\n"),
+		want: []string{
+			"spec.strategy.canary.steps[1]: is empty; give one of setWeight, pause, analysis, setHeaderRoute or setCanaryScale",
+			"spec.strategy.canary.steps[2]: has setWeight and pause; a step does one thing",
 		},
-		{
-			name: "name not a DNS label",
-			yaml: strings.Replace(rollout(okProcess+"  strategy: {rollingUpdate: {}}\n"), "chat-api", "Chat_API", 1),
-			want: []string{`metadata.name: "Chat_API" is not a DNS-1123 label: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`},
+	},
+	{
+		name: "setWeight out of range",
+		yaml: rollout(okProcess + "  strategy: {canary: {steps: [{setWeight: 10}, {setWeight: 50}, {setWeight: 150}, {setWeight: -1}]}}\n"),
+		want: []string{
+			"spec.strategy.canary.steps[2].setWeight: 150 is not between 0 and 100",
+			"spec.strategy.canary.steps[3].setWeight: -1 is not between 0 and 100",
 		},
-		{
-			name: "duplicate names in one bundle",
-			yaml: rollout(okProcess+"  strategy: {rollingUpdate: {}}\n") + "---\n" + rollout(okProcess+"  replicas: -1\n  strategy: {rollingUpdate: {}}\n"),
-			want: []string{
-				"rollout/chat-api: spec.replicas: -1 must be >= 0",
-				`rollout/chat-api: metadata.name: "chat-api" is used by documents 1 and 2; a Rollout name must be unique`,
-			},
+	},
+	{
+		name: "pause durations",
+		yaml: rollout(okProcess + "  strategy: {canary: {steps: [{pause: {duration: soon}}, {pause: {duration: -5}}, {pause: {duration: \"-1m\"}}, {pause: {duration: \"90\"}}]}}\n"),
+		want: []string{
+			`spec.strategy.canary.steps[0].pause.duration: "soon" is not a duration like "30s", "1m" or a number of seconds`,
+			"spec.strategy.canary.steps[1].pause.duration: -5 must be >= 0",
+			`spec.strategy.canary.steps[2].pause.duration: "-1m" must be >= 0`,
 		},
-		{
-			name: "replicas negative",
-			yaml: rollout("  replicas: -1\n" + okProcess + "  strategy: {rollingUpdate: {}}\n"),
-			want: []string{"spec.replicas: -1 must be >= 0"},
-		},
-		{
-			name: "listen addresses",
-			yaml: rollout("  listen: localhost\n" + okProcess + "  strategy: {blueGreen: {previewListen: \"127.0.0.1:70000\"}}\n"),
-			want: []string{
-				`spec.listen: "localhost" is not host:port`,
-				`spec.strategy.blueGreen.previewListen: "127.0.0.1:70000" has no port between 1 and 65535`,
-			},
-		},
-		{
-			name: "listen and previewListen are the same",
-			yaml: rollout("  listen: 127.0.0.1:8080\n" + okProcess + "  strategy: {blueGreen: {previewListen: 127.0.0.1:8080}}\n"),
-			want: []string{`spec.strategy.blueGreen.previewListen: "127.0.0.1:8080" is the same as spec.listen`},
-		},
-		{
-			name: "template has neither process nor upstreams",
-			yaml: rollout("  template: {}\n  strategy: {rollingUpdate: {}}\n"),
-			want: []string{"spec.template: needs one of process or upstreams"},
-		},
-		{
-			name: "template has both, and bad upstreams",
-			yaml: rollout("  template:\n    process: {command: x}\n    upstreams: [\":8080\", \"127.0.0.1\", \"127.0.0.1:9000\", \"127.0.0.1:9000\"]\n  strategy: {rollingUpdate: {}}\n"),
-			want: []string{
-				"spec.template: has both process and upstreams; give one",
-				`spec.template.upstreams[0]: ":8080" has no host`,
-				`spec.template.upstreams[1]: "127.0.0.1" is not host:port`,
-				`spec.template.upstreams[3]: "127.0.0.1:9000" repeats upstreams[2]`,
-			},
-		},
-		{
-			name: "process command and env",
-			yaml: rollout("  template:\n    process:\n      command: \" \"\n      env: [{name: A}, {value: x}, {name: PORT, value: \"1\"}, {name: A}, {name: \"B=C\"}]\n  strategy: {rollingUpdate: {}}\n"),
-			want: []string{
-				"spec.template.process.command: is required",
-				"spec.template.process.env[1].name: is required",
-				`spec.template.process.env[2].name: "PORT" is set by ramp to the instance's port and cannot be given`,
-				`spec.template.process.env[3].name: "A" repeats env[0]`,
-				`spec.template.process.env[4].name: "B=C" must not contain '=' or NUL`,
-			},
-		},
-		{
-			name: "stop signal and probe",
-			yaml: rollout("  template:\n    process:\n      command: x\n      stopSignal: SIGKILL\n      terminationGracePeriodSeconds: -1\n      readinessProbe: {httpGet: {path: healthz, port: 70000}, periodSeconds: -1, failureThreshold: -2}\n  strategy: {rollingUpdate: {}}\n"),
-			want: []string{
-				`spec.template.process.stopSignal: "SIGKILL" is not one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2`,
-				"spec.template.process.terminationGracePeriodSeconds: -1 must be >= 0",
-				"spec.template.process.readinessProbe.periodSeconds: -1 must be >= 0",
-				"spec.template.process.readinessProbe.failureThreshold: -2 must be >= 0",
-				`spec.template.process.readinessProbe.httpGet.path: "healthz" must start with "/"`,
-				"spec.template.process.readinessProbe.httpGet.port: 70000 is not between 0 and 65535",
-			},
-		},
-		{
-			name: "no strategy",
-			yaml: rollout(okProcess),
-			want: []string{"spec.strategy: needs one of rollingUpdate, canary or blueGreen"},
-		},
-		{
-			name: "two strategies",
-			yaml: rollout(okProcess + "  strategy: {rollingUpdate: {}, blueGreen: {}}\n"),
-			want: []string{"spec.strategy: has rollingUpdate and blueGreen; give only one"},
-		},
-		{
-			name: "rolling update surge and unavailable",
-			yaml: rollout(okProcess + "  strategy: {rollingUpdate: {maxSurge: abc, maxUnavailable: 150%}}\n"),
-			want: []string{
-				`spec.strategy.rollingUpdate.maxSurge: "abc" is not a count or a percent like "25%"`,
-				`spec.strategy.rollingUpdate.maxUnavailable: "150%" is not a percent between 0% and 100%`,
-			},
-		},
-		{
-			name: "rolling update both zero",
-			yaml: rollout(okProcess + "  strategy: {rollingUpdate: {maxSurge: 0%, maxUnavailable: 0}}\n"),
-			want: []string{"spec.strategy.rollingUpdate: maxSurge and maxUnavailable cannot both be 0"},
-		},
-		{
-			name: "rolling update negative count",
-			yaml: rollout(okProcess + "  strategy: {rollingUpdate: {maxSurge: -1}}\n"),
-			want: []string{"spec.strategy.rollingUpdate.maxSurge: -1 must be >= 0"},
-		},
-		{
-			name: "canary steps with none or two fields",
-			yaml: rollout(okProcess + "  strategy:\n    canary:\n      steps:\n        - setWeight: 10\n        - {}\n        - {setWeight: 20, pause: {}}\n"),
-			want: []string{
-				"spec.strategy.canary.steps[1]: is empty; give one of setWeight, pause, analysis, setHeaderRoute or setCanaryScale",
-				"spec.strategy.canary.steps[2]: has setWeight and pause; a step does one thing",
-			},
-		},
-		{
-			name: "setWeight out of range",
-			yaml: rollout(okProcess + "  strategy: {canary: {steps: [{setWeight: 10}, {setWeight: 50}, {setWeight: 150}, {setWeight: -1}]}}\n"),
-			want: []string{
-				"spec.strategy.canary.steps[2].setWeight: 150 is not between 0 and 100",
-				"spec.strategy.canary.steps[3].setWeight: -1 is not between 0 and 100",
-			},
-		},
-		{
-			name: "pause durations",
-			yaml: rollout(okProcess + "  strategy: {canary: {steps: [{pause: {duration: soon}}, {pause: {duration: -5}}, {pause: {duration: \"-1m\"}}, {pause: {duration: \"90\"}}]}}\n"),
-			want: []string{
-				`spec.strategy.canary.steps[0].pause.duration: "soon" is not a duration like "30s", "1m" or a number of seconds`,
-				"spec.strategy.canary.steps[1].pause.duration: -5 must be >= 0",
-				`spec.strategy.canary.steps[2].pause.duration: "-1m" must be >= 0`,
-			},
-		},
-		{
-			name: "header routes",
-			yaml: rollout(okProcess + `  strategy:
+	},
+	{
+		name: "header routes",
+		yaml: rollout(okProcess + `  strategy:
     canary:
       trafficRouting: {managedRoutes: [{name: testers}, {name: testers}, {}]}
       steps:
@@ -224,31 +225,31 @@ func TestLoadInvalid(t *testing.T) {
               - {headerName: X-C, headerValue: {regex: "(["}}
         - setHeaderRoute: {}
 `),
-			want: []string{
-				`spec.strategy.canary.trafficRouting.managedRoutes[1].name: "testers" is given twice`,
-				"spec.strategy.canary.trafficRouting.managedRoutes[2].name: is required",
-				`spec.strategy.canary.steps[0].setHeaderRoute.name: "beta" is not in trafficRouting.managedRoutes`,
-				"spec.strategy.canary.steps[1].setHeaderRoute.match[0].headerName: is required",
-				"spec.strategy.canary.steps[1].setHeaderRoute.match[1].headerValue: needs exactly one of exact, prefix or regex",
-				"spec.strategy.canary.steps[1].setHeaderRoute.match[2].headerValue: needs exactly one of exact, prefix or regex",
-				"spec.strategy.canary.steps[1].setHeaderRoute.match[3].headerValue.regex: \"([\" does not compile: error parsing regexp: missing closing ]: `[`",
-				"spec.strategy.canary.steps[2].setHeaderRoute.name: is required",
-			},
+		want: []string{
+			`spec.strategy.canary.trafficRouting.managedRoutes[1].name: "testers" is given twice`,
+			"spec.strategy.canary.trafficRouting.managedRoutes[2].name: is required",
+			`spec.strategy.canary.steps[0].setHeaderRoute.name: "beta" is not in trafficRouting.managedRoutes`,
+			"spec.strategy.canary.steps[1].setHeaderRoute.match[0].headerName: is required",
+			"spec.strategy.canary.steps[1].setHeaderRoute.match[1].headerValue: needs exactly one of exact, prefix or regex",
+			"spec.strategy.canary.steps[1].setHeaderRoute.match[2].headerValue: needs exactly one of exact, prefix or regex",
+			"spec.strategy.canary.steps[1].setHeaderRoute.match[3].headerValue.regex: \"([\" does not compile: error parsing regexp: missing closing ]: `[`",
+			"spec.strategy.canary.steps[2].setHeaderRoute.name: is required",
 		},
-		{
-			name: "setCanaryScale",
-			yaml: rollout(okProcess + "  strategy: {canary: {steps: [{setCanaryScale: {}}, {setCanaryScale: {replicas: 1, weight: 10}}, {setCanaryScale: {weight: 101}}, {setCanaryScale: {replicas: -1}}, {setCanaryScale: {matchTrafficWeight: false}}]}}\n"),
-			want: []string{
-				"spec.strategy.canary.steps[0].setCanaryScale: needs exactly one of replicas, weight or matchTrafficWeight",
-				"spec.strategy.canary.steps[1].setCanaryScale: needs exactly one of replicas, weight or matchTrafficWeight",
-				"spec.strategy.canary.steps[2].setCanaryScale.weight: 101 is not between 0 and 100",
-				"spec.strategy.canary.steps[3].setCanaryScale.replicas: -1 must be >= 0",
-				"spec.strategy.canary.steps[4].setCanaryScale: needs exactly one of replicas, weight or matchTrafficWeight",
-			},
+	},
+	{
+		name: "setCanaryScale",
+		yaml: rollout(okProcess + "  strategy: {canary: {steps: [{setCanaryScale: {}}, {setCanaryScale: {replicas: 1, weight: 10}}, {setCanaryScale: {weight: 101}}, {setCanaryScale: {replicas: -1}}, {setCanaryScale: {matchTrafficWeight: false}}]}}\n"),
+		want: []string{
+			"spec.strategy.canary.steps[0].setCanaryScale: needs exactly one of replicas, weight or matchTrafficWeight",
+			"spec.strategy.canary.steps[1].setCanaryScale: needs exactly one of replicas, weight or matchTrafficWeight",
+			"spec.strategy.canary.steps[2].setCanaryScale.weight: 101 is not between 0 and 100",
+			"spec.strategy.canary.steps[3].setCanaryScale.replicas: -1 must be >= 0",
+			"spec.strategy.canary.steps[4].setCanaryScale: needs exactly one of replicas, weight or matchTrafficWeight",
 		},
-		{
-			name: "rollout analysis blocks",
-			yaml: rollout(okProcess + `  strategy:
+	},
+	{
+		name: "rollout analysis blocks",
+		yaml: rollout(okProcess + `  strategy:
     canary:
       analysis: {templates: []}
       steps:
@@ -256,40 +257,40 @@ func TestLoadInvalid(t *testing.T) {
             templates: [{templateName: ""}, {templateName: errors}]
             args: [{name: a, value: "1"}, {name: a, value: "2"}, {value: "3"}]
 `),
-			want: []string{
-				"spec.strategy.canary.analysis.templates: needs at least one template",
-				"spec.strategy.canary.steps[0].analysis.templates[0].templateName: is required",
-				`spec.strategy.canary.steps[0].analysis.args[1].name: "a" repeats args[0]`,
-				"spec.strategy.canary.steps[0].analysis.args[2].name: is required",
-			},
+		want: []string{
+			"spec.strategy.canary.analysis.templates: needs at least one template",
+			"spec.strategy.canary.steps[0].analysis.templates[0].templateName: is required",
+			`spec.strategy.canary.steps[0].analysis.args[1].name: "a" repeats args[0]`,
+			"spec.strategy.canary.steps[0].analysis.args[2].name: is required",
 		},
-		{
-			name: "blue-green numbers",
-			yaml: rollout(okProcess + "  strategy: {blueGreen: {previewReplicaCount: -1, autoPromotionSeconds: -2, scaleDownDelaySeconds: -3, postPromotionAnalysis: {}}}\n"),
-			want: []string{
-				"spec.strategy.blueGreen.autoPromotionSeconds: -2 must be >= 0",
-				"spec.strategy.blueGreen.previewReplicaCount: -1 must be >= 0",
-				"spec.strategy.blueGreen.scaleDownDelaySeconds: -3 must be >= 0",
-				"spec.strategy.blueGreen.postPromotionAnalysis.templates: needs at least one template",
-			},
+	},
+	{
+		name: "blue-green numbers",
+		yaml: rollout(okProcess + "  strategy: {blueGreen: {previewReplicaCount: -1, autoPromotionSeconds: -2, scaleDownDelaySeconds: -3, postPromotionAnalysis: {}}}\n"),
+		want: []string{
+			"spec.strategy.blueGreen.autoPromotionSeconds: -2 must be >= 0",
+			"spec.strategy.blueGreen.previewReplicaCount: -1 must be >= 0",
+			"spec.strategy.blueGreen.scaleDownDelaySeconds: -3 must be >= 0",
+			"spec.strategy.blueGreen.postPromotionAnalysis.templates: needs at least one template",
 		},
-		{
-			name: "history, deadline and min ready",
-			yaml: rollout(okProcess + "  strategy: {rollingUpdate: {}}\n  revisionHistoryLimit: -1\n  progressDeadlineSeconds: 0\n  minReadySeconds: -1\n"),
-			want: []string{
-				"spec.revisionHistoryLimit: -1 must be >= 0",
-				"spec.progressDeadlineSeconds: 0 must be > 0",
-				"spec.minReadySeconds: -1 must be >= 0",
-			},
+	},
+	{
+		name: "history, deadline and min ready",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {}}\n  revisionHistoryLimit: -1\n  progressDeadlineSeconds: 0\n  minReadySeconds: -1\n"),
+		want: []string{
+			"spec.revisionHistoryLimit: -1 must be >= 0",
+			"spec.progressDeadlineSeconds: 0 must be > 0",
+			"spec.minReadySeconds: -1 must be >= 0",
 		},
-		{
-			name: "min ready not below the default deadline",
-			yaml: rollout(okProcess + "  strategy: {rollingUpdate: {}}\n  minReadySeconds: 600\n"),
-			want: []string{"spec.minReadySeconds: 600 must be less than progressDeadlineSeconds (600)"},
-		},
-		{
-			name: "several errors in one document, all at once",
-			yaml: rollout(`  replicas: -3
+	},
+	{
+		name: "min ready not below the default deadline",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {}}\n  minReadySeconds: 600\n"),
+		want: []string{"spec.minReadySeconds: 600 must be less than progressDeadlineSeconds (600)"},
+	},
+	{
+		name: "several errors in one document, all at once",
+		yaml: rollout(`  replicas: -3
   listen: "8080"
   template: {process: {command: "", stopSignal: TERM}}
   strategy:
@@ -299,32 +300,32 @@ func TestLoadInvalid(t *testing.T) {
         - pause: {duration: forever}
   progressDeadlineSeconds: -1
 `),
-			want: []string{
-				"spec.replicas: -3 must be >= 0",
-				`spec.listen: "8080" is not host:port`,
-				"spec.template.process.command: is required",
-				`spec.template.process.stopSignal: "TERM" is not one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2`,
-				"spec.strategy.canary.steps[0].setWeight: 150 is not between 0 and 100",
-				`spec.strategy.canary.steps[1].pause.duration: "forever" is not a duration like "30s", "1m" or a number of seconds`,
-				"spec.progressDeadlineSeconds: -1 must be > 0",
-			},
+		want: []string{
+			"spec.replicas: -3 must be >= 0",
+			`spec.listen: "8080" is not host:port`,
+			"spec.template.process.command: is required",
+			`spec.template.process.stopSignal: "TERM" is not one of SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2`,
+			"spec.strategy.canary.steps[0].setWeight: 150 is not between 0 and 100",
+			`spec.strategy.canary.steps[1].pause.duration: "forever" is not a duration like "30s", "1m" or a number of seconds`,
+			"spec.progressDeadlineSeconds: -1 must be > 0",
 		},
-		{
-			name: "template without metrics",
-			yaml: template("  metrics: []\n"),
-			want: []string{"spec.metrics: needs at least one metric"},
+	},
+	{
+		name: "template without metrics",
+		yaml: template("  metrics: []\n"),
+		want: []string{"spec.metrics: needs at least one metric"},
+	},
+	{
+		name: "metric names",
+		yaml: template("  metrics:\n    - {name: a, provider: {builtin: {metric: cpu}}}\n    - {name: a, provider: {builtin: {metric: cpu}}}\n    - {provider: {builtin: {metric: cpu}}}\n"),
+		want: []string{
+			`spec.metrics[1].name: "a" repeats metrics[0]`,
+			"spec.metrics[2].name: is required",
 		},
-		{
-			name: "metric names",
-			yaml: template("  metrics:\n    - {name: a, provider: {builtin: {metric: cpu}}}\n    - {name: a, provider: {builtin: {metric: cpu}}}\n    - {provider: {builtin: {metric: cpu}}}\n"),
-			want: []string{
-				`spec.metrics[1].name: "a" repeats metrics[0]`,
-				"spec.metrics[2].name: is required",
-			},
-		},
-		{
-			name: "metric timing and limits",
-			yaml: template(`  metrics:
+	},
+	{
+		name: "metric timing and limits",
+		yaml: template(`  metrics:
     - name: a
       interval: 0s
       initialDelay: -1
@@ -337,30 +338,30 @@ func TestLoadInvalid(t *testing.T) {
       count: 3
       provider: {builtin: {metric: cpu}}
 `),
-			want: []string{
-				`spec.metrics[0].interval: "0s" must be > 0`,
-				"spec.metrics[0].initialDelay: -1 must be >= 0",
-				"spec.metrics[0].count: 0 must be >= 1",
-				"spec.metrics[0].failureLimit: -1 must be >= 0",
-				"spec.metrics[0].inconclusiveLimit: -1 must be >= 0",
-				"spec.metrics[0].consecutiveErrorLimit: -1 must be >= 0",
-				`spec.metrics[0].provider.builtin.window: "nope" is not a duration like "30s", "1m" or a number of seconds`,
-				"spec.metrics[0].provider.builtin.minRequests: -1 must be >= 0",
-				"spec.metrics[1].count: 3 needs an interval to measure more than once",
-			},
+		want: []string{
+			`spec.metrics[0].interval: "0s" must be > 0`,
+			"spec.metrics[0].initialDelay: -1 must be >= 0",
+			"spec.metrics[0].count: 0 must be >= 1",
+			"spec.metrics[0].failureLimit: -1 must be >= 0",
+			"spec.metrics[0].inconclusiveLimit: -1 must be >= 0",
+			"spec.metrics[0].consecutiveErrorLimit: -1 must be >= 0",
+			`spec.metrics[0].provider.builtin.window: "nope" is not a duration like "30s", "1m" or a number of seconds`,
+			"spec.metrics[0].provider.builtin.minRequests: -1 must be >= 0",
+			"spec.metrics[1].count: 3 needs an interval to measure more than once",
 		},
-		{
-			name: "providers",
-			yaml: template("  metrics:\n    - {name: a, provider: {}}\n    - {name: b, provider: {builtin: {metric: errors}}}\n    - {name: c, provider: {builtin: {}}}\n"),
-			want: []string{
-				"spec.metrics[0].provider: needs exactly one provider: builtin",
-				`spec.metrics[1].provider.builtin.metric: "errors" is not one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory`,
-				"spec.metrics[2].provider.builtin.metric: is required; one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory",
-			},
+	},
+	{
+		name: "providers",
+		yaml: template("  metrics:\n    - {name: a, provider: {}}\n    - {name: b, provider: {builtin: {metric: errors}}}\n    - {name: c, provider: {builtin: {}}}\n"),
+		want: []string{
+			"spec.metrics[0].provider: needs exactly one provider: builtin",
+			`spec.metrics[1].provider.builtin.metric: "errors" is not one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory`,
+			"spec.metrics[2].provider.builtin.metric: is required; one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory",
 		},
-		{
-			name: "conditions",
-			yaml: template(`  metrics:
+	},
+	{
+		name: "conditions",
+		yaml: template(`  metrics:
     - name: a
       successCondition: result <
       failureCondition: result + 1
@@ -370,41 +371,43 @@ func TestLoadInvalid(t *testing.T) {
       failureCondition: args.x > 1
       provider: {builtin: {metric: cpu}}
 `),
-			want: []string{
-				`spec.metrics[0].successCondition: "result <" does not compile: unexpected token EOF (1:8)`,
-				`spec.metrics[0].failureCondition: "result + 1" does not compile: expected bool, but got float64`,
-				`spec.metrics[1].successCondition: "latency < 1" does not compile: unknown name latency (1:1)`,
-				`spec.metrics[1].failureCondition: "args.x > 1" does not compile: invalid operation: > (mismatched types string and int) (1:8)`,
-			},
+		want: []string{
+			`spec.metrics[0].successCondition: "result <" does not compile: unexpected token EOF (1:8)`,
+			`spec.metrics[0].failureCondition: "result + 1" does not compile: expected bool, but got float64`,
+			`spec.metrics[1].successCondition: "latency < 1" does not compile: unknown name latency (1:1)`,
+			`spec.metrics[1].failureCondition: "args.x > 1" does not compile: invalid operation: > (mismatched types string and int) (1:8)`,
 		},
-		{
-			name: "template args",
-			yaml: template("  args: [{name: x}, {name: x}, {value: v}]\n  metrics: [{name: a, provider: {builtin: {metric: cpu}}}]\n"),
-			want: []string{
-				`spec.args[1].name: "x" repeats args[0]`,
-				"spec.args[2].name: is required",
-			},
+	},
+	{
+		name: "template args",
+		yaml: template("  args: [{name: x}, {name: x}, {value: v}]\n  metrics: [{name: a, provider: {builtin: {metric: cpu}}}]\n"),
+		want: []string{
+			`spec.args[1].name: "x" repeats args[0]`,
+			"spec.args[2].name: is required",
 		},
-		{
-			name: "argument a template in the bundle needs is not given",
-			yaml: template("  args: [{name: threshold}, {name: window, value: 30s}]\n  metrics: [{name: a, provider: {builtin: {metric: cpu}}}]\n") +
-				"---\n" + rollout(okProcess+"  strategy: {blueGreen: {prePromotionAnalysis: {templates: [{templateName: checks}]}}}\n"),
-			want: []string{`rollout/chat-api: spec.strategy.blueGreen.prePromotionAnalysis.args: has no value for argument "threshold" that template "checks" needs`},
+	},
+	{
+		name: "argument a template in the bundle needs is not given",
+		yaml: template("  args: [{name: threshold}, {name: window, value: 30s}]\n  metrics: [{name: a, provider: {builtin: {metric: cpu}}}]\n") +
+			"---\n" + rollout(okProcess+"  strategy: {blueGreen: {prePromotionAnalysis: {templates: [{templateName: checks}]}}}\n"),
+		want: []string{`rollout/chat-api: spec.strategy.blueGreen.prePromotionAnalysis.args: has no value for argument "threshold" that template "checks" needs`},
+	},
+	{
+		name: "errors in two documents carry their names",
+		yaml: template("  metrics: []\n") + "---\n" + rollout(okProcess+"  strategy: {canary: {steps: [{setWeight: 101}]}}\n") + "---\n" +
+			"apiVersion: ramp.dev/v1alpha1\nkind: Rollout\nspec: {}\n",
+		want: []string{
+			"analysistemplate/checks: spec.metrics: needs at least one metric",
+			"rollout/chat-api: spec.strategy.canary.steps[0].setWeight: 101 is not between 0 and 100",
+			"document 3 (Rollout): metadata.name: is required",
+			"document 3 (Rollout): spec.template: needs one of process or upstreams",
+			"document 3 (Rollout): spec.strategy: needs one of rollingUpdate, canary or blueGreen",
 		},
-		{
-			name: "errors in two documents carry their names",
-			yaml: template("  metrics: []\n") + "---\n" + rollout(okProcess+"  strategy: {canary: {steps: [{setWeight: 101}]}}\n") + "---\n" +
-				"apiVersion: ramp.dev/v1alpha1\nkind: Rollout\nspec: {}\n",
-			want: []string{
-				"analysistemplate/checks: spec.metrics: needs at least one metric",
-				"rollout/chat-api: spec.strategy.canary.steps[0].setWeight: 101 is not between 0 and 100",
-				"document 3 (Rollout): metadata.name: is required",
-				"document 3 (Rollout): spec.template: needs one of process or upstreams",
-				"document 3 (Rollout): spec.strategy: needs one of rollingUpdate, canary or blueGreen",
-			},
-		},
-	}
-	for _, tt := range tests {
+	},
+}
+
+func TestLoadInvalid(t *testing.T) {
+	for _, tt := range invalidCases {
 		t.Run(tt.name, func(t *testing.T) {
 			b, err := Load([]byte(tt.yaml))
 			if err == nil {

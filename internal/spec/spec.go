@@ -14,6 +14,7 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	"sigs.k8s.io/yaml"
 
 	"ramp.dev/ramp/api/v1alpha1"
@@ -129,11 +130,14 @@ type document struct {
 // label names the document in errors: "rollout/chat-api", or "document 2 (Rollout)" when
 // it has no usable name.
 func (d *document) label() string {
-	if d.name == "" {
+	if d.name == "" || len(validation.IsDNS1123Label(d.name)) > 0 {
 		return fmt.Sprintf("document %d (%s)", d.index, d.kind)
 	}
 	return strings.ToLower(d.kind) + "/" + d.name
 }
+
+// plainKey is a key that can stand in a path unquoted.
+var plainKey = regexp.MustCompile(`^[A-Za-z0-9_$-]+$`)
 
 var yamlLine = regexp.MustCompile(`line (\d+)`)
 
@@ -256,6 +260,9 @@ func checkShape(l *errList, v any, t reflect.Type, path string) {
 		fields := jsonFields(t)
 		for _, k := range sortedKeys(m) {
 			p := k
+			if !plainKey.MatchString(k) {
+				p = strconv.Quote(k)
+			}
 			if path != "" {
 				p = path + "." + k
 			}
