@@ -4,7 +4,9 @@
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: build demo test test-unit test-e2e fuzz lint clean
+.PHONY: build demo test test-unit test-e2e fuzz generate clean
+
+CONTROLLER_GEN_VERSION := v0.23.0
 
 build:
 	$(GO) build -o bin/ramp ./cmd/ramp
@@ -24,6 +26,10 @@ test-e2e:
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./internal/spec
+
+# Regenerates api/v1alpha1/zz_generated.deepcopy.go after a change of the API types.
+generate:
+	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION) object paths=./api/...
 
 clean:
 	rm -rf bin .e2e.log

@@ -3,6 +3,7 @@
 // Kubernetes mode. Field comments say what a zero value means; defaults are applied in one
 // place, internal/spec.
 //
+// +kubebuilder:object:generate=true
 // +groupName=ramp.dev
 package v1alpha1
 

@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
@@ -51,16 +50,7 @@ type decision struct {
 }
 
 func copyStatus(s v1alpha1.RolloutStatus) v1alpha1.RolloutStatus {
-	// The status holds only JSON-shaped data; a round trip is a deep copy.
-	b, err := json.Marshal(s)
-	if err != nil {
-		panic(fmt.Sprintf("engine: marshal status: %s", err))
-	}
-	var c v1alpha1.RolloutStatus
-	if err := json.Unmarshal(b, &c); err != nil {
-		panic(fmt.Sprintf("engine: unmarshal status: %s", err))
-	}
-	return c
+	return *s.DeepCopy()
 }
 
 func (d *decision) run() {
