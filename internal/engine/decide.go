@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -11,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // Decide computes a rollout's next status and the desired state of its world. It is pure:
@@ -519,44 +519,18 @@ func (d *decision) role(r int64) v1alpha1.Role {
 	return v1alpha1.RoleOld
 }
 
-// scaledValue resolves a count-or-percent of total.
+// scaledValue resolves a count-or-percent of total; def applies when v is nil.
 func scaledValue(v *intstr.IntOrString, def string, total int32, roundUp bool) int32 {
 	val := intstr.FromString(def)
 	if v != nil {
 		val = *v
 	}
-	if val.Type == intstr.Int {
-		return val.IntVal
-	}
-	s := val.StrVal
-	if len(s) > 0 && s[len(s)-1] == '%' {
-		s = s[:len(s)-1]
-	}
-	p, err := strconv.ParseFloat(s, 64)
-	if err != nil {
-		return 0 // validation rejects this before the engine sees it
-	}
-	f := p * float64(total) / 100
-	if roundUp {
-		return int32(math.Ceil(f))
-	}
-	return int32(math.Floor(f))
+	n, _ := spec.ScaledValue(&val, total, roundUp) // validation rejects bad values before the engine sees them
+	return n
 }
 
 // duration resolves an int-or-string duration (int = seconds).
 func duration(v *intstr.IntOrString) time.Duration {
-	if v == nil {
-		return 0
-	}
-	if v.Type == intstr.Int {
-		return time.Duration(v.IntVal) * time.Second
-	}
-	if n, err := strconv.Atoi(v.StrVal); err == nil {
-		return time.Duration(n) * time.Second
-	}
-	dur, err := time.ParseDuration(v.StrVal)
-	if err != nil {
-		return 0 // validation rejects this before the engine sees it
-	}
-	return dur
+	d, _ := spec.ParseDuration(v) // validation rejects bad values before the engine sees them
+	return d
 }

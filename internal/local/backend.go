@@ -274,4 +274,3 @@ func (c *Controller) resumeAfterStart() error {
 	}
 	return nil
 }
-

@@ -54,11 +54,11 @@ var _ server.Backend = (*Controller)(nil)
 
 // rolloutProxy is one rollout's proxy and the listeners in front of it.
 type rolloutProxy struct {
-	p                    *proxy.Proxy
-	listen, previewAddr  string
-	main, preview        *http.Server
-	mainLn, previewLn    net.Listener
-	collectorRegistered  bool
+	p                   *proxy.Proxy
+	listen, previewAddr string
+	main, preview       *http.Server
+	mainLn, previewLn   net.Listener
+	collectorRegistered bool
 }
 
 func (c *Controller) kickLoop() {
