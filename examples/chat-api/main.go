@@ -80,14 +80,17 @@ import (
 
 // Exit statuses of the process.
 const (
-	exitOK        = 0
-	exitServe     = 1
-	exitUsage     = 2
-	exitCrash     = 3
-	clientGone    = 499 // status recorded when the client left before anything was written
-	maxBodyBytes  = 1 << 20
-	modelHeader   = "X-Chat-Model"
+	exitOK    = 0
+	exitServe = 1 // the port cannot be listened on, or serving failed
+	exitUsage = 2 // a bad flag or environment value
+	exitCrash = 3 // --crash-after fired
+)
+
+const (
 	defaultModel  = "triage-v1"
+	modelHeader   = "X-Chat-Model"
+	maxBodyBytes  = 1 << 20
+	clientGone    = 499 // status recorded when the client left before anything was written
 	triageSuccess = "success"
 	triageFailed  = "failed"
 )
