@@ -168,14 +168,16 @@ func (s *Store) AddRevision(rollout string, tmpl v1alpha1.Template, cause string
 	return rev, created, err
 }
 
-// ApplyRollout stores r and adds r.Spec.Template as a revision (as AddRevision does) in one
-// transaction: either both are written or neither is. It does not change r.Status.
+// ApplyRollout adds r.Spec.Template as a revision (as AddRevision does), makes it r's
+// current revision (r.Status.CurrentRevision) and stores r, in one transaction: either all is
+// written or nothing.
 func (s *Store) ApplyRollout(r *v1alpha1.Rollout, cause string, now time.Time) (rev Revision, created bool, err error) {
 	err = s.Update(func(tx *Tx) error {
 		rev, created, err = tx.AddRevision(r.Name, r.Spec.Template, cause, now)
 		if err != nil {
 			return err
 		}
+		r.Status.CurrentRevision = rev.Number
 		return tx.PutRollout(r)
 	})
 	return rev, created, err

@@ -328,9 +328,13 @@ func TestSecondOpenFails(t *testing.T) {
 
 func TestApplyRolloutIsAtomic(t *testing.T) {
 	s, _ := openTemp(t)
-	rev, created, err := s.ApplyRollout(rollout("chat-api", "v1"), "apply", t0)
+	r1 := rollout("chat-api", "v1")
+	rev, created, err := s.ApplyRollout(r1, "apply", t0)
 	if err != nil || !created || rev.Number != 1 {
 		t.Fatalf("ApplyRollout = %d, %v, %v", rev.Number, created, err)
+	}
+	if stored, _ := s.GetRollout("chat-api"); r1.Status.CurrentRevision != 1 || stored.Status.CurrentRevision != 1 {
+		t.Fatalf("current revision %d, stored %d, want 1", r1.Status.CurrentRevision, stored.Status.CurrentRevision)
 	}
 	rev, created, _ = s.ApplyRollout(rollout("chat-api", "v1"), "apply", t0)
 	if created || rev.Number != 1 {
