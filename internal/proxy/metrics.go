@@ -67,6 +67,15 @@ func (m *metrics) observers(rev int64, role string) poolObservers {
 	}
 }
 
+// forget drops the series of a revision that is gone.
+func (m *metrics) forget(rev int64) {
+	l := prometheus.Labels{"revision": strconv.FormatInt(rev, 10)}
+	m.requests.DeletePartialMatch(l)
+	m.duration.DeletePartialMatch(l)
+	m.ttfb.DeletePartialMatch(l)
+	m.inflight.DeletePartialMatch(l)
+}
+
 func (m *metrics) observe(pl *pool, class string, lat, ttfb time.Duration, hasTTFB bool) {
 	m.requests.WithLabelValues(pl.obs.rev, pl.obs.role, class).Inc()
 	pl.obs.duration.Observe(lat.Seconds())

@@ -96,6 +96,13 @@ type Options struct {
 	TrustForwardedHeaders bool
 }
 
+// Log keys.
+const (
+	keyRollout  = "rollout"
+	keyRevision = "revision"
+	keyBackend  = "backend"
+)
+
 // maxReplayBody is the largest request body buffered so that the request can be retried.
 const maxReplayBody = 1 << 20
 
@@ -156,7 +163,7 @@ func New(rollout string, opts Options) *Proxy {
 	if p.log == nil {
 		p.log = slog.Default()
 	}
-	p.log = p.log.With("rollout", rollout)
+	p.log = p.log.With(keyRollout, rollout)
 	if p.now == nil {
 		p.now = time.Now
 	}
@@ -198,7 +205,7 @@ func (p *Proxy) SetTable(t Table) {
 		routes:  slices.Clone(t.HeaderRoutes),
 		preview: t.Preview,
 	}
-	listed := map[string]string{} // id -> addr
+	listed := map[string]bool{}
 	for _, tp := range t.Pools {
 		pl := &pool{rev: tp.Revision, role: tp.Role, weight: max(tp.Weight, 0)}
 		for _, b := range tp.Backends {
@@ -210,7 +217,7 @@ func (p *Proxy) SetTable(t Table) {
 				st.addr = b.Addr
 				st.draining.Store(false)
 			}
-			listed[b.ID] = b.Addr
+			listed[b.ID] = true
 			pl.targets = append(pl.targets, target{b: st, addr: b.Addr})
 		}
 		pl.stats = p.revStatsLocked(tp.Revision)
@@ -219,7 +226,7 @@ func (p *Proxy) SetTable(t Table) {
 		rt.byRev[pl.rev] = append(rt.byRev[pl.rev], pl)
 	}
 	for id, st := range p.backends {
-		if _, ok := listed[id]; ok {
+		if listed[id] {
 			continue
 		}
 		st.draining.Store(false)
@@ -231,10 +238,15 @@ func (p *Proxy) SetTable(t Table) {
 	for rev, s := range p.revs {
 		if _, ok := rt.byRev[rev]; !ok && s.lastSecond() < cutoff {
 			delete(p.revs, rev)
+			p.metrics.forget(rev)
 		}
 	}
 	p.table.Store(rt)
 }
+
+// Close closes the idle connections to the instances. Requests in flight are not affected;
+// the proxy stays usable.
+func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
 
 func (p *Proxy) revStatsLocked(rev int64) *revStats {
 	s := p.revs[rev]
@@ -547,7 +559,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	}
 	st.failed = true
 	st.status = code
-	p.log.Warn("upstream failed", "revision", st.pool.rev, "backend", st.t.b.id,
+	p.log.Warn("upstream failed", keyRevision, st.pool.rev, keyBackend, st.t.b.id,
 		"addr", st.t.addr, "status", code, "err", err)
 	w.Header().Set(RevisionHeader, strconv.FormatInt(st.pool.rev, 10))
 	http.Error(w, fmt.Sprintf("upstream %s: %s", st.t.b.id, http.StatusText(code)), code)
@@ -566,7 +578,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if err != nil && st != nil && st.replayable && isDialError(err) && req.Context().Err() == nil {
 		if pl, t, ok := rt.p.retryTarget(st); ok {
 			rt.p.log.Info("instance refused connection, retrying on another",
-				"revision", st.pool.rev, "backend", st.t.b.id, "retry_backend", t.b.id, "err", err)
+				keyRevision, st.pool.rev, keyBackend, st.t.b.id, "retry_backend", t.b.id, "err", err)
 			st.assign(pl, t)
 			r2 := req.Clone(req.Context())
 			r2.URL.Host = t.addr

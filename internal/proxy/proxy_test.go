@@ -670,6 +670,30 @@ func TestStatsWindow(t *testing.T) {
 			t.Errorf("%s: %d requests over %v, want %d over %v", tc.name, s.Requests, s.Window, tc.want, tc.window)
 		}
 	}
+
+	// A revision that left the table and has nothing in the window is forgotten, metrics too.
+	p.SetTable(Table{Pools: []Pool{{Revision: 2, Weight: 100, Backends: []Backend{up}}}})
+	p.mu.Lock()
+	_, kept := p.revs[1]
+	p.mu.Unlock()
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(p.Collector())
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "revision" && l.GetValue() == "1" {
+					t.Errorf("%s still has a series for revision 1", mf.GetName())
+				}
+			}
+		}
+	}
+	if kept {
+		t.Error("revision 1's window is still kept")
+	}
 }
 
 func TestHistogramQuantiles(t *testing.T) {
