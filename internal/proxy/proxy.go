@@ -1,0 +1,632 @@
+// Package proxy is ramp's local-mode data plane: the reverse proxy in front of one rollout's
+// instances. It owns the routing table (weighted pools per revision, header routes, the
+// blue-green preview), the choice of an instance per request, retrying a request once when
+// an instance refuses the connection, draining instances, and measuring every request per
+// revision (an in-memory rolling window for analysis, and Prometheus metrics).
+//
+// It knows nothing of the engine, the API types or Kubernetes: local mode translates a
+// rollout's state into a Table and calls SetTable.
+package proxy
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Backend is one instance of a revision.
+type Backend struct {
+	// ID names the instance for Drain and WaitIdle; it must be unique within the proxy.
+	ID string
+	// Addr is the instance's host:port.
+	Addr string
+}
+
+// Match is one header condition. Exactly one of Exact, Prefix or Regex is meant to be set:
+// Regex wins when not nil, then Prefix when not empty; otherwise the value must equal Exact
+// (so zero Exact, Prefix and Regex match a header that is present with an empty value). The
+// header must be present; any one of its values may match.
+type Match struct {
+	// Header is the header name, case-insensitive.
+	Header string
+	Exact  string
+	Prefix string
+	Regex  *regexp.Regexp
+}
+
+// HeaderRoute sends requests whose headers satisfy all of Match to Revision, ahead of the
+// weights. A route with no Match matches nothing.
+type HeaderRoute struct {
+	// Name is for logs only.
+	Name     string
+	Match    []Match
+	Revision int64
+}
+
+// Pool is the set of instances of one revision that share its traffic weight.
+type Pool struct {
+	Revision int64
+	// Role is the revision's role ("stable", "canary", "active", "preview"); it labels metrics.
+	Role string
+	// Weight is the pool's percent share of the traffic that no header route takes. Weights
+	// are renormalised over the pools that have a ready instance; when all of those are zero
+	// the pool with the highest weight (the first on a tie) takes everything.
+	Weight   int32
+	Backends []Backend
+}
+
+// Table is the proxy's whole routing state; SetTable swaps it atomically.
+type Table struct {
+	Pools []Pool
+	// HeaderRoutes are tried in order before the weights. A matching route whose revision has
+	// no ready instance is skipped.
+	HeaderRoutes []HeaderRoute
+	// Preview is the revision PreviewHandler serves; 0 means none (PreviewHandler answers 503).
+	Preview int64
+}
+
+// Options configure a Proxy.
+type Options struct {
+	// Logger receives upstream failures and retries. Nil means slog.Default().
+	Logger *slog.Logger
+	// Clock is the time source for measurements. Nil means time.Now.
+	Clock func() time.Time
+	// ResponseHeaderTimeout bounds the wait for an instance's response headers; when it runs
+	// out the client gets 504. Zero means no limit (responses that take minutes are normal).
+	ResponseHeaderTimeout time.Duration
+	// DialTimeout bounds connecting to an instance. Zero means 5 seconds.
+	DialTimeout time.Duration
+	// TrustForwardedHeaders keeps the client's X-Forwarded-For/-Host/-Proto and appends to
+	// them. False means they are replaced with what this proxy sees.
+	TrustForwardedHeaders bool
+}
+
+// Log keys.
+const (
+	keyRollout  = "rollout"
+	keyRevision = "revision"
+	keyBackend  = "backend"
+)
+
+// maxReplayBody is the largest request body buffered so that the request can be retried.
+const maxReplayBody = 1 << 20
+
+// RevisionHeader is added to every proxied response and names the revision that served it.
+const RevisionHeader = "X-Ramp-Revision"
+
+// Proxy is a reverse proxy for one rollout. Its methods are safe for concurrent use.
+type Proxy struct {
+	rollout   string
+	log       *slog.Logger
+	now       func() time.Time
+	trustXF   bool
+	table     atomic.Pointer[routeTable]
+	transport *http.Transport
+	rp        *httputil.ReverseProxy
+	metrics   *metrics
+
+	mu       sync.Mutex // guards backends and revs
+	backends map[string]*backendState
+	revs     map[int64]*revStats
+}
+
+// routeTable is a Table compiled for the request path.
+type routeTable struct {
+	pools   []*pool
+	byRev   map[int64][]*pool
+	routes  []HeaderRoute
+	preview int64
+}
+
+type pool struct {
+	rev     int64
+	role    string
+	weight  int32
+	targets []target
+	rr      atomic.Uint32
+	stats   *revStats
+	obs     poolObservers
+}
+
+type target struct {
+	b    *backendState
+	addr string
+}
+
+// New returns a proxy for the named rollout with an empty table: every request gets 503
+// until SetTable.
+func New(rollout string, opts Options) *Proxy {
+	p := &Proxy{
+		rollout:  rollout,
+		log:      opts.Logger,
+		now:      opts.Clock,
+		trustXF:  opts.TrustForwardedHeaders,
+		backends: map[string]*backendState{},
+		revs:     map[int64]*revStats{},
+		metrics:  newMetrics(rollout),
+	}
+	if p.log == nil {
+		p.log = slog.Default()
+	}
+	p.log = p.log.With(keyRollout, rollout)
+	if p.now == nil {
+		p.now = time.Now
+	}
+	dialTimeout := opts.DialTimeout
+	if dialTimeout == 0 {
+		dialTimeout = 5 * time.Second
+	}
+	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
+	p.transport = &http.Transport{
+		Proxy:                 nil, // instances are local; never go through an environment proxy
+		DialContext:           dialer.DialContext,
+		MaxIdleConns:          1024,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
+		ExpectContinueTimeout: time.Second,
+		DisableCompression:    true, // pass encodings through untouched
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      &retryTransport{p: p, base: p.transport},
+		FlushInterval:  -1,
+		ErrorHandler:   p.errorHandler,
+		ModifyResponse: p.modifyResponse,
+		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
+	}
+	p.table.Store(&routeTable{byRev: map[int64][]*pool{}})
+	return p
+}
+
+// SetTable replaces the routing table. Requests already on their way keep the instance they
+// were given. Drain marks persist for backends still listed with the same address; a backend
+// that leaves the table (or changes address) is no longer drained if it comes back.
+func (p *Proxy) SetTable(t Table) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	rt := &routeTable{
+		byRev:   map[int64][]*pool{},
+		routes:  slices.Clone(t.HeaderRoutes),
+		preview: t.Preview,
+	}
+	listed := map[string]bool{}
+	for _, tp := range t.Pools {
+		pl := &pool{rev: tp.Revision, role: tp.Role, weight: max(tp.Weight, 0)}
+		for _, b := range tp.Backends {
+			st := p.backends[b.ID]
+			if st == nil {
+				st = &backendState{id: b.ID, addr: b.Addr}
+				p.backends[b.ID] = st
+			} else if st.addr != b.Addr {
+				st.addr = b.Addr
+				st.draining.Store(false)
+			}
+			listed[b.ID] = true
+			pl.targets = append(pl.targets, target{b: st, addr: b.Addr})
+		}
+		pl.stats = p.revStatsLocked(tp.Revision)
+		pl.obs = p.metrics.observers(tp.Revision, tp.Role)
+		rt.pools = append(rt.pools, pl)
+		rt.byRev[pl.rev] = append(rt.byRev[pl.rev], pl)
+	}
+	for id, st := range p.backends {
+		if listed[id] {
+			continue
+		}
+		st.draining.Store(false)
+		if st.inflight.Load() == 0 && st.waiters.Load() == 0 {
+			delete(p.backends, id)
+		}
+	}
+	cutoff := p.now().Add(-statsWindow).Unix()
+	for rev, s := range p.revs {
+		if _, ok := rt.byRev[rev]; !ok && s.lastSecond() < cutoff {
+			delete(p.revs, rev)
+			p.metrics.forget(rev)
+		}
+	}
+	p.table.Store(rt)
+}
+
+// Close closes the idle connections to the instances. Requests in flight are not affected;
+// the proxy stays usable.
+func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
+
+func (p *Proxy) revStatsLocked(rev int64) *revStats {
+	s := p.revs[rev]
+	if s == nil {
+		s = &revStats{}
+		p.revs[rev] = s
+	}
+	return s
+}
+
+// ServeHTTP proxies r to an instance chosen by the header routes and the weights.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r, false) }
+
+// PreviewHandler returns a handler that sends every request to the instances of
+// Table.Preview, and answers 503 when there is no preview revision or it has no ready
+// instance.
+func (p *Proxy) PreviewHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.serve(w, r, true) })
+}
+
+// reqState follows one request through the proxy. Only the request's own goroutine touches
+// it (ReverseProxy calls the transport and its hooks synchronously).
+type reqState struct {
+	tbl        *routeTable
+	preview    bool
+	start      time.Time
+	replayable bool
+	pool       *pool
+	t          target
+	tried      []*backendState
+
+	gotHeaders bool
+	ttfb       time.Duration
+	status     int
+	failed     bool // the upstream failed: no response, or a broken response body
+	clientGone bool
+}
+
+type stateKey struct{}
+
+func stateFrom(ctx context.Context) *reqState {
+	st, _ := ctx.Value(stateKey{}).(*reqState)
+	return st
+}
+
+// assign moves the request to instance t of pool pl; the caller already counted it in t's
+// in-flight number (pick does).
+func (st *reqState) assign(pl *pool, t target) {
+	if st.pool != nil {
+		st.release()
+	}
+	st.pool, st.t = pl, t
+	st.tried = append(st.tried, t.b)
+	pl.obs.inflight.Inc()
+}
+
+func (st *reqState) release() {
+	st.pool.obs.inflight.Dec()
+	st.t.b.done()
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
+	st := &reqState{tbl: p.table.Load(), preview: preview, start: p.now()}
+	replayable, err := bufferBody(r)
+	if err != nil {
+		http.Error(w, "cannot read request body", http.StatusBadRequest)
+		return
+	}
+	st.replayable = replayable
+	pl, t, ok := p.route(st, r)
+	if !ok {
+		http.Error(w, "no ready instance for rollout "+p.rollout, http.StatusServiceUnavailable)
+		return
+	}
+	st.assign(pl, t)
+	completed := false
+	defer func() {
+		// Also runs when ReverseProxy aborts a broken response with http.ErrAbortHandler.
+		if !completed && !st.failed {
+			if r.Context().Err() != nil {
+				st.clientGone = true
+			} else {
+				st.failed = true
+			}
+		}
+		p.finish(st)
+		st.release()
+	}()
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	completed = true
+}
+
+// bufferBody reads a request body of known length up to maxReplayBody into memory so the
+// request can be sent again. It reports whether the request can be replayed.
+func bufferBody(r *http.Request) (bool, error) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return true, nil
+	}
+	if r.ContentLength < 0 || r.ContentLength > maxReplayBody {
+		return false, nil // streamed or large: forward as it comes, no retry
+	}
+	buf, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
+	if err != nil {
+		return false, fmt.Errorf("read request body: %w", err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(buf))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
+	return true, nil
+}
+
+// route picks the pool and instance for a new request and counts it in flight there.
+func (p *Proxy) route(st *reqState, r *http.Request) (*pool, target, bool) {
+	tbl := st.tbl
+	if st.preview {
+		if tbl.preview == 0 {
+			return nil, target{}, false
+		}
+		return firstReady(tbl.byRev[tbl.preview], nil)
+	}
+	for _, hr := range tbl.routes {
+		if !routeMatches(hr, r.Header) {
+			continue
+		}
+		if pl, t, ok := firstReady(tbl.byRev[hr.Revision], nil); ok {
+			return pl, t, true
+		}
+	}
+	return pickWeighted(tbl.pools, nil)
+}
+
+// retryTarget picks another instance after st's instance refused the connection: in the same
+// pool if it can, else in another pool (of the preview revision for preview requests).
+func (p *Proxy) retryTarget(st *reqState) (*pool, target, bool) {
+	if t, ok := st.pool.pick(st.tried); ok {
+		return st.pool, t, true
+	}
+	if st.preview {
+		return firstReady(st.tbl.byRev[st.tbl.preview], st.tried)
+	}
+	return pickWeighted(st.tbl.pools, st.tried)
+}
+
+func firstReady(pools []*pool, exclude []*backendState) (*pool, target, bool) {
+	for _, pl := range pools {
+		if t, ok := pl.pick(exclude); ok {
+			return pl, t, true
+		}
+	}
+	return nil, target{}, false
+}
+
+// pickWeighted chooses a pool at random by weight among the pools with a ready instance,
+// then an instance in it.
+func pickWeighted(pools []*pool, exclude []*backendState) (*pool, target, bool) {
+	var buf [8]*pool
+	cand := buf[:0]
+	for _, pl := range pools {
+		if pl.hasReady(exclude) {
+			cand = append(cand, pl)
+		}
+	}
+	for len(cand) > 0 {
+		i := weightedIndex(cand)
+		if t, ok := cand[i].pick(exclude); ok {
+			return cand[i], t, true
+		}
+		cand = slices.Delete(cand, i, i+1) // its instances were drained meanwhile
+	}
+	return nil, target{}, false
+}
+
+func weightedIndex(cand []*pool) int {
+	var sum int64
+	for _, pl := range cand {
+		sum += int64(pl.weight)
+	}
+	if sum == 0 {
+		best := 0
+		for i, pl := range cand {
+			if pl.weight > cand[best].weight {
+				best = i
+			}
+		}
+		return best
+	}
+	n := rand.Int64N(sum)
+	for i, pl := range cand {
+		if n < int64(pl.weight) {
+			return i
+		}
+		n -= int64(pl.weight)
+	}
+	return len(cand) - 1
+}
+
+func (pl *pool) hasReady(exclude []*backendState) bool {
+	for _, t := range pl.targets {
+		if !t.b.draining.Load() && !slices.Contains(exclude, t.b) {
+			return true
+		}
+	}
+	return false
+}
+
+// pick chooses the ready instance with the fewest requests in flight, starting the scan at
+// a round-robin position so that ties rotate, and counts the request in flight there.
+func (pl *pool) pick(exclude []*backendState) (target, bool) {
+	n := len(pl.targets)
+	if n == 0 {
+		return target{}, false
+	}
+	start := int(pl.rr.Add(1) % uint32(n))
+	var skip []*backendState
+	for {
+		best, bestLoad := -1, int64(0)
+		for i := range n {
+			t := pl.targets[(start+i)%n]
+			if t.b.draining.Load() || slices.Contains(exclude, t.b) || slices.Contains(skip, t.b) {
+				continue
+			}
+			if load := t.b.inflight.Load(); best < 0 || load < bestLoad {
+				best, bestLoad = (start+i)%n, load
+			}
+		}
+		if best < 0 {
+			return target{}, false
+		}
+		t := pl.targets[best]
+		if t.b.acquire() {
+			return t, true
+		}
+		skip = append(skip, t.b) // drained between the scan and acquire
+	}
+}
+
+func routeMatches(hr HeaderRoute, h http.Header) bool {
+	if len(hr.Match) == 0 {
+		return false
+	}
+	for _, m := range hr.Match {
+		if !m.matches(h) {
+			return false
+		}
+	}
+	return true
+}
+
+func (m Match) matches(h http.Header) bool {
+	for _, v := range h.Values(m.Header) {
+		switch {
+		case m.Regex != nil:
+			if m.Regex.MatchString(v) {
+				return true
+			}
+		case m.Prefix != "":
+			if strings.HasPrefix(v, m.Prefix) {
+				return true
+			}
+		default:
+			if v == m.Exact {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	st := stateFrom(pr.In.Context())
+	pr.SetURL(&url.URL{Scheme: "http", Host: st.t.addr})
+	if p.trustXF {
+		for _, h := range []string{"X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto"} {
+			if v := pr.In.Header.Values(h); len(v) > 0 {
+				pr.Out.Header[h] = slices.Clone(v)
+			}
+		}
+		prior := pr.Out.Header.Get("X-Forwarded-Host")
+		proto := pr.Out.Header.Get("X-Forwarded-Proto")
+		pr.SetXForwarded() // appends to X-Forwarded-For, overwrites the others
+		if prior != "" {
+			pr.Out.Header.Set("X-Forwarded-Host", prior)
+		}
+		if proto != "" {
+			pr.Out.Header.Set("X-Forwarded-Proto", proto)
+		}
+		return
+	}
+	pr.SetXForwarded()
+}
+
+func (p *Proxy) modifyResponse(resp *http.Response) error {
+	if st := stateFrom(resp.Request.Context()); st != nil {
+		resp.Header.Set(RevisionHeader, strconv.FormatInt(st.pool.rev, 10))
+	}
+	return nil
+}
+
+func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	st := stateFrom(r.Context())
+	if errors.Is(r.Context().Err(), context.Canceled) {
+		st.clientGone = true // nobody to answer
+		st.status = 499
+		w.WriteHeader(499)
+		return
+	}
+	code := http.StatusBadGateway
+	var ne net.Error
+	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+		code = http.StatusGatewayTimeout
+	}
+	st.failed = true
+	st.status = code
+	p.log.Warn("upstream failed", keyRevision, st.pool.rev, keyBackend, st.t.b.id,
+		"addr", st.t.addr, "status", code, "err", err)
+	w.Header().Set(RevisionHeader, strconv.FormatInt(st.pool.rev, 10))
+	http.Error(w, fmt.Sprintf("upstream %s: %s", st.t.b.id, http.StatusText(code)), code)
+}
+
+// retryTransport sends the request and, when the instance refuses the connection and the
+// body can be sent again, retries once on another instance.
+type retryTransport struct {
+	p    *Proxy
+	base http.RoundTripper
+}
+
+func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+	st := stateFrom(req.Context())
+	resp, err := rt.base.RoundTrip(req)
+	if err != nil && st != nil && st.replayable && isDialError(err) && req.Context().Err() == nil {
+		if pl, t, ok := rt.p.retryTarget(st); ok {
+			rt.p.log.Info("instance refused connection, retrying on another",
+				keyRevision, st.pool.rev, keyBackend, st.t.b.id, "retry_backend", t.b.id, "err", err)
+			st.assign(pl, t)
+			r2 := req.Clone(req.Context())
+			r2.URL.Host = t.addr
+			if req.Body != nil && req.GetBody != nil {
+				if r2.Body, err = req.GetBody(); err != nil {
+					return nil, fmt.Errorf("replay request body: %w", err)
+				}
+			}
+			resp, err = rt.base.RoundTrip(r2)
+		}
+	}
+	if err == nil && st != nil {
+		st.gotHeaders = true
+		st.ttfb = rt.p.now().Sub(st.start)
+		st.status = resp.StatusCode
+	}
+	return resp, err
+}
+
+func isDialError(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// finish records a finished request in its revision's measurements.
+func (p *Proxy) finish(st *reqState) {
+	end := p.now()
+	lat := end.Sub(st.start)
+	var class string
+	is5xx := false
+	switch {
+	case st.failed:
+		class = "error"
+	case st.clientGone:
+		class = "4xx" // 499: the client went away
+	default:
+		class = codeClass(st.status)
+		is5xx = st.status >= 500
+	}
+	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, is5xx, st.failed)
+	p.metrics.observe(st.pool, class, lat, st.ttfb, st.gotHeaders)
+}
+
+func codeClass(code int) string {
+	switch {
+	case code >= 100 && code < 600:
+		return strconv.Itoa(code/100) + "xx"
+	default:
+		return "error"
+	}
+}

@@ -1,0 +1,233 @@
+package proxy
+
+import (
+	"math"
+	"sync"
+	"time"
+)
+
+const (
+	// statsWindow is how far back Stats can look.
+	statsWindow = 10 * time.Minute
+	windowSecs  = int64(statsWindow / time.Second)
+
+	histBuckets = 80
+	histMin     = 100 * time.Microsecond
+	histMax     = 5 * time.Minute
+)
+
+// histLogGrowth is the log of the ratio between neighbouring bucket bounds: bucket 0 holds
+// durations up to histMin, bucket i (1..histBuckets-2) holds (histMin·g^(i-1), histMin·g^i],
+// and the last bucket holds everything above histMax. g is about 1.21.
+var histLogGrowth = math.Log(float64(histMax)/float64(histMin)) / float64(histBuckets-2)
+
+// Quantiler answers quantile questions about a set of durations.
+type Quantiler interface {
+	// Quantile returns the q-quantile (0 ≤ q ≤ 1), or 0 when there is no observation.
+	Quantile(q float64) time.Duration
+	// Count returns the number of observations.
+	Count() int64
+}
+
+// Histogram counts durations in log-scale buckets from 100µs to 5 minutes (about 20%
+// resolution). The zero value is empty and ready to use.
+type Histogram struct {
+	counts   [histBuckets]int64
+	n        int64
+	sum      time.Duration
+	min, max time.Duration
+}
+
+var _ Quantiler = (*Histogram)(nil)
+
+func histIndex(d time.Duration) int {
+	if d <= histMin {
+		return 0
+	}
+	i := int(math.Ceil(math.Log(float64(d)/float64(histMin)) / histLogGrowth))
+	return min(max(i, 1), histBuckets-1)
+}
+
+// histUpper is the upper bound of bucket i (histMax for the last, open, bucket).
+func histUpper(i int) time.Duration {
+	if i >= histBuckets-2 {
+		return histMax
+	}
+	return time.Duration(float64(histMin) * math.Exp(float64(i)*histLogGrowth))
+}
+
+func histLower(i int) time.Duration {
+	if i == 0 {
+		return 0
+	}
+	return histUpper(i - 1)
+}
+
+// Observe adds one duration.
+func (h *Histogram) Observe(d time.Duration) {
+	if d < 0 {
+		d = 0
+	}
+	h.counts[histIndex(d)]++
+	if h.n == 0 || d < h.min {
+		h.min = d
+	}
+	if d > h.max {
+		h.max = d
+	}
+	h.n++
+	h.sum += d
+}
+
+// Merge adds o's observations to h.
+func (h *Histogram) Merge(o *Histogram) {
+	if o.n == 0 {
+		return
+	}
+	for i, c := range o.counts {
+		h.counts[i] += c
+	}
+	if h.n == 0 || o.min < h.min {
+		h.min = o.min
+	}
+	h.max = max(h.max, o.max)
+	h.n += o.n
+	h.sum += o.sum
+}
+
+// Count returns the number of observations.
+func (h *Histogram) Count() int64 { return h.n }
+
+// Mean returns the average observation, or 0 when there is none.
+func (h *Histogram) Mean() time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	return h.sum / time.Duration(h.n)
+}
+
+// Quantile returns the q-quantile, interpolated inside its bucket and kept within the
+// smallest and largest observation.
+func (h *Histogram) Quantile(q float64) time.Duration {
+	if h.n == 0 {
+		return 0
+	}
+	q = min(max(q, 0), 1)
+	rank := q * float64(h.n)
+	var cum float64
+	for i, c := range h.counts {
+		if c == 0 {
+			continue
+		}
+		if cum+float64(c) >= rank {
+			lo, hi := histLower(i), histUpper(i)
+			if i == histBuckets-1 {
+				lo, hi = histMax, h.max
+			}
+			frac := (rank - cum) / float64(c)
+			v := lo + time.Duration(frac*float64(hi-lo))
+			return min(max(v, h.min), h.max)
+		}
+		cum += float64(c)
+	}
+	return h.max
+}
+
+// RequestStats are one revision's measurements over a window.
+type RequestStats struct {
+	// Requests counts the finished requests, errors included.
+	Requests int64
+	// Errors5xx counts the 5xx responses the instances sent.
+	Errors5xx int64
+	// Errors is Errors5xx plus the upstream failures: no response (answered 502 or 504) or a
+	// response body cut short.
+	Errors int64
+	// Latency is from the request's arrival to the end of the response body.
+	Latency Quantiler
+	// TTFB is from the request's arrival to the instance's response headers; requests that
+	// got no response are not in it.
+	TTFB Quantiler
+	// Window is the span the numbers cover: from since (or 10 minutes ago, whichever is
+	// later) to now.
+	Window time.Duration
+}
+
+// secBucket holds one second of one revision's requests.
+type secBucket struct {
+	sec                      int64
+	requests, e5xx, failures int64
+	lat, ttfb                Histogram
+}
+
+// revStats is one revision's rolling window: a ring of per-second buckets, allocated as
+// seconds with traffic come.
+type revStats struct {
+	mu   sync.Mutex
+	ring [windowSecs]*secBucket
+	last int64 // latest second recorded
+}
+
+func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB, is5xx, failed bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i := sec % windowSecs
+	if i < 0 {
+		i += windowSecs
+	}
+	b := s.ring[i]
+	if b == nil {
+		b = &secBucket{sec: sec}
+		s.ring[i] = b
+	} else if b.sec < sec {
+		*b = secBucket{sec: sec}
+	} // b.sec > sec: the clock went back; count it in the newer second
+	b.requests++
+	if is5xx {
+		b.e5xx++
+	}
+	if failed {
+		b.failures++
+	}
+	b.lat.Observe(lat)
+	if hasTTFB {
+		b.ttfb.Observe(ttfb)
+	}
+	s.last = max(s.last, sec)
+}
+
+func (s *revStats) lastSecond() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.last
+}
+
+// Stats returns the revision's measurements from since to now, at most the last 10 minutes,
+// in whole seconds (the second since falls in counts whole).
+func (p *Proxy) Stats(revision int64, since time.Time) RequestStats {
+	now := p.now()
+	if oldest := now.Add(-statsWindow + time.Second); since.Before(oldest) {
+		since = oldest
+	}
+	lat, ttfb := &Histogram{}, &Histogram{}
+	out := RequestStats{Latency: lat, TTFB: ttfb, Window: max(now.Sub(since), 0)}
+	p.mu.Lock()
+	s := p.revs[revision]
+	p.mu.Unlock()
+	if s == nil {
+		return out
+	}
+	from, to := since.Unix(), now.Unix()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, b := range s.ring {
+		if b == nil || b.sec < from || b.sec > to {
+			continue
+		}
+		out.Requests += b.requests
+		out.Errors5xx += b.e5xx
+		out.Errors += b.e5xx + b.failures
+		lat.Merge(&b.lat)
+		ttfb.Merge(&b.ttfb)
+	}
+	return out
+}
