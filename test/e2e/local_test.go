@@ -319,9 +319,9 @@ func TestKill9MidRolloutResumes(t *testing.T) {
 	histBefore := r.must("history", "chat-api")
 	eventsBefore := r.must("events", "chat-api")
 
-	// When ramp is killed with SIGKILL and started again without -f
+	// When ramp is killed with SIGKILL and started again with the same file
 	r.kill9()
-	r.up()
+	r.up("-f", r.specFile)
 
 	// Then the rollout is where it was, with every revision and event kept
 	ro := r.waitFor(30*time.Second, "canary ready again", func(ro v1alpha1.Rollout) bool {
