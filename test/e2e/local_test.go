@@ -182,7 +182,9 @@ func TestHeaderRouteAndPreviewAddress(t *testing.T) {
 `}
 		r := startRamp(t, model(s, "v1"))
 		r.apply(model(s, "v2"))
-		r.waitPhase(v1alpha1.PhasePaused, 30*time.Second)
+		r.waitFor(30*time.Second, "paused with a ready canary", func(ro v1alpha1.Rollout) bool {
+			return ro.Status.Phase == v1alpha1.PhasePaused && readyOf(ro, 2) == 1
+		})
 		if got := models(t, s.Listen, 20, http.Header{"X-Version": {"canary"}}); got["v2"] != 20 {
 			t.Fatalf("with x-version: canary: %v, want all v2", got)
 		}
@@ -325,12 +327,7 @@ func TestKill9MidRolloutResumes(t *testing.T) {
 
 	// Then the rollout is where it was, with every revision and event kept
 	ro := r.waitFor(30*time.Second, "canary ready again", func(ro v1alpha1.Rollout) bool {
-		for _, rv := range ro.Status.Revisions {
-			if rv.Revision == 2 && rv.Ready >= 1 {
-				return ro.Status.Phase == v1alpha1.PhasePaused
-			}
-		}
-		return false
+		return readyOf(ro, 2) >= 1 && ro.Status.Phase == v1alpha1.PhasePaused
 	})
 	if *ro.Status.CurrentStepIndex != 1 || ro.Status.CanaryWeight != 25 || ro.Status.StableRevision != 1 {
 		t.Fatalf("after restart: %+v", ro.Status)
@@ -349,4 +346,14 @@ func TestKill9MidRolloutResumes(t *testing.T) {
 	}
 	r.must("promote", "chat-api", "--full")
 	r.waitPhase(v1alpha1.PhaseHealthy, 30*time.Second)
+}
+
+// readyOf is the number of ready instances of revision rev.
+func readyOf(ro v1alpha1.Rollout, rev int64) int32 {
+	for _, rv := range ro.Status.Revisions {
+		if rv.Revision == rev {
+			return rv.Ready
+		}
+	}
+	return 0
 }
