@@ -135,18 +135,19 @@ func TestBadVersionIsAbortedByAnalysis(t *testing.T) {
 
 func TestUnreadyOrCrashingVersionNeverGetsTraffic(t *testing.T) {
 	cases := []struct {
-		name string
-		env  []string
-		why  string
+		name     string
+		env      []string
+		deadline int
+		why      string
 	}{
-		{"fails readiness", []string{"CHAT_FAIL_READINESS", "true"}, "made no progress"},
-		// It crashes while loading its model, before it is ever ready.
-		{"crash-loops", []string{"CHAT_STARTUP_DELAY", "10s", "CHAT_CRASH_AFTER", "300ms"}, "crash-looping"},
+		{"fails readiness", []string{"CHAT_FAIL_READINESS", "true"}, 5, "made no progress for 5s: 0/1 instances ready; instance chat-api-r2-1: readiness probe GET /healthz: 503"},
+		// It crashes while loading its model, before it is ever ready; the deadline is far.
+		{"crash-loops", []string{"CHAT_STARTUP_DELAY", "10s", "CHAT_CRASH_AFTER", "300ms"}, 60, "revision 2 is crash-looping: instance chat-api-r2-1 restarted 3 times: exited with status 3"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			// Given a healthy v1 under load
-			s := spec{Listen: freeAddr(t), Strategy: canarySteps, Deadline: 5}
+			s := spec{Listen: freeAddr(t), Strategy: canarySteps, Deadline: tc.deadline}
 			r := startRamp(t, model(s, "v1"))
 			l := startLoad(t, s.Listen, 100, nil)
 			// When v2 fails
