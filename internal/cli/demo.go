@@ -120,12 +120,13 @@ func (a *app) demo(ctx context.Context, file, chatAPI string, rps int) error {
 	c.Token = strings.TrimSpace(string(tok))
 	say("ramp is up: chat traffic on http://%s, control API on http://%s", listen, apiAddr)
 
-	watch := func(what string, want v1alpha1.RolloutPhase) (*v1alpha1.Rollout, error) {
+	// watch prints the rollout's progress until revision rev is stable or aborted.
+	watch := func(what string, rev int64) (*v1alpha1.Rollout, error) {
 		last := ""
 		var ro *v1alpha1.Rollout
 		err := waitUntil(ctx, 3*time.Minute, func() bool {
 			r, err := c.Get(ctx, "chat-api")
-			if err != nil {
+			if err != nil || r.Status.CurrentRevision != rev {
 				return false
 			}
 			ro = r
@@ -134,14 +135,14 @@ func (a *app) demo(ctx context.Context, file, chatAPI string, rps int) error {
 				say("  %s", line)
 				last = line
 			}
-			return r.Status.Phase == want || r.Status.Phase == v1alpha1.PhaseDegraded || r.Status.Phase == v1alpha1.PhaseHealthy && r.Status.CurrentRevision == r.Status.StableRevision && want == v1alpha1.PhaseHealthy
+			return r.Status.Phase == v1alpha1.PhaseDegraded || r.Status.Phase == v1alpha1.PhaseHealthy && r.Status.StableRevision == rev
 		})
 		if err != nil {
 			return ro, fmt.Errorf("%s: %w", what, err)
 		}
 		return ro, nil
 	}
-	if _, err := watch("first deploy", v1alpha1.PhaseHealthy); err != nil {
+	if _, err := watch("first deploy", 1); err != nil {
 		return err
 	}
 	say("triage-v1 serves all traffic; sending %d chats per second from now on", rps)
@@ -156,7 +157,7 @@ func (a *app) demo(ctx context.Context, file, chatAPI string, rps int) error {
 	if _, err := c.Apply(ctx, good); err != nil {
 		return err
 	}
-	ro, err := watch("healthy rollout", v1alpha1.PhaseHealthy)
+	ro, err := watch("healthy rollout", 2)
 	if err != nil {
 		return err
 	}
@@ -164,6 +165,9 @@ func (a *app) demo(ctx context.Context, file, chatAPI string, rps int) error {
 		return fmt.Errorf("the healthy model was not promoted: %s", ro.Status.Message)
 	}
 	say("triage-v2 is stable. Traffic so far: %s", l.summary())
+	if n := l.failures(); n > 0 {
+		return fmt.Errorf("%d chats failed during a healthy rollout", n)
+	}
 
 	bad, err := version("triage-v3", v1alpha1.EnvVar{Name: "CHAT_ERROR_RATE", Value: "0.3"})
 	if err != nil {
@@ -173,16 +177,22 @@ func (a *app) demo(ctx context.Context, file, chatAPI string, rps int) error {
 	if _, err := c.Apply(ctx, bad); err != nil {
 		return err
 	}
-	ro, err = watch("bad rollout", v1alpha1.PhaseDegraded)
+	ro, err = watch("bad rollout", 3)
 	if err != nil {
 		return err
 	}
 	if ro.Status.Phase != v1alpha1.PhaseDegraded {
 		return fmt.Errorf("the bad model was not rolled back: %s", ro.Status.Message)
 	}
-	say("ramp rolled triage-v3 back by itself; all traffic is on triage-v2 again")
 	l.stop()
-	say("traffic during the demo: %s", l.summary())
+	client := &http.Client{Timeout: 10 * time.Second}
+	for range 20 {
+		if model, ok := demoChat(client, "http://"+listen+"/v1/chat?message=check"); !ok || model != "triage-v2" {
+			return fmt.Errorf("after the rollback a chat went to %q (ok=%v), want triage-v2", model, ok)
+		}
+	}
+	say("ramp rolled triage-v3 back by itself; 20 of 20 new chats answered by triage-v2")
+	say("traffic during the demo: %s (the failed ones are the bad model's, before the rollback)", l.summary())
 	say("next: `bin/ramp up -f %s` runs the same rollout for you to drive with apply, promote, abort, undo", file)
 	return nil
 }
@@ -316,6 +326,12 @@ func (l *demoLoad) stop() {
 	l.wg.Wait()
 }
 
+func (l *demoLoad) failures() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
+
 func (l *demoLoad) summary() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -325,5 +341,5 @@ func (l *demoLoad) summary() string {
 			parts = append(parts, fmt.Sprintf("%s %d", m, n))
 		}
 	}
-	return fmt.Sprintf("%s answered; %d chats failed (the bad model's errors before the rollback)", strings.Join(parts, ", "), l.failed)
+	return fmt.Sprintf("%s answered; %d chats failed", strings.Join(parts, ", "), l.failed)
 }

@@ -106,6 +106,7 @@ metadata:
 spec:
   metrics:
   - name: error-rate
+    initialDelay: 1s
     interval: 1s
     count: 3
     successCondition: result < 0.05
