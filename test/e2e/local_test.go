@@ -3,6 +3,7 @@ package e2e
 import (
 	"fmt"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -357,4 +358,65 @@ func readyOf(ro v1alpha1.Rollout, rev int64) int32 {
 		}
 	}
 	return 0
+}
+
+func TestInvalidSpecsAreRefusedAndChangeNothing(t *testing.T) {
+	s := spec{Listen: freeAddr(t), Strategy: pausedCanary}
+	r := startRamp(t, model(s, "v1"))
+	bad := strings.NewReplacer(
+		"replicas: 2", "replicas: -1",
+		"setWeight: 25", "setWeight: 150",
+		"progressDeadlineSeconds: 15", "progressDeadlineSeconds: 0",
+	).Replace(model(s, "v2").yaml())
+	file := r.stateDir + "/bad.yaml"
+	if err := os.WriteFile(file, []byte(bad), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wantProblems := []string{
+		"spec.replicas: -1",
+		"spec.strategy.canary.steps[0].setWeight: 150 is not between 0 and 100",
+		"spec.progressDeadlineSeconds: 0",
+	}
+	// lint reports every problem at once, offline
+	out, code := r.cli("lint", "-f", file)
+	if code != 1 {
+		t.Fatalf("lint exit %d, want 1:\n%s", code, out)
+	}
+	for _, p := range wantProblems {
+		if !strings.Contains(out, p) {
+			t.Fatalf("lint output lacks %q:\n%s", p, out)
+		}
+	}
+	// apply refuses the same problems, and the rollout is unchanged
+	hist := r.must("history", "chat-api")
+	out, code = r.cli("apply", "-f", file)
+	if code != 1 {
+		t.Fatalf("apply exit %d, want 1:\n%s", code, out)
+	}
+	for _, p := range wantProblems {
+		if !strings.Contains(out, p) {
+			t.Fatalf("apply output lacks %q:\n%s", p, out)
+		}
+	}
+	// a template that does not exist and a taken address are refused too
+	taken := r.get().Spec.Listen
+	other := spec{Listen: taken, Strategy: strings.ReplaceAll(canarySteps, "error-rate", "no-such-template")}
+	otherYAML := strings.Replace(model(other, "v1").yaml(), "name: chat-api\n", "name: other-api\n", 1)
+	otherYAML = otherYAML[strings.Index(otherYAML, "---"):]
+	if err := os.WriteFile(file, []byte(otherYAML), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, code = r.cli("apply", "-f", file)
+	if code != 1 || !strings.Contains(out, "no-such-template") {
+		t.Fatalf("apply with an unknown template: exit %d:\n%s", code, out)
+	}
+	if h := r.must("history", "chat-api"); h != hist {
+		t.Fatalf("a refused apply changed history:\nbefore:\n%s\nafter:\n%s", hist, h)
+	}
+	if out, _ := r.cli("get", "other-api"); !strings.Contains(out, "not found") {
+		t.Fatalf("a refused apply created other-api:\n%s", out)
+	}
+	if ro := r.get(); ro.Status.Phase != v1alpha1.PhaseHealthy || ro.Status.CurrentRevision != 1 {
+		t.Fatalf("after refused applies: %+v", ro.Status)
+	}
 }
