@@ -2,7 +2,9 @@ package spec
 
 import (
 	"fmt"
+	"strconv"
 	"strings"
+	"unicode"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -20,11 +22,17 @@ type FieldError struct {
 }
 
 // Error renders "path: value msg", or "path: msg" when Value is nil.
+// A path with line breaks or other unprintable characters (a field name the user wrote) is
+// quoted, so that one problem stays on one line.
 func (e *FieldError) Error() string {
-	if e.Value == nil {
-		return e.Path + ": " + e.Msg
+	path := e.Path
+	if strings.ContainsFunc(path, func(r rune) bool { return !unicode.IsPrint(r) }) {
+		path = strconv.Quote(path)
 	}
-	return e.Path + ": " + formatValue(e.Value) + " " + e.Msg
+	if e.Value == nil {
+		return path + ": " + e.Msg
+	}
+	return path + ": " + formatValue(e.Value) + " " + e.Msg
 }
 
 func formatValue(v any) string {
