@@ -348,7 +348,7 @@ func TestRunnerPhases(t *testing.T) {
 			name:    "bad interval",
 			metrics: []v1alpha1.Metric{withConds(interval(builtinMetric("error-rate"), "ten", 2), "result < 0.01", "")},
 			script:  []outcome{val(0)},
-			want:    want{phase: v1alpha1.AnalysisError, message: `metric "error-rate" errored: interval: parse duration "ten"`},
+			want:    want{phase: v1alpha1.AnalysisError, message: `metric "error-rate" errored: interval: duration "ten" is not a Go duration`},
 		},
 	}
 	for _, tt := range tests {

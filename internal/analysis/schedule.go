@@ -2,30 +2,19 @@ package analysis
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
-// Duration reads a duration field: an integer is seconds, a string is a Go duration ("30s",
-// "1m30s") or a number of seconds ("30"). Nil means zero. Negative durations are an error.
+// Duration reads a duration field as spec.ParseDuration does, and refuses negative ones.
 func Duration(v *intstr.IntOrString) (time.Duration, error) {
-	if v == nil {
-		return 0, nil
-	}
-	var d time.Duration
-	if v.Type == intstr.Int {
-		d = time.Duration(v.IntVal) * time.Second
-	} else if n, err := strconv.ParseInt(v.StrVal, 10, 64); err == nil {
-		d = time.Duration(n) * time.Second
-	} else {
-		d, err = time.ParseDuration(v.StrVal)
-		if err != nil {
-			return 0, fmt.Errorf("parse duration %q: %w", v.StrVal, err)
-		}
+	d, err := spec.ParseDuration(v)
+	if err != nil {
+		return 0, err
 	}
 	if d < 0 {
 		return 0, fmt.Errorf("duration %s is negative", v.String())

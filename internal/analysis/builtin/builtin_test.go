@@ -223,7 +223,7 @@ func TestMeasure(t *testing.T) {
 			name:    "bad window",
 			m:       metric("error-rate", window("a while")),
 			target:  target(2, 0),
-			wantErr: "window: parse duration",
+			wantErr: "window: duration \"a while\" is not a Go duration",
 		},
 		{
 			name:    "not a builtin metric",
