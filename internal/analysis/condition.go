@@ -9,13 +9,14 @@ import (
 	"github.com/expr-lang/expr/vm"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // env is what conditions see.
 type env struct {
-	Result   float64           `expr:"result"`
-	Baseline float64           `expr:"baseline"`
-	Args     map[string]string `expr:"args"`
+	Result   float64
+	Baseline float64
+	Args     map[string]string
 }
 
 type program struct {
@@ -30,7 +31,7 @@ func (r *Runner) compile(text string) (*vm.Program, error) {
 	if p, ok := r.programs[text]; ok {
 		return p.prog, p.err
 	}
-	prog, err := expr.Compile(text, expr.Env(env{}), expr.AsBool())
+	prog, err := spec.CompileCondition(text) // the same compiler that validated it
 	if err != nil {
 		err = fmt.Errorf("compile: %w", err)
 	}
@@ -47,7 +48,11 @@ func (r *Runner) eval(text string, e env) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	out, err := expr.Run(prog, e)
+	args := e.Args
+	if args == nil {
+		args = map[string]string{}
+	}
+	out, err := expr.Run(prog, map[string]any{"result": e.Result, "baseline": e.Baseline, "args": args})
 	if err != nil {
 		return false, fmt.Errorf("evaluate %q: %w", text, err)
 	}
