@@ -152,9 +152,11 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 	}
 	for rev := range revs {
 		n := out.Scale[rev]
-		tmpl, err := c.template(name, rev)
-		if err != nil {
-			return err
+		var tmpl v1alpha1.Template // stopping needs no template; a pruned revision has none
+		if n > 0 {
+			if tmpl, err = c.template(name, rev); err != nil {
+				return err
+			}
 		}
 		c.sup.Scale(name, rev, tmpl, n)
 	}

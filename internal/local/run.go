@@ -143,9 +143,9 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_ = api.Shutdown(shutdownCtx)
-	supErr := sup.Close(shutdownCtx)
+	// Stop taking traffic (in-flight requests finish), then stop the instances.
 	c.shutdown()
-	return supErr
+	return sup.Close(shutdownCtx)
 }
 
 // loadToken reads the API token from the state directory, creating it the first time.
