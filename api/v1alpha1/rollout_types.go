@@ -35,9 +35,13 @@ type RolloutSpec struct {
 	// proxy listens there. Empty means the rollout gets no proxy listener of its own.
 	Listen string `json:"listen,omitempty"`
 
-	// Template says how one instance of a revision runs. A change of the template starts a
-	// new revision.
-	Template Template `json:"template"`
+	// Template says how one instance of a revision runs in local mode. A change of the
+	// template starts a new revision. Empty in Kubernetes mode, where WorkloadRef is set.
+	Template Template `json:"template,omitempty"`
+
+	// WorkloadRef points at the team's existing Deployment (Kubernetes mode): any change of
+	// its pod template starts a rollout. Nil in local mode.
+	WorkloadRef *WorkloadRef `json:"workloadRef,omitempty"`
 
 	// Strategy is exactly one of rollingUpdate, canary or blueGreen.
 	Strategy Strategy `json:"strategy"`
@@ -69,7 +73,16 @@ type Template struct {
 	// set, Process must be empty and each address is one instance; replicas is ignored.
 	Upstreams []string `json:"upstreams,omitempty"`
 
-	// Kubernetes mode: the pod template comes from the Deployment that targetRef names.
+	// Kubernetes mode takes the pod template from the Deployment that spec.workloadRef names.
+}
+
+// WorkloadRef names the Deployment whose pod template a Rollout ships (Kubernetes mode).
+type WorkloadRef struct {
+	// APIVersion is "apps/v1". Empty means "apps/v1".
+	APIVersion string `json:"apiVersion,omitempty"`
+	// Kind is "Deployment". Empty means "Deployment".
+	Kind string `json:"kind,omitempty"`
+	Name string `json:"name"`
 }
 
 // ProcessTemplate describes one child process.
@@ -153,6 +166,12 @@ type CanaryStrategy struct {
 	// TrafficRouting says how traffic reaches the canary. Nil means ramp's own proxy in local
 	// mode and replica-count weights in Kubernetes mode.
 	TrafficRouting *TrafficRouting `json:"trafficRouting,omitempty"`
+	// StableService is the Service that selects the stable pods (Kubernetes mode); ramp sets
+	// its selector. Empty means none.
+	StableService string `json:"stableService,omitempty"`
+	// CanaryService is the Service that selects the canary pods (Kubernetes mode); ramp sets
+	// its selector. Empty means none.
+	CanaryService string `json:"canaryService,omitempty"`
 }
 
 // TrafficRouting names the traffic layer. Local mode uses ramp's proxy; the Kubernetes
@@ -161,6 +180,46 @@ type TrafficRouting struct {
 	// ManagedRoutes are the header routes that setHeaderRoute steps may set, by name, in
 	// order of precedence.
 	ManagedRoutes []ManagedRoute `json:"managedRoutes,omitempty"`
+
+	// Kubernetes mode: at most one of the routers below. None means weights are approximated
+	// by replica counts behind the stable Service.
+
+	// GatewayAPI sets backend weights and header matches on an HTTPRoute.
+	GatewayAPI *GatewayAPITrafficRouting `json:"gatewayAPI,omitempty"`
+	// Istio sets weights and header matches on a VirtualService.
+	Istio *IstioTrafficRouting `json:"istio,omitempty"`
+	// SMI sets weights on a TrafficSplit.
+	SMI *SMITrafficRouting `json:"smi,omitempty"`
+	// Nginx sets canary annotations on a copy of an NGINX Ingress.
+	Nginx *NginxTrafficRouting `json:"nginx,omitempty"`
+}
+
+// GatewayAPITrafficRouting names the HTTPRoute whose backendRefs ramp weighs.
+type GatewayAPITrafficRouting struct {
+	HTTPRoute string `json:"httpRoute"`
+}
+
+// IstioTrafficRouting names the VirtualService, and the HTTP routes in it, that ramp weighs.
+type IstioTrafficRouting struct {
+	VirtualService IstioVirtualService `json:"virtualService"`
+}
+
+// IstioVirtualService names a VirtualService and its routes. No routes means the only one.
+type IstioVirtualService struct {
+	Name   string   `json:"name"`
+	Routes []string `json:"routes,omitempty"`
+}
+
+// SMITrafficRouting names the TrafficSplit ramp owns. Empty TrafficSplitName means the
+// rollout's name; empty RootService means stableService.
+type SMITrafficRouting struct {
+	RootService      string `json:"rootService,omitempty"`
+	TrafficSplitName string `json:"trafficSplitName,omitempty"`
+}
+
+// NginxTrafficRouting names the stable Ingress; ramp makes a canary Ingress beside it.
+type NginxTrafficRouting struct {
+	StableIngress string `json:"stableIngress"`
 }
 
 // ManagedRoute names a header route that steps may set.
@@ -221,6 +280,12 @@ type SetCanaryScale struct {
 // BlueGreenStrategy runs the new revision as preview beside active and switches all traffic
 // at once.
 type BlueGreenStrategy struct {
+	// ActiveService is the Service that takes production traffic (Kubernetes mode); ramp
+	// points its selector at the active revision.
+	ActiveService string `json:"activeService,omitempty"`
+	// PreviewService reaches the preview revision before the switch (Kubernetes mode).
+	// Empty means the preview gets no Service.
+	PreviewService string `json:"previewService,omitempty"`
 	// PreviewListen is the local-mode address (host:port) where the preview revision can be
 	// reached before the switch. Empty means the preview gets no address of its own.
 	PreviewListen string `json:"previewListen,omitempty"`
