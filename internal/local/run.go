@@ -111,6 +111,23 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	mux.Handle("/metrics", promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{}))
 	mux.Handle("/", server.New(c, token, log))
 	api := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	if err := c.resumeAfterStart(); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("resume rollouts: %w", err)
+	}
+	// Apply before serving, so that the first answer of the API already shows the file.
+	if bundle != nil {
+		lines, err := c.Apply(ctx, bundle)
+		for _, l := range lines {
+			fmt.Fprintln(out, l)
+		}
+		if err != nil {
+			_ = ln.Close()
+			_ = sup.Close(context.Background())
+			return err
+		}
+	}
 	go func() {
 		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("control API stopped", "err", err)
@@ -121,21 +138,6 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 		return fmt.Errorf("write API address: %w", err)
 	}
 	log.Info("ramp is up", "api", addr, "stateDir", opts.StateDir)
-
-	if err := c.resumeAfterStart(); err != nil {
-		return fmt.Errorf("resume rollouts: %w", err)
-	}
-	if bundle != nil {
-		lines, err := c.Apply(ctx, bundle)
-		for _, l := range lines {
-			fmt.Fprintln(out, l)
-		}
-		if err != nil {
-			_ = api.Close()
-			_ = sup.Close(context.Background())
-			return err
-		}
-	}
 
 	c.loop(ctx, opts.Tick)
 
