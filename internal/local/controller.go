@@ -126,22 +126,6 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 	out := engine.Decide(engine.Input{Rollout: r, Revision: r.Status.CurrentRevision, Instances: instances, Now: now})
 	promotedFrom := r.Status.StableRevision
 	r.Status = out.Status
-	after, err := json.Marshal(r.Status)
-	if err != nil {
-		return fmt.Errorf("marshal status: %w", err)
-	}
-	if string(before) != string(after) {
-		if err := c.store.PutRollout(r); err != nil {
-			return fmt.Errorf("save status of %s: %w", name, err)
-		}
-	}
-	for _, e := range out.Events {
-		c.record(name, e.Type, e.Reason, e.Message, e.Revision)
-	}
-	if promotedFrom != r.Status.StableRevision {
-		c.prune(r)
-	}
-
 	// Carry out the desired state: instances, then routes.
 	revs := map[int64]bool{}
 	for rev := range out.Scale {
@@ -161,6 +145,24 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 		c.sup.Scale(name, rev, tmpl, n)
 	}
 	c.setRoutes(r, out.Routes, observed)
+
+	// Then record the decision, so the status never shows what traffic does not do yet.
+	after, err := json.Marshal(r.Status)
+	if err != nil {
+		return fmt.Errorf("marshal status: %w", err)
+	}
+	if string(before) != string(after) {
+		if err := c.store.PutRollout(r); err != nil {
+			return fmt.Errorf("save status of %s: %w", name, err)
+		}
+	}
+	for _, e := range out.Events {
+		c.record(name, e.Type, e.Reason, e.Message, e.Revision)
+	}
+	if promotedFrom != r.Status.StableRevision {
+		c.prune(r)
+	}
+
 	return nil
 }
 
