@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // Provider takes one measurement of a metric. A measurement outcome is data; a Go error means
@@ -282,19 +282,7 @@ func (r *Runner) provider(m *v1alpha1.Metric) (Provider, error) {
 
 // providerName is the JSON name of the single non-nil field of p.
 func providerName(p v1alpha1.MetricProvider) (string, error) {
-	v := reflect.ValueOf(p)
-	var names []string
-	for i := 0; i < v.NumField(); i++ {
-		f := v.Field(i)
-		if f.Kind() != reflect.Pointer || f.IsNil() {
-			continue
-		}
-		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
-		if name == "" {
-			name = v.Type().Field(i).Name
-		}
-		names = append(names, name)
-	}
+	names := spec.ProviderNames(p)
 	switch len(names) {
 	case 0:
 		return "", fmt.Errorf("no provider set")

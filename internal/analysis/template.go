@@ -2,19 +2,13 @@ package analysis
 
 import (
 	"fmt"
-	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
-
-// templateVar matches {{name}} and {{ name }}.
-var templateVar = regexp.MustCompile(`\{\{\s*([^{}\s]*)\s*\}\}`)
-
-// Variables lists the template variables Expand knows, besides args.NAME.
-var Variables = []string{"rollout", "revision", "baselineRevision", "role", "namespace", "service", "interval"}
 
 // Expand replaces the template variables in text, as providers do in queries, URLs and
 // bodies: {{rollout}}, {{revision}}, {{baselineRevision}}, {{role}}, {{namespace}},
@@ -24,8 +18,8 @@ var Variables = []string{"rollout", "revision", "baselineRevision", "role", "nam
 // target has none (local mode) is an error naming it.
 func Expand(text string, m *v1alpha1.Metric, t Target) (string, error) {
 	var errs []string
-	out := templateVar.ReplaceAllStringFunc(text, func(match string) string {
-		name := templateVar.FindStringSubmatch(match)[1]
+	out := spec.TemplateVar.ReplaceAllStringFunc(text, func(match string) string {
+		name := spec.TemplateVar.FindStringSubmatch(match)[1]
 		v, err := variable(name, m, t)
 		if err != nil {
 			errs = append(errs, err.Error())
@@ -75,7 +69,7 @@ func variable(name string, m *v1alpha1.Metric, t Target) (string, error) {
 		}
 		return PromDuration(d), nil
 	}
-	return "", fmt.Errorf("unknown variable {{%s}}; known: %s, args.NAME", name, strings.Join(Variables, ", "))
+	return "", fmt.Errorf("unknown variable {{%s}}; known: %s, args.NAME", name, strings.Join(spec.TemplateVariables, ", "))
 }
 
 // PromDuration writes d as a Prometheus duration: whole seconds ("90s"), else milliseconds.

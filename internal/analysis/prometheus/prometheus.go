@@ -20,6 +20,7 @@ import (
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // Defaults for the fields a metric leaves empty.
@@ -28,9 +29,6 @@ const (
 	DefaultRange   = 5 * time.Minute
 	DefaultReduce  = "last"
 )
-
-// Reducers are the names rangeQuery.reduce accepts.
-var Reducers = []string{"last", "avg", "min", "max", "sum"}
 
 // Provider measures prometheus metrics. It implements analysis.Provider.
 type Provider struct {
@@ -139,8 +137,8 @@ func rangeOf(rq *v1alpha1.PrometheusRangeQuery) (span, step time.Duration, reduc
 	if reduce == "" {
 		reduce = DefaultReduce
 	}
-	if !slices.Contains(Reducers, reduce) {
-		return 0, 0, "", fmt.Errorf("rangeQuery.reduce %q is not one of %s", reduce, strings.Join(Reducers, ", "))
+	if !slices.Contains(spec.PrometheusReducers, reduce) {
+		return 0, 0, "", fmt.Errorf("rangeQuery.reduce %q is not one of %s", reduce, strings.Join(spec.PrometheusReducers, ", "))
 	}
 	return span, step, reduce, nil
 }
