@@ -21,6 +21,10 @@ import (
 
 	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/analysis/builtin"
+	"ramp.dev/ramp/internal/analysis/command"
+	promprovider "ramp.dev/ramp/internal/analysis/prometheus"
+	"ramp.dev/ramp/internal/analysis/scrape"
+	"ramp.dev/ramp/internal/analysis/web"
 	"ramp.dev/ramp/internal/proxy"
 	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
@@ -100,7 +104,12 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	}
 	c.sup = sup
 	c.runner = &analysis.Runner{Logger: log, Providers: map[string]analysis.Provider{
-		"builtin": builtin.New(source{c}, time.Now),
+		"builtin":    builtin.New(source{c}, time.Now),
+		"scrape":     scrape.New(addresses{c}, nil, time.Now),
+		"prometheus": promprovider.New(time.Now, nil),
+		"web":        web.New(nil),
+		"command":    command.New(addresses{c}),
+		// job needs Kubernetes mode: Apply refuses templates that use it.
 	}}
 
 	ln, err := net.Listen("tcp", opts.APIAddr)
@@ -202,4 +211,32 @@ func (s source) Instances(rollout string, revision int64) builtin.InstanceStats 
 		out.MemoryBytes += in.MemoryBytes
 	}
 	return out
+}
+
+// addresses tells the scrape and command providers where a rollout's instances and
+// listeners are. Its methods run inside reconcile, with c.mu held.
+type addresses struct{ c *Controller }
+
+var (
+	_ scrape.Source  = addresses{}
+	_ command.Source = addresses{}
+)
+
+// Instances returns the addresses of the revision's ready instances that are not stopping.
+func (a addresses) Instances(rollout string, revision int64) []string {
+	var out []string
+	for _, in := range a.c.sup.Instances(rollout)[revision] {
+		if in.Ready && !in.Terminating && in.Addr != "" {
+			out = append(out, in.Addr)
+		}
+	}
+	return out
+}
+
+// Addresses returns where the rollout's traffic and its blue-green preview arrive.
+func (a addresses) Addresses(rollout string) (listen, preview string) {
+	if rp := a.c.proxies[rollout]; rp != nil {
+		return rp.listen, rp.previewAddr
+	}
+	return "", ""
 }

@@ -24,6 +24,8 @@ const (
 	DefaultScaleDownDelaySeconds         int32 = 30
 	DefaultConsecutiveErrorLimit         int32 = 4
 	DefaultMinRequests                   int32 = 1
+	// DefaultCommandSuccessCondition judges a command metric: exit status 0 is the result 1.
+	DefaultCommandSuccessCondition = "result == 1"
 )
 
 // SetDefaults fills every field of r whose zero value the API documents as meaning a default.
@@ -72,7 +74,8 @@ func SetDefaults(r *v1alpha1.Rollout) {
 }
 
 // SetAnalysisTemplateDefaults fills the documented defaults of every metric: consecutiveErrorLimit
-// 4, count 1 for a metric without an interval, and builtin minRequests 1. A metric with an
+// 4, count 1 for a metric without an interval, builtin minRequests 1, and successCondition
+// "result == 1" for a command metric with no condition. A metric with an
 // interval and no count keeps a nil count (measure until the run is stopped).
 // Applying it twice changes nothing.
 func SetAnalysisTemplateDefaults(t *v1alpha1.AnalysisTemplate) {
@@ -84,6 +87,9 @@ func SetAnalysisTemplateDefaults(t *v1alpha1.AnalysisTemplate) {
 		}
 		if b := m.Provider.Builtin; b != nil {
 			setZero(&b.MinRequests, DefaultMinRequests)
+		}
+		if m.Provider.Command != nil && m.SuccessCondition == "" && m.FailureCondition == "" {
+			m.SuccessCondition = DefaultCommandSuccessCondition
 		}
 	}
 }

@@ -354,7 +354,7 @@ var invalidCases = []struct {
 		name: "providers",
 		yaml: template("  metrics:\n    - {name: a, provider: {}}\n    - {name: b, provider: {builtin: {metric: errors}}}\n    - {name: c, provider: {builtin: {}}}\n"),
 		want: []string{
-			"spec.metrics[0].provider: needs exactly one provider: builtin",
+			"spec.metrics[0].provider: needs exactly one provider: builtin, scrape, prometheus, web, command, job",
 			`spec.metrics[1].provider.builtin.metric: "errors" is not one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory`,
 			"spec.metrics[2].provider.builtin.metric: is required; one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory",
 		},
@@ -376,6 +376,111 @@ var invalidCases = []struct {
 			`spec.metrics[0].failureCondition: "result + 1" does not compile: expected bool, but got float64`,
 			`spec.metrics[1].successCondition: "latency < 1" does not compile: unknown name latency (1:1)`,
 			`spec.metrics[1].failureCondition: "args.x > 1" does not compile: invalid operation: > (mismatched types string and int) (1:8)`,
+		},
+	},
+	{
+		name: "unknown provider",
+		yaml: template("  metrics:\n    - {name: a, provider: {datadog: {query: x}}}\n"),
+		want: []string{"spec.metrics[0].provider.datadog: unknown field"},
+	},
+	{
+		name: "two providers",
+		yaml: template("  metrics:\n    - {name: a, provider: {builtin: {metric: cpu}, command: {command: sh}}}\n"),
+		want: []string{"spec.metrics[0].provider: has builtin and command; set exactly one"},
+	},
+	{
+		name: "inconclusivePolicy",
+		yaml: template("  metrics:\n    - {name: a, inconclusivePolicy: pause, provider: {builtin: {metric: cpu}}}\n"),
+		want: []string{`spec.metrics[0].inconclusivePolicy: "pause" is not one of Pause, Fail, Ignore`},
+	},
+	{
+		name: "scrape",
+		yaml: template(`  metrics:
+    - name: a
+      provider: {scrape: {labels: {"bad-label": x}, divideBy: {metric: "9lives"}, minTotal: -1, path: metrics, timeout: 0}}
+    - name: b
+      provider: {scrape: {metric: "chat-triage"}}
+`),
+		want: []string{
+			"spec.metrics[0].provider.scrape.metric: is required",
+			`spec.metrics[0].provider.scrape.labels: "bad-label" is not a Prometheus label name`,
+			`spec.metrics[0].provider.scrape.divideBy.metric: "9lives" is not a Prometheus metric name`,
+			"spec.metrics[0].provider.scrape.minTotal: -1 must be >= 0",
+			`spec.metrics[0].provider.scrape.path: "metrics" must start with /`,
+			"spec.metrics[0].provider.scrape.timeout: 0 must be > 0",
+			`spec.metrics[1].provider.scrape.metric: "chat-triage" is not a Prometheus metric name`,
+		},
+	},
+	{
+		name: "prometheus",
+		yaml: template(`  args: [{name: service-name}]
+  metrics:
+    - name: a
+      provider:
+        prometheus:
+          address: prometheus:9090
+          query: 'sum(rate(x{svc="{{args.service-name}}", ns="{{args.ns}}", v="{{version}}"}[{{ interval }}]))'
+          rangeQuery: {range: 0, step: -1, reduce: mean}
+          headers: [{key: "", value: x}, {key: "X Bad", value: z}]
+          bearerToken: abc
+          bearerTokenEnv: "1TOKEN"
+          timeout: soon
+    - name: b
+      provider: {prometheus: {}}
+`),
+		want: []string{
+			`spec.metrics[0].provider.prometheus.address: "prometheus:9090" is not an http:// or https:// URL`,
+			`spec.metrics[0].provider.prometheus.query: "sum(rate(x{svc=\"{{args.service-name}}\", ns=\"{{args.ns}}\", v=\"{{version}}\"}[{{ interval }}]))" uses {{args.ns}}, but the template has no argument "ns"`,
+			`spec.metrics[0].provider.prometheus.query: "sum(rate(x{svc=\"{{args.service-name}}\", ns=\"{{args.ns}}\", v=\"{{version}}\"}[{{ interval }}]))" uses the unknown variable {{version}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, args.NAME`,
+			"spec.metrics[0].provider.prometheus.rangeQuery.range: 0 must be > 0",
+			"spec.metrics[0].provider.prometheus.rangeQuery.step: -1 must be > 0",
+			`spec.metrics[0].provider.prometheus.rangeQuery.reduce: "mean" is not one of last, avg, min, max, sum`,
+			"spec.metrics[0].provider.prometheus.headers[0].key: is required",
+			`spec.metrics[0].provider.prometheus.headers[1].key: "X Bad" is not an HTTP header name`,
+			"spec.metrics[0].provider.prometheus: has bearerToken and bearerTokenEnv; set at most one",
+			`spec.metrics[0].provider.prometheus.bearerTokenEnv: "1TOKEN" is not an environment variable name`,
+			`spec.metrics[0].provider.prometheus.timeout: "soon" is not a duration like "30s", "1m" or a number of seconds`,
+			"spec.metrics[1].provider.prometheus.address: is required",
+			"spec.metrics[1].provider.prometheus.query: is required",
+		},
+	},
+	{
+		name: "web",
+		yaml: template(`  metrics:
+    - name: a
+      provider: {web: {url: "ftp://example/x", body: "{}", jsonPath: "$.data[", timeout: -2}}
+    - name: b
+      provider: {web: {url: "http://127.0.0.1:9/{{rollouts}}", method: PUT}}
+    - name: c
+      provider: {web: {}}
+`),
+		want: []string{
+			`spec.metrics[0].provider.web.url: "ftp://example/x" is not an http:// or https:// URL`,
+			"spec.metrics[0].provider.web.body: needs method POST",
+			`spec.metrics[0].provider.web.jsonPath: "$.data[" does not parse: jsonpath: unexpected eof at position 8`,
+			"spec.metrics[0].provider.web.timeout: -2 must be > 0",
+			`spec.metrics[1].provider.web.url: "http://127.0.0.1:9/{{rollouts}}" uses the unknown variable {{rollouts}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, args.NAME`,
+			`spec.metrics[1].provider.web.method: "PUT" is not GET or POST`,
+			"spec.metrics[2].provider.web.url: is required",
+		},
+	},
+	{
+		name: "command and job",
+		yaml: template(`  metrics:
+    - name: a
+      provider: {command: {args: ["{{args.suite}}"], env: [{value: x}, {name: "A-B"}], timeout: 0s}}
+    - name: b
+      provider: {job: {command: [run], backoffLimit: -1, timeout: 0}}
+`),
+		want: []string{
+			"spec.metrics[0].provider.command.command: is required",
+			`spec.metrics[0].provider.command.args[0]: "{{args.suite}}" uses {{args.suite}}, but the template has no argument "suite"`,
+			"spec.metrics[0].provider.command.env[0].name: is required",
+			`spec.metrics[0].provider.command.env[1].name: "A-B" is not an environment variable name`,
+			`spec.metrics[0].provider.command.timeout: "0s" must be > 0`,
+			"spec.metrics[1].provider.job.image: is required",
+			"spec.metrics[1].provider.job.backoffLimit: -1 must be >= 0",
+			"spec.metrics[1].provider.job.timeout: 0 must be > 0",
 		},
 	},
 	{

@@ -417,7 +417,7 @@ func ValidateAnalysisTemplate(t *v1alpha1.AnalysisTemplate) Errors {
 		default:
 			names[m.Name] = i
 		}
-		validateMetric(&l, path, m)
+		validateMetric(&l, path, m, t.Spec.Args)
 	}
 	args := map[string]int{}
 	for i, a := range t.Spec.Args {
@@ -434,7 +434,7 @@ func ValidateAnalysisTemplate(t *v1alpha1.AnalysisTemplate) Errors {
 	return l.errs
 }
 
-func validateMetric(l *errList, path string, m *v1alpha1.Metric) {
+func validateMetric(l *errList, path string, m *v1alpha1.Metric, args []v1alpha1.Argument) {
 	if m.Interval != nil {
 		validateDuration(l, path+".interval", m.Interval, true)
 	}
@@ -465,12 +465,40 @@ func validateMetric(l *errList, path string, m *v1alpha1.Metric) {
 			l.add(path+"."+c.name, c.expr, "does not compile: %s", oneLine(err.Error()))
 		}
 	}
-	b := m.Provider.Builtin
-	if b == nil {
-		l.add(path+".provider", nil, "needs exactly one provider: builtin")
-		return
+	if m.InconclusivePolicy != "" && !slices.Contains(inconclusivePolicies, m.InconclusivePolicy) {
+		l.add(path+".inconclusivePolicy", string(m.InconclusivePolicy), "is not one of Pause, Fail, Ignore")
 	}
-	bp := path + ".provider.builtin"
+	set := ProviderNames(m.Provider)
+	switch len(set) {
+	case 0:
+		l.add(path+".provider", nil, "needs exactly one provider: %s", strings.Join(providers, ", "))
+		return
+	case 1:
+	default:
+		l.add(path+".provider", nil, "has %s; set exactly one", strings.Join(set, " and "))
+	}
+	p := path + ".provider"
+	if b := m.Provider.Builtin; b != nil {
+		validateBuiltin(l, p+".builtin", b)
+	}
+	if s := m.Provider.Scrape; s != nil {
+		validateScrape(l, p+".scrape", s)
+	}
+	if pm := m.Provider.Prometheus; pm != nil {
+		validatePrometheus(l, p+".prometheus", pm, args)
+	}
+	if w := m.Provider.Web; w != nil {
+		validateWeb(l, p+".web", w, args)
+	}
+	if c := m.Provider.Command; c != nil {
+		validateCommand(l, p+".command", c, args)
+	}
+	if j := m.Provider.Job; j != nil {
+		validateJob(l, p+".job", j)
+	}
+}
+
+func validateBuiltin(l *errList, bp string, b *v1alpha1.BuiltinMetric) {
 	if !slices.Contains(builtinMetrics, b.Metric) {
 		if b.Metric == "" {
 			l.add(bp+".metric", nil, "is required; one of %s", strings.Join(builtinMetrics, ", "))
