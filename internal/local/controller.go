@@ -43,11 +43,15 @@ type Controller struct {
 	now      func() time.Time
 	registry *prometheus.Registry
 
+	measure *measurements
+
 	// mu serialises every change of state: API commands and the control loop.
-	mu      sync.Mutex
-	proxies map[string]*rolloutProxy
-	regexps map[string]*regexp.Regexp
-	kick    chan struct{}
+	mu sync.Mutex
+	// proxiesMu guards the proxies map itself, which measurements read without mu.
+	proxiesMu sync.RWMutex
+	proxies   map[string]*rolloutProxy
+	regexps   map[string]*regexp.Regexp
+	kick      chan struct{}
 }
 
 var _ server.Backend = (*Controller)(nil)
@@ -159,43 +163,12 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 	for _, e := range out.Events {
 		c.record(name, e.Type, e.Reason, e.Message, e.Revision)
 	}
+	c.measure.stopGone(r)
 	if promotedFrom != r.Status.StableRevision {
 		c.prune(r)
 	}
 
 	return nil
-}
-
-// runAnalysis takes the measurements that are due for r's analysis runs.
-func (c *Controller) runAnalysis(ctx context.Context, now time.Time, r *v1alpha1.Rollout) {
-	for i := range r.Status.Analysis {
-		run := &r.Status.Analysis[i]
-		if run.Phase.Completed() {
-			continue
-		}
-		templates := map[string]*v1alpha1.AnalysisTemplate{}
-		for _, ref := range run.Spec.Templates {
-			t, err := c.store.GetAnalysisTemplate(ref.TemplateName)
-			if err != nil {
-				run.Phase = v1alpha1.AnalysisError
-				run.Message = fmt.Sprintf("analysis template %q: %s", ref.TemplateName, err.Error())
-				break
-			}
-			templates[ref.TemplateName] = t
-		}
-		if run.Phase.Completed() {
-			continue
-		}
-		before := run.Phase
-		c.runner.Step(ctx, now, r.Name, run, templates)
-		if run.Phase != before && run.Phase.Completed() {
-			typ := engine.EventNormal
-			if run.Phase != v1alpha1.AnalysisSuccessful {
-				typ = engine.EventWarning
-			}
-			c.record(r.Name, typ, "Analysis"+string(run.Phase), fmt.Sprintf("analysis %s: %s %s", run.Name, run.Phase, run.Message), run.Revision)
-		}
-	}
 }
 
 func (c *Controller) record(rollout, typ, reason, msg string, rev int64) {
@@ -239,10 +212,7 @@ func (c *Controller) prune(r *v1alpha1.Rollout) {
 
 // setRoutes gives the proxy the engine's routes over the instances that can take traffic.
 func (c *Controller) setRoutes(r *v1alpha1.Rollout, routes engine.Routes, observed map[int64][]supervisor.Instance) {
-	rp := c.proxies[r.Name]
-	if rp == nil {
-		return
-	}
+	rp := c.rolloutProxy(r.Name)
 	backends := func(rev int64) []proxy.Backend {
 		var out []proxy.Backend
 		for _, in := range observed[rev] {
@@ -300,11 +270,7 @@ func roleOf(r *v1alpha1.Rollout, rev int64) v1alpha1.Role {
 
 // ensureProxy starts (or moves) r's listeners.
 func (c *Controller) ensureProxy(r *v1alpha1.Rollout) error {
-	rp := c.proxies[r.Name]
-	if rp == nil {
-		rp = &rolloutProxy{p: proxy.New(r.Name, proxy.Options{Logger: c.log})}
-		c.proxies[r.Name] = rp
-	}
+	rp := c.rolloutProxy(r.Name)
 	if !rp.collectorRegistered {
 		if err := c.registry.Register(rp.p.Collector()); err == nil {
 			rp.collectorRegistered = true
@@ -366,29 +332,45 @@ func closeServer(s *http.Server) {
 	_ = s.Shutdown(ctx)
 }
 
+// rolloutProxy returns the rollout's proxy, making it the first time.
+func (c *Controller) rolloutProxy(name string) *rolloutProxy {
+	c.proxiesMu.Lock()
+	defer c.proxiesMu.Unlock()
+	rp := c.proxies[name]
+	if rp == nil {
+		rp = &rolloutProxy{p: proxy.New(name, proxy.Options{Logger: c.log})}
+		c.proxies[name] = rp
+	}
+	return rp
+}
+
+// proxyOf returns the rollout's proxy, or nil. It does not need mu.
+func (c *Controller) proxyOf(name string) *proxy.Proxy {
+	c.proxiesMu.RLock()
+	defer c.proxiesMu.RUnlock()
+	if rp := c.proxies[name]; rp != nil {
+		return rp.p
+	}
+	return nil
+}
+
 // drain is the supervisor's hook before it stops an instance: no new requests reach it and
 // the ones it has finish.
 func (c *Controller) drain(ctx context.Context, inst supervisor.Instance) {
-	c.mu.Lock()
-	var ps []*proxy.Proxy
-	for _, rp := range c.proxies {
-		ps = append(ps, rp.p)
+	p := c.proxyOf(inst.Rollout)
+	if p == nil {
+		return
 	}
-	c.mu.Unlock()
-	for _, p := range ps {
-		p.Drain(inst.ID)
-	}
-	for _, p := range ps {
-		if err := p.WaitIdle(ctx, inst.ID); err != nil {
-			c.log.Warn("instance stopped with requests in flight", "instance", inst.ID, "err", err)
-		}
+	p.Drain(inst.ID)
+	if err := p.WaitIdle(ctx, inst.ID); err != nil {
+		c.log.Warn("instance stopped with requests in flight", "instance", inst.ID, "err", err)
 	}
 }
 
 // shutdown closes the listeners gracefully.
 func (c *Controller) shutdown() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.proxiesMu.RLock()
+	defer c.proxiesMu.RUnlock()
 	for _, rp := range c.proxies {
 		closeServer(rp.main)
 		closeServer(rp.preview)
@@ -398,11 +380,7 @@ func (c *Controller) shutdown() {
 // checkListen fails when addr cannot be bound, so a bad apply is refused before it is stored.
 // It keeps the listener for ensureProxy.
 func (c *Controller) checkListen(r *v1alpha1.Rollout) error {
-	rp := c.proxies[r.Name]
-	if rp == nil {
-		rp = &rolloutProxy{p: proxy.New(r.Name, proxy.Options{Logger: c.log})}
-		c.proxies[r.Name] = rp
-	}
+	rp := c.rolloutProxy(r.Name)
 	bind := func(field, addr, current string, ln *net.Listener) error {
 		if addr == "" || addr == current || *ln != nil {
 			return nil

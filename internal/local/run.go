@@ -96,7 +96,7 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 
 	c := &Controller{
 		store: st, log: log, now: time.Now, registry: prometheus.NewRegistry(),
-		proxies: map[string]*rolloutProxy{}, regexps: map[string]*regexp.Regexp{}, kick: make(chan struct{}, 1),
+		measure: newMeasurements(), proxies: map[string]*rolloutProxy{}, regexps: map[string]*regexp.Regexp{}, kick: make(chan struct{}, 1),
 	}
 	sup, err := supervisor.New(supervisor.Options{StateDir: opts.StateDir, Logger: log, Drain: c.drain})
 	if err != nil {
@@ -180,15 +180,15 @@ func loadToken(dir string) (string, error) {
 }
 
 // source feeds the builtin analysis provider from the proxy and the supervisor. Its methods
-// run inside reconcile, with c.mu held.
+// run in measurement goroutines, without c.mu.
 type source struct{ c *Controller }
 
 func (s source) Requests(rollout string, revision int64, since time.Time) builtin.RequestStats {
-	rp := s.c.proxies[rollout] // the runner is called from reconcile, with c.mu held
-	if rp == nil {
+	p := s.c.proxyOf(rollout)
+	if p == nil {
 		return builtin.RequestStats{}
 	}
-	return requestStats(rp.p.Stats(revision, since))
+	return requestStats(p.Stats(revision, since))
 }
 
 func requestStats(st proxy.RequestStats) builtin.RequestStats {
@@ -214,7 +214,7 @@ func (s source) Instances(rollout string, revision int64) builtin.InstanceStats 
 }
 
 // addresses tells the scrape and command providers where a rollout's instances and
-// listeners are. Its methods run inside reconcile, with c.mu held.
+// listeners are. Its methods run in measurement goroutines, without c.mu.
 type addresses struct{ c *Controller }
 
 var (
@@ -235,8 +235,12 @@ func (a addresses) Instances(rollout string, revision int64) []string {
 
 // Addresses returns where the rollout's traffic and its blue-green preview arrive.
 func (a addresses) Addresses(rollout string) (listen, preview string) {
-	if rp := a.c.proxies[rollout]; rp != nil {
-		return rp.listen, rp.previewAddr
+	r, err := a.c.store.GetRollout(rollout)
+	if err != nil {
+		return "", ""
 	}
-	return "", ""
+	if bg := r.Spec.Strategy.BlueGreen; bg != nil {
+		preview = bg.PreviewListen
+	}
+	return r.Spec.Listen, preview
 }

@@ -185,13 +185,13 @@ func startRamp(t *testing.T, s spec) *ramp {
 	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: freeAddr(t), logs: &lockedBuffer{}}
 	r.specFile = filepath.Join(r.stateDir, "rollout.yaml")
 	r.write(s)
-	r.up("-f", r.specFile)
 	t.Cleanup(func() {
 		r.stop()
 		if t.Failed() {
 			t.Logf("ramp logs:\n%s", tail(r.logs.String(), 6000))
 		}
 	})
+	r.up("-f", r.specFile)
 	r.waitPhase(v1alpha1.PhaseHealthy, 30*time.Second)
 	return r
 }
@@ -221,6 +221,11 @@ func (r *ramp) up(args ...string) {
 	r.done = make(chan struct{})
 	go func() { _ = r.cmd.Wait(); close(r.done) }()
 	waitFor(r.t, 20*time.Second, "the control API", func() (bool, string) {
+		select {
+		case <-r.done:
+			r.t.Fatalf("ramp up exited:\n%s", tail(r.logs.String(), 3000))
+		default:
+		}
 		resp, err := http.Get("http://" + r.apiAddr + "/healthz")
 		if err != nil {
 			return false, err.Error()

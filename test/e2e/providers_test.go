@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -101,4 +102,70 @@ func TestCommandAndScrapeProvidersJudgeThePreview(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "analysistemplate/smoke: spec.metrics[0].provider.job: the job provider needs Kubernetes mode") {
 		t.Fatalf("apply of a job metric: exit %d:\n%s", code, out)
 	}
+}
+
+// A test suite that runs for minutes must not hold up ramp: the control loop and the API go on
+// while it measures.
+func TestSlowMeasurementDoesNotBlockRamp(t *testing.T) {
+	s := spec{Listen: freeAddr(t), Strategy: `    canary:
+      steps:
+      - setWeight: 50
+`}
+	r := startRamp(t, model(s, "v1"))
+	s.Strategy += `      - analysis:
+          templates:
+          - templateName: slow-suite
+`
+	slow := `---
+apiVersion: ramp.dev/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: slow-suite
+spec:
+  metrics:
+  - name: suite
+    provider:
+      command:
+        command: sleep
+        args: ["61.25"]
+        timeout: 120s
+`
+	file := r.stateDir + "/slow.yaml"
+	if err := os.WriteFile(file, []byte(model(s, "v2").yaml()+slow), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	r.must("apply", "-f", file)
+	r.waitFor(30*time.Second, "the suite running", func(ro v1alpha1.Rollout) bool {
+		return len(ro.Status.Analysis) == 1 && ro.Status.Analysis[0].Phase == v1alpha1.AnalysisRunning
+	})
+	// While the suite runs, reads answer at once and abort takes effect.
+	start := time.Now()
+	r.get()
+	if d := time.Since(start); d > 3*time.Second {
+		t.Fatalf("ramp get took %s while a measurement ran", d)
+	}
+	r.must("abort", "chat-api")
+	ro := r.waitPhase(v1alpha1.PhaseDegraded, 10*time.Second)
+	if ro.Status.Message != "aborted: by user" {
+		t.Fatalf("after abort: %s", ro.Status.Message)
+	}
+	// And the suite of the aborted revision is stopped.
+	waitFor(t, 10*time.Second, "the suite to stop", func() (bool, string) {
+		n := processesWithArgs("sleep", "61.25")
+		return n == 0, fmt.Sprintf("%d sleep 61.25 processes", n)
+	})
+}
+
+// processesWithArgs counts the running processes whose command line is exactly args.
+func processesWithArgs(args ...string) int {
+	want := strings.Join(args, "\x00") + "\x00"
+	entries, _ := os.ReadDir("/proc")
+	n := 0
+	for _, e := range entries {
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && string(b) == want {
+			n++
+		}
+	}
+	return n
 }
