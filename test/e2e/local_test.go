@@ -328,8 +328,8 @@ func TestKill9MidRolloutResumes(t *testing.T) {
 	r.up("-f", r.specFile)
 
 	// Then the rollout is where it was, with every revision and event kept
-	ro := r.waitFor(30*time.Second, "canary ready again", func(ro v1alpha1.Rollout) bool {
-		return readyOf(ro, 2) >= 1 && ro.Status.Phase == v1alpha1.PhasePaused
+	ro := r.waitFor(30*time.Second, "stable and canary ready again", func(ro v1alpha1.Rollout) bool {
+		return readyOf(ro, 1) == 2 && readyOf(ro, 2) >= 1 && ro.Status.Phase == v1alpha1.PhasePaused
 	})
 	if *ro.Status.CurrentStepIndex != 1 || ro.Status.CanaryWeight != 25 || ro.Status.StableRevision != 1 {
 		t.Fatalf("after restart: %+v", ro.Status)
