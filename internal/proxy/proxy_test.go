@@ -610,8 +610,10 @@ func TestStats(t *testing.T) {
 	if sl.Requests != 10 || sl.Errors != 0 {
 		t.Errorf("revision 2: %d requests %d errors, want 10 and 0", sl.Requests, sl.Errors)
 	}
-	if p50 := sl.Latency.Quantile(0.5); p50 < 30*time.Millisecond || p50 <= fast.Latency.Quantile(0.99) {
-		t.Errorf("slow p50 latency %v, fast p99 %v: want slow ≥ 30ms and above fast", p50, fast.Latency.Quantile(0.99))
+	// The median, not the tail, of the fast revision: on a loaded machine a few fast requests
+	// can take longer than 30ms too.
+	if p50 := sl.Latency.Quantile(0.5); p50 < 30*time.Millisecond || p50 <= fast.Latency.Quantile(0.5) {
+		t.Errorf("slow p50 latency %v, fast p50 %v: want slow ≥ 30ms and above fast", p50, fast.Latency.Quantile(0.5))
 	}
 	if ttfb, lat := sl.TTFB.Quantile(0.5), sl.Latency.Quantile(0.5); ttfb >= lat {
 		t.Errorf("slow revision ttfb p50 %v not below latency p50 %v", ttfb, lat)
