@@ -233,14 +233,14 @@ func TestStickyCookie(t *testing.T) {
 
 func TestMirrorToHungCanary(t *testing.T) {
 	hung := make(chan struct{})
-	var entered sync.WaitGroup
+	entered := make(chan struct{}, 100)
 	var mu sync.Mutex
 	var seen []http.Header
 	canary := upstream(t, "canary", func(w http.ResponseWriter, r *http.Request) {
 		mu.Lock()
 		seen = append(seen, r.Header.Clone())
 		mu.Unlock()
-		entered.Done()
+		entered <- struct{}{}
 		select {
 		case <-hung:
 		case <-r.Context().Done():
@@ -254,7 +254,6 @@ func TestMirrorToHungCanary(t *testing.T) {
 		{Revision: 2, Role: "canary", Weight: 0, Backends: []Backend{canary}},
 	}, Mirror: &Mirror{Revision: 2, Percent: 100, MaxConcurrent: 2, MaxBodyBytes: 16}})
 	f := serve(t, p)
-	entered.Add(2)
 	const n = 20
 	for i := range n {
 		start := time.Now()
@@ -266,7 +265,7 @@ func TestMirrorToHungCanary(t *testing.T) {
 			t.Fatalf("request %d took %v while its mirror hangs", i, d)
 		}
 	}
-	entered.Wait()
+	waitFor(t, 5*time.Second, "two copies at the canary", func() bool { return len(entered) >= 2 })
 	if got := p.MirrorInFlight(); got != 2 {
 		t.Errorf("mirror copies in flight = %d, want the limit 2", got)
 	}
@@ -329,7 +328,7 @@ func TestMirrorMeasured(t *testing.T) {
 	if m.Requests < n/4 || m.Requests > n*3/4 || m.Errors5xx != m.Requests {
 		t.Errorf("mirror stats %d requests %d 5xx, want about %d, all 5xx", m.Requests, m.Errors5xx, n/2)
 	}
-	if s := p.Stats(1, since); s.Requests != n || s.Errors != 0 {
+	if s := statsOf(t, p, 1, since, n); s.Requests != n || s.Errors != 0 {
 		t.Errorf("stable stats %+v, want %d clean requests", s, n)
 	}
 }
@@ -402,7 +401,7 @@ func TestTimeoutsAndFailures(t *testing.T) {
 		{"first byte timeout is 504", Settings{FirstByteTimeout: 100 * time.Millisecond}, "/hung", 504, true, false},
 		{"fast answer within first byte timeout", Settings{FirstByteTimeout: 2 * time.Second}, "/", 200, false, false},
 		{"idle timeout cuts a stalled stream", Settings{IdleTimeout: 100 * time.Millisecond}, "/stall", 200, true, true},
-		{"slow stream within idle timeout", Settings{IdleTimeout: 2 * time.Second, FirstByteTimeout: 2 * time.Second}, "/slow-stream", 200, false, false},
+		{"slow stream within idle timeout", Settings{IdleTimeout: 250 * time.Millisecond, FirstByteTimeout: 2 * time.Second}, "/slow-stream", 200, false, false},
 		{"reset is 502", Settings{}, "/reset", 502, true, false},
 	}
 	for _, tc := range tests {
@@ -412,6 +411,7 @@ func TestTimeoutsAndFailures(t *testing.T) {
 			p.SetTable(Table{Pools: []Pool{{Revision: 7, Weight: 100, Backends: []Backend{up}}}})
 			f := serve(t, p)
 			since := time.Now()
+			f.client.Timeout = 10 * time.Second // fail, not hang, when a timeout does not fire
 			resp, err := f.client.Get(f.url + tc.path)
 			if err != nil {
 				t.Fatal(err)

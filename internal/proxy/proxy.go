@@ -684,8 +684,9 @@ func (p *Proxy) finish(st *reqState) {
 		class = codeClass(st.status)
 		is5xx = st.status >= 500
 	}
-	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, is5xx, st.failed)
+	// Metrics first: tests wait for Stats, then read the metrics.
 	p.metrics.observe(st.pool, class, lat, st.ttfb, st.gotHeaders)
+	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, is5xx, st.failed)
 }
 
 func codeClass(code int) string {
