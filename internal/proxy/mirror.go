@@ -26,8 +26,8 @@ const (
 // request (and skip side effects).
 const MirrorHeader = "X-Ramp-Mirror"
 
-// Mirror copies a share of the requests that the weights or routes send anywhere to the
-// instances of one revision. The copies' answers are measured (MirrorStats, and
+// Mirror copies a share of the requests that the weights or routes send to other revisions
+// to the instances of one revision. The copies' answers are measured (MirrorStats, and
 // ramp_mirror_requests_total) and thrown away: a copy never delays or fails the real
 // request. Copies are bounded: by body size, by the number in flight, and by time.
 type Mirror struct {

@@ -342,7 +342,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
 	if st.setBucket >= 0 {
 		http.SetCookie(w, st.tbl.sticky.cookie(st.setBucket))
 	}
-	if st.tbl.mirror != nil && !preview {
+	if st.tbl.mirror != nil && !preview && pl.rev != st.tbl.mirror.cfg.Revision {
 		p.mirrors.maybe(st.tbl.mirror, r)
 	}
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
