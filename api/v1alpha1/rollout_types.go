@@ -61,6 +61,47 @@ type RolloutSpec struct {
 	// MinReadySeconds is how long a new instance must be ready before it counts as
 	// available. Zero means available as soon as ready.
 	MinReadySeconds int32 `json:"minReadySeconds,omitempty"`
+
+	// Proxy tunes ramp's proxy on spec.listen (and the preview listener) in local mode. Nil
+	// means plain HTTP, HTTP/1.1 to the instances, a 5 s connect timeout and no other.
+	Proxy *ProxySpec `json:"proxy,omitempty"`
+}
+
+// ProxySpec tunes ramp's local-mode proxy for one rollout.
+type ProxySpec struct {
+	// TLS terminates TLS (HTTP/1.1 and HTTP/2) on the rollout's listeners. Nil means plain
+	// HTTP.
+	TLS *ProxyTLS `json:"tls,omitempty"`
+	// UpstreamProtocol is how the proxy speaks to the instances: "http1" or "h2c" (HTTP/2
+	// without TLS). Empty means http1. WebSocket upgrades always use HTTP/1.1.
+	UpstreamProtocol string `json:"upstreamProtocol,omitempty"`
+	// Timeouts bound the proxy's wait on an instance. Nil means connect 5 s, no other.
+	Timeouts *ProxyTimeouts `json:"timeouts,omitempty"`
+	// MaxRequestBodyBytes is the largest request body accepted; larger ones are answered
+	// 413. Zero means no limit.
+	MaxRequestBodyBytes int64 `json:"maxRequestBodyBytes,omitempty"`
+	// MaxRequestHeaderBytes bounds a request's line and headers; larger ones are answered
+	// 431. Zero means 65536.
+	MaxRequestHeaderBytes int32 `json:"maxRequestHeaderBytes,omitempty"`
+}
+
+// ProxyTLS is a certificate and key file pair (PEM). The files are read again when they
+// change, so a renewed certificate needs no restart.
+type ProxyTLS struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+}
+
+// ProxyTimeouts are durations: a number of seconds or a Go duration ("30s", "2m").
+type ProxyTimeouts struct {
+	// Connect bounds connecting to an instance. Nil means 5s.
+	Connect *intstr.IntOrString `json:"connect,omitempty"`
+	// FirstByte bounds the wait for an instance's response headers; the client then gets
+	// 504. Nil means no limit: answers that take minutes are normal.
+	FirstByte *intstr.IntOrString `json:"firstByte,omitempty"`
+	// Idle bounds the silence between two pieces of a response body; the response is then
+	// cut. Nil means no limit.
+	Idle *intstr.IntOrString `json:"idle,omitempty"`
 }
 
 // Template is how the instances of one revision run: either processes that ramp starts and
@@ -172,6 +213,47 @@ type CanaryStrategy struct {
 	// CanaryService is the Service that selects the canary pods (Kubernetes mode); ramp sets
 	// its selector. Empty means none.
 	CanaryService string `json:"canaryService,omitempty"`
+	// Stickiness keeps each user on one revision for the whole canary (local mode). Nil
+	// means every request is weighed on its own.
+	Stickiness *Stickiness `json:"stickiness,omitempty"`
+	// Mirror copies a share of the requests to the canary while there is one (local mode);
+	// the copies' answers are measured and thrown away. Nil means no mirroring.
+	Mirror *CanaryMirror `json:"mirror,omitempty"`
+}
+
+// Stickiness gives each user a bucket from 0 to 99: the hash of a header, or a cookie the
+// proxy sets. Users in buckets below the canary weight go to the canary, so a user moved to
+// the canary stays there as the weight grows. The header wins when both are given and the
+// request has it.
+type Stickiness struct {
+	// Header hashes a request header such as x-user-id. Nil means none.
+	Header *StickyHeader `json:"header,omitempty"`
+	// Cookie keeps the bucket in a cookie the proxy sets. Nil means none.
+	Cookie *StickyCookie `json:"cookie,omitempty"`
+}
+
+// StickyHeader names the header whose value identifies a user.
+type StickyHeader struct {
+	Name string `json:"name"`
+}
+
+// StickyCookie names the cookie that keeps a user's bucket.
+type StickyCookie struct {
+	Name string `json:"name"`
+	// MaxAgeSeconds is the cookie's lifetime. Zero means a session cookie.
+	MaxAgeSeconds int32 `json:"maxAgeSeconds,omitempty"`
+}
+
+// CanaryMirror copies a percentage of the requests to the canary.
+type CanaryMirror struct {
+	// Percentage of the requests copied, 1 to 100.
+	Percentage int32 `json:"percentage"`
+	// MaxConcurrent is the number of copies in flight; more are dropped and counted. Zero
+	// means 16.
+	MaxConcurrent int32 `json:"maxConcurrent,omitempty"`
+	// MaxBodyBytes is the largest request body copied; larger ones are not copied. Zero
+	// means 65536.
+	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
 }
 
 // TrafficRouting names the traffic layer. Local mode uses ramp's proxy; the Kubernetes
@@ -180,6 +262,10 @@ type TrafficRouting struct {
 	// ManagedRoutes are the header routes that setHeaderRoute steps may set, by name, in
 	// order of precedence.
 	ManagedRoutes []ManagedRoute `json:"managedRoutes,omitempty"`
+	// TrustedSources are the client networks (CIDR, such as 10.0.0.0/8) whose requests may
+	// follow header and cookie routes in local mode; other clients follow the weights. The
+	// client is the connection's peer, never X-Forwarded-For. Empty means every client.
+	TrustedSources []string `json:"trustedSources,omitempty"`
 
 	// Kubernetes mode: at most one of the routers below. None means weights are approximated
 	// by replica counts behind the stable Service.
@@ -250,8 +336,17 @@ type RolloutPause struct {
 type SetHeaderRoute struct {
 	// Name is the route's name; it must appear in trafficRouting.managedRoutes.
 	Name string `json:"name"`
-	// Match lists header conditions that must all hold. Empty removes the route.
+	// Match lists header conditions that must all hold. Empty, with CookieMatch empty,
+	// removes the route.
 	Match []HeaderMatch `json:"match,omitempty"`
+	// CookieMatch lists cookie conditions that must all hold too (local mode).
+	CookieMatch []CookieMatch `json:"cookieMatch,omitempty"`
+}
+
+// CookieMatch matches one request cookie by name (case-sensitive).
+type CookieMatch struct {
+	CookieName  string      `json:"cookieName"`
+	CookieValue StringMatch `json:"cookieValue"`
 }
 
 // HeaderMatch matches one request header.

@@ -147,7 +147,7 @@ func (d *decision) canaryStep(idx int, step v1alpha1.CanaryStep) (done, aborted 
 	case step.SetHeaderRoute != nil:
 		hr := *step.SetHeaderRoute
 		d.st.HeaderRoutes = slices.DeleteFunc(d.st.HeaderRoutes, func(r v1alpha1.SetHeaderRoute) bool { return r.Name == hr.Name })
-		if len(hr.Match) > 0 {
+		if len(hr.Match)+len(hr.CookieMatch) > 0 {
 			d.st.HeaderRoutes = append(d.st.HeaderRoutes, hr)
 		}
 		return true, false

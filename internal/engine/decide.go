@@ -453,8 +453,8 @@ func (d *decision) finish() {
 	})
 	// Header routes point at the canary.
 	for _, hr := range d.st.HeaderRoutes {
-		if d.st.CanaryRevision != 0 && len(hr.Match) > 0 {
-			d.out.Routes.HeaderRoutes = append(d.out.Routes.HeaderRoutes, HeaderRoute{Name: hr.Name, Match: hr.Match, Revision: d.st.CanaryRevision})
+		if d.st.CanaryRevision != 0 && len(hr.Match)+len(hr.CookieMatch) > 0 {
+			d.out.Routes.HeaderRoutes = append(d.out.Routes.HeaderRoutes, HeaderRoute{Name: hr.Name, Match: hr.Match, CookieMatch: hr.CookieMatch, Revision: d.st.CanaryRevision})
 		}
 	}
 	d.st.Revisions = d.revisionStatuses()

@@ -70,9 +70,10 @@ type Routes struct {
 
 // HeaderRoute sends requests that match all its conditions to Revision.
 type HeaderRoute struct {
-	Name     string
-	Match    []v1alpha1.HeaderMatch
-	Revision int64
+	Name        string
+	Match       []v1alpha1.HeaderMatch
+	CookieMatch []v1alpha1.CookieMatch
+	Revision    int64
 }
 
 // Event types.

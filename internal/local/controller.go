@@ -60,6 +60,7 @@ var _ server.Backend = (*Controller)(nil)
 type rolloutProxy struct {
 	p                   *proxy.Proxy
 	listen, previewAddr string
+	lc                  listenerConfig
 	main, preview       *http.Server
 	mainLn, previewLn   net.Listener
 	collectorRegistered bool
@@ -242,11 +243,19 @@ func (c *Controller) setRoutes(r *v1alpha1.Rollout, routes engine.Routes, observ
 			}
 			pr.Match = append(pr.Match, pm)
 		}
+		for _, m := range hr.CookieMatch {
+			pm := proxy.Match{Cookie: m.CookieName, Exact: m.CookieValue.Exact, Prefix: m.CookieValue.Prefix}
+			if m.CookieValue.Regex != "" {
+				pm.Regex = c.regexp(m.CookieValue.Regex)
+			}
+			pr.Match = append(pr.Match, pm)
+		}
 		t.HeaderRoutes = append(t.HeaderRoutes, pr)
 		addPool(hr.Revision)
 	}
 	t.Preview = routes.Preview
 	addPool(routes.Preview)
+	routingExtras(r, &t, addPool)
 	rp.p.SetTable(t)
 }
 
@@ -276,15 +285,30 @@ func (c *Controller) ensureProxy(r *v1alpha1.Rollout) error {
 			rp.collectorRegistered = true
 		}
 	}
+	rp.p.SetSettings(proxySettings(r))
 	previewAddr := ""
 	if bg := r.Spec.Strategy.BlueGreen; bg != nil {
 		previewAddr = bg.PreviewListen
+	}
+	lc := listenerConfigOf(r)
+	var sc proxy.ServerConfig
+	if rp.lc != lc || rp.listen != r.Spec.Listen || rp.previewAddr != previewAddr {
+		var err error
+		if sc, err = lc.serverConfig(c.log); err != nil {
+			return fmt.Errorf("rollout %s: %w", r.Name, err)
+		}
+	}
+	if rp.lc != lc { // restart the listeners with the new TLS or limits
+		closeServer(rp.main)
+		closeServer(rp.preview)
+		rp.main, rp.listen, rp.preview, rp.previewAddr = nil, "", nil, ""
+		rp.lc = lc
 	}
 	if rp.listen != r.Spec.Listen {
 		closeServer(rp.main)
 		rp.main, rp.listen = nil, ""
 		if r.Spec.Listen != "" {
-			srv, err := c.serve(r.Spec.Listen, rp.p, rp.mainLn)
+			srv, err := c.serve(r.Spec.Listen, rp.p, rp.mainLn, sc)
 			if err != nil {
 				return fmt.Errorf("listen for rollout %s: %w", r.Name, err)
 			}
@@ -295,7 +319,7 @@ func (c *Controller) ensureProxy(r *v1alpha1.Rollout) error {
 		closeServer(rp.preview)
 		rp.preview, rp.previewAddr = nil, ""
 		if previewAddr != "" {
-			srv, err := c.serve(previewAddr, rp.p.PreviewHandler(), rp.previewLn)
+			srv, err := c.serve(previewAddr, rp.p.PreviewHandler(), rp.previewLn, sc)
 			if err != nil {
 				return fmt.Errorf("preview listen for rollout %s: %w", r.Name, err)
 			}
@@ -306,7 +330,7 @@ func (c *Controller) ensureProxy(r *v1alpha1.Rollout) error {
 }
 
 // serve serves h on addr, on ln when the caller already bound it.
-func (c *Controller) serve(addr string, h http.Handler, ln net.Listener) (*http.Server, error) {
+func (c *Controller) serve(addr string, h http.Handler, ln net.Listener, sc proxy.ServerConfig) (*http.Server, error) {
 	if ln == nil {
 		var err error
 		ln, err = net.Listen("tcp", addr)
@@ -314,9 +338,9 @@ func (c *Controller) serve(addr string, h http.Handler, ln net.Listener) (*http.
 			return nil, err
 		}
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	srv := proxy.NewServer(h, sc)
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := proxy.Serve(srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error("proxy listener stopped", "addr", addr, "err", err)
 		}
 	}()
@@ -391,6 +415,9 @@ func (c *Controller) checkListen(r *v1alpha1.Rollout) error {
 		}
 		*ln = l
 		return nil
+	}
+	if _, err := listenerConfigOf(r).serverConfig(c.log); err != nil {
+		return err
 	}
 	if err := bind("spec.listen", r.Spec.Listen, rp.listen, &rp.mainLn); err != nil {
 		return err

@@ -533,9 +533,8 @@ func TestUpstreamFailures(t *testing.T) {
 	})
 	t.Run("no timeout by default", func(t *testing.T) {
 		p := New("chat-api", Options{})
-		if p.transport.ResponseHeaderTimeout != 0 || p.rp.FlushInterval != -1 {
-			t.Errorf("ResponseHeaderTimeout %v FlushInterval %v, want 0 and -1",
-				p.transport.ResponseHeaderTimeout, p.rp.FlushInterval)
+		if s := p.Settings(); s != (Settings{}) || p.rp.FlushInterval != -1 {
+			t.Errorf("settings %+v FlushInterval %v, want none and -1", s, p.rp.FlushInterval)
 		}
 	})
 	t.Run("body cut short is an error", func(t *testing.T) {

@@ -204,15 +204,20 @@ func (s *revStats) lastSecond() int64 {
 // Stats returns the revision's measurements from since to now, at most the last 10 minutes,
 // in whole seconds (the second since falls in counts whole).
 func (p *Proxy) Stats(revision int64, since time.Time) RequestStats {
+	p.mu.Lock()
+	s := p.revs[revision]
+	p.mu.Unlock()
+	return p.window(s, since)
+}
+
+// window sums s (nil: nothing) from since to now, at most the last 10 minutes.
+func (p *Proxy) window(s *revStats, since time.Time) RequestStats {
 	now := p.now()
 	if oldest := now.Add(-statsWindow + time.Second); since.Before(oldest) {
 		since = oldest
 	}
 	lat, ttfb := &Histogram{}, &Histogram{}
 	out := RequestStats{Latency: lat, TTFB: ttfb, Window: max(now.Sub(since), 0)}
-	p.mu.Lock()
-	s := p.revs[revision]
-	p.mu.Unlock()
 	if s == nil {
 		return out
 	}

@@ -237,6 +237,75 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "cookie matches",
+		yaml: rollout(okProcess + `  strategy:
+    canary:
+      trafficRouting: {managedRoutes: [{name: beta}]}
+      steps:
+        - setHeaderRoute:
+            name: beta
+            cookieMatch:
+              - cookieValue: {exact: "1"}
+              - {cookieName: "bad name", cookieValue: {exact: a}}
+              - {cookieName: beta, cookieValue: {exact: a, regex: b}}
+              - {cookieName: beta, cookieValue: {regex: "(["}}
+`),
+		want: []string{
+			"spec.strategy.canary.steps[0].setHeaderRoute.cookieMatch[0].cookieName: is required",
+			`spec.strategy.canary.steps[0].setHeaderRoute.cookieMatch[1].cookieName: "bad name" is not a valid cookie name`,
+			"spec.strategy.canary.steps[0].setHeaderRoute.cookieMatch[2].cookieValue: needs exactly one of exact, prefix or regex",
+			"spec.strategy.canary.steps[0].setHeaderRoute.cookieMatch[3].cookieValue.regex: \"([\" does not compile: error parsing regexp: missing closing ]: `[`",
+		},
+	},
+	{
+		name: "stickiness, mirror and trusted sources",
+		yaml: rollout(okProcess + `  strategy:
+    canary:
+      trafficRouting: {trustedSources: [10.0.0.0/8, 10.0.0.1, nonsense]}
+      stickiness: {header: {name: ""}, cookie: {name: "a;b", maxAgeSeconds: -1}}
+      mirror: {percentage: 0, maxConcurrent: -1, maxBodyBytes: -5}
+`),
+		want: []string{
+			`spec.strategy.canary.trafficRouting.trustedSources[1]: "10.0.0.1" is not a network like 10.0.0.0/8 or 127.0.0.1/32`,
+			`spec.strategy.canary.trafficRouting.trustedSources[2]: "nonsense" is not a network like 10.0.0.0/8 or 127.0.0.1/32`,
+			`spec.strategy.canary.stickiness.header.name: is required`,
+			`spec.strategy.canary.stickiness.cookie.name: "a;b" is not a valid cookie name`,
+			`spec.strategy.canary.stickiness.cookie.maxAgeSeconds: -1 must be >= 0`,
+			`spec.strategy.canary.mirror.percentage: 0 is not between 1 and 100`,
+			`spec.strategy.canary.mirror.maxConcurrent: -1 must be >= 0`,
+			`spec.strategy.canary.mirror.maxBodyBytes: -5 must be >= 0`,
+		},
+	},
+	{
+		name: "empty stickiness",
+		yaml: rollout(okProcess + "  strategy: {canary: {stickiness: {}, mirror: {percentage: 101}}}\n"),
+		want: []string{
+			"spec.strategy.canary.stickiness: needs header or cookie",
+			"spec.strategy.canary.mirror.percentage: 101 is not between 1 and 100",
+		},
+	},
+	{
+		name: "proxy",
+		yaml: rollout(okProcess + `  strategy: {rollingUpdate: {}}
+  proxy:
+    tls: {}
+    upstreamProtocol: http3
+    timeouts: {connect: 0, firstByte: soon, idle: -1s}
+    maxRequestBodyBytes: -1
+    maxRequestHeaderBytes: -1
+`),
+		want: []string{
+			"spec.proxy.tls.certFile: is required",
+			"spec.proxy.tls.keyFile: is required",
+			`spec.proxy.upstreamProtocol: "http3" is not one of http1, h2c`,
+			"spec.proxy.timeouts.connect: 0 must be > 0",
+			`spec.proxy.timeouts.firstByte: "soon" is not a duration like "30s", "1m" or a number of seconds`,
+			`spec.proxy.timeouts.idle: "-1s" must be > 0`,
+			"spec.proxy.maxRequestBodyBytes: -1 must be >= 0",
+			"spec.proxy.maxRequestHeaderBytes: -1 must be >= 0",
+		},
+	},
+	{
 		name: "setCanaryScale",
 		yaml: rollout(okProcess + "  strategy: {canary: {steps: [{setCanaryScale: {}}, {setCanaryScale: {replicas: 1, weight: 10}}, {setCanaryScale: {weight: 101}}, {setCanaryScale: {replicas: -1}}, {setCanaryScale: {matchTrafficWeight: false}}]}}\n"),
 		want: []string{

@@ -3,7 +3,6 @@ package spec
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -45,6 +44,9 @@ func ValidateRollout(r *v1alpha1.Rollout) Errors {
 	}
 	validateTemplate(&l, &s.Template)
 	validateStrategy(&l, s)
+	if s.Proxy != nil {
+		validateProxy(&l, "spec.proxy", s.Proxy)
+	}
 	if s.RevisionHistoryLimit != nil {
 		nonNegative(&l, "spec.revisionHistoryLimit", *s.RevisionHistoryLimit)
 	}
@@ -248,6 +250,13 @@ func validateCanary(l *errList, path string, c *v1alpha1.CanaryStrategy) {
 			}
 			routes[r.Name] = true
 		}
+		validateTrustedSources(l, path+".trafficRouting.trustedSources", tr.TrustedSources)
+	}
+	if c.Stickiness != nil {
+		validateStickiness(l, path+".stickiness", c.Stickiness)
+	}
+	if c.Mirror != nil {
+		validateMirror(l, path+".mirror", c.Mirror)
 	}
 	if c.Analysis != nil {
 		validateAnalysis(l, path+".analysis", c.Analysis)
@@ -302,22 +311,9 @@ func validateHeaderRoute(l *errList, path string, hr *v1alpha1.SetHeaderRoute, r
 		if m.HeaderName == "" {
 			l.add(mp+".headerName", nil, "is required")
 		}
-		v := m.HeaderValue
-		n := 0
-		for _, s := range []string{v.Exact, v.Prefix, v.Regex} {
-			if s != "" {
-				n++
-			}
-		}
-		if n != 1 {
-			l.add(mp+".headerValue", nil, "needs exactly one of exact, prefix or regex")
-		}
-		if v.Regex != "" {
-			if _, err := regexp.Compile(v.Regex); err != nil {
-				l.add(mp+".headerValue.regex", v.Regex, "does not compile: %s", err.Error())
-			}
-		}
+		validateStringMatch(l, mp+".headerValue", m.HeaderValue)
 	}
+	validateCookieMatch(l, path+".cookieMatch", hr.CookieMatch)
 }
 
 func validateCanaryScale(l *errList, path string, cs *v1alpha1.SetCanaryScale) {

@@ -85,6 +85,7 @@ type spec struct {
 	Env             map[string]string
 	Strategy        string // YAML under spec.strategy, indented by 4
 	Deadline        int
+	Proxy           string // YAML under spec.proxy, indented by 4; empty means none
 }
 
 func (s spec) yaml() string {
@@ -133,7 +134,14 @@ spec:
         periodSeconds: 1
       terminationGracePeriodSeconds: 10
   strategy:
-%s`, s.Replicas, s.Listen, s.Deadline, chatBin, env.String(), s.Strategy)
+%s%s`, s.Replicas, s.Listen, s.Deadline, chatBin, env.String(), s.Strategy, proxyYAML(s.Proxy))
+}
+
+func proxyYAML(p string) string {
+	if p == "" {
+		return ""
+	}
+	return "  proxy:\n" + p
 }
 
 func sortedKeys(m map[string]string) []string {
