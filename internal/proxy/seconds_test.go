@@ -57,7 +57,7 @@ func TestSecondsCountsPerSecond(t *testing.T) {
 	thr := RoundThreshold(20 * time.Millisecond)
 	got := p.Seconds(1, t0.Unix(), t0.Unix()+5, thr, thr)
 	want := []Second{
-		{Unix: t0.Unix(), Requests: 4, Errors: 1, TTFBCount: 4, },
+		{Unix: t0.Unix(), Requests: 4, Errors: 1, TTFBCount: 4},
 		{Unix: t0.Unix() + 2, Requests: 1, Errors: 1, TTFBCount: 1},
 	}
 	if len(got) != len(want) {
