@@ -48,6 +48,8 @@ type Controller struct {
 	proxies map[string]*rolloutProxy
 	regexps map[string]*regexp.Regexp
 	kick    chan struct{}
+	// judges holds each rollout's judge state, by rollout name; nil until the first judge.
+	judges map[string]*judgeState
 }
 
 var _ server.Backend = (*Controller)(nil)
@@ -171,21 +173,25 @@ func (c *Controller) runAnalysis(ctx context.Context, now time.Time, r *v1alpha1
 		if run.Phase.Completed() {
 			continue
 		}
-		templates := map[string]*v1alpha1.AnalysisTemplate{}
-		for _, ref := range run.Spec.Templates {
-			t, err := c.store.GetAnalysisTemplate(ref.TemplateName)
-			if err != nil {
-				run.Phase = v1alpha1.AnalysisError
-				run.Message = fmt.Sprintf("analysis template %q: %s", ref.TemplateName, err.Error())
-				break
-			}
-			templates[ref.TemplateName] = t
-		}
-		if run.Phase.Completed() {
-			continue
-		}
 		before := run.Phase
-		c.runner.Step(ctx, now, r.Name, run, templates)
+		if run.Kind == v1alpha1.AnalysisKindJudge {
+			c.stepJudge(now, r, run)
+		} else {
+			templates := map[string]*v1alpha1.AnalysisTemplate{}
+			for _, ref := range run.Spec.Templates {
+				t, err := c.store.GetAnalysisTemplate(ref.TemplateName)
+				if err != nil {
+					run.Phase = v1alpha1.AnalysisError
+					run.Message = fmt.Sprintf("analysis template %q: %s", ref.TemplateName, err.Error())
+					break
+				}
+				templates[ref.TemplateName] = t
+			}
+			if run.Phase.Completed() {
+				continue
+			}
+			c.runner.Step(ctx, now, r.Name, run, templates)
+		}
 		if run.Phase != before && run.Phase.Completed() {
 			typ := engine.EventNormal
 			if run.Phase != v1alpha1.AnalysisSuccessful {
@@ -194,6 +200,7 @@ func (c *Controller) runAnalysis(ctx context.Context, now time.Time, r *v1alpha1
 			c.record(r.Name, typ, "Analysis"+string(run.Phase), fmt.Sprintf("analysis %s: %s %s", run.Name, run.Phase, run.Message), run.Revision)
 		}
 	}
+	c.forgetJudges(r)
 }
 
 func (c *Controller) record(rollout, typ, reason, msg string, rev int64) {

@@ -85,6 +85,8 @@ type spec struct {
 	Env             map[string]string
 	Strategy        string // YAML under spec.strategy, indented by 4
 	Deadline        int
+	// Extra is more YAML documents (e.g. AnalysisTemplates) appended to the file.
+	Extra string
 }
 
 func (s spec) yaml() string {
@@ -133,7 +135,7 @@ spec:
         periodSeconds: 1
       terminationGracePeriodSeconds: 10
   strategy:
-%s`, s.Replicas, s.Listen, s.Deadline, chatBin, env.String(), s.Strategy)
+%s%s`, s.Replicas, s.Listen, s.Deadline, chatBin, env.String(), s.Strategy, s.Extra)
 }
 
 func sortedKeys(m map[string]string) []string {

@@ -21,8 +21,10 @@
 // the mixture crosses 1/α with probability at most α, however often it is looked at.
 //
 // Two mixtures run side by side:
-//   - Worse: ρ₀ = MaxRatio, ρ₁ on a geometric grid from 1.2·MaxRatio to 1000, uniform prior
-//     over the grid. Crossing 1/α (with at least MinEvents canary events) means the canary's
+//   - Worse: ρ₀ = MaxRatio, ρ₁ on a geometric grid from 1.2·MaxRatio to 50, uniform prior
+//     over the grid; the test also starts again every RestartEvery slices, and the statistic
+//     mixes the starts (weight 0.9 on the first, 0.1/(k(k+1)) on the k-th), so that a fault
+//     that begins late is not slowed by the evidence gathered while the canary was healthy. Crossing 1/α (with at least MinEvents canary events) means the canary's
 //     event rate is more than MaxRatio times stable's: the judge fails the canary. A healthy
 //     canary (ρ ≤ MaxRatio) is failed with probability at most α.
 //   - No worse: ρ₀ = MaxRatio, ρ₁ on a geometric grid from MaxRatio/1.2 down to 1/100, uniform
@@ -50,6 +52,17 @@ import (
 	"strconv"
 	"strings"
 )
+
+// BurstCapFor is the burst cap ramp uses for a metric: errors are rare, so a few canary
+// errors in one second (a connection reset fails the requests in flight on one instance)
+// must not decide alone; slow requests (5% of stable's by construction) and failed business
+// answers are common, and their seconds are capped only far above their usual count.
+func BurstCapFor(metric string) float64 {
+	if metric == "error-rate" {
+		return 4
+	}
+	return 100
+}
 
 // Defaults of Config's zero fields.
 const (
@@ -123,7 +136,16 @@ func (v Verdict) String() string {
 	return "undecided"
 }
 
-const gridSize = 24
+const (
+	gridSize = 24
+	// RestartEvery is how many slices apart the "worse" test starts again. A test that has
+	// watched a healthy canary for a while holds evidence against large ratios, which a
+	// fault that starts later must first overcome; a test started after the fault carries
+	// none. The statistic is the prior-weighted mixture of all starts, still a test
+	// supermartingale since the weights add up to at most 1.
+	RestartEvery = 30
+	restartShare = 0.1
+)
 
 // Test is one metric's sequential test. Feed it slices in time order with Add; Result tells
 // the verdict at any time. Its zero value is not usable: call New.
@@ -131,22 +153,40 @@ type Test struct {
 	cfg       Config
 	worseRho  [gridSize]float64
 	betterRho [gridSize]float64
-	// logM holds each grid point's log martingale.
-	worseLogM, betterLogM [gridSize]float64
-	sum                   Slice
-	slices                int64
+	// worse holds the "worse" test started at each restart; betterLogM each grid point's
+	// log martingale of the "no worse" test.
+	worse      []*restart
+	betterLogM [gridSize]float64
+	sum        Slice
+	slices     int64
+}
+
+// restart is one start of the "worse" test.
+type restart struct {
+	logW float64 // log of its prior weight
+	logM [gridSize]float64
+}
+
+// restartWeight is the prior weight of the k-th start of the "worse" test: most on the first
+// (a canary bad from its first request), the rest spread as 1/(k(k+1)) over later ones.
+func restartWeight(k int) float64 {
+	if k == 0 {
+		return 1 - restartShare
+	}
+	return restartShare / float64(k*(k+1))
 }
 
 // New returns a test with no data.
 func New(cfg Config) *Test {
 	t := &Test{cfg: cfg.withDefaults()}
 	r0 := t.cfg.MaxRatio
-	// Worse: 1.2·ρ₀ … max(1000, 10·ρ₀); no worse: ρ₀/1.2 … 1/100.
-	lo, hi := 1.2*r0, math.Max(1000, 12*r0)
+	// Worse: 1.2·ρ₀ … max(50, 12·ρ₀); no worse: ρ₀/1.2 … 1/100.
+	lo, hi := 1.2*r0, math.Max(50, 12*r0)
 	for k := range gridSize {
 		t.worseRho[k] = lo * math.Pow(hi/lo, float64(k)/(gridSize-1))
 	}
 	lo, hi = r0/1.2, math.Min(0.01, r0/12)
+	t.worse = []*restart{{logW: math.Log(restartWeight(0))}}
 	for k := range gridSize {
 		t.betterRho[k] = lo * math.Pow(hi/lo, float64(k)/(gridSize-1))
 	}
@@ -164,6 +204,9 @@ func (t *Test) Add(s Slice) {
 	t.sum.StableTotal += s.StableTotal
 	t.sum.CanaryEvents += s.CanaryEvents
 	t.sum.StableEvents += s.StableEvents
+	if t.slices > 0 && t.slices%RestartEvery == 0 {
+		t.worse = append(t.worse, &restart{logW: math.Log(restartWeight(len(t.worse)))})
+	}
 	t.slices++
 	e := float64(s.CanaryEvents + s.StableEvents)
 	if s.CanaryTotal <= 0 || s.StableTotal <= 0 || e == 0 {
@@ -178,18 +221,44 @@ func (t *Test) Add(s Slice) {
 	}
 	for k := range gridSize {
 		p := share(q, t.worseRho[k])
-		t.worseLogM[k] += temper * (ec*math.Log(p/p0) + es*math.Log((1-p)/(1-p0)))
+		l := temper * (ec*math.Log(p/p0) + es*math.Log((1-p)/(1-p0)))
+		for _, r := range t.worse {
+			r.logM[k] += l
+		}
 		p = share(q, t.betterRho[k])
 		t.betterLogM[k] += ec*math.Log(p/p0) + es*math.Log((1-p)/(1-p0))
 	}
 }
 
-// logMix is the log of the uniform mixture of exp(logM).
-func logMix(logM *[gridSize]float64) float64 {
+// logWorse is the log of the "worse" statistic: the weighted mixture over starts of each
+// start's mixture over the grid.
+func (t *Test) logWorse() float64 {
+	// Starts far below the best add nothing to the sum that matters: skip their exps.
+	best := math.Inf(-1)
+	for _, r := range t.worse {
+		best = math.Max(best, r.logW+maxOf(&r.logM))
+	}
+	var s float64
+	for _, r := range t.worse {
+		if r.logW+maxOf(&r.logM) < best-40 {
+			continue
+		}
+		s += math.Exp(r.logW + logMix(&r.logM) - best)
+	}
+	return best + math.Log(s)
+}
+
+func maxOf(a *[gridSize]float64) float64 {
 	m := math.Inf(-1)
-	for _, v := range logM {
+	for _, v := range a {
 		m = math.Max(m, v)
 	}
+	return m
+}
+
+// logMix is the log of the uniform mixture of exp(logM).
+func logMix(logM *[gridSize]float64) float64 {
+	m := maxOf(logM)
 	var s float64
 	for _, v := range logM {
 		s += math.Exp(v - m)
@@ -218,7 +287,7 @@ type Result struct {
 func (t *Test) Result() Result {
 	r := Result{
 		Sum: t.sum, Slices: t.slices,
-		LogBFWorse: logMix(&t.worseLogM), LogBFNoWorse: logMix(&t.betterLogM),
+		LogBFWorse: t.logWorse(), LogBFNoWorse: logMix(&t.betterLogM),
 		Threshold: math.Log(1 / t.cfg.Alpha), Alpha: t.cfg.Alpha, MaxRatio: t.cfg.MaxRatio, MinEvents: t.cfg.MinEvents,
 	}
 	switch {
@@ -251,13 +320,13 @@ func (r Result) Explain(metric, events string) string {
 	tol := strconv.FormatFloat(r.MaxRatio, 'g', 4, 64)
 	switch r.Verdict {
 	case Worse:
-		return fmt.Sprintf("%s: canary worse than stable: %s; log Bayes factor %.1f ≥ %.1f = log(1/α), α=%g, tolerated ratio %s",
+		return fmt.Sprintf("%s: canary worse than stable: %s; log Bayes factor %.1f ≥ %.1f = log(1/α), α=%.3g, tolerated ratio %s",
 			metric, counts, r.LogBFWorse, r.Threshold, r.Alpha, tol)
 	case NoWorse:
-		return fmt.Sprintf("%s: canary no worse than stable: %s; log Bayes factor %.1f ≥ %.1f = log(1/α) for a ratio below %s, α=%g",
+		return fmt.Sprintf("%s: canary no worse than stable: %s; log Bayes factor %.1f ≥ %.1f = log(1/α) for a ratio below %s, α=%.3g",
 			metric, counts, r.LogBFNoWorse, r.Threshold, tol, r.Alpha)
 	}
-	return fmt.Sprintf("%s: undecided: %s; log Bayes factor worse %.1f, no worse %.1f, threshold %.1f = log(1/α), α=%g, tolerated ratio %s",
+	return fmt.Sprintf("%s: undecided: %s; log Bayes factor worse %.1f, no worse %.1f, threshold %.1f = log(1/α), α=%.3g, tolerated ratio %s",
 		metric, counts, r.LogBFWorse, r.LogBFNoWorse, r.Threshold, r.Alpha, tol)
 }
 

@@ -116,11 +116,11 @@ func aa(seed uint64, cfg Config, secs int, burst bool) (worse, noWorse bool) {
 func TestAAWithChangingWeightsStaysWithinAlpha(t *testing.T) {
 	// At the boundary of the null (tolerated ratio 1, no burst cap) the test is exact: the
 	// false-alarm rate over an unbounded look must stay below α.
-	const runs, alpha = 400, 0.05
+	const runs, alpha = 300, 0.05
 	cfg := Config{Alpha: alpha, MaxRatio: 1, BurstCap: -1, MinEvents: 1}
 	alarms := 0
 	for seed := range runs {
-		if w, _ := aa(uint64(seed), cfg, 600, false); w {
+		if w, _ := aa(uint64(seed), cfg, 300, false); w {
 			alarms++
 		}
 	}
@@ -131,10 +131,10 @@ func TestAAWithChangingWeightsStaysWithinAlpha(t *testing.T) {
 }
 
 func TestBurstsDoNotFailAHealthyCanary(t *testing.T) {
-	const runs = 200
+	const runs = 100
 	alarms := 0
 	for seed := range runs {
-		if w, _ := aa(uint64(seed)+10_000, Config{}, 600, true); w {
+		if w, _ := aa(uint64(seed)+10_000, Config{}, 300, true); w {
 			alarms++
 		}
 	}
@@ -236,5 +236,28 @@ func TestCombineAndExplain(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+func TestALateFaultIsCaughtAsFastAsAnEarlyOne(t *testing.T) {
+	// Ten minutes of a healthy canary build evidence against large ratios; the restarts of
+	// the "worse" test keep it from slowing a fault that begins then.
+	const runs = 20
+	for seed := range runs {
+		r := rand.New(rand.NewPCG(uint64(seed), 5))
+		j := New(Config{BurstCap: BurstCapFor("error-rate")})
+		for range 600 {
+			j.Add(second(r, 1000, 0.05, 0.001, 0.001))
+		}
+		if v := j.Result().Verdict; v == Worse {
+			t.Fatalf("seed %d: healthy canary failed", seed)
+		}
+		sec := 0
+		for sec = 1; sec <= 60 && j.Result().Verdict != Worse; sec++ {
+			j.Add(second(r, 1000, 0.05, 0.10, 0.001))
+		}
+		if sec > 6 {
+			t.Fatalf("seed %d: a fault after 10 healthy minutes took %d s: %s", seed, sec-1, j.Result().Explain("error-rate", "errors"))
+		}
 	}
 }
