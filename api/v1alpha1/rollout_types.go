@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"encoding/json"
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -219,6 +222,10 @@ type CanaryStrategy struct {
 	// Mirror copies a share of the requests to the canary while there is one (local mode);
 	// the copies' answers are measured and thrown away. Nil means no mirroring.
 	Mirror *CanaryMirror `json:"mirror,omitempty"`
+	// Judge compares the canary with stable continuously, on every request, from the first
+	// step until promotion: it aborts as soon as the canary is shown worse and ends analysis
+	// steps early once it is shown no worse. Nil means the judge with its defaults (on).
+	Judge *CanaryJudge `json:"judge,omitempty"`
 }
 
 // Stickiness gives each user a bucket from 0 to 99: the hash of a header, or a cookie the
@@ -254,6 +261,64 @@ type CanaryMirror struct {
 	// MaxBodyBytes is the largest request body copied; larger ones are not copied. Zero
 	// means 65536.
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+}
+
+// Judge metric names.
+const (
+	// JudgeErrorRate compares the shares of 5xx and failed requests.
+	JudgeErrorRate = "error-rate"
+	// JudgeLatency compares the shares of requests slower than stable's p95 in the minute
+	// before the canary started.
+	JudgeLatency = "latency"
+	// JudgeTTFB does the same for the time to the response headers.
+	JudgeTTFB = "ttfb"
+)
+
+// CanaryJudge is the sequential canary-versus-stable judge (internal/analysis/judge): an
+// anytime-valid test, looked at every second, whose chance of a wrong verdict is at most
+// alpha.
+type CanaryJudge struct {
+	// Enabled turns the judge on or off. Nil means on. Local mode feeds it from ramp's proxy;
+	// in Kubernetes mode, until that mode feeds it, its run stays Pending and decides nothing.
+	Enabled *bool `json:"enabled,omitempty"`
+	// Alpha bounds the chance of a wrong verdict of each kind: aborting a canary that is no
+	// worse than maxRatio, or ending a step early for one that is worse. A decimal between 0
+	// and 0.5. Empty means 0.01.
+	Alpha Decimal `json:"alpha,omitempty"`
+	// MaxRatio is the tolerated ratio of the canary's error (or slow-request) rate to
+	// stable's: the canary fails when shown above it and goes on early when shown below it.
+	// A decimal of at least 1. Empty means 1.5.
+	MaxRatio Decimal `json:"maxRatio,omitempty"`
+	// MinErrors is how many canary errors (or slow requests) a metric needs before it can
+	// fail the canary. Zero means 3.
+	MinErrors int32 `json:"minErrors,omitempty"`
+	// Metrics are what the judge compares: error-rate, latency, ttfb. Empty means all three.
+	Metrics []string `json:"metrics,omitempty"`
+	// EndAnalysisEarly ends a running analysis step with success once the judge has shown,
+	// on the requests since that step began, that the canary is no worse. Nil means true.
+	EndAnalysisEarly *bool `json:"endAnalysisEarly,omitempty"`
+}
+
+// Decimal is a decimal number kept as text, such as "0.01". In YAML and JSON it may be
+// written as a number (alpha: 0.01) or a string (alpha: "0.01").
+type Decimal string
+
+// UnmarshalJSON takes a JSON number or string.
+func (d *Decimal) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*d = Decimal(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("decimal: want a number or a string, got %s", b)
+	}
+	*d = Decimal(n.String())
+	return nil
 }
 
 // TrafficRouting names the traffic layer. Local mode uses ramp's proxy; the Kubernetes

@@ -178,11 +178,14 @@ func (w *world) setRun(prefix string, phase v1alpha1.AnalysisPhase, msg string) 
 
 var analysisRef = v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "errors"}}}
 
+// canarySpec is a canary with the judge turned off; judge_test.go turns it on.
 func canarySpec(steps ...v1alpha1.CanaryStep) v1alpha1.RolloutSpec {
 	return v1alpha1.RolloutSpec{
 		Replicas:                ptr(int32(4)),
 		ProgressDeadlineSeconds: ptr(int32(60)),
-		Strategy:                v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: steps}},
+		Strategy: v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{
+			Steps: steps, Judge: &v1alpha1.CanaryJudge{Enabled: ptr(false)},
+		}},
 	}
 }
 

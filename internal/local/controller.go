@@ -52,6 +52,8 @@ type Controller struct {
 	proxies   map[string]*rolloutProxy
 	regexps   map[string]*regexp.Regexp
 	kick      chan struct{}
+	// judges holds each rollout's judge state, by rollout name; nil until the first judge.
+	judges map[string]*judgeState
 }
 
 var _ server.Backend = (*Controller)(nil)

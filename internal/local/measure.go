@@ -47,14 +47,22 @@ func (c *Controller) runAnalysis(ctx context.Context, now time.Time, r *v1alpha1
 			before := run.Phase
 			*run = res
 			if run.Phase != before && run.Phase.Completed() {
-				typ := engine.EventNormal
-				if run.Phase != v1alpha1.AnalysisSuccessful {
-					typ = engine.EventWarning
-				}
-				c.record(r.Name, typ, "Analysis"+string(run.Phase), fmt.Sprintf("analysis %s: %s %s", run.Name, run.Phase, run.Message), run.Revision)
+				c.recordRunEnd(r.Name, run)
 			}
 		}
-		if run.Phase.Completed() || busy || now.Before(due) {
+		if run.Phase.Completed() {
+			continue
+		}
+		if run.Kind == v1alpha1.AnalysisKindJudge {
+			// The judge only reads the proxy's counters: quick enough for the loop.
+			before := run.Phase
+			c.stepJudge(now, r, run)
+			if run.Phase != before && run.Phase.Completed() {
+				c.recordRunEnd(r.Name, run)
+			}
+			continue
+		}
+		if busy || now.Before(due) {
 			continue
 		}
 		templates := map[string]*v1alpha1.AnalysisTemplate{}
@@ -92,6 +100,16 @@ func (c *Controller) runAnalysis(ctx context.Context, now time.Time, r *v1alpha1
 			c.kickLoop()
 		}()
 	}
+	c.forgetJudges(r)
+}
+
+// recordRunEnd records the end of an analysis run as an event.
+func (c *Controller) recordRunEnd(rollout string, run *v1alpha1.AnalysisRunStatus) {
+	typ := engine.EventNormal
+	if run.Phase != v1alpha1.AnalysisSuccessful {
+		typ = engine.EventWarning
+	}
+	c.record(rollout, typ, "Analysis"+string(run.Phase), fmt.Sprintf("analysis %s: %s %s", run.Name, run.Phase, run.Message), run.Revision)
 }
 
 // stopGone cancels the measurements of r's runs that the engine no longer wants (an abort, a

@@ -1,6 +1,9 @@
 package spec
 
 import (
+	"slices"
+	"strconv"
+
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"ramp.dev/ramp/api/v1alpha1"
@@ -104,4 +107,60 @@ func setZero(p *int32, v int32) {
 	if *p == 0 {
 		*p = v
 	}
+}
+
+// The judge's defaults (spec.strategy.canary.judge), applied by JudgeSettings.
+const (
+	DefaultJudgeAlpha     = 0.01
+	DefaultJudgeMaxRatio  = 1.5
+	DefaultJudgeMinErrors = 3
+)
+
+// JudgeMetricNames returns the metrics the judge compares, in a fixed order.
+func JudgeMetricNames() []string {
+	return []string{v1alpha1.JudgeErrorRate, v1alpha1.JudgeLatency, v1alpha1.JudgeTTFB}
+}
+
+// JudgeSettings is a canary judge with every default resolved.
+type JudgeSettings struct {
+	Enabled          bool
+	Alpha, MaxRatio  float64
+	MinErrors        int32
+	Metrics          []string
+	EndAnalysisEarly bool
+}
+
+// Judge resolves c's judge settings: a nil judge, or a nil or empty field, takes its
+// documented default. c must have passed validation (a bad number is taken as its default).
+// SetDefaults leaves spec.strategy.canary.judge alone so that stored specs stay as written.
+func Judge(c *v1alpha1.CanaryStrategy) JudgeSettings {
+	s := JudgeSettings{Enabled: true, Alpha: DefaultJudgeAlpha, MaxRatio: DefaultJudgeMaxRatio,
+		MinErrors: DefaultJudgeMinErrors, Metrics: JudgeMetricNames(), EndAnalysisEarly: true}
+	if c == nil {
+		s.Enabled = false
+		return s
+	}
+	j := c.Judge
+	if j == nil {
+		return s
+	}
+	if j.Enabled != nil {
+		s.Enabled = *j.Enabled
+	}
+	if v, err := strconv.ParseFloat(string(j.Alpha), 64); err == nil {
+		s.Alpha = v
+	}
+	if v, err := strconv.ParseFloat(string(j.MaxRatio), 64); err == nil {
+		s.MaxRatio = v
+	}
+	if j.MinErrors > 0 {
+		s.MinErrors = j.MinErrors
+	}
+	if len(j.Metrics) > 0 {
+		s.Metrics = slices.Clone(j.Metrics)
+	}
+	if j.EndAnalysisEarly != nil {
+		s.EndAnalysisEarly = *j.EndAnalysisEarly
+	}
+	return s
 }

@@ -567,6 +567,33 @@ var invalidCases = []struct {
 		want: []string{`rollout/chat-api: spec.strategy.blueGreen.prePromotionAnalysis.args: has no value for argument "threshold" that template "checks" needs`},
 	},
 	{
+		name: "judge settings out of range",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: 0.9, maxRatio: abc, minErrors: -1, metrics: [error-rate, p99, error-rate]}}}\n"),
+		want: []string{
+			`spec.strategy.canary.judge.alpha: "0.9" is not a number above 0 and at most 0.5`,
+			`spec.strategy.canary.judge.maxRatio: "abc" is not a number between 1 and 100`,
+			`spec.strategy.canary.judge.minErrors: -1 must be >= 0`,
+			`spec.strategy.canary.judge.metrics[1]: "p99" is not one of error-rate, latency, ttfb`,
+			`spec.strategy.canary.judge.metrics[2]: "error-rate" is given twice`,
+		},
+	},
+	{
+		name: "judge maxRatio below 1 and alpha zero",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: \"0\", maxRatio: 0.5, enabled: yes}}}\n"),
+		want: []string{
+			`spec.strategy.canary.judge.alpha: "0" is not a number above 0 and at most 0.5`,
+			`spec.strategy.canary.judge.maxRatio: "0.5" is not a number between 1 and 100`,
+		},
+	},
+	{
+		name: "judge alpha of the wrong type",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: [1], enabled: 1}}}\n"),
+		want: []string{
+			"spec.strategy.canary.judge.alpha: is a list; want a number or a string",
+			"spec.strategy.canary.judge.enabled: is the number 1; want true or false",
+		},
+	},
+	{
 		name: "errors in two documents carry their names",
 		yaml: template("  metrics: []\n") + "---\n" + rollout(okProcess+"  strategy: {canary: {steps: [{setWeight: 101}]}}\n") + "---\n" +
 			"apiVersion: ramp.dev/v1alpha1\nkind: Rollout\nspec: {}\n",

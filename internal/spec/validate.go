@@ -261,8 +261,38 @@ func validateCanary(l *errList, path string, c *v1alpha1.CanaryStrategy) {
 	if c.Analysis != nil {
 		validateAnalysis(l, path+".analysis", c.Analysis)
 	}
+	if c.Judge != nil {
+		validateJudge(l, path+".judge", c.Judge)
+	}
 	for i := range c.Steps {
 		validateStep(l, fmt.Sprintf("%s.steps[%d]", path, i), &c.Steps[i], routes)
+	}
+}
+
+func validateJudge(l *errList, path string, j *v1alpha1.CanaryJudge) {
+	decimal := func(field string, d v1alpha1.Decimal, ok func(float64) bool, want string) {
+		if d == "" {
+			return
+		}
+		v, err := strconv.ParseFloat(string(d), 64)
+		if err != nil || !ok(v) {
+			l.add(path+"."+field, string(d), "is not %s", want)
+		}
+	}
+	decimal("alpha", j.Alpha, func(v float64) bool { return v > 0 && v <= 0.5 }, "a number above 0 and at most 0.5")
+	decimal("maxRatio", j.MaxRatio, func(v float64) bool { return v >= 1 && v <= 100 }, "a number between 1 and 100")
+	nonNegative(l, path+".minErrors", j.MinErrors)
+	known := JudgeMetricNames()
+	seen := map[string]bool{}
+	for i, m := range j.Metrics {
+		mp := fmt.Sprintf("%s.metrics[%d]", path, i)
+		switch {
+		case !slices.Contains(known, m):
+			l.add(mp, m, "is not one of %s", strings.Join(known, ", "))
+		case seen[m]:
+			l.add(mp, m, "is given twice")
+		}
+		seen[m] = true
 	}
 }
 

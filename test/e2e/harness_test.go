@@ -86,6 +86,8 @@ type spec struct {
 	Strategy        string // YAML under spec.strategy, indented by 4
 	Deadline        int
 	Proxy           string // YAML under spec.proxy, indented by 4; empty means none
+	// Extra is more YAML documents (e.g. AnalysisTemplates) appended to the file.
+	Extra string
 }
 
 func (s spec) yaml() string {
@@ -134,7 +136,7 @@ spec:
         periodSeconds: 1
       terminationGracePeriodSeconds: 10
   strategy:
-%s%s`, s.Replicas, s.Listen, s.Deadline, chatBin, env.String(), s.Strategy, proxyYAML(s.Proxy))
+%s%s%s`, s.Replicas, s.Listen, s.Deadline, chatBin, env.String(), s.Strategy, proxyYAML(s.Proxy), s.Extra)
 }
 
 func proxyYAML(p string) string {

@@ -1,0 +1,105 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// A canary with no analysis of its own: only the judge (on by default) watches it.
+const judgeOnlySteps = `    canary:
+      steps:
+      - setWeight: 20
+      - pause: {duration: 60s}
+      - setWeight: 50
+      - pause: {duration: 60s}
+`
+
+func TestJudgeAbortsABadVersionWithoutAnyAnalysisTemplate(t *testing.T) {
+	// Given a canary rollout of a healthy v1 under load, with no analysis steps
+	s := spec{Listen: freeAddr(t), Strategy: judgeOnlySteps}
+	r := startRamp(t, model(s, "v1"))
+	l := startLoad(t, s.Listen, 200, nil)
+	defer l.stop()
+	// When v2 answers 20% of its requests with 500
+	start := time.Now()
+	r.apply(model(s, "v2", "CHAT_ERROR_RATE", "0.2"))
+	// Then the judge aborts it within seconds, well inside the first 60 s pause, and says why
+	ro := r.waitPhase(v1alpha1.PhaseDegraded, 20*time.Second)
+	took := time.Since(start)
+	for _, want := range []string{"analysis judge-2 failed", "error-rate: canary worse than stable", "errors in", "log Bayes factor", "log(1/α)"} {
+		if !strings.Contains(ro.Status.Message, want) {
+			t.Fatalf("abort message lacks %q: %s", want, ro.Status.Message)
+		}
+	}
+	if !ro.Status.Abort || ro.Status.StableRevision != 1 {
+		t.Fatalf("after abort: %+v", ro.Status)
+	}
+	t.Logf("aborted %s after apply: %s", took.Round(time.Millisecond), ro.Status.Message)
+	events := r.must("events", "chat-api")
+	if !strings.Contains(events, "AnalysisFailed") || !strings.Contains(events, "canary worse than stable") {
+		t.Fatalf("events do not explain the abort:\n%s", events)
+	}
+}
+
+// A step analysis that would take 60 s on its own.
+const longAnalysis = `---
+apiVersion: ramp.dev/v1alpha1
+kind: AnalysisTemplate
+metadata:
+  name: slow-check
+spec:
+  metrics:
+  - name: error-rate
+    initialDelay: 1s
+    interval: 1s
+    count: 60
+    successCondition: result < 0.05
+    provider:
+      builtin:
+        metric: error-rate
+`
+
+func TestJudgeEndsTheAnalysisStepOfAHealthyVersionEarly(t *testing.T) {
+	// Given a canary whose analysis step runs 60 measurements a second apart, and a judge
+	// that tolerates a ratio of 3
+	s := spec{Listen: freeAddr(t), Extra: longAnalysis, Strategy: `    canary:
+      judge: {maxRatio: 3}
+      steps:
+      - setWeight: 50
+      - analysis:
+          templates:
+          - templateName: slow-check
+`}
+	r := startRamp(t, model(s, "v1"))
+	l := startLoad(t, s.Listen, 200, nil)
+	// When an equally good v2 is applied
+	start := time.Now()
+	r.apply(model(s, "v2"))
+	// Then it is promoted long before the 60 s the analysis would take
+	ro := r.waitPhase(v1alpha1.PhaseHealthy, 45*time.Second)
+	took := time.Since(start)
+	if ro.Status.StableRevision != 2 {
+		t.Fatalf("stable %d, want 2: %s", ro.Status.StableRevision, ro.Status.Message)
+	}
+	var step *v1alpha1.AnalysisRunStatus
+	for i := range ro.Status.Analysis {
+		if ro.Status.Analysis[i].Kind == v1alpha1.AnalysisKindStep {
+			step = &ro.Status.Analysis[i]
+		}
+	}
+	if step == nil || step.Phase != v1alpha1.AnalysisSuccessful || !strings.Contains(step.Message, "ended early by the judge") {
+		t.Fatalf("step analysis %+v, want Successful and ended early by the judge", step)
+	}
+	if took > 45*time.Second {
+		t.Fatalf("promotion took %s", took)
+	}
+	events := r.must("events", "chat-api")
+	if !strings.Contains(events, "AnalysisEndedEarly") || !strings.Contains(events, "no worse than stable") {
+		t.Fatalf("events do not say the step ended early:\n%s", events)
+	}
+	t.Logf("promoted %s after apply: %s\n%s", took.Round(time.Millisecond), step.Message, events)
+	assertNoFailures(t, l, "v1", "v2")
+}
