@@ -190,6 +190,7 @@ func New(rollout string, opts Options) *Proxy {
 		Rewrite:        p.rewrite,
 		Transport:      &retryTransport{p: p},
 		FlushInterval:  -1,
+		BufferPool:     copyBuffers{},
 		ErrorHandler:   p.errorHandler,
 		ModifyResponse: p.modifyResponse,
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
@@ -273,6 +274,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r
 func (p *Proxy) PreviewHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.serve(w, r, true) })
 }
+
+// copyBuffers lends ReverseProxy the 32 KiB buffers it copies response bodies with, instead
+// of one new buffer per request.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
 
 // reqState follows one request through the proxy. Only the request's own goroutine touches
 // it (ReverseProxy calls the transport and its hooks synchronously).
