@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes control plane the Kubernetes-mode tests run on, from the Go module proxy:
-# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok (plus kwok's
-# stage files), into a cache folder keyed by the pinned versions.
+# etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok, into a cache
+# folder keyed by the pinned versions. test/k8senv runs them (with its own kwok stages).
 #
 #   hack/k8s-control-plane.sh          build if missing, then print the bin folder
 #   hack/k8s-control-plane.sh --print  only print the bin folder (builds nothing)
@@ -29,7 +29,6 @@ BINARIES=(etcd kube-apiserver kube-controller-manager kube-scheduler kubectl kwo
 up_to_date() {
 	[[ -f "$STAMP" && "$(cat "$STAMP")" == "$STAMP_TEXT" ]] || return 1
 	for b in "${BINARIES[@]}"; do [[ -x "$BIN/$b" ]] || return 1; done
-	[[ -f "$DEST/kwok-stages.yaml" ]]
 }
 
 if [[ "${1:-}" == "--print" ]]; then echo "$BIN"; exit 0; fi
@@ -47,7 +46,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/ramp-k8s-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 out="$work/bin"
 mkdir -p "$out"
-log "building $KEY into $BIN (about 8 minutes cold; logs in the Go output below)"
+log "building $KEY into $BIN (about 8 minutes on 2 idle cores)"
 
 # The throwaway module. Kubernetes' go.mod replaces its staging modules with ./staging/...
 # paths, which only work inside its repo; pin each to the published staging version instead.
@@ -65,12 +64,13 @@ for m in $replaces; do echo "replace $m => $m $STAGING_VERSION" >>go.mod; done
 echo 'package tools' >tools.go
 
 export GOFLAGS="${GOFLAGS:-} -mod=mod"
+log "resolving modules (go get)"
 $GO get "k8s.io/kubernetes@$K8S_VERSION" \
 	"k8s.io/kubernetes/cmd/kube-apiserver@$K8S_VERSION" \
 	"k8s.io/kubernetes/cmd/kube-controller-manager@$K8S_VERSION" \
 	"k8s.io/kubernetes/cmd/kube-scheduler@$K8S_VERSION" \
 	"k8s.io/kubernetes/cmd/kubectl@$K8S_VERSION" \
-	"go.etcd.io/etcd/server/v3@$ETCD_VERSION"
+	"go.etcd.io/etcd/server/v3@$ETCD_VERSION" 2>"$work/get.log" || { cat "$work/get.log" >&2; exit 1; }
 for pin in "k8s.io/kubernetes $K8S_VERSION" "go.etcd.io/etcd/server/v3 $ETCD_VERSION"; do
 	got=$($GO list -m ${pin% *})
 	[[ "$got" == "$pin" ]] || { log "version drift: want $pin, got $got"; exit 1; }
@@ -98,20 +98,10 @@ t=$SECONDS
 GOFLAGS= GOBIN="$out" $GO install -trimpath -ldflags "-s -w" "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 log "built kwok in $((SECONDS - t))s"
 
-# kwok refuses to run without stages; its module ships the "fast" node and pod lifecycles.
-kwokdir=$(GOFLAGS= $GO mod download -json "sigs.k8s.io/kwok@$KWOK_VERSION" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
-stages="$work/kwok-stages.yaml"
-: >"$stages"
-for f in node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml \
-	pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml; do
-	{ echo "---"; cat "$kwokdir/kustomize/stage/$f"; } >>"$stages"
-done
-
 # Publish atomically: a half-built folder never carries a stamp.
 rm -rf "$DEST"
 mkdir -p "$DEST"
 mv "$out" "$BIN"
-mv "$stages" "$DEST/kwok-stages.yaml"
 echo "$STAMP_TEXT" >"$STAMP"
 log "done in $((SECONDS - start))s: $(du -sh "$BIN" | cut -f1) in $BIN"
 echo "$BIN"
