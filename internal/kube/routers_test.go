@@ -226,79 +226,81 @@ func newFake(t *testing.T, objs ...client.Object) client.Client {
 	return fake.NewClientBuilder().WithScheme(newScheme(t, thirdParty...)).WithObjects(objs...).Build()
 }
 
-// TestRouters runs every router through the same story: weights, header routes on and off,
-// drift repaired, all read back.
+// TestRouters runs every router through routerStory on the fake client.
 func TestRouters(t *testing.T) {
-	ctx := context.Background()
 	for _, tc := range routerCases {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newFake(t, tc.objects(t)...)
-			r, err := NewRouter(tc.name, c)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ro := loadRollout(t, rolloutDoc(tc.routing))
-			if got := RouterName(ro); got != tc.name {
-				t.Fatalf("RouterName = %q, want %q", got, tc.name)
-			}
-			set := func(want Routes) {
-				t.Helper()
-				if err := r.SetRoutes(ctx, ro, want); err != nil {
-					t.Fatalf("SetRoutes(%+v): %v", want, err)
-				}
-				got, err := r.ObservedRoutes(ctx, ro)
-				if err != nil {
-					t.Fatalf("ObservedRoutes: %v", err)
-				}
-				if d := Drift(want, got); d != "" {
-					t.Fatalf("read back after SetRoutes differs: %s", d)
-				}
-			}
-			routes := func(w int32, hrs ...v1alpha1.SetHeaderRoute) Routes {
-				return Routes{StableService: "chat-api", CanaryService: "chat-api-canary", CanaryWeight: w, HeaderRoutes: hrs}
-			}
-			for _, w := range []int32{0, 25, 100, 25} {
-				set(routes(w))
-				set(routes(w)) // idempotent
-			}
-			if err := r.SetRoutes(ctx, ro, routes(101)); err == nil {
-				t.Errorf("SetRoutes with weight 101 succeeded")
-			}
-
-			if r.SupportsHeaderRoutes() {
-				set(routes(25, tc.header))
-				set(routes(25, tc.header))
-				set(routes(100, tc.header))
-				// A route without matches is a removed route.
-				set(routes(25, v1alpha1.SetHeaderRoute{Name: tc.header.Name}))
-				set(routes(25))
-				if err := r.SetRoutes(ctx, ro, routes(25, v1alpha1.SetHeaderRoute{Name: "unmanaged", Match: canaryHeader.Match})); err == nil {
-					t.Errorf("SetRoutes with a header route not in managedRoutes succeeded")
-				}
-			} else {
-				err := r.SetRoutes(ctx, ro, routes(25, canaryHeader))
-				if err == nil || !strings.Contains(err.Error(), "no header routes") {
-					t.Errorf("SetRoutes with a header route: err = %v, want a refusal", err)
-				}
-			}
-
-			// Someone edits the weights by hand: ramp sees it and sets them again.
-			want := routes(25)
-			if r.SupportsHeaderRoutes() {
-				want = routes(25, tc.header)
-			}
-			set(want)
-			tc.tamper(t, c)
-			got, err := r.ObservedRoutes(ctx, ro)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if d := Drift(want, got); !strings.Contains(d, "canaryWeight: want 25") {
-				t.Errorf("after a hand edit Drift = %q, want a canaryWeight difference", d)
-			}
-			set(want)
+			routerStory(t, c, tc, loadRollout(t, rolloutDoc(tc.routing)))
 		})
 	}
+}
+
+// routerStory takes one router through weights, header routes on and off, and a hand edit
+// repaired, checking after each SetRoutes that ObservedRoutes reads back what was set.
+func routerStory(t *testing.T, c client.Client, tc routerCase, ro *v1alpha1.Rollout) {
+	ctx := context.Background()
+	r, err := NewRouter(tc.name, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := RouterName(ro); got != tc.name {
+		t.Fatalf("RouterName = %q, want %q", got, tc.name)
+	}
+	set := func(want Routes) {
+		t.Helper()
+		if err := r.SetRoutes(ctx, ro, want); err != nil {
+			t.Fatalf("SetRoutes(%+v): %v", want, err)
+		}
+		got, err := r.ObservedRoutes(ctx, ro)
+		if err != nil {
+			t.Fatalf("ObservedRoutes: %v", err)
+		}
+		if d := Drift(want, got); d != "" {
+			t.Fatalf("read back after SetRoutes differs: %s", d)
+		}
+	}
+	routes := chatRoutes
+	for _, w := range []int32{0, 25, 100, 25} {
+		set(routes(w))
+		set(routes(w)) // idempotent
+	}
+	if err := r.SetRoutes(ctx, ro, routes(101)); err == nil {
+		t.Errorf("SetRoutes with weight 101 succeeded")
+	}
+
+	if r.SupportsHeaderRoutes() {
+		set(routes(25, tc.header))
+		set(routes(25, tc.header))
+		set(routes(100, tc.header))
+		// A route without matches is a removed route.
+		set(routes(25, v1alpha1.SetHeaderRoute{Name: tc.header.Name}))
+		set(routes(25))
+		if err := r.SetRoutes(ctx, ro, routes(25, v1alpha1.SetHeaderRoute{Name: "unmanaged", Match: canaryHeader.Match})); err == nil {
+			t.Errorf("SetRoutes with a header route not in managedRoutes succeeded")
+		}
+	} else {
+		err := r.SetRoutes(ctx, ro, routes(25, canaryHeader))
+		if err == nil || !strings.Contains(err.Error(), "no header routes") {
+			t.Errorf("SetRoutes with a header route: err = %v, want a refusal", err)
+		}
+	}
+
+	// Someone edits the weights by hand: ramp sees it and sets them again.
+	want := routes(25)
+	if r.SupportsHeaderRoutes() {
+		want = routes(25, tc.header)
+	}
+	set(want)
+	tc.tamper(t, c)
+	got, err := r.ObservedRoutes(ctx, ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Drift(want, got); !strings.Contains(d, "canaryWeight: want 25") {
+		t.Errorf("after a hand edit Drift = %q, want a canaryWeight difference", d)
+	}
+	set(want)
 }
 
 // TestHeaderRouteSupportMatchesValidation: a router that cannot route by header is refused
