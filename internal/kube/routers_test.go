@@ -132,7 +132,7 @@ type routerCase struct {
 	objects func(t *testing.T) []client.Object
 	header  v1alpha1.SetHeaderRoute // a header route the router can express (unused when it has none)
 	// tamper edits the weights by hand, as an operator with kubectl would.
-	tamper func(t *testing.T, c client.Client)
+	tamper func(t *testing.T, c client.Client, ro *v1alpha1.Rollout)
 }
 
 var canaryHeader = v1alpha1.SetHeaderRoute{Name: "testers", Match: []v1alpha1.HeaderMatch{
@@ -162,7 +162,7 @@ var routerCases = []routerCase{
 			{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}},
 			{HeaderName: "x-user", HeaderValue: v1alpha1.StringMatch{Regex: "^tester-[0-9]+$"}},
 		}},
-		tamper: func(t *testing.T, c client.Client) {
+		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
 			setUnstructured(t, c, httpRouteGVK, "chat-api", func(u *unstructured.Unstructured) {
 				rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
 				for _, r := range rules {
@@ -181,7 +181,7 @@ var routerCases = []routerCase{
 		routing: "        managedRoutes: [{name: testers}]\n        istio: {virtualService: {name: chat-api, routes: [primary]}}",
 		objects: func(t *testing.T) []client.Object { return []client.Object{obj(t, virtualServiceYAML)} },
 		header:  canaryHeader,
-		tamper: func(t *testing.T, c client.Client) {
+		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
 			setUnstructured(t, c, virtualServiceGVKs[0], "chat-api", func(u *unstructured.Unstructured) {
 				_ = unstructured.SetNestedSlice(u.Object, []any{map[string]any{"name": "primary", "route": []any{
 					map[string]any{"destination": map[string]any{"host": "chat-api"}, "weight": int64(50)},
@@ -194,8 +194,8 @@ var routerCases = []routerCase{
 		name:    "smi",
 		routing: "        smi: {}",
 		objects: func(t *testing.T) []client.Object { return nil },
-		tamper: func(t *testing.T, c client.Client) {
-			setUnstructured(t, c, trafficSplitGVK, "chat-api", func(u *unstructured.Unstructured) {
+		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
+			setUnstructured(t, c, trafficSplitGVK, ro.Name, func(u *unstructured.Unstructured) {
 				_ = unstructured.SetNestedSlice(u.Object, []any{
 					map[string]any{"service": "chat-api", "weight": int64(10)},
 					map[string]any{"service": "chat-api-canary", "weight": int64(90)},
@@ -208,9 +208,9 @@ var routerCases = []routerCase{
 		routing: "        managedRoutes: [{name: testers}]\n        nginx: {stableIngress: chat-api}",
 		objects: func(t *testing.T) []client.Object { return []client.Object{stableIngress()} },
 		header:  canaryHeader,
-		tamper: func(t *testing.T, c client.Client) {
+		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
 			var ing networkingv1.Ingress
-			key := client.ObjectKey{Namespace: ns, Name: "chat-api-chat-api-canary"}
+			key := client.ObjectKey{Namespace: ns, Name: CanaryIngressName(ro.Name, "chat-api")}
 			if err := c.Get(context.Background(), key, &ing); err != nil {
 				t.Fatal(err)
 			}
@@ -292,7 +292,7 @@ func routerStory(t *testing.T, c client.Client, tc routerCase, ro *v1alpha1.Roll
 		want = routes(25, tc.header)
 	}
 	set(want)
-	tc.tamper(t, c)
+	tc.tamper(t, c, ro)
 	got, err := r.ObservedRoutes(ctx, ro)
 	if err != nil {
 		t.Fatal(err)
