@@ -351,13 +351,19 @@ func TestDrift(t *testing.T) {
 		{"weight", base, with(func(r *Routes) { r.CanaryWeight = 40 }), "canaryWeight: want 10, got 40"},
 		{"service", base, with(func(r *Routes) { r.CanaryService = "c" }), `canaryService: want "b", got "c"`},
 		{"header case does not matter",
-			with(func(r *Routes) { r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "X-Version", v1alpha1.StringMatch{Exact: "canary"})} }),
-			with(func(r *Routes) { r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "x-version", v1alpha1.StringMatch{Exact: "canary"})} }),
+			with(func(r *Routes) {
+				r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "X-Version", v1alpha1.StringMatch{Exact: "canary"})}
+			}),
+			with(func(r *Routes) {
+				r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "x-version", v1alpha1.StringMatch{Exact: "canary"})}
+			}),
 			""},
 		{"removed route is no route",
 			with(func(r *Routes) { r.HeaderRoutes = []v1alpha1.SetHeaderRoute{{Name: "t"}} }), base, ""},
 		{"header route gone",
-			with(func(r *Routes) { r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "x-v", v1alpha1.StringMatch{Regex: "^c"})} }),
+			with(func(r *Routes) {
+				r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "x-v", v1alpha1.StringMatch{Regex: "^c"})}
+			}),
 			with(func(r *Routes) { r.CanaryWeight = 0 }),
 			`canaryWeight: want 10, got 0; headerRoutes: want [t{x-v~"^c"}], got []`},
 	}
