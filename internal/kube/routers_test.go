@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"slices"
 	"strings"
 	"testing"
 
@@ -330,9 +331,14 @@ func TestHeaderRouteSupportMatchesValidation(t *testing.T) {
 
 func TestNewRouterUnknown(t *testing.T) {
 	_, err := NewRouter("linkerd", newFake(t))
-	want := `traffic router "linkerd" is not one of gatewayAPI, istio, nginx, smi`
+	want := `traffic router "linkerd" is not one of ` + strings.Join(RouterNames(), ", ")
 	if err == nil || err.Error() != want {
 		t.Errorf("NewRouter(linkerd) err = %v, want %s", err, want)
+	}
+	for _, name := range []string{"gatewayAPI", "istio", "smi", "nginx"} {
+		if !slices.Contains(RouterNames(), name) {
+			t.Errorf("RouterNames() = %v, want %s among them", RouterNames(), name)
+		}
 	}
 }
 
