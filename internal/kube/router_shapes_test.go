@@ -24,7 +24,7 @@ func wantField(t *testing.T, c client.Client, gvk schema.GroupVersionKind, name,
 	t.Helper()
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(gvk)
-	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u); err != nil {
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: routerNS, Name: name}, u); err != nil {
 		t.Fatal(err)
 	}
 	got, _, _ := unstructured.NestedFieldNoCopy(u.Object, path...)
@@ -218,7 +218,7 @@ func TestNginxCanaryIngress(t *testing.T) {
 	get := func() *networkingv1.Ingress {
 		t.Helper()
 		var ing networkingv1.Ingress
-		if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: "chat-api-chat-api-canary"}, &ing); err != nil {
+		if err := c.Get(context.Background(), client.ObjectKey{Namespace: routerNS, Name: "chat-api-chat-api-canary"}, &ing); err != nil {
 			t.Fatal(err)
 		}
 		return &ing

@@ -55,7 +55,7 @@ func TestRoutersOnAPIServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := env.Client
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: routerNS}}); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range routerCases {
@@ -69,7 +69,7 @@ func TestRoutersOnAPIServer(t *testing.T) {
 			ro.Name = "chat-" + strings.ToLower(tc.name) // one Rollout per router
 			stored := &unstructured.Unstructured{Object: map[string]any{
 				"apiVersion": "ramp.dev/v1alpha1", "kind": "Rollout",
-				"metadata": map[string]any{"name": ro.Name, "namespace": ns},
+				"metadata": map[string]any{"name": ro.Name, "namespace": routerNS},
 				"spec":     map[string]any{},
 			}}
 			if err := c.Create(ctx, stored); err != nil {
@@ -99,11 +99,11 @@ func ownedObject(router, rollout string) client.Object {
 	case "smi":
 		u := &unstructured.Unstructured{}
 		u.SetGroupVersionKind(trafficSplitGVK)
-		u.SetNamespace(ns)
+		u.SetNamespace(routerNS)
 		u.SetName(rollout)
 		return u
 	case "nginx":
-		return &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: CanaryIngressName(rollout, "chat-api")}}
+		return &networkingv1.Ingress{ObjectMeta: metav1.ObjectMeta{Namespace: routerNS, Name: CanaryIngressName(rollout, "chat-api")}}
 	}
 	return nil
 }

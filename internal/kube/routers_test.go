@@ -20,7 +20,7 @@ import (
 	"ramp.dev/ramp/internal/spec"
 )
 
-const ns = "carepath-demo"
+const routerNS = "carepath-demo"
 
 // newScheme knows the built-in kinds and the given third-party kinds as unstructured.
 func newScheme(t *testing.T, gvks ...schema.GroupVersionKind) *runtime.Scheme {
@@ -57,7 +57,7 @@ func loadRollout(t *testing.T, doc string) *v1alpha1.Rollout {
 		t.Fatalf("load rollout: %v", err)
 	}
 	ro := &b.Rollouts[0]
-	ro.Namespace = ns
+	ro.Namespace = routerNS
 	ro.UID = "rollout-uid"
 	return ro
 }
@@ -112,7 +112,7 @@ func stableIngress() *networkingv1.Ingress {
 	class := "nginx"
 	pt := networkingv1.PathTypePrefix
 	return &networkingv1.Ingress{
-		ObjectMeta: metav1.ObjectMeta{Name: "chat-api", Namespace: ns},
+		ObjectMeta: metav1.ObjectMeta{Name: "chat-api", Namespace: routerNS},
 		Spec: networkingv1.IngressSpec{
 			IngressClassName: &class,
 			Rules: []networkingv1.IngressRule{{
@@ -145,7 +145,7 @@ func setUnstructured(t *testing.T, c client.Client, gvk schema.GroupVersionKind,
 	t.Helper()
 	u := &unstructured.Unstructured{}
 	u.SetGroupVersionKind(gvk)
-	if err := c.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: name}, u); err != nil {
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: routerNS, Name: name}, u); err != nil {
 		t.Fatal(err)
 	}
 	edit(u)
@@ -211,7 +211,7 @@ var routerCases = []routerCase{
 		header:  canaryHeader,
 		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
 			var ing networkingv1.Ingress
-			key := client.ObjectKey{Namespace: ns, Name: CanaryIngressName(ro.Name, "chat-api")}
+			key := client.ObjectKey{Namespace: routerNS, Name: CanaryIngressName(ro.Name, "chat-api")}
 			if err := c.Get(context.Background(), key, &ing); err != nil {
 				t.Fatal(err)
 			}
