@@ -258,6 +258,7 @@ func validateCanary(l *errList, path string, c *v1alpha1.CanaryStrategy) {
 	if c.Mirror != nil {
 		validateMirror(l, path+".mirror", c.Mirror)
 	}
+	validateTrafficRouters(l, path, c)
 	if c.Analysis != nil {
 		validateAnalysis(l, path+".analysis", c.Analysis)
 	}
