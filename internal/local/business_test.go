@@ -82,8 +82,8 @@ func TestBusinessCountersIncreases(t *testing.T) {
 		{"instances appear and disappear", []round{
 			{map[string]string{"a": triagePage(900, 100, 0)}, 0, 0},
 			{map[string]string{"a": triagePage(900, 110, 0), "b": triagePage(950, 50, 50)}, 0, 10}, // b was running: baseline
-			{map[string]string{"b": triagePage(950, 60, 55)}, 5, 15},                             // a is gone
-			{map[string]string{"a": triagePage(900, 120, 1), "b": triagePage(950, 60, 55)}, 0, 0}, // a is back: baseline again
+			{map[string]string{"b": triagePage(950, 60, 55)}, 5, 15},                               // a is gone
+			{map[string]string{"a": triagePage(900, 120, 1), "b": triagePage(950, 60, 55)}, 0, 0},  // a is back: baseline again
 			{map[string]string{"a": triagePage(900, 121, 2), "b": triagePage(950, 61, 55)}, 1, 3},
 		}},
 		{"a failed scrape counts the increase at the next one", []round{
