@@ -142,3 +142,40 @@ func TestJudgeAbortsAVersionThatFailsTriageAtHTTP200(t *testing.T) {
 	// No request failed at the HTTP level: only the business metric could tell.
 	assertNoFailures(t, l, "v1", "v2")
 }
+
+func TestJudgeEndsTheAnalysisStepEarlyOnTriageAnswers(t *testing.T) {
+	// Given a canary judged on errors and on failed triage answers only, whose analysis step
+	// would take 60 s, and a v1 that fails 10% of its triage answers
+	s := spec{Listen: freeAddr(t), Extra: longAnalysis, Strategy: `    canary:
+      judge:
+        maxRatio: 3
+        metrics: [error-rate]
+        business:
+        - {name: triage, metric: chat_triage_total, events: {outcome: failed}}
+      steps:
+      - setWeight: 50
+      - analysis:
+          templates:
+          - templateName: slow-check
+`}
+	r := startRamp(t, model(s, "v1", "CHAT_TRIAGE_FAIL_RATE", "0.1"))
+	l := startLoad(t, s.Listen, 200, nil)
+	// When a v2 that fails triage as often is applied
+	start := time.Now()
+	r.apply(model(s, "v2", "CHAT_TRIAGE_FAIL_RATE", "0.1"))
+	// Then the judge shows it no worse on the triage answers and ends the step early
+	ro := r.waitPhase(v1alpha1.PhaseHealthy, 45*time.Second)
+	took := time.Since(start)
+	var step *v1alpha1.AnalysisRunStatus
+	for i := range ro.Status.Analysis {
+		if ro.Status.Analysis[i].Kind == v1alpha1.AnalysisKindStep {
+			step = &ro.Status.Analysis[i]
+		}
+	}
+	if ro.Status.StableRevision != 2 || step == nil || step.Phase != v1alpha1.AnalysisSuccessful ||
+		!strings.Contains(step.Message, "ended early by the judge") || !strings.Contains(step.Message, "triage: canary no worse than stable") {
+		t.Fatalf("stable %d, step analysis %+v: want v2 promoted, the step ended early by the judge on triage", ro.Status.StableRevision, step)
+	}
+	t.Logf("promoted %s after apply: %s", took.Round(time.Millisecond), step.Message)
+	assertNoFailures(t, l, "v1", "v2")
+}
