@@ -297,6 +297,31 @@ type CanaryJudge struct {
 	// EndAnalysisEarly ends a running analysis step with success once the judge has shown,
 	// on the requests since that step began, that the canary is no worse. Nil means true.
 	EndAnalysisEarly *bool `json:"endAnalysisEarly,omitempty"`
+	// Business are metrics the judge reads from the instances' own /metrics (local mode), such
+	// as failed triage answers, judged like error-rate: the canary's share of the bad answers
+	// against its share of all answers. They are judged besides metrics. Empty means none.
+	Business []JudgeBusinessMetric `json:"business,omitempty"`
+}
+
+// JudgeBusinessMetric is a counter the instances expose, some of whose series count bad
+// answers: chat_triage_total{outcome="failed"} among all of chat_triage_total. Local mode
+// scrapes every ready instance of the canary and of stable each second and judges the
+// increases.
+type JudgeBusinessMetric struct {
+	// Name names the metric in the judge's verdicts and status, e.g. triage. Lower-case
+	// letters, digits and dashes; not one of error-rate, latency, ttfb. Required.
+	Name string `json:"name"`
+	// Metric is the counter's name, e.g. chat_triage_total (or NAME_count of a histogram or
+	// summary). Required.
+	Metric string `json:"metric"`
+	// Events are the label values of the series that count bad answers, e.g.
+	// {outcome: failed} (exact match; a label a series lacks has the empty value). Required.
+	Events map[string]string `json:"events"`
+	// Total are the label values of the series that count all answers. Empty means every
+	// series of the metric.
+	Total map[string]string `json:"total,omitempty"`
+	// Path is the metrics path on each instance. Empty means /metrics.
+	Path string `json:"path,omitempty"`
 }
 
 // Decimal is a decimal number kept as text, such as "0.01". In YAML and JSON it may be

@@ -1,6 +1,7 @@
 package local
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -40,6 +41,10 @@ type judgeState struct {
 	all, step map[string]*judge.Test
 	stepRun   string
 	stepFrom  int64
+	// biz scrapes the business metrics; nil when there are none.
+	biz *businessScraper
+	// bizErrs are the failed scrapes of the last round, shown with the metrics.
+	bizErrs []string
 }
 
 // metricEvents says what each judge metric counts, for explanations.
@@ -49,17 +54,18 @@ var metricEvents = map[string]string{
 	v1alpha1.JudgeTTFB:      "slow first bytes",
 }
 
-// stepJudge feeds the judge run the seconds completed since the last call and sets its
-// phase, message and metrics: Failed when a metric shows the canary worse, and NoWorseFor
-// when the canary is shown no worse since the running step analysis run began. c.mu is held.
-func (c *Controller) stepJudge(now time.Time, r *v1alpha1.Rollout, run *v1alpha1.AnalysisRunStatus) {
+// stepJudge feeds the judge run the seconds completed since the last call (and the rounds of
+// business-metric scrapes finished since then) and sets its phase, message and metrics:
+// Failed when a metric shows the canary worse, and NoWorseFor when the canary is shown no
+// worse since the running step analysis run began. c.mu is held; scrapes run off the loop.
+func (c *Controller) stepJudge(ctx context.Context, now time.Time, r *v1alpha1.Rollout, run *v1alpha1.AnalysisRunStatus) {
 	p := c.proxyOf(r.Name)
 	if p == nil {
 		return
 	}
 	settings := spec.Judge(r.Spec.Strategy.Canary)
 	cfg := judge.Config{
-		Alpha:     settings.Alpha / float64(max(len(settings.Metrics), 1)), // Bonferroni over the metrics
+		Alpha:     settings.Alpha / float64(max(len(settings.Metrics)+len(settings.Business), 1)), // Bonferroni over the metrics
 		MaxRatio:  settings.MaxRatio,
 		MinEvents: int64(settings.MinErrors),
 	}
@@ -70,6 +76,11 @@ func (c *Controller) stepJudge(now time.Time, r *v1alpha1.Rollout, run *v1alpha1
 			c.BurstCap = judge.BurstCapFor(name)
 			m[name] = judge.New(c)
 		}
+		for _, b := range settings.Business {
+			c := cfg
+			c.BurstCap = judge.BurstCapFor(b.Name)
+			m[b.Name] = judge.New(c)
+		}
 		return m
 	}
 	if c.judges == nil {
@@ -77,7 +88,13 @@ func (c *Controller) stepJudge(now time.Time, r *v1alpha1.Rollout, run *v1alpha1
 	}
 	st := c.judges[r.Name]
 	if st == nil || st.run != run.Name || !st.started.Equal(run.StartedAt.Time) {
+		if st != nil && st.biz != nil {
+			st.biz.stop()
+		}
 		st = &judgeState{run: run.Name, started: run.StartedAt.Time, next: run.StartedAt.Unix(), all: newTests()}
+		if len(settings.Business) > 0 {
+			st.biz = newBusinessScraper(ctx, r.Name, run.Revision, run.BaselineRevision, run.StartedAt.Time, settings.Business)
+		}
 		c.judges[r.Name] = st
 	}
 	if run.Phase == "" || run.Phase == v1alpha1.AnalysisPending {
@@ -143,6 +160,21 @@ func (c *Controller) stepJudge(now time.Time, r *v1alpha1.Rollout, run *v1alpha1
 		st.next = last + 1
 	}
 
+	// Business metrics: one slice per finished round of scrapes, then the next round.
+	if st.biz != nil {
+		for _, round := range st.biz.take() {
+			st.bizErrs = round.errs
+			for _, b := range settings.Business {
+				sl := round.slices[b.Name]
+				st.all[b.Name].Add(sl)
+				if st.step != nil && !round.from.IsZero() && round.from.Unix() >= st.stepFrom {
+					st.step[b.Name].Add(sl)
+				}
+			}
+		}
+		st.biz.start(now, addresses{c}.Instances, c.kickLoop)
+	}
+
 	named := func(tests map[string]*judge.Test) []judge.Named {
 		out := make([]judge.Named, 0, len(settings.Metrics))
 		for _, name := range settings.Metrics {
@@ -155,6 +187,9 @@ func (c *Controller) stepJudge(now time.Time, r *v1alpha1.Rollout, run *v1alpha1
 			}
 			out = append(out, judge.Named{Metric: label, Events: metricEvents[name], Result: tests[name].Result()})
 		}
+		for _, b := range settings.Business {
+			out = append(out, judge.Named{Metric: b.Name, Events: businessEvents(b), Result: tests[b.Name].Result()})
+		}
 		return out
 	}
 	all := named(st.all)
@@ -165,8 +200,12 @@ func (c *Controller) stepJudge(now time.Time, r *v1alpha1.Rollout, run *v1alpha1
 		if n.Result.Verdict == judge.Worse {
 			phase = v1alpha1.AnalysisFailed
 		}
+		msg := n.Result.Explain(n.Metric, n.Events)
+		if st.biz != nil && len(st.bizErrs) > 0 && slices.ContainsFunc(settings.Business, func(b v1alpha1.JudgeBusinessMetric) bool { return b.Name == n.Metric }) {
+			msg += fmt.Sprintf(" (last scrape: %d failed: %s)", len(st.bizErrs), st.bizErrs[0])
+		}
 		run.Metrics = append(run.Metrics, v1alpha1.MetricResult{
-			Name: strings.Fields(n.Metric)[0], Phase: phase, Count: int32(n.Result.Slices), Message: n.Result.Explain(n.Metric, n.Events),
+			Name: strings.Fields(n.Metric)[0], Phase: phase, Count: int32(n.Result.Slices), Message: msg,
 		})
 	}
 	if verdict == judge.Worse {
@@ -177,12 +216,23 @@ func (c *Controller) stepJudge(now time.Time, r *v1alpha1.Rollout, run *v1alpha1
 	}
 	run.Message = "watching: " + why
 	run.NoWorseFor = ""
-	if st.step != nil {
+	if st.step != nil && businessSeen(st.step, settings.Business) {
 		if v, why := judge.Combine(named(st.step)); v == judge.NoWorse {
 			run.NoWorseFor = st.stepRun
 			run.Message = fmt.Sprintf("canary no worse than stable since %s began (%s): %s", st.stepRun, time.Unix(st.stepFrom, 0).UTC().Format(time.RFC3339), why)
 		}
 	}
+}
+
+// businessSeen reports whether every business metric's test has seen canary answers: a step
+// never ends early on business metrics that could not be read.
+func businessSeen(tests map[string]*judge.Test, business []v1alpha1.JudgeBusinessMetric) bool {
+	for _, b := range business {
+		if tests[b.Name].Result().Sum.CanaryTotal == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 // slice is one metric's slice of one second, ok false when the metric cannot be judged in it
@@ -209,6 +259,9 @@ func (c *Controller) forgetJudges(r *v1alpha1.Rollout) {
 		if a.Name == st.run && !a.Phase.Completed() {
 			return
 		}
+	}
+	if st.biz != nil {
+		st.biz.stop()
 	}
 	delete(c.judges, r.Name)
 }

@@ -54,9 +54,10 @@ func (c *Controller) runAnalysis(ctx context.Context, now time.Time, r *v1alpha1
 			continue
 		}
 		if run.Kind == v1alpha1.AnalysisKindJudge {
-			// The judge only reads the proxy's counters: quick enough for the loop.
+			// The judge reads the proxy's counters, quick enough for the loop; its scrapes of
+			// business metrics run off the loop.
 			before := run.Phase
-			c.stepJudge(now, r, run)
+			c.stepJudge(ctx, now, r, run)
 			if run.Phase != before && run.Phase.Completed() {
 				c.recordRunEnd(r.Name, run)
 			}

@@ -128,6 +128,8 @@ type JudgeSettings struct {
 	MinErrors        int32
 	Metrics          []string
 	EndAnalysisEarly bool
+	// Business are the business metrics judged besides Metrics (none by default).
+	Business []v1alpha1.JudgeBusinessMetric
 }
 
 // Judge resolves c's judge settings: a nil judge, or a nil or empty field, takes its
@@ -161,6 +163,9 @@ func Judge(c *v1alpha1.CanaryStrategy) JudgeSettings {
 	}
 	if j.EndAnalysisEarly != nil {
 		s.EndAnalysisEarly = *j.EndAnalysisEarly
+	}
+	for _, b := range j.Business {
+		s.Business = append(s.Business, *b.DeepCopy())
 	}
 	return s
 }

@@ -650,6 +650,28 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "judge business metrics without name, metric or events",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {business: [{}, {name: Triage, metric: 9x, events: {bad-label: x}, total: {\"a b\": z}, path: metrics}]}}}\n"),
+		want: []string{
+			"spec.strategy.canary.judge.business[0].name: is required",
+			"spec.strategy.canary.judge.business[0].metric: is required",
+			"spec.strategy.canary.judge.business[0].events: is required: the label values of the series that count bad answers",
+			`spec.strategy.canary.judge.business[1].name: "Triage" is not lower-case letters, digits and dashes (at most 63)`,
+			`spec.strategy.canary.judge.business[1].metric: "9x" is not a Prometheus metric name`,
+			`spec.strategy.canary.judge.business[1].events: "bad-label" is not a Prometheus label name`,
+			`spec.strategy.canary.judge.business[1].total: "a b" is not a Prometheus label name`,
+			`spec.strategy.canary.judge.business[1].path: "metrics" must start with /`,
+		},
+	},
+	{
+		name: "judge business names clash",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {business: [{name: latency, metric: a_total, events: {x: z}}, {name: triage, metric: a_total, events: {x: z}}, {name: triage, metric: b_total, events: {x: z}}]}}}\n"),
+		want: []string{
+			`spec.strategy.canary.judge.business[0].name: "latency" is the name of a built-in judge metric`,
+			`spec.strategy.canary.judge.business[2].name: "triage" is given twice`,
+		},
+	},
+	{
 		name: "judge alpha of the wrong type",
 		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: [1], enabled: 1}}}\n"),
 		want: []string{

@@ -10,6 +10,7 @@ import (
 func TestJudgeSettings(t *testing.T) {
 	off, on := false, true
 	all := JudgeMetricNames()
+	triage := v1alpha1.JudgeBusinessMetric{Name: "triage", Metric: "chat_triage_total", Events: map[string]string{"outcome": "failed"}}
 	tests := []struct {
 		name string
 		c    *v1alpha1.CanaryStrategy
@@ -19,7 +20,8 @@ func TestJudgeSettings(t *testing.T) {
 		{"no judge block is on with defaults", &v1alpha1.CanaryStrategy{}, JudgeSettings{Enabled: true, Alpha: 0.01, MaxRatio: 1.5, MinErrors: 3, Metrics: all, EndAnalysisEarly: true}},
 		{"everything set", &v1alpha1.CanaryStrategy{Judge: &v1alpha1.CanaryJudge{
 			Enabled: &on, Alpha: "0.001", MaxRatio: "2", MinErrors: 10, Metrics: []string{"latency"}, EndAnalysisEarly: &off,
-		}}, JudgeSettings{Enabled: true, Alpha: 0.001, MaxRatio: 2, MinErrors: 10, Metrics: []string{"latency"}}},
+			Business: []v1alpha1.JudgeBusinessMetric{triage},
+		}}, JudgeSettings{Enabled: true, Alpha: 0.001, MaxRatio: 2, MinErrors: 10, Metrics: []string{"latency"}, Business: []v1alpha1.JudgeBusinessMetric{triage}}},
 		{"turned off", &v1alpha1.CanaryStrategy{Judge: &v1alpha1.CanaryJudge{Enabled: &off}},
 			JudgeSettings{Alpha: 0.01, MaxRatio: 1.5, MinErrors: 3, Metrics: all, EndAnalysisEarly: true}},
 	}

@@ -71,6 +71,11 @@ func validateSeries(l *errList, p, metric string, labels map[string]string, requ
 	case metric != "" && !metricName.MatchString(metric):
 		l.add(p+".metric", metric, "is not a Prometheus metric name")
 	}
+	validateLabelNames(l, p+".labels", labels)
+}
+
+// validateLabelNames checks the names of label matchers.
+func validateLabelNames(l *errList, p string, labels map[string]string) {
 	names := make([]string, 0, len(labels))
 	for k := range labels {
 		names = append(names, k)
@@ -78,7 +83,7 @@ func validateSeries(l *errList, p, metric string, labels map[string]string, requ
 	slices.Sort(names)
 	for _, k := range names {
 		if !labelName.MatchString(k) {
-			l.add(p+".labels", k, "is not a Prometheus label name")
+			l.add(p, k, "is not a Prometheus label name")
 		}
 	}
 }

@@ -295,6 +295,33 @@ func validateJudge(l *errList, path string, j *v1alpha1.CanaryJudge) {
 		}
 		seen[m] = true
 	}
+	names := map[string]bool{}
+	for i := range j.Business {
+		validateJudgeBusiness(l, fmt.Sprintf("%s.business[%d]", path, i), &j.Business[i], names)
+	}
+}
+
+func validateJudgeBusiness(l *errList, path string, b *v1alpha1.JudgeBusinessMetric, names map[string]bool) {
+	switch {
+	case b.Name == "":
+		l.add(path+".name", nil, "is required")
+	case len(validation.IsDNS1123Label(b.Name)) > 0:
+		l.add(path+".name", b.Name, "is not lower-case letters, digits and dashes (at most 63)")
+	case slices.Contains(JudgeMetricNames(), b.Name):
+		l.add(path+".name", b.Name, "is the name of a built-in judge metric")
+	case names[b.Name]:
+		l.add(path+".name", b.Name, "is given twice")
+	}
+	names[b.Name] = true
+	validateSeries(l, path, b.Metric, nil, true)
+	if len(b.Events) == 0 {
+		l.add(path+".events", nil, "is required: the label values of the series that count bad answers")
+	}
+	validateLabelNames(l, path+".events", b.Events)
+	validateLabelNames(l, path+".total", b.Total)
+	if b.Path != "" && !strings.HasPrefix(b.Path, "/") {
+		l.add(path+".path", b.Path, "must start with /")
+	}
 }
 
 func validateStep(l *errList, path string, st *v1alpha1.CanaryStep, routes map[string]bool) {

@@ -103,3 +103,79 @@ func TestJudgeEndsTheAnalysisStepOfAHealthyVersionEarly(t *testing.T) {
 	t.Logf("promoted %s after apply: %s\n%s", took.Round(time.Millisecond), step.Message, events)
 	assertNoFailures(t, l, "v1", "v2")
 }
+
+func TestJudgeAbortsAVersionThatFailsTriageAtHTTP200(t *testing.T) {
+	// Given a canary rollout of v1, which fails 2% of its triage answers, under load, with a
+	// judge that also reads the instances' own chat_triage_total
+	s := spec{Listen: freeAddr(t), Strategy: `    canary:
+      judge:
+        business:
+        - name: triage
+          metric: chat_triage_total
+          events: {outcome: failed}
+      steps:
+      - setWeight: 20
+      - pause: {duration: 60s}
+      - setWeight: 50
+      - pause: {duration: 60s}
+`}
+	r := startRamp(t, model(s, "v1", "CHAT_TRIAGE_FAIL_RATE", "0.02"))
+	l := startLoad(t, s.Listen, 200, nil)
+	// When v2 answers every request with 200 but fails triage half of the time
+	start := time.Now()
+	r.apply(model(s, "v2", "CHAT_TRIAGE_FAIL_RATE", "0.5"))
+	// Then the judge aborts it within seconds, naming the triage metric and its counts
+	ro := r.waitPhase(v1alpha1.PhaseDegraded, 20*time.Second)
+	took := time.Since(start)
+	for _, want := range []string{"analysis judge-2 failed", "triage: canary worse than stable", `chat_triage_total{outcome="failed"} in`, "log Bayes factor"} {
+		if !strings.Contains(ro.Status.Message, want) {
+			t.Fatalf("abort message lacks %q: %s", want, ro.Status.Message)
+		}
+	}
+	if !ro.Status.Abort || ro.Status.StableRevision != 1 {
+		t.Fatalf("after abort: %+v", ro.Status)
+	}
+	if took > 15*time.Second {
+		t.Fatalf("abort took %s, want at most 15s", took)
+	}
+	t.Logf("aborted %s after apply: %s", took.Round(time.Millisecond), ro.Status.Message)
+	// No request failed at the HTTP level: only the business metric could tell.
+	assertNoFailures(t, l, "v1", "v2")
+}
+
+func TestJudgeEndsTheAnalysisStepEarlyOnTriageAnswers(t *testing.T) {
+	// Given a canary judged on errors and on failed triage answers only, whose analysis step
+	// would take 60 s, and a v1 that fails 10% of its triage answers
+	s := spec{Listen: freeAddr(t), Extra: longAnalysis, Strategy: `    canary:
+      judge:
+        maxRatio: 3
+        metrics: [error-rate]
+        business:
+        - {name: triage, metric: chat_triage_total, events: {outcome: failed}}
+      steps:
+      - setWeight: 50
+      - analysis:
+          templates:
+          - templateName: slow-check
+`}
+	r := startRamp(t, model(s, "v1", "CHAT_TRIAGE_FAIL_RATE", "0.1"))
+	l := startLoad(t, s.Listen, 200, nil)
+	// When a v2 that fails triage as often is applied
+	start := time.Now()
+	r.apply(model(s, "v2", "CHAT_TRIAGE_FAIL_RATE", "0.1"))
+	// Then the judge shows it no worse on the triage answers and ends the step early
+	ro := r.waitPhase(v1alpha1.PhaseHealthy, 45*time.Second)
+	took := time.Since(start)
+	var step *v1alpha1.AnalysisRunStatus
+	for i := range ro.Status.Analysis {
+		if ro.Status.Analysis[i].Kind == v1alpha1.AnalysisKindStep {
+			step = &ro.Status.Analysis[i]
+		}
+	}
+	if ro.Status.StableRevision != 2 || step == nil || step.Phase != v1alpha1.AnalysisSuccessful ||
+		!strings.Contains(step.Message, "ended early by the judge") || !strings.Contains(step.Message, "triage: canary no worse than stable") {
+		t.Fatalf("stable %d, step analysis %+v: want v2 promoted, the step ended early by the judge on triage", ro.Status.StableRevision, step)
+	}
+	t.Logf("promoted %s after apply: %s", took.Round(time.Millisecond), step.Message)
+	assertNoFailures(t, l, "v1", "v2")
+}

@@ -87,12 +87,38 @@ type runState struct {
 	counters map[string]*counter // instance address + series key
 }
 
-// counter follows one counter series of one instance.
+// counter follows one counter series of one instance through a run.
 type counter struct {
-	first, last, resets float64
+	Counter
+	total float64 // increase since the run's first look
 }
 
-func (c *counter) increase() float64 { return c.resets + c.last - c.first }
+// Counter follows one counter series of one instance from look to look. Its zero value has
+// seen nothing yet.
+type Counter struct {
+	last float64
+	seen bool
+}
+
+// Observe records the series' value v and returns its increase since the last look: v minus
+// the last value, or v itself when the value went down (the counter restarted from zero, as
+// Prometheus' increase() takes it). On the first look it returns v when fromZero (the series
+// began after the period being counted began), else 0.
+func (c *Counter) Observe(v float64, fromZero bool) float64 {
+	var d float64
+	switch {
+	case !c.seen:
+		if fromZero {
+			d = v
+		}
+	case v < c.last:
+		d = v
+	default:
+		d = v - c.last
+	}
+	c.last, c.seen = v, true
+	return d
+}
 
 // Measure scrapes the revision's instances (and the baseline's, when asked) and sums the
 // selected series; with divideBy the result is the ratio of the two sums. No ready
@@ -184,7 +210,7 @@ func (p *Provider) measure(ctx context.Context, s *v1alpha1.ScrapeMetric, t anal
 		if err != nil {
 			return analysis.Value{}, err
 		}
-		started := startTime(families)
+		started := StartTime(families)
 		fresh := !started.IsZero() && !started.Before(t.Since)
 		add := func(acc *sum, sel selector) error {
 			v, found, err := p.read(families, sel, runKey{t.Rollout, t.Since}, addr, fresh)
@@ -228,6 +254,15 @@ func (p *Provider) measure(ctx context.Context, s *v1alpha1.ScrapeMetric, t anal
 
 // scrape reads one instance's metrics.
 func (p *Provider) scrape(ctx context.Context, addr, path string, timeout time.Duration) (map[string]*dto.MetricFamily, error) {
+	return Fetch(ctx, p.client, addr, path, timeout)
+}
+
+// Fetch reads the metrics page http://addr+path (Prometheus text format) within timeout. An
+// empty path means DefaultPath.
+func Fetch(ctx context.Context, client *http.Client, addr, path string, timeout time.Duration) (map[string]*dto.MetricFamily, error) {
+	if path == "" {
+		path = DefaultPath
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	url := "http://" + addr + path
@@ -236,7 +271,7 @@ func (p *Provider) scrape(ctx context.Context, addr, path string, timeout time.D
 		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := p.client.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("scrape %s: %w", url, err)
 	}
@@ -253,8 +288,8 @@ func (p *Provider) scrape(ctx context.Context, addr, path string, timeout time.D
 	return families, nil
 }
 
-// startTime is the instance's process_start_time_seconds; zero when it does not say.
-func startTime(families map[string]*dto.MetricFamily) time.Time {
+// StartTime is the instance's process_start_time_seconds; zero when it does not say.
+func StartTime(families map[string]*dto.MetricFamily) time.Time {
 	f := families["process_start_time_seconds"]
 	if f == nil || len(f.GetMetric()) != 1 {
 		return time.Time{}
@@ -279,7 +314,37 @@ func startTime(families map[string]*dto.MetricFamily) time.Time {
 // read sums the series sel selects on one instance: counters as their increase in the run,
 // the rest as they are. found says the instance exposes the metric at all.
 func (p *Provider) read(families map[string]*dto.MetricFamily, sel selector, run runKey, addr string, fresh bool) (float64, bool, error) {
-	name, part := sel.name, ""
+	series, found, err := Select(families, sel.name, sel.labels)
+	if err != nil {
+		return 0, found, fmt.Errorf("%s on %s: %w", sel.name, addr, err)
+	}
+	var total float64
+	for _, s := range series {
+		v := s.Value
+		if s.Counter {
+			v = p.increase(run, addr+" "+sel.name+" "+s.Key, v, fresh)
+		}
+		total += v
+	}
+	return total, found, nil
+}
+
+// Series is one series of one instance's metrics page.
+type Series struct {
+	// Key identifies the series within its metric: its labels, sorted.
+	Key   string
+	Value float64
+	// Counter says the value only grows (but for restarts): a counter, or the _count or
+	// _sum of a histogram or summary.
+	Counter bool
+}
+
+// Select returns the series of metric name whose labels have the given values (a label a
+// series lacks has the empty value, as in PromQL; no labels select every series). NAME_count
+// and NAME_sum select the count and sum of a histogram or summary NAME. found says the page
+// has the metric at all.
+func Select(families map[string]*dto.MetricFamily, name string, labels map[string]string) (series []Series, found bool, err error) {
+	part := ""
 	f := families[name]
 	if f == nil {
 		for _, suffix := range []string{"_count", "_sum"} {
@@ -292,23 +357,19 @@ func (p *Provider) read(families map[string]*dto.MetricFamily, sel selector, run
 		}
 	}
 	if f == nil {
-		return 0, false, nil
+		return nil, false, nil
 	}
-	var total float64
 	for _, m := range f.GetMetric() {
-		if !matches(m, sel.labels) {
+		if !matches(m, labels) {
 			continue
 		}
 		v, isCounter, err := sample(f.GetType(), m, part)
 		if err != nil {
-			return 0, true, fmt.Errorf("%s on %s: %w", sel.name, addr, err)
+			return nil, true, err
 		}
-		if isCounter {
-			v = p.increase(run, addr+" "+sel.name+" "+seriesKey(m), v, fresh)
-		}
-		total += v
+		series = append(series, Series{Key: seriesKey(m), Value: v, Counter: isCounter})
 	}
-	return total, true, nil
+	return series, true, nil
 }
 
 // sample is the value of one series, and whether it is a counter.
@@ -389,18 +450,11 @@ func (p *Provider) increase(run runKey, key string, v float64, fresh bool) float
 	r.used = now
 	c := r.counters[key]
 	if c == nil {
-		c = &counter{first: v, last: v}
-		if fresh {
-			c.first = 0
-		}
+		c = &counter{}
 		r.counters[key] = c
-		return c.increase()
 	}
-	if v < c.last {
-		c.resets += c.last // the counter restarted from zero
-	}
-	c.last = v
-	return c.increase()
+	c.total += c.Observe(v, fresh)
+	return c.total
 }
 
 // number prints a value with up to 4 significant digits.

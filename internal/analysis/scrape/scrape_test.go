@@ -180,3 +180,27 @@ func TestFreshInstanceCountsFromZero(t *testing.T) {
 }
 
 func near(a, b float64) bool { d := a - b; return d < 1e-9 && d > -1e-9 }
+
+func TestCounterObserve(t *testing.T) {
+	tests := []struct {
+		name     string
+		fromZero bool
+		values   []float64
+		want     []float64
+	}{
+		{"first look is the baseline", false, []float64{10, 12, 12, 20}, []float64{0, 2, 0, 8}},
+		{"a series that began in the period counts from zero", true, []float64{3, 5}, []float64{3, 2}},
+		{"a reset counts the new value", false, []float64{10, 15, 4, 6}, []float64{0, 5, 4, 2}},
+		{"a reset to zero", false, []float64{7, 0, 1}, []float64{0, 0, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var c Counter
+			for i, v := range tt.values {
+				if got := c.Observe(v, tt.fromZero); got != tt.want[i] {
+					t.Fatalf("look %d at %g: increase %g, want %g", i, v, got, tt.want[i])
+				}
+			}
+		})
+	}
+}
