@@ -261,7 +261,11 @@ func (d *decision) aborted() {
 func (d *decision) checkHealth(rev int64, desired int32) bool {
 	for _, inst := range d.in.Instances[rev] {
 		if inst.CrashLooping && !inst.Terminating {
-			d.abort(fmt.Sprintf("revision %d is crash-looping: instance %s restarted %d times: %s", rev, inst.ID, inst.Restarts, orNone(inst.Message)))
+			why := inst.LastExit
+			if why == "" {
+				why = orNone(inst.Message)
+			}
+			d.abort(fmt.Sprintf("revision %d is crash-looping: instance %s restarted %d times: %s", rev, inst.ID, inst.Restarts, why))
 			return true
 		}
 	}

@@ -65,7 +65,8 @@ func (w *world) decide() {
 			w.seq++
 			in := Instance{ID: fmt.Sprintf("r%d-%d", rev, w.seq), StartedAt: w.now}
 			if w.crash[rev] {
-				in.CrashLooping, in.Restarts, in.Message = true, 3, "exited with status 3"
+				in.CrashLooping, in.Restarts, in.LastExit = true, 3, "exited with status 3"
+				in.Message = "readiness probe GET /healthz: 503 Service Unavailable"
 			} else if w.unready[rev] {
 				in.Message = "readiness probe GET /healthz: 503 Service Unavailable"
 			} else {

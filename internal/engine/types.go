@@ -28,6 +28,8 @@ type Instance struct {
 	Restarts int32
 	// Message is the last probe error or exit status; empty when healthy.
 	Message string
+	// LastExit is how the instance's process last ended; empty when it never did.
+	LastExit string
 }
 
 // Input is one decision's input.

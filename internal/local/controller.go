@@ -119,7 +119,7 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 		for _, in := range list {
 			instances[rev] = append(instances[rev], engine.Instance{
 				ID: in.ID, Ready: in.Ready, ReadySince: in.ReadySince, StartedAt: in.StartedAt,
-				Terminating: in.Terminating, CrashLooping: in.CrashLooping, Restarts: in.Restarts, Message: in.Message,
+				Terminating: in.Terminating, CrashLooping: in.CrashLooping, Restarts: in.Restarts, Message: in.Message, LastExit: in.LastExit,
 			})
 		}
 	}

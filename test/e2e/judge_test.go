@@ -56,28 +56,31 @@ spec:
     initialDelay: 1s
     interval: 1s
     count: 60
-    successCondition: result < 0.05
+    successCondition: result < 0.2
     provider:
       builtin:
         metric: error-rate
 `
 
 func TestJudgeEndsTheAnalysisStepOfAHealthyVersionEarly(t *testing.T) {
-	// Given a canary whose analysis step runs 60 measurements a second apart, and a judge
-	// that tolerates a ratio of 3
+	// Given a canary whose analysis step runs 60 measurements a second apart, and a judge of
+	// the error rate that tolerates a ratio of 3. Both versions fail 5% of requests, so the
+	// judge has errors to compare (with none on either side it can show nothing); latency and
+	// ttfb are left out because they reach "no worse" slowly on a loaded machine, and the
+	// judge's unit tests cover them.
 	s := spec{Listen: freeAddr(t), Extra: longAnalysis, Strategy: `    canary:
-      judge: {maxRatio: 3}
+      judge: {maxRatio: 3, metrics: [error-rate]}
       steps:
       - setWeight: 50
       - analysis:
           templates:
           - templateName: slow-check
 `}
-	r := startRamp(t, model(s, "v1"))
+	r := startRamp(t, model(s, "v1", "CHAT_ERROR_RATE", "0.05"))
 	l := startLoad(t, s.Listen, 200, nil)
 	// When an equally good v2 is applied
 	start := time.Now()
-	r.apply(model(s, "v2"))
+	r.apply(model(s, "v2", "CHAT_ERROR_RATE", "0.05"))
 	// Then it is promoted long before the 60 s the analysis would take
 	ro := r.waitPhase(v1alpha1.PhaseHealthy, 45*time.Second)
 	took := time.Since(start)
@@ -101,7 +104,10 @@ func TestJudgeEndsTheAnalysisStepOfAHealthyVersionEarly(t *testing.T) {
 		t.Fatalf("events do not say the step ended early:\n%s", events)
 	}
 	t.Logf("promoted %s after apply: %s\n%s", took.Round(time.Millisecond), step.Message, events)
-	assertNoFailures(t, l, "v1", "v2")
+	l.stop()
+	if byModel, _ := l.snapshot(); byModel["v2"] == 0 {
+		t.Fatalf("v2 answered no request: %v", byModel)
+	}
 }
 
 func TestJudgeAbortsAVersionThatFailsTriageAtHTTP200(t *testing.T) {
