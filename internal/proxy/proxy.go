@@ -153,12 +153,12 @@ type routeTable struct {
 type pool struct {
 	rev       int64
 	revHeader string // rev, formatted for RevisionHeader
-	role    string
-	weight  int32
-	targets []target
-	rr      atomic.Uint32
-	stats   *revStats
-	obs     poolObservers
+	role      string
+	weight    int32
+	targets   []target
+	rr        atomic.Uint32
+	stats     *revStats
+	obs       poolObservers
 }
 
 type target struct {
