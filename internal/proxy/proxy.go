@@ -151,13 +151,14 @@ type routeTable struct {
 }
 
 type pool struct {
-	rev     int64
-	role    string
-	weight  int32
-	targets []target
-	rr      atomic.Uint32
-	stats   *revStats
-	obs     poolObservers
+	rev       int64
+	revHeader string // rev, formatted for RevisionHeader
+	role      string
+	weight    int32
+	targets   []target
+	rr        atomic.Uint32
+	stats     *revStats
+	obs       poolObservers
 }
 
 type target struct {
@@ -212,8 +213,9 @@ func (p *Proxy) SetTable(t Table) {
 		trusted: slices.Clone(t.TrustedSources),
 	}
 	listed := map[string]bool{}
+	addrs := map[string]bool{}
 	for _, tp := range t.Pools {
-		pl := &pool{rev: tp.Revision, role: tp.Role, weight: max(tp.Weight, 0)}
+		pl := &pool{rev: tp.Revision, revHeader: strconv.FormatInt(tp.Revision, 10), role: tp.Role, weight: max(tp.Weight, 0)}
 		for _, b := range tp.Backends {
 			st := p.backends[b.ID]
 			if st == nil {
@@ -224,6 +226,7 @@ func (p *Proxy) SetTable(t Table) {
 				st.draining.Store(false)
 			}
 			listed[b.ID] = true
+			addrs[b.Addr] = true
 			pl.targets = append(pl.targets, target{b: st, addr: b.Addr})
 		}
 		pl.stats = p.revStatsLocked(tp.Revision)
@@ -247,6 +250,9 @@ func (p *Proxy) SetTable(t Table) {
 			p.metrics.forget(rev)
 		}
 	}
+	if fp := p.up.Load().fast; fp != nil {
+		fp.retain(addrs) // instances that left keep no idle connection open
+	}
 	rt.sticky = newStickyTable(t.Sticky, rt.pools)
 	rt.mirror = newMirrorTable(t.Mirror, rt.byRev)
 	p.table.Store(rt)
@@ -254,7 +260,7 @@ func (p *Proxy) SetTable(t Table) {
 
 // Close closes the idle connections to the instances. Requests in flight are not affected;
 // the proxy stays usable.
-func (p *Proxy) Close() { p.up.Load().closeIdle() }
+func (p *Proxy) Close() { p.up.Load().closeIdle(false) }
 
 func (p *Proxy) revStatsLocked(rev int64) *revStats {
 	s := p.revs[rev]
@@ -355,13 +361,6 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
 	if st.tbl.mirror != nil && !preview && pl.rev != st.tbl.mirror.cfg.Revision {
 		p.mirrors.maybe(st.tbl.mirror, r)
 	}
-	ctx := context.WithValue(r.Context(), stateKey{}, st)
-	if st.up.s.FirstByteTimeout > 0 || st.up.s.IdleTimeout > 0 {
-		var cancel context.CancelCauseFunc
-		ctx, cancel = context.WithCancelCause(ctx)
-		st.cancel = cancel
-		defer cancel(nil)
-	}
 	completed := false
 	defer func() {
 		// Also runs when ReverseProxy aborts a broken response with http.ErrAbortHandler.
@@ -375,8 +374,25 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
 		p.finish(st)
 		st.release()
 	}()
-	p.rp.ServeHTTP(w, r.WithContext(ctx))
+	if st.up.fastEligible(r) {
+		p.serveFast(w, r, st)
+	} else {
+		p.serveReverseProxy(w, r, st)
+	}
 	completed = true
+}
+
+// serveReverseProxy forwards r through httputil.ReverseProxy and net/http's Transport: the
+// path for what serveFast does not handle.
+func (p *Proxy) serveReverseProxy(w http.ResponseWriter, r *http.Request, st *reqState) {
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	if st.up.s.FirstByteTimeout > 0 || st.up.s.IdleTimeout > 0 {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		st.cancel = cancel
+		defer cancel(nil)
+	}
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // bufferBody reads a request body of known length up to maxReplayBody into memory so the
@@ -595,7 +611,12 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 }
 
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
-	st := stateFrom(r.Context())
+	p.upstreamFailed(w, r, stateFrom(r.Context()), err)
+}
+
+// upstreamFailed answers a request whose instance gave no response: 413 for a request body
+// over its limit, 499 (to nobody) when the client went away, else 504 for timeouts and 502.
+func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, st *reqState, err error) {
 	if tooLarge(w, err) {
 		st.status = http.StatusRequestEntityTooLarge
 		return
@@ -616,7 +637,7 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	st.status = code
 	p.log.Warn("upstream failed", keyRevision, st.pool.rev, keyBackend, st.t.b.id,
 		"addr", st.t.addr, "status", code, "err", err)
-	w.Header().Set(RevisionHeader, strconv.FormatInt(st.pool.rev, 10))
+	w.Header().Set(RevisionHeader, st.pool.revHeader)
 	http.Error(w, fmt.Sprintf("upstream %s: %s", st.t.b.id, http.StatusText(code)), code)
 }
 

@@ -25,6 +25,11 @@ type Settings struct {
 	// MaxRequestBodyBytes is the largest request body accepted; a larger one is answered
 	// 413. Zero means no limit.
 	MaxRequestBodyBytes int64
+	// DisableFastPath sends every request through httputil.ReverseProxy and net/http's
+	// Transport. False means plain HTTP/1.1 requests take the fast path (fastpath.go), which
+	// forwards on the client connection's goroutine; upgrades, h2c, Expect: 100-continue
+	// and request trailers always take the ReverseProxy path.
+	DisableFastPath bool
 }
 
 // upstreams are the transports built from one Settings.
@@ -32,6 +37,9 @@ type upstreams struct {
 	s   Settings
 	h1  *http.Transport
 	h2c *http.Transport // nil unless s.H2C
+	// fast holds the fast path's idle connections; nil when the fast path is off (h2c
+	// upstreams, or DisableFastPath).
+	fast *fastPool
 }
 
 func newUpstreams(s Settings) *upstreams {
@@ -52,6 +60,9 @@ func newUpstreams(s Settings) *upstreams {
 		}
 	}
 	u := &upstreams{s: s, h1: mk()}
+	if !s.H2C && !s.DisableFastPath {
+		u.fast = newFastPool(dialer)
+	}
 	if s.H2C {
 		u.h2c = mk()
 		u.h2c.Protocols = new(http.Protocols)
@@ -60,7 +71,12 @@ func newUpstreams(s Settings) *upstreams {
 	return u
 }
 
-func (u *upstreams) closeIdle() {
+// closeIdle closes the idle connections; final (the settings were replaced) also closes
+// the fast path's connections still in use as they are handed back.
+func (u *upstreams) closeIdle(final bool) {
+	if u.fast != nil {
+		u.fast.closeIdle(final)
+	}
 	u.h1.CloseIdleConnections()
 	if u.h2c != nil {
 		u.h2c.CloseIdleConnections()
@@ -86,7 +102,7 @@ func (p *Proxy) SetSettings(s Settings) {
 	}
 	p.up.Store(newUpstreams(s))
 	if old != nil {
-		old.closeIdle()
+		old.closeIdle(true)
 	}
 }
 

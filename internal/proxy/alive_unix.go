@@ -1,0 +1,34 @@
+//go:build unix
+
+package proxy
+
+import (
+	"net"
+	"syscall"
+)
+
+// canPeek: connAlive works here.
+const canPeek = true
+
+// connAlive reports whether an idle connection can still carry a request: the instance has
+// not closed it (or sent anything unasked). It peeks without blocking, one system call.
+func connAlive(c net.Conn) bool {
+	sc, ok := c.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	alive := true
+	var b [1]byte
+	err = rc.Read(func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		// Nothing to read (EAGAIN) is the healthy case; EOF, an error or unasked bytes are not.
+		_ = n
+		alive = err == syscall.EAGAIN || err == syscall.EWOULDBLOCK
+		return true
+	})
+	return alive && err == nil
+}

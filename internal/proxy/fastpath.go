@@ -1,0 +1,615 @@
+package proxy
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// The fast path forwards plain HTTP/1.1 requests on the client connection's goroutine: it
+// takes an idle upstream connection from a per-instance free list, writes the request head
+// and body itself, reads the response with http.ReadResponse and copies it to the client.
+// net/http's Transport spends two goroutines per upstream connection and channel hand-offs
+// per request; this path has none. What it does not handle (upgrades, h2c upstreams,
+// Expect: 100-continue, request trailers) goes through httputil.ReverseProxy as before.
+
+const (
+	// fastMaxIdlePerHost bounds the idle connections kept per instance address.
+	fastMaxIdlePerHost = 256
+	// fastIdleConnTimeout is how long an idle upstream connection is kept.
+	fastIdleConnTimeout = 90 * time.Second
+)
+
+var (
+	bufReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
+	bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+)
+
+// fastConn is one upstream HTTP/1.1 connection. Only the request that holds it uses it;
+// abort (run by context.AfterFunc when the client goes away) only closes the socket.
+type fastConn struct {
+	conn      net.Conn
+	br        *bufio.Reader
+	bw        *bufio.Writer
+	abort     func()
+	idleSince time.Time
+	deadline  bool // a deadline is set on conn
+}
+
+func newFastConn(conn net.Conn) *fastConn {
+	c := &fastConn{conn: conn, br: bufReaders.Get().(*bufio.Reader), bw: bufWriters.Get().(*bufio.Writer)}
+	c.br.Reset(conn)
+	c.bw.Reset(conn)
+	c.abort = func() { conn.Close() }
+	return c
+}
+
+// close closes the connection and returns its buffers. Only the holder calls it.
+func (c *fastConn) close() {
+	c.conn.Close()
+	if c.br != nil {
+		c.br.Reset(nil)
+		bufReaders.Put(c.br)
+		c.bw.Reset(nil)
+		bufWriters.Put(c.bw)
+		c.br, c.bw = nil, nil
+	}
+}
+
+// fastPool holds the idle connections of one upstreams (one Settings), by instance address.
+type fastPool struct {
+	dialer *net.Dialer
+
+	mu     sync.Mutex
+	hosts  map[string][]*fastConn // idle connections, oldest first
+	closed bool
+}
+
+func newFastPool(d *net.Dialer) *fastPool {
+	return &fastPool{dialer: d, hosts: map[string][]*fastConn{}}
+}
+
+// get returns an idle connection to addr (reused true), or dials a new one. fresh skips the
+// idle ones; check takes only idle ones that connAlive finds open.
+func (fp *fastPool) get(ctx context.Context, addr string, fresh, check bool) (c *fastConn, reused bool, err error) {
+	for !fresh {
+		c = nil
+		fp.mu.Lock()
+		idle := fp.hosts[addr]
+		if n := len(idle); n > 0 {
+			c = idle[n-1]
+			idle[n-1] = nil
+			fp.hosts[addr] = idle[:n-1]
+		}
+		fp.mu.Unlock()
+		if c == nil {
+			break
+		}
+		if time.Since(c.idleSince) >= fastIdleConnTimeout {
+			// The newest is too old: so are the others.
+			c.close()
+			fp.forget(addr)
+			break
+		}
+		if !check || (c.br.Buffered() == 0 && connAlive(c.conn)) {
+			return c, true, nil
+		}
+		c.close() // closed by the instance while idle
+	}
+	conn, err := fp.dialer.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, false, err
+	}
+	return newFastConn(conn), false, nil
+}
+
+// put returns a connection in good order to the idle list of addr.
+func (fp *fastPool) put(addr string, c *fastConn) {
+	c.idleSince = time.Now()
+	var expired *fastConn
+	fp.mu.Lock()
+	idle := fp.hosts[addr]
+	if fp.closed || len(idle) >= fastMaxIdlePerHost {
+		fp.mu.Unlock()
+		c.close()
+		return
+	}
+	if len(idle) > 0 && c.idleSince.Sub(idle[0].idleSince) > fastIdleConnTimeout {
+		expired = idle[0]
+		idle = idle[1:]
+	}
+	fp.hosts[addr] = append(idle, c)
+	fp.mu.Unlock()
+	if expired != nil {
+		expired.close()
+	}
+}
+
+// forget closes the idle connections to addr.
+func (fp *fastPool) forget(addr string) {
+	fp.mu.Lock()
+	idle := fp.hosts[addr]
+	delete(fp.hosts, addr)
+	fp.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+}
+
+// retain closes the idle connections to every address not in keep.
+func (fp *fastPool) retain(keep map[string]bool) {
+	fp.mu.Lock()
+	var gone []*fastConn
+	for addr, idle := range fp.hosts {
+		if !keep[addr] {
+			gone = append(gone, idle...)
+			delete(fp.hosts, addr)
+		}
+	}
+	fp.mu.Unlock()
+	for _, c := range gone {
+		c.close()
+	}
+}
+
+// closeIdle closes the idle connections; with final, connections handed back later are
+// closed too.
+func (fp *fastPool) closeIdle(final bool) {
+	fp.mu.Lock()
+	hosts := fp.hosts
+	fp.hosts = map[string][]*fastConn{}
+	fp.closed = fp.closed || final
+	fp.mu.Unlock()
+	for _, idle := range hosts {
+		for _, c := range idle {
+			c.close()
+		}
+	}
+}
+
+// fastEligible reports whether the fast path can forward r.
+func (u *upstreams) fastEligible(r *http.Request) bool {
+	if u.fast == nil || r.Method == http.MethodConnect || len(r.Trailer) > 0 {
+		return false
+	}
+	h := r.Header
+	return len(h["Upgrade"]) == 0 && len(h["Expect"]) == 0 && len(h["Te"]) == 0 && len(h["Trailer"]) == 0
+}
+
+// beforeResponseError is an upstream failure before any byte of the response arrived.
+type beforeResponseError struct{ err error }
+
+func (e *beforeResponseError) Error() string { return e.err.Error() }
+func (e *beforeResponseError) Unwrap() error { return e.err }
+
+// bodyReadError is the client's request body failing to read (too large, or cut).
+type bodyReadError struct{ err error }
+
+func (e *bodyReadError) Error() string { return "read request body: " + e.err.Error() }
+func (e *bodyReadError) Unwrap() error { return e.err }
+
+// errUnexpectedUpgrade is a 101 answer to a request that asked for no upgrade.
+var errUnexpectedUpgrade = errors.New("instance switched protocols unasked")
+
+// serveFast forwards r to st's instance on the fast path and copies the answer to w. It
+// retries once on a new connection when a reused one fails before answering, and once on
+// another instance when the connection is refused, both only for requests that can be sent
+// again. Like ReverseProxy, it panics with http.ErrAbortHandler when the answer breaks off
+// after its headers were sent.
+func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) {
+	fp := st.up.fast
+	ctx := r.Context()
+	body := r.Body
+	// A request that cannot be sent again goes only on an idle connection found open.
+	check := !retryable(r, st)
+	fresh := check && !canPeek
+	movedOnce, retriedOnce := false, false
+	var (
+		c    *fastConn
+		resp *http.Response
+		stop func() bool
+	)
+	for {
+		var reused bool
+		var err error
+		c, reused, err = fp.get(ctx, st.t.addr, fresh, check)
+		if err != nil {
+			if !movedOnce && st.replayable && isDialError(err) && ctx.Err() == nil {
+				if pl, t, ok := p.retryTarget(st); ok {
+					p.log.Info("instance refused connection, retrying on another",
+						keyRevision, st.pool.rev, keyBackend, st.t.b.id, "retry_backend", t.b.id, "err", err)
+					st.assign(pl, t)
+					movedOnce = true
+					if body, err = replayBody(r); err == nil {
+						continue
+					}
+				}
+			}
+			p.upstreamFailed(w, r, st, err)
+			return
+		}
+		stop = context.AfterFunc(ctx, c.abort)
+		resp, err = p.exchange(c, r, st, body)
+		if err == nil {
+			break
+		}
+		stop()
+		c.close()
+		var before *beforeResponseError
+		if reused && !retriedOnce && errors.As(err, &before) && !isTimeout(err) && ctx.Err() == nil && retryable(r, st) {
+			p.log.Debug("reused connection failed before answering, retrying on a new one",
+				keyRevision, st.pool.rev, keyBackend, st.t.b.id, "err", err)
+			retriedOnce, fresh = true, true
+			if body, err = replayBody(r); err == nil {
+				continue
+			}
+		}
+		if isTimeout(err) && st.up.s.FirstByteTimeout > 0 && ctx.Err() == nil {
+			err = errFirstByteTimeout
+		}
+		var bre *bodyReadError
+		if errors.As(err, &bre) {
+			err = bre.err
+		}
+		p.upstreamFailed(w, r, st, err)
+		return
+	}
+	p.copyFast(w, r, st, c, resp, stop)
+}
+
+// retryable reports whether r may be sent again after a reused connection failed: it had
+// no body or an idempotent method, and its body (if any) is buffered.
+func retryable(r *http.Request, st *reqState) bool {
+	if !st.replayable {
+		return false
+	}
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return true
+	}
+	switch r.Method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+func replayBody(r *http.Request) (io.ReadCloser, error) {
+	if r.GetBody == nil {
+		return r.Body, nil // none, or empty
+	}
+	b, err := r.GetBody()
+	if err != nil {
+		return nil, fmt.Errorf("replay request body: %w", err)
+	}
+	return b, nil
+}
+
+// exchange sends the request on c and reads the response head (informational answers are
+// passed on to the client). Errors before the first response byte are *beforeResponseError.
+func (p *Proxy) exchange(c *fastConn, r *http.Request, st *reqState, body io.ReadCloser) (*http.Response, error) {
+	if d := st.up.s.FirstByteTimeout; d > 0 {
+		c.conn.SetDeadline(time.Now().Add(d))
+		c.deadline = true
+	} else if c.deadline {
+		c.conn.SetDeadline(time.Time{})
+		c.deadline = false
+	}
+	if err := p.writeRequest(c.bw, r, st, body); err != nil {
+		var bre *bodyReadError
+		if errors.As(err, &bre) {
+			return nil, err
+		}
+		return nil, &beforeResponseError{err}
+	}
+	if _, err := c.br.Peek(1); err != nil {
+		return nil, &beforeResponseError{err}
+	}
+	return http.ReadResponse(c.br, r) // informational answers are passed on by copyFast
+}
+
+// reqSkip are the request headers not copied as they are: hop-by-hop, the forwarded ones
+// (set again below), and the framing (written from the body).
+func reqSkip(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", "Host", "Content-Length",
+		"Forwarded", "X-Forwarded-For", "X-Forwarded-Host", "X-Forwarded-Proto":
+		return true
+	}
+	return false
+}
+
+// connectionListed reports whether the Connection header names k.
+func connectionListed(conn []string, k string) bool {
+	for _, v := range conn {
+		for v != "" {
+			var tok string
+			tok, v, _ = strings.Cut(v, ",")
+			if strings.EqualFold(strings.TrimSpace(tok), k) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func writeHeaderLine(bw *bufio.Writer, k, v string) {
+	if strings.ContainsAny(v, "\r\n") {
+		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
+	}
+	bw.WriteString(k)
+	bw.WriteString(": ")
+	bw.WriteString(v)
+	bw.WriteString("\r\n")
+}
+
+// writeRequest writes the request head as ReverseProxy (Rewrite with SetURL and
+// SetXForwarded) and Transport would, then the body, and flushes.
+func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, st *reqState, body io.ReadCloser) error {
+	bw.WriteString(r.Method)
+	bw.WriteByte(' ')
+	bw.WriteString(r.URL.RequestURI())
+	bw.WriteString(" HTTP/1.1\r\nHost: ")
+	bw.WriteString(st.t.addr)
+	bw.WriteString("\r\n")
+	conn := r.Header["Connection"]
+	for k, vv := range r.Header {
+		if reqSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+			continue
+		}
+		for _, v := range vv {
+			writeHeaderLine(bw, k, v)
+		}
+	}
+	p.writeForwarded(bw, r)
+	hasBody := body != nil && body != http.NoBody
+	chunked := hasBody && r.ContentLength < 0
+	switch {
+	case chunked:
+		bw.WriteString("Transfer-Encoding: chunked\r\n")
+	case r.ContentLength > 0:
+		bw.WriteString("Content-Length: ")
+		bw.WriteString(strconv.FormatInt(r.ContentLength, 10))
+		bw.WriteString("\r\n")
+	case r.Method == http.MethodPost || r.Method == http.MethodPut || r.Method == http.MethodPatch:
+		bw.WriteString("Content-Length: 0\r\n")
+	}
+	bw.WriteString("\r\n")
+	if hasBody && r.ContentLength != 0 {
+		if err := writeBody(bw, body, r.ContentLength, chunked); err != nil {
+			return err
+		}
+	}
+	return bw.Flush()
+}
+
+// writeForwarded writes X-Forwarded-For, -Host and -Proto as rewrite does.
+func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
+	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
+		if prior := r.Header["X-Forwarded-For"]; p.trustXF && len(prior) > 0 {
+			ip = strings.Join(prior, ", ") + ", " + ip
+		}
+		writeHeaderLine(bw, "X-Forwarded-For", ip)
+	}
+	host := r.Host
+	if v := r.Header.Get("X-Forwarded-Host"); p.trustXF && v != "" {
+		host = v
+	}
+	if host != "" {
+		writeHeaderLine(bw, "X-Forwarded-Host", host)
+	}
+	proto := "http"
+	if r.TLS != nil {
+		proto = "https"
+	}
+	if v := r.Header.Get("X-Forwarded-Proto"); p.trustXF && v != "" {
+		proto = v
+	}
+	writeHeaderLine(bw, "X-Forwarded-Proto", proto)
+}
+
+// writeBody copies the request body: n bytes, or chunked when n < 0. Read failures are
+// *bodyReadError.
+func writeBody(bw *bufio.Writer, body io.Reader, n int64, chunked bool) error {
+	bp := copyBufferPool.Get().(*[]byte)
+	defer copyBufferPool.Put(bp)
+	buf := *bp
+	if chunked {
+		cw := httputil.NewChunkedWriter(bw)
+		for {
+			k, rerr := body.Read(buf)
+			if k > 0 {
+				if _, err := cw.Write(buf[:k]); err != nil {
+					return err
+				}
+				if err := bw.Flush(); err != nil { // the instance may read the body as it comes
+					return err
+				}
+			}
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil {
+				return &bodyReadError{rerr}
+			}
+		}
+		if err := cw.Close(); err != nil {
+			return err
+		}
+		_, err := bw.WriteString("\r\n")
+		return err
+	}
+	var sent int64
+	for sent < n {
+		k, rerr := body.Read(buf[:min(int64(len(buf)), n-sent)])
+		if k > 0 {
+			if _, err := bw.Write(buf[:k]); err != nil {
+				return err
+			}
+			sent += int64(k)
+		}
+		if rerr == io.EOF && sent < n {
+			return &bodyReadError{io.ErrUnexpectedEOF}
+		}
+		if rerr != nil && rerr != io.EOF {
+			return &bodyReadError{rerr}
+		}
+	}
+	return nil
+}
+
+// respSkip are the hop-by-hop response headers.
+func respSkip(k string) bool {
+	switch k {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", RequestIDHeader:
+		return true
+	}
+	return false
+}
+
+// copyFast sends resp to the client, then returns c to the pool when it can be reused.
+func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c *fastConn, resp *http.Response, stop func() bool) {
+	broken := func(clientGone bool, err error) {
+		stop()
+		c.close()
+		if clientGone || r.Context().Err() != nil {
+			st.clientGone = true
+		} else {
+			st.failed = true
+			p.log.Warn("upstream response broken", keyRevision, st.pool.rev, keyBackend, st.t.b.id,
+				"addr", st.t.addr, "err", err)
+		}
+		panic(http.ErrAbortHandler)
+	}
+	h := w.Header()
+	for resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+		// An informational answer (103 Early Hints): pass it on, then read the real one.
+		for k, vv := range resp.Header {
+			if !respSkip(k) {
+				h[k] = vv
+			}
+		}
+		w.WriteHeader(resp.StatusCode)
+		for k := range resp.Header {
+			if !respSkip(k) {
+				delete(h, k)
+			}
+		}
+		var err error
+		if resp, err = http.ReadResponse(c.br, r); err != nil {
+			stop()
+			c.close()
+			if isTimeout(err) && st.up.s.FirstByteTimeout > 0 && r.Context().Err() == nil {
+				err = errFirstByteTimeout
+			}
+			p.upstreamFailed(w, r, st, err)
+			return
+		}
+	}
+	st.gotHeaders = true
+	st.ttfb = p.now().Sub(st.start)
+	st.status = resp.StatusCode
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		stop()
+		c.close()
+		st.gotHeaders = false
+		p.upstreamFailed(w, r, st, errUnexpectedUpgrade)
+		return
+	}
+	conn := resp.Header["Connection"]
+	for k, vv := range resp.Header {
+		if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+			continue
+		}
+		h[k] = append(h[k], vv...)
+	}
+	h[RevisionHeader] = []string{st.pool.revHeader}
+	announced := len(resp.Trailer)
+	if announced > 0 {
+		keys := make([]string, 0, announced)
+		for k := range resp.Trailer {
+			keys = append(keys, k)
+		}
+		h.Add("Trailer", strings.Join(keys, ", "))
+	}
+	w.WriteHeader(resp.StatusCode)
+
+	idle := st.up.s.IdleTimeout
+	if idle <= 0 && c.deadline {
+		c.conn.SetDeadline(time.Time{}) // the first-byte deadline is met; answers may take minutes
+		c.deadline = false
+	}
+	stream := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	var flush func() error
+	if stream {
+		if f, ok := w.(http.Flusher); ok {
+			flush = func() error { f.Flush(); return nil }
+		} else {
+			flush = http.NewResponseController(w).Flush
+		}
+	}
+	if resp.Body != http.NoBody {
+		bp := copyBufferPool.Get().(*[]byte)
+		buf := *bp
+		for {
+			if idle > 0 {
+				c.conn.SetReadDeadline(time.Now().Add(idle))
+				c.deadline = true
+			}
+			n, rerr := resp.Body.Read(buf)
+			if n > 0 {
+				if _, err := w.Write(buf[:n]); err != nil {
+					copyBufferPool.Put(bp)
+					broken(true, err)
+				}
+				if flush != nil {
+					if err := flush(); err != nil {
+						copyBufferPool.Put(bp)
+						broken(true, err)
+					}
+				}
+			}
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil {
+				copyBufferPool.Put(bp)
+				if isTimeout(rerr) && idle > 0 && r.Context().Err() == nil {
+					rerr = errIdleTimeout
+				}
+				broken(false, rerr)
+			}
+		}
+		copyBufferPool.Put(bp)
+	}
+	resp.Body.Close() // after EOF: only fills resp.Trailer
+	if len(resp.Trailer) > 0 {
+		http.NewResponseController(w).Flush() // force chunking, so the trailers can follow
+		if len(resp.Trailer) == announced {
+			for k, vv := range resp.Trailer {
+				h[k] = append(h[k], vv...)
+			}
+		} else {
+			for k, vv := range resp.Trailer {
+				for _, v := range vv {
+					h.Add(http.TrailerPrefix+k, v)
+				}
+			}
+		}
+	}
+	if !stop() || resp.Close || r.Context().Err() != nil {
+		c.close()
+		return
+	}
+	st.up.fast.put(st.t.addr, c)
+}
