@@ -30,6 +30,7 @@ fuzz:
 # Regenerates api/v1alpha1/zz_generated.deepcopy.go after a change of the API types.
 generate:
 	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION) object paths=./api/...
+	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION) crd paths=./api/... output:crd:dir=config/crd/bases
 
 clean:
 	rm -rf bin .e2e.log
