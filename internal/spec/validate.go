@@ -167,7 +167,8 @@ func validateKubernetes(l *errList, s *v1alpha1.RolloutSpec) {
 		}
 		if c.CanaryService != "" {
 			service("spec.strategy.canary.canaryService", c.CanaryService)
-			if c.CanaryService == c.StableService {
+			// With a traffic router, validateTrafficRouters says it.
+			if c.CanaryService == c.StableService && !hasRouter(c.TrafficRouting) {
 				l.add("spec.strategy.canary.canaryService", c.CanaryService, "is the same as stableService")
 			}
 		}
@@ -188,6 +189,11 @@ func validateKubernetes(l *errList, s *v1alpha1.RolloutSpec) {
 			l.add("spec.strategy.blueGreen.previewListen", bg.PreviewListen, "is a local-mode address; with spec.workloadRef use previewService")
 		}
 	}
+}
+
+// hasRouter reports whether tr names a Kubernetes traffic router.
+func hasRouter(tr *v1alpha1.TrafficRouting) bool {
+	return tr != nil && (tr.GatewayAPI != nil || tr.Istio != nil || tr.SMI != nil || tr.Nginx != nil)
 }
 
 func validateProcess(l *errList, path string, p *v1alpha1.ProcessTemplate) {

@@ -1,0 +1,54 @@
+package kube
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// routerFactories are the traffic routers by name. The routers of the traffic layers
+// (gatewayAPI, istio, smi, nginx) are added by name beside the plain Service router.
+var routerFactories = map[string]func(client.Client) Router{
+	"service": func(c client.Client) Router { return NewServiceRouter(c) },
+}
+
+// NewRouter returns the router registered under name, working through c. An unknown name is
+// an error that lists the known ones.
+func NewRouter(name string, c client.Client) (Router, error) {
+	f, ok := routerFactories[name]
+	if !ok {
+		return nil, fmt.Errorf("traffic router %q is not one of %s", name, strings.Join(RouterNames(), ", "))
+	}
+	return f(c), nil
+}
+
+// RouterNames returns the registered router names, sorted.
+func RouterNames() []string {
+	return slices.Sorted(maps.Keys(routerFactories))
+}
+
+// RouterName returns the name of the router that ro's canary trafficRouting picks, or "" when
+// it names none (then weights are approximated by replica counts).
+func RouterName(ro *v1alpha1.Rollout) string {
+	c := ro.Spec.Strategy.Canary
+	if c == nil || c.TrafficRouting == nil {
+		return ""
+	}
+	tr := c.TrafficRouting
+	switch {
+	case tr.GatewayAPI != nil:
+		return "gatewayAPI"
+	case tr.Istio != nil:
+		return "istio"
+	case tr.SMI != nil:
+		return "smi"
+	case tr.Nginx != nil:
+		return "nginx"
+	}
+	return ""
+}
