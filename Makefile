@@ -10,6 +10,7 @@ CONTROLLER_GEN_VERSION := v0.23.0
 
 build:
 	$(GO) build -o bin/ramp ./cmd/ramp
+	ln -sf ramp bin/kubectl-ramp  # `kubectl ramp ...` with bin/ on PATH: the verbs in Kubernetes mode
 	$(GO) build -o bin/chat-api ./examples/chat-api
 
 demo: build
