@@ -7,6 +7,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -27,6 +28,9 @@ func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before 
 		errs = append(errs, err)
 	}
 	if err := r.scale(ctx, ro, w, out); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.reportOnDeployment(ctx, ro, w); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.setSelectors(ctx, ro, w); err != nil {
@@ -57,6 +61,53 @@ func (r *Reconciler) pauseDeployment(ctx context.Context, ro *v1alpha1.Rollout, 
 	d.Annotations[AnnotationPausedBy] = ro.Name
 	if err := r.client.Patch(ctx, d, patch); err != nil {
 		return fmt.Errorf("pause deployment %s: %w", d.Name, err)
+	}
+	return nil
+}
+
+// Reasons of the Deployment's Progressing condition (k8s.io/kubernetes/pkg/controller/deployment/util).
+const (
+	reasonTimedOut = "ProgressDeadlineExceeded"
+	reasonPaused   = "DeploymentPaused"
+	// abortPrefix starts the message ramp writes, so that it can take it back.
+	abortPrefix = "ramp aborted revision "
+)
+
+// reportOnDeployment tells the team's tools what happened to the Deployment's template: while
+// ramp's abort of it stands, the Deployment's Progressing condition says
+// ProgressDeadlineExceeded, so that `kubectl rollout status` stops waiting and fails as it does
+// when a Deployment's own rollout fails. A new attempt takes the condition back.
+func (r *Reconciler) reportOnDeployment(ctx context.Context, ro *v1alpha1.Rollout, w *world) error {
+	d := w.deploy
+	st := &ro.Status
+	var cur *appsv1.DeploymentCondition
+	for i := range d.Status.Conditions {
+		if d.Status.Conditions[i].Type == appsv1.DeploymentProgressing {
+			cur = &d.Status.Conditions[i]
+		}
+	}
+	ours := cur != nil && cur.Reason == reasonTimedOut && strings.HasPrefix(cur.Message, abortPrefix)
+	aborted := st.Abort && st.AbortedRevision == w.current.number && st.StableRevision != 0
+	var want appsv1.DeploymentCondition
+	switch {
+	case aborted:
+		want = appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: reasonTimedOut,
+			Message: fmt.Sprintf("%s%d: %s; traffic is on revision %d (ramp retry %s runs it again)", abortPrefix, st.AbortedRevision, strings.TrimPrefix(st.Message, "aborted: "), st.StableRevision, ro.Name)}
+		if ours && cur.Message == want.Message {
+			return nil
+		}
+	case ours:
+		want = appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionUnknown, Reason: reasonPaused, Message: "Deployment is paused"}
+	default:
+		return nil
+	}
+	now := metav1.NewTime(r.now())
+	want.LastUpdateTime, want.LastTransitionTime = now, now
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Status.Conditions = slices.DeleteFunc(d.Status.Conditions, func(c appsv1.DeploymentCondition) bool { return c.Type == appsv1.DeploymentProgressing })
+	d.Status.Conditions = append(d.Status.Conditions, want)
+	if err := r.client.Status().Patch(ctx, d, patch); err != nil {
+		return fmt.Errorf("set progressing condition of deployment %s: %w", d.Name, err)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
@@ -174,6 +175,8 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
+		// Several managers in one process (tests of leader election) each register it.
+		WithOptions(controller.Options{SkipNameValidation: ptrTo(true)}).
 		For(&v1alpha1.Rollout{}).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return byDeployment(ctx, o.GetNamespace(), o.GetName())
@@ -204,3 +207,5 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 		})).
 		Complete(r)
 }
+
+func ptrTo[T any](v T) *T { return &v }

@@ -90,7 +90,7 @@ func newFixture(t *testing.T, ro *v1alpha1.Rollout, objs ...client.Object) *fixt
 		}
 	}
 	all := append([]client.Object{d, rs, svc("chat-api-stable"), svc("chat-api-canary"), ro}, objs...)
-	c := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(all...).WithStatusSubresource(&v1alpha1.Rollout{}, &appsv1.ReplicaSet{}).Build()
+	c := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(all...).WithStatusSubresource(&v1alpha1.Rollout{}, &appsv1.ReplicaSet{}, &appsv1.Deployment{}).Build()
 	f := &fixture{t: t, c: c, rec: events.NewFakeRecorder(100), now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
 	f.r = NewReconciler(c, f.rec, ReconcilerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return f.now }})
 	f.kubelet()
@@ -376,6 +376,9 @@ func TestCanaryWithServiceSelectors(t *testing.T) {
 	if c := meta.FindStatusCondition(ro.Status.Conditions, v1alpha1.ConditionHealthy); c == nil || c.Reason != "Degraded" {
 		t.Errorf("Healthy condition %+v; want reason Degraded", c)
 	}
+	if c := progressing(f.deployment()); c == nil || c.Reason != "ProgressDeadlineExceeded" || !strings.HasPrefix(c.Message, "ramp aborted revision 3: by user;") {
+		t.Errorf("deployment's Progressing condition %+v; want ProgressDeadlineExceeded by ramp (kubectl rollout status fails)", c)
+	}
 
 	// When the template goes back to revision 1's (an undo), then it is a new revision 4.
 	f.setImage("chat-api:v1")
@@ -383,6 +386,9 @@ func TestCanaryWithServiceSelectors(t *testing.T) {
 	ro = f.rollout()
 	if ro.Status.CurrentRevision != 4 {
 		t.Errorf("current revision %d after going back to v1; want 4", ro.Status.CurrentRevision)
+	}
+	if c := progressing(f.deployment()); c == nil || c.Reason != "DeploymentPaused" {
+		t.Errorf("deployment's Progressing condition %+v after a new revision; want DeploymentPaused", c)
 	}
 	var crs appsv1.ControllerRevisionList
 	if err := f.c.List(context.Background(), &crs, client.InNamespace(ns)); err != nil {
@@ -396,6 +402,15 @@ func TestCanaryWithServiceSelectors(t *testing.T) {
 	if !slices.Equal(nums, []int64{2, 3, 4}) {
 		t.Errorf("controller revisions %v; want [2 3 4]", nums)
 	}
+}
+
+func progressing(d *appsv1.Deployment) *appsv1.DeploymentCondition {
+	for i := range d.Status.Conditions {
+		if d.Status.Conditions[i].Type == appsv1.DeploymentProgressing {
+			return &d.Status.Conditions[i]
+		}
+	}
+	return nil
 }
 
 func keys[V any](m map[string]V) []string {
