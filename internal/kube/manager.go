@@ -14,7 +14,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/klog/v2"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -177,7 +180,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 		Named("rollout").
 		// Several managers in one process (tests of leader election) each register it.
 		WithOptions(controller.Options{SkipNameValidation: ptrTo(true)}).
-		For(&v1alpha1.Rollout{}).
+		For(&v1alpha1.Rollout{}, builder.WithPredicates(rolloutChanged)).
 		Watches(&appsv1.Deployment{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return byDeployment(ctx, o.GetNamespace(), o.GetName())
 		})).
@@ -209,3 +212,28 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// rolloutChanged lets through the changes of a Rollout that call for a decision: its spec, its
+// deletion, and the user commands written to its status (promote, abort, retry, resume). The
+// controller's own status writes (times, counts) do not wake it again.
+var rolloutChanged = predicate.Funcs{UpdateFunc: func(e event.UpdateEvent) bool {
+	oldRo, ok1 := e.ObjectOld.(*v1alpha1.Rollout)
+	newRo, ok2 := e.ObjectNew.(*v1alpha1.Rollout)
+	if !ok1 || !ok2 {
+		return true
+	}
+	return oldRo.Generation != newRo.Generation || !newRo.DeletionTimestamp.IsZero() ||
+		commands(&oldRo.Status) != commands(&newRo.Status) ||
+		len(oldRo.Finalizers) != len(newRo.Finalizers)
+}}
+
+// commands sums up the status fields the user commands change.
+func commands(st *v1alpha1.RolloutStatus) string {
+	inconclusive := 0
+	for _, a := range st.Analysis {
+		if a.Phase == v1alpha1.AnalysisInconclusive {
+			inconclusive++
+		}
+	}
+	return fmt.Sprint(st.Abort, st.AbortedRevision, st.Promote, st.PromoteFull, len(st.PauseConditions), inconclusive, len(st.Analysis), st.CanaryRevision, st.PreviewRevision)
+}

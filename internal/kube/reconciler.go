@@ -228,6 +228,11 @@ func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisA
 	}
 	consider(engineAt)
 	consider(analysisAt)
+	for _, run := range ro.Status.Analysis {
+		if run.Phase == "" || run.Phase == v1alpha1.AnalysisPending {
+			consider(now) // a run the decision just started takes its first measurement now
+		}
+	}
 	if ro.Status.Phase != v1alpha1.PhaseHealthy && ro.Status.Phase != v1alpha1.PhaseDegraded {
 		consider(now.Add(pollInterval))
 	}

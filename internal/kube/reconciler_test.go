@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/engine"
@@ -483,6 +484,32 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 			f.wantEvent(tt.reason)
 			if d := f.deployment(); d.Spec.Paused {
 				t.Errorf("deployment paused by a rollout that did nothing")
+			}
+		})
+	}
+}
+
+func TestRolloutChangedPredicate(t *testing.T) {
+	base := canaryRollout()
+	for _, tt := range []struct {
+		name   string
+		change func(ro *v1alpha1.Rollout)
+		want   bool
+	}{
+		{"own status write: times and counts", func(ro *v1alpha1.Rollout) {
+			ro.Status.Message = "step 1/2"
+			ro.Status.LastProgressTime = &metav1.Time{Time: time.Now()}
+		}, false},
+		{"spec change", func(ro *v1alpha1.Rollout) { ro.Generation++ }, true},
+		{"promote", func(ro *v1alpha1.Rollout) { ro.Status.Promote = true }, true},
+		{"abort", func(ro *v1alpha1.Rollout) { ro.Status.Abort = true }, true},
+		{"deletion", func(ro *v1alpha1.Rollout) { ro.DeletionTimestamp = &metav1.Time{Time: time.Now()} }, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			n := base.DeepCopy()
+			tt.change(n)
+			if got := rolloutChanged.Update(event.UpdateEvent{ObjectOld: base, ObjectNew: n}); got != tt.want {
+				t.Errorf("rolloutChanged = %v; want %v", got, tt.want)
 			}
 		})
 	}
