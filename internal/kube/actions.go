@@ -205,7 +205,11 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 		}
 		rs := r.newReplicaSet(ro, w, rev, target)
 		if err := r.client.Create(ctx, rs); err != nil {
-			errs = append(errs, fmt.Errorf("create replicaset %s for revision %d: %w", rs.Name, n, err))
+			if apierrors.IsAlreadyExists(err) {
+				errs = append(errs, errStale) // created by an earlier decision; the cache lags
+			} else {
+				errs = append(errs, fmt.Errorf("create replicaset %s for revision %d: %w", rs.Name, n, err))
+			}
 			continue
 		}
 		rev.sets = append(rev.sets, rs)

@@ -123,6 +123,34 @@ const pollInterval = 30 * time.Second
 
 var errEmptySelector = errors.New("selects nothing")
 
+// errStale means the cache does not show yet what an earlier decision wrote; the reconciler
+// decides again shortly, without reporting a problem.
+var errStale = errors.New("the cache lags behind the cluster")
+
+// transient reports errors that call for a quiet retry: a lagging cache, or a write conflict
+// with another writer (the CLI, the Deployment controller).
+func transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, errStale) || apierrors.IsConflict(err) {
+		return true
+	}
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			if !transient(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// retrySoon is the wait before deciding again after a transient error.
+const retrySoon = 250 * time.Millisecond
+
 // Reconcile runs one decision for the Rollout req names.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ro := &v1alpha1.Rollout{}
@@ -152,6 +180,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.setCondition(ro, v1alpha1.ConditionValid, true, "Valid", "the spec is valid")
 
 	w, err := r.observe(ctx, ro)
+	if transient(err) {
+		return ctrl.Result{RequeueAfter: retrySoon}, nil
+	}
 	if w == nil {
 		reason, msg := "WorkloadNotFound", fmt.Sprintf("deployment %s not found in namespace %s", ro.Spec.WorkloadRef.Name, ro.Namespace)
 		if err != nil {
@@ -185,6 +216,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	ro.Status.Conditions = conditions
 
 	actErr := r.carryOut(ctx, ro, before, w, out)
+	quietRetry := transient(actErr)
+	if quietRetry {
+		actErr = nil
+	}
 	for i := range ro.Status.Revisions {
 		rs := &ro.Status.Revisions[i]
 		rs.PodTemplateHash = w.byNumber[rs.Revision].podHash()
@@ -198,6 +233,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	r.setPhaseConditions(ro)
 	if err := r.writeStatus(ctx, ro, before); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: retrySoon}, nil // a user command came in: decide again
+		}
 		return ctrl.Result{}, err
 	}
 	for _, e := range out.Events {
@@ -208,6 +246,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if actErr != nil {
 		return ctrl.Result{}, actErr
+	}
+	if quietRetry {
+		return ctrl.Result{RequeueAfter: retrySoon}, nil
 	}
 	return ctrl.Result{RequeueAfter: r.requeueAfter(ro, now, out.Requeue, next, w)}, nil
 }

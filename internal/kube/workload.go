@@ -272,6 +272,9 @@ func (r *Reconciler) currentRevision(ctx context.Context, ro *v1alpha1.Rollout, 
 		return nil, err
 	}
 	if err := r.client.Create(ctx, cr); err != nil {
+		if apierrors.IsAlreadyExists(err) {
+			return nil, errStale // made by an earlier decision that the cache does not show yet
+		}
 		return nil, fmt.Errorf("record revision %d of %s: %w", cr.Revision, ro.Name, err)
 	}
 	rev := &revision{number: cr.Revision, hash: hash, template: *w.deploy.Spec.Template.DeepCopy(), history: cr}
