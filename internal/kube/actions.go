@@ -225,7 +225,8 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 					errs = append(errs, err)
 					continue
 				}
-				r.record(ro, corev1.EventTypeNormal, "HandedOver", fmt.Sprintf("replicaset %s of revision %d now belongs to deployment %s", rs.Name, stable.number, w.deploy.Name), stable.number)
+				w.events = append(w.events, engine.Event{Type: engine.EventNormal, Reason: "HandedOver", Revision: stable.number,
+					Message: fmt.Sprintf("replicaset %s of revision %d now belongs to deployment %s", rs.Name, stable.number, w.deploy.Name)})
 			}
 		}
 	}

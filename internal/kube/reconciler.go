@@ -238,7 +238,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, err
 	}
-	for _, e := range out.Events {
+	for _, e := range append(out.Events, w.events...) {
 		r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
 	}
 	if err := r.pruneHistory(ctx, ro, w, inUse(ro)); err != nil {

@@ -21,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/engine"
 )
 
 // Labels and annotations ramp puts on the objects it manages.
@@ -88,6 +89,9 @@ type world struct {
 	pods []corev1.Pod
 	// current is the revision of the Deployment's pod template.
 	current *revision
+	// events are what carrying out a decision did (a hand-over), recorded after the
+	// decision's own events.
+	events []engine.Event
 }
 
 // ownedBy reports whether o's controller is the object with uid.
@@ -232,6 +236,9 @@ func (r *Reconciler) currentRevision(ctx context.Context, ro *v1alpha1.Rollout, 
 	}
 	highest = max(highest, ro.Status.CurrentRevision, ro.Status.StableRevision)
 	cause := cmp.Or(w.deploy.Annotations[annChangeCause], "pod template of deployment "+w.deploy.Name+" changed")
+	if highest == 0 {
+		cause = "pod template of deployment " + w.deploy.Name + " when the rollout began"
+	}
 
 	if rev := w.byHash[hash]; rev != nil {
 		if rev.number == ro.Status.CurrentRevision || rev.number == ro.Status.StableRevision || rev.number == highest {
