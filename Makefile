@@ -1,10 +1,11 @@
 # ramp: the two commands the README promises.
 #   make demo  builds ramp and the sample chat-api and runs a real local rollout
-#   make test  runs every test
+#   make test  runs every test (it first builds the Kubernetes control plane for the Kubernetes
+#              tests, once: about 8 minutes cold, a second run finds it cached)
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: build demo test test-unit test-e2e fuzz generate clean
+.PHONY: build demo test test-unit test-e2e test-k8s k8s-bins fuzz generate clean
 
 CONTROLLER_GEN_VERSION := v0.23.0
 
@@ -16,7 +17,7 @@ build:
 demo: build
 	bin/ramp demo --chat-api bin/chat-api
 
-test: test-unit test-e2e fuzz
+test: k8s-bins test-unit test-e2e test-k8s fuzz
 
 test-unit:
 	$(GO) vet ./...
@@ -24,6 +25,15 @@ test-unit:
 
 test-e2e:
 	$(GO) test -count=1 -timeout 20m ./test/e2e/
+
+# Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok at pinned
+# versions into ${RAMP_CACHE:-~/.cache/ramp}/k8s-<versions>/bin, unless already there.
+k8s-bins:
+	@hack/k8s-control-plane.sh >/dev/null
+
+# Kubernetes mode end to end, on a real control plane (test/k8senv).
+test-k8s: k8s-bins
+	$(GO) test -count=1 -timeout 20m ./test/e2e/k8s/...
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./internal/spec
