@@ -75,4 +75,3 @@ func orAll(ns string) string {
 	}
 	return ns
 }
-

@@ -4,7 +4,6 @@ import (
 	"context"
 
 	"github.com/spf13/cobra"
-
 )
 
 func (a *app) promoteCmd() *cobra.Command {

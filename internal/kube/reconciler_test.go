@@ -445,8 +445,10 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 		message   string
 	}{
 		{
-			name:      "setWeight over 100",
-			mutate:    func(ro *v1alpha1.Rollout) { ro.Spec.Strategy.Canary.Steps = []v1alpha1.CanaryStep{{SetWeight: ptr(int32(150))}} },
+			name: "setWeight over 100",
+			mutate: func(ro *v1alpha1.Rollout) {
+				ro.Spec.Strategy.Canary.Steps = []v1alpha1.CanaryStep{{SetWeight: ptr(int32(150))}}
+			},
 			condition: v1alpha1.ConditionValid, reason: "InvalidSpec",
 			message: "spec.strategy.canary.steps[0].setWeight: 150 is not between 0 and 100",
 		},

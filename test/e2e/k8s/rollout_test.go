@@ -409,4 +409,3 @@ func installRamp(t *testing.T, env *k8senv.Env) *rest.Config {
 	cfg, _ := env.KubeconfigFor(t, "ramp-controller")
 	return cfg
 }
-
