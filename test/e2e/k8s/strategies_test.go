@@ -197,6 +197,28 @@ func TestKubernetesMode(t *testing.T) {
 			t.Errorf("ramp status: %v\n%s", err, out)
 		}
 
+		// The verbs read the cluster: get, events; undo rolls back to revision 1's template as
+		// revision 3.
+		kubeArgs := []string{"--kubeconfig", env.Kubeconfig, "-n", "restart"}
+		if out, err := ramp(t, true, append(kubeArgs, "get", "chat-api")...); err != nil || !regexp.MustCompile(`chat-api\s+canary\s+Healthy`).MatchString(out) {
+			t.Errorf("kubectl-ramp get: %v\n%s", err, out)
+		}
+		if out, err := ramp(t, false, append(kubeArgs, "events", "chat-api")...); err != nil || !strings.Contains(out, "RolloutCompleted") || !strings.Contains(out, "HandedOver") {
+			t.Errorf("ramp events: %v\n%s", err, out)
+		}
+		if out, err := ramp(t, false, append(kubeArgs, "undo", "chat-api")...); err != nil || !strings.Contains(out, "new revision 3") {
+			t.Fatalf("ramp undo: %v\n%s", err, out)
+		}
+		s.waitPhase(v1alpha1.PhasePaused, 2, 60*time.Second)
+		if out, err := ramp(t, false, append(kubeArgs, "promote", "--full", "chat-api")...); err != nil {
+			t.Fatalf("ramp promote --full: %v\n%s", err, out)
+		}
+		s.waitPhase(v1alpha1.PhaseHealthy, 3, 60*time.Second)
+		s.waitReplicas(map[string]int32{v1: 3, v2: 0}, 60*time.Second)
+		if out, err := ramp(t, false, append(kubeArgs, "history", "chat-api")...); err != nil || !regexp.MustCompile(`(?m)^3 .*ramp undo to revision 1.*stable,current$`).MatchString(out) {
+			t.Errorf("ramp history after undo: %v\n%s", err, out)
+		}
+
 		// When the Rollout is deleted, then a working Deployment stays behind: resumed, its
 		// pods running, the Services selecting by their own selectors, and it rolls out the
 		// next change by itself.
@@ -221,15 +243,15 @@ func TestKubernetesMode(t *testing.T) {
 			}
 			return nil
 		})
-		s.waitReplicas(map[string]int32{v1: 0, v2: 3}, 30*time.Second)
-		if err := s.selectsImage(ctx, "chat-api-stable", v2); err != nil {
+		s.waitReplicas(map[string]int32{v1: 3, v2: 0}, 30*time.Second)
+		if err := s.selectsImage(ctx, "chat-api-stable", v1); err != nil {
 			t.Error(err)
 		}
 		if out, err := s.kubectlRolloutStatus(); err != nil || !strings.Contains(out, "successfully rolled out") {
 			t.Errorf("kubectl rollout status after deleting the rollout: %v\n%s", err, out)
 		}
 		s.setImage("example.com/chat-api:v3")
-		s.waitReplicas(map[string]int32{v1: 0, v2: 0, "example.com/chat-api:v3": 3}, 60*time.Second)
+		s.waitReplicas(map[string]int32{v1: 0, "example.com/chat-api:v3": 3}, 60*time.Second)
 		if out, err := s.kubectlRolloutStatus(); err != nil || !strings.Contains(out, "successfully rolled out") {
 			t.Errorf("kubectl rollout status of the Deployment's own rollout: %v\n%s", err, out)
 		}
