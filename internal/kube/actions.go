@@ -352,22 +352,16 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 		want.HeaderRoutes = append(want.HeaderRoutes, v1alpha1.SetHeaderRoute{Name: hr.Name, Match: hr.Match})
 	}
 	if name != "service" && before.CanaryRevision != 0 {
+		prev := Routes{StableService: c.StableService, CanaryService: c.CanaryService, CanaryWeight: before.CanaryWeight, HeaderRoutes: before.HeaderRoutes}
 		got, err := router.ObservedRoutes(ctx, ro)
-		switch {
-		case err != nil:
+		if err != nil {
 			r.log.Warn("read back routes", keyRollout, ro.Name, "router", name, "err", err)
-		case got.CanaryWeight != before.CanaryWeight || len(got.HeaderRoutes) != len(activeRoutes(before.HeaderRoutes)):
-			r.record(ro, corev1.EventTypeWarning, "TrafficDrift", fmt.Sprintf("%s router: canary weight is %d%% with %d header routes; ramp set %d%% with %d; setting them again",
-				name, got.CanaryWeight, len(got.HeaderRoutes), before.CanaryWeight, len(activeRoutes(before.HeaderRoutes))), before.CanaryRevision)
+		} else if d := Drift(prev, got); d != "" {
+			r.record(ro, corev1.EventTypeWarning, "TrafficDrift", fmt.Sprintf("%s router does not route as ramp set it (%s); setting it again", name, d), before.CanaryRevision)
 		}
 	}
 	if err := router.SetRoutes(ctx, ro, want); err != nil {
 		return fmt.Errorf("set routes with %s router: %w", name, err)
 	}
 	return nil
-}
-
-// activeRoutes drops header routes without matches: those are removed routes.
-func activeRoutes(hrs []v1alpha1.SetHeaderRoute) []v1alpha1.SetHeaderRoute {
-	return slices.DeleteFunc(slices.Clone(hrs), func(hr v1alpha1.SetHeaderRoute) bool { return len(hr.Match) == 0 })
 }

@@ -11,10 +11,14 @@ import (
 	"ramp.dev/ramp/api/v1alpha1"
 )
 
-// routerFactories are the traffic routers by name. The routers of the traffic layers
-// (gatewayAPI, istio, smi, nginx) are added by name beside the plain Service router.
+// routerFactories are the traffic routers by name: the field names of
+// spec.strategy.canary.trafficRouting, and "service" for plain Service selectors.
 var routerFactories = map[string]func(client.Client) Router{
-	"service": func(c client.Client) Router { return NewServiceRouter(c) },
+	"gatewayAPI": func(c client.Client) Router { return NewGatewayAPI(c) },
+	"istio":      func(c client.Client) Router { return NewIstio(c) },
+	"smi":        func(c client.Client) Router { return NewSMI(c) },
+	"nginx":      func(c client.Client) Router { return NewNginx(c) },
+	"service":    func(c client.Client) Router { return NewServiceRouter(c) },
 }
 
 // NewRouter returns the router registered under name, working through c. An unknown name is

@@ -273,6 +273,70 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "smi cannot route by header",
+		yaml: rollout(okProcess + `  strategy:
+    canary:
+      stableService: chat-api
+      canaryService: chat-api-canary
+      trafficRouting: {managedRoutes: [{name: testers}], smi: {}}
+      steps:
+        - setHeaderRoute: {name: testers, match: [{headerName: x-version, headerValue: {exact: canary}}]}
+`),
+		want: []string{
+			"spec.strategy.canary.steps[0].setHeaderRoute: cannot be used with trafficRouting.smi: a TrafficSplit has no header routes",
+		},
+	},
+	{
+		name: "nginx has one header route of one exact or regex header",
+		yaml: rollout(okProcess + `  strategy:
+    canary:
+      stableService: chat-api
+      canaryService: chat-api-canary
+      trafficRouting: {managedRoutes: [{name: testers}, {name: beta}], nginx: {stableIngress: chat-api}}
+      steps:
+        - setHeaderRoute:
+            name: testers
+            match:
+              - {headerName: x-version, headerValue: {exact: canary}}
+              - {headerName: x-beta, headerValue: {prefix: "y"}}
+`),
+		want: []string{
+			"spec.strategy.canary.trafficRouting.managedRoutes: has 2 routes; nginx supports one header route",
+			"spec.strategy.canary.steps[0].setHeaderRoute.match: has 2 headers; nginx matches one header (canary-by-header)",
+			`spec.strategy.canary.steps[0].setHeaderRoute.match[1].headerValue.prefix: "y" cannot be used with nginx; use exact or regex`,
+		},
+	},
+	{
+		name: "traffic routers need their names and one router only",
+		yaml: rollout(okProcess + `  strategy:
+    canary:
+      canaryService: chat-api
+      trafficRouting:
+        managedRoutes: [{name: Testers}]
+        gatewayAPI: {}
+        istio: {virtualService: {}}
+      steps:
+        - setHeaderRoute: {name: Testers, match: [{headerName: x-version, headerValue: {prefix: can}}]}
+`),
+		want: []string{
+			"spec.strategy.canary.trafficRouting.gatewayAPI.httpRoute: is required",
+			`spec.strategy.canary.trafficRouting.managedRoutes[0].name: "Testers" is not a DNS-1123 label, which gatewayAPI needs for an HTTPRoute rule name: a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')`,
+			"spec.strategy.canary.trafficRouting.istio.virtualService.name: is required",
+			"spec.strategy.canary.trafficRouting: has gatewayAPI and istio; give at most one router",
+			`spec.strategy.canary.steps[0].setHeaderRoute.match[0].headerValue.prefix: "can" cannot be used with gatewayAPI; use exact or regex`,
+		},
+	},
+	{
+		name: "a router needs its services, distinct",
+		yaml: rollout(okProcess + "  strategy: {canary: {stableService: chat-api, canaryService: chat-api, trafficRouting: {nginx: {stableIngress: chat-api}}}}\n---\n" +
+			"apiVersion: ramp.dev/v1alpha1\nkind: Rollout\nmetadata: {name: other}\nspec:\n" + okProcess + "  strategy: {canary: {trafficRouting: {smi: {}}}}\n"),
+		want: []string{
+			`rollout/chat-api: spec.strategy.canary.canaryService: "chat-api" is the same as stableService`,
+			"rollout/other: spec.strategy.canary.stableService: is required with trafficRouting.smi",
+			"rollout/other: spec.strategy.canary.canaryService: is required with trafficRouting.smi",
+		},
+	},
+	{
 		name: "setCanaryScale",
 		yaml: rollout(okProcess + "  strategy: {canary: {steps: [{setCanaryScale: {}}, {setCanaryScale: {replicas: 1, weight: 10}}, {setCanaryScale: {weight: 101}}, {setCanaryScale: {replicas: -1}}, {setCanaryScale: {matchTrafficWeight: false}}]}}\n"),
 		want: []string{

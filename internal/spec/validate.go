@@ -320,6 +320,7 @@ func validateCanary(l *errList, path string, c *v1alpha1.CanaryStrategy) {
 			routes[r.Name] = true
 		}
 	}
+	validateTrafficRouters(l, path, c)
 	if c.Analysis != nil {
 		validateAnalysis(l, path+".analysis", c.Analysis)
 	}

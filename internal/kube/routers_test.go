@@ -1,0 +1,383 @@
+package kube
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/yaml"
+
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
+)
+
+const routerNS = "carepath-demo"
+
+// newScheme knows the built-in kinds and the given third-party kinds as unstructured.
+func newScheme(t *testing.T, gvks ...schema.GroupVersionKind) *runtime.Scheme {
+	t.Helper()
+	s := runtime.NewScheme()
+	if err := clientgoscheme.AddToScheme(s); err != nil {
+		t.Fatal(err)
+	}
+	for _, gvk := range gvks {
+		s.AddKnownTypeWithName(gvk, &unstructured.Unstructured{})
+		s.AddKnownTypeWithName(gvk.GroupVersion().WithKind(gvk.Kind+"List"), &unstructured.UnstructuredList{})
+	}
+	return s
+}
+
+// thirdParty are the third-party kinds the routers use, with the VirtualService at v1beta1.
+var thirdParty = []schema.GroupVersionKind{httpRouteGVK, virtualServiceGVKs[0], trafficSplitGVK}
+
+// obj parses a YAML manifest into an unstructured object.
+func obj(t *testing.T, manifest string) *unstructured.Unstructured {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	if err := yaml.Unmarshal([]byte(manifest), &u.Object); err != nil {
+		t.Fatalf("parse manifest: %v", err)
+	}
+	return u
+}
+
+// loadRollout parses and validates a Rollout the way users write it.
+func loadRollout(t *testing.T, doc string) *v1alpha1.Rollout {
+	t.Helper()
+	b, err := spec.Load([]byte(doc))
+	if err != nil {
+		t.Fatalf("load rollout: %v", err)
+	}
+	ro := &b.Rollouts[0]
+	ro.Namespace = routerNS
+	ro.UID = "rollout-uid"
+	return ro
+}
+
+// rolloutDoc is a chat-api canary rollout with trafficRouting given as YAML (indented 8).
+func rolloutDoc(routing string) string {
+	return `apiVersion: ramp.dev/v1alpha1
+kind: Rollout
+metadata: {name: chat-api}
+spec:
+  template: {process: {command: chat-api}}
+  strategy:
+    canary:
+      stableService: chat-api
+      canaryService: chat-api-canary
+      trafficRouting:
+` + routing + `
+      steps: [{setWeight: 25}]
+`
+}
+
+const (
+	httpRouteYAML = `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: chat-api, namespace: carepath-demo}
+spec:
+  parentRefs: [{name: public}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v1/chat}}]
+    backendRefs: [{name: chat-api, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /admin}}]
+    backendRefs: [{name: admin, port: 9090}]
+`
+	virtualServiceYAML = `
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: chat-api, namespace: carepath-demo}
+spec:
+  hosts: [chat-api]
+  http:
+  - name: primary
+    route:
+    - destination: {host: chat-api}
+      weight: 100
+    - destination: {host: chat-api-canary}
+      weight: 0
+`
+)
+
+func stableIngress() *networkingv1.Ingress {
+	class := "nginx"
+	pt := networkingv1.PathTypePrefix
+	return &networkingv1.Ingress{
+		ObjectMeta: metav1.ObjectMeta{Name: "chat-api", Namespace: routerNS},
+		Spec: networkingv1.IngressSpec{
+			IngressClassName: &class,
+			Rules: []networkingv1.IngressRule{{
+				Host: "chat.example.com",
+				IngressRuleValue: networkingv1.IngressRuleValue{HTTP: &networkingv1.HTTPIngressRuleValue{Paths: []networkingv1.HTTPIngressPath{
+					{Path: "/", PathType: &pt, Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "chat-api", Port: networkingv1.ServiceBackendPort{Number: 8080}}}},
+					{Path: "/admin", PathType: &pt, Backend: networkingv1.IngressBackend{Service: &networkingv1.IngressServiceBackend{Name: "admin", Port: networkingv1.ServiceBackendPort{Number: 9090}}}},
+				}}},
+			}},
+		},
+	}
+}
+
+// routerCase is one router in a world that has what it needs.
+type routerCase struct {
+	name    string
+	routing string // trafficRouting YAML, indented 8
+	objects func(t *testing.T) []client.Object
+	header  v1alpha1.SetHeaderRoute // a header route the router can express (unused when it has none)
+	// tamper edits the weights by hand, as an operator with kubectl would.
+	tamper func(t *testing.T, c client.Client, ro *v1alpha1.Rollout)
+}
+
+var canaryHeader = v1alpha1.SetHeaderRoute{Name: "testers", Match: []v1alpha1.HeaderMatch{
+	{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}},
+}}
+
+// setUnstructured edits one field of a stored third-party object.
+func setUnstructured(t *testing.T, c client.Client, gvk schema.GroupVersionKind, name string, edit func(u *unstructured.Unstructured)) {
+	t.Helper()
+	u := &unstructured.Unstructured{}
+	u.SetGroupVersionKind(gvk)
+	if err := c.Get(context.Background(), client.ObjectKey{Namespace: routerNS, Name: name}, u); err != nil {
+		t.Fatal(err)
+	}
+	edit(u)
+	if err := c.Update(context.Background(), u); err != nil {
+		t.Fatal(err)
+	}
+}
+
+var routerCases = []routerCase{
+	{
+		name:    "gatewayAPI",
+		routing: "        managedRoutes: [{name: testers}]\n        gatewayAPI: {httpRoute: chat-api}",
+		objects: func(t *testing.T) []client.Object { return []client.Object{obj(t, httpRouteYAML)} },
+		header: v1alpha1.SetHeaderRoute{Name: "testers", Match: []v1alpha1.HeaderMatch{
+			{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}},
+			{HeaderName: "x-user", HeaderValue: v1alpha1.StringMatch{Regex: "^tester-[0-9]+$"}},
+		}},
+		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
+			setUnstructured(t, c, httpRouteGVK, "chat-api", func(u *unstructured.Unstructured) {
+				rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+				for _, r := range rules {
+					for _, ref := range asSlice(asMap(r)["backendRefs"]) {
+						if asMap(ref)["name"] == "chat-api-canary" {
+							asMap(ref)["weight"] = int64(60)
+						}
+					}
+				}
+				_ = unstructured.SetNestedSlice(u.Object, rules, "spec", "rules")
+			})
+		},
+	},
+	{
+		name:    "istio",
+		routing: "        managedRoutes: [{name: testers}]\n        istio: {virtualService: {name: chat-api, routes: [primary]}}",
+		objects: func(t *testing.T) []client.Object { return []client.Object{obj(t, virtualServiceYAML)} },
+		header:  canaryHeader,
+		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
+			setUnstructured(t, c, virtualServiceGVKs[0], "chat-api", func(u *unstructured.Unstructured) {
+				_ = unstructured.SetNestedSlice(u.Object, []any{map[string]any{"name": "primary", "route": []any{
+					map[string]any{"destination": map[string]any{"host": "chat-api"}, "weight": int64(50)},
+					map[string]any{"destination": map[string]any{"host": "chat-api-canary"}, "weight": int64(50)},
+				}}}, "spec", "http")
+			})
+		},
+	},
+	{
+		name:    "smi",
+		routing: "        smi: {}",
+		objects: func(t *testing.T) []client.Object { return nil },
+		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
+			setUnstructured(t, c, trafficSplitGVK, ro.Name, func(u *unstructured.Unstructured) {
+				_ = unstructured.SetNestedSlice(u.Object, []any{
+					map[string]any{"service": "chat-api", "weight": int64(10)},
+					map[string]any{"service": "chat-api-canary", "weight": int64(90)},
+				}, "spec", "backends")
+			})
+		},
+	},
+	{
+		name:    "nginx",
+		routing: "        managedRoutes: [{name: testers}]\n        nginx: {stableIngress: chat-api}",
+		objects: func(t *testing.T) []client.Object { return []client.Object{stableIngress()} },
+		header:  canaryHeader,
+		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
+			var ing networkingv1.Ingress
+			key := client.ObjectKey{Namespace: routerNS, Name: CanaryIngressName(ro.Name, "chat-api")}
+			if err := c.Get(context.Background(), key, &ing); err != nil {
+				t.Fatal(err)
+			}
+			ing.Annotations[nginxWeight] = "80"
+			if err := c.Update(context.Background(), &ing); err != nil {
+				t.Fatal(err)
+			}
+		},
+	},
+}
+
+func newFake(t *testing.T, objs ...client.Object) client.Client {
+	return fake.NewClientBuilder().WithScheme(newScheme(t, thirdParty...)).WithObjects(objs...).Build()
+}
+
+// TestRouters runs every router through routerStory on the fake client.
+func TestRouters(t *testing.T) {
+	for _, tc := range routerCases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := newFake(t, tc.objects(t)...)
+			routerStory(t, c, tc, loadRollout(t, rolloutDoc(tc.routing)))
+		})
+	}
+}
+
+// routerStory takes one router through weights, header routes on and off, and a hand edit
+// repaired, checking after each SetRoutes that ObservedRoutes reads back what was set.
+func routerStory(t *testing.T, c client.Client, tc routerCase, ro *v1alpha1.Rollout) {
+	ctx := context.Background()
+	r, err := NewRouter(tc.name, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := RouterName(ro); got != tc.name {
+		t.Fatalf("RouterName = %q, want %q", got, tc.name)
+	}
+	set := func(want Routes) {
+		t.Helper()
+		if err := r.SetRoutes(ctx, ro, want); err != nil {
+			t.Fatalf("SetRoutes(%+v): %v", want, err)
+		}
+		got, err := r.ObservedRoutes(ctx, ro)
+		if err != nil {
+			t.Fatalf("ObservedRoutes: %v", err)
+		}
+		if d := Drift(want, got); d != "" {
+			t.Fatalf("read back after SetRoutes differs: %s", d)
+		}
+	}
+	routes := chatRoutes
+	for _, w := range []int32{0, 25, 100, 25} {
+		set(routes(w))
+		set(routes(w)) // idempotent
+	}
+	if err := r.SetRoutes(ctx, ro, routes(101)); err == nil {
+		t.Errorf("SetRoutes with weight 101 succeeded")
+	}
+
+	if r.SupportsHeaderRoutes() {
+		set(routes(25, tc.header))
+		set(routes(25, tc.header))
+		set(routes(100, tc.header))
+		// A route without matches is a removed route.
+		set(routes(25, v1alpha1.SetHeaderRoute{Name: tc.header.Name}))
+		set(routes(25))
+		if err := r.SetRoutes(ctx, ro, routes(25, v1alpha1.SetHeaderRoute{Name: "unmanaged", Match: canaryHeader.Match})); err == nil {
+			t.Errorf("SetRoutes with a header route not in managedRoutes succeeded")
+		}
+	} else {
+		err := r.SetRoutes(ctx, ro, routes(25, canaryHeader))
+		if err == nil || !strings.Contains(err.Error(), "no header routes") {
+			t.Errorf("SetRoutes with a header route: err = %v, want a refusal", err)
+		}
+	}
+
+	// Someone edits the weights by hand: ramp sees it and sets them again.
+	want := routes(25)
+	if r.SupportsHeaderRoutes() {
+		want = routes(25, tc.header)
+	}
+	set(want)
+	tc.tamper(t, c, ro)
+	got, err := r.ObservedRoutes(ctx, ro)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := Drift(want, got); !strings.Contains(d, "canaryWeight: want 25") {
+		t.Errorf("after a hand edit Drift = %q, want a canaryWeight difference", d)
+	}
+	set(want)
+}
+
+// TestHeaderRouteSupportMatchesValidation: a router that cannot route by header is refused
+// at validation, and one that can is accepted, so nothing is silently not done at run time.
+func TestHeaderRouteSupportMatchesValidation(t *testing.T) {
+	for _, tc := range routerCases {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := NewRouter(tc.name, newFake(t))
+			if err != nil {
+				t.Fatal(err)
+			}
+			doc := strings.Replace(rolloutDoc(tc.routing), "steps: [{setWeight: 25}]",
+				"steps: [{setHeaderRoute: {name: testers, match: [{headerName: x-version, headerValue: {exact: canary}}]}}]", 1)
+			if !strings.Contains(tc.routing, "managedRoutes") {
+				doc = strings.Replace(doc, "      trafficRouting:\n", "      trafficRouting:\n        managedRoutes: [{name: testers}]\n", 1)
+			}
+			_, err = spec.Load([]byte(doc))
+			if r.SupportsHeaderRoutes() && err != nil {
+				t.Errorf("router supports header routes but validation refuses: %v", err)
+			}
+			if !r.SupportsHeaderRoutes() && (err == nil || !strings.Contains(err.Error(), "setHeaderRoute")) {
+				t.Errorf("router has no header routes but validation says %v", err)
+			}
+		})
+	}
+}
+
+func TestNewRouterUnknown(t *testing.T) {
+	_, err := NewRouter("linkerd", newFake(t))
+	want := `traffic router "linkerd" is not one of ` + strings.Join(RouterNames(), ", ")
+	if err == nil || err.Error() != want {
+		t.Errorf("NewRouter(linkerd) err = %v, want %s", err, want)
+	}
+	for _, name := range []string{"gatewayAPI", "istio", "smi", "nginx"} {
+		if !slices.Contains(RouterNames(), name) {
+			t.Errorf("RouterNames() = %v, want %s among them", RouterNames(), name)
+		}
+	}
+}
+
+func TestDrift(t *testing.T) {
+	base := Routes{StableService: "a", CanaryService: "b", CanaryWeight: 10}
+	hr := func(name, header string, v v1alpha1.StringMatch) v1alpha1.SetHeaderRoute {
+		return v1alpha1.SetHeaderRoute{Name: name, Match: []v1alpha1.HeaderMatch{{HeaderName: header, HeaderValue: v}}}
+	}
+	with := func(f func(r *Routes)) Routes { r := base; f(&r); return r }
+	tests := []struct {
+		name      string
+		want, got Routes
+		drift     string
+	}{
+		{"same", base, base, ""},
+		{"weight", base, with(func(r *Routes) { r.CanaryWeight = 40 }), "canaryWeight: want 10, got 40"},
+		{"service", base, with(func(r *Routes) { r.CanaryService = "c" }), `canaryService: want "b", got "c"`},
+		{"header case does not matter",
+			with(func(r *Routes) {
+				r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "X-Version", v1alpha1.StringMatch{Exact: "canary"})}
+			}),
+			with(func(r *Routes) {
+				r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "x-version", v1alpha1.StringMatch{Exact: "canary"})}
+			}),
+			""},
+		{"removed route is no route",
+			with(func(r *Routes) { r.HeaderRoutes = []v1alpha1.SetHeaderRoute{{Name: "t"}} }), base, ""},
+		{"header route gone",
+			with(func(r *Routes) {
+				r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "x-v", v1alpha1.StringMatch{Regex: "^c"})}
+			}),
+			with(func(r *Routes) { r.CanaryWeight = 0 }),
+			`canaryWeight: want 10, got 0; headerRoutes: want [t{x-v~"^c"}], got []`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Drift(tt.want, tt.got); got != tt.drift {
+				t.Errorf("Drift = %q, want %q", got, tt.drift)
+			}
+		})
+	}
+}
