@@ -5,7 +5,7 @@
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: build demo test test-unit test-e2e test-k8s k8s-bins fuzz generate clean
+.PHONY: build demo test deps test-unit test-e2e test-k8s k8s-bins fuzz generate clean
 
 CONTROLLER_GEN_VERSION := v0.23.0
 
@@ -17,9 +17,14 @@ build:
 demo: build
 	bin/ramp demo --chat-api bin/chat-api
 
-test: k8s-bins test-unit test-e2e test-k8s fuzz
+test: k8s-bins deps test-unit test-e2e test-k8s fuzz
 
-test-unit:
+# What the tests need on the machine: Debian's prometheus (the prometheus analysis provider is
+# tested against a real one). Quick when it is already installed.
+deps:
+	bash test/tools/prometheus.sh
+
+test-unit: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/e2e)
 

@@ -68,13 +68,43 @@ type Metric struct {
 	ConsecutiveErrorLimit *int32 `json:"consecutiveErrorLimit,omitempty"`
 	// DryRun records the metric's results without letting them decide the run.
 	DryRun bool `json:"dryRun,omitempty"`
+	// InconclusivePolicy says what an Inconclusive metric (no data, too few requests, or
+	// neither condition true, beyond inconclusiveLimit) does to the run: Pause (the run is
+	// Inconclusive and the rollout waits for a human), Fail (the metric fails, and the rollout
+	// aborts) or Ignore (inconclusive measurements are recorded but do not decide; the metric
+	// goes on and ends Successful after count measurements). Empty means Pause.
+	InconclusivePolicy InconclusivePolicy `json:"inconclusivePolicy,omitempty"`
 	// Provider is exactly one provider.
 	Provider MetricProvider `json:"provider"`
 }
 
-// MetricProvider is exactly one provider.
+// InconclusivePolicy says what an Inconclusive metric does to its analysis run.
+type InconclusivePolicy string
+
+const (
+	// InconclusivePause makes the run Inconclusive: the rollout pauses for a human.
+	InconclusivePause InconclusivePolicy = "Pause"
+	// InconclusiveFail makes the metric Failed: the rollout aborts.
+	InconclusiveFail InconclusivePolicy = "Fail"
+	// InconclusiveIgnore records inconclusive measurements without letting them decide.
+	InconclusiveIgnore InconclusivePolicy = "Ignore"
+)
+
+// MetricProvider is exactly one provider; the JSON name of the field that is set picks the
+// provider by name (builtin, scrape, prometheus, web, command, job).
 type MetricProvider struct {
+	// Builtin reads ramp's own per-revision measurements (local mode).
 	Builtin *BuiltinMetric `json:"builtin,omitempty"`
+	// Scrape reads the revision's instances' own /metrics (local mode).
+	Scrape *ScrapeMetric `json:"scrape,omitempty"`
+	// Prometheus runs a PromQL query against a Prometheus server.
+	Prometheus *PrometheusMetric `json:"prometheus,omitempty"`
+	// Web reads a number from a JSON answer of an HTTP endpoint.
+	Web *WebMetric `json:"web,omitempty"`
+	// Command runs a program; exit status 0 is the result 1, any other 0 (local mode).
+	Command *CommandMetric `json:"command,omitempty"`
+	// Job runs a Kubernetes Job; success is the result 1, failure 0 (Kubernetes mode).
+	Job *JobMetric `json:"job,omitempty"`
 }
 
 // BuiltinMetric reads ramp's own per-revision measurements: the proxy's request metrics and
@@ -95,4 +125,142 @@ type BuiltinMetric struct {
 	// MinRequests is the least number of requests a request metric needs; with fewer the
 	// measurement is Inconclusive. Zero means 1.
 	MinRequests int32 `json:"minRequests,omitempty"`
+}
+
+// ScrapeMetric reads a metric from the Prometheus text endpoint of each ready instance of the
+// revision (local mode) and sums it over the instances. A counter (and a histogram's or
+// summary's _count and _sum) is read as its increase since the analysis run started; a gauge
+// or an untyped metric as its current value.
+type ScrapeMetric struct {
+	// Metric is the metric name, e.g. chat_triage_total. NAME_count and NAME_sum read the
+	// count and sum of a histogram or summary NAME. Required.
+	Metric string `json:"metric"`
+	// Labels are the label values a series must have to count (exact match). Empty means
+	// every series of the metric.
+	Labels map[string]string `json:"labels,omitempty"`
+	// DivideBy makes the result a ratio: the selected sum divided by the sum of these series,
+	// e.g. failed triage answers over all triage answers. Nil means the result is the sum.
+	DivideBy *ScrapeSelector `json:"divideBy,omitempty"`
+	// MinTotal is the least value the divideBy sum needs; below it the measurement is
+	// Inconclusive (no data). Zero means 1. Only used with divideBy.
+	MinTotal int32 `json:"minTotal,omitempty"`
+	// Path is the metrics path on each instance. Empty means /metrics.
+	Path string `json:"path,omitempty"`
+	// Baseline also measures the baseline revision (stable, or the old active) and exposes
+	// it to the conditions as `baseline`. False means `baseline` is not set.
+	Baseline bool `json:"baseline,omitempty"`
+	// Timeout bounds the scrape of one instance ("5s" or seconds). Nil means 5s.
+	Timeout *intstr.IntOrString `json:"timeout,omitempty"`
+}
+
+// ScrapeSelector picks the series of a ratio's denominator.
+type ScrapeSelector struct {
+	// Metric is the metric name. Empty means the same metric as the numerator.
+	Metric string `json:"metric,omitempty"`
+	// Labels are the label values a series must have. Empty means every series.
+	Labels map[string]string `json:"labels,omitempty"`
+}
+
+// PrometheusMetric runs a PromQL query over the Prometheus HTTP API. The query must give one
+// series (or a scalar); no series or NaN is Inconclusive (no data), more than one an error.
+//
+// The query may use template variables: {{rollout}}, {{revision}}, {{role}} (canary,
+// preview or active), {{namespace}}, {{service}}, {{interval}} (the metric's interval, e.g.
+// 30s; 1m without one) and {{args.NAME}}. Spaces inside the braces are allowed.
+type PrometheusMetric struct {
+	// Address is the URL of the Prometheus server, e.g. http://prometheus:9090. Required.
+	Address string `json:"address"`
+	// Query is the PromQL query. Required.
+	Query string `json:"query"`
+	// RangeQuery runs a range query and reduces the series to one value. Nil means an
+	// instant query at the time of the measurement.
+	RangeQuery *PrometheusRangeQuery `json:"rangeQuery,omitempty"`
+	// Headers are sent with every request. Empty means none.
+	Headers []WebMetricHeader `json:"headers,omitempty"`
+	// BearerToken is sent as "Authorization: Bearer ...". Prefer BearerTokenFile or
+	// BearerTokenEnv: this one is stored with the template. Empty means none; at most one
+	// of the three may be set.
+	BearerToken string `json:"bearerToken,omitempty"`
+	// BearerTokenFile is a file holding the bearer token, read at every measurement. Empty
+	// means none.
+	BearerTokenFile string `json:"bearerTokenFile,omitempty"`
+	// BearerTokenEnv is the environment variable of ramp holding the bearer token. Empty
+	// means none.
+	BearerTokenEnv string `json:"bearerTokenEnv,omitempty"`
+	// Timeout bounds one query ("30s" or seconds). Nil means 30s.
+	Timeout *intstr.IntOrString `json:"timeout,omitempty"`
+}
+
+// PrometheusRangeQuery is the window of a range query and how its points become one value.
+type PrometheusRangeQuery struct {
+	// Range is how far back the query looks from the time of the measurement ("5m" or
+	// seconds). Nil means 5m.
+	Range *intstr.IntOrString `json:"range,omitempty"`
+	// Step is the resolution ("15s" or seconds). Nil means range/60, at least 1s.
+	Step *intstr.IntOrString `json:"step,omitempty"`
+	// Reduce turns the points into one value: last, avg, min, max or sum. Empty means last.
+	Reduce string `json:"reduce,omitempty"`
+}
+
+// WebMetricHeader is one HTTP request header.
+type WebMetricHeader struct {
+	Key   string `json:"key"`
+	Value string `json:"value"`
+}
+
+// WebMetric calls an HTTP endpoint that answers JSON and picks the value with a JSONPath.
+// The URL, headers and body may use the template variables of PrometheusMetric. A non-2xx
+// answer is an error.
+type WebMetric struct {
+	// URL is the endpoint. Required.
+	URL string `json:"url"`
+	// Method is GET or POST. Empty means GET.
+	Method string `json:"method,omitempty"`
+	// Headers are sent with the request. Empty means none.
+	Headers []WebMetricHeader `json:"headers,omitempty"`
+	// Body is the request body (POST). Empty means none.
+	Body string `json:"body,omitempty"`
+	// JSONPath picks the value from the answer (RFC 9535, e.g. $.data.errorRate; Argo
+	// Rollouts' "{$.data.errorRate}" form is accepted). It must select one number, a numeric
+	// string or a boolean (true is 1, false 0). Empty means the whole answer.
+	JSONPath string `json:"jsonPath,omitempty"`
+	// Timeout bounds the request ("10s" or seconds). Nil means 10s.
+	Timeout *intstr.IntOrString `json:"timeout,omitempty"`
+}
+
+// CommandMetric runs a program (local mode), e.g. a smoke test or a test suite against the
+// preview or canary. Exit status 0 makes the result 1, any other status 0; the default
+// successCondition is "result == 1". The program gets RAMP_ROLLOUT, RAMP_REVISION,
+// RAMP_BASELINE_REVISION, RAMP_ROLE, RAMP_ADDR (the rollout's listen address),
+// RAMP_PREVIEW_ADDR (blueGreen previewListen) and RAMP_INSTANCES (the revision's ready
+// instances, host:port, comma-separated) in its environment.
+type CommandMetric struct {
+	// Command is the program: a path, or a name looked up in PATH. Required.
+	Command string `json:"command"`
+	// Args are the program's arguments.
+	Args []string `json:"args,omitempty"`
+	// Env is added to ramp's own environment.
+	Env []EnvVar `json:"env,omitempty"`
+	// WorkingDir is the program's working directory. Empty means ramp's.
+	WorkingDir string `json:"workingDir,omitempty"`
+	// Timeout bounds the run ("5m" or seconds); a program still running then is killed and
+	// the measurement is an error. Nil means 10m.
+	Timeout *intstr.IntOrString `json:"timeout,omitempty"`
+}
+
+// JobMetric runs a Kubernetes Job from a container image (Kubernetes mode only), as Argo
+// Rollouts' job provider does: the Job succeeding is the result 1, failing 0.
+type JobMetric struct {
+	// Image is the container image. Required.
+	Image string `json:"image"`
+	// Command is the container's entrypoint. Empty means the image's.
+	Command []string `json:"command,omitempty"`
+	// Args are the container's arguments. Empty means the image's.
+	Args []string `json:"args,omitempty"`
+	// Env is the container's environment.
+	Env []EnvVar `json:"env,omitempty"`
+	// BackoffLimit is how many times a failed pod is retried. Nil means 0.
+	BackoffLimit *int32 `json:"backoffLimit,omitempty"`
+	// Timeout bounds the Job ("10m" or seconds; its activeDeadlineSeconds). Nil means 10m.
+	Timeout *intstr.IntOrString `json:"timeout,omitempty"`
 }

@@ -1,6 +1,9 @@
 package v1alpha1
 
 import (
+	"encoding/json"
+	"fmt"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -76,6 +79,47 @@ type RolloutSpec struct {
 	// available. Zero means available as soon as ready.
 	// +kubebuilder:validation:Minimum=0
 	MinReadySeconds int32 `json:"minReadySeconds,omitempty"`
+
+	// Proxy tunes ramp's proxy on spec.listen (and the preview listener) in local mode. Nil
+	// means plain HTTP, HTTP/1.1 to the instances, a 5 s connect timeout and no other.
+	Proxy *ProxySpec `json:"proxy,omitempty"`
+}
+
+// ProxySpec tunes ramp's local-mode proxy for one rollout.
+type ProxySpec struct {
+	// TLS terminates TLS (HTTP/1.1 and HTTP/2) on the rollout's listeners. Nil means plain
+	// HTTP.
+	TLS *ProxyTLS `json:"tls,omitempty"`
+	// UpstreamProtocol is how the proxy speaks to the instances: "http1" or "h2c" (HTTP/2
+	// without TLS). Empty means http1. WebSocket upgrades always use HTTP/1.1.
+	UpstreamProtocol string `json:"upstreamProtocol,omitempty"`
+	// Timeouts bound the proxy's wait on an instance. Nil means connect 5 s, no other.
+	Timeouts *ProxyTimeouts `json:"timeouts,omitempty"`
+	// MaxRequestBodyBytes is the largest request body accepted; larger ones are answered
+	// 413. Zero means no limit.
+	MaxRequestBodyBytes int64 `json:"maxRequestBodyBytes,omitempty"`
+	// MaxRequestHeaderBytes bounds a request's line and headers; larger ones are answered
+	// 431. Zero means 65536.
+	MaxRequestHeaderBytes int32 `json:"maxRequestHeaderBytes,omitempty"`
+}
+
+// ProxyTLS is a certificate and key file pair (PEM). The files are read again when they
+// change, so a renewed certificate needs no restart.
+type ProxyTLS struct {
+	CertFile string `json:"certFile"`
+	KeyFile  string `json:"keyFile"`
+}
+
+// ProxyTimeouts are durations: a number of seconds or a Go duration ("30s", "2m").
+type ProxyTimeouts struct {
+	// Connect bounds connecting to an instance. Nil means 5s.
+	Connect *intstr.IntOrString `json:"connect,omitempty"`
+	// FirstByte bounds the wait for an instance's response headers; the client then gets
+	// 504. Nil means no limit: answers that take minutes are normal.
+	FirstByte *intstr.IntOrString `json:"firstByte,omitempty"`
+	// Idle bounds the silence between two pieces of a response body; the response is then
+	// cut. Nil means no limit.
+	Idle *intstr.IntOrString `json:"idle,omitempty"`
 }
 
 // Template is how the instances of one revision run: either processes that ramp starts and
@@ -192,6 +236,134 @@ type CanaryStrategy struct {
 	// CanaryService is the Service that selects the canary pods (Kubernetes mode); ramp sets
 	// its selector. Empty means none.
 	CanaryService string `json:"canaryService,omitempty"`
+	// Stickiness keeps each user on one revision for the whole canary (local mode). Nil
+	// means every request is weighed on its own.
+	Stickiness *Stickiness `json:"stickiness,omitempty"`
+	// Mirror copies a share of the requests to the canary while there is one (local mode);
+	// the copies' answers are measured and thrown away. Nil means no mirroring.
+	Mirror *CanaryMirror `json:"mirror,omitempty"`
+	// Judge compares the canary with stable continuously, on every request, from the first
+	// step until promotion: it aborts as soon as the canary is shown worse and ends analysis
+	// steps early once it is shown no worse. Nil means the judge with its defaults (on).
+	Judge *CanaryJudge `json:"judge,omitempty"`
+}
+
+// Stickiness gives each user a bucket from 0 to 99: the hash of a header, or a cookie the
+// proxy sets. Users in buckets below the canary weight go to the canary, so a user moved to
+// the canary stays there as the weight grows. The header wins when both are given and the
+// request has it.
+type Stickiness struct {
+	// Header hashes a request header such as x-user-id. Nil means none.
+	Header *StickyHeader `json:"header,omitempty"`
+	// Cookie keeps the bucket in a cookie the proxy sets. Nil means none.
+	Cookie *StickyCookie `json:"cookie,omitempty"`
+}
+
+// StickyHeader names the header whose value identifies a user.
+type StickyHeader struct {
+	Name string `json:"name"`
+}
+
+// StickyCookie names the cookie that keeps a user's bucket.
+type StickyCookie struct {
+	Name string `json:"name"`
+	// MaxAgeSeconds is the cookie's lifetime. Zero means a session cookie.
+	MaxAgeSeconds int32 `json:"maxAgeSeconds,omitempty"`
+}
+
+// CanaryMirror copies a percentage of the requests to the canary.
+type CanaryMirror struct {
+	// Percentage of the requests copied, 1 to 100.
+	Percentage int32 `json:"percentage"`
+	// MaxConcurrent is the number of copies in flight; more are dropped and counted. Zero
+	// means 16.
+	MaxConcurrent int32 `json:"maxConcurrent,omitempty"`
+	// MaxBodyBytes is the largest request body copied; larger ones are not copied. Zero
+	// means 65536.
+	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
+}
+
+// Judge metric names.
+const (
+	// JudgeErrorRate compares the shares of 5xx and failed requests.
+	JudgeErrorRate = "error-rate"
+	// JudgeLatency compares the shares of requests slower than stable's p95 in the minute
+	// before the canary started.
+	JudgeLatency = "latency"
+	// JudgeTTFB does the same for the time to the response headers.
+	JudgeTTFB = "ttfb"
+)
+
+// CanaryJudge is the sequential canary-versus-stable judge (internal/analysis/judge): an
+// anytime-valid test, looked at every second, whose chance of a wrong verdict is at most
+// alpha.
+type CanaryJudge struct {
+	// Enabled turns the judge on or off. Nil means on. Local mode feeds it from ramp's proxy;
+	// in Kubernetes mode, until that mode feeds it, its run stays Pending and decides nothing.
+	Enabled *bool `json:"enabled,omitempty"`
+	// Alpha bounds the chance of a wrong verdict of each kind: aborting a canary that is no
+	// worse than maxRatio, or ending a step early for one that is worse. A decimal between 0
+	// and 0.5. Empty means 0.01.
+	Alpha Decimal `json:"alpha,omitempty"`
+	// MaxRatio is the tolerated ratio of the canary's error (or slow-request) rate to
+	// stable's: the canary fails when shown above it and goes on early when shown below it.
+	// A decimal of at least 1. Empty means 1.5.
+	MaxRatio Decimal `json:"maxRatio,omitempty"`
+	// MinErrors is how many canary errors (or slow requests) a metric needs before it can
+	// fail the canary. Zero means 3.
+	MinErrors int32 `json:"minErrors,omitempty"`
+	// Metrics are what the judge compares: error-rate, latency, ttfb. Empty means all three.
+	Metrics []string `json:"metrics,omitempty"`
+	// EndAnalysisEarly ends a running analysis step with success once the judge has shown,
+	// on the requests since that step began, that the canary is no worse. Nil means true.
+	EndAnalysisEarly *bool `json:"endAnalysisEarly,omitempty"`
+	// Business are metrics the judge reads from the instances' own /metrics (local mode), such
+	// as failed triage answers, judged like error-rate: the canary's share of the bad answers
+	// against its share of all answers. They are judged besides metrics. Empty means none.
+	Business []JudgeBusinessMetric `json:"business,omitempty"`
+}
+
+// JudgeBusinessMetric is a counter the instances expose, some of whose series count bad
+// answers: chat_triage_total{outcome="failed"} among all of chat_triage_total. Local mode
+// scrapes every ready instance of the canary and of stable each second and judges the
+// increases.
+type JudgeBusinessMetric struct {
+	// Name names the metric in the judge's verdicts and status, e.g. triage. Lower-case
+	// letters, digits and dashes; not one of error-rate, latency, ttfb. Required.
+	Name string `json:"name"`
+	// Metric is the counter's name, e.g. chat_triage_total (or NAME_count of a histogram or
+	// summary). Required.
+	Metric string `json:"metric"`
+	// Events are the label values of the series that count bad answers, e.g.
+	// {outcome: failed} (exact match; a label a series lacks has the empty value). Required.
+	Events map[string]string `json:"events"`
+	// Total are the label values of the series that count all answers. Empty means every
+	// series of the metric.
+	Total map[string]string `json:"total,omitempty"`
+	// Path is the metrics path on each instance. Empty means /metrics.
+	Path string `json:"path,omitempty"`
+}
+
+// Decimal is a decimal number kept as text, such as "0.01". In YAML and JSON it may be
+// written as a number (alpha: 0.01) or a string (alpha: "0.01").
+type Decimal string
+
+// UnmarshalJSON takes a JSON number or string.
+func (d *Decimal) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*d = Decimal(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("decimal: want a number or a string, got %s", b)
+	}
+	*d = Decimal(n.String())
+	return nil
 }
 
 // TrafficRouting names the traffic layer. Local mode uses ramp's proxy; the Kubernetes
@@ -200,6 +372,10 @@ type TrafficRouting struct {
 	// ManagedRoutes are the header routes that setHeaderRoute steps may set, by name, in
 	// order of precedence.
 	ManagedRoutes []ManagedRoute `json:"managedRoutes,omitempty"`
+	// TrustedSources are the client networks (CIDR, such as 10.0.0.0/8) whose requests may
+	// follow header and cookie routes in local mode; other clients follow the weights. The
+	// client is the connection's peer, never X-Forwarded-For. Empty means every client.
+	TrustedSources []string `json:"trustedSources,omitempty"`
 
 	// Kubernetes mode: at most one of the routers below. None means weights are approximated
 	// by replica counts behind the stable Service.
@@ -272,8 +448,17 @@ type RolloutPause struct {
 type SetHeaderRoute struct {
 	// Name is the route's name; it must appear in trafficRouting.managedRoutes.
 	Name string `json:"name"`
-	// Match lists header conditions that must all hold. Empty removes the route.
+	// Match lists header conditions that must all hold. Empty, with CookieMatch empty,
+	// removes the route.
 	Match []HeaderMatch `json:"match,omitempty"`
+	// CookieMatch lists cookie conditions that must all hold too (local mode).
+	CookieMatch []CookieMatch `json:"cookieMatch,omitempty"`
+}
+
+// CookieMatch matches one request cookie by name (case-sensitive).
+type CookieMatch struct {
+	CookieName  string      `json:"cookieName"`
+	CookieValue StringMatch `json:"cookieValue"`
 }
 
 // HeaderMatch matches one request header.

@@ -175,6 +175,9 @@ const (
 	AnalysisKindBackground  AnalysisKind = "background"
 	AnalysisKindPrePromote  AnalysisKind = "prePromotion"
 	AnalysisKindPostPromote AnalysisKind = "postPromotion"
+	// AnalysisKindJudge is the sequential judge of a canary (spec.strategy.canary.judge). It
+	// has no templates; the adapter feeds it.
+	AnalysisKindJudge AnalysisKind = "judge"
 )
 
 // AnalysisRunStatus is one analysis run as the rollout sees it. The engine adds it when the
@@ -195,6 +198,11 @@ type AnalysisRunStatus struct {
 	Message   string          `json:"message,omitempty"`
 	// Metrics holds each metric's measurements.
 	Metrics []MetricResult `json:"metrics,omitempty"`
+	// NoWorseFor is set on a judge run: the name of the running step analysis run for which
+	// the judge has shown, on the requests since that run began, that the canary is no worse
+	// than stable (Message says how). The engine then ends that run with success. Empty
+	// means none.
+	NoWorseFor string `json:"noWorseFor,omitempty"`
 }
 
 // MetricResult holds the measurements of one metric in one analysis run.

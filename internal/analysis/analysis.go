@@ -4,7 +4,7 @@
 //
 // All of a run's state lives in its v1alpha1.AnalysisRunStatus, which the caller persists; a
 // Runner keeps nothing but a cache of compiled conditions, so after a restart the caller hands
-// the same status back and the run carries on where it stopped. Providers (builtin, and later
+// the same status back and the run carries on where it stopped. Providers (builtin, scrape,
 // prometheus, web, command) live in sub-packages and are picked by name.
 package analysis
 
@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // Provider takes one measurement of a metric. A measurement outcome is data; a Go error means
@@ -37,6 +37,13 @@ type Target struct {
 	Revision int64
 	// Baseline is the revision it is compared with; zero means none.
 	Baseline int64
+	// Role is what the revision under analysis does: "canary" (canary and rollingUpdate
+	// analysis), "preview" (blueGreen pre-promotion) or "active" (post-promotion).
+	Role string
+	// Namespace is the rollout's Kubernetes namespace. Empty in local mode.
+	Namespace string
+	// Service is the Kubernetes Service of the revision under analysis. Empty in local mode.
+	Service string
 	// Since is when the analysis run started.
 	Since time.Time
 	// Args are the run's arguments (template defaults merged with the rollout's values).
@@ -92,9 +99,17 @@ const (
 // A run whose phase is already final is left alone. An empty phase or Pending becomes
 // Running; a zero StartedAt is set to now.
 func (r *Runner) Step(ctx context.Context, now time.Time, rollout string, run *v1alpha1.AnalysisRunStatus, templates map[string]*v1alpha1.AnalysisTemplate) (next time.Time) {
+	return r.StepFor(ctx, now, Target{Rollout: rollout}, run, templates)
+}
+
+// StepFor is Step for a target that says more than the rollout's name: Kubernetes mode gives
+// the rollout's Namespace and the Service of the revision under analysis. The fields of on
+// that the run decides (revision, baseline, role, start, arguments) are filled in by StepFor.
+func (r *Runner) StepFor(ctx context.Context, now time.Time, on Target, run *v1alpha1.AnalysisRunStatus, templates map[string]*v1alpha1.AnalysisTemplate) (next time.Time) {
 	if run.Phase.Completed() {
 		return time.Time{}
 	}
+	rollout := on.Rollout
 	log := r.logger().With("rollout", rollout, "analysis", run.Name, "revision", run.Revision)
 	before := run.Phase
 
@@ -112,11 +127,14 @@ func (r *Runner) Step(ctx context.Context, now time.Time, rollout string, run *v
 		run.StartedAt = metav1.NewTime(now)
 	}
 	target := Target{
-		Rollout:  rollout,
-		Revision: run.Revision,
-		Baseline: run.BaselineRevision,
-		Since:    run.StartedAt.Time,
-		Args:     args,
+		Rollout:   rollout,
+		Namespace: on.Namespace,
+		Service:   on.Service,
+		Revision:  run.Revision,
+		Baseline:  run.BaselineRevision,
+		Role:      RoleOf(run.Kind),
+		Since:     run.StartedAt.Time,
+		Args:      args,
 	}
 
 	for i := range metrics {
@@ -158,6 +176,17 @@ func (r *Runner) Step(ctx context.Context, now time.Time, rollout string, run *v
 		return time.Time{}
 	}
 	return next
+}
+
+// RoleOf is the role of the revision an analysis of the given kind looks at.
+func RoleOf(k v1alpha1.AnalysisKind) string {
+	switch k {
+	case v1alpha1.AnalysisKindPrePromote:
+		return string(v1alpha1.RolePreview)
+	case v1alpha1.AnalysisKindPostPromote:
+		return string(v1alpha1.RoleActive)
+	}
+	return string(v1alpha1.RoleCanary)
 }
 
 func (r *Runner) logger() *slog.Logger {
@@ -263,19 +292,7 @@ func (r *Runner) provider(m *v1alpha1.Metric) (Provider, error) {
 
 // providerName is the JSON name of the single non-nil field of p.
 func providerName(p v1alpha1.MetricProvider) (string, error) {
-	v := reflect.ValueOf(p)
-	var names []string
-	for i := 0; i < v.NumField(); i++ {
-		f := v.Field(i)
-		if f.Kind() != reflect.Pointer || f.IsNil() {
-			continue
-		}
-		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
-		if name == "" {
-			name = v.Type().Field(i).Name
-		}
-		names = append(names, name)
-	}
+	names := spec.ProviderNames(p)
 	switch len(names) {
 	case 0:
 		return "", fmt.Errorf("no provider set")

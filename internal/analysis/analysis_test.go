@@ -215,6 +215,58 @@ func TestRunnerPhases(t *testing.T) {
 			want:   want{phase: v1alpha1.AnalysisSuccessful, calls: 3, count: 3, successful: 1, inconclusive: 2},
 		},
 		{
+			name: "inconclusivePolicy Fail: no data fails the metric",
+			metrics: []v1alpha1.Metric{func() v1alpha1.Metric {
+				m := withConds(interval(builtinMetric("error-rate"), "10s", 3), "result < 0.01", "")
+				m.InconclusivePolicy = v1alpha1.InconclusiveFail
+				return m
+			}()},
+			script: []outcome{val(0.001), inconclusive("no data: the query returned no series")},
+			want: want{phase: v1alpha1.AnalysisFailed,
+				message: `metric "error-rate" failed: 1 of 2 measurements inconclusive (limit 0, inconclusivePolicy Fail); last: inconclusive: no data: the query returned no series`,
+				calls:   2, count: 2, successful: 1, inconclusive: 1},
+		},
+		{
+			name: "inconclusivePolicy Fail within inconclusiveLimit",
+			metrics: []v1alpha1.Metric{func() v1alpha1.Metric {
+				m := withConds(interval(builtinMetric("error-rate"), "10s", 2), "result < 0.01", "")
+				m.InconclusivePolicy, m.InconclusiveLimit = v1alpha1.InconclusiveFail, 1
+				return m
+			}()},
+			script: []outcome{inconclusive("no data"), val(0.001)},
+			want:   want{phase: v1alpha1.AnalysisSuccessful, calls: 2, count: 2, successful: 1, inconclusive: 1},
+		},
+		{
+			name: "inconclusivePolicy Ignore: no data neither pauses nor fails",
+			metrics: []v1alpha1.Metric{func() v1alpha1.Metric {
+				m := withConds(interval(builtinMetric("error-rate"), "10s", 3), "result < 0.01", "")
+				m.InconclusivePolicy = v1alpha1.InconclusiveIgnore
+				return m
+			}()},
+			script: []outcome{inconclusive("no data"), inconclusive("no data"), val(0.001)},
+			want:   want{phase: v1alpha1.AnalysisSuccessful, message: "1 of 1 metrics successful", calls: 3, count: 3, successful: 1, inconclusive: 2},
+		},
+		{
+			name: "inconclusivePolicy Ignore still fails on failures",
+			metrics: []v1alpha1.Metric{func() v1alpha1.Metric {
+				m := withConds(interval(builtinMetric("error-rate"), "10s", 3), "result < 0.01", "")
+				m.InconclusivePolicy = v1alpha1.InconclusiveIgnore
+				return m
+			}()},
+			script: []outcome{inconclusive("no data"), val(0.5)},
+			want:   want{phase: v1alpha1.AnalysisFailed, message: "1 of 2 measurements failed (limit 0)", calls: 2, count: 2, failed: 1, inconclusive: 1},
+		},
+		{
+			name: "inconclusivePolicy Pause is the default's behaviour",
+			metrics: []v1alpha1.Metric{func() v1alpha1.Metric {
+				m := withConds(builtinMetric("error-rate"), "result < 0.01", "")
+				m.InconclusivePolicy = v1alpha1.InconclusivePause
+				return m
+			}()},
+			script: []outcome{inconclusive("no data")},
+			want:   want{phase: v1alpha1.AnalysisInconclusive, message: "1 of 1 measurements inconclusive (limit 0); last: inconclusive: no data", calls: 1, count: 1, inconclusive: 1},
+		},
+		{
 			name:    "neither condition holds: inconclusive",
 			metrics: []v1alpha1.Metric{withConds(builtinMetric("error-rate"), "result < 0.01", "result > 0.1")},
 			script:  []outcome{val(0.05)},
@@ -434,7 +486,7 @@ func TestRunnerTargetAndCompletedRun(t *testing.T) {
 	}
 	want := Target{Rollout: "chat-api", Revision: 2, Baseline: 1, Since: t0, Args: map[string]string{"a": "b"}}
 	got := fp.targets[0]
-	if got.Rollout != want.Rollout || got.Revision != want.Revision || got.Baseline != want.Baseline || !got.Since.Equal(want.Since) || got.Args["a"] != "b" {
+	if got.Rollout != want.Rollout || got.Revision != want.Revision || got.Baseline != want.Baseline || !got.Since.Equal(want.Since) || got.Args["a"] != "b" || got.Role != "canary" {
 		t.Errorf("target = %+v, want %+v", got, want)
 	}
 	// A completed run is left alone.

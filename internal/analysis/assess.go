@@ -8,7 +8,8 @@ import (
 )
 
 // assessMetric decides a metric's phase from its counters, as Argo Rollouts does: Failed
-// when failed > failureLimit, Inconclusive when inconclusive > inconclusiveLimit, Error when
+// when failed > failureLimit, Inconclusive when inconclusive > inconclusiveLimit (Failed
+// under inconclusivePolicy Fail, never under Ignore), Error when
 // consecutiveError > consecutiveErrorLimit, Successful once count measurements were taken,
 // else Running. A negative limit means no limit.
 func assessMetric(m *v1alpha1.Metric, res *v1alpha1.MetricResult) {
@@ -21,16 +22,23 @@ func assessMetric(m *v1alpha1.Metric, res *v1alpha1.MetricResult) {
 	case m.FailureLimit >= 0 && res.Failed > m.FailureLimit:
 		res.Phase = v1alpha1.AnalysisFailed
 		res.Message = fmt.Sprintf("%d of %d measurements failed (limit %d)", res.Failed, res.Count, m.FailureLimit)
-	case m.InconclusiveLimit >= 0 && res.Inconclusive > m.InconclusiveLimit:
+	case m.InconclusivePolicy != v1alpha1.InconclusiveIgnore && m.InconclusiveLimit >= 0 && res.Inconclusive > m.InconclusiveLimit:
 		res.Phase = v1alpha1.AnalysisInconclusive
 		res.Message = fmt.Sprintf("%d of %d measurements inconclusive (limit %d)", res.Inconclusive, res.Count, m.InconclusiveLimit)
+		if m.InconclusivePolicy == v1alpha1.InconclusiveFail {
+			res.Phase = v1alpha1.AnalysisFailed
+			res.Message = fmt.Sprintf("%d of %d measurements inconclusive (limit %d, inconclusivePolicy Fail)", res.Inconclusive, res.Count, m.InconclusiveLimit)
+		}
 	case errorLimit >= 0 && res.ConsecutiveError > errorLimit:
 		res.Phase = v1alpha1.AnalysisError
 		res.Message = fmt.Sprintf("%d consecutive errors (limit %d)", res.ConsecutiveError, errorLimit)
 	case s.count > 0 && res.Count >= s.count:
 		res.Phase = v1alpha1.AnalysisSuccessful
 		res.Message = fmt.Sprintf("%d of %d measurements successful", res.Successful, res.Count)
-		if res.Failed > 0 || res.Inconclusive > 0 {
+		switch {
+		case m.InconclusivePolicy == v1alpha1.InconclusiveIgnore && res.Inconclusive > 0:
+			res.Message += fmt.Sprintf(" (%d failed within limits, %d inconclusive ignored)", res.Failed, res.Inconclusive)
+		case res.Failed > 0 || res.Inconclusive > 0:
 			res.Message += fmt.Sprintf(" (%d failed, %d inconclusive, within limits)", res.Failed, res.Inconclusive)
 		}
 	default:

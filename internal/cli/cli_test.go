@@ -367,6 +367,55 @@ func TestGet(t *testing.T) {
 	}
 }
 
+func TestGetShowsAnalysis(t *testing.T) {
+	r := canary("chat-api", v1alpha1.PhaseProgressing, 2, 25, "waiting for analysis")
+	long := "0.3333 (10/30: chat_triage_total{outcome=\"failed\"} / chat_triage_total over 2 instances)"
+	r.Status.Analysis = []v1alpha1.AnalysisRunStatus{
+		{Name: "step-2-2", Revision: 2, Phase: v1alpha1.AnalysisRunning, Metrics: []v1alpha1.MetricResult{
+			{Name: "error-rate", Phase: v1alpha1.AnalysisRunning, Message: "2 of 3 measurements taken", Count: 2, Successful: 2,
+				Measurements: []v1alpha1.Measurement{{Phase: v1alpha1.AnalysisSuccessful, Value: "0.0 (0/120 5xx)"}}},
+			{Name: "failed-triage", Phase: v1alpha1.AnalysisRunning, Count: 3, Successful: 1, Failed: 1, Inconclusive: 1, Error: 2,
+				Measurements: []v1alpha1.Measurement{{Phase: v1alpha1.AnalysisFailed, Value: long}}},
+		}},
+		{Name: "background-2", Revision: 2, Phase: v1alpha1.AnalysisPending, Message: "not started"},
+	}
+	h := newHarness(t, map[string][]v1alpha1.Rollout{"chat-api": {r}})
+	code, out, _ := h.run(t, "get", "chat-api")
+	if code != 0 {
+		t.Fatalf("get chat-api: code %d\n%s", code, out)
+	}
+	_, section, ok := strings.Cut(out, "\n\n")
+	if !ok {
+		t.Fatalf("no ANALYSIS section:\n%s", out)
+	}
+	lines := strings.Split(strings.TrimSpace(section), "\n")
+	want := [][]string{
+		{"ANALYSIS", "REVISION", "PHASE", "METRIC", "METRIC", "PHASE", "LAST", "COUNT", "OK", "FAILED", "INCONCLUSIVE", "ERROR"},
+		{"step-2-2", "2", "Running", "error-rate", "Running", "0.0", "(0/120", "5xx)", "2", "2", "0", "0", "0"},
+		{"failed-triage", "Running", "0.3333", "(10/30:", "chat_triage_total{outcom…", "3", "1", "1", "1", "2"},
+		{"background-2", "2", "Pending", "-", "-", "-", "0", "0", "0", "0", "0"},
+	}
+	if len(lines) != len(want) {
+		t.Fatalf("ANALYSIS section has %d lines, want %d:\n%s", len(lines), len(want), section)
+	}
+	for i := range want {
+		if got := strings.Fields(lines[i]); strings.Join(got, " ") != strings.Join(want[i], " ") {
+			t.Errorf("line %d = %q, want %q", i, got, want[i])
+		}
+	}
+	// -o wide shows the value in full, and the messages.
+	_, out, _ = h.run(t, "get", "chat-api", "-o", "wide")
+	for _, w := range []string{long, "2 of 3 measurements taken", "not started"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("get -o wide lacks %q:\n%s", w, out)
+		}
+	}
+	// Listing all rollouts shows no runs.
+	if _, out, _ = h.run(t, "get"); strings.Contains(out, "ANALYSIS") {
+		t.Errorf("get (all) shows analysis:\n%s", out)
+	}
+}
+
 func TestApply(t *testing.T) {
 	h := newHarness(t, nil)
 	file := filepath.Join(t.TempDir(), "bad.yaml")

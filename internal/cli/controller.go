@@ -7,6 +7,9 @@ import (
 	"github.com/spf13/cobra"
 	"k8s.io/client-go/rest"
 
+	"ramp.dev/ramp/internal/analysis"
+	promprovider "ramp.dev/ramp/internal/analysis/prometheus"
+	"ramp.dev/ramp/internal/analysis/web"
 	"ramp.dev/ramp/internal/kube"
 )
 
@@ -33,6 +36,12 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 			cfg, err := a.controllerConfig()
 			if err != nil {
 				return err
+			}
+			o.Providers = map[string]analysis.Provider{
+				"prometheus": promprovider.New(a.now, nil),
+				"web":        web.New(nil),
+				// builtin, scrape and command read local mode's proxy and processes; job is
+				// still to come.
 			}
 			o.Namespace = a.namespace
 			o.LeaderElection = leaderElect

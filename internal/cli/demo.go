@@ -43,7 +43,7 @@ each model served, and exits 0 when both outcomes are as expected.`,
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "examples/chat-api/rollout.yaml", "rollout file of the sample chat-api")
 	cmd.Flags().StringVar(&chatAPI, "chat-api", "bin/chat-api", "path of the built sample chat-api")
-	cmd.Flags().IntVar(&rps, "rps", 100, "chat requests per second sent during the demo")
+	cmd.Flags().IntVar(&rps, "rps", 200, "chat requests per second sent during the demo")
 	return cmd
 }
 

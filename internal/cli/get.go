@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -22,7 +23,9 @@ func (a *app) getCmd() *cobra.Command {
 Columns: STEP is the canary step being run; WEIGHT the canary's share of traffic; STABLE the
 revision serving production (the active one for blueGreen); CANARY the revision being rolled
 out (the preview for blueGreen); READY the ready/desired instances over all revisions.
--o wide adds the status message.`,
+-o wide adds the status message. For one rollout, an ANALYSIS section follows: each analysis
+run with each metric's phase, last measured value and counts (measurements, successful,
+failed, inconclusive, errors); -o wide shows values and messages in full.`,
 		Example: `  ramp get
   ramp get chat-api -o yaml`,
 		Args: cobra.MaximumNArgs(1),
@@ -69,6 +72,9 @@ out (the preview for blueGreen); READY the ready/desired instances over all revi
 				return nil
 			}
 			a.printTable(rs, output == "wide")
+			if len(args) == 1 {
+				a.printAnalysis(&rs[0], output == "wide")
+			}
 			return nil
 		},
 	}
@@ -125,4 +131,68 @@ func (a *app) printTable(rs []v1alpha1.Rollout, wide bool) {
 		fmt.Fprintln(w, line)
 	}
 	w.Flush()
+}
+
+// lastValueWidth is how much of a measured value the table shows without -o wide.
+const lastValueWidth = 40
+
+// printAnalysis lists r's analysis runs, one line per metric.
+func (a *app) printAnalysis(r *v1alpha1.Rollout, wide bool) {
+	if len(r.Status.Analysis) == 0 {
+		return
+	}
+	fmt.Fprintln(a.stdout)
+	w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
+	header := "ANALYSIS\tREVISION\tPHASE\tMETRIC\tMETRIC PHASE\tLAST\tCOUNT\tOK\tFAILED\tINCONCLUSIVE\tERROR"
+	if wide {
+		header += "\tMESSAGE"
+	}
+	fmt.Fprintln(w, header)
+	for _, run := range r.Status.Analysis {
+		phase := string(run.Phase)
+		if phase == "" {
+			phase = string(v1alpha1.AnalysisPending)
+		}
+		first := fmt.Sprintf("%s\t%d\t%s", run.Name, run.Revision, phase)
+		if len(run.Metrics) == 0 {
+			line := first + "\t-\t-\t-\t0\t0\t0\t0\t0"
+			if wide {
+				line += "\t" + run.Message
+			}
+			fmt.Fprintln(w, line)
+			continue
+		}
+		for i, m := range run.Metrics {
+			lead := first
+			if i > 0 {
+				lead = "\t\t"
+			}
+			last := "-"
+			if n := len(m.Measurements); n > 0 {
+				last = m.Measurements[n-1].Value
+				if last == "" {
+					last = "(" + string(m.Measurements[n-1].Phase) + ")"
+				}
+			}
+			if !wide {
+				last = shorten(last, lastValueWidth)
+			}
+			line := fmt.Sprintf("%s\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d", lead, m.Name, m.Phase, last,
+				m.Count, m.Successful, m.Failed, m.Inconclusive, m.Error)
+			if wide {
+				line += "\t" + m.Message
+			}
+			fmt.Fprintln(w, line)
+		}
+	}
+	w.Flush()
+}
+
+// shorten cuts s to n runes, marking the cut with an ellipsis, and keeps it on one line.
+func shorten(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if r := []rune(s); len(r) > n {
+		return string(r[:n-1]) + "…"
+	}
+	return s
 }

@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // canary runs the canary steps: stable keeps its full scale while the canary takes a share
@@ -31,6 +32,14 @@ func (d *decision) canary() {
 
 	if c.Analysis != nil && !d.st.PromoteFull {
 		run := d.ensureRun(v1alpha1.AnalysisKindBackground, nil, *c.Analysis, stable)
+		if _, aborted := d.judge(run); aborted {
+			return
+		}
+	}
+	// The sequential judge watches the canary from the first step until promotion; the
+	// adapter feeds it. Its failure aborts like any analysis run's.
+	if spec.Judge(c).Enabled && !d.st.PromoteFull {
+		run := d.ensureRun(v1alpha1.AnalysisKindJudge, nil, v1alpha1.RolloutAnalysis{}, stable)
 		if _, aborted := d.judge(run); aborted {
 			return
 		}
@@ -142,12 +151,13 @@ func (d *decision) canaryStep(idx int, step v1alpha1.CanaryStep) (done, aborted 
 	case step.Analysis != nil:
 		i := int32(idx)
 		run := d.ensureRun(v1alpha1.AnalysisKindStep, &i, *step.Analysis, d.st.StableRevision)
+		d.endEarly(run)
 		passed, aborted := d.judge(run)
 		return passed, aborted
 	case step.SetHeaderRoute != nil:
 		hr := *step.SetHeaderRoute
 		d.st.HeaderRoutes = slices.DeleteFunc(d.st.HeaderRoutes, func(r v1alpha1.SetHeaderRoute) bool { return r.Name == hr.Name })
-		if len(hr.Match) > 0 {
+		if len(hr.Match)+len(hr.CookieMatch) > 0 {
 			d.st.HeaderRoutes = append(d.st.HeaderRoutes, hr)
 		}
 		return true, false
@@ -200,4 +210,23 @@ func describeStep(s v1alpha1.CanaryStep) string {
 		return "setCanaryScale"
 	}
 	return "empty step"
+}
+
+// endEarly ends a running step analysis run with success when the judge has shown the canary
+// no worse than stable on the requests since that run began (and the spec allows it).
+func (d *decision) endEarly(run *v1alpha1.AnalysisRunStatus) {
+	c := d.spec.Strategy.Canary
+	if run.Phase.Completed() || !spec.Judge(c).Enabled || !spec.Judge(c).EndAnalysisEarly {
+		return
+	}
+	name := fmt.Sprintf("%s-%d", v1alpha1.AnalysisKindJudge, d.newRev)
+	for _, j := range d.st.Analysis {
+		if j.Name != name || j.Phase.Completed() || j.NoWorseFor != run.Name {
+			continue
+		}
+		run.Phase = v1alpha1.AnalysisSuccessful
+		run.Message = "ended early by the judge: " + j.Message
+		d.event(EventNormal, "AnalysisEndedEarly", fmt.Sprintf("analysis %s ended early: %s", run.Name, j.Message))
+		return
+	}
 }

@@ -261,7 +261,11 @@ func (d *decision) aborted() {
 func (d *decision) checkHealth(rev int64, desired int32) bool {
 	for _, inst := range d.in.Instances[rev] {
 		if inst.CrashLooping && !inst.Terminating {
-			d.abort(fmt.Sprintf("revision %d is crash-looping: instance %s restarted %d times: %s", rev, inst.ID, inst.Restarts, orNone(inst.Message)))
+			why := inst.LastExit
+			if why == "" {
+				why = orNone(inst.Message)
+			}
+			d.abort(fmt.Sprintf("revision %d is crash-looping: instance %s restarted %d times: %s", rev, inst.ID, inst.Restarts, why))
 			return true
 		}
 	}
@@ -453,8 +457,8 @@ func (d *decision) finish() {
 	})
 	// Header routes point at the canary.
 	for _, hr := range d.st.HeaderRoutes {
-		if d.st.CanaryRevision != 0 && len(hr.Match) > 0 {
-			d.out.Routes.HeaderRoutes = append(d.out.Routes.HeaderRoutes, HeaderRoute{Name: hr.Name, Match: hr.Match, Revision: d.st.CanaryRevision})
+		if d.st.CanaryRevision != 0 && len(hr.Match)+len(hr.CookieMatch) > 0 {
+			d.out.Routes.HeaderRoutes = append(d.out.Routes.HeaderRoutes, HeaderRoute{Name: hr.Name, Match: hr.Match, CookieMatch: hr.CookieMatch, Revision: d.st.CanaryRevision})
 		}
 	}
 	d.st.Revisions = d.revisionStatuses()

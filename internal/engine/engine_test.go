@@ -65,7 +65,8 @@ func (w *world) decide() {
 			w.seq++
 			in := Instance{ID: fmt.Sprintf("r%d-%d", rev, w.seq), StartedAt: w.now}
 			if w.crash[rev] {
-				in.CrashLooping, in.Restarts, in.Message = true, 3, "exited with status 3"
+				in.CrashLooping, in.Restarts, in.LastExit = true, 3, "exited with status 3"
+				in.Message = "readiness probe GET /healthz: 503 Service Unavailable"
 			} else if w.unready[rev] {
 				in.Message = "readiness probe GET /healthz: 503 Service Unavailable"
 			} else {
@@ -178,11 +179,14 @@ func (w *world) setRun(prefix string, phase v1alpha1.AnalysisPhase, msg string) 
 
 var analysisRef = v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "errors"}}}
 
+// canarySpec is a canary with the judge turned off; judge_test.go turns it on.
 func canarySpec(steps ...v1alpha1.CanaryStep) v1alpha1.RolloutSpec {
 	return v1alpha1.RolloutSpec{
 		Replicas:                ptr(int32(4)),
 		ProgressDeadlineSeconds: ptr(int32(60)),
-		Strategy:                v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: steps}},
+		Strategy: v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{
+			Steps: steps, Judge: &v1alpha1.CanaryJudge{Enabled: ptr(false)},
+		}},
 	}
 }
 
@@ -190,7 +194,8 @@ func TestCanaryEveryStepType(t *testing.T) {
 	w := newWorld(t, canarySpec(
 		v1alpha1.CanaryStep{SetWeight: ptr(int32(25))},
 		v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}},
-		v1alpha1.CanaryStep{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "x-version", Match: []v1alpha1.HeaderMatch{{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}}}}},
+		v1alpha1.CanaryStep{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "x-version", Match: []v1alpha1.HeaderMatch{{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}}},
+			CookieMatch: []v1alpha1.CookieMatch{{CookieName: "beta", CookieValue: v1alpha1.StringMatch{Exact: "1"}}}}},
 		v1alpha1.CanaryStep{SetWeight: ptr(int32(50))},
 		v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{Duration: ptr(intstr.FromString("30s"))}},
 		v1alpha1.CanaryStep{Analysis: &analysisRef},
@@ -218,7 +223,8 @@ func TestCanaryEveryStepType(t *testing.T) {
 	w.wantPhase(v1alpha1.PhasePaused, "paused for 30s")
 	w.wantWeights(map[int64]int32{1: 50, 2: 50})
 	w.wantScale(map[int64]int32{1: 4, 2: 2})
-	if hr := w.out.Routes.HeaderRoutes; len(hr) != 1 || hr[0].Revision != 2 || hr[0].Match[0].HeaderValue.Exact != "canary" {
+	if hr := w.out.Routes.HeaderRoutes; len(hr) != 1 || hr[0].Revision != 2 || hr[0].Match[0].HeaderValue.Exact != "canary" ||
+		len(hr[0].CookieMatch) != 1 || hr[0].CookieMatch[0].CookieName != "beta" {
 		t.Fatalf("header routes %+v", hr)
 	}
 	if w.out.Requeue.IsZero() || !w.out.Requeue.Equal(w.now.Add(30*time.Second)) {

@@ -28,6 +28,8 @@ type Instance struct {
 	Restarts int32
 	// Message is the last probe error or exit status; empty when healthy.
 	Message string
+	// LastExit is how the instance's process last ended; empty when it never did.
+	LastExit string
 }
 
 // Input is one decision's input.
@@ -70,9 +72,10 @@ type Routes struct {
 
 // HeaderRoute sends requests that match all its conditions to Revision.
 type HeaderRoute struct {
-	Name     string
-	Match    []v1alpha1.HeaderMatch
-	Revision int64
+	Name        string
+	Match       []v1alpha1.HeaderMatch
+	CookieMatch []v1alpha1.CookieMatch
+	Revision    int64
 }
 
 // Event types.

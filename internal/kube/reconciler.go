@@ -430,7 +430,8 @@ func (r *Reconciler) runAnalysis(ctx context.Context, now time.Time, ro *v1alpha
 			continue
 		}
 		before := run.Phase
-		due := r.runner.Step(ctx, now, ro.Namespace+"/"+ro.Name, run, templates)
+		on := analysis.Target{Rollout: ro.Name, Namespace: ro.Namespace, Service: analysisService(ro, run.Kind)}
+		due := r.runner.StepFor(ctx, now, on, run, templates)
 		if !due.IsZero() && (next.IsZero() || due.Before(next)) {
 			next = due
 		}
@@ -443,6 +444,21 @@ func (r *Reconciler) runAnalysis(ctx context.Context, now time.Time, ro *v1alpha
 		}
 	}
 	return next
+}
+
+// analysisService is the Service of the revision an analysis of kind looks at: the canary
+// (or preview, or active) Service; empty when the rollout names none.
+func analysisService(ro *v1alpha1.Rollout, kind v1alpha1.AnalysisKind) string {
+	if c := ro.Spec.Strategy.Canary; c != nil {
+		return c.CanaryService
+	}
+	if bg := ro.Spec.Strategy.BlueGreen; bg != nil {
+		if analysis.RoleOf(kind) == string(v1alpha1.RolePreview) && bg.PreviewService != "" {
+			return bg.PreviewService
+		}
+		return bg.ActiveService
+	}
+	return ""
 }
 
 // finalize hands the Deployment back when its Rollout is deleted: any ReplicaSet of ramp's

@@ -23,6 +23,11 @@ func (c *Controller) Apply(ctx context.Context, b *spec.Bundle) ([]string, error
 	known := map[string]bool{}
 	for _, t := range b.AnalysisTemplates {
 		known[t.Name] = true
+		for i, m := range t.Spec.Metrics {
+			if m.Provider.Job != nil {
+				return nil, fmt.Errorf("%w: analysistemplate/%s: spec.metrics[%d].provider.job: the job provider needs Kubernetes mode; in local mode use command", server.ErrInvalid, t.Name, i)
+			}
+		}
 	}
 	if err := b.CheckReferences(func(name string) bool {
 		if known[name] {

@@ -43,11 +43,17 @@ type Controller struct {
 	now      func() time.Time
 	registry *prometheus.Registry
 
+	measure *measurements
+
 	// mu serialises every change of state: API commands and the control loop.
-	mu      sync.Mutex
-	proxies map[string]*rolloutProxy
-	regexps map[string]*regexp.Regexp
-	kick    chan struct{}
+	mu sync.Mutex
+	// proxiesMu guards the proxies map itself, which measurements read without mu.
+	proxiesMu sync.RWMutex
+	proxies   map[string]*rolloutProxy
+	regexps   map[string]*regexp.Regexp
+	kick      chan struct{}
+	// judges holds each rollout's judge state, by rollout name; nil until the first judge.
+	judges map[string]*judgeState
 }
 
 var _ server.Backend = (*Controller)(nil)
@@ -56,6 +62,7 @@ var _ server.Backend = (*Controller)(nil)
 type rolloutProxy struct {
 	p                   *proxy.Proxy
 	listen, previewAddr string
+	lc                  listenerConfig
 	main, preview       *http.Server
 	mainLn, previewLn   net.Listener
 	collectorRegistered bool
@@ -112,7 +119,7 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 		for _, in := range list {
 			instances[rev] = append(instances[rev], engine.Instance{
 				ID: in.ID, Ready: in.Ready, ReadySince: in.ReadySince, StartedAt: in.StartedAt,
-				Terminating: in.Terminating, CrashLooping: in.CrashLooping, Restarts: in.Restarts, Message: in.Message,
+				Terminating: in.Terminating, CrashLooping: in.CrashLooping, Restarts: in.Restarts, Message: in.Message, LastExit: in.LastExit,
 			})
 		}
 	}
@@ -126,22 +133,6 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 	out := engine.Decide(engine.Input{Rollout: r, Revision: r.Status.CurrentRevision, Instances: instances, Now: now})
 	promotedFrom := r.Status.StableRevision
 	r.Status = out.Status
-	after, err := json.Marshal(r.Status)
-	if err != nil {
-		return fmt.Errorf("marshal status: %w", err)
-	}
-	if string(before) != string(after) {
-		if err := c.store.PutRollout(r); err != nil {
-			return fmt.Errorf("save status of %s: %w", name, err)
-		}
-	}
-	for _, e := range out.Events {
-		c.record(name, e.Type, e.Reason, e.Message, e.Revision)
-	}
-	if promotedFrom != r.Status.StableRevision {
-		c.prune(r)
-	}
-
 	// Carry out the desired state: instances, then routes.
 	revs := map[int64]bool{}
 	for rev := range out.Scale {
@@ -161,39 +152,26 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 		c.sup.Scale(name, rev, tmpl, n)
 	}
 	c.setRoutes(r, out.Routes, observed)
-	return nil
-}
 
-// runAnalysis takes the measurements that are due for r's analysis runs.
-func (c *Controller) runAnalysis(ctx context.Context, now time.Time, r *v1alpha1.Rollout) {
-	for i := range r.Status.Analysis {
-		run := &r.Status.Analysis[i]
-		if run.Phase.Completed() {
-			continue
-		}
-		templates := map[string]*v1alpha1.AnalysisTemplate{}
-		for _, ref := range run.Spec.Templates {
-			t, err := c.store.GetAnalysisTemplate(ref.TemplateName)
-			if err != nil {
-				run.Phase = v1alpha1.AnalysisError
-				run.Message = fmt.Sprintf("analysis template %q: %s", ref.TemplateName, err.Error())
-				break
-			}
-			templates[ref.TemplateName] = t
-		}
-		if run.Phase.Completed() {
-			continue
-		}
-		before := run.Phase
-		c.runner.Step(ctx, now, r.Name, run, templates)
-		if run.Phase != before && run.Phase.Completed() {
-			typ := engine.EventNormal
-			if run.Phase != v1alpha1.AnalysisSuccessful {
-				typ = engine.EventWarning
-			}
-			c.record(r.Name, typ, "Analysis"+string(run.Phase), fmt.Sprintf("analysis %s: %s %s", run.Name, run.Phase, run.Message), run.Revision)
+	// Then record the decision, so the status never shows what traffic does not do yet.
+	after, err := json.Marshal(r.Status)
+	if err != nil {
+		return fmt.Errorf("marshal status: %w", err)
+	}
+	if string(before) != string(after) {
+		if err := c.store.PutRollout(r); err != nil {
+			return fmt.Errorf("save status of %s: %w", name, err)
 		}
 	}
+	for _, e := range out.Events {
+		c.record(name, e.Type, e.Reason, e.Message, e.Revision)
+	}
+	c.measure.stopGone(r)
+	if promotedFrom != r.Status.StableRevision {
+		c.prune(r)
+	}
+
+	return nil
 }
 
 func (c *Controller) record(rollout, typ, reason, msg string, rev int64) {
@@ -237,10 +215,7 @@ func (c *Controller) prune(r *v1alpha1.Rollout) {
 
 // setRoutes gives the proxy the engine's routes over the instances that can take traffic.
 func (c *Controller) setRoutes(r *v1alpha1.Rollout, routes engine.Routes, observed map[int64][]supervisor.Instance) {
-	rp := c.proxies[r.Name]
-	if rp == nil {
-		return
-	}
+	rp := c.rolloutProxy(r.Name)
 	backends := func(rev int64) []proxy.Backend {
 		var out []proxy.Backend
 		for _, in := range observed[rev] {
@@ -270,11 +245,19 @@ func (c *Controller) setRoutes(r *v1alpha1.Rollout, routes engine.Routes, observ
 			}
 			pr.Match = append(pr.Match, pm)
 		}
+		for _, m := range hr.CookieMatch {
+			pm := proxy.Match{Cookie: m.CookieName, Exact: m.CookieValue.Exact, Prefix: m.CookieValue.Prefix}
+			if m.CookieValue.Regex != "" {
+				pm.Regex = c.regexp(m.CookieValue.Regex)
+			}
+			pr.Match = append(pr.Match, pm)
+		}
 		t.HeaderRoutes = append(t.HeaderRoutes, pr)
 		addPool(hr.Revision)
 	}
 	t.Preview = routes.Preview
 	addPool(routes.Preview)
+	routingExtras(r, &t, addPool)
 	rp.p.SetTable(t)
 }
 
@@ -298,25 +281,36 @@ func roleOf(r *v1alpha1.Rollout, rev int64) v1alpha1.Role {
 
 // ensureProxy starts (or moves) r's listeners.
 func (c *Controller) ensureProxy(r *v1alpha1.Rollout) error {
-	rp := c.proxies[r.Name]
-	if rp == nil {
-		rp = &rolloutProxy{p: proxy.New(r.Name, proxy.Options{Logger: c.log})}
-		c.proxies[r.Name] = rp
-	}
+	rp := c.rolloutProxy(r.Name)
 	if !rp.collectorRegistered {
 		if err := c.registry.Register(rp.p.Collector()); err == nil {
 			rp.collectorRegistered = true
 		}
 	}
+	rp.p.SetSettings(proxySettings(r))
 	previewAddr := ""
 	if bg := r.Spec.Strategy.BlueGreen; bg != nil {
 		previewAddr = bg.PreviewListen
+	}
+	lc := listenerConfigOf(r)
+	var sc proxy.ServerConfig
+	if rp.lc != lc || rp.listen != r.Spec.Listen || rp.previewAddr != previewAddr {
+		var err error
+		if sc, err = lc.serverConfig(c.log); err != nil {
+			return fmt.Errorf("rollout %s: %w", r.Name, err)
+		}
+	}
+	if rp.lc != lc { // restart the listeners with the new TLS or limits
+		closeServer(rp.main)
+		closeServer(rp.preview)
+		rp.main, rp.listen, rp.preview, rp.previewAddr = nil, "", nil, ""
+		rp.lc = lc
 	}
 	if rp.listen != r.Spec.Listen {
 		closeServer(rp.main)
 		rp.main, rp.listen = nil, ""
 		if r.Spec.Listen != "" {
-			srv, err := c.serve(r.Spec.Listen, rp.p, rp.mainLn)
+			srv, err := c.serve(r.Spec.Listen, rp.p, rp.mainLn, sc)
 			if err != nil {
 				return fmt.Errorf("listen for rollout %s: %w", r.Name, err)
 			}
@@ -327,7 +321,7 @@ func (c *Controller) ensureProxy(r *v1alpha1.Rollout) error {
 		closeServer(rp.preview)
 		rp.preview, rp.previewAddr = nil, ""
 		if previewAddr != "" {
-			srv, err := c.serve(previewAddr, rp.p.PreviewHandler(), rp.previewLn)
+			srv, err := c.serve(previewAddr, rp.p.PreviewHandler(), rp.previewLn, sc)
 			if err != nil {
 				return fmt.Errorf("preview listen for rollout %s: %w", r.Name, err)
 			}
@@ -338,7 +332,7 @@ func (c *Controller) ensureProxy(r *v1alpha1.Rollout) error {
 }
 
 // serve serves h on addr, on ln when the caller already bound it.
-func (c *Controller) serve(addr string, h http.Handler, ln net.Listener) (*http.Server, error) {
+func (c *Controller) serve(addr string, h http.Handler, ln net.Listener, sc proxy.ServerConfig) (*http.Server, error) {
 	if ln == nil {
 		var err error
 		ln, err = net.Listen("tcp", addr)
@@ -346,9 +340,9 @@ func (c *Controller) serve(addr string, h http.Handler, ln net.Listener) (*http.
 			return nil, err
 		}
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 30 * time.Second}
+	srv := proxy.NewServer(h, sc)
 	go func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := proxy.Serve(srv, ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			c.log.Error("proxy listener stopped", "addr", addr, "err", err)
 		}
 	}()
@@ -364,29 +358,45 @@ func closeServer(s *http.Server) {
 	_ = s.Shutdown(ctx)
 }
 
+// rolloutProxy returns the rollout's proxy, making it the first time.
+func (c *Controller) rolloutProxy(name string) *rolloutProxy {
+	c.proxiesMu.Lock()
+	defer c.proxiesMu.Unlock()
+	rp := c.proxies[name]
+	if rp == nil {
+		rp = &rolloutProxy{p: proxy.New(name, proxy.Options{Logger: c.log})}
+		c.proxies[name] = rp
+	}
+	return rp
+}
+
+// proxyOf returns the rollout's proxy, or nil. It does not need mu.
+func (c *Controller) proxyOf(name string) *proxy.Proxy {
+	c.proxiesMu.RLock()
+	defer c.proxiesMu.RUnlock()
+	if rp := c.proxies[name]; rp != nil {
+		return rp.p
+	}
+	return nil
+}
+
 // drain is the supervisor's hook before it stops an instance: no new requests reach it and
 // the ones it has finish.
 func (c *Controller) drain(ctx context.Context, inst supervisor.Instance) {
-	c.mu.Lock()
-	var ps []*proxy.Proxy
-	for _, rp := range c.proxies {
-		ps = append(ps, rp.p)
+	p := c.proxyOf(inst.Rollout)
+	if p == nil {
+		return
 	}
-	c.mu.Unlock()
-	for _, p := range ps {
-		p.Drain(inst.ID)
-	}
-	for _, p := range ps {
-		if err := p.WaitIdle(ctx, inst.ID); err != nil {
-			c.log.Warn("instance stopped with requests in flight", "instance", inst.ID, "err", err)
-		}
+	p.Drain(inst.ID)
+	if err := p.WaitIdle(ctx, inst.ID); err != nil {
+		c.log.Warn("instance stopped with requests in flight", "instance", inst.ID, "err", err)
 	}
 }
 
 // shutdown closes the listeners gracefully.
 func (c *Controller) shutdown() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.proxiesMu.RLock()
+	defer c.proxiesMu.RUnlock()
 	for _, rp := range c.proxies {
 		closeServer(rp.main)
 		closeServer(rp.preview)
@@ -396,11 +406,7 @@ func (c *Controller) shutdown() {
 // checkListen fails when addr cannot be bound, so a bad apply is refused before it is stored.
 // It keeps the listener for ensureProxy.
 func (c *Controller) checkListen(r *v1alpha1.Rollout) error {
-	rp := c.proxies[r.Name]
-	if rp == nil {
-		rp = &rolloutProxy{p: proxy.New(r.Name, proxy.Options{Logger: c.log})}
-		c.proxies[r.Name] = rp
-	}
+	rp := c.rolloutProxy(r.Name)
 	bind := func(field, addr, current string, ln *net.Listener) error {
 		if addr == "" || addr == current || *ln != nil {
 			return nil
@@ -411,6 +417,9 @@ func (c *Controller) checkListen(r *v1alpha1.Rollout) error {
 		}
 		*ln = l
 		return nil
+	}
+	if _, err := listenerConfigOf(r).serverConfig(c.log); err != nil {
+		return err
 	}
 	if err := bind("spec.listen", r.Spec.Listen, rp.listen, &rp.mainLn); err != nil {
 		return err

@@ -21,6 +21,10 @@ import (
 
 	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/analysis/builtin"
+	"ramp.dev/ramp/internal/analysis/command"
+	promprovider "ramp.dev/ramp/internal/analysis/prometheus"
+	"ramp.dev/ramp/internal/analysis/scrape"
+	"ramp.dev/ramp/internal/analysis/web"
 	"ramp.dev/ramp/internal/proxy"
 	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
@@ -92,7 +96,7 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 
 	c := &Controller{
 		store: st, log: log, now: time.Now, registry: prometheus.NewRegistry(),
-		proxies: map[string]*rolloutProxy{}, regexps: map[string]*regexp.Regexp{}, kick: make(chan struct{}, 1),
+		measure: newMeasurements(), proxies: map[string]*rolloutProxy{}, regexps: map[string]*regexp.Regexp{}, kick: make(chan struct{}, 1),
 	}
 	sup, err := supervisor.New(supervisor.Options{StateDir: opts.StateDir, Logger: log, Drain: c.drain})
 	if err != nil {
@@ -100,7 +104,12 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	}
 	c.sup = sup
 	c.runner = &analysis.Runner{Logger: log, Providers: map[string]analysis.Provider{
-		"builtin": builtin.New(source{c}, time.Now),
+		"builtin":    builtin.New(source{c}, time.Now),
+		"scrape":     scrape.New(addresses{c}, nil, time.Now),
+		"prometheus": promprovider.New(time.Now, nil),
+		"web":        web.New(nil),
+		"command":    command.New(addresses{c}),
+		// job needs Kubernetes mode: Apply refuses templates that use it.
 	}}
 
 	ln, err := net.Listen("tcp", opts.APIAddr)
@@ -111,6 +120,23 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	mux.Handle("/metrics", promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{}))
 	mux.Handle("/", server.New(c, token, log))
 	api := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	if err := c.resumeAfterStart(); err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("resume rollouts: %w", err)
+	}
+	// Apply before serving, so that the first answer of the API already shows the file.
+	if bundle != nil {
+		lines, err := c.Apply(ctx, bundle)
+		for _, l := range lines {
+			fmt.Fprintln(out, l)
+		}
+		if err != nil {
+			_ = ln.Close()
+			_ = sup.Close(context.Background())
+			return err
+		}
+	}
 	go func() {
 		if err := api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("control API stopped", "err", err)
@@ -121,21 +147,6 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 		return fmt.Errorf("write API address: %w", err)
 	}
 	log.Info("ramp is up", "api", addr, "stateDir", opts.StateDir)
-
-	if err := c.resumeAfterStart(); err != nil {
-		return fmt.Errorf("resume rollouts: %w", err)
-	}
-	if bundle != nil {
-		lines, err := c.Apply(ctx, bundle)
-		for _, l := range lines {
-			fmt.Fprintln(out, l)
-		}
-		if err != nil {
-			_ = api.Close()
-			_ = sup.Close(context.Background())
-			return err
-		}
-	}
 
 	c.loop(ctx, opts.Tick)
 
@@ -169,15 +180,15 @@ func loadToken(dir string) (string, error) {
 }
 
 // source feeds the builtin analysis provider from the proxy and the supervisor. Its methods
-// run inside reconcile, with c.mu held.
+// run in measurement goroutines, without c.mu.
 type source struct{ c *Controller }
 
 func (s source) Requests(rollout string, revision int64, since time.Time) builtin.RequestStats {
-	rp := s.c.proxies[rollout] // the runner is called from reconcile, with c.mu held
-	if rp == nil {
+	p := s.c.proxyOf(rollout)
+	if p == nil {
 		return builtin.RequestStats{}
 	}
-	return requestStats(rp.p.Stats(revision, since))
+	return requestStats(p.Stats(revision, since))
 }
 
 func requestStats(st proxy.RequestStats) builtin.RequestStats {
@@ -200,4 +211,36 @@ func (s source) Instances(rollout string, revision int64) builtin.InstanceStats 
 		out.MemoryBytes += in.MemoryBytes
 	}
 	return out
+}
+
+// addresses tells the scrape and command providers where a rollout's instances and
+// listeners are. Its methods run in measurement goroutines, without c.mu.
+type addresses struct{ c *Controller }
+
+var (
+	_ scrape.Source  = addresses{}
+	_ command.Source = addresses{}
+)
+
+// Instances returns the addresses of the revision's ready instances that are not stopping.
+func (a addresses) Instances(rollout string, revision int64) []string {
+	var out []string
+	for _, in := range a.c.sup.Instances(rollout)[revision] {
+		if in.Ready && !in.Terminating && in.Addr != "" {
+			out = append(out, in.Addr)
+		}
+	}
+	return out
+}
+
+// Addresses returns where the rollout's traffic and its blue-green preview arrive.
+func (a addresses) Addresses(rollout string) (listen, preview string) {
+	r, err := a.c.store.GetRollout(rollout)
+	if err != nil {
+		return "", ""
+	}
+	if bg := r.Spec.Strategy.BlueGreen; bg != nil {
+		preview = bg.PreviewListen
+	}
+	return r.Spec.Listen, preview
 }

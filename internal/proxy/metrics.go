@@ -101,5 +101,23 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 // Collector returns the proxy's per-revision metrics for a Prometheus registry:
 // ramp_requests_total{rollout,revision,role,code_class} (code_class 1xx…5xx, or error when
 // the instance failed to answer), ramp_request_duration_seconds and ramp_ttfb_seconds
-// histograms and the ramp_requests_in_flight gauge, labelled rollout, revision, role.
-func (p *Proxy) Collector() prometheus.Collector { return p.metrics }
+// histograms and the ramp_requests_in_flight gauge, labelled rollout, revision, role; and
+// ramp_mirror_requests_total{rollout,revision,role,result} for mirrored copies.
+func (p *Proxy) Collector() prometheus.Collector {
+	return collectors{p.metrics, p.mirrors.counter}
+}
+
+// collectors is several collectors as one.
+type collectors []prometheus.Collector
+
+func (cs collectors) Describe(ch chan<- *prometheus.Desc) {
+	for _, c := range cs {
+		c.Describe(ch)
+	}
+}
+
+func (cs collectors) Collect(ch chan<- prometheus.Metric) {
+	for _, c := range cs {
+		c.Collect(ch)
+	}
+}

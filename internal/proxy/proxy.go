@@ -19,6 +19,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/netip"
 	"net/url"
 	"regexp"
 	"slices"
@@ -37,13 +38,16 @@ type Backend struct {
 	Addr string
 }
 
-// Match is one header condition. Exactly one of Exact, Prefix or Regex is meant to be set:
-// Regex wins when not nil, then Prefix when not empty; otherwise the value must equal Exact
-// (so zero Exact, Prefix and Regex match a header that is present with an empty value). The
-// header must be present; any one of its values may match.
+// Match is one header or cookie condition. Exactly one of Exact, Prefix or Regex is meant to
+// be set: Regex wins when not nil, then Prefix when not empty; otherwise the value must equal
+// Exact (so zero Exact, Prefix and Regex match a header that is present with an empty value).
+// The header (or cookie) must be present; any one of its values may match.
 type Match struct {
-	// Header is the header name, case-insensitive.
+	// Header is the header name, case-insensitive. Ignored when Cookie is set.
 	Header string
+	// Cookie is a cookie name, case-sensitive; when set the condition is on that cookie's
+	// value instead of a header. Empty means a header condition.
+	Cookie string
 	Exact  string
 	Prefix string
 	Regex  *regexp.Regexp
@@ -78,6 +82,15 @@ type Table struct {
 	HeaderRoutes []HeaderRoute
 	// Preview is the revision PreviewHandler serves; 0 means none (PreviewHandler answers 503).
 	Preview int64
+	// TrustedSources limit HeaderRoutes to clients whose address (the connection's peer,
+	// never X-Forwarded-For) is in one of these prefixes; other clients follow the weights.
+	// Empty means every client may use the routes.
+	TrustedSources []netip.Prefix
+	// Sticky keeps each user on one revision while the weights grow. Nil means every
+	// request is weighed on its own.
+	Sticky *Sticky
+	// Mirror copies a share of the requests to a revision. Nil means no mirroring.
+	Mirror *Mirror
 }
 
 // Options configure a Proxy.
@@ -111,14 +124,15 @@ const RevisionHeader = "X-Ramp-Revision"
 
 // Proxy is a reverse proxy for one rollout. Its methods are safe for concurrent use.
 type Proxy struct {
-	rollout   string
-	log       *slog.Logger
-	now       func() time.Time
-	trustXF   bool
-	table     atomic.Pointer[routeTable]
-	transport *http.Transport
-	rp        *httputil.ReverseProxy
-	metrics   *metrics
+	rollout string
+	log     *slog.Logger
+	now     func() time.Time
+	trustXF bool
+	table   atomic.Pointer[routeTable]
+	up      atomic.Pointer[upstreams]
+	rp      *httputil.ReverseProxy
+	metrics *metrics
+	mirrors mirrorState
 
 	mu       sync.Mutex // guards backends and revs
 	backends map[string]*backendState
@@ -131,6 +145,9 @@ type routeTable struct {
 	byRev   map[int64][]*pool
 	routes  []HeaderRoute
 	preview int64
+	trusted []netip.Prefix
+	sticky  *stickyTable
+	mirror  *mirrorTable
 }
 
 type pool struct {
@@ -167,25 +184,13 @@ func New(rollout string, opts Options) *Proxy {
 	if p.now == nil {
 		p.now = time.Now
 	}
-	dialTimeout := opts.DialTimeout
-	if dialTimeout == 0 {
-		dialTimeout = 5 * time.Second
-	}
-	dialer := &net.Dialer{Timeout: dialTimeout, KeepAlive: 30 * time.Second}
-	p.transport = &http.Transport{
-		Proxy:                 nil, // instances are local; never go through an environment proxy
-		DialContext:           dialer.DialContext,
-		MaxIdleConns:          1024,
-		MaxIdleConnsPerHost:   256,
-		IdleConnTimeout:       90 * time.Second,
-		ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
-		ExpectContinueTimeout: time.Second,
-		DisableCompression:    true, // pass encodings through untouched
-	}
+	p.up.Store(newUpstreams(Settings{ConnectTimeout: opts.DialTimeout, FirstByteTimeout: opts.ResponseHeaderTimeout}))
+	p.mirrors.init(p)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		Transport:      &retryTransport{p: p, base: p.transport},
+		Transport:      &retryTransport{p: p},
 		FlushInterval:  -1,
+		BufferPool:     copyBuffers{},
 		ErrorHandler:   p.errorHandler,
 		ModifyResponse: p.modifyResponse,
 		ErrorLog:       slog.NewLogLogger(p.log.Handler(), slog.LevelWarn),
@@ -204,6 +209,7 @@ func (p *Proxy) SetTable(t Table) {
 		byRev:   map[int64][]*pool{},
 		routes:  slices.Clone(t.HeaderRoutes),
 		preview: t.Preview,
+		trusted: slices.Clone(t.TrustedSources),
 	}
 	listed := map[string]bool{}
 	for _, tp := range t.Pools {
@@ -241,12 +247,14 @@ func (p *Proxy) SetTable(t Table) {
 			p.metrics.forget(rev)
 		}
 	}
+	rt.sticky = newStickyTable(t.Sticky, rt.pools)
+	rt.mirror = newMirrorTable(t.Mirror, rt.byRev)
 	p.table.Store(rt)
 }
 
 // Close closes the idle connections to the instances. Requests in flight are not affected;
 // the proxy stays usable.
-func (p *Proxy) Close() { p.transport.CloseIdleConnections() }
+func (p *Proxy) Close() { p.up.Load().closeIdle() }
 
 func (p *Proxy) revStatsLocked(rev int64) *revStats {
 	s := p.revs[rev]
@@ -267,11 +275,23 @@ func (p *Proxy) PreviewHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.serve(w, r, true) })
 }
 
+// copyBuffers lends ReverseProxy the 32 KiB buffers it copies response bodies with, instead
+// of one new buffer per request.
+type copyBuffers struct{}
+
+var copyBufferPool = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+func (copyBuffers) Get() []byte  { return *copyBufferPool.Get().(*[]byte) }
+func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
+
 // reqState follows one request through the proxy. Only the request's own goroutine touches
 // it (ReverseProxy calls the transport and its hooks synchronously).
 type reqState struct {
 	tbl        *routeTable
+	up         *upstreams
+	cancel     context.CancelCauseFunc // nil unless a timeout may cancel the upstream request
 	preview    bool
+	setBucket  int // a sticky bucket to hand out in a cookie; -1 means none
 	start      time.Time
 	replayable bool
 	pool       *pool
@@ -309,9 +329,16 @@ func (st *reqState) release() {
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
-	st := &reqState{tbl: p.table.Load(), preview: preview, start: p.now()}
+	st := &reqState{tbl: p.table.Load(), up: p.up.Load(), preview: preview, start: p.now(), setBucket: -1}
+	requestID(w, r)
+	if !limitBody(w, r, st.up.s.MaxRequestBodyBytes) {
+		return
+	}
 	replayable, err := bufferBody(r)
 	if err != nil {
+		if tooLarge(w, err) {
+			return
+		}
 		http.Error(w, "cannot read request body", http.StatusBadRequest)
 		return
 	}
@@ -322,6 +349,19 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
 		return
 	}
 	st.assign(pl, t)
+	if st.setBucket >= 0 {
+		http.SetCookie(w, st.tbl.sticky.cookie(st.setBucket))
+	}
+	if st.tbl.mirror != nil && !preview && pl.rev != st.tbl.mirror.cfg.Revision {
+		p.mirrors.maybe(st.tbl.mirror, r)
+	}
+	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	if st.up.s.FirstByteTimeout > 0 || st.up.s.IdleTimeout > 0 {
+		var cancel context.CancelCauseFunc
+		ctx, cancel = context.WithCancelCause(ctx)
+		st.cancel = cancel
+		defer cancel(nil)
+	}
 	completed := false
 	defer func() {
 		// Also runs when ReverseProxy aborts a broken response with http.ErrAbortHandler.
@@ -335,7 +375,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
 		p.finish(st)
 		st.release()
 	}()
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), stateKey{}, st)))
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
 	completed = true
 }
 
@@ -366,13 +406,18 @@ func (p *Proxy) route(st *reqState, r *http.Request) (*pool, target, bool) {
 		}
 		return firstReady(tbl.byRev[tbl.preview], nil)
 	}
-	for _, hr := range tbl.routes {
-		if !routeMatches(hr, r.Header) {
-			continue
+	if len(tbl.routes) > 0 && trusted(tbl.trusted, r) {
+		for _, hr := range tbl.routes {
+			if !routeMatches(hr, r.Header) {
+				continue
+			}
+			if pl, t, ok := firstReady(tbl.byRev[hr.Revision], nil); ok {
+				return pl, t, true
+			}
 		}
-		if pl, t, ok := firstReady(tbl.byRev[hr.Revision], nil); ok {
-			return pl, t, true
-		}
+	}
+	if tbl.sticky != nil {
+		return tbl.sticky.pick(st, r)
 	}
 	return pickWeighted(tbl.pools, nil)
 }
@@ -495,7 +540,7 @@ func routeMatches(hr HeaderRoute, h http.Header) bool {
 }
 
 func (m Match) matches(h http.Header) bool {
-	for _, v := range h.Values(m.Header) {
+	for _, v := range m.values(h) {
 		switch {
 		case m.Regex != nil:
 			if m.Regex.MatchString(v) {
@@ -540,21 +585,31 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 func (p *Proxy) modifyResponse(resp *http.Response) error {
 	if st := stateFrom(resp.Request.Context()); st != nil {
 		resp.Header.Set(RevisionHeader, strconv.FormatInt(st.pool.rev, 10))
+		resp.Header.Del(RequestIDHeader) // the client gets the id the instance was given
+		if d := st.up.s.IdleTimeout; d > 0 && st.cancel != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			cancel := st.cancel
+			resp.Body = &idleBody{rc: resp.Body, d: d, timer: time.AfterFunc(d, func() { cancel(errIdleTimeout) })}
+		}
 	}
 	return nil
 }
 
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	st := stateFrom(r.Context())
-	if errors.Is(r.Context().Err(), context.Canceled) {
+	if tooLarge(w, err) {
+		st.status = http.StatusRequestEntityTooLarge
+		return
+	}
+	if cause := context.Cause(r.Context()); errors.Is(cause, errFirstByteTimeout) || errors.Is(cause, errIdleTimeout) {
+		err = cause
+	} else if errors.Is(r.Context().Err(), context.Canceled) {
 		st.clientGone = true // nobody to answer
 		st.status = 499
 		w.WriteHeader(499)
 		return
 	}
 	code := http.StatusBadGateway
-	var ne net.Error
-	if errors.Is(err, context.DeadlineExceeded) || (errors.As(err, &ne) && ne.Timeout()) {
+	if errors.Is(err, context.DeadlineExceeded) || isTimeout(err) {
 		code = http.StatusGatewayTimeout
 	}
 	st.failed = true
@@ -565,17 +620,38 @@ func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) 
 	http.Error(w, fmt.Sprintf("upstream %s: %s", st.t.b.id, http.StatusText(code)), code)
 }
 
-// retryTransport sends the request and, when the instance refuses the connection and the
-// body can be sent again, retries once on another instance.
+// retryTransport sends the request on the transport of the request's settings and, when the
+// instance refuses the connection and the body can be sent again, retries once on another
+// instance. It enforces the first-byte timeout.
 type retryTransport struct {
-	p    *Proxy
-	base http.RoundTripper
+	p *Proxy
 }
 
 func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	st := stateFrom(req.Context())
-	resp, err := rt.base.RoundTrip(req)
-	if err != nil && st != nil && st.replayable && isDialError(err) && req.Context().Err() == nil {
+	if st == nil {
+		return nil, errors.New("request without proxy state")
+	}
+	base := st.up.transportFor(req)
+	var timer *time.Timer
+	if d := st.up.s.FirstByteTimeout; d > 0 && st.cancel != nil {
+		timer = time.AfterFunc(d, func() { st.cancel(errFirstByteTimeout) })
+	}
+	resp, err := rt.roundTrip(st, base, req)
+	if timer != nil && !timer.Stop() {
+		// The deadline passed as the headers came: the request is cancelled, answer 504.
+		if resp != nil {
+			resp.Body.Close()
+		}
+		st.gotHeaders = false
+		return nil, errFirstByteTimeout
+	}
+	return resp, err
+}
+
+func (rt *retryTransport) roundTrip(st *reqState, base http.RoundTripper, req *http.Request) (*http.Response, error) {
+	resp, err := base.RoundTrip(req)
+	if err != nil && st.replayable && isDialError(err) && req.Context().Err() == nil {
 		if pl, t, ok := rt.p.retryTarget(st); ok {
 			rt.p.log.Info("instance refused connection, retrying on another",
 				keyRevision, st.pool.rev, keyBackend, st.t.b.id, "retry_backend", t.b.id, "err", err)
@@ -587,10 +663,10 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 					return nil, fmt.Errorf("replay request body: %w", err)
 				}
 			}
-			resp, err = rt.base.RoundTrip(r2)
+			resp, err = base.RoundTrip(r2)
 		}
 	}
-	if err == nil && st != nil {
+	if err == nil {
 		st.gotHeaders = true
 		st.ttfb = rt.p.now().Sub(st.start)
 		st.status = resp.StatusCode
@@ -618,8 +694,9 @@ func (p *Proxy) finish(st *reqState) {
 		class = codeClass(st.status)
 		is5xx = st.status >= 500
 	}
-	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, is5xx, st.failed)
+	// Metrics first: tests wait for Stats, then read the metrics.
 	p.metrics.observe(st.pool, class, lat, st.ttfb, st.gotHeaders)
+	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, is5xx, st.failed)
 }
 
 func codeClass(code int) string {

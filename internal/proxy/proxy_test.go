@@ -533,9 +533,8 @@ func TestUpstreamFailures(t *testing.T) {
 	})
 	t.Run("no timeout by default", func(t *testing.T) {
 		p := New("chat-api", Options{})
-		if p.transport.ResponseHeaderTimeout != 0 || p.rp.FlushInterval != -1 {
-			t.Errorf("ResponseHeaderTimeout %v FlushInterval %v, want 0 and -1",
-				p.transport.ResponseHeaderTimeout, p.rp.FlushInterval)
+		if s := p.Settings(); s != (Settings{}) || p.rp.FlushInterval != -1 {
+			t.Errorf("settings %+v FlushInterval %v, want none and -1", s, p.rp.FlushInterval)
 		}
 	})
 	t.Run("body cut short is an error", func(t *testing.T) {
@@ -610,8 +609,10 @@ func TestStats(t *testing.T) {
 	if sl.Requests != 10 || sl.Errors != 0 {
 		t.Errorf("revision 2: %d requests %d errors, want 10 and 0", sl.Requests, sl.Errors)
 	}
-	if p50 := sl.Latency.Quantile(0.5); p50 < 30*time.Millisecond || p50 <= fast.Latency.Quantile(0.99) {
-		t.Errorf("slow p50 latency %v, fast p99 %v: want slow ≥ 30ms and above fast", p50, fast.Latency.Quantile(0.99))
+	// The median, not the tail, of the fast revision: on a loaded machine a few fast requests
+	// can take longer than 30ms too.
+	if p50 := sl.Latency.Quantile(0.5); p50 < 30*time.Millisecond || p50 <= fast.Latency.Quantile(0.5) {
+		t.Errorf("slow p50 latency %v, fast p50 %v: want slow ≥ 30ms and above fast", p50, fast.Latency.Quantile(0.5))
 	}
 	if ttfb, lat := sl.TTFB.Quantile(0.5), sl.Latency.Quantile(0.5); ttfb >= lat {
 		t.Errorf("slow revision ttfb p50 %v not below latency p50 %v", ttfb, lat)

@@ -1,7 +1,9 @@
 package proxy
 
 import (
+	"cmp"
 	"math"
+	"slices"
 	"sync"
 	"time"
 )
@@ -204,15 +206,20 @@ func (s *revStats) lastSecond() int64 {
 // Stats returns the revision's measurements from since to now, at most the last 10 minutes,
 // in whole seconds (the second since falls in counts whole).
 func (p *Proxy) Stats(revision int64, since time.Time) RequestStats {
+	p.mu.Lock()
+	s := p.revs[revision]
+	p.mu.Unlock()
+	return p.window(s, since)
+}
+
+// window sums s (nil: nothing) from since to now, at most the last 10 minutes.
+func (p *Proxy) window(s *revStats, since time.Time) RequestStats {
 	now := p.now()
 	if oldest := now.Add(-statsWindow + time.Second); since.Before(oldest) {
 		since = oldest
 	}
 	lat, ttfb := &Histogram{}, &Histogram{}
 	out := RequestStats{Latency: lat, TTFB: ttfb, Window: max(now.Sub(since), 0)}
-	p.mu.Lock()
-	s := p.revs[revision]
-	p.mu.Unlock()
 	if s == nil {
 		return out
 	}
@@ -229,5 +236,63 @@ func (p *Proxy) Stats(revision int64, since time.Time) RequestStats {
 		lat.Merge(&b.lat)
 		ttfb.Merge(&b.ttfb)
 	}
+	return out
+}
+
+// Above returns how many observations are above the upper bound of d's bucket, which is
+// RoundThreshold(d). The count is exact for that bound.
+func (h *Histogram) Above(d time.Duration) int64 {
+	var n int64
+	for i := histIndex(d) + 1; i < histBuckets; i++ {
+		n += h.counts[i]
+	}
+	return n
+}
+
+// RoundThreshold rounds d up to the bound of its histogram bucket (about 20% resolution): the
+// threshold Above counts exactly.
+func RoundThreshold(d time.Duration) time.Duration { return histUpper(histIndex(d)) }
+
+// Second is one second of one revision's requests, as the sequential judge reads them.
+type Second struct {
+	// Unix is the second (seconds since the Unix epoch).
+	Unix int64
+	// Requests counts the finished requests; Errors the 5xx and upstream failures among them
+	// (as RequestStats.Errors).
+	Requests, Errors int64
+	// TTFBCount counts the requests that got response headers.
+	TTFBCount int64
+	// SlowLatency and SlowTTFB count the requests above the thresholds given to Seconds,
+	// rounded up by RoundThreshold; zero when the threshold is zero.
+	SlowLatency, SlowTTFB int64
+}
+
+// Seconds returns the revision's counts for each second from..to (Unix seconds, both
+// included) that had requests, oldest first, within the last 10 minutes. It is cheap: one
+// pass over the revision's ring of seconds, with no allocation but the result.
+func (p *Proxy) Seconds(revision, from, to int64, latOver, ttfbOver time.Duration) []Second {
+	p.mu.Lock()
+	s := p.revs[revision]
+	p.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	var out []Second
+	s.mu.Lock()
+	for _, b := range s.ring {
+		if b == nil || b.sec < from || b.sec > to || b.requests == 0 {
+			continue
+		}
+		sec := Second{Unix: b.sec, Requests: b.requests, Errors: b.e5xx + b.failures, TTFBCount: b.ttfb.Count()}
+		if latOver > 0 {
+			sec.SlowLatency = b.lat.Above(latOver)
+		}
+		if ttfbOver > 0 {
+			sec.SlowTTFB = b.ttfb.Above(ttfbOver)
+		}
+		out = append(out, sec)
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b Second) int { return cmp.Compare(a.Unix, b.Unix) })
 	return out
 }

@@ -1,6 +1,9 @@
 package spec
 
 import (
+	"slices"
+	"strconv"
+
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	"ramp.dev/ramp/api/v1alpha1"
@@ -24,6 +27,8 @@ const (
 	DefaultScaleDownDelaySeconds         int32 = 30
 	DefaultConsecutiveErrorLimit         int32 = 4
 	DefaultMinRequests                   int32 = 1
+	// DefaultCommandSuccessCondition judges a command metric: exit status 0 is the result 1.
+	DefaultCommandSuccessCondition = "result == 1"
 )
 
 // SetDefaults fills every field of r whose zero value the API documents as meaning a default.
@@ -72,7 +77,8 @@ func SetDefaults(r *v1alpha1.Rollout) {
 }
 
 // SetAnalysisTemplateDefaults fills the documented defaults of every metric: consecutiveErrorLimit
-// 4, count 1 for a metric without an interval, and builtin minRequests 1. A metric with an
+// 4, count 1 for a metric without an interval, builtin minRequests 1, and successCondition
+// "result == 1" for a command metric with no condition. A metric with an
 // interval and no count keeps a nil count (measure until the run is stopped).
 // Applying it twice changes nothing.
 func SetAnalysisTemplateDefaults(t *v1alpha1.AnalysisTemplate) {
@@ -84,6 +90,9 @@ func SetAnalysisTemplateDefaults(t *v1alpha1.AnalysisTemplate) {
 		}
 		if b := m.Provider.Builtin; b != nil {
 			setZero(&b.MinRequests, DefaultMinRequests)
+		}
+		if m.Provider.Command != nil && m.SuccessCondition == "" && m.FailureCondition == "" {
+			m.SuccessCondition = DefaultCommandSuccessCondition
 		}
 	}
 }
@@ -98,4 +107,65 @@ func setZero(p *int32, v int32) {
 	if *p == 0 {
 		*p = v
 	}
+}
+
+// The judge's defaults (spec.strategy.canary.judge), applied by JudgeSettings.
+const (
+	DefaultJudgeAlpha     = 0.01
+	DefaultJudgeMaxRatio  = 1.5
+	DefaultJudgeMinErrors = 3
+)
+
+// JudgeMetricNames returns the metrics the judge compares, in a fixed order.
+func JudgeMetricNames() []string {
+	return []string{v1alpha1.JudgeErrorRate, v1alpha1.JudgeLatency, v1alpha1.JudgeTTFB}
+}
+
+// JudgeSettings is a canary judge with every default resolved.
+type JudgeSettings struct {
+	Enabled          bool
+	Alpha, MaxRatio  float64
+	MinErrors        int32
+	Metrics          []string
+	EndAnalysisEarly bool
+	// Business are the business metrics judged besides Metrics (none by default).
+	Business []v1alpha1.JudgeBusinessMetric
+}
+
+// Judge resolves c's judge settings: a nil judge, or a nil or empty field, takes its
+// documented default. c must have passed validation (a bad number is taken as its default).
+// SetDefaults leaves spec.strategy.canary.judge alone so that stored specs stay as written.
+func Judge(c *v1alpha1.CanaryStrategy) JudgeSettings {
+	s := JudgeSettings{Enabled: true, Alpha: DefaultJudgeAlpha, MaxRatio: DefaultJudgeMaxRatio,
+		MinErrors: DefaultJudgeMinErrors, Metrics: JudgeMetricNames(), EndAnalysisEarly: true}
+	if c == nil {
+		s.Enabled = false
+		return s
+	}
+	j := c.Judge
+	if j == nil {
+		return s
+	}
+	if j.Enabled != nil {
+		s.Enabled = *j.Enabled
+	}
+	if v, err := strconv.ParseFloat(string(j.Alpha), 64); err == nil {
+		s.Alpha = v
+	}
+	if v, err := strconv.ParseFloat(string(j.MaxRatio), 64); err == nil {
+		s.MaxRatio = v
+	}
+	if j.MinErrors > 0 {
+		s.MinErrors = j.MinErrors
+	}
+	if len(j.Metrics) > 0 {
+		s.Metrics = slices.Clone(j.Metrics)
+	}
+	if j.EndAnalysisEarly != nil {
+		s.EndAnalysisEarly = *j.EndAnalysisEarly
+	}
+	for _, b := range j.Business {
+		s.Business = append(s.Business, *b.DeepCopy())
+	}
+	return s
 }

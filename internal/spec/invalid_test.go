@@ -273,6 +273,75 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "cookie matches",
+		yaml: rollout(okProcess + `  strategy:
+    canary:
+      trafficRouting: {managedRoutes: [{name: beta}]}
+      steps:
+        - setHeaderRoute:
+            name: beta
+            cookieMatch:
+              - cookieValue: {exact: "1"}
+              - {cookieName: "bad name", cookieValue: {exact: a}}
+              - {cookieName: beta, cookieValue: {exact: a, regex: b}}
+              - {cookieName: beta, cookieValue: {regex: "(["}}
+`),
+		want: []string{
+			"spec.strategy.canary.steps[0].setHeaderRoute.cookieMatch[0].cookieName: is required",
+			`spec.strategy.canary.steps[0].setHeaderRoute.cookieMatch[1].cookieName: "bad name" is not a valid cookie name`,
+			"spec.strategy.canary.steps[0].setHeaderRoute.cookieMatch[2].cookieValue: needs exactly one of exact, prefix or regex",
+			"spec.strategy.canary.steps[0].setHeaderRoute.cookieMatch[3].cookieValue.regex: \"([\" does not compile: error parsing regexp: missing closing ]: `[`",
+		},
+	},
+	{
+		name: "stickiness, mirror and trusted sources",
+		yaml: rollout(okProcess + `  strategy:
+    canary:
+      trafficRouting: {trustedSources: [10.0.0.0/8, 10.0.0.1, nonsense]}
+      stickiness: {header: {name: ""}, cookie: {name: "a;b", maxAgeSeconds: -1}}
+      mirror: {percentage: 0, maxConcurrent: -1, maxBodyBytes: -5}
+`),
+		want: []string{
+			`spec.strategy.canary.trafficRouting.trustedSources[1]: "10.0.0.1" is not a network like 10.0.0.0/8 or 127.0.0.1/32`,
+			`spec.strategy.canary.trafficRouting.trustedSources[2]: "nonsense" is not a network like 10.0.0.0/8 or 127.0.0.1/32`,
+			`spec.strategy.canary.stickiness.header.name: is required`,
+			`spec.strategy.canary.stickiness.cookie.name: "a;b" is not a valid cookie name`,
+			`spec.strategy.canary.stickiness.cookie.maxAgeSeconds: -1 must be >= 0`,
+			`spec.strategy.canary.mirror.percentage: 0 is not between 1 and 100`,
+			`spec.strategy.canary.mirror.maxConcurrent: -1 must be >= 0`,
+			`spec.strategy.canary.mirror.maxBodyBytes: -5 must be >= 0`,
+		},
+	},
+	{
+		name: "empty stickiness",
+		yaml: rollout(okProcess + "  strategy: {canary: {stickiness: {}, mirror: {percentage: 101}}}\n"),
+		want: []string{
+			"spec.strategy.canary.stickiness: needs header or cookie",
+			"spec.strategy.canary.mirror.percentage: 101 is not between 1 and 100",
+		},
+	},
+	{
+		name: "proxy",
+		yaml: rollout(okProcess + `  strategy: {rollingUpdate: {}}
+  proxy:
+    tls: {}
+    upstreamProtocol: http3
+    timeouts: {connect: 0, firstByte: soon, idle: -1s}
+    maxRequestBodyBytes: -1
+    maxRequestHeaderBytes: -1
+`),
+		want: []string{
+			"spec.proxy.tls.certFile: is required",
+			"spec.proxy.tls.keyFile: is required",
+			`spec.proxy.upstreamProtocol: "http3" is not one of http1, h2c`,
+			"spec.proxy.timeouts.connect: 0 must be > 0",
+			`spec.proxy.timeouts.firstByte: "soon" is not a duration like "30s", "1m" or a number of seconds`,
+			`spec.proxy.timeouts.idle: "-1s" must be > 0`,
+			"spec.proxy.maxRequestBodyBytes: -1 must be >= 0",
+			"spec.proxy.maxRequestHeaderBytes: -1 must be >= 0",
+		},
+	},
+	{
 		name: "smi cannot route by header",
 		yaml: rollout(okProcess + `  strategy:
     canary:
@@ -454,7 +523,7 @@ var invalidCases = []struct {
 		name: "providers",
 		yaml: template("  metrics:\n    - {name: a, provider: {}}\n    - {name: b, provider: {builtin: {metric: errors}}}\n    - {name: c, provider: {builtin: {}}}\n"),
 		want: []string{
-			"spec.metrics[0].provider: needs exactly one provider: builtin",
+			"spec.metrics[0].provider: needs exactly one provider: builtin, scrape, prometheus, web, command, job",
 			`spec.metrics[1].provider.builtin.metric: "errors" is not one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory`,
 			"spec.metrics[2].provider.builtin.metric: is required; one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory",
 		},
@@ -479,6 +548,111 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "unknown provider",
+		yaml: template("  metrics:\n    - {name: a, provider: {datadog: {query: x}}}\n"),
+		want: []string{"spec.metrics[0].provider.datadog: unknown field"},
+	},
+	{
+		name: "two providers",
+		yaml: template("  metrics:\n    - {name: a, provider: {builtin: {metric: cpu}, command: {command: sh}}}\n"),
+		want: []string{"spec.metrics[0].provider: has builtin and command; set exactly one"},
+	},
+	{
+		name: "inconclusivePolicy",
+		yaml: template("  metrics:\n    - {name: a, inconclusivePolicy: pause, provider: {builtin: {metric: cpu}}}\n"),
+		want: []string{`spec.metrics[0].inconclusivePolicy: "pause" is not one of Pause, Fail, Ignore`},
+	},
+	{
+		name: "scrape",
+		yaml: template(`  metrics:
+    - name: a
+      provider: {scrape: {labels: {"bad-label": x}, divideBy: {metric: "9lives"}, minTotal: -1, path: metrics, timeout: 0}}
+    - name: b
+      provider: {scrape: {metric: "chat-triage"}}
+`),
+		want: []string{
+			"spec.metrics[0].provider.scrape.metric: is required",
+			`spec.metrics[0].provider.scrape.labels: "bad-label" is not a Prometheus label name`,
+			`spec.metrics[0].provider.scrape.divideBy.metric: "9lives" is not a Prometheus metric name`,
+			"spec.metrics[0].provider.scrape.minTotal: -1 must be >= 0",
+			`spec.metrics[0].provider.scrape.path: "metrics" must start with /`,
+			"spec.metrics[0].provider.scrape.timeout: 0 must be > 0",
+			`spec.metrics[1].provider.scrape.metric: "chat-triage" is not a Prometheus metric name`,
+		},
+	},
+	{
+		name: "prometheus",
+		yaml: template(`  args: [{name: service-name}]
+  metrics:
+    - name: a
+      provider:
+        prometheus:
+          address: prometheus:9090
+          query: 'sum(rate(x{svc="{{args.service-name}}", ns="{{args.ns}}", v="{{version}}"}[{{ interval }}]))'
+          rangeQuery: {range: 0, step: -1, reduce: mean}
+          headers: [{key: "", value: x}, {key: "X Bad", value: z}]
+          bearerToken: abc
+          bearerTokenEnv: "1TOKEN"
+          timeout: soon
+    - name: b
+      provider: {prometheus: {}}
+`),
+		want: []string{
+			`spec.metrics[0].provider.prometheus.address: "prometheus:9090" is not an http:// or https:// URL`,
+			`spec.metrics[0].provider.prometheus.query: "sum(rate(x{svc=\"{{args.service-name}}\", ns=\"{{args.ns}}\", v=\"{{version}}\"}[{{ interval }}]))" uses {{args.ns}}, but the template has no argument "ns"`,
+			`spec.metrics[0].provider.prometheus.query: "sum(rate(x{svc=\"{{args.service-name}}\", ns=\"{{args.ns}}\", v=\"{{version}}\"}[{{ interval }}]))" uses the unknown variable {{version}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, args.NAME`,
+			"spec.metrics[0].provider.prometheus.rangeQuery.range: 0 must be > 0",
+			"spec.metrics[0].provider.prometheus.rangeQuery.step: -1 must be > 0",
+			`spec.metrics[0].provider.prometheus.rangeQuery.reduce: "mean" is not one of last, avg, min, max, sum`,
+			"spec.metrics[0].provider.prometheus.headers[0].key: is required",
+			`spec.metrics[0].provider.prometheus.headers[1].key: "X Bad" is not an HTTP header name`,
+			"spec.metrics[0].provider.prometheus: has bearerToken and bearerTokenEnv; set at most one",
+			`spec.metrics[0].provider.prometheus.bearerTokenEnv: "1TOKEN" is not an environment variable name`,
+			`spec.metrics[0].provider.prometheus.timeout: "soon" is not a duration like "30s", "1m" or a number of seconds`,
+			"spec.metrics[1].provider.prometheus.address: is required",
+			"spec.metrics[1].provider.prometheus.query: is required",
+		},
+	},
+	{
+		name: "web",
+		yaml: template(`  metrics:
+    - name: a
+      provider: {web: {url: "ftp://example/x", body: "{}", jsonPath: "$.data[", timeout: -2}}
+    - name: b
+      provider: {web: {url: "http://127.0.0.1:9/{{rollouts}}", method: PUT}}
+    - name: c
+      provider: {web: {}}
+`),
+		want: []string{
+			`spec.metrics[0].provider.web.url: "ftp://example/x" is not an http:// or https:// URL`,
+			"spec.metrics[0].provider.web.body: needs method POST",
+			`spec.metrics[0].provider.web.jsonPath: "$.data[" does not parse: jsonpath: unexpected eof at position 8`,
+			"spec.metrics[0].provider.web.timeout: -2 must be > 0",
+			`spec.metrics[1].provider.web.url: "http://127.0.0.1:9/{{rollouts}}" uses the unknown variable {{rollouts}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, args.NAME`,
+			`spec.metrics[1].provider.web.method: "PUT" is not GET or POST`,
+			"spec.metrics[2].provider.web.url: is required",
+		},
+	},
+	{
+		name: "command and job",
+		yaml: template(`  metrics:
+    - name: a
+      provider: {command: {args: ["{{args.suite}}"], env: [{value: x}, {name: "A-B"}], timeout: 0s}}
+    - name: b
+      provider: {job: {command: [run], backoffLimit: -1, timeout: 0}}
+`),
+		want: []string{
+			"spec.metrics[0].provider.command.command: is required",
+			`spec.metrics[0].provider.command.args[0]: "{{args.suite}}" uses {{args.suite}}, but the template has no argument "suite"`,
+			"spec.metrics[0].provider.command.env[0].name: is required",
+			`spec.metrics[0].provider.command.env[1].name: "A-B" is not an environment variable name`,
+			`spec.metrics[0].provider.command.timeout: "0s" must be > 0`,
+			"spec.metrics[1].provider.job.image: is required",
+			"spec.metrics[1].provider.job.backoffLimit: -1 must be >= 0",
+			"spec.metrics[1].provider.job.timeout: 0 must be > 0",
+		},
+	},
+	{
 		name: "template args",
 		yaml: template("  args: [{name: x}, {name: x}, {value: v}]\n  metrics: [{name: a, provider: {builtin: {metric: cpu}}}]\n"),
 		want: []string{
@@ -491,6 +665,55 @@ var invalidCases = []struct {
 		yaml: template("  args: [{name: threshold}, {name: window, value: 30s}]\n  metrics: [{name: a, provider: {builtin: {metric: cpu}}}]\n") +
 			"---\n" + rollout(okProcess+"  strategy: {blueGreen: {prePromotionAnalysis: {templates: [{templateName: checks}]}}}\n"),
 		want: []string{`rollout/chat-api: spec.strategy.blueGreen.prePromotionAnalysis.args: has no value for argument "threshold" that template "checks" needs`},
+	},
+	{
+		name: "judge settings out of range",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: 0.9, maxRatio: abc, minErrors: -1, metrics: [error-rate, p99, error-rate]}}}\n"),
+		want: []string{
+			`spec.strategy.canary.judge.alpha: "0.9" is not a number above 0 and at most 0.5`,
+			`spec.strategy.canary.judge.maxRatio: "abc" is not a number between 1 and 100`,
+			`spec.strategy.canary.judge.minErrors: -1 must be >= 0`,
+			`spec.strategy.canary.judge.metrics[1]: "p99" is not one of error-rate, latency, ttfb`,
+			`spec.strategy.canary.judge.metrics[2]: "error-rate" is given twice`,
+		},
+	},
+	{
+		name: "judge maxRatio below 1 and alpha zero",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: \"0\", maxRatio: 0.5, enabled: yes}}}\n"),
+		want: []string{
+			`spec.strategy.canary.judge.alpha: "0" is not a number above 0 and at most 0.5`,
+			`spec.strategy.canary.judge.maxRatio: "0.5" is not a number between 1 and 100`,
+		},
+	},
+	{
+		name: "judge business metrics without name, metric or events",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {business: [{}, {name: Triage, metric: 9x, events: {bad-label: x}, total: {\"a b\": z}, path: metrics}]}}}\n"),
+		want: []string{
+			"spec.strategy.canary.judge.business[0].name: is required",
+			"spec.strategy.canary.judge.business[0].metric: is required",
+			"spec.strategy.canary.judge.business[0].events: is required: the label values of the series that count bad answers",
+			`spec.strategy.canary.judge.business[1].name: "Triage" is not lower-case letters, digits and dashes (at most 63)`,
+			`spec.strategy.canary.judge.business[1].metric: "9x" is not a Prometheus metric name`,
+			`spec.strategy.canary.judge.business[1].events: "bad-label" is not a Prometheus label name`,
+			`spec.strategy.canary.judge.business[1].total: "a b" is not a Prometheus label name`,
+			`spec.strategy.canary.judge.business[1].path: "metrics" must start with /`,
+		},
+	},
+	{
+		name: "judge business names clash",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {business: [{name: latency, metric: a_total, events: {x: z}}, {name: triage, metric: a_total, events: {x: z}}, {name: triage, metric: b_total, events: {x: z}}]}}}\n"),
+		want: []string{
+			`spec.strategy.canary.judge.business[0].name: "latency" is the name of a built-in judge metric`,
+			`spec.strategy.canary.judge.business[2].name: "triage" is given twice`,
+		},
+	},
+	{
+		name: "judge alpha of the wrong type",
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: [1], enabled: 1}}}\n"),
+		want: []string{
+			"spec.strategy.canary.judge.alpha: is a list; want a number or a string",
+			"spec.strategy.canary.judge.enabled: is the number 1; want true or false",
+		},
 	},
 	{
 		name: "errors in two documents carry their names",

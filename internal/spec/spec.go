@@ -225,6 +225,7 @@ func decodeError(err error, index int) *FieldError {
 var (
 	unmarshalerType = reflect.TypeFor[json.Unmarshaler]()
 	intOrStringType = reflect.TypeFor[intstr.IntOrString]()
+	decimalType     = reflect.TypeFor[v1alpha1.Decimal]()
 )
 
 // checkShape reports every key in v that t has no JSON field for, and every value of the
@@ -242,6 +243,14 @@ func checkShape(l *errList, v any, t reflect.Type, path string) {
 		case string:
 		case json.Number:
 			checkInt(l, path, x, 32)
+		default:
+			l.add(path, nil, "is %s; want a number or a string", describeJSON(v))
+		}
+		return
+	}
+	if t == decimalType {
+		switch v.(type) {
+		case string, json.Number:
 		default:
 			l.add(path, nil, "is %s; want a number or a string", describeJSON(v))
 		}

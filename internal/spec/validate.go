@@ -3,7 +3,6 @@ package spec
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +48,9 @@ func ValidateRollout(r *v1alpha1.Rollout) Errors {
 		validateTemplate(&l, &s.Template)
 	}
 	validateStrategy(&l, s)
+	if s.Proxy != nil {
+		validateProxy(&l, "spec.proxy", s.Proxy)
+	}
 	if s.RevisionHistoryLimit != nil {
 		nonNegative(&l, "spec.revisionHistoryLimit", *s.RevisionHistoryLimit)
 	}
@@ -319,13 +321,77 @@ func validateCanary(l *errList, path string, c *v1alpha1.CanaryStrategy) {
 			}
 			routes[r.Name] = true
 		}
+		validateTrustedSources(l, path+".trafficRouting.trustedSources", tr.TrustedSources)
+	}
+	if c.Stickiness != nil {
+		validateStickiness(l, path+".stickiness", c.Stickiness)
+	}
+	if c.Mirror != nil {
+		validateMirror(l, path+".mirror", c.Mirror)
 	}
 	validateTrafficRouters(l, path, c)
 	if c.Analysis != nil {
 		validateAnalysis(l, path+".analysis", c.Analysis)
 	}
+	if c.Judge != nil {
+		validateJudge(l, path+".judge", c.Judge)
+	}
 	for i := range c.Steps {
 		validateStep(l, fmt.Sprintf("%s.steps[%d]", path, i), &c.Steps[i], routes)
+	}
+}
+
+func validateJudge(l *errList, path string, j *v1alpha1.CanaryJudge) {
+	decimal := func(field string, d v1alpha1.Decimal, ok func(float64) bool, want string) {
+		if d == "" {
+			return
+		}
+		v, err := strconv.ParseFloat(string(d), 64)
+		if err != nil || !ok(v) {
+			l.add(path+"."+field, string(d), "is not %s", want)
+		}
+	}
+	decimal("alpha", j.Alpha, func(v float64) bool { return v > 0 && v <= 0.5 }, "a number above 0 and at most 0.5")
+	decimal("maxRatio", j.MaxRatio, func(v float64) bool { return v >= 1 && v <= 100 }, "a number between 1 and 100")
+	nonNegative(l, path+".minErrors", j.MinErrors)
+	known := JudgeMetricNames()
+	seen := map[string]bool{}
+	for i, m := range j.Metrics {
+		mp := fmt.Sprintf("%s.metrics[%d]", path, i)
+		switch {
+		case !slices.Contains(known, m):
+			l.add(mp, m, "is not one of %s", strings.Join(known, ", "))
+		case seen[m]:
+			l.add(mp, m, "is given twice")
+		}
+		seen[m] = true
+	}
+	names := map[string]bool{}
+	for i := range j.Business {
+		validateJudgeBusiness(l, fmt.Sprintf("%s.business[%d]", path, i), &j.Business[i], names)
+	}
+}
+
+func validateJudgeBusiness(l *errList, path string, b *v1alpha1.JudgeBusinessMetric, names map[string]bool) {
+	switch {
+	case b.Name == "":
+		l.add(path+".name", nil, "is required")
+	case len(validation.IsDNS1123Label(b.Name)) > 0:
+		l.add(path+".name", b.Name, "is not lower-case letters, digits and dashes (at most 63)")
+	case slices.Contains(JudgeMetricNames(), b.Name):
+		l.add(path+".name", b.Name, "is the name of a built-in judge metric")
+	case names[b.Name]:
+		l.add(path+".name", b.Name, "is given twice")
+	}
+	names[b.Name] = true
+	validateSeries(l, path, b.Metric, nil, true)
+	if len(b.Events) == 0 {
+		l.add(path+".events", nil, "is required: the label values of the series that count bad answers")
+	}
+	validateLabelNames(l, path+".events", b.Events)
+	validateLabelNames(l, path+".total", b.Total)
+	if b.Path != "" && !strings.HasPrefix(b.Path, "/") {
+		l.add(path+".path", b.Path, "must start with /")
 	}
 }
 
@@ -374,22 +440,9 @@ func validateHeaderRoute(l *errList, path string, hr *v1alpha1.SetHeaderRoute, r
 		if m.HeaderName == "" {
 			l.add(mp+".headerName", nil, "is required")
 		}
-		v := m.HeaderValue
-		n := 0
-		for _, s := range []string{v.Exact, v.Prefix, v.Regex} {
-			if s != "" {
-				n++
-			}
-		}
-		if n != 1 {
-			l.add(mp+".headerValue", nil, "needs exactly one of exact, prefix or regex")
-		}
-		if v.Regex != "" {
-			if _, err := regexp.Compile(v.Regex); err != nil {
-				l.add(mp+".headerValue.regex", v.Regex, "does not compile: %s", err.Error())
-			}
-		}
+		validateStringMatch(l, mp+".headerValue", m.HeaderValue)
 	}
+	validateCookieMatch(l, path+".cookieMatch", hr.CookieMatch)
 }
 
 func validateCanaryScale(l *errList, path string, cs *v1alpha1.SetCanaryScale) {
@@ -489,7 +542,7 @@ func ValidateAnalysisTemplate(t *v1alpha1.AnalysisTemplate) Errors {
 		default:
 			names[m.Name] = i
 		}
-		validateMetric(&l, path, m)
+		validateMetric(&l, path, m, t.Spec.Args)
 	}
 	args := map[string]int{}
 	for i, a := range t.Spec.Args {
@@ -506,7 +559,7 @@ func ValidateAnalysisTemplate(t *v1alpha1.AnalysisTemplate) Errors {
 	return l.errs
 }
 
-func validateMetric(l *errList, path string, m *v1alpha1.Metric) {
+func validateMetric(l *errList, path string, m *v1alpha1.Metric, args []v1alpha1.Argument) {
 	if m.Interval != nil {
 		validateDuration(l, path+".interval", m.Interval, true)
 	}
@@ -537,12 +590,40 @@ func validateMetric(l *errList, path string, m *v1alpha1.Metric) {
 			l.add(path+"."+c.name, c.expr, "does not compile: %s", oneLine(err.Error()))
 		}
 	}
-	b := m.Provider.Builtin
-	if b == nil {
-		l.add(path+".provider", nil, "needs exactly one provider: builtin")
-		return
+	if m.InconclusivePolicy != "" && !slices.Contains(inconclusivePolicies, m.InconclusivePolicy) {
+		l.add(path+".inconclusivePolicy", string(m.InconclusivePolicy), "is not one of Pause, Fail, Ignore")
 	}
-	bp := path + ".provider.builtin"
+	set := ProviderNames(m.Provider)
+	switch len(set) {
+	case 0:
+		l.add(path+".provider", nil, "needs exactly one provider: %s", strings.Join(providers, ", "))
+		return
+	case 1:
+	default:
+		l.add(path+".provider", nil, "has %s; set exactly one", strings.Join(set, " and "))
+	}
+	p := path + ".provider"
+	if b := m.Provider.Builtin; b != nil {
+		validateBuiltin(l, p+".builtin", b)
+	}
+	if s := m.Provider.Scrape; s != nil {
+		validateScrape(l, p+".scrape", s)
+	}
+	if pm := m.Provider.Prometheus; pm != nil {
+		validatePrometheus(l, p+".prometheus", pm, args)
+	}
+	if w := m.Provider.Web; w != nil {
+		validateWeb(l, p+".web", w, args)
+	}
+	if c := m.Provider.Command; c != nil {
+		validateCommand(l, p+".command", c, args)
+	}
+	if j := m.Provider.Job; j != nil {
+		validateJob(l, p+".job", j)
+	}
+}
+
+func validateBuiltin(l *errList, bp string, b *v1alpha1.BuiltinMetric) {
 	if !slices.Contains(builtinMetrics, b.Metric) {
 		if b.Metric == "" {
 			l.add(bp+".metric", nil, "is required; one of %s", strings.Join(builtinMetrics, ", "))

@@ -44,7 +44,7 @@ func (s *Supervisor) runProcess(in *instance) {
 		p, err := s.startProcess(in)
 		if err != nil && in.ctx.Err() == nil {
 			in.log.Error("start instance", "err", err)
-			s.update(in, func(i *Instance) { i.Message = "start: " + err.Error() })
+			s.update(in, func(i *Instance) { i.Message, i.LastExit = "start: "+err.Error(), "start: "+err.Error() })
 		} else if !s.watch(in, p) {
 			return
 		} else {
@@ -284,7 +284,7 @@ func (s *Supervisor) exited(in *instance, p *process, msg string) {
 	in.running = false
 	in.info.PID = 0
 	in.info.Ready, in.info.ReadySince = false, time.Time{}
-	in.info.Message = msg
+	in.info.Message, in.info.LastExit = msg, msg
 	s.mu.Unlock()
 	s.writeState()
 	s.notify()

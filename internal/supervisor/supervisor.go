@@ -112,6 +112,9 @@ type Instance struct {
 	// 503 Service Unavailable", "exited with status 2" or "killed by signal SIGKILL". It is
 	// cleared when the instance becomes ready.
 	Message string
+	// LastExit is how the instance's process last ended, e.g. "exited with status 3" or
+	// "start: ...". Empty when it never ended (or is a fixed upstream).
+	LastExit string
 	// CPUSeconds is the user+system CPU time of the instance's main process. Zero for a
 	// fixed upstream.
 	CPUSeconds float64

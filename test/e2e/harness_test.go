@@ -85,6 +85,9 @@ type spec struct {
 	Env             map[string]string
 	Strategy        string // YAML under spec.strategy, indented by 4
 	Deadline        int
+	Proxy           string // YAML under spec.proxy, indented by 4; empty means none
+	// Extra is more YAML documents (e.g. AnalysisTemplates) appended to the file.
+	Extra string
 }
 
 func (s spec) yaml() string {
@@ -133,7 +136,14 @@ spec:
         periodSeconds: 1
       terminationGracePeriodSeconds: 10
   strategy:
-%s`, s.Replicas, s.Listen, s.Deadline, chatBin, env.String(), s.Strategy)
+%s%s%s`, s.Replicas, s.Listen, s.Deadline, chatBin, env.String(), s.Strategy, proxyYAML(s.Proxy), s.Extra)
+}
+
+func proxyYAML(p string) string {
+	if p == "" {
+		return ""
+	}
+	return "  proxy:\n" + p
 }
 
 func sortedKeys(m map[string]string) []string {
@@ -185,13 +195,13 @@ func startRamp(t *testing.T, s spec) *ramp {
 	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: freeAddr(t), logs: &lockedBuffer{}}
 	r.specFile = filepath.Join(r.stateDir, "rollout.yaml")
 	r.write(s)
-	r.up("-f", r.specFile)
 	t.Cleanup(func() {
 		r.stop()
 		if t.Failed() {
 			t.Logf("ramp logs:\n%s", tail(r.logs.String(), 6000))
 		}
 	})
+	r.up("-f", r.specFile)
 	r.waitPhase(v1alpha1.PhaseHealthy, 30*time.Second)
 	return r
 }
@@ -221,6 +231,11 @@ func (r *ramp) up(args ...string) {
 	r.done = make(chan struct{})
 	go func() { _ = r.cmd.Wait(); close(r.done) }()
 	waitFor(r.t, 20*time.Second, "the control API", func() (bool, string) {
+		select {
+		case <-r.done:
+			r.t.Fatalf("ramp up exited:\n%s", tail(r.logs.String(), 3000))
+		default:
+		}
 		resp, err := http.Get("http://" + r.apiAddr + "/healthz")
 		if err != nil {
 			return false, err.Error()

@@ -104,8 +104,9 @@ func TestEachStrategyCompletesWithZeroFailedRequests(t *testing.T) {
 func str(v any) string { return fmt.Sprint(v) }
 
 func TestBadVersionIsAbortedByAnalysis(t *testing.T) {
-	// Given a canary rollout of a healthy v1 under load
-	s := spec{Listen: freeAddr(t), Strategy: canarySteps}
+	// Given a canary rollout of a healthy v1 under load, judged by its analysis template alone
+	// (judge_test.go covers the judge)
+	s := spec{Listen: freeAddr(t), Strategy: canarySteps + "      judge: {enabled: false}\n"}
 	r := startRamp(t, model(s, "v1"))
 	l := startLoad(t, s.Listen, 200, nil)
 	// When v2 answers half its requests with 500
@@ -113,8 +114,8 @@ func TestBadVersionIsAbortedByAnalysis(t *testing.T) {
 	// Then `ramp status` exits 1 and says analysis failed
 	start := time.Now()
 	out, code := r.cli("status", "chat-api", "--timeout", "90s")
-	if code != 1 || !strings.Contains(out, "error-rate") {
-		t.Fatalf("ramp status exit %d, want 1 naming the metric:\n%s", code, out)
+	if code != 1 || !strings.Contains(out, `analysis step-2-step4 failed: metric "error-rate" failed`) {
+		t.Fatalf("ramp status exit %d, want 1 naming the analysis and the metric:\n%s", code, out)
 	}
 	ro := r.get()
 	if ro.Status.Phase != v1alpha1.PhaseDegraded || !ro.Status.Abort || ro.Status.StableRevision != 1 {
@@ -328,8 +329,8 @@ func TestKill9MidRolloutResumes(t *testing.T) {
 	r.up("-f", r.specFile)
 
 	// Then the rollout is where it was, with every revision and event kept
-	ro := r.waitFor(30*time.Second, "canary ready again", func(ro v1alpha1.Rollout) bool {
-		return readyOf(ro, 2) >= 1 && ro.Status.Phase == v1alpha1.PhasePaused
+	ro := r.waitFor(30*time.Second, "stable and canary ready again", func(ro v1alpha1.Rollout) bool {
+		return readyOf(ro, 1) == 2 && readyOf(ro, 2) >= 1 && ro.Status.Phase == v1alpha1.PhasePaused
 	})
 	if *ro.Status.CurrentStepIndex != 1 || ro.Status.CanaryWeight != 25 || ro.Status.StableRevision != 1 {
 		t.Fatalf("after restart: %+v", ro.Status)

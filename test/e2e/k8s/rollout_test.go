@@ -65,7 +65,7 @@ func (m *metricsServer) set(rollout string, rev int64, v float64) {
 type httpProvider struct{ url string }
 
 func (p httpProvider) Measure(ctx context.Context, m v1alpha1.Metric, t analysis.Target) (analysis.Value, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/?rollout=%s&revision=%d", p.url, t.Rollout, t.Revision), nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s/?rollout=%s/%s&revision=%d", p.url, t.Namespace, t.Rollout, t.Revision), nil)
 	if err != nil {
 		return analysis.Value{}, err
 	}

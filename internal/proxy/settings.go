@@ -1,0 +1,136 @@
+package proxy
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"time"
+)
+
+// Settings are a rollout's upstream connection settings. SetSettings changes them at run
+// time; requests in flight keep the settings they started with.
+type Settings struct {
+	// ConnectTimeout bounds connecting to an instance. Zero means 5 seconds.
+	ConnectTimeout time.Duration
+	// FirstByteTimeout bounds the wait for an instance's response headers, from the moment
+	// the request is sent; when it runs out the client gets 504. Zero means no limit
+	// (answers that take minutes are normal).
+	FirstByteTimeout time.Duration
+	// IdleTimeout bounds the silence between two reads of a response body; when it runs
+	// out the response is cut and counted as an upstream failure. Zero means no limit.
+	IdleTimeout time.Duration
+	// H2C speaks HTTP/2 without TLS ("prior knowledge") to the instances. False means
+	// HTTP/1.1. WebSocket upgrades always use HTTP/1.1.
+	H2C bool
+	// MaxRequestBodyBytes is the largest request body accepted; a larger one is answered
+	// 413. Zero means no limit.
+	MaxRequestBodyBytes int64
+}
+
+// upstreams are the transports built from one Settings.
+type upstreams struct {
+	s   Settings
+	h1  *http.Transport
+	h2c *http.Transport // nil unless s.H2C
+}
+
+func newUpstreams(s Settings) *upstreams {
+	connect := s.ConnectTimeout
+	if connect <= 0 {
+		connect = 5 * time.Second
+	}
+	dialer := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
+	mk := func() *http.Transport {
+		return &http.Transport{
+			Proxy:                 nil, // instances are local; never go through an environment proxy
+			DialContext:           dialer.DialContext,
+			MaxIdleConns:          1024,
+			MaxIdleConnsPerHost:   256,
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			DisableCompression:    true, // pass encodings through untouched
+		}
+	}
+	u := &upstreams{s: s, h1: mk()}
+	if s.H2C {
+		u.h2c = mk()
+		u.h2c.Protocols = new(http.Protocols)
+		u.h2c.Protocols.SetUnencryptedHTTP2(true)
+	}
+	return u
+}
+
+func (u *upstreams) closeIdle() {
+	u.h1.CloseIdleConnections()
+	if u.h2c != nil {
+		u.h2c.CloseIdleConnections()
+	}
+}
+
+// transportFor returns the transport for req: HTTP/1.1 for upgrades, else per the settings.
+func (u *upstreams) transportFor(req *http.Request) *http.Transport {
+	if u.h2c != nil && req.Header.Get("Upgrade") == "" {
+		return u.h2c
+	}
+	return u.h1
+}
+
+// SetSettings replaces the upstream settings. When they change, new transports are built
+// and the old ones' idle connections closed; requests in flight finish on the old ones.
+func (p *Proxy) SetSettings(s Settings) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	old := p.up.Load()
+	if old != nil && old.s == s {
+		return
+	}
+	p.up.Store(newUpstreams(s))
+	if old != nil {
+		old.closeIdle()
+	}
+}
+
+// Settings returns the settings in force.
+func (p *Proxy) Settings() Settings { return p.up.Load().s }
+
+// timeoutError is a deadline this proxy enforces on an upstream; it is a net.Error with
+// Timeout true, so the client gets 504.
+type timeoutError struct{ what string }
+
+func (e *timeoutError) Error() string   { return "upstream " + e.what + " timeout" }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
+
+var (
+	errFirstByteTimeout error = &timeoutError{"first byte"}
+	errIdleTimeout      error = &timeoutError{"idle"}
+)
+
+var _ net.Error = (*timeoutError)(nil)
+
+// idleBody cuts a response body that stays silent longer than d by cancelling the request.
+type idleBody struct {
+	rc interface {
+		Read([]byte) (int, error)
+		Close() error
+	}
+	d     time.Duration
+	timer *time.Timer
+}
+
+func (b *idleBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	b.timer.Reset(b.d)
+	return n, err
+}
+
+func (b *idleBody) Close() error {
+	b.timer.Stop()
+	return b.rc.Close()
+}
+
+// isTimeout reports whether err is a deadline running out.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,234 @@
+package spec
+
+import (
+	"fmt"
+	"net/url"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// providers are the analysis providers by name: the JSON names of v1alpha1.MetricProvider's
+// fields.
+var providers = []string{"builtin", "scrape", "prometheus", "web", "command", "job"}
+
+var inconclusivePolicies = []v1alpha1.InconclusivePolicy{v1alpha1.InconclusivePause, v1alpha1.InconclusiveFail, v1alpha1.InconclusiveIgnore}
+
+// PrometheusReducers are the values of prometheus rangeQuery.reduce.
+var PrometheusReducers = []string{"last", "avg", "min", "max", "sum"}
+
+// TemplateVariables are the variables providers replace in queries, URLs, bodies, headers and
+// command arguments ({{name}}), besides {{args.NAME}}.
+var TemplateVariables = []string{"rollout", "revision", "baselineRevision", "role", "namespace", "service", "interval"}
+
+// TemplateVar matches a template variable, {{name}} or {{ name }}; group 1 is the name.
+var TemplateVar = regexp.MustCompile(`\{\{\s*([^{}\s]*)\s*\}\}`)
+
+// ProviderNames returns the JSON names of the providers set in p, in field order.
+func ProviderNames(p v1alpha1.MetricProvider) []string {
+	v := reflect.ValueOf(p)
+	var names []string
+	for i := range v.NumField() {
+		f := v.Field(i)
+		if f.Kind() != reflect.Pointer || f.IsNil() {
+			continue
+		}
+		name, _, _ := strings.Cut(v.Type().Field(i).Tag.Get("json"), ",")
+		names = append(names, name)
+	}
+	return names
+}
+
+var (
+	metricName = regexp.MustCompile(`^[a-zA-Z_:][a-zA-Z0-9_:]*$`)
+	labelName  = regexp.MustCompile(`^[a-zA-Z_][a-zA-Z0-9_]*$`)
+	// headerName is an HTTP token (RFC 9110).
+	headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+func validateScrape(l *errList, p string, s *v1alpha1.ScrapeMetric) {
+	validateSeries(l, p, s.Metric, s.Labels, true)
+	if s.DivideBy != nil {
+		validateSeries(l, p+".divideBy", s.DivideBy.Metric, s.DivideBy.Labels, false)
+	}
+	nonNegative(l, p+".minTotal", s.MinTotal)
+	if s.Path != "" && !strings.HasPrefix(s.Path, "/") {
+		l.add(p+".path", s.Path, "must start with /")
+	}
+	if s.Timeout != nil {
+		validateDuration(l, p+".timeout", s.Timeout, true)
+	}
+}
+
+func validateSeries(l *errList, p, metric string, labels map[string]string, required bool) {
+	switch {
+	case metric == "" && required:
+		l.add(p+".metric", nil, "is required")
+	case metric != "" && !metricName.MatchString(metric):
+		l.add(p+".metric", metric, "is not a Prometheus metric name")
+	}
+	validateLabelNames(l, p+".labels", labels)
+}
+
+// validateLabelNames checks the names of label matchers.
+func validateLabelNames(l *errList, p string, labels map[string]string) {
+	names := make([]string, 0, len(labels))
+	for k := range labels {
+		names = append(names, k)
+	}
+	slices.Sort(names)
+	for _, k := range names {
+		if !labelName.MatchString(k) {
+			l.add(p, k, "is not a Prometheus label name")
+		}
+	}
+}
+
+func validatePrometheus(l *errList, p string, pm *v1alpha1.PrometheusMetric, args []v1alpha1.Argument) {
+	validateURL(l, p+".address", pm.Address, args)
+	if strings.TrimSpace(pm.Query) == "" {
+		l.add(p+".query", nil, "is required")
+	} else {
+		validateTemplated(l, p+".query", pm.Query, args)
+	}
+	if rq := pm.RangeQuery; rq != nil {
+		if rq.Range != nil {
+			validateDuration(l, p+".rangeQuery.range", rq.Range, true)
+		}
+		if rq.Step != nil {
+			validateDuration(l, p+".rangeQuery.step", rq.Step, true)
+		}
+		if rq.Reduce != "" && !slices.Contains(PrometheusReducers, rq.Reduce) {
+			l.add(p+".rangeQuery.reduce", rq.Reduce, "is not one of %s", strings.Join(PrometheusReducers, ", "))
+		}
+	}
+	validateHeaders(l, p+".headers", pm.Headers, args)
+	var tokens []string
+	for _, f := range []struct{ name, v string }{{"bearerToken", pm.BearerToken}, {"bearerTokenFile", pm.BearerTokenFile}, {"bearerTokenEnv", pm.BearerTokenEnv}} {
+		if f.v != "" {
+			tokens = append(tokens, f.name)
+		}
+	}
+	if len(tokens) > 1 {
+		l.add(p, nil, "has %s; set at most one", strings.Join(tokens, " and "))
+	}
+	if pm.BearerTokenEnv != "" && !envName.MatchString(pm.BearerTokenEnv) {
+		l.add(p+".bearerTokenEnv", pm.BearerTokenEnv, "is not an environment variable name")
+	}
+	if pm.Timeout != nil {
+		validateDuration(l, p+".timeout", pm.Timeout, true)
+	}
+}
+
+func validateWeb(l *errList, p string, w *v1alpha1.WebMetric, args []v1alpha1.Argument) {
+	validateURL(l, p+".url", w.URL, args)
+	switch w.Method {
+	case "", "GET":
+		if w.Body != "" {
+			l.add(p+".body", nil, "needs method POST")
+		}
+	case "POST":
+	default:
+		l.add(p+".method", w.Method, "is not GET or POST")
+	}
+	validateTemplated(l, p+".body", w.Body, args)
+	validateHeaders(l, p+".headers", w.Headers, args)
+	if _, err := ParseJSONPath(w.JSONPath); err != nil {
+		l.add(p+".jsonPath", w.JSONPath, "does not parse: %s", strings.TrimPrefix(oneLine(err.Error()), fmt.Sprintf("parse JSONPath %q: ", w.JSONPath)))
+	}
+	if w.Timeout != nil {
+		validateDuration(l, p+".timeout", w.Timeout, true)
+	}
+}
+
+func validateCommand(l *errList, p string, c *v1alpha1.CommandMetric, args []v1alpha1.Argument) {
+	if strings.TrimSpace(c.Command) == "" {
+		l.add(p+".command", nil, "is required")
+	}
+	for i, a := range c.Args {
+		validateTemplated(l, fmt.Sprintf("%s.args[%d]", p, i), a, args)
+	}
+	validateEnv(l, p+".env", c.Env)
+	if c.Timeout != nil {
+		validateDuration(l, p+".timeout", c.Timeout, true)
+	}
+}
+
+func validateJob(l *errList, p string, j *v1alpha1.JobMetric) {
+	if strings.TrimSpace(j.Image) == "" {
+		l.add(p+".image", nil, "is required")
+	}
+	validateEnv(l, p+".env", j.Env)
+	if j.BackoffLimit != nil {
+		nonNegative(l, p+".backoffLimit", *j.BackoffLimit)
+	}
+	if j.Timeout != nil {
+		validateDuration(l, p+".timeout", j.Timeout, true)
+	}
+}
+
+func validateEnv(l *errList, p string, env []v1alpha1.EnvVar) {
+	for i, e := range env {
+		if !envName.MatchString(e.Name) {
+			if e.Name == "" {
+				l.add(fmt.Sprintf("%s[%d].name", p, i), nil, "is required")
+			} else {
+				l.add(fmt.Sprintf("%s[%d].name", p, i), e.Name, "is not an environment variable name")
+			}
+		}
+	}
+}
+
+func validateHeaders(l *errList, p string, hs []v1alpha1.WebMetricHeader, args []v1alpha1.Argument) {
+	for i, h := range hs {
+		hp := fmt.Sprintf("%s[%d]", p, i)
+		switch {
+		case h.Key == "":
+			l.add(hp+".key", nil, "is required")
+		case !headerName.MatchString(h.Key):
+			l.add(hp+".key", h.Key, "is not an HTTP header name")
+		}
+		validateTemplated(l, hp+".value", h.Value, args)
+	}
+}
+
+// validateURL checks an http(s) URL; one with template variables is checked after a
+// stand-in replaces them, and one that starts with a variable only for its variables.
+func validateURL(l *errList, p, raw string, args []v1alpha1.Argument) {
+	if strings.TrimSpace(raw) == "" {
+		l.add(p, nil, "is required")
+		return
+	}
+	if !validateTemplated(l, p, raw, args) || strings.HasPrefix(raw, "{{") {
+		return // the scheme and host come from a variable
+	}
+	u, err := url.Parse(TemplateVar.ReplaceAllString(raw, "x"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		l.add(p, raw, "is not an http:// or https:// URL")
+	}
+}
+
+// validateTemplated checks that text uses only known variables and declared arguments. It
+// reports whether text is fine.
+func validateTemplated(l *errList, p, text string, args []v1alpha1.Argument) bool {
+	ok := true
+	for _, m := range TemplateVar.FindAllStringSubmatch(text, -1) {
+		name := m[1]
+		if arg, isArg := strings.CutPrefix(name, "args."); isArg {
+			if !slices.ContainsFunc(args, func(a v1alpha1.Argument) bool { return a.Name == arg }) {
+				l.add(p, text, "uses {{%s}}, but the template has no argument %q", name, arg)
+				ok = false
+			}
+			continue
+		}
+		if !slices.Contains(TemplateVariables, name) {
+			l.add(p, text, "uses the unknown variable {{%s}}; known: %s, args.NAME", name, strings.Join(TemplateVariables, ", "))
+			ok = false
+		}
+	}
+	return ok
+}

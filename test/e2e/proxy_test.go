@@ -1,0 +1,142 @@
+package e2e
+
+import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// selfSigned writes a certificate for 127.0.0.1 and its key into dir.
+func selfSigned(t *testing.T, dir string) (certFile, keyFile string, cert *x509.Certificate) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "ramp e2e"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.ParseIP("127.0.0.1")},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cert, _ = x509.ParseCertificate(der)
+	return certFile, keyFile, cert
+}
+
+// Given a canary behind TLS with sticky users and a header route for 10.0.0.0/8 only,
+// when the canary weight grows from 30% to 60%,
+// then clients speak HTTP/2, the x-version header from 127.0.0.1 is ignored, and every user
+// on the canary stays there while more users join it.
+func TestProxyTLSStickyAndTrustedSources(t *testing.T) {
+	certFile, keyFile, cert := selfSigned(t, t.TempDir())
+	s := spec{Listen: freeAddr(t), Proxy: fmt.Sprintf(`    tls: {certFile: %q, keyFile: %q}
+    timeouts: {connect: 2s, firstByte: 30s}
+    maxRequestBodyBytes: 65536
+`, certFile, keyFile), Strategy: `    canary:
+      stickiness: {header: {name: x-user-id}}
+      trafficRouting:
+        trustedSources: [10.0.0.0/8]
+        managedRoutes: [{name: testers}]
+      steps:
+      - setHeaderRoute: {name: testers, match: [{headerName: x-version, headerValue: {exact: canary}}]}
+      - setWeight: 30
+      - pause: {}
+      - setWeight: 60
+      - pause: {}
+`}
+	r := startRamp(t, model(s, "v1"))
+	r.apply(model(s, "v2"))
+	r.waitFor(30*time.Second, "paused at 30% with a ready canary", func(ro v1alpha1.Rollout) bool {
+		return ro.Status.Phase == v1alpha1.PhasePaused && ro.Status.CanaryWeight == 30 && readyOf(ro, 2) > 0
+	})
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	url := "https://" + s.Listen + "/v1/chat?message=hi"
+
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("https: %v", err)
+	}
+	resp.Body.Close()
+	if resp.ProtoMajor != 2 || resp.Header.Get("X-Request-Id") == "" {
+		t.Fatalf("proto %s request id %q, want HTTP/2 and an id", resp.Proto, resp.Header.Get("X-Request-Id"))
+	}
+
+	got := map[string]int{}
+	for range 30 {
+		m, err := chat(c, url, http.Header{"X-Version": {"canary"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got[m]++
+	}
+	if got["v1"] == 0 {
+		t.Fatalf("x-version: canary from an untrusted client: %v, want it ignored (the weights send most to v1)", got)
+	}
+
+	const users = 60
+	versionOf := func() ([]string, int) {
+		out, onCanary := make([]string, users), 0
+		for u := range users {
+			m, err := chat(c, url, http.Header{"X-User-Id": {fmt.Sprintf("user-%d", u)}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[u] = m
+			if m == "v2" {
+				onCanary++
+			}
+		}
+		return out, onCanary
+	}
+	at30, n30 := versionOf()
+	if again, _ := versionOf(); fmt.Sprint(again) != fmt.Sprint(at30) {
+		t.Fatalf("users changed version at one weight:\n%v\n%v", at30, again)
+	}
+	r.must("promote", "chat-api")
+	r.waitFor(30*time.Second, "paused at 60%", func(ro v1alpha1.Rollout) bool {
+		return ro.Status.Phase == v1alpha1.PhasePaused && ro.Status.CanaryWeight == 60
+	})
+	at60, n60 := versionOf()
+	for u := range users {
+		if at30[u] == "v2" && at60[u] != "v2" {
+			t.Fatalf("user %d moved back from the canary to %s", u, at60[u])
+		}
+	}
+	if n60 <= n30 {
+		t.Errorf("users on the canary: %d at 30%%, %d at 60%%; want more", n30, n60)
+	}
+	t.Logf("users on the canary: %d/%d at 30%%, %d/%d at 60%%", n30, users, n60, users)
+}
