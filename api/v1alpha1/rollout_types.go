@@ -522,8 +522,10 @@ type BlueGreenStrategy struct {
 
 // RolloutAnalysis runs one or more analysis templates.
 type RolloutAnalysis struct {
+	// Templates are the analysis templates to run; at least one in a spec. Empty only in the
+	// status of the judge's run, which has no templates.
 	// +kubebuilder:validation:MinItems=1
-	Templates []AnalysisTemplateRef `json:"templates"`
+	Templates []AnalysisTemplateRef `json:"templates,omitempty"`
 	Args      []AnalysisRunArgument `json:"args,omitempty"`
 }
 

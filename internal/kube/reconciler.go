@@ -270,7 +270,7 @@ func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisA
 	consider(engineAt)
 	consider(analysisAt)
 	for _, run := range ro.Status.Analysis {
-		if run.Phase == "" || run.Phase == v1alpha1.AnalysisPending {
+		if (run.Phase == "" || run.Phase == v1alpha1.AnalysisPending) && run.Kind != v1alpha1.AnalysisKindJudge {
 			consider(now) // a run the decision just started takes its first measurement now
 		}
 	}
@@ -406,8 +406,8 @@ func (r *Reconciler) runAnalysis(ctx context.Context, now time.Time, ro *v1alpha
 	var next time.Time
 	for i := range ro.Status.Analysis {
 		run := &ro.Status.Analysis[i]
-		if run.Phase.Completed() {
-			continue
+		if run.Phase.Completed() || run.Kind == v1alpha1.AnalysisKindJudge {
+			continue // the sequential judge is fed by local mode's proxy; here it stays Pending
 		}
 		templates := map[string]*v1alpha1.AnalysisTemplate{}
 		for _, ref := range run.Spec.Templates {
