@@ -11,6 +11,7 @@ CONTROLLER_GEN_VERSION := v0.23.0
 
 build:
 	$(GO) build -o bin/ramp ./cmd/ramp
+	ln -sf ramp bin/kubectl-ramp  # `kubectl ramp ...` with bin/ on PATH: the verbs in Kubernetes mode
 	$(GO) build -o bin/chat-api ./examples/chat-api
 
 demo: build
@@ -42,9 +43,12 @@ test-k8s: k8s-bins
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./internal/spec
 
-# Regenerates api/v1alpha1/zz_generated.deepcopy.go after a change of the API types.
+# Regenerates api/v1alpha1/zz_generated.deepcopy.go, the CRDs in config/crd/bases and the
+# controller's ClusterRole in config/rbac/role.yaml (from the +kubebuilder:rbac markers).
 generate:
 	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION) object paths=./api/...
+	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION) crd paths=./api/... output:crd:dir=config/crd/bases
+	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION) rbac:roleName=ramp-controller paths=./internal/kube/... output:rbac:dir=config/rbac
 
 clean:
 	rm -rf bin .e2e.log

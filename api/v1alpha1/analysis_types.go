@@ -57,9 +57,11 @@ type Metric struct {
 	FailureCondition string `json:"failureCondition,omitempty"`
 	// FailureLimit is how many failed measurements are tolerated; the run fails when there
 	// are more. Zero means none is tolerated.
+	// +kubebuilder:validation:Minimum=0
 	FailureLimit int32 `json:"failureLimit,omitempty"`
 	// InconclusiveLimit is how many inconclusive measurements are tolerated before the run is
 	// Inconclusive. Zero means none is tolerated.
+	// +kubebuilder:validation:Minimum=0
 	InconclusiveLimit int32 `json:"inconclusiveLimit,omitempty"`
 	// ConsecutiveErrorLimit is how many provider errors in a row are tolerated before the
 	// run ends as Error. Nil means 4.
@@ -112,6 +114,7 @@ type BuiltinMetric struct {
 	// request-rate (per second), latency-p50, latency-p95, latency-p99 (seconds),
 	// ttfb-p50, ttfb-p95, ttfb-p99 (seconds, time to first byte), restarts,
 	// readiness-failures, cpu (cores), memory (bytes).
+	// +kubebuilder:validation:Enum=error-rate;request-count;request-rate;latency-p50;latency-p95;latency-p99;ttfb-p50;ttfb-p95;ttfb-p99;restarts;readiness-failures;cpu;memory
 	Metric string `json:"metric"`
 	// Window is how far back the measurement looks ("30s"). Nil means since the analysis run
 	// started.

@@ -12,6 +12,15 @@ import (
 //
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStepIndex`
+// +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.canaryWeight`
+// +kubebuilder:printcolumn:name="Stable",type=integer,JSONPath=`.status.stableRevision`
+// +kubebuilder:printcolumn:name="Canary",type=integer,JSONPath=`.status.canaryRevision`
+// +kubebuilder:printcolumn:name="Active",type=integer,JSONPath=`.status.activeRevision`,priority=1
+// +kubebuilder:printcolumn:name="Preview",type=integer,JSONPath=`.status.previewRevision`,priority=1
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.message`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Rollout struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -31,7 +40,9 @@ type RolloutList struct {
 
 // RolloutSpec is what the user asks for.
 type RolloutSpec struct {
-	// Replicas is the number of instances of the stable revision. Nil means 1.
+	// Replicas is the number of instances of the stable revision. Nil means 1 in local mode;
+	// in Kubernetes mode it must be nil: the Deployment's replicas count.
+	// +kubebuilder:validation:Minimum=0
 	Replicas *int32 `json:"replicas,omitempty"`
 
 	// Listen is the address (host:port) the rollout's traffic arrives on in local mode; ramp's
@@ -47,6 +58,7 @@ type RolloutSpec struct {
 	WorkloadRef *WorkloadRef `json:"workloadRef,omitempty"`
 
 	// Strategy is exactly one of rollingUpdate, canary or blueGreen.
+	// +kubebuilder:validation:XValidation:rule="[has(self.rollingUpdate), has(self.canary), has(self.blueGreen)].filter(x, x).size() == 1",message="needs exactly one of rollingUpdate, canary or blueGreen"
 	Strategy Strategy `json:"strategy"`
 
 	// Paused stops the rollout from progressing; `ramp pause` sets it and `ramp resume`
@@ -54,15 +66,18 @@ type RolloutSpec struct {
 	Paused bool `json:"paused,omitempty"`
 
 	// RevisionHistoryLimit is how many old revisions are kept for `ramp undo`. Nil means 10.
+	// +kubebuilder:validation:Minimum=0
 	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
 
 	// ProgressDeadlineSeconds is how long a revision may go without progress (an instance
 	// that does not become ready, a step that does not complete) before the rollout is
 	// aborted. Nil means 600.
+	// +kubebuilder:validation:Minimum=1
 	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
 
 	// MinReadySeconds is how long a new instance must be ready before it counts as
 	// available. Zero means available as soon as ready.
+	// +kubebuilder:validation:Minimum=0
 	MinReadySeconds int32 `json:"minReadySeconds,omitempty"`
 
 	// Proxy tunes ramp's proxy on spec.listen (and the preview listener) in local mode. Nil
@@ -123,9 +138,13 @@ type Template struct {
 // WorkloadRef names the Deployment whose pod template a Rollout ships (Kubernetes mode).
 type WorkloadRef struct {
 	// APIVersion is "apps/v1". Empty means "apps/v1".
+	// +kubebuilder:validation:Enum=apps/v1
 	APIVersion string `json:"apiVersion,omitempty"`
 	// Kind is "Deployment". Empty means "Deployment".
+	// +kubebuilder:validation:Enum=Deployment
 	Kind string `json:"kind,omitempty"`
+	// Name is the Deployment's name, in the Rollout's namespace.
+	// +kubebuilder:validation:MinLength=1
 	Name string `json:"name"`
 }
 
@@ -145,6 +164,7 @@ type ProcessTemplate struct {
 	ReadinessProbe *Probe `json:"readinessProbe,omitempty"`
 	// StopSignal is sent to stop an instance: SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1 or
 	// SIGUSR2. Empty means SIGTERM.
+	// +kubebuilder:validation:Enum=SIGTERM;SIGINT;SIGQUIT;SIGHUP;SIGUSR1;SIGUSR2
 	StopSignal string `json:"stopSignal,omitempty"`
 	// TerminationGracePeriodSeconds is how long an instance has to exit after the stop signal
 	// before it is killed. Nil means 30.
@@ -406,6 +426,8 @@ type ManagedRoute struct {
 // CanaryStep is exactly one step.
 type CanaryStep struct {
 	// SetWeight sends this percent of traffic (0-100) to the canary.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
 	SetWeight *int32 `json:"setWeight,omitempty"`
 	// Pause waits for a duration, or until `ramp promote` when no duration is given.
 	Pause *RolloutPause `json:"pause,omitempty"`
@@ -455,8 +477,11 @@ type StringMatch struct {
 // SetCanaryScale sets the number of canary instances. Exactly one field is set.
 type SetCanaryScale struct {
 	// Replicas is a fixed instance count.
+	// +kubebuilder:validation:Minimum=0
 	Replicas *int32 `json:"replicas,omitempty"`
 	// Weight is a percent of spec.replicas (rounded up).
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=100
 	Weight *int32 `json:"weight,omitempty"`
 	// MatchTrafficWeight goes back to scaling the canary with its traffic weight.
 	MatchTrafficWeight bool `json:"matchTrafficWeight,omitempty"`
@@ -479,9 +504,11 @@ type BlueGreenStrategy struct {
 	AutoPromotionEnabled *bool `json:"autoPromotionEnabled,omitempty"`
 	// AutoPromotionSeconds switches traffic this long after the preview is ready, even when
 	// autoPromotionEnabled is false. Zero means not used.
+	// +kubebuilder:validation:Minimum=0
 	AutoPromotionSeconds int32 `json:"autoPromotionSeconds,omitempty"`
 	// PreviewReplicaCount is the number of preview instances before the switch. Nil means
 	// spec.replicas.
+	// +kubebuilder:validation:Minimum=0
 	PreviewReplicaCount *int32 `json:"previewReplicaCount,omitempty"`
 	// PrePromotionAnalysis must pass before the switch.
 	PrePromotionAnalysis *RolloutAnalysis `json:"prePromotionAnalysis,omitempty"`
@@ -489,12 +516,16 @@ type BlueGreenStrategy struct {
 	PostPromotionAnalysis *RolloutAnalysis `json:"postPromotionAnalysis,omitempty"`
 	// ScaleDownDelaySeconds keeps the old active revision running after the switch, so a
 	// switch back needs no start-up. Nil means 30.
+	// +kubebuilder:validation:Minimum=0
 	ScaleDownDelaySeconds *int32 `json:"scaleDownDelaySeconds,omitempty"`
 }
 
 // RolloutAnalysis runs one or more analysis templates.
 type RolloutAnalysis struct {
-	Templates []AnalysisTemplateRef `json:"templates"`
+	// Templates are the analysis templates to run; at least one in a spec. Empty only in the
+	// status of the judge's run, which has no templates.
+	// +kubebuilder:validation:MinItems=1
+	Templates []AnalysisTemplateRef `json:"templates,omitempty"`
 	Args      []AnalysisRunArgument `json:"args,omitempty"`
 }
 

@@ -91,7 +91,27 @@ type RolloutStatus struct {
 
 	// Analysis holds the analysis runs the engine wants running, and their last results.
 	Analysis []AnalysisRunStatus `json:"analysis,omitempty"`
+
+	// Conditions are Kubernetes mode's standard conditions (types Valid, Reconciled,
+	// Progressing, Healthy); local mode leaves them empty.
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
+
+// Condition types of RolloutStatus.Conditions (Kubernetes mode).
+const (
+	// ConditionValid is False when the spec fails validation (reason InvalidSpec); the
+	// rollout is then left as it is.
+	ConditionValid = "Valid"
+	// ConditionReconciled is False when the controller could not carry out its last decision
+	// (a missing Deployment, an API error); the message says why.
+	ConditionReconciled = "Reconciled"
+	// ConditionProgressing is True while a revision rolls out (phase Progressing or Paused).
+	ConditionProgressing = "Progressing"
+	// ConditionHealthy is True when one revision runs and takes all traffic (phase Healthy).
+	ConditionHealthy = "Healthy"
+)
 
 // RevisionStatus is the state of one revision.
 type RevisionStatus struct {
@@ -105,6 +125,9 @@ type RevisionStatus struct {
 	Ready int32 `json:"ready"`
 	// Available is the number of instances ready for at least minReadySeconds.
 	Available int32 `json:"available"`
+	// PodTemplateHash is the revision's pod-template-hash label in Kubernetes mode, which
+	// the stable, canary, active and preview Services select; empty in local mode.
+	PodTemplateHash string `json:"podTemplateHash,omitempty"`
 }
 
 // PauseReason says why a rollout pauses.

@@ -99,9 +99,17 @@ const (
 // A run whose phase is already final is left alone. An empty phase or Pending becomes
 // Running; a zero StartedAt is set to now.
 func (r *Runner) Step(ctx context.Context, now time.Time, rollout string, run *v1alpha1.AnalysisRunStatus, templates map[string]*v1alpha1.AnalysisTemplate) (next time.Time) {
+	return r.StepFor(ctx, now, Target{Rollout: rollout}, run, templates)
+}
+
+// StepFor is Step for a target that says more than the rollout's name: Kubernetes mode gives
+// the rollout's Namespace and the Service of the revision under analysis. The fields of on
+// that the run decides (revision, baseline, role, start, arguments) are filled in by StepFor.
+func (r *Runner) StepFor(ctx context.Context, now time.Time, on Target, run *v1alpha1.AnalysisRunStatus, templates map[string]*v1alpha1.AnalysisTemplate) (next time.Time) {
 	if run.Phase.Completed() {
 		return time.Time{}
 	}
+	rollout := on.Rollout
 	log := r.logger().With("rollout", rollout, "analysis", run.Name, "revision", run.Revision)
 	before := run.Phase
 
@@ -119,12 +127,14 @@ func (r *Runner) Step(ctx context.Context, now time.Time, rollout string, run *v
 		run.StartedAt = metav1.NewTime(now)
 	}
 	target := Target{
-		Rollout:  rollout,
-		Revision: run.Revision,
-		Baseline: run.BaselineRevision,
-		Role:     RoleOf(run.Kind),
-		Since:    run.StartedAt.Time,
-		Args:     args,
+		Rollout:   rollout,
+		Namespace: on.Namespace,
+		Service:   on.Service,
+		Revision:  run.Revision,
+		Baseline:  run.BaselineRevision,
+		Role:      RoleOf(run.Kind),
+		Since:     run.StartedAt.Time,
+		Args:      args,
 	}
 
 	for i := range metrics {

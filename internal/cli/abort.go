@@ -2,10 +2,8 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	"ramp.dev/ramp/internal/server"
 )
 
 func (a *app) abortCmd() *cobra.Command {
-	return a.rolloutAction("abort", "Abort a rollout: send all traffic back to stable", "  ramp abort chat-api", (*server.Client).Abort)
+	return a.rolloutAction("abort", "Abort a rollout: send all traffic back to stable", "  ramp abort chat-api", backend.Abort)
 }

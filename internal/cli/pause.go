@@ -2,10 +2,8 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	"ramp.dev/ramp/internal/server"
 )
 
 func (a *app) pauseCmd() *cobra.Command {
-	return a.rolloutAction("pause", "Pause a rollout where it is", "  ramp pause chat-api", (*server.Client).Pause)
+	return a.rolloutAction("pause", "Pause a rollout where it is", "  ramp pause chat-api", backend.Pause)
 }

@@ -2,10 +2,8 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	"ramp.dev/ramp/internal/server"
 )
 
 func (a *app) resumeCmd() *cobra.Command {
-	return a.rolloutAction("resume", "Resume a paused rollout", "  ramp resume chat-api", (*server.Client).Resume)
+	return a.rolloutAction("resume", "Resume a paused rollout", "  ramp resume chat-api", backend.Resume)
 }

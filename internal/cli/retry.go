@@ -2,10 +2,8 @@ package cli
 
 import (
 	"github.com/spf13/cobra"
-
-	"ramp.dev/ramp/internal/server"
 )
 
 func (a *app) retryCmd() *cobra.Command {
-	return a.rolloutAction("retry", "Run an aborted rollout again", "  ramp retry chat-api", (*server.Client).Retry)
+	return a.rolloutAction("retry", "Run an aborted rollout again", "  ramp retry chat-api", backend.Retry)
 }

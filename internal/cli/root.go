@@ -19,9 +19,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/kube"
 	"ramp.dev/ramp/internal/local"
 	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
+	"ramp.dev/ramp/internal/store"
 )
 
 // Exit codes.
@@ -54,10 +57,15 @@ type app struct {
 	// pollInterval is how often `status` asks the API.
 	pollInterval time.Duration
 
+	// plugin is set when ramp runs as kubectl-ramp: Kubernetes mode by default.
+	plugin bool
+
 	// Global flags.
 	stateDir string
 	server   string
 	token    string
+	// Kubernetes mode's global flags.
+	kubeconfig, kubeContext, namespace string
 }
 
 // Main runs ramp with args (without the program name) and returns the exit code.
@@ -71,6 +79,7 @@ func Main(args []string) int {
 		load:         spec.Load,
 		runLocal:     local.Run,
 		pollInterval: 500 * time.Millisecond,
+		plugin:       isPlugin(os.Args[0]),
 	}
 	return a.run(context.Background(), args)
 }
@@ -106,7 +115,11 @@ func (a *app) run(ctx context.Context, args []string) int {
 		err = ec.err
 	}
 	if err != nil {
-		fmt.Fprintf(a.stderr, "error: %s\n", withHint(err))
+		msg := err.Error()
+		if !a.kubernetesMode() {
+			msg = withHint(err)
+		}
+		fmt.Fprintf(a.stderr, "error: %s\n", msg)
 	}
 	return code
 }
@@ -127,7 +140,9 @@ func (a *app) newRoot() *cobra.Command {
 splitting, or blue-green, watches each version's health while it does, and rolls back by
 itself when the new version is worse.
 
-ramp up runs local mode; the other verbs talk to it over its control API.
+ramp up runs local mode; the other verbs talk to it over its control API. With
+--kubeconfig or --context (or run as kubectl-ramp) they work on Rollouts in a cluster instead,
+which ramp controller drives.
 
 Global settings, in order of precedence:
   --state-dir  flag, then RAMP_STATE_DIR, then .ramp
@@ -149,17 +164,52 @@ Global settings, in order of precedence:
 	pf.StringVar(&a.server, "server", "", "control API URL (env RAMP_SERVER; default: <state-dir>/api.addr, else "+defaultServer+")")
 	// The token's env value is read at use, never shown as a flag default in --help.
 	pf.StringVar(&a.token, "token", "", "control API token (env RAMP_TOKEN; default: <state-dir>/token)")
+	a.kubeFlags(pf)
+	if a.plugin {
+		root.Use = pluginName
+		root.Annotations = map[string]string{cobra.CommandDisplayNameAnnotation: "kubectl ramp"}
+	}
 
 	root.AddCommand(
 		a.upCmd(), a.serveCmd(), a.applyCmd(), a.getCmd(), a.statusCmd(),
 		a.promoteCmd(), a.pauseCmd(), a.resumeCmd(), a.abortCmd(), a.retryCmd(), a.undoCmd(),
-		a.historyCmd(), a.eventsCmd(), a.lintCmd(), a.demoCmd(),
+		a.historyCmd(), a.eventsCmd(), a.lintCmd(), a.demoCmd(), a.controllerCmd(),
 	)
 	return root
 }
 
-// client returns a control API client for the global flags.
-func (a *app) client() (*server.Client, error) {
+// backend is what the verbs call: local mode's control API client, or the Kubernetes backend
+// (kube.Commands) when a kubeconfig is given.
+type backend interface {
+	List(ctx context.Context) ([]v1alpha1.Rollout, error)
+	Get(ctx context.Context, name string) (*v1alpha1.Rollout, error)
+	History(ctx context.Context, name string) ([]store.Revision, error)
+	Events(ctx context.Context, name string, afterSeq uint64) ([]store.Event, error)
+	Apply(ctx context.Context, yaml []byte) ([]string, error)
+	Promote(ctx context.Context, name string, full bool) (string, error)
+	Pause(ctx context.Context, name string) (string, error)
+	Resume(ctx context.Context, name string) (string, error)
+	Abort(ctx context.Context, name string) (string, error)
+	Retry(ctx context.Context, name string) (string, error)
+	Undo(ctx context.Context, name string, toRevision int64) (int64, error)
+}
+
+var (
+	_ backend = (*server.Client)(nil)
+	_ backend = (*kube.Commands)(nil)
+)
+
+// client returns the backend the global flags select: the cluster with --kubeconfig,
+// --context or as kubectl-ramp, else local mode's control API.
+func (a *app) client() (backend, error) {
+	if a.kubernetesMode() {
+		return a.kubeCommands()
+	}
+	return a.localClient()
+}
+
+// localClient returns a control API client for the global flags.
+func (a *app) localClient() (*server.Client, error) {
 	base := cmp.Or(a.server, a.getenv("RAMP_SERVER"))
 	if base == "" {
 		data, err := os.ReadFile(filepath.Join(a.stateDir, addrFile))
@@ -212,7 +262,7 @@ func (a *app) logger() *slog.Logger {
 }
 
 // rolloutAction builds promote-like verbs: one rollout name, one POST, one line printed.
-func (a *app) rolloutAction(use, short, example string, call func(c *server.Client, ctx context.Context, name string) (string, error)) *cobra.Command {
+func (a *app) rolloutAction(use, short, example string, call func(c backend, ctx context.Context, name string) (string, error)) *cobra.Command {
 	return &cobra.Command{
 		Use:     use + " NAME",
 		Short:   short,

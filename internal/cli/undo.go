@@ -5,8 +5,6 @@ import (
 	"fmt"
 
 	"github.com/spf13/cobra"
-
-	"ramp.dev/ramp/internal/server"
 )
 
 func (a *app) undoCmd() *cobra.Command {
@@ -43,7 +41,7 @@ old code with its usual strategy. Without --to-revision, the revision before the
 
 // undoTarget names the revision that revision n copies: the newest older one with the same
 // template.
-func undoTarget(ctx context.Context, c *server.Client, name string, n int64) string {
+func undoTarget(ctx context.Context, c backend, name string, n int64) string {
 	revs, err := c.History(ctx, name)
 	if err != nil {
 		return "the previous revision"

@@ -18,6 +18,7 @@ var routerFactories = map[string]func(client.Client) Router{
 	"istio":      func(c client.Client) Router { return NewIstio(c) },
 	"smi":        func(c client.Client) Router { return NewSMI(c) },
 	"nginx":      func(c client.Client) Router { return NewNginx(c) },
+	"service":    func(c client.Client) Router { return NewServiceRouter(c) },
 }
 
 // NewRouter returns the router registered under name, working through c. An unknown name is

@@ -157,6 +157,42 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "template and workloadRef both set",
+		yaml: rollout(okProcess + "  workloadRef: {name: chat-api}\n  strategy: {rollingUpdate: {}}\n"),
+		want: []string{"spec.template: is set together with spec.workloadRef; give one: template in local mode, workloadRef in Kubernetes mode"},
+	},
+	{
+		name: "workloadRef without a name, of another kind",
+		yaml: rollout("  workloadRef: {apiVersion: apps/v1beta1, kind: StatefulSet}\n  strategy: {rollingUpdate: {}}\n"),
+		want: []string{
+			"spec.workloadRef.name: is required",
+			`spec.workloadRef.apiVersion: "apps/v1beta1" is not apps/v1`,
+			`spec.workloadRef.kind: "StatefulSet" is not Deployment`,
+		},
+	},
+	{
+		name: "workloadRef with local-mode fields",
+		yaml: rollout("  replicas: 3\n  listen: 127.0.0.1:8080\n  workloadRef: {name: Chat_API}\n  strategy: {blueGreen: {previewListen: 127.0.0.1:8081}}\n"),
+		want: []string{
+			`spec.workloadRef.name: "Chat_API" is not a Deployment name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')`,
+			"spec.replicas: 3 is set together with spec.workloadRef; the Deployment's replicas count, leave it out",
+			`spec.listen: "127.0.0.1:8080" is a local-mode address; with spec.workloadRef traffic arrives through Services`,
+			"spec.strategy.blueGreen.activeService: is required with spec.workloadRef: it is the Service that blue-green switches",
+			`spec.strategy.blueGreen.previewListen: "127.0.0.1:8081" is a local-mode address; with spec.workloadRef use previewService`,
+		},
+	},
+	{
+		name: "workloadRef services",
+		yaml: rollout("  workloadRef: {name: chat-api}\n  strategy: {canary: {stableService: chat-api, canaryService: chat-api}}\n") + "---\n" +
+			strings.Replace(rollout("  workloadRef: {name: chat-api}\n  strategy: {blueGreen: {activeService: 1chat, previewService: 1chat}}\n"), "chat-api\nspec", "chat-bg\nspec", 1),
+		want: []string{
+			`rollout/chat-api: spec.strategy.canary.canaryService: "chat-api" is the same as stableService`,
+			`rollout/chat-bg: spec.strategy.blueGreen.activeService: "1chat" is not a Service name: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`,
+			`rollout/chat-bg: spec.strategy.blueGreen.previewService: "1chat" is not a Service name: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')`,
+			`rollout/chat-bg: spec.strategy.blueGreen.previewService: "1chat" is the same as activeService`,
+		},
+	},
+	{
 		name: "no strategy",
 		yaml: rollout(okProcess),
 		want: []string{"spec.strategy: needs one of rollingUpdate, canary or blueGreen"},

@@ -42,7 +42,11 @@ func ValidateRollout(r *v1alpha1.Rollout) Errors {
 	if s.Listen != "" {
 		validateHostPort(&l, "spec.listen", s.Listen, false)
 	}
-	validateTemplate(&l, &s.Template)
+	if s.WorkloadRef != nil {
+		validateKubernetes(&l, s)
+	} else {
+		validateTemplate(&l, &s.Template)
+	}
 	validateStrategy(&l, s)
 	if s.Proxy != nil {
 		validateProxy(&l, "spec.proxy", s.Proxy)
@@ -125,6 +129,73 @@ func validateTemplate(l *errList, t *v1alpha1.Template) {
 	if t.Process != nil {
 		validateProcess(l, path+".process", t.Process)
 	}
+}
+
+// validateKubernetes checks a Kubernetes-mode spec: the pod template comes from the Deployment
+// that workloadRef names, so the local-mode fields (template, replicas, listen addresses) must
+// be empty; blue-green needs the Service it switches.
+func validateKubernetes(l *errList, s *v1alpha1.RolloutSpec) {
+	ref := s.WorkloadRef
+	if t := s.Template; t.Process != nil || len(t.Upstreams) > 0 {
+		l.add("spec.template", nil, "is set together with spec.workloadRef; give one: template in local mode, workloadRef in Kubernetes mode")
+	}
+	if ref.Name == "" {
+		l.add("spec.workloadRef.name", nil, "is required")
+	} else {
+		for _, msg := range validation.IsDNS1123Subdomain(ref.Name) {
+			l.add("spec.workloadRef.name", ref.Name, "is not a Deployment name: %s", msg)
+		}
+	}
+	if ref.APIVersion != "" && ref.APIVersion != "apps/v1" {
+		l.add("spec.workloadRef.apiVersion", ref.APIVersion, "is not apps/v1")
+	}
+	if ref.Kind != "" && ref.Kind != "Deployment" {
+		l.add("spec.workloadRef.kind", ref.Kind, "is not Deployment")
+	}
+	if s.Replicas != nil {
+		l.add("spec.replicas", *s.Replicas, "is set together with spec.workloadRef; the Deployment's replicas count, leave it out")
+	}
+	if s.Listen != "" {
+		l.add("spec.listen", s.Listen, "is a local-mode address; with spec.workloadRef traffic arrives through Services")
+	}
+	service := func(path, name string) {
+		for _, msg := range validation.IsDNS1035Label(name) {
+			l.add(path, name, "is not a Service name: %s", msg)
+		}
+	}
+	if c := s.Strategy.Canary; c != nil {
+		if c.StableService != "" {
+			service("spec.strategy.canary.stableService", c.StableService)
+		}
+		if c.CanaryService != "" {
+			service("spec.strategy.canary.canaryService", c.CanaryService)
+			// With a traffic router, validateTrafficRouters says it.
+			if c.CanaryService == c.StableService && !hasRouter(c.TrafficRouting) {
+				l.add("spec.strategy.canary.canaryService", c.CanaryService, "is the same as stableService")
+			}
+		}
+	}
+	if bg := s.Strategy.BlueGreen; bg != nil {
+		if bg.ActiveService == "" {
+			l.add("spec.strategy.blueGreen.activeService", nil, "is required with spec.workloadRef: it is the Service that blue-green switches")
+		} else {
+			service("spec.strategy.blueGreen.activeService", bg.ActiveService)
+		}
+		if bg.PreviewService != "" {
+			service("spec.strategy.blueGreen.previewService", bg.PreviewService)
+			if bg.PreviewService == bg.ActiveService {
+				l.add("spec.strategy.blueGreen.previewService", bg.PreviewService, "is the same as activeService")
+			}
+		}
+		if bg.PreviewListen != "" {
+			l.add("spec.strategy.blueGreen.previewListen", bg.PreviewListen, "is a local-mode address; with spec.workloadRef use previewService")
+		}
+	}
+}
+
+// hasRouter reports whether tr names a Kubernetes traffic router.
+func hasRouter(tr *v1alpha1.TrafficRouting) bool {
+	return tr != nil && (tr.GatewayAPI != nil || tr.Istio != nil || tr.SMI != nil || tr.Nginx != nil)
 }
 
 func validateProcess(l *errList, path string, p *v1alpha1.ProcessTemplate) {

@@ -1,0 +1,86 @@
+package cli
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+	"k8s.io/client-go/rest"
+
+	"ramp.dev/ramp/internal/analysis"
+	promprovider "ramp.dev/ramp/internal/analysis/prometheus"
+	"ramp.dev/ramp/internal/analysis/web"
+	"ramp.dev/ramp/internal/kube"
+)
+
+func (a *app) controllerCmd() *cobra.Command {
+	o := kube.Options{}
+	var leaderElect bool
+	cmd := &cobra.Command{
+		Use:   "controller",
+		Short: "Run Kubernetes mode's controller: it drives Rollouts in a cluster",
+		Long: `Run the controller that reconciles Rollout resources (ramp.dev/v1alpha1) in a cluster: it
+keeps each Rollout's Deployment on the stable revision, runs the canary or preview beside it,
+moves traffic through Services or the configured router, runs analysis, and promotes or
+rolls back. In a pod it uses the pod's service account; elsewhere --kubeconfig (or
+KUBECONFIG, or ~/.kube/config).
+
+With --leader-elect (the default) several replicas may run; one leads, through a Lease named
+ramp-controller.ramp.dev in --leader-election-namespace. The controller serves Prometheus
+metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
+--health-probe-bind-address.`,
+		Example: `  ramp controller --kubeconfig ~/.kube/config --namespace team-chat
+  ramp controller --leader-elect=false --metrics-bind-address 127.0.0.1:9090`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := a.controllerConfig()
+			if err != nil {
+				return err
+			}
+			o.Providers = map[string]analysis.Provider{
+				"prometheus": promprovider.New(a.now, nil),
+				"web":        web.New(nil),
+				// builtin, scrape and command read local mode's proxy and processes; job is
+				// still to come.
+			}
+			o.Namespace = a.namespace
+			o.LeaderElection = leaderElect
+			o.Logger = a.logger()
+			o.Now = a.now
+			o.Logger.Info("ramp controller starting", "namespace", orAll(o.Namespace), "leaderElection", leaderElect,
+				"metrics", o.MetricsBindAddress, "probes", o.HealthProbeBindAddress)
+			return kube.Run(cmd.Context(), cfg, o)
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&leaderElect, "leader-elect", true, "elect one leader among the controller's replicas (false: this one always reconciles)")
+	f.StringVar(&o.LeaderElectionNamespace, "leader-election-namespace", "", "namespace of the leader Lease (default: the pod's namespace, else --namespace, else default)")
+	f.DurationVar(&o.LeaseDuration, "leader-elect-lease-duration", 15*time.Second, "how long a leader's Lease holds without renewal")
+	f.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives up leading")
+	f.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to become leader")
+	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the /metrics endpoint (0 turns it off)")
+	f.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (0 turns them off)")
+	return cmd
+}
+
+// controllerConfig is the controller's cluster connection: --kubeconfig or --context when
+// given, else in-cluster, else kubectl's default kubeconfig.
+func (a *app) controllerConfig() (*rest.Config, error) {
+	if a.kubeconfig == "" && a.kubeContext == "" {
+		if cfg, err := rest.InClusterConfig(); err == nil {
+			return cfg, nil
+		}
+	}
+	cfg, err := a.restConfig()
+	if err != nil {
+		return nil, fmt.Errorf("controller: %w", err)
+	}
+	return cfg, nil
+}
+
+func orAll(ns string) string {
+	if ns == "" {
+		return "(all)"
+	}
+	return ns
+}

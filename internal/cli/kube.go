@@ -1,0 +1,73 @@
+package cli
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"ramp.dev/ramp/internal/kube"
+)
+
+// pluginName is the program name under which ramp is a kubectl plugin (`kubectl ramp ...`):
+// it then works in Kubernetes mode without --kubeconfig.
+const pluginName = "kubectl-ramp"
+
+// kubeFlags adds the Kubernetes-mode flags, as kubectl names them.
+func (a *app) kubeFlags(pf *pflag.FlagSet) {
+	pf.StringVar(&a.kubeconfig, "kubeconfig", "", "Kubernetes mode: path of the kubeconfig file (default: KUBECONFIG, then ~/.kube/config, when --context is given or run as kubectl-ramp)")
+	pf.StringVar(&a.kubeContext, "context", "", "Kubernetes mode: the kubeconfig context to use")
+	pf.StringVarP(&a.namespace, "namespace", "n", "", "Kubernetes mode: the namespace of the rollouts (default: the context's, else default)")
+}
+
+// kubernetesMode reports whether the verbs talk to a cluster rather than to local mode.
+func (a *app) kubernetesMode() bool {
+	return a.kubeconfig != "" || a.kubeContext != "" || a.plugin
+}
+
+// isPlugin reports whether the program was run as kubectl-ramp.
+func isPlugin(arg0 string) bool {
+	return strings.TrimSuffix(filepath.Base(arg0), ".exe") == pluginName
+}
+
+// kubeLoader is the kubeconfig the flags name, with kubectl's loading rules.
+func (a *app) kubeLoader() clientcmd.ClientConfig {
+	rules := clientcmd.NewDefaultClientConfigLoadingRules()
+	if a.kubeconfig != "" {
+		rules.ExplicitPath = a.kubeconfig
+	}
+	overrides := &clientcmd.ConfigOverrides{CurrentContext: a.kubeContext}
+	return clientcmd.NewNonInteractiveDeferredLoadingClientConfig(rules, overrides)
+}
+
+// restConfig is the cluster connection the flags name.
+func (a *app) restConfig() (*rest.Config, error) {
+	cfg, err := a.kubeLoader().ClientConfig()
+	if err != nil {
+		return nil, fmt.Errorf("kubeconfig: %w", err)
+	}
+	return cfg, nil
+}
+
+// kubeCommands returns the Kubernetes backend of the verbs.
+func (a *app) kubeCommands() (*kube.Commands, error) {
+	cfg, err := a.restConfig()
+	if err != nil {
+		return nil, err
+	}
+	ns := a.namespace
+	if ns == "" {
+		if ns, _, err = a.kubeLoader().Namespace(); err != nil {
+			return nil, fmt.Errorf("kubeconfig namespace: %w", err)
+		}
+	}
+	c, err := client.New(cfg, client.Options{Scheme: kube.Scheme()})
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client: %w", err)
+	}
+	return &kube.Commands{Client: c, Namespace: ns, Now: a.now}, nil
+}

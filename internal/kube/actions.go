@@ -1,0 +1,367 @@
+package kube
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"slices"
+	"strconv"
+	"strings"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/engine"
+)
+
+// carryOut makes the cluster match the decision out: the Deployment paused, ramp's ReplicaSets
+// at their replica counts, a promoted ReplicaSet handed over to the Deployment, the Services'
+// selectors and the router's routes. It goes on after an error and returns them all.
+func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, w *world, out engine.Output) error {
+	var errs []error
+	if err := r.pauseDeployment(ctx, ro, w); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.scale(ctx, ro, w, out); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.reportOnDeployment(ctx, ro, w); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.setSelectors(ctx, ro, w); err != nil {
+		errs = append(errs, err)
+	}
+	if err := r.route(ctx, ro, before, out); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// pauseDeployment pauses the Deployment once a stable revision exists, so that the Deployment
+// controller does not roll out a changed template by itself. Before that, the Deployment
+// deploys its first revision on its own: there is nothing to compare it with.
+func (r *Reconciler) pauseDeployment(ctx context.Context, ro *v1alpha1.Rollout, w *world) error {
+	d := w.deploy
+	if by := d.Annotations[AnnotationPausedBy]; by != "" && by != ro.Name {
+		return fmt.Errorf("deployment %s is managed by rollout %s", d.Name, by)
+	}
+	if ro.Status.StableRevision == 0 || d.Spec.Paused && d.Annotations[AnnotationPausedBy] == ro.Name {
+		return nil
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Spec.Paused = true
+	if d.Annotations == nil {
+		d.Annotations = map[string]string{}
+	}
+	d.Annotations[AnnotationPausedBy] = ro.Name
+	if err := r.client.Patch(ctx, d, patch); err != nil {
+		return fmt.Errorf("pause deployment %s: %w", d.Name, err)
+	}
+	return nil
+}
+
+// Reasons of the Deployment's Progressing condition (k8s.io/kubernetes/pkg/controller/deployment/util).
+const (
+	reasonTimedOut = "ProgressDeadlineExceeded"
+	reasonPaused   = "DeploymentPaused"
+	// abortPrefix starts the message ramp writes, so that it can take it back.
+	abortPrefix = "ramp aborted revision "
+)
+
+// reportOnDeployment tells the team's tools what happened to the Deployment's template: while
+// ramp's abort of it stands, the Deployment's Progressing condition says
+// ProgressDeadlineExceeded, so that `kubectl rollout status` stops waiting and fails as it does
+// when a Deployment's own rollout fails. A new attempt takes the condition back.
+func (r *Reconciler) reportOnDeployment(ctx context.Context, ro *v1alpha1.Rollout, w *world) error {
+	d := w.deploy
+	st := &ro.Status
+	var cur *appsv1.DeploymentCondition
+	for i := range d.Status.Conditions {
+		if d.Status.Conditions[i].Type == appsv1.DeploymentProgressing {
+			cur = &d.Status.Conditions[i]
+		}
+	}
+	ours := cur != nil && cur.Reason == reasonTimedOut && strings.HasPrefix(cur.Message, abortPrefix)
+	aborted := st.Abort && st.AbortedRevision == w.current.number && st.StableRevision != 0
+	var want appsv1.DeploymentCondition
+	switch {
+	case aborted:
+		want = appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse, Reason: reasonTimedOut,
+			Message: fmt.Sprintf("%s%d: %s; traffic is on revision %d (ramp retry %s runs it again)", abortPrefix, st.AbortedRevision, strings.TrimPrefix(st.Message, "aborted: "), st.StableRevision, ro.Name)}
+		if ours && cur.Message == want.Message {
+			return nil
+		}
+	case ours:
+		want = appsv1.DeploymentCondition{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionUnknown, Reason: reasonPaused, Message: "Deployment is paused"}
+	default:
+		return nil
+	}
+	now := metav1.NewTime(r.now())
+	want.LastUpdateTime, want.LastTransitionTime = now, now
+	patch := client.MergeFrom(d.DeepCopy())
+	d.Status.Conditions = slices.DeleteFunc(d.Status.Conditions, func(c appsv1.DeploymentCondition) bool { return c.Type == appsv1.DeploymentProgressing })
+	d.Status.Conditions = append(d.Status.Conditions, want)
+	if err := r.client.Status().Patch(ctx, d, patch); err != nil {
+		return fmt.Errorf("set progressing condition of deployment %s: %w", d.Name, err)
+	}
+	return nil
+}
+
+// servedByDeployment reports whether the Deployment runs rev (one of its ReplicaSets has rev's
+// template).
+func servedByDeployment(w *world, rev *revision) bool {
+	for _, rs := range rev.sets {
+		if w.deploymentOwns(rs) {
+			return true
+		}
+	}
+	return false
+}
+
+// scale sets the replica counts of ramp's ReplicaSets from out.Scale and hands a promoted one
+// over to the Deployment.
+func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, out engine.Output) error {
+	st := &ro.Status
+	if st.StableRevision == 0 {
+		return nil // the first revision: the Deployment deploys it by itself
+	}
+	stable := w.byNumber[st.StableRevision]
+	deployServesStable := stable != nil && servedByDeployment(w, stable)
+	want := func(n int64) int32 {
+		v := out.Scale[n]
+		if n == st.CanaryRevision && n != 0 && RouterName(ro) == "" {
+			v = max(v, replicaWeight(ro, w.replicas()))
+		}
+		return v
+	}
+
+	var errs []error
+	for _, rs := range w.sets {
+		hash := TemplateHash(&rs.Spec.Template)
+		rev := w.byHash[hash]
+		if w.deploymentOwns(rs) {
+			// The Deployment's ReplicaSets: stable stays with the Deployment. Any other one
+			// that runs pods (a rollout the Deployment started before ramp paused it) stops,
+			// once the Deployment runs stable alone so that it does not scale it back up.
+			if rev == stable || replicasOf(rs) == 0 || !deployServesStable || !w.deploy.Spec.Paused {
+				continue
+			}
+			if err := r.setReplicas(ctx, rs, 0); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if !w.isOurs(ro, rs) {
+			continue
+		}
+		n := int64(0)
+		if rev != nil {
+			n = rev.number
+		}
+		target := want(n)
+		if target == 0 && n != st.StableRevision && n != st.CurrentRevision {
+			if err := r.client.Delete(ctx, rs); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete replicaset %s: %w", rs.Name, err))
+			}
+			continue
+		}
+		if err := r.setReplicas(ctx, rs, target); err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	// Revisions that should run and have no ReplicaSet of ramp's yet.
+	for n := range out.Scale {
+		target := want(n)
+		rev := w.byNumber[n]
+		if rev == nil || target == 0 || (rev == stable && deployServesStable) {
+			continue
+		}
+		if slices.ContainsFunc(rev.sets, func(rs *appsv1.ReplicaSet) bool { return w.isOurs(ro, rs) }) {
+			continue
+		}
+		// An old ReplicaSet of the Deployment with this template (history, or a rollout the
+		// Deployment began) would be taken for the Deployment's new one on hand-over: it goes.
+		blocked := false
+		for _, rs := range rev.sets {
+			if !w.deploymentOwns(rs) {
+				continue
+			}
+			blocked = true
+			if replicasOf(rs) > 0 {
+				break // scaled down above; deleted on a later pass
+			}
+			if err := r.client.Delete(ctx, rs); err != nil && !apierrors.IsNotFound(err) {
+				errs = append(errs, fmt.Errorf("delete old replicaset %s of deployment %s: %w", rs.Name, w.deploy.Name, err))
+			}
+		}
+		if blocked {
+			continue
+		}
+		rs := r.newReplicaSet(ro, w, rev, target)
+		if err := r.client.Create(ctx, rs); err != nil {
+			if apierrors.IsAlreadyExists(err) {
+				errs = append(errs, errStale) // created by an earlier decision; the cache lags
+			} else {
+				errs = append(errs, fmt.Errorf("create replicaset %s for revision %d: %w", rs.Name, n, err))
+			}
+			continue
+		}
+		rev.sets = append(rev.sets, rs)
+		w.sets = append(w.sets, rs)
+	}
+
+	// Hand-over: the promoted revision runs in ramp's ReplicaSet at the Deployment's full size,
+	// and nothing else should run.
+	if stable != nil && !deployServesStable && len(out.Scale) == 1 && TemplateHash(&w.deploy.Spec.Template) == stable.hash {
+		for _, rs := range stable.sets {
+			if w.isOurs(ro, rs) && saturated(rs, w.replicas()) {
+				if err := r.handOver(ctx, rs, w.deploy); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				w.events = append(w.events, engine.Event{Type: engine.EventNormal, Reason: "HandedOver", Revision: stable.number,
+					Message: fmt.Sprintf("replicaset %s of revision %d now belongs to deployment %s", rs.Name, stable.number, w.deploy.Name)})
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// replicaWeight is how many canary pods beside the stable ones give the canary about its
+// weight of the traffic when a Service splits requests by pods: c/(n+c) = weight, at most n.
+func replicaWeight(ro *v1alpha1.Rollout, n int32) int32 {
+	w := ro.Status.CanaryWeight
+	if ro.Status.CanaryScale != nil || w <= 0 {
+		return 0
+	}
+	if w >= 50 {
+		return n
+	}
+	return int32(math.Ceil(float64(w) * float64(n) / float64(100-w)))
+}
+
+// saturated reports whether rs runs n available pods at its current spec.
+func saturated(rs *appsv1.ReplicaSet, n int32) bool {
+	return replicasOf(rs) == n && rs.Status.ObservedGeneration >= rs.Generation && rs.Status.AvailableReplicas >= n
+}
+
+func (r *Reconciler) setReplicas(ctx context.Context, rs *appsv1.ReplicaSet, n int32) error {
+	if replicasOf(rs) == n {
+		return nil
+	}
+	patch := client.MergeFrom(rs.DeepCopy())
+	rs.Spec.Replicas = &n
+	if err := r.client.Patch(ctx, rs, patch); err != nil {
+		return fmt.Errorf("scale replicaset %s to %d: %w", rs.Name, n, err)
+	}
+	return nil
+}
+
+// handOver gives rs to Deployment d: without an owner, and with the replica annotations of a
+// saturated new ReplicaSet, the Deployment controller adopts it as its new ReplicaSet and
+// scales the old ones down.
+func (r *Reconciler) handOver(ctx context.Context, rs *appsv1.ReplicaSet, d *appsv1.Deployment) error {
+	n := int32(1)
+	if d.Spec.Replicas != nil {
+		n = *d.Spec.Replicas
+	}
+	w := &world{deploy: d}
+	patch := client.MergeFrom(rs.DeepCopy())
+	rs.OwnerReferences = slices.DeleteFunc(rs.OwnerReferences, func(o metav1.OwnerReference) bool {
+		return o.APIVersion == v1alpha1.APIVersion && o.Kind == v1alpha1.KindRollout
+	})
+	if rs.Annotations == nil {
+		rs.Annotations = map[string]string{}
+	}
+	rs.Annotations[annDesiredReplicas] = strconv.Itoa(int(n))
+	rs.Annotations[annMaxReplicas] = strconv.Itoa(int(n + w.maxSurge()))
+	if err := r.client.Patch(ctx, rs, patch); err != nil {
+		return fmt.Errorf("hand replicaset %s over to deployment %s: %w", rs.Name, d.Name, err)
+	}
+	return nil
+}
+
+// setSelectors points the stable/canary (or active/preview) Services at their revisions' pods.
+// A Service whose revision runs nowhere yet keeps its selector.
+func (r *Reconciler) setSelectors(ctx context.Context, ro *v1alpha1.Rollout, w *world) error {
+	st := &ro.Status
+	hashOf := func(n int64) string { return w.byNumber[n].podHash() }
+	type target struct{ svc, hash string }
+	var targets []target
+	if c := ro.Spec.Strategy.Canary; c != nil {
+		stable := hashOf(st.StableRevision)
+		canary := stable
+		if st.CanaryRevision != 0 && !st.Abort && hashOf(st.CanaryRevision) != "" {
+			canary = hashOf(st.CanaryRevision)
+		}
+		targets = append(targets, target{c.StableService, stable}, target{c.CanaryService, canary})
+	}
+	if bg := ro.Spec.Strategy.BlueGreen; bg != nil {
+		active := hashOf(st.ActiveRevision)
+		preview := active
+		if st.PreviewRevision != 0 && !st.Abort && hashOf(st.PreviewRevision) != "" {
+			preview = hashOf(st.PreviewRevision)
+		}
+		targets = append(targets, target{bg.ActiveService, active}, target{bg.PreviewService, preview})
+	}
+	var errs []error
+	for _, t := range targets {
+		if t.svc == "" || t.hash == "" {
+			continue
+		}
+		changed, err := SetServiceSelector(ctx, r.client, ro.Namespace, t.svc, t.hash)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if changed {
+			r.log.Info("service selector set", keyRollout, ro.Name, "service", t.svc, "podTemplateHash", t.hash)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// route gives the canary's router the decision's weight and header routes. Before it does, it
+// reads back what the traffic layer does and reports drift from what the previous decision
+// set (before), which SetRoutes then repairs.
+func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, out engine.Output) error {
+	c := ro.Spec.Strategy.Canary
+	if c == nil {
+		return nil
+	}
+	name := RouterName(ro)
+	if name == "" {
+		name = "service"
+	}
+	router, err := NewRouter(name, r.client)
+	if err != nil {
+		return err
+	}
+	st := &ro.Status
+	want := Routes{StableService: c.StableService, CanaryService: c.CanaryService}
+	if st.CanaryRevision != 0 {
+		want.CanaryWeight = out.Routes.Weights[st.CanaryRevision]
+	}
+	for _, hr := range out.Routes.HeaderRoutes {
+		want.HeaderRoutes = append(want.HeaderRoutes, v1alpha1.SetHeaderRoute{Name: hr.Name, Match: hr.Match})
+	}
+	if name != "service" && before.CanaryRevision != 0 {
+		prev := Routes{StableService: c.StableService, CanaryService: c.CanaryService, CanaryWeight: before.CanaryWeight, HeaderRoutes: before.HeaderRoutes}
+		got, err := router.ObservedRoutes(ctx, ro)
+		if err != nil {
+			r.log.Warn("read back routes", keyRollout, ro.Name, "router", name, "err", err)
+		} else if d := Drift(prev, got); d != "" {
+			r.record(ro, corev1.EventTypeWarning, "TrafficDrift", fmt.Sprintf("%s router does not route as ramp set it (%s); setting it again", name, d), before.CanaryRevision)
+		}
+	}
+	if err := router.SetRoutes(ctx, ro, want); err != nil {
+		return fmt.Errorf("set routes with %s router: %w", name, err)
+	}
+	return nil
+}

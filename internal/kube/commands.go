@@ -1,0 +1,275 @@
+package kube
+
+import (
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/store"
+)
+
+// Commands are the CLI verbs against a cluster: each changes the Rollout (its status through
+// the status subresource, or spec.paused) as local mode's backend changes its stored rollout,
+// and the controller acts on it at its next decision. Undo writes an older revision's pod
+// template into the Deployment, as `kubectl rollout undo` does.
+type Commands struct {
+	// Client reads and writes the cluster.
+	Client client.Client
+	// Namespace holds the rollouts.
+	Namespace string
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+func (c *Commands) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+// ErrApplyWithKubectl is the answer to `ramp apply` in Kubernetes mode.
+var ErrApplyWithKubectl = errors.New("in Kubernetes mode rollouts are applied with kubectl apply -f (or your Terraform); ramp apply is for local mode")
+
+func (c *Commands) key(name string) types.NamespacedName {
+	return types.NamespacedName{Namespace: c.Namespace, Name: name}
+}
+
+// List returns the namespace's rollouts.
+func (c *Commands) List(ctx context.Context) ([]v1alpha1.Rollout, error) {
+	var l v1alpha1.RolloutList
+	if err := c.Client.List(ctx, &l, client.InNamespace(c.Namespace)); err != nil {
+		return nil, fmt.Errorf("list rollouts in %s: %w", c.Namespace, err)
+	}
+	slices.SortFunc(l.Items, func(a, b v1alpha1.Rollout) int { return cmp.Compare(a.Name, b.Name) })
+	return l.Items, nil
+}
+
+// Get returns one rollout; a missing one is store.ErrNotFound.
+func (c *Commands) Get(ctx context.Context, name string) (*v1alpha1.Rollout, error) {
+	ro := &v1alpha1.Rollout{}
+	if err := c.Client.Get(ctx, c.key(name), ro); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, fmt.Errorf("rollout %s in namespace %s: %w", name, c.Namespace, store.ErrNotFound)
+		}
+		return nil, fmt.Errorf("get rollout %s: %w", name, err)
+	}
+	return ro, nil
+}
+
+// Apply is refused: see ErrApplyWithKubectl.
+func (c *Commands) Apply(ctx context.Context, yaml []byte) ([]string, error) {
+	return nil, ErrApplyWithKubectl
+}
+
+// updateStatus runs fn on the rollout's status and writes it, again on a write conflict.
+func (c *Commands) updateStatus(ctx context.Context, name string, fn func(ro *v1alpha1.Rollout) error) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ro, err := c.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		if err := fn(ro); err != nil {
+			return err
+		}
+		return c.Client.Status().Update(ctx, ro)
+	})
+}
+
+// setPaused sets spec.paused.
+func (c *Commands) setPaused(ctx context.Context, name string, paused bool) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ro, err := c.Get(ctx, name)
+		if err != nil || ro.Spec.Paused == paused {
+			return err
+		}
+		ro.Spec.Paused = paused
+		return c.Client.Update(ctx, ro)
+	})
+}
+
+// Promote ends the current step or pause; full skips every remaining step and analysis.
+func (c *Commands) Promote(ctx context.Context, name string, full bool) (string, error) {
+	if err := c.updateStatus(ctx, name, func(ro *v1alpha1.Rollout) error { return engine.Promote(ro, full) }); err != nil {
+		return "", err
+	}
+	if full {
+		return fmt.Sprintf("rollout/%s promoted (full)", name), nil
+	}
+	return fmt.Sprintf("rollout/%s promoted", name), nil
+}
+
+// Pause holds the rollout where it is.
+func (c *Commands) Pause(ctx context.Context, name string) (string, error) {
+	if err := c.setPaused(ctx, name, true); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("rollout/%s paused", name), nil
+}
+
+// Resume clears a pause and runs inconclusive analysis again.
+func (c *Commands) Resume(ctx context.Context, name string) (string, error) {
+	if err := c.updateStatus(ctx, name, func(ro *v1alpha1.Rollout) error { engine.Resume(ro); return nil }); err != nil {
+		return "", err
+	}
+	if err := c.setPaused(ctx, name, false); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("rollout/%s resumed", name), nil
+}
+
+// Abort sends all traffic to stable and stops the new revision.
+func (c *Commands) Abort(ctx context.Context, name string) (string, error) {
+	if err := c.updateStatus(ctx, name, engine.Abort); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("rollout/%s aborted", name), nil
+}
+
+// Retry runs an aborted revision again from its first step.
+func (c *Commands) Retry(ctx context.Context, name string) (string, error) {
+	if err := c.updateStatus(ctx, name, func(ro *v1alpha1.Rollout) error { return engine.Retry(ro, c.now()) }); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("rollout/%s retrying", name), nil
+}
+
+// revisions returns the rollout's ControllerRevisions, oldest first.
+func (c *Commands) revisions(ctx context.Context, ro *v1alpha1.Rollout) ([]appsv1.ControllerRevision, error) {
+	var l appsv1.ControllerRevisionList
+	if err := c.Client.List(ctx, &l, client.InNamespace(c.Namespace), client.MatchingLabels{LabelRollout: ro.Name}); err != nil {
+		return nil, fmt.Errorf("list revisions of %s: %w", ro.Name, err)
+	}
+	out := slices.DeleteFunc(l.Items, func(cr appsv1.ControllerRevision) bool { return !ownedBy(&cr, ro.UID) })
+	slices.SortFunc(out, func(a, b appsv1.ControllerRevision) int { return cmp.Compare(a.Revision, b.Revision) })
+	return out, nil
+}
+
+// History lists the rollout's revisions, oldest first.
+func (c *Commands) History(ctx context.Context, name string) ([]store.Revision, error) {
+	ro, err := c.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	crs, err := c.revisions(ctx, ro)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]store.Revision, 0, len(crs))
+	for _, cr := range crs {
+		out = append(out, store.Revision{
+			Rollout: name, Number: cr.Revision, Hash: cr.Labels[LabelTemplateHash],
+			CreatedAt: cr.CreationTimestamp.Time, Cause: cr.Annotations[AnnotationCause],
+		})
+	}
+	return out, nil
+}
+
+// Undo writes revision toRevision's pod template (0: the newest before the current) into the
+// Deployment, which makes it a new revision, and returns the number it will get.
+func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (int64, error) {
+	ro, err := c.Get(ctx, name)
+	if err != nil {
+		return 0, err
+	}
+	if ro.Spec.WorkloadRef == nil {
+		return 0, fmt.Errorf("undo %s: the rollout has no spec.workloadRef", name)
+	}
+	crs, err := c.revisions(ctx, ro)
+	if err != nil {
+		return 0, err
+	}
+	var target *appsv1.ControllerRevision
+	current := ro.Status.CurrentRevision
+	for i := len(crs) - 1; i >= 0; i-- {
+		cr := &crs[i]
+		if toRevision == 0 && cr.Revision < current || toRevision != 0 && cr.Revision == toRevision {
+			target = cr
+			break
+		}
+	}
+	switch {
+	case target == nil && toRevision == 0:
+		return 0, fmt.Errorf("undo %s: no revision before %d", name, current)
+	case target == nil:
+		return 0, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, store.ErrNotFound)
+	case target.Revision == current:
+		return 0, fmt.Errorf("undo %s: revision %d is already the current revision", name, target.Revision)
+	}
+	var tmpl corev1.PodTemplateSpec
+	if err := json.Unmarshal(target.Data.Raw, &tmpl); err != nil {
+		return 0, fmt.Errorf("undo %s: decode revision %d: %w", name, target.Revision, err)
+	}
+	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		d := &appsv1.Deployment{}
+		if err := c.Client.Get(ctx, c.key(ro.Spec.WorkloadRef.Name), d); err != nil {
+			return err
+		}
+		d.Spec.Template = tmpl
+		if d.Annotations == nil {
+			d.Annotations = map[string]string{}
+		}
+		d.Annotations[annChangeCause] = "ramp undo to revision " + strconv.FormatInt(target.Revision, 10)
+		return c.Client.Update(ctx, d)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("undo %s: write the template of revision %d into deployment %s: %w", name, target.Revision, ro.Spec.WorkloadRef.Name, err)
+	}
+	if target.Revision == ro.Status.StableRevision {
+		return target.Revision, nil
+	}
+	highest := max(current, ro.Status.StableRevision)
+	for _, cr := range crs {
+		highest = max(highest, cr.Revision)
+	}
+	return highest + 1, nil
+}
+
+// Events lists the events recorded on the rollout, oldest first; afterSeq skips the first
+// ones.
+func (c *Commands) Events(ctx context.Context, name string, afterSeq uint64) ([]store.Event, error) {
+	ro, err := c.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	var l corev1.EventList
+	if err := c.Client.List(ctx, &l, client.InNamespace(c.Namespace)); err != nil {
+		return nil, fmt.Errorf("list events of %s: %w", name, err)
+	}
+	var out []store.Event
+	for _, e := range l.Items {
+		if e.InvolvedObject.UID != ro.UID {
+			continue
+		}
+		t := e.EventTime.Time
+		if t.IsZero() {
+			t = e.LastTimestamp.Time
+		}
+		if t.IsZero() {
+			t = e.CreationTimestamp.Time
+		}
+		out = append(out, store.Event{Time: t, Rollout: name, Type: e.Type, Reason: e.Reason, Message: e.Message})
+	}
+	slices.SortStableFunc(out, func(a, b store.Event) int { return a.Time.Compare(b.Time) })
+	for i := range out {
+		out[i].Seq = uint64(i + 1)
+	}
+	if afterSeq >= uint64(len(out)) {
+		return nil, nil
+	}
+	return out[afterSeq:], nil
+}

@@ -1,0 +1,534 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/analysis"
+	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/spec"
+)
+
+// The permissions the controller needs; `make generate` writes them to config/rbac/role.yaml.
+//
+// +kubebuilder:rbac:groups=ramp.dev,resources=rollouts,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=ramp.dev,resources=rollouts/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=ramp.dev,resources=rollouts/finalizers,verbs=update
+// +kubebuilder:rbac:groups=ramp.dev,resources=analysistemplates,verbs=get;list;watch
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=apps,resources=deployments/status,verbs=patch
+// +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=controllerrevisions,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+// +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch;create;update;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=ingresses,verbs=get;list;watch;create;update;patch
+
+// Log keys.
+const (
+	keyRollout  = "rollout"
+	keyRevision = "revision"
+)
+
+// Reconciler is Kubernetes mode's adapter around the engine, the twin of local mode's
+// Controller. It reconciles one Rollout at a time:
+//
+//   - The team's Deployment (spec.workloadRef) keeps running the STABLE revision. Once the
+//     first revision is stable ramp pauses the Deployment (spec.paused, annotated
+//     ramp.dev/paused-by), so that a change of its pod template — kubectl set image, terraform
+//     apply — is not rolled out by the Deployment controller but becomes a new ramp revision.
+//   - A revision is a pod template, identified by TemplateHash and numbered in a
+//     ControllerRevision owned by the Rollout (the history that `ramp history` lists and
+//     `ramp undo` copies back into the Deployment's template).
+//   - The canary (or blue-green preview) runs in a ReplicaSet <deployment>-<hash> that ramp
+//     creates, owned by the Rollout: the Deployment's pod template unchanged but for the
+//     pod-template-hash label, which the stable/canary/active/preview Services select.
+//     ReplicaSets rather than a second Deployment, because on promotion ramp hands the
+//     ReplicaSet over to the Deployment: it drops its owner reference once the ReplicaSet runs
+//     the Deployment's full replica count, the Deployment controller adopts it as its new
+//     ReplicaSet (same template) and scales the old one down. No pod restarts, the
+//     Deployment's revision history and `kubectl rollout status|history` stay right, and
+//     deleting the Rollout leaves a working Deployment behind (the finalizer hands over any
+//     ReplicaSet of the Deployment's template and resumes the Deployment).
+//   - engine.Output.Scale becomes replica counts of ramp's ReplicaSets (the Deployment keeps
+//     the stable one at its own replicas); Routes become Service selectors and, with a
+//     trafficRouting router, its weights and header routes.
+//
+// Every engine event is recorded as an Event on the Rollout; status conditions (Valid,
+// Reconciled, Progressing, Healthy) say where the rollout stands.
+type Reconciler struct {
+	client   client.Client
+	recorder EventRecorder
+	runner   *analysis.Runner
+	now      func() time.Time
+	log      *slog.Logger
+}
+
+// EventRecorder records events on objects (events.k8s.io), as controller-runtime's recorder
+// does.
+type EventRecorder interface {
+	Eventf(regarding runtime.Object, related runtime.Object, eventtype, reason, action, note string, args ...any)
+}
+
+// ReconcilerOptions configure a Reconciler.
+type ReconcilerOptions struct {
+	// Providers are the analysis providers by name. Nil means none: every metric is then
+	// Error and the rollout aborts.
+	Providers map[string]analysis.Provider
+	// Logger gets the reconciler's logs. Nil means slog.Default().
+	Logger *slog.Logger
+	// Now is the clock. Nil means time.Now.
+	Now func() time.Time
+}
+
+// NewReconciler returns a Reconciler that works through c and records events with rec.
+func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Reconciler {
+	r := &Reconciler{client: c, recorder: rec, now: o.Now, log: o.Logger}
+	if r.now == nil {
+		r.now = time.Now
+	}
+	if r.log == nil {
+		r.log = slog.Default()
+	}
+	r.runner = &analysis.Runner{Providers: o.Providers, Logger: r.log}
+	return r
+}
+
+// pollInterval bounds the wait between two decisions while a rollout is under way, even when
+// nothing is observed to change.
+const pollInterval = 30 * time.Second
+
+var errEmptySelector = errors.New("selects nothing")
+
+// errStale means the cache does not show yet what an earlier decision wrote; the reconciler
+// decides again shortly, without reporting a problem.
+var errStale = errors.New("the cache lags behind the cluster")
+
+// transient reports errors that call for a quiet retry: a lagging cache, or a write conflict
+// with another writer (the CLI, the Deployment controller).
+func transient(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, errStale) || apierrors.IsConflict(err) {
+		return true
+	}
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		for _, e := range joined.Unwrap() {
+			if !transient(e) {
+				return false
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// retrySoon is the wait before deciding again after a transient error.
+const retrySoon = 250 * time.Millisecond
+
+// Reconcile runs one decision for the Rollout req names.
+func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	ro := &v1alpha1.Rollout{}
+	if err := r.client.Get(ctx, req.NamespacedName, ro); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !ro.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, r.finalize(ctx, ro)
+	}
+	if !controllerutil.ContainsFinalizer(ro, FinalizerName) {
+		patch := client.MergeFrom(ro.DeepCopy())
+		controllerutil.AddFinalizer(ro, FinalizerName)
+		if err := r.client.Patch(ctx, ro, patch); err != nil {
+			return ctrl.Result{}, fmt.Errorf("add finalizer to %s: %w", ro.Name, err)
+		}
+	}
+	before := ro.Status.DeepCopy()
+
+	if errs := Validate(ro); len(errs) > 0 {
+		msg := errs.Error()
+		if r.setCondition(ro, v1alpha1.ConditionValid, false, "InvalidSpec", msg) {
+			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "InvalidSpec", "Validate", "%s", msg)
+		}
+		ro.Status.Message = "invalid spec: " + msg
+		return ctrl.Result{}, r.writeStatus(ctx, ro, before)
+	}
+	r.setCondition(ro, v1alpha1.ConditionValid, true, "Valid", "the spec is valid")
+
+	w, err := r.observe(ctx, ro)
+	if transient(err) {
+		return ctrl.Result{RequeueAfter: retrySoon}, nil
+	}
+	if w == nil {
+		reason, msg := "WorkloadNotFound", fmt.Sprintf("deployment %s not found in namespace %s", ro.Spec.WorkloadRef.Name, ro.Namespace)
+		if err != nil {
+			reason, msg = "ObserveFailed", err.Error()
+		}
+		if r.setCondition(ro, v1alpha1.ConditionReconciled, false, reason, msg) {
+			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, reason, "Observe", "%s", msg)
+		}
+		if werr := r.writeStatus(ctx, ro, before); werr != nil {
+			return ctrl.Result{}, werr
+		}
+		return ctrl.Result{}, err // a missing Deployment is watched for; an error retries
+	}
+
+	now := r.now()
+	next := r.runAnalysis(ctx, now, ro)
+	in := ro.DeepCopy()
+	n := w.replicas()
+	in.Spec.Replicas = &n
+	if in.Spec.MinReadySeconds == 0 {
+		in.Spec.MinReadySeconds = w.deploy.Spec.MinReadySeconds
+	}
+	if in.Spec.ProgressDeadlineSeconds == nil && w.deploy.Spec.ProgressDeadlineSeconds != nil {
+		pd := *w.deploy.Spec.ProgressDeadlineSeconds
+		in.Spec.ProgressDeadlineSeconds = &pd
+	}
+	spec.SetDefaults(in)
+	out := engine.Decide(engine.Input{Rollout: in, Revision: w.current.number, Instances: engineInstances(w), Now: now})
+	conditions := ro.Status.Conditions
+	ro.Status = out.Status
+	ro.Status.Conditions = conditions
+
+	actErr := r.carryOut(ctx, ro, before, w, out)
+	quietRetry := transient(actErr)
+	if quietRetry {
+		actErr = nil
+	}
+	for i := range ro.Status.Revisions {
+		rs := &ro.Status.Revisions[i]
+		rs.PodTemplateHash = w.byNumber[rs.Revision].podHash()
+	}
+	if actErr != nil {
+		if r.setCondition(ro, v1alpha1.ConditionReconciled, false, "ActionFailed", actErr.Error()) {
+			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ActionFailed", "Reconcile", "%s", actErr.Error())
+		}
+	} else {
+		r.setCondition(ro, v1alpha1.ConditionReconciled, true, "Reconciled", "the Deployment, ReplicaSets and traffic match the decision")
+	}
+	r.setPhaseConditions(ro)
+	if err := r.writeStatus(ctx, ro, before); err != nil {
+		if apierrors.IsConflict(err) {
+			return ctrl.Result{RequeueAfter: retrySoon}, nil // a user command came in: decide again
+		}
+		return ctrl.Result{}, err
+	}
+	for _, e := range append(out.Events, w.events...) {
+		r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
+	}
+	if err := r.pruneHistory(ctx, ro, w, inUse(ro)); err != nil {
+		r.log.Warn("prune revision history", keyRollout, ro.Name, "err", err)
+	}
+	if actErr != nil {
+		return ctrl.Result{}, actErr
+	}
+	if quietRetry {
+		return ctrl.Result{RequeueAfter: retrySoon}, nil
+	}
+	return ctrl.Result{RequeueAfter: r.requeueAfter(ro, now, out.Requeue, next, w)}, nil
+}
+
+// requeueAfter is when to decide again without a watch event: the engine's and the analysis'
+// next due times, soon while a hand-over is pending, and at least every pollInterval while a
+// revision is under way.
+func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisAt time.Time, w *world) time.Duration {
+	var d time.Duration
+	consider := func(at time.Time) {
+		if at.IsZero() {
+			return
+		}
+		wait := max(at.Sub(now), 100*time.Millisecond)
+		if d == 0 || wait < d {
+			d = wait
+		}
+	}
+	consider(engineAt)
+	consider(analysisAt)
+	for _, run := range ro.Status.Analysis {
+		if (run.Phase == "" || run.Phase == v1alpha1.AnalysisPending) && run.Kind != v1alpha1.AnalysisKindJudge {
+			consider(now) // a run the decision just started takes its first measurement now
+		}
+	}
+	if ro.Status.Phase != v1alpha1.PhaseHealthy && ro.Status.Phase != v1alpha1.PhaseDegraded {
+		consider(now.Add(pollInterval))
+	}
+	if stable := w.byNumber[ro.Status.StableRevision]; stable != nil && !servedByDeployment(w, stable) {
+		consider(now.Add(time.Second))
+	}
+	return d
+}
+
+func inUse(ro *v1alpha1.Rollout) map[int64]bool {
+	st := ro.Status
+	m := map[int64]bool{st.CurrentRevision: true, st.StableRevision: true, st.CanaryRevision: true, st.ActiveRevision: true, st.PreviewRevision: true}
+	for _, rs := range st.Revisions {
+		m[rs.Revision] = true
+	}
+	return m
+}
+
+// writeStatus updates the status subresource when it changed.
+func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus) error {
+	a, err := json.Marshal(before)
+	if err != nil {
+		return fmt.Errorf("marshal status: %w", err)
+	}
+	b, err := json.Marshal(&ro.Status)
+	if err != nil {
+		return fmt.Errorf("marshal status: %w", err)
+	}
+	if string(a) == string(b) {
+		return nil
+	}
+	if err := r.client.Status().Update(ctx, ro); err != nil {
+		return fmt.Errorf("update status of %s: %w", ro.Name, err)
+	}
+	return nil
+}
+
+// setCondition sets a condition and reports whether its status, reason or message changed.
+func (r *Reconciler) setCondition(ro *v1alpha1.Rollout, typ string, ok bool, reason, msg string) bool {
+	status := metav1.ConditionFalse
+	if ok {
+		status = metav1.ConditionTrue
+	}
+	old := meta.FindStatusCondition(ro.Status.Conditions, typ)
+	changed := old == nil || old.Status != status || old.Reason != reason || old.Message != msg
+	if len(msg) > 32000 {
+		msg = msg[:32000]
+	}
+	meta.SetStatusCondition(&ro.Status.Conditions, metav1.Condition{
+		Type: typ, Status: status, Reason: reason, Message: msg, ObservedGeneration: ro.Generation,
+		LastTransitionTime: metav1.NewTime(r.now()),
+	})
+	return changed
+}
+
+// setPhaseConditions derives Progressing and Healthy from the phase.
+func (r *Reconciler) setPhaseConditions(ro *v1alpha1.Rollout) {
+	st := &ro.Status
+	switch st.Phase {
+	case v1alpha1.PhaseProgressing, v1alpha1.PhasePaused:
+		r.setCondition(ro, v1alpha1.ConditionProgressing, true, string(st.Phase), st.Message)
+		r.setCondition(ro, v1alpha1.ConditionHealthy, false, string(st.Phase), st.Message)
+	case v1alpha1.PhaseHealthy:
+		r.setCondition(ro, v1alpha1.ConditionProgressing, false, "RolloutCompleted", st.Message)
+		r.setCondition(ro, v1alpha1.ConditionHealthy, true, "Healthy", st.Message)
+	case v1alpha1.PhaseDegraded:
+		r.setCondition(ro, v1alpha1.ConditionProgressing, false, "RolloutAborted", st.Message)
+		r.setCondition(ro, v1alpha1.ConditionHealthy, false, "Degraded", st.Message)
+	}
+}
+
+func (r *Reconciler) record(ro *v1alpha1.Rollout, typ, reason, msg string, rev int64) {
+	r.recorder.Eventf(ro, nil, typ, reason, reason, "%s", msg)
+	level := slog.LevelInfo
+	if typ == engine.EventWarning {
+		level = slog.LevelWarn
+	}
+	r.log.Log(context.Background(), level, msg, keyRollout, ro.Namespace+"/"+ro.Name, keyRevision, rev, "reason", reason)
+}
+
+// engineInstances turns the observed pods into the engine's instances.
+func engineInstances(w *world) map[int64][]engine.Instance {
+	out := map[int64][]engine.Instance{}
+	for n, pods := range w.instances() {
+		for _, p := range pods {
+			out[n] = append(out[n], podToInstance(p.pod))
+		}
+	}
+	return out
+}
+
+// crashLoopReasons are container waiting reasons that mean the pod will not start by itself.
+var crashLoopReasons = []string{"CrashLoopBackOff"}
+
+func podToInstance(p *corev1.Pod) engine.Instance {
+	in := engine.Instance{ID: p.Name, StartedAt: p.CreationTimestamp.Time, Terminating: p.DeletionTimestamp != nil}
+	if p.Status.StartTime != nil {
+		in.StartedAt = p.Status.StartTime.Time
+	}
+	for _, c := range p.Status.Conditions {
+		if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+			in.Ready = true
+			in.ReadySince = c.LastTransitionTime.Time
+		}
+		if c.Type == corev1.PodReady && c.Status != corev1.ConditionTrue && c.Message != "" {
+			in.Message = c.Message
+		}
+	}
+	for _, cs := range p.Status.ContainerStatuses {
+		in.Restarts += cs.RestartCount
+		if wt := cs.State.Waiting; wt != nil {
+			if slices.Contains(crashLoopReasons, wt.Reason) {
+				in.CrashLooping = true
+			}
+			in.Message = fmt.Sprintf("container %s: %s: %s", cs.Name, wt.Reason, wt.Message)
+		}
+	}
+	if p.Status.Phase == corev1.PodFailed {
+		in.Message = fmt.Sprintf("pod failed: %s %s", p.Status.Reason, p.Status.Message)
+	}
+	if in.Ready {
+		in.Message = ""
+	}
+	return in
+}
+
+// runAnalysis takes the measurements that are due for ro's analysis runs and returns when the
+// next one is due (zero when none).
+func (r *Reconciler) runAnalysis(ctx context.Context, now time.Time, ro *v1alpha1.Rollout) time.Time {
+	var next time.Time
+	for i := range ro.Status.Analysis {
+		run := &ro.Status.Analysis[i]
+		if run.Phase.Completed() || run.Kind == v1alpha1.AnalysisKindJudge {
+			continue // the sequential judge is fed by local mode's proxy; here it stays Pending
+		}
+		templates := map[string]*v1alpha1.AnalysisTemplate{}
+		for _, ref := range run.Spec.Templates {
+			t := &v1alpha1.AnalysisTemplate{}
+			err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.TemplateName}, t)
+			if err == nil {
+				if errs := spec.ValidateAnalysisTemplate(t); len(errs) > 0 {
+					err = errs
+				}
+			}
+			if err != nil {
+				run.Phase = v1alpha1.AnalysisError
+				run.Message = fmt.Sprintf("analysis template %q: %s", ref.TemplateName, err.Error())
+				break
+			}
+			spec.SetAnalysisTemplateDefaults(t)
+			templates[ref.TemplateName] = t
+		}
+		if run.Phase.Completed() {
+			continue
+		}
+		before := run.Phase
+		on := analysis.Target{Rollout: ro.Name, Namespace: ro.Namespace, Service: analysisService(ro, run.Kind)}
+		due := r.runner.StepFor(ctx, now, on, run, templates)
+		if !due.IsZero() && (next.IsZero() || due.Before(next)) {
+			next = due
+		}
+		if run.Phase != before && run.Phase.Completed() {
+			typ := engine.EventNormal
+			if run.Phase != v1alpha1.AnalysisSuccessful {
+				typ = engine.EventWarning
+			}
+			r.record(ro, typ, "Analysis"+string(run.Phase), fmt.Sprintf("analysis %s: %s %s", run.Name, run.Phase, run.Message), run.Revision)
+		}
+	}
+	return next
+}
+
+// analysisService is the Service of the revision an analysis of kind looks at: the canary
+// (or preview, or active) Service; empty when the rollout names none.
+func analysisService(ro *v1alpha1.Rollout, kind v1alpha1.AnalysisKind) string {
+	if c := ro.Spec.Strategy.Canary; c != nil {
+		return c.CanaryService
+	}
+	if bg := ro.Spec.Strategy.BlueGreen; bg != nil {
+		if analysis.RoleOf(kind) == string(v1alpha1.RolePreview) && bg.PreviewService != "" {
+			return bg.PreviewService
+		}
+		return bg.ActiveService
+	}
+	return ""
+}
+
+// finalize hands the Deployment back when its Rollout is deleted: any ReplicaSet of ramp's
+// with the Deployment's template goes to the Deployment, the Deployment is resumed, and the
+// Services select by their own selectors again. ramp's other ReplicaSets and its revision
+// history are garbage-collected with the Rollout.
+func (r *Reconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) error {
+	if !controllerutil.ContainsFinalizer(ro, FinalizerName) {
+		return nil
+	}
+	if ro.Spec.WorkloadRef != nil {
+		d := &appsv1.Deployment{}
+		err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Spec.WorkloadRef.Name}, d)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return fmt.Errorf("get deployment %s: %w", ro.Spec.WorkloadRef.Name, err)
+		default:
+			if err := r.release(ctx, ro, d); err != nil {
+				return err
+			}
+		}
+	}
+	for _, svc := range rolloutServices(ro) {
+		if _, err := SetServiceSelector(ctx, r.client, ro.Namespace, svc, ""); err != nil {
+			return err
+		}
+	}
+	patch := client.MergeFrom(ro.DeepCopy())
+	controllerutil.RemoveFinalizer(ro, FinalizerName)
+	if err := r.client.Patch(ctx, ro, patch); err != nil {
+		return fmt.Errorf("remove finalizer of %s: %w", ro.Name, err)
+	}
+	return nil
+}
+
+// release gives the Deployment its ReplicaSet back and resumes it.
+func (r *Reconciler) release(ctx context.Context, ro *v1alpha1.Rollout, d *appsv1.Deployment) error {
+	hash := TemplateHash(&d.Spec.Template)
+	var sets appsv1.ReplicaSetList
+	if err := r.client.List(ctx, &sets, client.InNamespace(ro.Namespace), client.MatchingLabels{LabelRollout: ro.Name}); err != nil {
+		return fmt.Errorf("list replicasets of %s: %w", ro.Name, err)
+	}
+	for i := range sets.Items {
+		rs := &sets.Items[i]
+		if ownedBy(rs, ro.UID) && TemplateHash(&rs.Spec.Template) == hash {
+			if err := r.handOver(ctx, rs, d); err != nil {
+				return err
+			}
+		}
+	}
+	if d.Annotations[AnnotationPausedBy] == ro.Name {
+		patch := client.MergeFrom(d.DeepCopy())
+		d.Spec.Paused = false
+		delete(d.Annotations, AnnotationPausedBy)
+		if err := r.client.Patch(ctx, d, patch); err != nil {
+			return fmt.Errorf("resume deployment %s: %w", d.Name, err)
+		}
+	}
+	return nil
+}
+
+// rolloutServices are the Services whose selectors ramp sets.
+func rolloutServices(ro *v1alpha1.Rollout) []string {
+	var out []string
+	if c := ro.Spec.Strategy.Canary; c != nil {
+		out = append(out, c.StableService, c.CanaryService)
+	}
+	if bg := ro.Spec.Strategy.BlueGreen; bg != nil {
+		out = append(out, bg.ActiveService, bg.PreviewService)
+	}
+	return slices.DeleteFunc(out, func(s string) bool { return s == "" })
+}
