@@ -270,7 +270,15 @@ func testStreamsEachToken(t *testing.T, contentType string) {
 	p := New("chat-api", Options{Logger: quietLogger()})
 	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{up}}}})
 	f := serve(t, p)
-	resp, err := f.client.Get(f.url + "/stream")
+	// A proxy that buffers would hold back even the headers: bound the whole exchange so such
+	// a bug fails the test instead of hanging it.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, f.url+"/stream", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := f.client.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
