@@ -19,7 +19,7 @@ func Decide(in Input) Output {
 	d := &decision{
 		in:       in,
 		spec:     &in.Rollout.Spec,
-		st:       copyStatus(in.Rollout.Status),
+		st:       *in.Rollout.Status.DeepCopy(),
 		now:      in.Now,
 		newRev:   in.Revision,
 		replicas: 1,
@@ -47,10 +47,6 @@ type decision struct {
 	wanted map[string]bool
 	// progressed is set when the revision under way moved forward in this decision.
 	progressed bool
-}
-
-func copyStatus(s v1alpha1.RolloutStatus) v1alpha1.RolloutStatus {
-	return *s.DeepCopy()
 }
 
 func (d *decision) run() {
