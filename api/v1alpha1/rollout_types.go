@@ -219,6 +219,29 @@ type RollingUpdateStrategy struct {
 	// Analysis runs in the background for the whole update; when it fails the update is
 	// undone to the previous revision.
 	Analysis *RolloutAnalysis `json:"analysis,omitempty"`
+	// Pause holds the update once some instances run the new revision, while its analysis
+	// runs (and at least its duration). Nil means the update never holds by itself.
+	Pause *RollingUpdatePause `json:"pause,omitempty"`
+}
+
+// RollingUpdatePause is the point where a rolling update holds: once Updated instances of
+// the new revision are available. The update goes on when the pause's analysis succeeds and
+// its duration has passed, or on `ramp promote`; it is undone to the previous revision when
+// the analysis fails. While the update has not passed this point, status.currentStepIndex is
+// 0; after it, 1.
+type RollingUpdatePause struct {
+	// Updated is how many instances run the new revision when the update holds: a count or
+	// a percent of replicas (rounded up), at least 1. Required. In Kubernetes mode the
+	// Deployment controller creates the pods, and may have started a few more (up to its
+	// maxSurge step) when ramp pauses the Deployment.
+	Updated intstr.IntOrString `json:"updated"`
+	// Duration is the least time the update holds: a number of seconds or a Go duration
+	// ("30s", "2m"). Nil means no least time: it holds until the analysis succeeds or, with
+	// no analysis, until `ramp promote`.
+	Duration *intstr.IntOrString `json:"duration,omitempty"`
+	// Analysis runs while the update holds; the update goes on when it succeeds and is
+	// undone when it fails. Nil means no analysis.
+	Analysis *RolloutAnalysis `json:"analysis,omitempty"`
 }
 
 // CanaryStrategy runs the new revision beside stable and moves traffic to it step by step.

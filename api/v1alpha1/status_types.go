@@ -138,6 +138,8 @@ const (
 	PauseReasonUser         PauseReason = "UserPause"
 	PauseReasonInconclusive PauseReason = "InconclusiveAnalysis"
 	PauseReasonBlueGreen    PauseReason = "BlueGreenPause"
+	// PauseReasonRollingUpdate holds a rolling update at spec.strategy.rollingUpdate.pause.
+	PauseReasonRollingUpdate PauseReason = "RollingUpdatePause"
 )
 
 // PauseCondition records one reason to wait.
@@ -175,6 +177,8 @@ const (
 	AnalysisKindBackground  AnalysisKind = "background"
 	AnalysisKindPrePromote  AnalysisKind = "prePromotion"
 	AnalysisKindPostPromote AnalysisKind = "postPromotion"
+	// AnalysisKindPause runs while a rolling update holds at its pause point.
+	AnalysisKindPause AnalysisKind = "pause"
 	// AnalysisKindJudge is the sequential judge of a canary (spec.strategy.canary.judge). It
 	// has no templates; the adapter feeds it.
 	AnalysisKindJudge AnalysisKind = "judge"

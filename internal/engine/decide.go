@@ -207,7 +207,7 @@ func (d *decision) start(rev int64) {
 	} else {
 		d.st.CanaryRevision = rev
 	}
-	if c := d.spec.Strategy.Canary; c != nil {
+	if c, ru := d.spec.Strategy.Canary, d.spec.Strategy.RollingUpdate; c != nil || ru != nil && ru.Pause != nil {
 		zero := int32(0)
 		d.st.CurrentStepIndex = &zero
 	}

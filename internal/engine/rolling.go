@@ -3,6 +3,10 @@ package engine
 import (
 	"fmt"
 	"slices"
+	"strings"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
 )
@@ -44,6 +48,15 @@ func (d *decision) rolling() {
 	newDesired, _ := d.prevDesired(rev)
 	newReady, newAvail := d.counts(rev)
 
+	// The pause point: scale up no further than it, and hold once it is reached.
+	hold := int32(-1)
+	if ru.Pause != nil && d.beforePausePoint() {
+		var aborted bool
+		if hold, aborted = d.rollingPause(ru.Pause, newAvail); aborted {
+			return
+		}
+	}
+
 	if !d.isPaused() {
 		// Scale up within the surge.
 		var oldDesired, oldAvail int32
@@ -52,8 +65,12 @@ func (d *decision) rolling() {
 			_, a := d.counts(r)
 			oldAvail += min(a, want)
 		}
+		prev := newDesired
 		if room := n + surge - (newDesired + oldDesired); room > 0 && newDesired < n {
 			newDesired += min(room, n-newDesired)
+		}
+		if hold >= 0 {
+			newDesired = min(newDesired, max(hold, prev))
 		}
 		// Scale down old within the availability bound: unavailable old instances may go at
 		// once; available ones while enough others are available.
@@ -121,5 +138,95 @@ func (d *decision) rolling() {
 		d.promote(rev)
 		return
 	}
-	d.st.Message = fmt.Sprintf("rolling update to revision %d: %d/%d new instances available, %d old left", rev, newAvail, n, oldLeft)
+	if !slices.ContainsFunc(d.st.PauseConditions, func(c v1alpha1.PauseCondition) bool { return c.Reason == v1alpha1.PauseReasonRollingUpdate }) {
+		d.st.Message = fmt.Sprintf("rolling update to revision %d: %d/%d new instances available, %d old left", rev, newAvail, n, oldLeft)
+	}
+}
+
+// PausePoint is the number of instances of the new revision at which a rolling update with
+// pause p holds, out of replicas: at least 1 and at most replicas.
+func PausePoint(p *v1alpha1.RollingUpdatePause, replicas int32) int32 {
+	n := scaledValue(&p.Updated, "", replicas, true)
+	return max(1, min(n, replicas))
+}
+
+// beforePausePoint reports whether the rolling update under way has not yet gone past its
+// pause point (status.currentStepIndex 0).
+func (d *decision) beforePausePoint() bool {
+	return d.st.CurrentStepIndex != nil && *d.st.CurrentStepIndex == 0
+}
+
+// rollingPause holds the update once newAvail instances of the new revision reach the pause
+// point, runs the pause's analysis, and lets the update go on when the analysis succeeded
+// and the duration passed, or on promote. It returns the pause point while the update must
+// not go past it (-1 once it may), and whether the rollout was aborted.
+func (d *decision) rollingPause(p *v1alpha1.RollingUpdatePause, newAvail int32) (hold int32, aborted bool) {
+	rev, n := d.newRev, d.replicas
+	at := PausePoint(p, n)
+	pass := func(why string) int32 {
+		one := int32(1)
+		d.st.CurrentStepIndex = &one
+		d.unpause(v1alpha1.PauseReasonRollingUpdate)
+		now := metav1.NewTime(d.now)
+		d.st.StepStartTime = &now
+		d.st.LastProgressTime = &now
+		d.event(EventNormal, "RollingUpdateResumed", fmt.Sprintf("rolling update to revision %d goes on past %d/%d new instances: %s", rev, at, n, why))
+		return -1
+	}
+	if d.st.Promote || d.st.PromoteFull {
+		d.st.Promote = false
+		return pass("promoted"), false
+	}
+	if newAvail < at {
+		return at, false
+	}
+	var since metav1.Time
+	for _, c := range d.st.PauseConditions {
+		if c.Reason == v1alpha1.PauseReasonRollingUpdate {
+			since = c.StartTime
+		}
+	}
+	if since.IsZero() {
+		d.pause(v1alpha1.PauseReasonRollingUpdate)
+		since = metav1.NewTime(d.now)
+		what := "until `ramp promote`"
+		switch {
+		case p.Analysis != nil:
+			what = "while analysis runs"
+		case p.Duration != nil:
+			what = "for " + duration(p.Duration).String()
+		}
+		d.event(EventNormal, "RollingUpdatePaused", fmt.Sprintf("rolling update to revision %d holds at %d/%d new instances %s", rev, newAvail, n, what))
+	}
+	waiting := []string{}
+	if p.Duration != nil {
+		end := since.Add(duration(p.Duration))
+		if d.now.Before(end) {
+			d.requeue(end)
+			waiting = append(waiting, fmt.Sprintf("until %s", end.UTC().Format(time.RFC3339)))
+		}
+	}
+	if p.Analysis != nil {
+		run := d.ensureRun(v1alpha1.AnalysisKindPause, nil, *p.Analysis, d.st.StableRevision)
+		passed, aborted := d.judge(run)
+		if aborted {
+			return at, true
+		}
+		if !passed {
+			waiting = append(waiting, "for analysis "+run.Name)
+		}
+	} else if p.Duration == nil {
+		waiting = append(waiting, "for `ramp promote`")
+	}
+	if len(waiting) == 0 {
+		why := "the pause ended"
+		if p.Analysis != nil {
+			why = "analysis succeeded"
+		}
+		return pass(why), false
+	}
+	if !slices.ContainsFunc(d.st.PauseConditions, func(c v1alpha1.PauseCondition) bool { return c.Reason == v1alpha1.PauseReasonInconclusive }) {
+		d.st.Message = fmt.Sprintf("rolling update to revision %d holds at %d/%d new instances, waiting %s", rev, newAvail, n, strings.Join(waiting, " and "))
+	}
+	return at, false
 }

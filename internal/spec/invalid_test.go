@@ -221,6 +221,25 @@ var invalidCases = []struct {
 		want: []string{"spec.strategy.rollingUpdate.maxSurge: -1 must be >= 0"},
 	},
 	{
+		name: "rolling update pause without updated",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {pause: {duration: 1m}}}\n"),
+		want: []string{`spec.strategy.rollingUpdate.pause.updated: is required: how many instances run the new revision when the update holds (a count or a percent like "25%"), at least 1`},
+	},
+	{
+		name: "rolling update pause bad values",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {pause: {updated: 0%, duration: soon, analysis: {templates: []}}}}\n"),
+		want: []string{
+			`spec.strategy.rollingUpdate.pause.updated: "0%" must be more than 0%`,
+			`spec.strategy.rollingUpdate.pause.duration: "soon" is not a duration like "30s", "1m" or a number of seconds`,
+			"spec.strategy.rollingUpdate.pause.analysis.templates: needs at least one template",
+		},
+	},
+	{
+		name: "rolling update pause past all instances",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {pause: {updated: 120%}}}\n"),
+		want: []string{`spec.strategy.rollingUpdate.pause.updated: "120%" is not a percent between 0% and 100%`},
+	},
+	{
 		name: "canary steps with none or two fields",
 		yaml: rollout(okProcess + "  strategy:\n    canary:\n      steps:\n        - setWeight: 10\n        - {}\n        - {setWeight: 20, pause: {}}\n"),
 		want: []string{

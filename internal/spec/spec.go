@@ -425,6 +425,9 @@ func analyses(r *v1alpha1.Rollout) []analysisAt {
 	st := &r.Spec.Strategy
 	if ru := st.RollingUpdate; ru != nil {
 		add("spec.strategy.rollingUpdate.analysis", ru.Analysis)
+		if ru.Pause != nil {
+			add("spec.strategy.rollingUpdate.pause.analysis", ru.Pause.Analysis)
+		}
 	}
 	if c := st.Canary; c != nil {
 		add("spec.strategy.canary.analysis", c.Analysis)

@@ -282,6 +282,21 @@ func validateRollingUpdate(l *errList, path string, ru *v1alpha1.RollingUpdateSt
 	if ru.Analysis != nil {
 		validateAnalysis(l, path+".analysis", ru.Analysis)
 	}
+	if p := ru.Pause; p != nil {
+		pp := path + ".pause"
+		switch zero := validateCountOrPercent(l, pp+".updated", &p.Updated); {
+		case zero && p.Updated.Type == intstr.Int && p.Updated.IntVal == 0:
+			l.add(pp+".updated", nil, "is required: how many instances run the new revision when the update holds (a count or a percent like \"25%%\"), at least 1")
+		case zero:
+			l.add(pp+".updated", &p.Updated, "must be more than 0%%")
+		}
+		if p.Duration != nil {
+			validateDuration(l, pp+".duration", p.Duration, false)
+		}
+		if p.Analysis != nil {
+			validateAnalysis(l, pp+".analysis", p.Analysis)
+		}
+	}
 }
 
 // validateCountOrPercent checks a count >= 0 or "N%" with 0 <= N <= 100 and reports whether
