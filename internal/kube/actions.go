@@ -23,6 +23,9 @@ import (
 // at their replica counts, a promoted ReplicaSet handed over to the Deployment, the Services'
 // selectors and the router's routes. It goes on after an error and returns them all.
 func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, w *world, out engine.Output) error {
+	if isRolling(ro) {
+		return r.carryOutRolling(ctx, ro, w)
+	}
 	var errs []error
 	if err := r.pauseDeployment(ctx, ro, w); err != nil {
 		errs = append(errs, err)

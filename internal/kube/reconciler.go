@@ -197,6 +197,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err // a missing Deployment is watched for; an error retries
 	}
 
+	r.observeRolling(ro, w)
+
 	now := r.now()
 	next := r.runAnalysis(ctx, now, ro)
 	in := ro.DeepCopy()

@@ -20,9 +20,6 @@ func Validate(ro *v1alpha1.Rollout) spec.Errors {
 		errs = slices.DeleteFunc(errs, func(e *spec.FieldError) bool { return strings.HasPrefix(e.Path, "spec.template") })
 		errs = append(errs, &spec.FieldError{Path: "spec.workloadRef", Msg: "is required in Kubernetes mode: name the Deployment whose pod template this rollout ships"})
 	}
-	if ro.Spec.Strategy.RollingUpdate != nil {
-		errs = append(errs, &spec.FieldError{Path: "spec.strategy.rollingUpdate", Msg: "is not supported in Kubernetes mode yet: use canary or blueGreen (the Deployment's own rolling update, gated by analysis, is still to come)"})
-	}
 	c := ro.Spec.Strategy.Canary
 	if c == nil {
 		return errs

@@ -176,6 +176,11 @@ func TestKubernetesMode(t *testing.T) {
 		}
 	})
 
+	t.Run("rollingUpdate", func(t *testing.T) {
+		startController(t, cfg, "rolling", metrics, kube.Options{})
+		testRollingUpdate(t, env, metrics)
+	})
+
 	t.Run("istio router", func(t *testing.T) {
 		env.ApplyFiles(t, filepath.Join(repoRoot, "internal/kube/testdata/crds/networking.istio.io_virtualservices.yaml"))
 		startController(t, cfg, "istio", metrics, kube.Options{})
