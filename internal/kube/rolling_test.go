@@ -1,0 +1,130 @@
+package kube
+
+import (
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// rollingWorld is a rollout with stable revision 1 (image v1) and revision 2 (v2), over a
+// Deployment of 3 replicas whose template is image; the Deployment runs updated pods of its
+// template.
+func rollingWorld(image string, updated int32) (*v1alpha1.Rollout, *world) {
+	ro := &v1alpha1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Name: "chat-api", Namespace: ns, UID: "ro-uid"},
+		Spec: v1alpha1.RolloutSpec{WorkloadRef: &v1alpha1.WorkloadRef{Name: "chat-api"}, Strategy: v1alpha1.Strategy{
+			RollingUpdate: &v1alpha1.RollingUpdateStrategy{Pause: &v1alpha1.RollingUpdatePause{Updated: intstr.FromInt32(1)}},
+		}},
+		Status: v1alpha1.RolloutStatus{StableRevision: 1, CurrentRevision: 2, CanaryRevision: 2, CurrentStepIndex: ptr(int32(0))},
+	}
+	d := &appsv1.Deployment{
+		ObjectMeta: metav1.ObjectMeta{Name: "chat-api", Namespace: ns, UID: "d-uid", Generation: 2, Annotations: map[string]string{}},
+		Spec:       appsv1.DeploymentSpec{Replicas: ptr(int32(3)), Template: podTemplate(image)},
+		Status:     appsv1.DeploymentStatus{ObservedGeneration: 2, Replicas: 3 + updated, UpdatedReplicas: updated, AvailableReplicas: 3},
+	}
+	w := &world{deploy: d, byNumber: map[int64]*revision{}, byHash: map[string]*revision{}}
+	for n, img := range map[int64]string{1: "v1", 2: "v2"} {
+		t := podTemplate(img)
+		rev := &revision{number: n, hash: TemplateHash(&t), template: t}
+		w.byNumber[n], w.byHash[rev.hash] = rev, rev
+	}
+	w.current = w.byHash[TemplateHash(&d.Spec.Template)]
+	t := podTemplate(image)
+	w.sets = []*appsv1.ReplicaSet{{Spec: appsv1.ReplicaSetSpec{Replicas: &updated, Template: t}}}
+	return ro, w
+}
+
+func TestMayRoll(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		image   string
+		updated int32
+		change  func(ro *v1alpha1.Rollout, w *world)
+		undo    bool
+		want    bool
+	}{
+		{name: "before the pause point", image: "v2", updated: 0, want: true},
+		{name: "at the pause point", image: "v2", updated: 1, want: false},
+		{name: "past the pause point", image: "v2", updated: 2, want: true, change: func(ro *v1alpha1.Rollout, w *world) { ro.Status.CurrentStepIndex = ptr(int32(1)) }},
+		{name: "held by the engine", image: "v2", updated: 0, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
+			ro.Status.PauseConditions = []v1alpha1.PauseCondition{{Reason: v1alpha1.PauseReasonInconclusive}}
+		}},
+		{name: "paused by the user", image: "v2", updated: 0, want: false, change: func(ro *v1alpha1.Rollout, w *world) { ro.Spec.Paused = true }},
+		{name: "rolling back", image: "v1", updated: 1, undo: true, want: true},
+		{name: "rolled back", image: "v1", updated: 3, undo: true, want: false, change: func(ro *v1alpha1.Rollout, w *world) { w.deploy.Status.Replicas = 3 }},
+		{name: "steady", image: "v1", updated: 3, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
+			w.deploy.Status.Replicas = 3
+			ro.Status.CurrentRevision, ro.Status.CanaryRevision = 1, 0
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ro, w := rollingWorld(tc.image, tc.updated)
+			if tc.undo {
+				w.current = w.byNumber[2]
+			}
+			if tc.change != nil {
+				tc.change(ro, w)
+			}
+			if got := mayRoll(ro, w, tc.undo, false); got != tc.want {
+				t.Errorf("mayRoll = %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestObserveRolling(t *testing.T) {
+	r := &Reconciler{}
+
+	// The template ramp wrote back in an undo keeps the undone revision current.
+	ro, w := rollingWorld("v1", 3)
+	w.deploy.Annotations[AnnotationUndoneRevision] = "2"
+	r.observeRolling(ro, w)
+	if w.current.number != 2 {
+		t.Errorf("current revision %d after ramp's undo, want 2", w.current.number)
+	}
+	// Any other template is itself.
+	ro, w = rollingWorld("v2", 1)
+	w.deploy.Annotations[AnnotationUndoneRevision] = "2"
+	r.observeRolling(ro, w)
+	if w.current.number != 2 || ro.Status.Abort {
+		t.Errorf("current %d abort %v", w.current.number, ro.Status.Abort)
+	}
+
+	// The Deployment's own progress deadline aborts the revision under way, once.
+	ro, w = rollingWorld("v2", 1)
+	w.deploy.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse,
+		Reason: reasonTimedOut, Message: `ReplicaSet "chat-api-x" has timed out progressing.`}}
+	r.observeRolling(ro, w)
+	if !ro.Status.Abort || ro.Status.AbortedRevision != 2 || !strings.Contains(ro.Status.Message, "deployment chat-api exceeded its progress deadline: ReplicaSet") {
+		t.Errorf("status after the deadline: %+v", ro.Status)
+	}
+	if len(w.events) != 1 || w.events[0].Reason != "RolloutAborted" {
+		t.Errorf("events %+v", w.events)
+	}
+	r.observeRolling(ro, w)
+	if len(w.events) != 1 {
+		t.Errorf("aborted twice: %+v", w.events)
+	}
+	// Not before the Deployment controller saw the template.
+	ro, w = rollingWorld("v2", 1)
+	w.deploy.Status.ObservedGeneration = 1
+	w.deploy.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Reason: reasonTimedOut}}
+	r.observeRolling(ro, w)
+	if ro.Status.Abort {
+		t.Error("a stale condition aborted the rollout")
+	}
+}
+
+func TestValidateAcceptsRollingUpdate(t *testing.T) {
+	ro, _ := rollingWorld("v2", 0)
+	ro.Spec.Strategy.RollingUpdate.Pause.Analysis = &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "error-rate"}}}
+	if errs := Validate(ro); len(errs) > 0 {
+		t.Fatalf("Validate: %v", errs)
+	}
+}
