@@ -143,6 +143,22 @@ func testRollingUpdate(t *testing.T, env *k8senv.Env, metrics *metricsServer) {
 		metrics.set("rolling-failing/chat-api", 2, 0.5)
 		s.setImage(v2)
 		undone(t, s, "analysis pause-2 failed")
+
+		// When the cause is fixed and the user retries, then ramp writes revision 2's
+		// template back and it rolls out again, through the pause.
+		metrics.set("rolling-failing/chat-api", 2, 0)
+		if out, err := ramp(t, false, "--kubeconfig", env.Kubeconfig, "-n", s.ns, "retry", "chat-api"); err != nil {
+			t.Fatalf("ramp retry: %v\n%s", err, out)
+		}
+		s.waitPhase(v1alpha1.PhaseHealthy, 2, 90*time.Second)
+		s.waitReplicas(map[string]int32{v1: 0, v2: 3}, 60*time.Second)
+		d, err := s.deployment(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if v, ok := d.Annotations[kube.AnnotationUndoneRevision]; ok || d.Spec.Template.Spec.Containers[0].Image != v2 {
+			t.Errorf("after the retry: undone-revision %q, image %s", v, d.Spec.Template.Spec.Containers[0].Image)
+		}
 	})
 
 	t.Run("progress deadline is undone", func(t *testing.T) {
