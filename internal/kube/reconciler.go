@@ -516,6 +516,7 @@ func (r *Reconciler) release(ctx context.Context, ro *v1alpha1.Rollout, d *appsv
 		patch := client.MergeFrom(d.DeepCopy())
 		d.Spec.Paused = false
 		delete(d.Annotations, AnnotationPausedBy)
+		delete(d.Annotations, AnnotationUndoneRevision)
 		if err := r.client.Patch(ctx, d, patch); err != nil {
 			return fmt.Errorf("resume deployment %s: %w", d.Name, err)
 		}
