@@ -3,9 +3,11 @@
 package promenv
 
 import (
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -116,4 +118,37 @@ func freeAddr(t testing.TB) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+// WaitScrapes polls the Prometheus at addr until every target was scraped at least n times in
+// the last minute, or fails the test after timeout.
+func WaitScrapes(t testing.TB, addr string, n int, timeout time.Duration) {
+	t.Helper()
+	q := url.Values{"query": {"min(count_over_time(up[1m]))"}}
+	deadline := time.Now().Add(timeout)
+	for {
+		var body struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		resp, err := http.Get(addr + "/api/v1/query?" + q.Encode())
+		if err == nil {
+			err = json.NewDecoder(resp.Body).Decode(&body)
+			resp.Body.Close()
+		}
+		if err == nil && len(body.Data.Result) == 1 {
+			if s, ok := body.Data.Result[0].Value[1].(string); ok {
+				if v, err := strconv.ParseFloat(s, 64); err == nil && v >= float64(n) {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus at %s did not scrape its targets %d times within %s (last error: %v)", addr, n, timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond) // poll
+	}
 }

@@ -47,9 +47,13 @@ func NewProvider(r Resolver, clock func() time.Time, transport http.RoundTripper
 	return &Provider{resolver: r, clock: clock, transport: transport}
 }
 
+// MinWindow is the shortest look-back of a metric without a window: Prometheus needs two
+// samples of a counter to tell its increase, and usual scrape intervals are 15s.
+const MinWindow = 30 * time.Second
+
 // Measure measures m for t.Revision and, when the metric asks for a baseline and t has one,
-// for t.Baseline, over the metric's window (nil: since the run started), with the builtin
-// provider's minRequests rules.
+// for t.Baseline, over the metric's window (nil: since the run started, but at least
+// MinWindow), with the builtin provider's minRequests rules.
 func (p *Provider) Measure(ctx context.Context, m v1alpha1.Metric, t analysis.Target) (analysis.Value, error) {
 	b := m.Provider.Builtin
 	if b == nil {
@@ -59,7 +63,7 @@ func (p *Provider) Measure(ctx context.Context, m v1alpha1.Metric, t analysis.Ta
 		return analysis.Value{}, fmt.Errorf("builtin metric %q is not measured in Kubernetes mode; these are: %v", b.Metric, metrics)
 	}
 	now := p.clock()
-	window := now.Sub(t.Since)
+	window := max(now.Sub(t.Since), MinWindow)
 	if b.Window != nil {
 		w, err := analysis.Duration(b.Window)
 		if err != nil {
