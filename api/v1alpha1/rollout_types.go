@@ -322,7 +322,8 @@ const (
 // alpha.
 type CanaryJudge struct {
 	// Enabled turns the judge on or off. Nil means on. Local mode feeds it from ramp's proxy;
-	// in Kubernetes mode, until that mode feeds it, its run stays Pending and decides nothing.
+	// Kubernetes mode from the Istio or NGINX router's counters in Prometheus, and there nil
+	// means off (and true is refused) when the rollout has no such router or Prometheus.
 	Enabled *bool `json:"enabled,omitempty"`
 	// Alpha bounds the chance of a wrong verdict of each kind: aborting a canary that is no
 	// worse than maxRatio, or ending a step early for one that is worse. A decimal between 0

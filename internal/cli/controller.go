@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"net/url"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -40,14 +41,20 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 			o.Providers = map[string]analysis.Provider{
 				"prometheus": promprovider.New(a.now, nil),
 				"web":        web.New(nil),
-				// builtin, scrape and command read local mode's proxy and processes; job is
-				// still to come.
+				// builtin is answered from the traffic router's metrics in Prometheus
+				// (--prometheus-address); scrape and command read local mode's processes; job
+				// is still to come.
 			}
 			o.Namespace = a.namespace
 			o.LeaderElection = leaderElect
 			o.Logger = a.logger()
 			o.Now = a.now
-			o.Logger.Info("ramp controller starting", "namespace", orAll(o.Namespace), "leaderElection", leaderElect,
+			if o.PrometheusAddress != "" {
+				if u, err := url.Parse(o.PrometheusAddress); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+					return fmt.Errorf("--prometheus-address: %q is not an http(s) URL, such as http://prometheus.monitoring:9090", o.PrometheusAddress)
+				}
+			}
+			o.Logger.Info("ramp controller starting", "namespace", orAll(o.Namespace), "leaderElection", leaderElect, "prometheus", o.PrometheusAddress,
 				"metrics", o.MetricsBindAddress, "probes", o.HealthProbeBindAddress)
 			return kube.Run(cmd.Context(), cfg, o)
 		},
@@ -59,6 +66,8 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 	f.DurationVar(&o.RenewDeadline, "leader-elect-renew-deadline", 10*time.Second, "how long the leader tries to renew before it gives up leading")
 	f.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to become leader")
 	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the /metrics endpoint (0 turns it off)")
+	f.StringVar(&o.PrometheusAddress, "prometheus-address", "", "Prometheus holding the Istio or NGINX ingress metrics that builtin analysis metrics and the judge read (a rollout's ramp.dev/prometheus-address annotation overrides it)")
+	f.DurationVar(&o.JudgeInterval, "judge-interval", kube.DefaultJudgeInterval, "how often the judge reads the router's request counters from Prometheus")
 	f.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (0 turns them off)")
 	return cmd
 }

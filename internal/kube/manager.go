@@ -59,6 +59,12 @@ type Options struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// PrometheusAddress is the Prometheus holding the traffic routers' metrics (see
+	// ReconcilerOptions). Empty means none.
+	PrometheusAddress string
+	// JudgeInterval is how often the judge reads the router's counters. Zero means
+	// DefaultJudgeInterval.
+	JudgeInterval time.Duration
 }
 
 // Scheme is the scheme of the objects the controller reads and writes.
@@ -130,7 +136,8 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("ready check: %w", err)
 	}
-	r := NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(ControllerName), ReconcilerOptions{Providers: o.Providers, Logger: log, Now: o.Now})
+	r := NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(ControllerName), ReconcilerOptions{Providers: o.Providers, Logger: log, Now: o.Now,
+		PrometheusAddress: o.PrometheusAddress, JudgeInterval: o.JudgeInterval})
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -22,6 +23,7 @@ import (
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
+	"ramp.dev/ramp/internal/analysis/trafficmetrics"
 	"ramp.dev/ramp/internal/engine"
 	"ramp.dev/ramp/internal/spec"
 )
@@ -83,6 +85,7 @@ type Reconciler struct {
 	client   client.Client
 	recorder EventRecorder
 	runner   *analysis.Runner
+	traffic  *routerMetrics
 	now      func() time.Time
 	log      *slog.Logger
 }
@@ -102,6 +105,14 @@ type ReconcilerOptions struct {
 	Logger *slog.Logger
 	// Now is the clock. Nil means time.Now.
 	Now func() time.Time
+	// PrometheusAddress is the Prometheus holding the traffic routers' metrics (Istio, NGINX
+	// ingress), from which the builtin provider's request metrics are answered and the judge
+	// is fed; a rollout's ramp.dev/prometheus-address annotation overrides it. Empty means
+	// none: builtin metrics and the judge then need the annotation.
+	PrometheusAddress string
+	// JudgeInterval is how often the judge reads the router's counters. Zero means
+	// DefaultJudgeInterval.
+	JudgeInterval time.Duration
 }
 
 // NewReconciler returns a Reconciler that works through c and records events with rec.
@@ -113,7 +124,21 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 	if r.log == nil {
 		r.log = slog.Default()
 	}
-	r.runner = &analysis.Runner{Providers: o.Providers, Logger: r.log}
+	r.traffic = &routerMetrics{reader: c, address: o.PrometheusAddress, interval: o.JudgeInterval}
+	if r.traffic.interval <= 0 {
+		r.traffic.interval = DefaultJudgeInterval
+	}
+	providers := o.Providers
+	if providers["builtin"] == nil {
+		// Kubernetes mode's builtin metrics come from the traffic router's metrics.
+		providers = maps.Clone(providers)
+		if providers == nil {
+			providers = map[string]analysis.Provider{}
+		}
+		providers["builtin"] = trafficmetrics.NewProvider(r.traffic, r.now, nil)
+		r.traffic.ownsBuiltin = true
+	}
+	r.runner = &analysis.Runner{Providers: providers, Logger: r.log}
 	return r
 }
 
@@ -169,7 +194,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	before := ro.Status.DeepCopy()
 
-	if errs := Validate(ro); len(errs) > 0 {
+	if errs := append(Validate(ro), r.traffic.validate(ro)...); len(errs) > 0 {
 		msg := errs.Error()
 		if r.setCondition(ro, v1alpha1.ConditionValid, false, "InvalidSpec", msg) {
 			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "InvalidSpec", "Validate", "%s", msg)
@@ -212,6 +237,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		in.Spec.ProgressDeadlineSeconds = &pd
 	}
 	spec.SetDefaults(in)
+	r.traffic.judgeDefaults(in)
 	out := engine.Decide(engine.Input{Rollout: in, Revision: w.current.number, Instances: engineInstances(w), Now: now})
 	conditions := ro.Status.Conditions
 	ro.Status = out.Status
@@ -408,15 +434,21 @@ func (r *Reconciler) runAnalysis(ctx context.Context, now time.Time, ro *v1alpha
 	var next time.Time
 	for i := range ro.Status.Analysis {
 		run := &ro.Status.Analysis[i]
-		if run.Phase.Completed() || run.Kind == v1alpha1.AnalysisKindJudge {
-			continue // the sequential judge is fed by local mode's proxy; here it stays Pending
+		if run.Phase.Completed() {
+			continue
+		}
+		if run.Kind == v1alpha1.AnalysisKindJudge {
+			if due := r.traffic.stepJudge(ctx, now, ro, run); !due.IsZero() && (next.IsZero() || due.Before(next)) {
+				next = due
+			}
+			continue
 		}
 		templates := map[string]*v1alpha1.AnalysisTemplate{}
 		for _, ref := range run.Spec.Templates {
 			t := &v1alpha1.AnalysisTemplate{}
 			err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.TemplateName}, t)
 			if err == nil {
-				if errs := spec.ValidateAnalysisTemplate(t); len(errs) > 0 {
+				if errs := append(spec.ValidateAnalysisTemplate(t), r.traffic.checkTemplate(ro, t)...); len(errs) > 0 {
 					err = errs
 				}
 			}
@@ -471,6 +503,7 @@ func (r *Reconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) error {
 	if !controllerutil.ContainsFinalizer(ro, FinalizerName) {
 		return nil
 	}
+	r.traffic.forget(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name})
 	if ro.Spec.WorkloadRef != nil {
 		d := &appsv1.Deployment{}
 		err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Spec.WorkloadRef.Name}, d)

@@ -4,18 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -26,12 +22,13 @@ import (
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/proxy"
+	"ramp.dev/ramp/test/promenv"
 )
 
 // TestRealPrometheus runs Debian's prometheus on loopback, scraping a page of chosen series
 // and a real ramp proxy's metrics, and measures through it with real PromQL.
 func TestRealPrometheus(t *testing.T) {
-	bin := prometheusBinary(t)
+	bin := promenv.Binary(t)
 
 	// Given a ramp proxy that served 6 good and 4 failed requests on the canary (revision 2)
 	// and 30 good ones on stable (revision 1)
@@ -55,7 +52,7 @@ test_scrapes %d
 	defer series.Close()
 	// and a Prometheus scraping both every second, behind a gate that wants a bearer token
 	// and a tenant header
-	addr := startPrometheus(t, bin, hostPort(series.URL), hostPort(rampMetrics))
+	addr := promenv.Start(t, bin, hostPort(series.URL), hostPort(rampMetrics))
 	const token = "t0ken-s3cret"
 	var lastAuth atomic.Value
 	lastAuth.Store("")
@@ -195,108 +192,6 @@ func writeFile(t *testing.T, s string) string {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// prometheusBinary finds prometheus. It is a failure when missing (test/tools/prometheus.sh,
-// run by make test, installs it), unless RAMP_SKIP_PROMETHEUS=1.
-func prometheusBinary(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("prometheus")
-	if err == nil {
-		return bin
-	}
-	if os.Getenv("RAMP_SKIP_PROMETHEUS") == "1" {
-		t.Skip("prometheus is not installed and RAMP_SKIP_PROMETHEUS=1")
-	}
-	t.Fatalf("prometheus is not installed: run test/tools/prometheus.sh (make test does), or set RAMP_SKIP_PROMETHEUS=1 to skip")
-	return ""
-}
-
-// startPrometheus runs prometheus on a free loopback port, scraping targets every second,
-// and returns its URL once it is ready.
-func startPrometheus(t *testing.T, bin string, targets ...string) string {
-	t.Helper()
-	dir := t.TempDir()
-	quoted := make([]string, len(targets))
-	for i, tg := range targets {
-		quoted[i] = strconv.Quote(tg)
-	}
-	config := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
-  - job_name: ramp-test
-    static_configs:
-      - targets: [%s]
-`, strings.Join(quoted, ", "))
-	cfg := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	for attempt := 0; ; attempt++ {
-		addr := freeAddr(t)
-		log := &strings.Builder{}
-		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
-			"--web.listen-address="+addr, "--log.level=warn")
-		logFile, err := os.Create(filepath.Join(dir, fmt.Sprintf("log-%d", attempt)))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd.Stdout, cmd.Stderr = logFile, logFile
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start prometheus: %v", err)
-		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		stop := func() {
-			_ = cmd.Process.Signal(syscall.SIGTERM)
-			select {
-			case <-exited:
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				<-exited
-			}
-			logFile.Close()
-		}
-		base := "http://" + addr
-		ready := false
-		deadline := time.Now().Add(30 * time.Second)
-		for !ready && time.Now().Before(deadline) {
-			select {
-			case <-exited:
-				deadline = time.Time{}
-				continue
-			case <-time.After(50 * time.Millisecond):
-			}
-			if resp, err := http.Get(base + "/-/ready"); err == nil {
-				ready = resp.StatusCode == 200
-				resp.Body.Close()
-			}
-		}
-		if ready {
-			t.Cleanup(stop)
-			return base
-		}
-		stop()
-		b, _ := os.ReadFile(logFile.Name())
-		fmt.Fprint(log, string(b))
-		if attempt == 2 {
-			t.Fatalf("prometheus did not get ready on %s:\n%s", addr, log)
-		}
-		t.Logf("prometheus did not start on %s (port taken?), trying another port:\n%s", addr, log)
-	}
-}
-
-// freeAddr is a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // rampProxyMetrics runs a real ramp proxy for rollout chat-api, sends it canary requests

@@ -90,7 +90,9 @@ type controller struct {
 // startController runs a controller with cfg until the test ends or stop is called.
 func startController(t *testing.T, cfg *rest.Config, name string, metrics *metricsServer, o kube.Options) *controller {
 	t.Helper()
-	o.Providers = map[string]analysis.Provider{"builtin": httpProvider{url: metrics.URL}}
+	if o.Providers == nil { // non-nil: the caller's providers (empty: Kubernetes mode's own builtin)
+		o.Providers = map[string]analysis.Provider{"builtin": httpProvider{url: metrics.URL}}
+	}
 	if o.MetricsBindAddress == "" {
 		o.MetricsBindAddress = "0"
 	}

@@ -233,6 +233,8 @@ func TestKubernetesMode(t *testing.T) {
 		}
 	})
 
+	t.Run("router metrics", func(t *testing.T) { testRouterMetrics(t, env, cfg, metrics) })
+
 	t.Run("restart mid-rollout", func(t *testing.T) {
 		s := newScenario(t, env, "restart", "chat-api-stable", "chat-api-canary")
 		c1 := startController(t, cfg, "first", metrics, kube.Options{})

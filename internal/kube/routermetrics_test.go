@@ -1,0 +1,156 @@
+package kube
+
+import (
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+func istioRollout() *v1alpha1.Rollout {
+	ro := canaryRollout(v1alpha1.CanaryStep{SetWeight: ptr(int32(25))}, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}})
+	ro.Spec.Strategy.Canary.TrafficRouting = &v1alpha1.TrafficRouting{Istio: &v1alpha1.IstioTrafficRouting{VirtualService: v1alpha1.IstioVirtualService{Name: "chat-api"}}}
+	return ro
+}
+
+func nginxRollout() *v1alpha1.Rollout {
+	ro := canaryRollout(v1alpha1.CanaryStep{SetWeight: ptr(int32(25))})
+	ro.Spec.Strategy.Canary.TrafficRouting = &v1alpha1.TrafficRouting{Nginx: &v1alpha1.NginxTrafficRouting{StableIngress: "chat-api"}}
+	return ro
+}
+
+func judgeOf(ro *v1alpha1.Rollout, j v1alpha1.CanaryJudge) *v1alpha1.Rollout {
+	ro.Spec.Strategy.Canary.Judge = &j
+	return ro
+}
+
+func TestRouterMetricsValidation(t *testing.T) {
+	const prom = "http://prometheus.monitoring:9090"
+	annotated := func(ro *v1alpha1.Rollout, addr string) *v1alpha1.Rollout {
+		ro.Annotations = map[string]string{AnnotationPrometheusAddress: addr}
+		return ro
+	}
+	on := ptr(true)
+	for _, tt := range []struct {
+		name    string
+		ro      *v1alpha1.Rollout
+		address string
+		want    string // "" means valid
+		judgeOn bool
+	}{
+		{name: "judge on by default without router metrics is off", ro: canaryRollout(), judgeOn: false},
+		{name: "judge on by default with istio but no Prometheus is off", ro: istioRollout(), judgeOn: false},
+		{name: "judge on by default with istio and Prometheus", ro: istioRollout(), address: prom, judgeOn: true},
+		{name: "judge on by default with nginx and an annotated Prometheus", ro: annotated(nginxRollout(), prom), judgeOn: true},
+		{name: "judge off", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Enabled: ptr(false)}), address: prom, judgeOn: false},
+		{name: "judge enabled with istio and Prometheus", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Enabled: on, Metrics: []string{"error-rate"}}), address: prom, judgeOn: true},
+		{name: "judge enabled on plain Services", ro: judgeOf(canaryRollout(), v1alpha1.CanaryJudge{Enabled: on}), address: prom, judgeOn: true,
+			want: "spec.strategy.canary.judge.enabled: true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's request counters from Prometheus: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do)"},
+		{name: "judge enabled without Prometheus", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Enabled: on}), judgeOn: true,
+			want: "spec.strategy.canary.judge.enabled: true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's request counters from Prometheus: no Prometheus is set: start the controller with --prometheus-address, or annotate the rollout ramp.dev/prometheus-address"},
+		{name: "judge enabled with the SMI router", ro: func() *v1alpha1.Rollout {
+			ro := judgeOf(canaryRollout(), v1alpha1.CanaryJudge{Enabled: on})
+			ro.Spec.Strategy.Canary.TrafficRouting = &v1alpha1.TrafficRouting{SMI: &v1alpha1.SMITrafficRouting{}}
+			return ro
+		}(), address: prom, judgeOn: true,
+			want: "spec.strategy.canary.judge.enabled: true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's request counters from Prometheus: the smi router exports no request metrics ramp reads (trafficRouting istio and nginx do)"},
+		{name: "latency is not judged from counters", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Metrics: []string{"error-rate", "latency"}}), address: prom, judgeOn: true,
+			want: `spec.strategy.canary.judge.metrics[1]: "latency" is not judged in Kubernetes mode, which reads only the router's request and 5xx counters; use error-rate`},
+		{name: "business metrics are local mode's", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Business: []v1alpha1.JudgeBusinessMetric{{Name: "triage", Metric: "chat_triage_total", Events: map[string]string{"outcome": "failed"}}}}), address: prom, judgeOn: true,
+			want: "spec.strategy.canary.judge.business: is local mode only (it scrapes each instance); in Kubernetes mode judge a business metric with an analysis step on a prometheus metric"},
+		{name: "bad Prometheus annotation", ro: annotated(istioRollout(), "prometheus:9090"), judgeOn: true,
+			want: `metadata.annotations[ramp.dev/prometheus-address]: "prometheus:9090" is not an http(s) URL of a Prometheus, such as http://prometheus.monitoring:9090`},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			m := &routerMetrics{address: tt.address}
+			if got := m.validate(tt.ro).Error(); got != tt.want && !(tt.want == "" && len(m.validate(tt.ro)) == 0) {
+				t.Errorf("validate: %q\nwant        %q", got, tt.want)
+			}
+			if got := m.judgeOn(tt.ro); got != tt.judgeOn {
+				t.Errorf("judgeOn %v, want %v", got, tt.judgeOn)
+			}
+		})
+	}
+}
+
+func TestRouterMetricsTemplates(t *testing.T) {
+	tmpl := &v1alpha1.AnalysisTemplate{Spec: v1alpha1.AnalysisTemplateSpec{Metrics: []v1alpha1.Metric{
+		{Name: "errors", Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "error-rate"}}},
+		{Name: "ttfb", Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "ttfb-p95"}}},
+		{Name: "prom", Provider: v1alpha1.MetricProvider{Prometheus: &v1alpha1.PrometheusMetric{Address: "http://p:9090", Query: "up"}}},
+	}}}
+	bg := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "chat-api", Namespace: ns}, Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.Strategy{BlueGreen: &v1alpha1.BlueGreenStrategy{ActiveService: "a"}}}}
+	ttfb := `spec.metrics[1].provider.builtin.metric: "ttfb-p95" is not measured in Kubernetes mode, where builtin metrics come from the traffic router's metrics; these are: error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99`
+	for _, tt := range []struct {
+		name    string
+		m       *routerMetrics
+		ro      *v1alpha1.Rollout
+		want    string
+		wantNil bool
+	}{
+		{name: "istio with Prometheus", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: istioRollout(), want: ttfb},
+		{name: "plain Services", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: canaryRollout(),
+			want: `spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do)` + "\n" + ttfb},
+		{name: "nginx without Prometheus", m: &routerMetrics{ownsBuiltin: true}, ro: nginxRollout(),
+			want: `spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: no Prometheus is set: start the controller with --prometheus-address, or annotate the rollout ramp.dev/prometheus-address` + "\n" + ttfb},
+		{name: "blue-green", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: bg,
+			want: `spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: a blueGreen rollout has no traffic router whose metrics ramp reads (only canary trafficRouting istio or nginx)` + "\n" + ttfb},
+		{name: "a builtin provider of the caller's own", m: &routerMetrics{}, ro: canaryRollout(), wantNil: true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			errs := tt.m.checkTemplate(tt.ro, tmpl)
+			if tt.wantNil {
+				if len(errs) != 0 {
+					t.Errorf("got %v", errs)
+				}
+				return
+			}
+			if got := errs.Error(); got != tt.want {
+				t.Errorf("got  %q\nwant %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestJudgeOffWithoutRouterMetrics: a canary on plain Services gets no judge run (it would
+// stay Pending forever), and a template's builtin metric that cannot be measured ends its
+// analysis run in Error, which aborts the rollout with the reason.
+func TestJudgeOffWithoutRouterMetrics(t *testing.T) {
+	ro := canaryRollout(
+		v1alpha1.CanaryStep{SetWeight: ptr(int32(25))},
+		v1alpha1.CanaryStep{Analysis: &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "ttfb"}}}},
+	)
+	tmpl := &v1alpha1.AnalysisTemplate{
+		ObjectMeta: metav1.ObjectMeta{Name: "ttfb", Namespace: ns},
+		Spec: v1alpha1.AnalysisTemplateSpec{Metrics: []v1alpha1.Metric{{
+			Name: "ttfb", Interval: ptr(intstr.FromString("1s")), SuccessCondition: "result < 1",
+			Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "ttfb-p95"}},
+		}}},
+	}
+	f := newFixture(t, ro, tmpl)
+	f.settle()
+	f.setImage("chat-api:v2")
+	f.settle()
+	got := f.rollout()
+	for _, a := range got.Status.Analysis {
+		if a.Kind == v1alpha1.AnalysisKindJudge {
+			t.Errorf("a judge run on plain Services: %+v", a)
+		}
+	}
+	var step *v1alpha1.AnalysisRunStatus
+	for i := range got.Status.Analysis {
+		if got.Status.Analysis[i].Kind == v1alpha1.AnalysisKindStep {
+			step = &got.Status.Analysis[i]
+		}
+	}
+	want := `analysis template "ttfb": spec.metrics[0].provider.builtin.metric: "ttfb-p95" is not measured in Kubernetes mode`
+	if step == nil || step.Phase != v1alpha1.AnalysisError || !strings.Contains(step.Message, want) {
+		t.Fatalf("step analysis %+v; want Error with %q", step, want)
+	}
+	if got.Status.Phase != v1alpha1.PhaseDegraded {
+		t.Errorf("phase %s, want Degraded: %s", got.Status.Phase, got.Status.Message)
+	}
+}
