@@ -40,8 +40,8 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 			o.Providers = map[string]analysis.Provider{
 				"prometheus": promprovider.New(a.now, nil),
 				"web":        web.New(nil),
-				// builtin, scrape and command read local mode's proxy and processes; job is
-				// still to come.
+				// builtin, scrape and command read local mode's proxy and processes; the
+				// manager adds job.
 			}
 			o.Namespace = a.namespace
 			o.LeaderElection = leaderElect
