@@ -228,6 +228,8 @@ func TestKubernetesMode(t *testing.T) {
 		}
 	})
 
+	t.Run("job analysis", func(t *testing.T) { testJobAnalysis(t, env, cfg, metrics) })
+
 	t.Run("restart mid-rollout", func(t *testing.T) {
 		s := newScenario(t, env, "restart", "chat-api-stable", "chat-api-canary")
 		c1 := startController(t, cfg, "first", metrics, kube.Options{})
