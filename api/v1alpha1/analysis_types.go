@@ -249,7 +249,12 @@ type CommandMetric struct {
 }
 
 // JobMetric runs a Kubernetes Job from a container image (Kubernetes mode only), as Argo
-// Rollouts' job provider does: the Job succeeding is the result 1, failing 0.
+// Rollouts' job provider does: the Job succeeding is the result 1, failing 0; the default
+// successCondition is "result == 1". The Job runs in the rollout's namespace and its
+// container gets RAMP_ROLLOUT, RAMP_NAMESPACE, RAMP_REVISION, RAMP_BASELINE_REVISION,
+// RAMP_ROLE, RAMP_ANALYSIS (the run's name) and RAMP_SERVICE (the Service of the revision
+// under analysis: blueGreen's previewService before the switch, the canaryService of a
+// canary) in its environment. Args may use the template variables of PrometheusMetric.
 type JobMetric struct {
 	// Image is the container image. Required.
 	Image string `json:"image"`
@@ -263,4 +268,10 @@ type JobMetric struct {
 	BackoffLimit *int32 `json:"backoffLimit,omitempty"`
 	// Timeout bounds the Job ("10m" or seconds; its activeDeadlineSeconds). Nil means 10m.
 	Timeout *intstr.IntOrString `json:"timeout,omitempty"`
+	// Labels are added to the Job's pod, e.g. to let a NetworkPolicy admit it to the
+	// preview. Empty means none.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are added to the Job's pod, e.g. sidecar.istio.io/inject: "false", without
+	// which a meshed Job never completes. Empty means none.
+	Annotations map[string]string `json:"annotations,omitempty"`
 }

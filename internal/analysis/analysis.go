@@ -48,6 +48,13 @@ type Target struct {
 	Since time.Time
 	// Args are the run's arguments (template defaults merged with the rollout's values).
 	Args map[string]string
+	// Run is the analysis run's name, unique within the rollout (with Since, unique over
+	// time). Empty when the caller names no run.
+	Run string
+	// Measurement numbers this measurement of the metric within the run, from 1, errors
+	// included: with Run and Since it names what a provider creates for the measurement (a
+	// Job), so that a restarted controller finds it. Zero when not measuring.
+	Measurement int32
 }
 
 // Value is what a provider measured.
@@ -135,6 +142,7 @@ func (r *Runner) StepFor(ctx context.Context, now time.Time, on Target, run *v1a
 		Role:      RoleOf(run.Kind),
 		Since:     run.StartedAt.Time,
 		Args:      args,
+		Run:       run.Name,
 	}
 
 	for i := range metrics {
@@ -307,6 +315,7 @@ func providerName(p v1alpha1.MetricProvider) (string, error) {
 // when ctx ended during the measurement.
 func (r *Runner) measure(ctx context.Context, now time.Time, m *v1alpha1.Metric, res *v1alpha1.MetricResult, target Target, log *slog.Logger) bool {
 	p, _ := r.provider(m) // checked by prepare
+	target.Measurement = res.Count + res.Error + 1
 	val, err := p.Measure(ctx, *m, target)
 	if err != nil && ctx.Err() != nil {
 		return false

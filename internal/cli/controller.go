@@ -42,8 +42,8 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 				"prometheus": promprovider.New(a.now, nil),
 				"web":        web.New(nil),
 				// builtin is answered from the traffic router's metrics in Prometheus
-				// (--prometheus-address); scrape and command read local mode's processes; job
-				// is still to come.
+				// (--prometheus-address); scrape and command read local mode's processes; the
+				// manager adds job.
 			}
 			o.Namespace = a.namespace
 			o.LeaderElection = leaderElect

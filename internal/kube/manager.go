@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -53,7 +54,8 @@ type Options struct {
 	// HealthProbeBindAddress is where /healthz and /readyz are served ("0" turns them off).
 	// Empty means ":8081".
 	HealthProbeBindAddress string
-	// Providers are the analysis providers by name. Nil means none.
+	// Providers are the analysis providers by name. The job provider (JobProvider) is
+	// added unless Providers has one named "job". Nil means only job.
 	Providers map[string]analysis.Provider
 	// Logger gets the controller's logs. Nil means slog.Default().
 	Logger *slog.Logger
@@ -136,7 +138,14 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("ready check: %w", err)
 	}
-	r := NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(ControllerName), ReconcilerOptions{Providers: o.Providers, Logger: log, Now: o.Now,
+	providers := maps.Clone(o.Providers)
+	if providers == nil {
+		providers = map[string]analysis.Provider{}
+	}
+	if providers["job"] == nil {
+		providers["job"] = NewJobProvider(mgr.GetClient(), JobProviderOptions{Reader: mgr.GetAPIReader(), Logger: log, Now: o.Now})
+	}
+	r := NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(ControllerName), ReconcilerOptions{Providers: providers, Logger: log, Now: o.Now,
 		PrometheusAddress: o.PrometheusAddress, JudgeInterval: o.JudgeInterval})
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
@@ -183,6 +192,10 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 		}
 		return out
 	}
+	measured, err := r.setupMeasurements(mgr)
+	if err != nil {
+		return fmt.Errorf("analysis measurements: %w", err)
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		// Several managers in one process (tests of leader election) each register it.
@@ -215,6 +228,8 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 			}
 			return out
 		})).
+		// A finished analysis measurement (measure.go).
+		WatchesRawSource(measured).
 		Complete(r)
 }
 

@@ -43,7 +43,7 @@ import (
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=coordination.k8s.io,resources=leases,verbs=get;list;watch;create;update;patch
-// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;watch;create;delete
+// +kubebuilder:rbac:groups=batch,resources=jobs,verbs=get;list;create;delete
 // +kubebuilder:rbac:groups=gateway.networking.k8s.io,resources=httproutes,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=networking.istio.io,resources=virtualservices,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=split.smi-spec.io,resources=trafficsplits,verbs=get;list;watch;create;update;patch
@@ -88,6 +88,8 @@ type Reconciler struct {
 	traffic  *routerMetrics
 	now      func() time.Time
 	log      *slog.Logger
+	// measure takes analysis measurements off Reconcile; see measure.go.
+	measure *measurements
 }
 
 // EventRecorder records events on objects (events.k8s.io), as controller-runtime's recorder
@@ -139,6 +141,7 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 		r.traffic.ownsBuiltin = true
 	}
 	r.runner = &analysis.Runner{Providers: providers, Logger: r.log}
+	r.measure = newMeasurements(r.runner)
 	return r
 }
 
@@ -180,9 +183,13 @@ const retrySoon = 250 * time.Millisecond
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ro := &v1alpha1.Rollout{}
 	if err := r.client.Get(ctx, req.NamespacedName, ro); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.measure.Forget(req.Namespace, req.Name, nil)
+		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ro.DeletionTimestamp.IsZero() {
+		r.measure.Forget(ro.Namespace, ro.Name, nil)
 		return ctrl.Result{}, r.finalize(ctx, ro)
 	}
 	if !controllerutil.ContainsFinalizer(ro, FinalizerName) {
@@ -266,6 +273,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		}
 		return ctrl.Result{}, err
 	}
+	// Stop the measurements of runs the decision no longer wants (an abort, a promotion, a
+	// new revision), so a test suite stops when its rollout does.
+	r.measure.Forget(ro.Namespace, ro.Name, ro.Status.Analysis)
 	for _, e := range append(out.Events, w.events...) {
 		r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
 	}
@@ -428,44 +438,27 @@ func podToInstance(p *corev1.Pod) engine.Instance {
 	return in
 }
 
-// runAnalysis takes the measurements that are due for ro's analysis runs and returns when the
-// next one is due (zero when none).
+// runAnalysis merges the measurements that finished into ro's analysis runs and starts the
+// ones that are due, off the reconcile loop, and returns when the next one is due (zero when
+// none, or when only measurements in flight are left: they wake the reconciler when they end).
 func (r *Reconciler) runAnalysis(ctx context.Context, now time.Time, ro *v1alpha1.Rollout) time.Time {
 	var next time.Time
 	for i := range ro.Status.Analysis {
 		run := &ro.Status.Analysis[i]
-		if run.Phase.Completed() {
-			continue
-		}
 		if run.Kind == v1alpha1.AnalysisKindJudge {
+			if run.Phase.Completed() {
+				continue
+			}
 			if due := r.traffic.stepJudge(ctx, now, ro, run); !due.IsZero() && (next.IsZero() || due.Before(next)) {
 				next = due
 			}
 			continue
 		}
-		templates := map[string]*v1alpha1.AnalysisTemplate{}
-		for _, ref := range run.Spec.Templates {
-			t := &v1alpha1.AnalysisTemplate{}
-			err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.TemplateName}, t)
-			if err == nil {
-				if errs := append(spec.ValidateAnalysisTemplate(t), r.traffic.checkTemplate(ro, t)...); len(errs) > 0 {
-					err = errs
-				}
-			}
-			if err != nil {
-				run.Phase = v1alpha1.AnalysisError
-				run.Message = fmt.Sprintf("analysis template %q: %s", ref.TemplateName, err.Error())
-				break
-			}
-			spec.SetAnalysisTemplateDefaults(t)
-			templates[ref.TemplateName] = t
-		}
-		if run.Phase.Completed() {
-			continue
-		}
 		before := run.Phase
 		on := analysis.Target{Rollout: ro.Name, Namespace: ro.Namespace, Service: analysisService(ro, run.Kind)}
-		due := r.runner.StepFor(ctx, now, on, run, templates)
+		due := r.measure.Step(ctx, now, on, run, func() (map[string]*v1alpha1.AnalysisTemplate, error) {
+			return r.templates(ctx, ro, run)
+		})
 		if !due.IsZero() && (next.IsZero() || due.Before(next)) {
 			next = due
 		}
@@ -478,6 +471,26 @@ func (r *Reconciler) runAnalysis(ctx context.Context, now time.Time, ro *v1alpha
 		}
 	}
 	return next
+}
+
+// templates reads and checks the analysis templates run uses.
+func (r *Reconciler) templates(ctx context.Context, ro *v1alpha1.Rollout, run *v1alpha1.AnalysisRunStatus) (map[string]*v1alpha1.AnalysisTemplate, error) {
+	templates := map[string]*v1alpha1.AnalysisTemplate{}
+	for _, ref := range run.Spec.Templates {
+		t := &v1alpha1.AnalysisTemplate{}
+		err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.TemplateName}, t)
+		if err == nil {
+			if errs := append(spec.ValidateAnalysisTemplate(t), r.traffic.checkTemplate(ro, t)...); len(errs) > 0 {
+				err = errs
+			}
+		}
+		if err != nil {
+			return nil, fmt.Errorf("analysis template %q: %s", ref.TemplateName, err.Error())
+		}
+		spec.SetAnalysisTemplateDefaults(t)
+		templates[ref.TemplateName] = t
+	}
+	return templates, nil
 }
 
 // analysisService is the Service of the revision an analysis of kind looks at: the canary

@@ -96,7 +96,7 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 
 	c := &Controller{
 		store: st, log: log, now: time.Now, registry: prometheus.NewRegistry(),
-		measure: newMeasurements(), proxies: map[string]*rolloutProxy{}, regexps: map[string]*regexp.Regexp{}, kick: make(chan struct{}, 1),
+		proxies: map[string]*rolloutProxy{}, regexps: map[string]*regexp.Regexp{}, kick: make(chan struct{}, 1),
 	}
 	sup, err := supervisor.New(supervisor.Options{StateDir: opts.StateDir, Logger: log, Drain: c.drain})
 	if err != nil {
@@ -111,6 +111,7 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 		"command":    command.New(addresses{c}),
 		// job needs Kubernetes mode: Apply refuses templates that use it.
 	}}
+	c.measure = analysis.NewAsync(c.runner, func(string, string) { c.kickLoop() })
 
 	ln, err := net.Listen("tcp", opts.APIAddr)
 	if err != nil {

@@ -78,7 +78,7 @@ func SetDefaults(r *v1alpha1.Rollout) {
 
 // SetAnalysisTemplateDefaults fills the documented defaults of every metric: consecutiveErrorLimit
 // 4, count 1 for a metric without an interval, builtin minRequests 1, and successCondition
-// "result == 1" for a command metric with no condition. A metric with an
+// "result == 1" for a command or job metric with no condition. A metric with an
 // interval and no count keeps a nil count (measure until the run is stopped).
 // Applying it twice changes nothing.
 func SetAnalysisTemplateDefaults(t *v1alpha1.AnalysisTemplate) {
@@ -91,7 +91,7 @@ func SetAnalysisTemplateDefaults(t *v1alpha1.AnalysisTemplate) {
 		if b := m.Provider.Builtin; b != nil {
 			setZero(&b.MinRequests, DefaultMinRequests)
 		}
-		if m.Provider.Command != nil && m.SuccessCondition == "" && m.FailureCondition == "" {
+		if (m.Provider.Command != nil || m.Provider.Job != nil) && m.SuccessCondition == "" && m.FailureCondition == "" {
 			m.SuccessCondition = DefaultCommandSuccessCondition
 		}
 	}

@@ -672,6 +672,24 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "job args, pod labels and annotations",
+		yaml: template(`  metrics:
+    - name: a
+      provider:
+        job:
+          image: suite
+          args: ["{{args.suite}}", "{{ service }}"]
+          labels: {"bad key": x, app: "not a value"}
+          annotations: {"/x": z, sidecar.istio.io/inject: "false"}
+`),
+		want: []string{
+			`spec.metrics[0].provider.job.args[0]: "{{args.suite}}" uses {{args.suite}}, but the template has no argument "suite"`,
+			`spec.metrics[0].provider.job.labels.app: "not a value" is not a label value: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`,
+			`spec.metrics[0].provider.job.labels: "bad key" is not a label name: name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`,
+			`spec.metrics[0].provider.job.annotations: "/x" is not an annotation name: prefix part must be non-empty`,
+		},
+	},
+	{
 		name: "template args",
 		yaml: template("  args: [{name: x}, {name: x}, {value: v}]\n  metrics: [{name: a, provider: {builtin: {metric: cpu}}}]\n"),
 		want: []string{

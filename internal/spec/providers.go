@@ -2,11 +2,14 @@ package spec
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
 	"reflect"
 	"regexp"
 	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"ramp.dev/ramp/api/v1alpha1"
 )
@@ -158,17 +161,40 @@ func validateCommand(l *errList, p string, c *v1alpha1.CommandMetric, args []v1a
 	}
 }
 
-func validateJob(l *errList, p string, j *v1alpha1.JobMetric) {
+func validateJob(l *errList, p string, j *v1alpha1.JobMetric, args []v1alpha1.Argument) {
 	if strings.TrimSpace(j.Image) == "" {
 		l.add(p+".image", nil, "is required")
 	}
+	for i, a := range j.Args {
+		validateTemplated(l, fmt.Sprintf("%s.args[%d]", p, i), a, args)
+	}
 	validateEnv(l, p+".env", j.Env)
+	for _, k := range slices.Sorted(maps.Keys(j.Labels)) {
+		for _, msg := range validation.IsQualifiedName(k) {
+			l.add(p+".labels", k, "is not a label name: %s", shortK8s(msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(j.Labels[k]) {
+			l.add(p+".labels."+k, j.Labels[k], "is not a label value: %s", shortK8s(msg))
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(j.Annotations)) {
+		for _, msg := range validation.IsQualifiedName(k) {
+			l.add(p+".annotations", k, "is not an annotation name: %s", shortK8s(msg))
+		}
+	}
 	if j.BackoffLimit != nil {
 		nonNegative(l, p+".backoffLimit", *j.BackoffLimit)
 	}
 	if j.Timeout != nil {
 		validateDuration(l, p+".timeout", j.Timeout, true)
 	}
+}
+
+// shortK8s drops the examples and the regular expression from an apimachinery validation
+// message.
+func shortK8s(msg string) string {
+	before, _, _ := strings.Cut(msg, " (e.g.")
+	return before
 }
 
 func validateEnv(l *errList, p string, env []v1alpha1.EnvVar) {

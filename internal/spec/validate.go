@@ -634,7 +634,7 @@ func validateMetric(l *errList, path string, m *v1alpha1.Metric, args []v1alpha1
 		validateCommand(l, p+".command", c, args)
 	}
 	if j := m.Provider.Job; j != nil {
-		validateJob(l, p+".job", j)
+		validateJob(l, p+".job", j, args)
 	}
 }
 

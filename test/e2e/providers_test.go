@@ -135,8 +135,14 @@ spec:
 		t.Fatal(err)
 	}
 	r.must("apply", "-f", file)
+	// (The canary judge runs beside the suite's run: wait for the suite's own.)
 	r.waitFor(30*time.Second, "the suite running", func(ro v1alpha1.Rollout) bool {
-		return len(ro.Status.Analysis) == 1 && ro.Status.Analysis[0].Phase == v1alpha1.AnalysisRunning
+		for _, a := range ro.Status.Analysis {
+			if a.Kind == v1alpha1.AnalysisKindStep && a.Phase == v1alpha1.AnalysisRunning && processesWithArgs("sleep", "61.25") == 1 {
+				return true
+			}
+		}
+		return false
 	})
 	// While the suite runs, reads answer at once and abort takes effect.
 	start := time.Now()
