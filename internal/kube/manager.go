@@ -176,7 +176,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 		}
 		return out
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		// Several managers in one process (tests of leader election) each register it.
 		WithOptions(controller.Options{SkipNameValidation: ptrTo(true)}).
@@ -207,8 +207,8 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 				out = append(out, reconcile.Request{NamespacedName: types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}})
 			}
 			return out
-		})).
-		Complete(r)
+		}))
+	return r.watchRouting(b, mgr).Complete(r)
 }
 
 func ptrTo[T any](v T) *T { return &v }
