@@ -37,7 +37,11 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx 
 	var last error
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true,
 		func(ctx context.Context) (bool, error) {
-			last = cond(ctx)
+			err := cond(ctx)
+			if ctx.Err() != nil && last != nil {
+				return false, nil // cut off by the deadline: keep the error from before it
+			}
+			last = err
 			var f final
 			if errors.As(last, &f) {
 				return false, f
