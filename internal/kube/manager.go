@@ -74,7 +74,8 @@ func Scheme() *runtime.Scheme {
 }
 
 // NewManager builds the controller manager: the Rollout reconciler, watches on Rollouts,
-// Deployments, ReplicaSets and AnalysisTemplates, leader election, metrics and health probes.
+// Deployments, ReplicaSets, AnalysisTemplates and the traffic routers' objects, leader
+// election, metrics and health probes.
 func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	log := o.Logger
 	if log == nil {
