@@ -354,8 +354,8 @@ func routerRollout(t *testing.T, env *k8senv.Env, metrics *metricsServer, rc rou
 				})
 				// Events are written a moment after the controller records them.
 				var err error
-				_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 5*time.Second, true, func(ctx context.Context) (bool, error) {
-					err = hasEvent(ctx, cmds, "TrafficDrift", wantEvent)
+				_ = wait.PollUntilContextTimeout(ctx, 100*time.Millisecond, 10*time.Second, true, func(context.Context) (bool, error) {
+					err = hasEvent(ctx, cmds, "TrafficDrift", wantEvent) // not cut short by the deadline
 					return err == nil, nil
 				})
 				if err == nil {
