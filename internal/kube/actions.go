@@ -359,7 +359,9 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 		got, err := router.ObservedRoutes(ctx, ro)
 		if err != nil {
 			r.log.Warn("read back routes", keyRollout, ro.Name, "router", name, "err", err)
-		} else if d := Drift(prev, got); d != "" {
+		} else if d := Drift(prev, got); d != "" && Drift(want, got) != "" {
+			// A layer that already routes as this decision wants has nothing to repair: so a
+			// decision from a cached Rollout older than the routes it set reports no drift.
 			r.record(ro, corev1.EventTypeWarning, "TrafficDrift", fmt.Sprintf("%s router does not route as ramp set it (%s); setting it again", name, d), before.CanaryRevision)
 		}
 	}

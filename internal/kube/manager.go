@@ -82,7 +82,8 @@ func Scheme() *runtime.Scheme {
 }
 
 // NewManager builds the controller manager: the Rollout reconciler, watches on Rollouts,
-// Deployments, ReplicaSets and AnalysisTemplates, leader election, metrics and health probes.
+// Deployments, ReplicaSets, AnalysisTemplates and the traffic routers' objects, leader
+// election, metrics and health probes.
 func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	log := o.Logger
 	if log == nil {
@@ -196,7 +197,7 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 	if err != nil {
 		return fmt.Errorf("analysis measurements: %w", err)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("rollout").
 		// Several managers in one process (tests of leader election) each register it.
 		WithOptions(controller.Options{SkipNameValidation: ptrTo(true)}).
@@ -229,8 +230,8 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 			return out
 		})).
 		// A finished analysis measurement (measure.go).
-		WatchesRawSource(measured).
-		Complete(r)
+		WatchesRawSource(measured)
+	return r.watchRouting(b, mgr).Complete(r)
 }
 
 func ptrTo[T any](v T) *T { return &v }

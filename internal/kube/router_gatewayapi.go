@@ -122,7 +122,9 @@ func setHTTPRouteRules(u *unstructured.Unstructured, r Routes, hrs []v1alpha1.Se
 		rule["backendRefs"] = refs
 		if canaryRef == nil {
 			canaryRef = runtime.DeepCopyJSONValue(refs[ci]).(map[string]any)
-			delete(canaryRef, "weight")
+			// The header rule's only backend; the weight is the one the API server defaults
+			// to, so that setting the same routes again finds nothing to write.
+			canaryRef["weight"] = int64(1)
 		}
 		ms := asSlice(rule["matches"])
 		if len(ms) == 0 {

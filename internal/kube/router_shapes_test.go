@@ -168,7 +168,7 @@ func TestGatewayAPIRules(t *testing.T) {
     headers:
     - {name: x-version, type: Exact, value: canary}
     - {name: x-user, type: RegularExpression, value: ^tester-}
-  backendRefs: [{name: chat-api-canary, port: 8080}]
+  backendRefs: [{name: chat-api-canary, port: 8080, weight: 1}]
 - matches: [{path: {type: PathPrefix, value: /v1/chat}}]
   backendRefs: [{name: chat-api, port: 8080, weight: 75}, {name: chat-api-canary, port: 8080, weight: 25}]
 - matches: [{path: {type: PathPrefix, value: /admin}}]

@@ -36,7 +36,11 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func(ctx 
 	t.Helper()
 	var last error
 	err := wait.PollUntilContextTimeout(context.Background(), 100*time.Millisecond, timeout, true,
-		func(ctx context.Context) (bool, error) {
+		func(context.Context) (bool, error) {
+			// Each try gets its own time, so that the deadline does not cut the last one short
+			// and hide cond's own error behind a context error.
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
 			last = cond(ctx)
 			var f final
 			if errors.As(last, &f) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,8 +13,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/kube"
@@ -181,57 +178,7 @@ func TestKubernetesMode(t *testing.T) {
 		testRollingUpdate(t, env, metrics)
 	})
 
-	t.Run("istio router", func(t *testing.T) {
-		env.ApplyFiles(t, filepath.Join(repoRoot, "internal/kube/testdata/crds/networking.istio.io_virtualservices.yaml"))
-		startController(t, cfg, "istio", metrics, kube.Options{})
-		for _, tc := range []struct {
-			name    string
-			errRate float64
-		}{{"istio-healthy", 0}, {"istio-failing", 0.5}} {
-			t.Run(tc.name, func(t *testing.T) {
-				s := newScenario(t, env, tc.name, "chat-api-stable", "chat-api-canary")
-				vs := &unstructured.Unstructured{Object: map[string]any{
-					"apiVersion": "networking.istio.io/v1beta1", "kind": "VirtualService",
-					"metadata": map[string]any{"name": "chat-api", "namespace": tc.name},
-					"spec": map[string]any{"hosts": []any{"chat-api"}, "http": []any{map[string]any{
-						"name":  "primary",
-						"route": []any{map[string]any{"destination": map[string]any{"host": "chat-api-stable"}, "weight": int64(100)}},
-					}}},
-				}}
-				if err := s.c.Create(context.Background(), vs); err != nil {
-					t.Fatal(err)
-				}
-				// The user's document: testers reach the new version with x-version: canary.
-				s.createRollout(v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{
-					StableService: "chat-api-stable", CanaryService: "chat-api-canary",
-					TrafficRouting: &v1alpha1.TrafficRouting{
-						ManagedRoutes: []v1alpha1.ManagedRoute{{Name: "testers"}},
-						Istio:         &v1alpha1.IstioTrafficRouting{VirtualService: v1alpha1.IstioVirtualService{Name: "chat-api", Routes: []string{"primary"}}},
-					},
-					Steps: []v1alpha1.CanaryStep{
-						{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "testers", Match: []v1alpha1.HeaderMatch{{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}}}}},
-						{SetWeight: ptr(int32(20))},
-						{Analysis: &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "error-rate"}}}},
-					},
-				}})
-				s.waitPhase(v1alpha1.PhaseHealthy, 1, 90*time.Second)
-				s.setImage(v2)
-				eventually(t, 60*time.Second, "the VirtualService sends 20% and x-version: canary to the canary", func(ctx context.Context) error {
-					return virtualService(ctx, s, 20, true)
-				})
-				metrics.set(tc.name+"/chat-api", 2, tc.errRate)
-				if tc.errRate > 0 {
-					s.waitPhase(v1alpha1.PhaseDegraded, 1, 60*time.Second)
-				} else {
-					s.waitPhase(v1alpha1.PhaseHealthy, 2, 60*time.Second)
-					s.waitReplicas(map[string]int32{v1: 0, v2: 3}, 60*time.Second)
-				}
-				eventually(t, 30*time.Second, "the VirtualService sends everything to stable, no header route", func(ctx context.Context) error {
-					return virtualService(ctx, s, 0, false)
-				})
-			})
-		}
-	})
+	t.Run("routers", func(t *testing.T) { testRouters(t, env, cfg, metrics) })
 
 	t.Run("router metrics", func(t *testing.T) { testRouterMetrics(t, env, cfg, metrics) })
 	t.Run("job analysis", func(t *testing.T) { testJobAnalysis(t, env, cfg, metrics) })
@@ -358,39 +305,4 @@ func waitLeader(t *testing.T, a, b *controller) (leader, follower *controller) {
 		t.Fatal("no controller was elected within 60s")
 	}
 	return nil, nil
-}
-
-// virtualService checks the canary weight of the VirtualService's primary route and whether a
-// header route to the canary comes first.
-func virtualService(ctx context.Context, s *scenario, weight int64, header bool) error {
-	u := &unstructured.Unstructured{}
-	u.SetAPIVersion("networking.istio.io/v1beta1")
-	u.SetKind("VirtualService")
-	if err := s.c.Get(ctx, client.ObjectKey{Namespace: s.ns, Name: "chat-api"}, u); err != nil {
-		return err
-	}
-	http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
-	var canary int64 = -1
-	hasHeader := false
-	for _, h := range http {
-		hm := h.(map[string]any)
-		if hm["name"] == "testers" {
-			hasHeader = true
-		}
-		if hm["name"] != "primary" {
-			continue
-		}
-		routes, _, _ := unstructured.NestedSlice(hm, "route")
-		canary = 0
-		for _, r := range routes {
-			rm := r.(map[string]any)
-			if host, _, _ := unstructured.NestedString(rm, "destination", "host"); host == "chat-api-canary" {
-				canary, _, _ = unstructured.NestedInt64(rm, "weight")
-			}
-		}
-	}
-	if canary != weight || hasHeader != header {
-		return fmt.Errorf("canary weight %d, header route %v: %v", canary, hasHeader, http)
-	}
-	return nil
 }
