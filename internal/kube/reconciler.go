@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"maps"
 	"slices"
@@ -384,12 +385,23 @@ func (r *Reconciler) setPhaseConditions(ro *v1alpha1.Rollout) {
 }
 
 func (r *Reconciler) record(ro *v1alpha1.Rollout, typ, reason, msg string, rev int64) {
-	r.recorder.Eventf(ro, nil, typ, reason, reason, "%s", msg)
+	r.recorder.Eventf(ro, nil, typ, reason, eventAction(reason, msg), "%s", msg)
 	level := slog.LevelInfo
 	if typ == engine.EventWarning {
 		level = slog.LevelWarn
 	}
 	r.log.Log(context.Background(), level, msg, keyRollout, ro.Namespace+"/"+ro.Name, keyRevision, rev, "reason", reason)
+}
+
+// eventAction is the action of an event: its reason and a hash of its message. The
+// events.k8s.io recorder folds events with the same type, reason, action and object version
+// into one series that keeps only the first message, so two steps finishing in one reconcile
+// ("step 2/7 completed", "step 3/7 completed") would show as one; a distinct action keeps
+// both, and a repeat of the same message still counts up one series.
+func eventAction(reason, msg string) string {
+	h := fnv.New32a()
+	h.Write([]byte(msg))
+	return fmt.Sprintf("%s-%08x", reason, h.Sum32())
 }
 
 // engineInstances turns the observed pods into the engine's instances.

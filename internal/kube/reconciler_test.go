@@ -516,3 +516,17 @@ func TestRolloutChangedPredicate(t *testing.T) {
 		})
 	}
 }
+
+func TestEventActionKeepsDistinctMessagesApart(t *testing.T) {
+	a := eventAction("StepCompleted", "step 2/7 completed")
+	b := eventAction("StepCompleted", "step 3/7 completed")
+	if a == b {
+		t.Fatalf("two messages share the action %q: the recorder would fold them into one series", a)
+	}
+	if again := eventAction("StepCompleted", "step 2/7 completed"); again != a {
+		t.Fatalf("the same message got actions %q and %q: repeats would not count up one series", a, again)
+	}
+	if !strings.HasPrefix(a, "StepCompleted-") || len(a) > 128 {
+		t.Fatalf("action %q: want the reason first and at most 128 characters", a)
+	}
+}
