@@ -156,7 +156,17 @@ func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, 
 func mayRoll(ro *v1alpha1.Rollout, w *world, undo, rewritten bool) bool {
 	st := &ro.Status
 	if undo || w.current.number == st.StableRevision {
-		return rewritten || !deploymentComplete(w.deploy)
+		d := w.deploy
+		if rewritten {
+			return true
+		}
+		if d.Status.ObservedGeneration < d.Generation {
+			// The Deployment controller has not seen the last change yet — often ramp's own
+			// pause, which bumps the generation too: keep the Deployment as it is, or every
+			// pause would look like an unfinished rollout and be undone at once.
+			return !d.Spec.Paused
+		}
+		return !deploymentComplete(d)
 	}
 	if ro.Spec.Paused || len(st.PauseConditions) > 0 {
 		return false

@@ -58,6 +58,20 @@ func TestMayRoll(t *testing.T) {
 		{name: "paused by the user", image: "v2", updated: 0, want: false, change: func(ro *v1alpha1.Rollout, w *world) { ro.Spec.Paused = true }},
 		{name: "rolling back", image: "v1", updated: 1, undo: true, want: true},
 		{name: "rolled back", image: "v1", updated: 3, undo: true, want: false, change: func(ro *v1alpha1.Rollout, w *world) { w.deploy.Status.Replicas = 3 }},
+		// ramp's own pause bumps the generation before the Deployment controller observes it:
+		// the Deployment stays paused (it used to be unpaused, paused again, ... forever).
+		{name: "rolled back and just paused", image: "v1", updated: 3, undo: true, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
+			w.deploy.Status.Replicas = 3
+			w.deploy.Spec.Paused, w.deploy.Generation = true, 3
+		}},
+		{name: "rolling back, not yet observed", image: "v1", updated: 1, undo: true, want: true, change: func(ro *v1alpha1.Rollout, w *world) {
+			w.deploy.Generation = 3
+		}},
+		{name: "steady and just paused", image: "v1", updated: 3, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
+			w.deploy.Status.Replicas = 3
+			w.deploy.Spec.Paused, w.deploy.Generation = true, 3
+			ro.Status.CurrentRevision, ro.Status.CanaryRevision = 1, 0
+		}},
 		{name: "steady", image: "v1", updated: 3, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
 			w.deploy.Status.Replicas = 3
 			ro.Status.CurrentRevision, ro.Status.CanaryRevision = 1, 0
