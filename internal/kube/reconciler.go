@@ -269,6 +269,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	r.setPhaseConditions(ro)
 	if err := r.writeStatus(ctx, ro, before); err != nil {
+		// What was done in the cluster (w.events: a template written back, a hand-over) is
+		// recorded even so: the next decision sees it done and would not say it again. The
+		// engine's events come again from the next decision.
+		for _, e := range w.events {
+			r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
+		}
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: retrySoon}, nil // a user command came in: decide again
 		}

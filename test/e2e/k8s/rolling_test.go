@@ -105,14 +105,16 @@ func testRollingUpdate(t *testing.T, env *k8senv.Env, metrics *metricsServer) {
 			if err != nil {
 				return err
 			}
-			if !d.Spec.Paused || d.Status.UpdatedReplicas != 1 {
+			// The pause point is 1 new pod; the Deployment controller may have taken one more
+			// maxSurge step (1) before ramp paused it, never more, and never all of them.
+			if !d.Spec.Paused || d.Status.UpdatedReplicas < 1 || d.Status.UpdatedReplicas > 2 {
 				return fmt.Errorf("deployment paused %v, %d updated replicas", d.Spec.Paused, d.Status.UpdatedReplicas)
 			}
 			got, _, err := s.replicaSets(ctx)
 			if err != nil {
 				return err
 			}
-			if got[v1] != 3 || got[v2] != 1 {
+			if got[v2] < 1 || got[v2] > 2 || got[v1] < 2 || got[v1]+got[v2] > 4 {
 				return fmt.Errorf("replicas by image %v", got)
 			}
 			return nil
