@@ -67,6 +67,9 @@ func tooLarge(w http.ResponseWriter, err error) bool {
 	if !errors.As(err, &mbe) {
 		return false
 	}
+	if l, ok := w.(interface{ bodyLimitReached() }); ok {
+		l.bodyLimitReached() // what net/http's maxBytesReader tells its own ResponseWriter
+	}
 	http.Error(w, bodyTooLarge(mbe.Limit), http.StatusRequestEntityTooLarge)
 	return true
 }

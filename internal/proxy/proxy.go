@@ -277,9 +277,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r
 // PreviewHandler returns a handler that sends every request to the instances of
 // Table.Preview, and answers 503 when there is no preview revision or it has no ready
 // instance.
-func (p *Proxy) PreviewHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.serve(w, r, true) })
-}
+func (p *Proxy) PreviewHandler() http.Handler { return previewHandler{p} }
+
+// previewHandler is a named type so that NewServer can give it the fast server.
+type previewHandler struct{ p *Proxy }
+
+func (h previewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.p.serve(w, r, true) }
 
 // copyBuffers lends ReverseProxy the 32 KiB buffers it copies response bodies with, instead
 // of one new buffer per request.
@@ -335,7 +338,12 @@ func (st *reqState) release() {
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
-	st := &reqState{tbl: p.table.Load(), up: p.up.Load(), preview: preview, start: p.now(), setBucket: -1}
+	p.serveUp(w, r, preview, p.up.Load())
+}
+
+// serveUp serves r with the upstream settings up.
+func (p *Proxy) serveUp(w http.ResponseWriter, r *http.Request, preview bool, up *upstreams) {
+	st := &reqState{tbl: p.table.Load(), up: up, preview: preview, start: p.now(), setBucket: -1}
 	requestID(w, r)
 	if !limitBody(w, r, st.up.s.MaxRequestBodyBytes) {
 		return

@@ -82,13 +82,20 @@ type front struct {
 	client *http.Client
 }
 
+// serve serves h as local mode does: NewServer and Serve (the fast server in front of a
+// Proxy, unless the proxy's settings turn it off).
 func serve(t *testing.T, h http.Handler) front {
 	t.Helper()
-	s := httptest.NewServer(h)
-	t.Cleanup(s.Close)
+	srv := NewServer(h, ServerConfig{Logger: quietLogger()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go Serve(srv, ln)
+	t.Cleanup(func() { srv.Close() })
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
-	return front{url: s.URL, client: &http.Client{Transport: tr}}
+	return front{url: "http://" + ln.Addr().String(), client: &http.Client{Transport: tr}}
 }
 
 // get sends a GET with optional headers and returns status, body and the revision header.
