@@ -54,8 +54,8 @@ type fastServer struct {
 
 	headLimit    int
 	shuttingDown atomic.Bool
-	served       atomic.Int64 // requests served here, for tests
-	handedOff    atomic.Int64 // connections handed to net/http, for tests
+	served       atomic.Int64            // requests served here, for tests
+	handedOff    atomic.Int64            // connections handed to net/http, for tests
 	onServe      func(remoteAddr string) // nil, or a test's hook
 
 	mu    sync.Mutex
