@@ -78,7 +78,7 @@ func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
 	if !isToken(ph.method) || ph.method == http.MethodConnect || !plainTarget(ph.target) {
 		return ph, false
 	}
-	hosts, lengths := 0, 0
+	hosts, lengths, tes := 0, 0, 0
 	var cl, te string
 	for {
 		i = strings.Index(rest, "\r\n")
@@ -107,9 +107,7 @@ func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
 			lengths++
 			cl = v
 		case "Transfer-Encoding":
-			if te != "" {
-				return ph, false
-			}
+			tes++
 			te = v
 			continue
 		case "Upgrade", "Expect", "Te", "Trailer":
@@ -117,11 +115,11 @@ func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
 		}
 		hs.add(k, v)
 	}
-	if rest != "" || hosts != 1 || !httpguts.ValidHostHeader(ph.host) || lengths > 1 {
+	if rest != "" || hosts != 1 || !httpguts.ValidHostHeader(ph.host) || lengths > 1 || tes > 1 {
 		return ph, false
 	}
 	switch {
-	case te != "":
+	case tes == 1:
 		if lengths > 0 || !strings.EqualFold(te, "chunked") {
 			return ph, false
 		}

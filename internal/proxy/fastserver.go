@@ -316,8 +316,59 @@ type sconn struct {
 	watchTimer *time.Timer
 	watchDone  chan struct{}
 
+	rs respSpace // the current request's answer from its instance
+
+	// upConn is the instance connection of the request in flight, closed when the client
+	// hangs up (what context.AfterFunc does under net/http's server); guarded by watchMu.
+	upConn    *fastConn
+	upAborted bool
+	stopFn    func() bool // sc.stopHangup, made once
+
 	clenBuf [20]byte
 	dateBuf [32]byte
+}
+
+// onHangup registers c to be closed if the client hangs up, and returns the function that
+// unregisters it, which reports false when c was closed (as context.AfterFunc's stop).
+func (sc *sconn) onHangup(c *fastConn) func() bool {
+	sc.watchMu.Lock()
+	sc.upConn, sc.upAborted = c, false
+	gone := sc.ctx.Err() != nil
+	if gone {
+		sc.upAborted = true
+	}
+	sc.watchMu.Unlock()
+	if gone {
+		c.abort()
+	}
+	if sc.stopFn == nil {
+		sc.stopFn = sc.stopHangup
+	}
+	return sc.stopFn
+}
+
+func (sc *sconn) stopHangup() bool {
+	sc.watchMu.Lock()
+	defer sc.watchMu.Unlock()
+	stopped := sc.upConn != nil && !sc.upAborted
+	sc.upConn, sc.upAborted = nil, false
+	return stopped
+}
+
+// hangup cancels the connection's context and closes the instance connection in use.
+func (sc *sconn) hangup() {
+	sc.cancel()
+	sc.watchMu.Lock()
+	c := sc.upConn
+	if c != nil && !sc.upAborted {
+		sc.upAborted = true
+	} else {
+		c = nil
+	}
+	sc.watchMu.Unlock()
+	if c != nil {
+		c.abort()
+	}
 }
 
 func (sc *sconn) setState(st int) {
@@ -353,7 +404,7 @@ func (w connWriter) Write(p []byte) (int, error) {
 	n, err := w.sc.conn.Write(p)
 	if err != nil && w.sc.werr == nil {
 		w.sc.werr = err
-		w.sc.cancel()
+		w.sc.hangup()
 	}
 	return n, err
 }
@@ -624,7 +675,7 @@ func (sc *sconn) watch() {
 		sc.cr.hasByte = true // read by the serving goroutine after disarm
 	}
 	if err != nil && !isTimeout(err) {
-		sc.cancel()
+		sc.hangup()
 	}
 	sc.watchDone <- struct{}{}
 }
@@ -698,7 +749,7 @@ func (b *fastBody) Read(p []byte) (int, error) {
 	} else {
 		n, err = b.chunked.Read(p)
 		if err == io.EOF {
-			if terr := b.readTrailer(); terr != nil {
+			if terr := readTrailer(b.sc.br, &b.sc.req.Trailer); terr != nil {
 				err = terr
 			}
 		}
@@ -712,9 +763,8 @@ func (b *fastBody) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// readTrailer reads what follows the last chunk, as net/http's body.readTrailer.
-func (b *fastBody) readTrailer() error {
-	br := b.sc.br
+// readTrailer reads what follows the last chunk into *t, as net/http's body.readTrailer.
+func readTrailer(br *bufio.Reader, t *http.Header) error {
 	buf, err := br.Peek(2)
 	if bytes.Equal(buf, []byte("\r\n")) {
 		br.Discard(2)
@@ -736,12 +786,11 @@ func (b *fastBody) readTrailer() error {
 		}
 		return err
 	}
-	r := &b.sc.req
-	if r.Trailer == nil {
-		r.Trailer = http.Header{}
+	if *t == nil {
+		*t = http.Header{}
 	}
 	for k, vv := range hdr {
-		r.Trailer[k] = vv
+		(*t)[k] = vv
 	}
 	return nil
 }

@@ -182,8 +182,7 @@ func (cw chunkWriter) Write(p []byte) (int, error) {
 	}
 	bw := w.sc.bw
 	if w.chunking {
-		var b [20]byte
-		bw.Write(strconv.AppendInt(b[:0], int64(len(p)), 16))
+		writeUint(bw, uint64(len(p)), 16)
 		bw.WriteString("\r\n")
 	}
 	n, err := bw.Write(p)
@@ -404,17 +403,27 @@ func (h *extraHeader) write(bw *bufio.Writer) {
 }
 
 func writeStatus(bw *bufio.Writer, code int) {
-	var b [8]byte
 	bw.WriteString("HTTP/1.1 ")
-	bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
+	writeUint(bw, uint64(code), 10)
 	if text := http.StatusText(code); text != "" {
 		bw.WriteByte(' ')
 		bw.WriteString(text)
 	} else {
 		bw.WriteString(" status code ")
-		bw.Write(strconv.AppendInt(b[:0], int64(code), 10))
+		writeUint(bw, uint64(code), 10)
 	}
 	bw.WriteString("\r\n")
+}
+
+// writeUint writes n in base 10 or 16 (lower case) without a buffer that would escape.
+func writeUint(bw *bufio.Writer, n uint64, base uint64) {
+	div := uint64(1)
+	for n/div >= base {
+		div *= base
+	}
+	for ; div > 0; div /= base {
+		bw.WriteByte("0123456789abcdef"[n/div%base])
+	}
 }
 
 // cachedDate is the Date header of the current second.
