@@ -4,10 +4,10 @@ import (
 	"bufio"
 	"io"
 	"net"
-	"strconv"
-	"strings"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 )
 

@@ -146,3 +146,81 @@ func FuzzParseHead(f *testing.F) {
 		checkSameParse(t, data[:n])
 	})
 }
+
+// checkSameResponseParse fails when the fast server's parser takes an answer's head that
+// http.ReadResponse rejects or reads differently.
+func checkSameResponseParse(t *testing.T, head, method string) (taken bool) {
+	t.Helper()
+	var hs headSpace
+	var resp http.Response
+	var body respBody
+	if !parseResponseHead(head, &hs, method, &resp, &body) {
+		return false
+	}
+	want, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), &http.Request{Method: method})
+	if err != nil {
+		t.Fatalf("fast server takes %q, http.ReadResponse rejects it: %v", head, err)
+	}
+	switch {
+	case want.StatusCode != resp.StatusCode || want.Status != resp.Status:
+		t.Fatalf("%q: status %d %q, net/http %d %q", head, resp.StatusCode, resp.Status, want.StatusCode, want.Status)
+	case want.ContentLength != resp.ContentLength:
+		t.Fatalf("%q: length %d, net/http %d", head, resp.ContentLength, want.ContentLength)
+	case want.Close != resp.Close:
+		t.Fatalf("%q: close %v, net/http %v", head, resp.Close, want.Close)
+	case (want.Body == http.NoBody) != (resp.Body == http.NoBody):
+		t.Fatalf("%q: no body %v, net/http %v", head, resp.Body == http.NoBody, want.Body == http.NoBody)
+	case !reflect.DeepEqual(map[string][]string(want.Header), map[string][]string(hs.h)):
+		t.Fatalf("%q: headers\n%v\nnet/http\n%v", head, hs.h, want.Header)
+	}
+	return true
+}
+
+var respSeeds = []string{
+	"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 11\r\nDate: Fri, 27 Nov 2026 09:00:00 GMT\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Type: text/event-stream\r\n\r\n",
+	"HTTP/1.1 204 No Content\r\nX-A: 1\r\n\r\n",
+	"HTTP/1.1 304 Not Modified\r\nETag: \"v1\"\r\n\r\n",
+	"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nConnection: close, X-Foo\r\nX-Foo: 1\r\n\r\n",
+	"HTTP/1.1 200\r\ncontent-length: 0\r\nset-cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n",
+	"HTTP/1.1 599 Custom\r\nContent-Length: 007\r\n\r\n",
+	"HTTP/1.0 200 OK\r\n\r\n",
+	"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nTrailer: X-Sum\r\nTransfer-Encoding: chunked\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+	"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+}
+
+// TestParseResponseHead: common answers are taken and read as http.ReadResponse reads them.
+func TestParseResponseHead(t *testing.T) {
+	for i, head := range respSeeds {
+		for _, method := range []string{"GET", "HEAD"} {
+			if taken := checkSameResponseParse(t, head, method); taken != (i < 8) {
+				t.Errorf("%s %q: taken %v, want %v", method, head, taken, i < 8)
+			}
+		}
+	}
+}
+
+// FuzzParseResponseHead compares the fast server's parser of instances' answers with
+// http.ReadResponse.
+//
+//	go test ./internal/proxy -run XXX -fuzz FuzzParseResponseHead -fuzztime 2m
+func FuzzParseResponseHead(f *testing.F) {
+	for _, s := range respSeeds {
+		f.Add(s, false)
+		f.Add(s, true)
+	}
+	f.Fuzz(func(t *testing.T, data string, head bool) {
+		n := headEnd([]byte(data))
+		if n == 0 {
+			return
+		}
+		method := http.MethodGet
+		if head {
+			method = http.MethodHead
+		}
+		checkSameResponseParse(t, data[:n], method)
+	})
+}

@@ -126,28 +126,26 @@ func parseResponseHead(head string, hs *headSpace, method string, resp *http.Res
 			return false
 		}
 	}
+	if tes == 1 && (lengths > 0 || !strings.EqualFold(te, "chunked")) {
+		return false
+	}
 	switch {
 	case noBody && (lengths > 0 || tes > 0):
 		return false // odd: leave it to net/http
+	case method == http.MethodHead:
+		resp.ContentLength = n
+		resp.Body = http.NoBody
+		if tes == 1 {
+			resp.TransferEncoding = chunkedTE
+		}
 	case noBody:
 		resp.ContentLength = 0
 		resp.Body = http.NoBody
 	case tes == 1:
-		if lengths > 0 || !strings.EqualFold(te, "chunked") {
-			return false
-		}
-		if method == http.MethodHead {
-			resp.ContentLength = -1
-			resp.Body = http.NoBody
-			break
-		}
 		resp.ContentLength = -1
 		resp.TransferEncoding = chunkedTE
 		body.reset(-1, true)
 		resp.Body = body
-	case method == http.MethodHead:
-		resp.ContentLength = n
-		resp.Body = http.NoBody
 	case n == 0:
 		resp.ContentLength = 0
 		resp.Body = http.NoBody

@@ -82,15 +82,16 @@ func diffUpstream(t *testing.T) Backend {
 // rawExchange sends raw on a new connection to addr and reads up to n answers (fewer when
 // the server closes); it returns what it read and whether the server then closed.
 func rawExchange(t *testing.T, addr, raw, method string, n int, closeWrite bool) (out string, closed bool, local string) {
-	t.Helper()
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	if _, err := io.WriteString(c, raw); err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return
 	}
 	if closeWrite {
 		c.(*net.TCPConn).CloseWrite()
@@ -229,22 +230,43 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 	// half-closes the connection.
 	method := map[string]string{"HEAD": "HEAD", "HEAD of short": "HEAD"}
 	cut := map[string]bool{"body cut short": true, "cut head": true}
-	for _, tc := range tests {
+	res := exchangeAll(t, len(tests), func(i int, off bool) exchanged {
+		out, closed, local := rawExchange(t, addrs[off], tests[i].raw, method[tests[i].name], tests[i].n, cut[tests[i].name])
+		return exchanged{out, closed, local}
+	})
+	for i, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			want, wantClosed, _ := rawExchange(t, addrs[true], tc.raw, method[tc.name], tc.n, cut[tc.name])
-			got, gotClosed, local := rawExchange(t, addrs[false], tc.raw, method[tc.name], tc.n, cut[tc.name])
-			if normalize(got) != normalize(want) {
-				t.Errorf("fast server answered\n%s\nnet/http answered\n%s", got, want)
+			got, want := res[i][0], res[i][1]
+			if normalize(got.out) != normalize(want.out) {
+				t.Errorf("fast server answered\n%s\nnet/http answered\n%s", got.out, want.out)
 			}
-			if gotClosed != wantClosed {
-				t.Errorf("connection closed: fast server %v, net/http %v", gotClosed, wantClosed)
+			if got.closed != want.closed {
+				t.Errorf("connection closed: fast server %v, net/http %v", got.closed, want.closed)
 			}
-			if _, served := servedFast.Load(local); served != tc.fast {
+			if _, served := servedFast.Load(got.local); served != tc.fast {
 				t.Errorf("served by the fast server: %v, want %v", served, tc.fast)
 			}
 		})
 	}
+}
+
+type exchanged struct {
+	out    string
+	closed bool
+	local  string
+}
+
+// exchangeAll runs do for n cases on both servers (fast, then net/http) at once.
+func exchangeAll(t *testing.T, n int, do func(i int, off bool) exchanged) [][2]exchanged {
+	res := make([][2]exchanged, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		for j, off := range []bool{false, true} {
+			wg.Go(func() { res[i][j] = do(i, off) })
+		}
+	}
+	wg.Wait()
+	return res
 }
 
 // TestFastServerClientGone: a client that hangs up while its instance thinks is counted as
@@ -399,3 +421,119 @@ func TestFastServerOff(t *testing.T) {
 }
 
 var _ = httptest.NewRecorder
+
+// rawAnswers are canned answers of an instance, by path; those listed in rawCloses are
+// followed by the end of the connection.
+var rawAnswers = map[string]string{
+	"/lower":     "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 2\r\nx-request-id: theirs\r\n\r\nhi",
+	"/connclose": "HTTP/1.1 200 OK\r\nConnection: close, X-Foo\r\nX-Foo: 1\r\nContent-Length: 2\r\n\r\nhi",
+	"/listed":    "HTTP/1.1 200 OK\r\nConnection: X-Foo\r\nX-Foo: 1\r\nX-Bar: 2\r\nKeep-Alive: timeout=5\r\nContent-Length: 2\r\n\r\nhi",
+	"/eof":       "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end",
+	"/http10":    "HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+	"/trailer":   "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-T: 1\r\n\r\n",
+	"/announced": "HTTP/1.1 200 OK\r\nTrailer: X-T\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\nX-T: 1\r\n\r\n",
+	"/dupcl":     "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\nhi",
+	"/badcl":     "HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\nhi",
+	"/short":     "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhi",
+	"/hints":     "HTTP/1.1 103 Early Hints\r\nLink: <x>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+	"/sniff":     "HTTP/1.1 200 OK\r\nContent-Length: 15\r\n\r\n<html>hi</html>",
+	"/fold":      "HTTP/1.1 200 OK\r\nX: a\r\n b\r\nContent-Length: 2\r\n\r\nhi",
+	"/reason":    "HTTP/1.1 299 Whatever Reason\r\nContent-Length: 2\r\n\r\nhi",
+	"/clte":      "HTTP/1.1 200 OK\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nhi\r\n0\r\n\r\n",
+	"/bighead":   "HTTP/1.1 200 OK\r\nX-Big: " + strings.Repeat("b", 6000) + "\r\nContent-Length: 2\r\n\r\nhi",
+	"/204cl":     "HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n",
+	"/cookies":   "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\nContent-Length: 0\r\n\r\n",
+	"/lf":        "HTTP/1.1 200 OK\nContent-Length: 2\n\nhi",
+	"/garbage":   "HELLO\r\n\r\n",
+	"/101":       "HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\nConnection: Upgrade\r\n\r\n",
+	"/chunkbig":  "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + strings.Repeat("400\r\n"+strings.Repeat("c", 1024)+"\r\n", 40) + "0\r\n\r\n",
+}
+
+var rawCloses = map[string]bool{"/eof": true, "/short": true, "/http10": true, "/badcl": true, "/garbage": true, "/101": true}
+
+func rawInstance(t *testing.T) Backend {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					req, err := http.ReadRequest(br)
+					if err != nil {
+						return
+					}
+					io.Copy(io.Discard, req.Body)
+					answer := rawAnswers[req.URL.Path]
+					if req.Method == http.MethodHead { // the heads alone
+						heads := 1
+						if req.URL.Path == "/hints" {
+							heads = 2
+						}
+						end := 0
+						for range heads {
+							end += headEnd([]byte(answer[end:]))
+						}
+						answer = answer[:end]
+					}
+					io.WriteString(c, answer)
+					if rawCloses[req.URL.Path] {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return Backend{ID: "raw", Addr: ln.Addr().String()}
+}
+
+// TestFastServerMatchesNetHTTPOnOddAnswers: the same, for answers of every kind an instance
+// may send (the fast server parses them itself or leaves them to http.ReadResponse).
+func TestFastServerMatchesNetHTTPOnOddAnswers(t *testing.T) {
+	b := rawInstance(t)
+	addrs := map[bool]string{}
+	for _, off := range []bool{false, true} {
+		p := New("odd", Options{Logger: quietLogger()})
+		t.Cleanup(p.Close)
+		p.SetSettings(Settings{DisableFastServer: off})
+		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{b}}}})
+		srv := NewServer(p, ServerConfig{Logger: quietLogger()})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go Serve(srv, ln)
+		t.Cleanup(func() { srv.Close() })
+		addrs[off] = ln.Addr().String()
+	}
+	type odd struct{ method, path string }
+	var cases []odd
+	for path := range rawAnswers {
+		cases = append(cases, odd{"GET", path}, odd{"HEAD", path})
+	}
+	res := exchangeAll(t, len(cases), func(i int, off bool) exchanged {
+		raw := cases[i].method + " " + cases[i].path + " HTTP/1.1\r\nHost: h\r\n\r\n"
+		out, closed, local := rawExchange(t, addrs[off], raw, cases[i].method, 1, false)
+		return exchanged{out, closed, local}
+	})
+	for i, tc := range cases {
+		t.Run(tc.method+tc.path, func(t *testing.T) {
+			got, want := res[i][0], res[i][1]
+			if normalize(got.out) != normalize(want.out) {
+				t.Errorf("fast server answered\n%s\nnet/http answered\n%s", got.out, want.out)
+			}
+			if got.closed != want.closed {
+				t.Errorf("connection closed: fast server %v, net/http %v", got.closed, want.closed)
+			}
+		})
+	}
+}
