@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -83,9 +84,17 @@ type front struct {
 }
 
 // serve serves h as local mode does: NewServer and Serve (the fast server in front of a
-// Proxy, unless the proxy's settings turn it off).
+// Proxy, unless the proxy's settings turn it off). With RAMP_TEST_NETHTTP=1 in the
+// environment it serves h with net/http's server alone, as before the fast server.
 func serve(t *testing.T, h http.Handler) front {
 	t.Helper()
+	if os.Getenv("RAMP_TEST_NETHTTP") == "1" {
+		s := httptest.NewServer(h)
+		t.Cleanup(s.Close)
+		tr := &http.Transport{MaxIdleConnsPerHost: 64}
+		t.Cleanup(tr.CloseIdleConnections)
+		return front{url: s.URL, client: &http.Client{Transport: tr}}
+	}
 	srv := NewServer(h, ServerConfig{Logger: quietLogger()})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
