@@ -109,6 +109,8 @@ func main() {
 		{name: "haproxy", addr: "127.0.0.1:18082", cmd: start("haproxy", "-db", "-f", filepath.Join(dir, "haproxy.cfg"))},
 		{name: "goproxy", addr: "127.0.0.1:18083", cmd: start(bin("proxyd"), "-kind", "goproxy", "-listen", "127.0.0.1:18083", "-stable", stableAddr, "-canary", canaryAddr)},
 		{name: "ramp", addr: "127.0.0.1:18084", cmd: start(bin("proxyd"), rampArgs...)},
+		// ramp's proxy behind net/http's server instead of the fast server, for comparison.
+		{name: "ramp-nethttp", addr: "127.0.0.1:18085", cmd: start(bin("proxyd"), "-kind", "ramp", "-nethttp", "-listen", "127.0.0.1:18085", "-stable", stableAddr, "-canary", canaryAddr)},
 	}
 	var targets []*target
 	for _, t := range all {

@@ -6,7 +6,7 @@
 //   - goproxy: a plain net/http/httputil.ReverseProxy with a large idle pool, 90/10 at random
 //     and the same header route.
 //
-//     go run ./bench/proxyd -kind ramp -listen 127.0.0.1:8080 -stable 127.0.0.1:9001 -canary 127.0.0.1:9002
+//     go run ./bench/proxyd -kind ramp [-nethttp] -listen 127.0.0.1:8080 -stable 127.0.0.1:9001 -canary 127.0.0.1:9002
 //
 // With -cpuprofile it writes a CPU profile when it gets SIGTERM or SIGINT.
 package main
@@ -17,6 +17,7 @@ import (
 	"log"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
@@ -30,6 +31,7 @@ import (
 
 func main() {
 	kind := flag.String("kind", "ramp", "ramp or goproxy")
+	netHTTP := flag.Bool("nethttp", false, "ramp: serve with net/http's server (Settings.DisableFastServer)")
 	listen := flag.String("listen", "127.0.0.1:8080", "listen address")
 	stable := flag.String("stable", "127.0.0.1:9001", "stable upstream host:port")
 	canary := flag.String("canary", "127.0.0.1:9002", "canary upstream host:port")
@@ -37,6 +39,7 @@ func main() {
 	flag.Parse()
 
 	var h http.Handler
+	var srv *proxy.Server
 	switch *kind {
 	case "ramp":
 		p := proxy.New("bench", proxy.Options{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -51,7 +54,10 @@ func main() {
 				Revision: 2,
 			}},
 		})
+		p.SetSettings(proxy.Settings{DisableFastServer: *netHTTP})
 		h = p
+		// As local mode serves it: the fast server for plain HTTP/1.1, net/http for the rest.
+		srv = proxy.NewServer(p, proxy.ServerConfig{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	case "goproxy":
 		s := &url.URL{Scheme: "http", Host: *stable}
 		c := &url.URL{Scheme: "http", Host: *canary}
@@ -87,6 +93,13 @@ func main() {
 			f.Close()
 			os.Exit(0)
 		}()
+	}
+	if srv != nil {
+		ln, err := net.Listen("tcp", *listen)
+		if err != nil {
+			log.Fatal(err)
+		}
+		log.Fatal(proxy.Serve(srv, ln))
 	}
 	log.Fatal(http.ListenAndServe(*listen, h))
 }

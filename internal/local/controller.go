@@ -64,7 +64,7 @@ type rolloutProxy struct {
 	p                   *proxy.Proxy
 	listen, previewAddr string
 	lc                  listenerConfig
-	main, preview       *http.Server
+	main, preview       *proxy.Server
 	mainLn, previewLn   net.Listener
 	collectorRegistered bool
 }
@@ -335,7 +335,7 @@ func (c *Controller) ensureProxy(r *v1alpha1.Rollout) error {
 }
 
 // serve serves h on addr, on ln when the caller already bound it.
-func (c *Controller) serve(addr string, h http.Handler, ln net.Listener, sc proxy.ServerConfig) (*http.Server, error) {
+func (c *Controller) serve(addr string, h http.Handler, ln net.Listener, sc proxy.ServerConfig) (*proxy.Server, error) {
 	if ln == nil {
 		var err error
 		ln, err = net.Listen("tcp", addr)
@@ -352,7 +352,7 @@ func (c *Controller) serve(addr string, h http.Handler, ln net.Listener, sc prox
 	return srv, nil
 }
 
-func closeServer(s *http.Server) {
+func closeServer(s *proxy.Server) {
 	if s == nil {
 		return
 	}

@@ -1,9 +1,13 @@
 package proxy
 
 import (
+	"bufio"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
+	"strings"
 	"testing"
 )
 
@@ -102,3 +106,135 @@ func BenchmarkFinish(b *testing.B) {
 }
 
 var _ io.Writer = (*discardWriter)(nil)
+
+// rawUpstream is an instance that answers every request with the same small JSON, without
+// allocating: the server benchmarks' allocations are then the proxy's and its server's.
+func rawUpstream(b *testing.B) string {
+	b.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: Fri, 27 Nov 2026 09:00:00 GMT\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				br := bufio.NewReader(c)
+				for {
+					if err := skipHead(br); err != nil {
+						return
+					}
+					if _, err := c.Write(resp); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// skipHead reads a message head and returns its Content-Length (0 when none).
+func skipHead(br *bufio.Reader) error {
+	_, err := readHead(br)
+	return err
+}
+
+func readHead(br *bufio.Reader) (int, error) {
+	n := 0
+	for {
+		line, err := br.ReadSlice('\n')
+		if err != nil {
+			return 0, err
+		}
+		if len(line) <= 2 {
+			return n, nil
+		}
+		if len(line) > 16 && (line[0] == 'C' || line[0] == 'c') && strings.EqualFold(string(line[:15]), "Content-Length:") {
+			n, _ = strconv.Atoi(strings.TrimSpace(string(line[15:])))
+		}
+	}
+}
+
+// benchServer serves a proxy like benchProxy's (to two raw instances) with NewServer.
+func benchServer(b *testing.B, s Settings) string {
+	b.Helper()
+	p := New("bench", Options{Logger: quietLogger()})
+	b.Cleanup(p.Close)
+	p.SetSettings(s)
+	p.SetTable(Table{
+		Pools: []Pool{
+			{Revision: 1, Role: "stable", Weight: 90, Backends: []Backend{{ID: "s", Addr: rawUpstream(b)}}},
+			{Revision: 2, Role: "canary", Weight: 10, Backends: []Backend{{ID: "c", Addr: rawUpstream(b)}}},
+		},
+		HeaderRoutes: []HeaderRoute{{Name: "h", Match: []Match{{Header: "x-version", Exact: "canary"}}, Revision: 2}},
+	})
+	srv := NewServer(p, ServerConfig{Logger: quietLogger()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	go Serve(srv, ln)
+	b.Cleanup(func() { srv.Close() })
+	return ln.Addr().String()
+}
+
+const benchRequest = "GET /v1/chat?message=hi HTTP/1.1\r\nHost: rollout.local\r\nUser-Agent: bench\r\nAccept: */*\r\n\r\n"
+
+// benchClient sends one keep-alive request at a time on its own connection.
+func benchClient(b *testing.B, addr string) func() {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { c.Close() })
+	br := bufio.NewReader(c)
+	req := []byte(benchRequest)
+	return func() {
+		if _, err := c.Write(req); err != nil {
+			b.Fatal(err)
+		}
+		n, err := readHead(br)
+		if err == nil {
+			_, err = br.Discard(n)
+		}
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkServer is one GET through the proxy's server (NewServer, a real client
+// connection kept alive) and the 90/10 split to loopback instances: "fast" is the fast
+// server, "nethttp" net/http's server (DisableFastServer).
+func BenchmarkServer(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		s    Settings
+	}{{"fast", Settings{}}, {"nethttp", Settings{DisableFastServer: true}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			do := benchClient(b, benchServer(b, tc.s))
+			b.ReportAllocs()
+			for b.Loop() {
+				do()
+			}
+		})
+		b.Run(tc.name+"-parallel", func(b *testing.B) {
+			addr := benchServer(b, tc.s)
+			b.ReportAllocs()
+			b.SetParallelism(8)
+			b.RunParallel(func(pb *testing.PB) {
+				do := benchClient(b, addr)
+				for pb.Next() {
+					do()
+				}
+			})
+		})
+	}
+}

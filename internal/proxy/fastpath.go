@@ -237,7 +237,11 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 			p.upstreamFailed(w, r, st, err)
 			return
 		}
-		stop = context.AfterFunc(ctx, c.abort)
+		if st.sc != nil {
+			stop = st.sc.onHangup(c) // the fast server's watcher, without a context per request
+		} else {
+			stop = context.AfterFunc(ctx, c.abort)
+		}
 		resp, err = p.exchange(c, r, st, body)
 		if err == nil {
 			break
@@ -313,7 +317,19 @@ func (p *Proxy) exchange(c *fastConn, r *http.Request, st *reqState, body io.Rea
 	if _, err := c.br.Peek(1); err != nil {
 		return nil, &beforeResponseError{err}
 	}
-	return http.ReadResponse(c.br, r) // informational answers are passed on by copyFast
+	return readResponse(c, r, st) // informational answers are passed on by copyFast
+}
+
+// readResponse reads an answer's head from c: with the fast server's parser into the client
+// connection's reused storage when the request came through the fast server (and the head
+// is a plain one), else with http.ReadResponse.
+func readResponse(c *fastConn, r *http.Request, st *reqState) (*http.Response, error) {
+	if st.sc != nil {
+		if resp := st.sc.readResponse(c.br, r); resp != nil {
+			return resp, nil
+		}
+	}
+	return http.ReadResponse(c.br, r)
 }
 
 // reqSkip are the request headers not copied as they are: hop-by-hop, the forwarded ones
@@ -357,7 +373,11 @@ func writeHeaderLine(bw *bufio.Writer, k, v string) {
 func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, st *reqState, body io.ReadCloser) error {
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
-	bw.WriteString(r.URL.RequestURI())
+	if st.sc != nil {
+		bw.WriteString(r.RequestURI) // the fast server takes only targets that URL.RequestURI gives back unchanged
+	} else {
+		bw.WriteString(r.URL.RequestURI())
+	}
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
 	bw.WriteString(st.t.addr)
 	bw.WriteString("\r\n")
@@ -506,7 +526,7 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 			}
 		}
 		var err error
-		if resp, err = http.ReadResponse(c.br, r); err != nil {
+		if resp, err = readResponse(c, r, st); err != nil {
 			stop()
 			c.close()
 			if isTimeout(err) && st.up.s.FirstByteTimeout > 0 && r.Context().Err() == nil {
@@ -531,9 +551,13 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
 			continue
 		}
-		h[k] = append(h[k], vv...)
+		if len(h[k]) == 0 {
+			h[k] = vv[:len(vv):len(vv)] // shared: an append elsewhere copies
+		} else {
+			h[k] = append(h[k], vv...)
+		}
 	}
-	h[RevisionHeader] = []string{st.pool.revHeader}
+	h[RevisionHeader] = st.pool.revValue
 	announced := len(resp.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)

@@ -18,19 +18,20 @@ const maxRequestIDLen = 128
 
 // requestID makes sure r carries a valid request id and puts it on the response.
 func requestID(w http.ResponseWriter, r *http.Request) {
-	id := r.Header.Get(RequestIDHeader)
-	if !validRequestID(id) {
-		var b [16]byte
-		for i := 0; i < len(b); i += 8 {
-			u := rand.Uint64()
-			for j := range 8 {
-				b[i+j] = byte(u >> (8 * j))
-			}
-		}
-		id = hex.EncodeToString(b[:])
-		r.Header.Set(RequestIDHeader, id)
+	if v := r.Header[RequestIDHeader]; len(v) > 0 && validRequestID(v[0]) {
+		w.Header()[RequestIDHeader] = v[:1:1]
+		return
 	}
-	w.Header().Set(RequestIDHeader, id)
+	var b [16]byte
+	for i := 0; i < len(b); i += 8 {
+		u := rand.Uint64()
+		for j := range 8 {
+			b[i+j] = byte(u >> (8 * j))
+		}
+	}
+	v := []string{hex.EncodeToString(b[:])}[:1:1]
+	r.Header[RequestIDHeader] = v
+	w.Header()[RequestIDHeader] = v
 }
 
 // validRequestID accepts 1 to 128 visible ASCII characters.
@@ -66,6 +67,9 @@ func tooLarge(w http.ResponseWriter, err error) bool {
 	var mbe *http.MaxBytesError
 	if !errors.As(err, &mbe) {
 		return false
+	}
+	if l, ok := w.(interface{ bodyLimitReached() }); ok {
+		l.bodyLimitReached() // what net/http's maxBytesReader tells its own ResponseWriter
 	}
 	http.Error(w, bodyTooLarge(mbe.Limit), http.StatusRequestEntityTooLarge)
 	return true

@@ -152,7 +152,8 @@ type routeTable struct {
 
 type pool struct {
 	rev       int64
-	revHeader string // rev, formatted for RevisionHeader
+	revHeader string   // rev, formatted for RevisionHeader
+	revValue  []string // {revHeader}, capacity 1: a response header value shared by all
 	role      string
 	weight    int32
 	targets   []target
@@ -208,7 +209,7 @@ func (p *Proxy) SetTable(t Table) {
 	defer p.mu.Unlock()
 	rt := &routeTable{
 		byRev:   map[int64][]*pool{},
-		routes:  slices.Clone(t.HeaderRoutes),
+		routes:  compileRoutes(t.HeaderRoutes),
 		preview: t.Preview,
 		trusted: slices.Clone(t.TrustedSources),
 	}
@@ -216,6 +217,7 @@ func (p *Proxy) SetTable(t Table) {
 	addrs := map[string]bool{}
 	for _, tp := range t.Pools {
 		pl := &pool{rev: tp.Revision, revHeader: strconv.FormatInt(tp.Revision, 10), role: tp.Role, weight: max(tp.Weight, 0)}
+		pl.revValue = []string{pl.revHeader}[:1:1]
 		for _, b := range tp.Backends {
 			st := p.backends[b.ID]
 			if st == nil {
@@ -277,9 +279,12 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r
 // PreviewHandler returns a handler that sends every request to the instances of
 // Table.Preview, and answers 503 when there is no preview revision or it has no ready
 // instance.
-func (p *Proxy) PreviewHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { p.serve(w, r, true) })
-}
+func (p *Proxy) PreviewHandler() http.Handler { return previewHandler{p} }
+
+// previewHandler is a named type so that NewServer can give it the fast server.
+type previewHandler struct{ p *Proxy }
+
+func (h previewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.p.serve(w, r, true) }
 
 // copyBuffers lends ReverseProxy the 32 KiB buffers it copies response bodies with, instead
 // of one new buffer per request.
@@ -303,6 +308,9 @@ type reqState struct {
 	pool       *pool
 	t          target
 	tried      []*backendState
+	triedBuf   [2]*backendState
+	// sc is the fast server's connection the request came on; nil under net/http's server.
+	sc *sconn
 
 	gotHeaders bool
 	ttfb       time.Duration
@@ -335,7 +343,16 @@ func (st *reqState) release() {
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
-	st := &reqState{tbl: p.table.Load(), up: p.up.Load(), preview: preview, start: p.now(), setBucket: -1}
+	p.serveUp(w, r, preview, p.up.Load())
+}
+
+// serveUp serves r with the upstream settings up.
+func (p *Proxy) serveUp(w http.ResponseWriter, r *http.Request, preview bool, up *upstreams) {
+	st := &reqState{tbl: p.table.Load(), up: up, preview: preview, start: p.now(), setBucket: -1}
+	st.tried = st.triedBuf[:0]
+	if fw, ok := w.(*fastRW); ok {
+		st.sc = fw.sc
+	}
 	requestID(w, r)
 	if !limitBody(w, r, st.up.s.MaxRequestBodyBytes) {
 		return
@@ -541,6 +558,19 @@ func (pl *pool) pick(exclude []*backendState) (target, bool) {
 		}
 		skip = append(skip, t.b) // drained between the scan and acquire
 	}
+}
+
+// compileRoutes copies routes with their header names in canonical form, so that matching
+// looks them up without canonicalising them per request.
+func compileRoutes(routes []HeaderRoute) []HeaderRoute {
+	out := slices.Clone(routes)
+	for i := range out {
+		out[i].Match = slices.Clone(out[i].Match)
+		for j := range out[i].Match {
+			out[i].Match[j].Header = http.CanonicalHeaderKey(out[i].Match[j].Header)
+		}
+	}
+	return out
 }
 
 func routeMatches(hr HeaderRoute, h http.Header) bool {

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
@@ -82,13 +83,28 @@ type front struct {
 	client *http.Client
 }
 
+// serve serves h as local mode does: NewServer and Serve (the fast server in front of a
+// Proxy, unless the proxy's settings turn it off). With RAMP_TEST_NETHTTP=1 in the
+// environment it serves h with net/http's server alone, as before the fast server.
 func serve(t *testing.T, h http.Handler) front {
 	t.Helper()
-	s := httptest.NewServer(h)
-	t.Cleanup(s.Close)
+	if os.Getenv("RAMP_TEST_NETHTTP") == "1" {
+		s := httptest.NewServer(h)
+		t.Cleanup(s.Close)
+		tr := &http.Transport{MaxIdleConnsPerHost: 64}
+		t.Cleanup(tr.CloseIdleConnections)
+		return front{url: s.URL, client: &http.Client{Transport: tr}}
+	}
+	srv := NewServer(h, ServerConfig{Logger: quietLogger()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go Serve(srv, ln)
+	t.Cleanup(func() { srv.Close() })
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
-	return front{url: s.URL, client: &http.Client{Transport: tr}}
+	return front{url: "http://" + ln.Addr().String(), client: &http.Client{Transport: tr}}
 }
 
 // get sends a GET with optional headers and returns status, body and the revision header.

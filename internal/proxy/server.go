@@ -1,6 +1,7 @@
 package proxy
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -26,10 +27,19 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
+// Server is the HTTP server of one of a rollout's listeners. In front of a Proxy (or its
+// PreviewHandler) without TLS, it reads plain HTTP/1.1 requests itself (fastserver.go) and
+// hands every other connection to the embedded http.Server; otherwise the embedded server
+// serves everything. Shutdown and Close cover both.
+type Server struct {
+	*http.Server
+	fast *fastServer // nil when net/http serves every connection
+}
+
 // NewServer returns the server for a listener in front of h. Serve it with Serve. It sets no
 // read, write or idle timeout on the client side beyond the headers' 30 seconds: answers
 // may stream for minutes.
-func NewServer(h http.Handler, c ServerConfig) *http.Server {
+func NewServer(h http.Handler, c ServerConfig) *Server {
 	log := c.Logger
 	if log == nil {
 		log = slog.Default()
@@ -43,23 +53,59 @@ func NewServer(h http.Handler, c ServerConfig) *http.Server {
 	if srv.MaxHeaderBytes <= 0 {
 		srv.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
+	s := &Server{Server: srv}
 	if c.TLS != nil {
 		srv.TLSConfig = &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: c.TLS.GetCertificate,
 			NextProtos:     []string{"h2", "http/1.1"},
 		}
+		return s
 	}
-	return srv
+	switch h := h.(type) {
+	case *Proxy:
+		s.fast = newFastServer(h, false, srv)
+	case previewHandler:
+		s.fast = newFastServer(h.p, true, srv)
+	}
+	return s
 }
 
 // Serve serves srv on ln, over TLS when srv has a TLS config. It returns
-// http.ErrServerClosed after Shutdown.
-func Serve(srv *http.Server, ln net.Listener) error {
+// http.ErrServerClosed after Shutdown or Close.
+func Serve(srv *Server, ln net.Listener) error {
 	if srv.TLSConfig != nil {
 		return srv.ServeTLS(ln, "", "")
 	}
-	return srv.Serve(ln)
+	if srv.fast == nil || srv.ReadTimeout != 0 || srv.WriteTimeout != 0 {
+		return srv.Server.Serve(ln)
+	}
+	return srv.fast.serve(ln)
+}
+
+// Shutdown stops the server gracefully as http.Server.Shutdown: it closes the listeners,
+// then each connection once it has no request in flight, and returns when none is left or
+// ctx ends.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.fast == nil {
+		return s.Server.Shutdown(ctx)
+	}
+	s.fast.closeListeners()
+	errc := make(chan error, 1)
+	go func() { errc <- s.Server.Shutdown(ctx) }()
+	err := s.fast.shutdown(ctx)
+	if err2 := <-errc; err == nil {
+		err = err2
+	}
+	return err
+}
+
+// Close closes the listeners and every connection at once, as http.Server.Close.
+func (s *Server) Close() error {
+	if s.fast != nil {
+		s.fast.close()
+	}
+	return s.Server.Close()
 }
 
 // CertReloader serves a certificate and key file pair, and loads them again when either

@@ -30,6 +30,11 @@ type Settings struct {
 	// forwards on the client connection's goroutine; upgrades, h2c, Expect: 100-continue
 	// and request trailers always take the ReverseProxy path.
 	DisableFastPath bool
+	// DisableFastServer hands every client connection of a Server to net/http's server.
+	// False means a Server built by NewServer for a Proxy (without TLS) reads plain
+	// HTTP/1.1 requests itself (fastserver.go) and hands the rest to net/http. The fast
+	// server also needs the fast path: with DisableFastPath or H2C, net/http serves.
+	DisableFastServer bool
 }
 
 // upstreams are the transports built from one Settings.

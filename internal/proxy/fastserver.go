@@ -1,0 +1,816 @@
+package proxy
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/textproto"
+	"net/url"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// The fast server is the client half of the fast path: it reads plain HTTP/1.1 requests
+// on the accepted connection's goroutine, into per-connection buffers that are reused from
+// request to request (no goroutine, Request, header map, context or response object per
+// request), has the proxy forward them on the fast upstream path (fastpath.go), and writes
+// the answer as net/http's server would. Whatever it does not take — TLS, HTTP/2, upgrades,
+// Expect, TE, trailers, CONNECT, HTTP/1.0, unusual targets, heads over 8 KiB, anything
+// malformed — goes to the net/http server with the bytes already read, so that its
+// behaviour (and its error statuses) stay what they were. A connection handed over stays
+// with net/http.
+
+const (
+	// fastHeadBuffer is the per-connection read buffer; a request head must fit in it.
+	fastHeadBuffer = 8 << 10
+	// watchDelay is how long a request waits for its instance before the server starts
+	// watching the client connection for a hang-up (net/http watches every request).
+	watchDelay = 20 * time.Millisecond
+)
+
+var (
+	fastReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, fastHeadBuffer) }}
+	fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
+	bodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufferBeforeChunking) }}
+	chunkedTE   = []string{"chunked"}
+	aLongAgo    = time.Unix(1, 0)
+)
+
+// fastServer serves a Proxy (or its preview handler) for one Server.
+type fastServer struct {
+	p       *Proxy
+	preview bool
+	srv     *http.Server
+	hl      *handoffListener
+
+	headLimit    int
+	shuttingDown atomic.Bool
+	served       atomic.Int64            // requests served here, for tests
+	handedOff    atomic.Int64            // connections handed to net/http, for tests
+	onServe      func(remoteAddr string) // nil, or a test's hook
+
+	mu    sync.Mutex
+	lns   map[net.Listener]struct{}
+	conns map[*sconn]struct{}
+	once  sync.Once // starts srv.Serve(hl)
+}
+
+func newFastServer(p *Proxy, preview bool, srv *http.Server) *fastServer {
+	return &fastServer{
+		p: p, preview: preview, srv: srv,
+		hl:    &handoffListener{ch: make(chan net.Conn), closed: make(chan struct{})},
+		lns:   map[net.Listener]struct{}{},
+		conns: map[*sconn]struct{}{},
+	}
+}
+
+func (fs *fastServer) logf(format string, args ...any) {
+	if fs.srv.ErrorLog != nil {
+		fs.srv.ErrorLog.Printf(format, args...)
+	} else {
+		log.Printf(format, args...)
+	}
+}
+
+// serve accepts connections on ln until it is closed, as http.Server.Serve.
+func (fs *fastServer) serve(ln net.Listener) error {
+	fs.mu.Lock()
+	if fs.shuttingDown.Load() {
+		fs.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	fs.lns[ln] = struct{}{}
+	fs.mu.Unlock()
+	defer func() {
+		fs.mu.Lock()
+		delete(fs.lns, ln)
+		fs.mu.Unlock()
+		ln.Close()
+	}()
+	fs.headLimit = fastHeadBuffer
+	if m := fs.srv.MaxHeaderBytes; m > 0 && m < fs.headLimit {
+		fs.headLimit = m
+	}
+	fs.hl.addr = ln.Addr()
+	fs.once.Do(func() {
+		go func() {
+			if err := fs.srv.Serve(fs.hl); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				fs.logf("http: handoff server stopped: %v", err)
+			}
+		}()
+	})
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if fs.shuttingDown.Load() {
+				return http.ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || isTemporary(err) {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				fs.logf("http: Accept error: %v; retrying in %v", err, delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		sc := fs.newConn(c)
+		if sc == nil {
+			c.Close()
+			continue
+		}
+		go sc.serve()
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+// Connection states for shutdown, as net/http's.
+const (
+	connNew = iota
+	connActive
+	connIdle
+)
+
+func (fs *fastServer) newConn(c net.Conn) *sconn {
+	sc := &sconn{fs: fs, conn: c, remoteAddr: c.RemoteAddr().String()}
+	sc.setState(connNew)
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	if fs.shuttingDown.Load() {
+		return nil
+	}
+	fs.conns[sc] = struct{}{}
+	return sc
+}
+
+func (fs *fastServer) forget(sc *sconn) {
+	fs.mu.Lock()
+	delete(fs.conns, sc)
+	fs.mu.Unlock()
+}
+
+func (fs *fastServer) closeListeners() {
+	fs.shuttingDown.Store(true)
+	fs.mu.Lock()
+	for ln := range fs.lns {
+		ln.Close()
+	}
+	fs.mu.Unlock()
+}
+
+// closeIdle closes the connections waiting for a request (new ones after 5 seconds, as
+// net/http) and reports whether none is left.
+func (fs *fastServer) closeIdle() bool {
+	fs.mu.Lock()
+	defer fs.mu.Unlock()
+	quiet := true
+	now := time.Now().Unix()
+	for sc := range fs.conns {
+		st, since := sc.getState()
+		if st == connNew && since < now-5 {
+			st = connIdle
+		}
+		if st != connIdle {
+			quiet = false
+			continue
+		}
+		sc.conn.Close()
+		delete(fs.conns, sc)
+	}
+	return quiet
+}
+
+// shutdown closes the listeners, then the idle connections as they become idle, until none
+// is left or ctx ends.
+func (fs *fastServer) shutdown(ctx context.Context) error {
+	fs.closeListeners()
+	const maxPoll = 500 * time.Millisecond
+	poll := time.Millisecond
+	t := time.NewTimer(poll)
+	defer t.Stop()
+	for {
+		if fs.closeIdle() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-t.C:
+			poll = min(2*poll, maxPoll)
+			t.Reset(poll)
+		}
+	}
+}
+
+func (fs *fastServer) close() {
+	fs.closeListeners()
+	fs.mu.Lock()
+	for sc := range fs.conns {
+		sc.conn.Close()
+		delete(fs.conns, sc)
+	}
+	fs.mu.Unlock()
+}
+
+// handoffListener yields the connections the fast server hands to net/http.
+type handoffListener struct {
+	addr   net.Addr
+	ch     chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+}
+
+func (l *handoffListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *handoffListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *handoffListener) Addr() net.Addr { return l.addr }
+
+func (l *handoffListener) deliver(c net.Conn) {
+	select {
+	case l.ch <- c:
+	case <-l.closed:
+		c.Close()
+	}
+}
+
+// prefixConn is a connection whose first reads return bytes already read from it.
+type prefixConn struct {
+	net.Conn
+	buf []byte
+}
+
+func (c *prefixConn) Read(p []byte) (int, error) {
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// CloseWrite lets net/http half-close after an error answer, as on a TCP connection.
+func (c *prefixConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
+}
+
+// sconn is one client connection of the fast server. Its goroutine serves the requests one
+// after the other; only the hang-up watcher runs beside it.
+type sconn struct {
+	fs         *fastServer
+	conn       net.Conn
+	remoteAddr string
+	state      atomic.Uint64
+
+	cr   connReader
+	br   *bufio.Reader
+	bw   *bufio.Writer
+	werr error // the first write error; the client is gone
+
+	ctx    context.Context // cancelled when the client hangs up or a write fails
+	cancel context.CancelFunc
+	base   *http.Request // carries ctx; each request starts as a copy
+
+	req        http.Request
+	hs         headSpace
+	body       fastBody
+	rw         fastRW
+	wantsClose bool
+	up         *upstreams // the settings the request started with
+	url        url.URL
+	lastTarget string
+	lastURL    url.URL
+
+	deadline int // which read deadline is set: 0 none, 1 idle, 2 head
+
+	watchMu    sync.Mutex
+	watchState int // 0 off, 1 armed, 2 reading
+	watchTimer *time.Timer
+	watchDone  chan struct{}
+
+	rs respSpace // the current request's answer from its instance
+
+	// upConn is the instance connection of the request in flight, closed when the client
+	// hangs up (what context.AfterFunc does under net/http's server); guarded by watchMu.
+	upConn    *fastConn
+	upAborted bool
+	stopFn    func() bool // sc.stopHangup, made once
+
+	clenBuf [20]byte
+	dateBuf [32]byte
+}
+
+// onHangup registers c to be closed if the client hangs up, and returns the function that
+// unregisters it, which reports false when c was closed (as context.AfterFunc's stop).
+func (sc *sconn) onHangup(c *fastConn) func() bool {
+	sc.watchMu.Lock()
+	sc.upConn, sc.upAborted = c, false
+	gone := sc.ctx.Err() != nil
+	if gone {
+		sc.upAborted = true
+	}
+	sc.watchMu.Unlock()
+	if gone {
+		c.abort()
+	}
+	if sc.stopFn == nil {
+		sc.stopFn = sc.stopHangup
+	}
+	return sc.stopFn
+}
+
+func (sc *sconn) stopHangup() bool {
+	sc.watchMu.Lock()
+	defer sc.watchMu.Unlock()
+	stopped := sc.upConn != nil && !sc.upAborted
+	sc.upConn, sc.upAborted = nil, false
+	return stopped
+}
+
+// hangup cancels the connection's context and closes the instance connection in use.
+func (sc *sconn) hangup() {
+	sc.cancel()
+	sc.watchMu.Lock()
+	c := sc.upConn
+	if c != nil && !sc.upAborted {
+		sc.upAborted = true
+	} else {
+		c = nil
+	}
+	sc.watchMu.Unlock()
+	if c != nil {
+		c.abort()
+	}
+}
+
+func (sc *sconn) setState(st int) {
+	sc.state.Store(uint64(time.Now().Unix())<<8 | uint64(st))
+}
+
+func (sc *sconn) getState() (int, int64) {
+	v := sc.state.Load()
+	return int(v & 0xff), int64(v >> 8)
+}
+
+// connReader reads the connection, after the byte the watcher may have read.
+type connReader struct {
+	conn    net.Conn
+	hasByte bool
+	b       [1]byte
+}
+
+func (cr *connReader) Read(p []byte) (int, error) {
+	if cr.hasByte && len(p) > 0 {
+		p[0] = cr.b[0]
+		cr.hasByte = false
+		return 1, nil
+	}
+	return cr.conn.Read(p)
+}
+
+// connWriter records the first write error and cancels the connection's context, as
+// net/http's checkConnErrorWriter.
+type connWriter struct{ sc *sconn }
+
+func (w connWriter) Write(p []byte) (int, error) {
+	n, err := w.sc.conn.Write(p)
+	if err != nil && w.sc.werr == nil {
+		w.sc.werr = err
+		w.sc.hangup()
+	}
+	return n, err
+}
+
+func (sc *sconn) serve() {
+	fs := sc.fs
+	handedOff := false
+	defer func() {
+		if sc.watchTimer != nil {
+			sc.disarm()
+		}
+		if !handedOff {
+			sc.conn.Close()
+		}
+		if sc.cancel != nil {
+			sc.cancel()
+		}
+		if sc.br != nil {
+			sc.br.Reset(nil)
+			fastReaders.Put(sc.br)
+			sc.bw.Reset(nil)
+			fastWriters.Put(sc.bw)
+			sc.rw.w.Reset(nil)
+			bodyWriters.Put(sc.rw.w)
+		}
+		fs.forget(sc)
+	}()
+	sc.cr.conn = sc.conn
+	sc.br = fastReaders.Get().(*bufio.Reader)
+	sc.br.Reset(&sc.cr)
+	sc.bw = fastWriters.Get().(*bufio.Writer)
+	sc.bw.Reset(connWriter{sc})
+	sc.rw.sc = sc
+	sc.rw.w = bodyWriters.Get().(*bufio.Writer)
+	sc.body.sc = sc
+	if d := fs.srv.ReadHeaderTimeout; d > 0 {
+		sc.conn.SetReadDeadline(time.Now().Add(d))
+		sc.deadline = 2
+	}
+	for {
+		n, err := sc.readHead()
+		if err != nil {
+			return
+		}
+		if n == 0 || !sc.take(n) {
+			handedOff = sc.handoff()
+			return
+		}
+		sc.setState(connActive)
+		fs.served.Add(1)
+		if fs.onServe != nil {
+			fs.onServe(sc.remoteAddr)
+		}
+		if !sc.serveOne() {
+			return
+		}
+		sc.setState(connIdle)
+		if d := fs.srv.IdleTimeout; d > 0 {
+			sc.conn.SetReadDeadline(time.Now().Add(d))
+			sc.deadline = 1
+		}
+	}
+}
+
+// readHead waits until br holds a whole request head and returns its length; 0 means the
+// request goes to net/http (the head is too long, or it ended with the connection). An
+// error means the connection is to be closed without an answer, as net/http does for
+// read errors and timeouts.
+func (sc *sconn) readHead() (int, error) {
+	for {
+		buf, _ := sc.br.Peek(sc.br.Buffered())
+		if n := headEnd(buf); n > 0 {
+			return n, nil
+		}
+		if len(buf) >= sc.fs.headLimit {
+			return 0, nil
+		}
+		if len(buf) > 0 && sc.deadline != 2 {
+			if d := sc.fs.srv.ReadHeaderTimeout; d > 0 {
+				sc.conn.SetReadDeadline(time.Now().Add(d))
+				sc.deadline = 2
+			} else if sc.deadline != 0 {
+				sc.conn.SetReadDeadline(time.Time{})
+				sc.deadline = 0
+			}
+		}
+		if _, err := sc.br.Peek(len(buf) + 1); err != nil {
+			if sc.br.Buffered() > 0 && err == io.EOF {
+				return 0, nil // net/http answers a cut head
+			}
+			return 0, err
+		}
+	}
+}
+
+// headEnd returns the length of the request head at the start of buf, ending at the first
+// empty line ("\n\n" or "\n\r\n", as textproto reads lines), or 0.
+func headEnd(buf []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return 0
+		}
+		i += j + 1
+		if i < len(buf) && buf[i] == '\n' {
+			return i + 1
+		}
+		if i+1 < len(buf) && buf[i] == '\r' && buf[i+1] == '\n' {
+			return i + 2
+		}
+	}
+}
+
+// take parses the head of length n and, when the fast server can serve it, consumes it and
+// sets up sc.req. False leaves the bytes for net/http.
+func (sc *sconn) take(n int) bool {
+	up := sc.fs.p.up.Load()
+	if up.fast == nil || up.s.DisableFastServer {
+		return false
+	}
+	sc.up = up
+	buf, _ := sc.br.Peek(n)
+	head := string(buf)
+	ph, ok := parseHead(head, &sc.hs)
+	if !ok {
+		return false
+	}
+	if ph.target != sc.lastTarget || sc.lastTarget == "" {
+		u, err := url.ParseRequestURI(ph.target)
+		if err != nil {
+			return false
+		}
+		sc.lastTarget, sc.lastURL = ph.target, *u
+	}
+	sc.br.Discard(n)
+	if sc.deadline != 0 {
+		sc.conn.SetReadDeadline(time.Time{})
+		sc.deadline = 0
+	}
+	if sc.ctx == nil {
+		ctx := context.WithValue(context.Background(), http.ServerContextKey, sc.fs.srv)
+		ctx = context.WithValue(ctx, http.LocalAddrContextKey, sc.conn.LocalAddr())
+		sc.ctx, sc.cancel = context.WithCancel(ctx)
+		sc.base = (&http.Request{}).WithContext(sc.ctx)
+		sc.watchDone = make(chan struct{}, 1)
+		sc.watchTimer = time.AfterFunc(time.Hour, sc.watch)
+		sc.watchTimer.Stop()
+	}
+	sc.url = sc.lastURL
+	r := &sc.req
+	*r = *sc.base
+	r.Method = ph.method
+	r.URL = &sc.url
+	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
+	r.Header = sc.hs.h
+	r.Host = ph.host
+	r.RemoteAddr = sc.remoteAddr
+	r.RequestURI = ph.target
+	r.Close = ph.close
+	r.ContentLength = ph.contentLength
+	sc.wantsClose = ph.close
+	sc.body.reset(ph.contentLength)
+	if ph.contentLength == 0 {
+		r.Body = http.NoBody
+	} else {
+		r.Body = &sc.body
+		if ph.contentLength < 0 {
+			r.TransferEncoding = chunkedTE
+		}
+	}
+	sc.rw.reset(r)
+	return true
+}
+
+// handoff gives the connection, with what was read of it, to net/http.
+func (sc *sconn) handoff() bool {
+	if sc.deadline != 0 {
+		sc.conn.SetReadDeadline(time.Time{})
+		sc.deadline = 0
+	}
+	buf, _ := sc.br.Peek(sc.br.Buffered())
+	pc := &prefixConn{Conn: sc.conn, buf: bytes.Clone(buf)}
+	if sc.cr.hasByte { // cannot happen: readHead has read it into br
+		pc.buf = append([]byte{sc.cr.b[0]}, pc.buf...)
+	}
+	sc.fs.forget(sc)
+	sc.fs.handedOff.Add(1)
+	sc.fs.hl.deliver(pc)
+	return true
+}
+
+// serveOne serves the request in sc.req and reports whether the connection can take
+// another.
+func (sc *sconn) serveOne() (reuse bool) {
+	r := &sc.req
+	if r.ContentLength == 0 {
+		sc.arm()
+	}
+	if !sc.call(r) {
+		return false
+	}
+	sc.rw.finish()
+	sc.disarm()
+	if !sc.rw.reuse() || sc.ctx.Err() != nil || (r.ContentLength != 0 && !sc.body.eof) {
+		if sc.rw.bodyLimitHit {
+			sc.closeWriteAndWait()
+		}
+		return false
+	}
+	return true
+}
+
+// call runs the proxy on the request; false means it panicked (http.ErrAbortHandler for a
+// broken answer) and the connection must be closed, as net/http does.
+func (sc *sconn) call(r *http.Request) (ok bool) {
+	defer func() {
+		if err := recover(); err != nil {
+			if err != http.ErrAbortHandler {
+				const size = 64 << 10
+				buf := make([]byte, size)
+				buf = buf[:runtime.Stack(buf, false)]
+				sc.fs.logf("http: panic serving %v: %v\n%s", sc.remoteAddr, err, buf)
+			}
+			sc.disarm()
+			sc.bw.Flush() // what net/http's finalFlush sends
+			ok = false
+		}
+	}()
+	sc.fs.p.serveUp(&sc.rw, r, sc.fs.preview, sc.up)
+	return true
+}
+
+// closeWriteAndWait is net/http's, after a request body over its limit: half-close, give
+// the client time to read the answer, then close.
+func (sc *sconn) closeWriteAndWait() {
+	sc.bw.Flush()
+	if cw, ok := sc.conn.(interface{ CloseWrite() error }); ok {
+		cw.CloseWrite()
+	}
+	time.Sleep(500 * time.Millisecond)
+}
+
+// arm starts watching the client for a hang-up if the request is still being answered after
+// watchDelay. Called once the request body has been read whole.
+func (sc *sconn) arm() {
+	if sc.br.Buffered() > 0 {
+		return // the client already sent more: a pipelined request
+	}
+	sc.watchMu.Lock()
+	sc.watchState = 1
+	sc.watchMu.Unlock()
+	sc.watchTimer.Reset(watchDelay)
+}
+
+// watch runs on the timer's goroutine: it reads the connection until the request ends
+// (disarm makes the read fail) or the client hangs up (then the request's context is
+// cancelled, which aborts the instance's connection as net/http's server does).
+func (sc *sconn) watch() {
+	sc.watchMu.Lock()
+	if sc.watchState != 1 {
+		sc.watchMu.Unlock()
+		return
+	}
+	sc.watchState = 2
+	sc.watchMu.Unlock()
+	n, err := sc.conn.Read(sc.cr.b[:])
+	if n == 1 {
+		sc.cr.hasByte = true // read by the serving goroutine after disarm
+	}
+	if err != nil && !isTimeout(err) {
+		sc.hangup()
+	}
+	sc.watchDone <- struct{}{}
+}
+
+// disarm stops the watcher and waits for its read to end.
+func (sc *sconn) disarm() {
+	sc.watchMu.Lock()
+	st := sc.watchState
+	if st == 1 {
+		sc.watchState = 0
+	}
+	sc.watchMu.Unlock()
+	switch st {
+	case 1:
+		sc.watchTimer.Stop()
+	case 2:
+		sc.conn.SetReadDeadline(aLongAgo)
+		<-sc.watchDone
+		sc.conn.SetReadDeadline(time.Time{})
+		sc.deadline = 0
+		sc.watchMu.Lock()
+		sc.watchState = 0
+		sc.watchMu.Unlock()
+	}
+}
+
+// fastBody is a request's body on the fast server: Content-Length bytes, or chunked.
+type fastBody struct {
+	sc      *sconn
+	remain  int64 // bytes left of a Content-Length body; -1 when chunked
+	chunked io.Reader
+	eof     bool
+	closed  bool
+	err     error
+}
+
+func (b *fastBody) reset(n int64) {
+	b.remain, b.chunked, b.eof, b.closed, b.err = n, nil, n == 0, false, nil
+	if n < 0 {
+		b.chunked = httputil.NewChunkedReader(b.sc.br)
+	}
+}
+
+func (b *fastBody) Read(p []byte) (int, error) {
+	if b.closed {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	if b.err != nil {
+		return 0, b.err
+	}
+	if b.eof {
+		return 0, io.EOF
+	}
+	if len(p) == 0 {
+		return 0, nil
+	}
+	var n int
+	var err error
+	if b.chunked == nil {
+		if int64(len(p)) > b.remain {
+			p = p[:b.remain]
+		}
+		n, err = b.sc.br.Read(p)
+		b.remain -= int64(n)
+		if b.remain == 0 {
+			err = io.EOF
+		} else if err == io.EOF {
+			b.eof = true // as net/http's body: later reads return io.EOF
+			return n, io.ErrUnexpectedEOF
+		}
+	} else {
+		n, err = b.chunked.Read(p)
+		if err == io.EOF {
+			if terr := readTrailer(b.sc.br, &b.sc.req.Trailer); terr != nil {
+				err = terr
+			}
+		}
+	}
+	if err == io.EOF {
+		b.eof = true
+		b.sc.arm()
+	} else if err != nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// readTrailer reads what follows the last chunk into *t, as net/http's body.readTrailer.
+func readTrailer(br *bufio.Reader, t *http.Header) error {
+	buf, err := br.Peek(2)
+	if bytes.Equal(buf, []byte("\r\n")) {
+		br.Discard(2)
+		return nil
+	}
+	if len(buf) < 2 {
+		return errors.New("http: unexpected EOF reading trailer")
+	}
+	if err != nil {
+		return err
+	}
+	if !upcomingDoubleCRLF(br) {
+		return errors.New("http: suspiciously long trailer after chunked body")
+	}
+	hdr, err := textproto.NewReader(br).ReadMIMEHeader()
+	if err != nil {
+		if err == io.EOF {
+			return errors.New("http: unexpected EOF reading trailer")
+		}
+		return err
+	}
+	if *t == nil {
+		*t = http.Header{}
+	}
+	for k, vv := range hdr {
+		(*t)[k] = vv
+	}
+	return nil
+}
+
+func upcomingDoubleCRLF(r *bufio.Reader) bool {
+	for peekSize := 4; ; peekSize++ {
+		buf, err := r.Peek(peekSize)
+		if bytes.HasSuffix(buf, []byte("\r\n\r\n")) {
+			return true
+		}
+		if err != nil {
+			return false
+		}
+	}
+}
+
+func (b *fastBody) Close() error {
+	b.closed = true
+	return nil
+}
+
+// String is for panics and logs that print a request.
+func (sc *sconn) String() string { return fmt.Sprintf("fast connection from %s", sc.remoteAddr) }
