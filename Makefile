@@ -41,7 +41,9 @@ test-k8s: k8s-bins
 	$(GO) test -count=1 -timeout 20m ./test/e2e/k8s/...
 
 fuzz:
-	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s ./internal/spec
+	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s -fuzzminimizetime 5s ./internal/spec
+	$(GO) test -run '^$$' -fuzz FuzzParseHead -fuzztime 15s -fuzzminimizetime 5s ./internal/proxy
+	$(GO) test -run '^$$' -fuzz FuzzParseResponseHead -fuzztime 15s -fuzzminimizetime 5s ./internal/proxy
 
 # Regenerates api/v1alpha1/zz_generated.deepcopy.go, the CRDs in config/crd/bases and the
 # controller's ClusterRole in config/rbac/role.yaml (from the +kubebuilder:rbac markers).
