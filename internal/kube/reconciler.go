@@ -281,8 +281,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err
 	}
 	// Stop the measurements of runs the decision no longer wants (an abort, a promotion, a
-	// new revision), so a test suite stops when its rollout does.
-	r.measure.Forget(ro.Namespace, ro.Name, ro.Status.Analysis)
+	// new revision), so a test suite stops when its rollout does. Only when the decision
+	// changed the status: an unchanged status may be the cache's stale copy, from before a
+	// run started, and would drop a measurement the rollout still wants; a decision that
+	// drops a run always changes the status.
+	if !statusEqual(before, &ro.Status) {
+		r.measure.Forget(ro.Namespace, ro.Name, ro.Status.Analysis)
+	}
 	for _, e := range append(out.Events, w.events...) {
 		r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
 	}
@@ -337,17 +342,16 @@ func inUse(ro *v1alpha1.Rollout) map[int64]bool {
 	return m
 }
 
+// statusEqual reports whether two statuses are the same as stored.
+func statusEqual(a, b *v1alpha1.RolloutStatus) bool {
+	x, errA := json.Marshal(a)
+	y, errB := json.Marshal(b)
+	return errA == nil && errB == nil && string(x) == string(y)
+}
+
 // writeStatus updates the status subresource when it changed.
 func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus) error {
-	a, err := json.Marshal(before)
-	if err != nil {
-		return fmt.Errorf("marshal status: %w", err)
-	}
-	b, err := json.Marshal(&ro.Status)
-	if err != nil {
-		return fmt.Errorf("marshal status: %w", err)
-	}
-	if string(a) == string(b) {
+	if statusEqual(before, &ro.Status) {
 		return nil
 	}
 	if err := r.client.Status().Update(ctx, ro); err != nil {
