@@ -160,6 +160,9 @@ type pool struct {
 	rr        atomic.Uint32
 	stats     *revStats
 	obs       poolObservers
+	// requests are the pool's ramp_requests_total children by classIndex, looked up on a
+	// class's first request; nil until then.
+	requests [len(classNames)]atomic.Pointer[counter]
 }
 
 type target struct {
@@ -734,15 +737,15 @@ func isDialError(err error) bool {
 func (p *Proxy) finish(st *reqState) {
 	end := p.now()
 	lat := end.Sub(st.start)
-	var class string
+	var class int
 	is5xx := false
 	switch {
 	case st.failed:
-		class = "error"
+		class = classError
 	case st.clientGone:
-		class = "4xx" // 499: the client went away
+		class = 4 // 499: the client went away
 	default:
-		class = codeClass(st.status)
+		class = classIndex(st.status)
 		is5xx = st.status >= 500
 	}
 	// Metrics first: tests wait for Stats, then read the metrics.
@@ -750,11 +753,17 @@ func (p *Proxy) finish(st *reqState) {
 	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, is5xx, st.failed)
 }
 
-func codeClass(code int) string {
-	switch {
-	case code >= 100 && code < 600:
-		return strconv.Itoa(code/100) + "xx"
-	default:
-		return "error"
+func codeClass(code int) string { return classNames[classIndex(code)] }
+
+// classError is the index of the "error" status class; 1 to 5 are 1xx to 5xx.
+const classError = 0
+
+var classNames = [...]string{classError: "error", 1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+// classIndex is the index in classNames of code's status class.
+func classIndex(code int) int {
+	if code >= 100 && code < 600 {
+		return code / 100
 	}
+	return classError
 }
