@@ -316,7 +316,9 @@ type sconn struct {
 	watchTimer *time.Timer
 	watchDone  chan struct{}
 
-	rs respSpace // the current request's answer from its instance
+	rs    respSpace // the current request's answer from its instance
+	st    reqState  // the current request's state in the proxy
+	reqID [1]string // backs the current request's X-Request-Id when the proxy made it
 
 	// upConn is the instance connection of the request in flight, closed when the client
 	// hangs up (what context.AfterFunc does under net/http's server); guarded by watchMu.

@@ -351,12 +351,19 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
 
 // serveUp serves r with the upstream settings up.
 func (p *Proxy) serveUp(w http.ResponseWriter, r *http.Request, preview bool, up *upstreams) {
-	st := &reqState{tbl: p.table.Load(), up: up, preview: preview, start: p.now(), setBucket: -1}
-	st.tried = st.triedBuf[:0]
+	var st *reqState
+	var idSlot *[1]string
 	if fw, ok := w.(*fastRW); ok {
-		st.sc = fw.sc
+		// The fast server's connection lends its storage: one request at a time uses it,
+		// and nothing keeps st or the id's slice past the request.
+		st, idSlot = &fw.sc.st, &fw.sc.reqID
+		*st = reqState{sc: fw.sc}
+	} else {
+		st = &reqState{}
 	}
-	requestID(w, r)
+	st.tbl, st.up, st.preview, st.start, st.setBucket = p.table.Load(), up, preview, p.now(), -1
+	st.tried = st.triedBuf[:0]
+	requestID(w, r, idSlot)
 	if !limitBody(w, r, st.up.s.MaxRequestBodyBytes) {
 		return
 	}
@@ -689,7 +696,8 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := st.up.transportFor(req)
 	var timer *time.Timer
 	if d := st.up.s.FirstByteTimeout; d > 0 && st.cancel != nil {
-		timer = time.AfterFunc(d, func() { st.cancel(errFirstByteTimeout) })
+		cancel := st.cancel // not st: the fast server reuses it for the next request
+		timer = time.AfterFunc(d, func() { cancel(errFirstByteTimeout) })
 	}
 	resp, err := rt.roundTrip(st, base, req)
 	if timer != nil && !timer.Stop() {
