@@ -415,14 +415,18 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, st *reqState, bo
 // writeForwarded writes X-Forwarded-For, -Host and -Proto as rewrite does.
 func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := r.Header["X-Forwarded-For"]; p.trustXF && len(prior) > 0 {
-			ip = strings.Join(prior, ", ") + ", " + ip
+		if p.trustXF {
+			if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+				ip = strings.Join(prior, ", ") + ", " + ip
+			}
 		}
 		writeHeaderLine(bw, "X-Forwarded-For", ip)
 	}
 	host := r.Host
-	if v := r.Header.Get("X-Forwarded-Host"); p.trustXF && v != "" {
-		host = v
+	if p.trustXF {
+		if v := headerGet(r.Header, "X-Forwarded-Host"); v != "" {
+			host = v
+		}
 	}
 	if host != "" {
 		writeHeaderLine(bw, "X-Forwarded-Host", host)
@@ -431,8 +435,10 @@ func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
 	if r.TLS != nil {
 		proto = "https"
 	}
-	if v := r.Header.Get("X-Forwarded-Proto"); p.trustXF && v != "" {
-		proto = v
+	if p.trustXF {
+		if v := headerGet(r.Header, "X-Forwarded-Proto"); v != "" {
+			proto = v
+		}
 	}
 	writeHeaderLine(bw, "X-Forwarded-Proto", proto)
 }
@@ -573,7 +579,7 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		c.conn.SetDeadline(time.Time{}) // the first-byte deadline is met; answers may take minutes
 		c.deadline = false
 	}
-	stream := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
+	stream := resp.ContentLength < 0 || strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 	var flush func() error
 	if stream {
 		if f, ok := w.(http.Flusher); ok {

@@ -99,7 +99,7 @@ func (w *fastRW) WriteHeader(code int) {
 			w.contentLength = v
 		} else {
 			w.sc.fs.logf("http: invalid Content-Length of %q", cl)
-			w.header.Del("Content-Length")
+			delete(w.header, "Content-Length")
 		}
 	}
 }
@@ -254,7 +254,7 @@ func (w *fastRW) writeHead(p []byte) {
 		if tooBig {
 			w.closeAfterReply = true
 			w.bodyLimitHit = true
-			header.Del("Connection")
+			delete(header, "Connection")
 			ex.connection = "close"
 		}
 	}
@@ -262,7 +262,7 @@ func (w *fastRW) writeHead(p []byte) {
 	var exclude []string
 	if bodyAllowedForStatus(code) {
 		_, haveType := header["Content-Type"]
-		if header.Get("Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
+		if headerGet(header, "Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
 			ex.contentType = http.DetectContentType(p)
 		}
 	} else {
@@ -273,7 +273,7 @@ func (w *fastRW) writeHead(p []byte) {
 	}
 	if hasCL && hasTE && te != "identity" {
 		w.sc.fs.logf("http: WriteHeader called with both Transfer-Encoding of %q and a Content-Length of %d", te, w.contentLength)
-		header.Del("Content-Length")
+		delete(header, "Content-Length")
 		hasCL = false
 	}
 	dropTE := false
@@ -293,13 +293,13 @@ func (w *fastRW) writeHead(p []byte) {
 		}
 	}
 	if dropTE {
-		header.Del("Transfer-Encoding")
+		delete(header, "Transfer-Encoding")
 	}
 	if w.chunking {
-		header.Del("Content-Length")
+		delete(header, "Content-Length")
 	}
 	if w.closeAfterReply && (!keepAlives || !hasToken(headerGet(header, "Connection"), "close")) && !isProtocolSwitch(code, header) {
-		header.Del("Connection")
+		delete(header, "Connection")
 		ex.connection = "close"
 	}
 	bw := w.sc.bw
