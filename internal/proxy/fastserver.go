@@ -373,8 +373,14 @@ func (sc *sconn) hangup() {
 	}
 }
 
+// setState records the connection's state, and when it became new: closeIdle looks at the
+// time of new connections only (as net/http's), so the others do without a clock reading.
 func (sc *sconn) setState(st int) {
-	sc.state.Store(uint64(time.Now().Unix())<<8 | uint64(st))
+	var since uint64
+	if st == connNew {
+		since = uint64(time.Now().Unix())
+	}
+	sc.state.Store(since<<8 | uint64(st))
 }
 
 func (sc *sconn) getState() (int, int64) {
