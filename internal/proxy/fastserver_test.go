@@ -537,3 +537,44 @@ func TestFastServerMatchesNetHTTPOnOddAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestFastServerClientGoneAfterQuickRequest: the hang-up watcher's timer, left set by a quick
+// request, still watches the next one on the connection (it fires early for that one and
+// sets itself again for the rest of its delay).
+func TestFastServerClientGoneAfterQuickRequest(t *testing.T) {
+	var aborted atomic.Int64
+	release := make(chan struct{})
+	b := upstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/quick" {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			aborted.Add(1)
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	p := New("gone", Options{Logger: quietLogger()})
+	t.Cleanup(p.Close)
+	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{b}}}})
+	f := serve(t, p)
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for range 3 { // quick ones, each well within the watcher's delay
+		io.WriteString(c, "GET /quick HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitFor(t, 5*time.Second, "the request in flight", func() bool { return p.InFlight("slow") == 1 })
+	c.Close()
+	waitFor(t, 5*time.Second, "the instance's request cancelled", func() bool { return aborted.Load() == 1 })
+}
