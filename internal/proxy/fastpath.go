@@ -552,15 +552,37 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		p.upstreamFailed(w, r, st, errUnexpectedUpgrade)
 		return
 	}
+	stream := resp.ContentLength < 0 || strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 	conn := resp.Header["Connection"]
-	for k, vv := range resp.Header {
-		if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
-			continue
+	if fw, ok := w.(*fastRW); ok && st.sc != nil && resp == &st.sc.rs.resp {
+		// The answer's map, parsed into the connection's storage, becomes the response's
+		// (and the response's, cleared for the next request, the next answer's): the
+		// response's few headers are merged into it rather than the answer's copied over.
+		rh := resp.Header
+		for k := range rh {
+			if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+				delete(rh, k)
+			}
 		}
-		if len(h[k]) == 0 {
-			h[k] = vv[:len(vv):len(vv)] // shared: an append elsewhere copies
-		} else {
-			h[k] = append(h[k], vv...)
+		for k, vv := range h {
+			if rv, ok := rh[k]; !ok {
+				rh[k] = vv
+			} else if len(vv) > 0 {
+				rh[k] = append(vv, rv...)
+			}
+		}
+		fw.header, st.sc.rs.hs.h = rh, h
+		h = rh
+	} else {
+		for k, vv := range resp.Header {
+			if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+				continue
+			}
+			if len(h[k]) == 0 {
+				h[k] = vv[:len(vv):len(vv)] // shared: an append elsewhere copies
+			} else {
+				h[k] = append(h[k], vv...)
+			}
 		}
 	}
 	h[RevisionHeader] = st.pool.revValue
@@ -579,7 +601,6 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		c.conn.SetDeadline(time.Time{}) // the first-byte deadline is met; answers may take minutes
 		c.deadline = false
 	}
-	stream := resp.ContentLength < 0 || strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 	var flush func() error
 	if stream {
 		if f, ok := w.(http.Flusher); ok {
