@@ -203,13 +203,7 @@ func (w *fastRW) writeHead(p []byte) {
 	isHEAD := w.req.Method == http.MethodHead
 	keepAlives := !w.sc.fs.shuttingDown.Load()
 
-	trailers := false
-	for k := range header {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			trailers = true
-			break
-		}
-	}
+	trailers := w.collectKeys() // written below: the deletions on the way leave keys without values
 	for _, v := range header["Trailer"] {
 		trailers = true
 		foreachHeaderElement(v, w.declareTrailer)
@@ -304,7 +298,7 @@ func (w *fastRW) writeHead(p []byte) {
 	}
 	bw := w.sc.bw
 	writeStatus(bw, code)
-	w.writeHeaderSubset(bw, exclude)
+	w.writeKeys(bw, exclude)
 	ex.write(bw)
 	bw.WriteString("\r\n")
 }
@@ -349,16 +343,31 @@ var headerNewlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
 // writeHeaderSubset writes the headers sorted by key as http.Header.WriteSubset, skipping
 // exclude and the TrailerPrefix keys.
 func (w *fastRW) writeHeaderSubset(bw *bufio.Writer, exclude []string) {
+	w.collectKeys()
+	w.writeKeys(bw, exclude)
+}
+
+// collectKeys puts the header's keys but the TrailerPrefix ones in w.keys, and reports
+// whether there were any of those.
+func (w *fastRW) collectKeys() (trailerKeys bool) {
 	keys := w.keys[:0]
 	for k := range w.header {
-		if strings.HasPrefix(k, http.TrailerPrefix) || slices.Contains(exclude, k) {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			trailerKeys = true
 			continue
 		}
 		keys = append(keys, k)
 	}
+	w.keys = keys
+	return trailerKeys
+}
+
+// writeKeys writes the headers of w.keys but exclude, sorted by key, and empties w.keys.
+func (w *fastRW) writeKeys(bw *bufio.Writer, exclude []string) {
+	keys := w.keys
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !httpguts.ValidHeaderFieldName(k) {
+		if slices.Contains(exclude, k) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range w.header[k] {
