@@ -26,12 +26,16 @@ type parsedHead struct {
 type headSpace struct {
 	h    http.Header
 	vals []string // backing for h's one-value slices
+	// hop is set by parseResponseHead when the answer has a header respSkip drops
+	// (Connection among them, which may name more).
+	hop bool
 }
 
 func (hs *headSpace) reset() {
 	if hs.h == nil {
-		hs.h = make(http.Header, 16)
+		hs.h = make(http.Header) // small (8 keys) until a head has more: cheaper to clear
 	}
+	hs.hop = false
 	clear(hs.h)
 	clear(hs.vals)
 	hs.vals = hs.vals[:0]

@@ -559,9 +559,11 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		// (and the response's, cleared for the next request, the next answer's): the
 		// response's few headers are merged into it rather than the answer's copied over.
 		rh := resp.Header
-		for k := range rh {
-			if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
-				delete(rh, k)
+		if st.sc.rs.hs.hop { // else nothing to drop: no hop-by-hop header, no Connection
+			for k := range rh {
+				if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+					delete(rh, k)
+				}
 			}
 		}
 		for k, vv := range h {

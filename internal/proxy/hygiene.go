@@ -104,10 +104,11 @@ func trusted(prefixes []netip.Prefix, r *http.Request) bool {
 	return false
 }
 
-// values returns the values the match looks at: the header's, or the named cookie's.
+// values returns the values the match looks at: the header's, or the named cookie's. The
+// header name is canonical already (compileRoutes).
 func (m Match) values(h http.Header) []string {
 	if m.Cookie == "" {
-		return h.Values(m.Header)
+		return h[m.Header]
 	}
 	if len(h["Cookie"]) == 0 {
 		return nil
