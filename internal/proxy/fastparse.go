@@ -114,7 +114,7 @@ func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
 			tes++
 			te = v
 			continue
-		case "Upgrade", "Expect", "Te", "Trailer":
+		case "Upgrade", "Expect", "Te", "Trailer": // fastEligible relies on their absence
 			return ph, false
 		}
 		hs.add(k, v)

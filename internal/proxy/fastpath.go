@@ -176,10 +176,15 @@ func (fp *fastPool) closeIdle(final bool) {
 	}
 }
 
-// fastEligible reports whether the fast path can forward r.
-func (u *upstreams) fastEligible(r *http.Request) bool {
+// fastEligible reports whether the fast path can forward r. parsed is true for a request the
+// fast server parsed: parseHead leaves the headers looked at here to net/http, so the
+// proxy's request has none of them.
+func (u *upstreams) fastEligible(r *http.Request, parsed bool) bool {
 	if u.fast == nil || r.Method == http.MethodConnect || len(r.Trailer) > 0 {
 		return false
+	}
+	if parsed {
+		return true
 	}
 	h := r.Header
 	return len(h["Upgrade"]) == 0 && len(h["Expect"]) == 0 && len(h["Te"]) == 0 && len(h["Trailer"]) == 0

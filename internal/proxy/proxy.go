@@ -401,7 +401,7 @@ func (p *Proxy) serveUp(w http.ResponseWriter, r *http.Request, preview bool, up
 		p.finish(st)
 		st.release()
 	}()
-	if st.up.fastEligible(r) {
+	if st.up.fastEligible(r, st.sc != nil) {
 		p.serveFast(w, r, st)
 	} else {
 		p.serveReverseProxy(w, r, st)
