@@ -364,7 +364,7 @@ func connectionListed(conn []string, k string) bool {
 }
 
 func writeHeaderLine(bw *bufio.Writer, k, v string) {
-	if strings.ContainsAny(v, "\r\n") {
+	if hasCRLF(v) {
 		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
 	bw.WriteString(k)

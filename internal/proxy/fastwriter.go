@@ -371,7 +371,7 @@ func (w *fastRW) writeKeys(bw *bufio.Writer, exclude []string) {
 			continue
 		}
 		for _, v := range w.header[k] {
-			if strings.ContainsAny(v, "\r\n") {
+			if hasCRLF(v) {
 				v = headerNewlineToSpace.Replace(v)
 			}
 			v = textproto.TrimString(v)
@@ -504,4 +504,14 @@ func foreachHeaderElement(v string, fn func(string)) {
 			fn(f)
 		}
 	}
+}
+
+// hasCRLF is strings.ContainsAny(s, "\r\n") without building a character set per call.
+func hasCRLF(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\r' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }
