@@ -312,9 +312,9 @@ type sconn struct {
 	deadline int // which read deadline is set: 0 none, 1 idle, 2 head
 
 	watchMu      sync.Mutex
-	watchState   int       // 0 off, 1 armed, 2 reading
-	watchArmed   time.Time // when the watcher was last armed
-	watchPending bool      // watchTimer is set; guarded by watchMu
+	watchState   int           // 0 off, 1 armed, 2 reading
+	watchArmed   time.Duration // monoNow when the watcher was last armed
+	watchPending bool          // watchTimer is set; guarded by watchMu
 	watchTimer   *time.Timer
 	watchDone    chan struct{}
 
@@ -667,7 +667,7 @@ func (sc *sconn) arm() {
 	if sc.br.Buffered() > 0 {
 		return // the client already sent more: a pipelined request
 	}
-	now := time.Now()
+	now := monoNow()
 	sc.watchMu.Lock()
 	sc.watchState, sc.watchArmed = 1, now
 	if !sc.watchPending {
@@ -687,7 +687,7 @@ func (sc *sconn) watch() {
 		sc.watchMu.Unlock()
 		return
 	}
-	if wait := watchDelay - time.Since(sc.watchArmed); wait > 0 {
+	if wait := watchDelay - (monoNow() - sc.watchArmed); wait > 0 {
 		sc.watchPending = true // armed again since the timer was set
 		sc.watchTimer.Reset(wait)
 		sc.watchMu.Unlock()
