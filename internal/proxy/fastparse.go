@@ -26,6 +26,7 @@ type parsedHead struct {
 type headSpace struct {
 	h    http.Header
 	vals []string // backing for h's one-value slices
+	keys []string // h's keys in order, while there are fewer than scanKeys
 	// hop is set by parseResponseHead when the answer has a header respSkip drops
 	// (Connection among them, which may name more).
 	hop bool
@@ -39,10 +40,25 @@ func (hs *headSpace) reset() {
 	clear(hs.h)
 	clear(hs.vals)
 	hs.vals = hs.vals[:0]
+	clear(hs.keys)
+	hs.keys = hs.keys[:0]
 }
 
+// scanKeys bounds the keys add looks a repeated name up among by comparing strings, which
+// is faster for a few than the map lookup it does past them.
+const scanKeys = 16
+
 func (hs *headSpace) add(k, v string) {
-	if vv, ok := hs.h[k]; ok {
+	if len(hs.keys) < scanKeys {
+		// hs.keys holds every key so far.
+		for _, kk := range hs.keys {
+			if kk == k {
+				hs.h[k] = append(hs.h[k], v)
+				return
+			}
+		}
+		hs.keys = append(hs.keys, k)
+	} else if vv, ok := hs.h[k]; ok {
 		hs.h[k] = append(vv, v)
 		return
 	}
