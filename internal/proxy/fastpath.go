@@ -50,7 +50,7 @@ type fastConn struct {
 	bw        *bufio.Writer
 	abort     func()
 	idleSince time.Duration // monoNow when it went idle
-	deadline  bool // a deadline is set on conn
+	deadline  bool          // a deadline is set on conn
 }
 
 func newFastConn(conn net.Conn) *fastConn {
