@@ -26,19 +26,39 @@ type parsedHead struct {
 type headSpace struct {
 	h    http.Header
 	vals []string // backing for h's one-value slices
+	keys []string // h's keys in order, while there are fewer than scanKeys
+	// hop is set by parseResponseHead when the answer has a header respSkip drops
+	// (Connection among them, which may name more).
+	hop bool
 }
 
 func (hs *headSpace) reset() {
 	if hs.h == nil {
-		hs.h = make(http.Header, 16)
+		hs.h = make(http.Header) // small (8 keys) until a head has more: cheaper to clear
 	}
+	hs.hop = false
 	clear(hs.h)
 	clear(hs.vals)
 	hs.vals = hs.vals[:0]
+	clear(hs.keys)
+	hs.keys = hs.keys[:0]
 }
 
+// scanKeys bounds the keys add looks a repeated name up among by comparing strings, which
+// is faster for a few than the map lookup it does past them.
+const scanKeys = 16
+
 func (hs *headSpace) add(k, v string) {
-	if vv, ok := hs.h[k]; ok {
+	if len(hs.keys) < scanKeys {
+		// hs.keys holds every key so far.
+		for _, kk := range hs.keys {
+			if kk == k {
+				hs.h[k] = append(hs.h[k], v)
+				return
+			}
+		}
+		hs.keys = append(hs.keys, k)
+	} else if vv, ok := hs.h[k]; ok {
 		hs.h[k] = append(vv, v)
 		return
 	}
@@ -110,7 +130,7 @@ func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
 			tes++
 			te = v
 			continue
-		case "Upgrade", "Expect", "Te", "Trailer":
+		case "Upgrade", "Expect", "Te", "Trailer": // fastEligible relies on their absence
 			return ph, false
 		}
 		hs.add(k, v)

@@ -34,6 +34,14 @@ var (
 	bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 )
 
+// monoBase is the origin of monoNow.
+var monoBase = time.Now()
+
+// monoNow reads the monotonic clock alone (time.Since of a time with a monotonic reading
+// does), for intervals measured in-process: cheaper than time.Now, which reads the wall
+// clock too.
+func monoNow() time.Duration { return time.Since(monoBase) }
+
 // fastConn is one upstream HTTP/1.1 connection. Only the request that holds it uses it;
 // abort (run by context.AfterFunc when the client goes away) only closes the socket.
 type fastConn struct {
@@ -41,8 +49,8 @@ type fastConn struct {
 	br        *bufio.Reader
 	bw        *bufio.Writer
 	abort     func()
-	idleSince time.Time
-	deadline  bool // a deadline is set on conn
+	idleSince time.Duration // monoNow when it went idle
+	deadline  bool          // a deadline is set on conn
 }
 
 func newFastConn(conn net.Conn) *fastConn {
@@ -94,7 +102,7 @@ func (fp *fastPool) get(ctx context.Context, addr string, fresh, check bool) (c 
 		if c == nil {
 			break
 		}
-		if time.Since(c.idleSince) >= fastIdleConnTimeout {
+		if monoNow()-c.idleSince >= fastIdleConnTimeout {
 			// The newest is too old: so are the others.
 			c.close()
 			fp.forget(addr)
@@ -114,7 +122,7 @@ func (fp *fastPool) get(ctx context.Context, addr string, fresh, check bool) (c 
 
 // put returns a connection in good order to the idle list of addr.
 func (fp *fastPool) put(addr string, c *fastConn) {
-	c.idleSince = time.Now()
+	c.idleSince = monoNow()
 	var expired *fastConn
 	fp.mu.Lock()
 	idle := fp.hosts[addr]
@@ -123,7 +131,7 @@ func (fp *fastPool) put(addr string, c *fastConn) {
 		c.close()
 		return
 	}
-	if len(idle) > 0 && c.idleSince.Sub(idle[0].idleSince) > fastIdleConnTimeout {
+	if len(idle) > 0 && c.idleSince-idle[0].idleSince > fastIdleConnTimeout {
 		expired = idle[0]
 		idle = idle[1:]
 	}
@@ -176,10 +184,15 @@ func (fp *fastPool) closeIdle(final bool) {
 	}
 }
 
-// fastEligible reports whether the fast path can forward r.
-func (u *upstreams) fastEligible(r *http.Request) bool {
+// fastEligible reports whether the fast path can forward r. parsed is true for a request the
+// fast server parsed: parseHead leaves the headers looked at here to net/http, so the
+// proxy's request has none of them.
+func (u *upstreams) fastEligible(r *http.Request, parsed bool) bool {
 	if u.fast == nil || r.Method == http.MethodConnect || len(r.Trailer) > 0 {
 		return false
+	}
+	if parsed {
+		return true
 	}
 	h := r.Header
 	return len(h["Upgrade"]) == 0 && len(h["Expect"]) == 0 && len(h["Te"]) == 0 && len(h["Trailer"]) == 0
@@ -359,7 +372,7 @@ func connectionListed(conn []string, k string) bool {
 }
 
 func writeHeaderLine(bw *bufio.Writer, k, v string) {
-	if strings.ContainsAny(v, "\r\n") {
+	if hasCRLF(v) {
 		v = strings.NewReplacer("\r", " ", "\n", " ").Replace(v)
 	}
 	bw.WriteString(k)
@@ -415,14 +428,18 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, st *reqState, bo
 // writeForwarded writes X-Forwarded-For, -Host and -Proto as rewrite does.
 func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if prior := r.Header["X-Forwarded-For"]; p.trustXF && len(prior) > 0 {
-			ip = strings.Join(prior, ", ") + ", " + ip
+		if p.trustXF {
+			if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
+				ip = strings.Join(prior, ", ") + ", " + ip
+			}
 		}
 		writeHeaderLine(bw, "X-Forwarded-For", ip)
 	}
 	host := r.Host
-	if v := r.Header.Get("X-Forwarded-Host"); p.trustXF && v != "" {
-		host = v
+	if p.trustXF {
+		if v := headerGet(r.Header, "X-Forwarded-Host"); v != "" {
+			host = v
+		}
 	}
 	if host != "" {
 		writeHeaderLine(bw, "X-Forwarded-Host", host)
@@ -431,8 +448,10 @@ func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
 	if r.TLS != nil {
 		proto = "https"
 	}
-	if v := r.Header.Get("X-Forwarded-Proto"); p.trustXF && v != "" {
-		proto = v
+	if p.trustXF {
+		if v := headerGet(r.Header, "X-Forwarded-Proto"); v != "" {
+			proto = v
+		}
 	}
 	writeHeaderLine(bw, "X-Forwarded-Proto", proto)
 }
@@ -546,15 +565,39 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		p.upstreamFailed(w, r, st, errUnexpectedUpgrade)
 		return
 	}
+	stream := resp.ContentLength < 0 || strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 	conn := resp.Header["Connection"]
-	for k, vv := range resp.Header {
-		if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
-			continue
+	if fw, ok := w.(*fastRW); ok && st.sc != nil && resp == &st.sc.rs.resp {
+		// The answer's map, parsed into the connection's storage, becomes the response's
+		// (and the response's, cleared for the next request, the next answer's): the
+		// response's few headers are merged into it rather than the answer's copied over.
+		rh := resp.Header
+		if st.sc.rs.hs.hop { // else nothing to drop: no hop-by-hop header, no Connection
+			for k := range rh {
+				if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+					delete(rh, k)
+				}
+			}
 		}
-		if len(h[k]) == 0 {
-			h[k] = vv[:len(vv):len(vv)] // shared: an append elsewhere copies
-		} else {
-			h[k] = append(h[k], vv...)
+		for k, vv := range h {
+			if rv, ok := rh[k]; !ok {
+				rh[k] = vv
+			} else if len(vv) > 0 {
+				rh[k] = append(vv, rv...)
+			}
+		}
+		fw.header, st.sc.rs.hs.h = rh, h
+		h = rh
+	} else {
+		for k, vv := range resp.Header {
+			if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
+				continue
+			}
+			if len(h[k]) == 0 {
+				h[k] = vv[:len(vv):len(vv)] // shared: an append elsewhere copies
+			} else {
+				h[k] = append(h[k], vv...)
+			}
 		}
 	}
 	h[RevisionHeader] = st.pool.revValue
@@ -573,7 +616,6 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		c.conn.SetDeadline(time.Time{}) // the first-byte deadline is met; answers may take minutes
 		c.deadline = false
 	}
-	stream := resp.ContentLength < 0 || strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream")
 	var flush func() error
 	if stream {
 		if f, ok := w.(http.Flusher); ok {

@@ -106,6 +106,9 @@ func parseResponseHead(head string, hs *headSpace, method string, resp *http.Res
 		case "Trailer":
 			return false
 		}
+		if respSkip(k) {
+			hs.hop = true
+		}
 		hs.add(k, v)
 	}
 	if rest != "" || lengths > 1 || tes > 1 {

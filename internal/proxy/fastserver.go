@@ -311,12 +311,16 @@ type sconn struct {
 
 	deadline int // which read deadline is set: 0 none, 1 idle, 2 head
 
-	watchMu    sync.Mutex
-	watchState int // 0 off, 1 armed, 2 reading
-	watchTimer *time.Timer
-	watchDone  chan struct{}
+	watchMu      sync.Mutex
+	watchState   int           // 0 off, 1 armed, 2 reading
+	watchArmed   time.Duration // monoNow when the watcher was last armed
+	watchPending bool          // watchTimer is set; guarded by watchMu
+	watchTimer   *time.Timer
+	watchDone    chan struct{}
 
-	rs respSpace // the current request's answer from its instance
+	rs    respSpace // the current request's answer from its instance
+	st    reqState  // the current request's state in the proxy
+	reqID [1]string // backs the current request's X-Request-Id when the proxy made it
 
 	// upConn is the instance connection of the request in flight, closed when the client
 	// hangs up (what context.AfterFunc does under net/http's server); guarded by watchMu.
@@ -371,8 +375,14 @@ func (sc *sconn) hangup() {
 	}
 }
 
+// setState records the connection's state, and when it became new: closeIdle looks at the
+// time of new connections only (as net/http's), so the others do without a clock reading.
 func (sc *sconn) setState(st int) {
-	sc.state.Store(uint64(time.Now().Unix())<<8 | uint64(st))
+	var since uint64
+	if st == connNew {
+		since = uint64(time.Now().Unix())
+	}
+	sc.state.Store(since<<8 | uint64(st))
 }
 
 func (sc *sconn) getState() (int, int64) {
@@ -415,6 +425,7 @@ func (sc *sconn) serve() {
 	defer func() {
 		if sc.watchTimer != nil {
 			sc.disarm()
+			sc.watchTimer.Stop()
 		}
 		if !handedOff {
 			sc.conn.Close()
@@ -648,15 +659,22 @@ func (sc *sconn) closeWriteAndWait() {
 }
 
 // arm starts watching the client for a hang-up if the request is still being answered after
-// watchDelay. Called once the request body has been read whole.
+// watchDelay. Called once the request body has been read whole. The timer is set only when
+// it is not set already: disarm leaves it, and when it fires for an earlier request, watch
+// sets it again for the rest of the current one's delay (a timer reset and stop per request
+// cost more than a clock reading).
 func (sc *sconn) arm() {
 	if sc.br.Buffered() > 0 {
 		return // the client already sent more: a pipelined request
 	}
+	now := monoNow()
 	sc.watchMu.Lock()
-	sc.watchState = 1
+	sc.watchState, sc.watchArmed = 1, now
+	if !sc.watchPending {
+		sc.watchPending = true
+		sc.watchTimer.Reset(watchDelay)
+	}
 	sc.watchMu.Unlock()
-	sc.watchTimer.Reset(watchDelay)
 }
 
 // watch runs on the timer's goroutine: it reads the connection until the request ends
@@ -664,7 +682,14 @@ func (sc *sconn) arm() {
 // cancelled, which aborts the instance's connection as net/http's server does).
 func (sc *sconn) watch() {
 	sc.watchMu.Lock()
+	sc.watchPending = false
 	if sc.watchState != 1 {
+		sc.watchMu.Unlock()
+		return
+	}
+	if wait := watchDelay - (monoNow() - sc.watchArmed); wait > 0 {
+		sc.watchPending = true // armed again since the timer was set
+		sc.watchTimer.Reset(wait)
 		sc.watchMu.Unlock()
 		return
 	}
@@ -690,7 +715,7 @@ func (sc *sconn) disarm() {
 	sc.watchMu.Unlock()
 	switch st {
 	case 1:
-		sc.watchTimer.Stop()
+		// The timer stays set: when it fires, watch finds the watcher off, or armed again.
 	case 2:
 		sc.conn.SetReadDeadline(aLongAgo)
 		<-sc.watchDone

@@ -537,3 +537,93 @@ func TestFastServerMatchesNetHTTPOnOddAnswers(t *testing.T) {
 		})
 	}
 }
+
+// TestFastServerClientGoneAfterQuickRequest: the hang-up watcher's timer, left set by a quick
+// request, still watches the next one on the connection (it fires early for that one and
+// sets itself again for the rest of its delay).
+func TestFastServerClientGoneAfterQuickRequest(t *testing.T) {
+	var aborted atomic.Int64
+	release := make(chan struct{})
+	b := upstream(t, "slow", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/quick" {
+			return
+		}
+		select {
+		case <-r.Context().Done():
+			aborted.Add(1)
+		case <-release:
+		}
+	})
+	t.Cleanup(func() { close(release) })
+	p := New("gone", Options{Logger: quietLogger()})
+	t.Cleanup(p.Close)
+	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{b}}}})
+	f := serve(t, p)
+	c, err := net.Dial("tcp", strings.TrimPrefix(f.url, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(c)
+	for range 3 { // quick ones, each well within the watcher's delay
+		io.WriteString(c, "GET /quick HTTP/1.1\r\nHost: h\r\n\r\n")
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	io.WriteString(c, "GET /slow HTTP/1.1\r\nHost: h\r\n\r\n")
+	waitFor(t, 5*time.Second, "the request in flight", func() bool { return p.InFlight("slow") == 1 })
+	c.Close()
+	waitFor(t, 5*time.Second, "the instance's request cancelled", func() bool { return aborted.Load() == 1 })
+}
+
+// TestFastServerMergesAnswerHeaders: headers the proxy set on the response (the sticky
+// cookie, the request id) come before the instance's values of the same name, and the
+// instance's request id gives way to the proxy's, on both servers.
+func TestFastServerMergesAnswerHeaders(t *testing.T) {
+	b := rawInstance(t)
+	for _, off := range []bool{false, true} {
+		p := New("merge", Options{Logger: quietLogger()})
+		t.Cleanup(p.Close)
+		p.SetSettings(Settings{DisableFastServer: off})
+		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{b}}}, Sticky: &Sticky{Cookie: "bucket"}})
+		srv := NewServer(p, ServerConfig{Logger: quietLogger()})
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go Serve(srv, ln)
+		t.Cleanup(func() { srv.Close() })
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		br := bufio.NewReader(c)
+		for _, path := range []string{"/cookies", "/lower", "/cookies"} { // twice: storage reused
+			io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: h\r\nX-Request-Id: mine\r\n\r\n")
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if got := resp.Header.Values("X-Request-Id"); len(got) != 1 || got[0] != "mine" {
+				t.Errorf("off %v %s: X-Request-Id %q, want [mine]", off, path, got)
+			}
+			got := resp.Header.Values("Set-Cookie")
+			want := 1
+			if path == "/cookies" {
+				want = 3
+			}
+			if len(got) != want || !strings.HasPrefix(got[0], "bucket=") || want == 3 && (got[1] != "a=1" || got[2] != "b=2") {
+				t.Errorf("off %v %s: Set-Cookie %q, want the bucket's then the instance's", off, path, got)
+			}
+			if got := resp.Header.Get(RevisionHeader); got != "1" {
+				t.Errorf("off %v %s: %s %q", off, path, RevisionHeader, got)
+			}
+		}
+	}
+}

@@ -99,7 +99,7 @@ func (w *fastRW) WriteHeader(code int) {
 			w.contentLength = v
 		} else {
 			w.sc.fs.logf("http: invalid Content-Length of %q", cl)
-			w.header.Del("Content-Length")
+			delete(w.header, "Content-Length")
 		}
 	}
 }
@@ -203,13 +203,7 @@ func (w *fastRW) writeHead(p []byte) {
 	isHEAD := w.req.Method == http.MethodHead
 	keepAlives := !w.sc.fs.shuttingDown.Load()
 
-	trailers := false
-	for k := range header {
-		if strings.HasPrefix(k, http.TrailerPrefix) {
-			trailers = true
-			break
-		}
-	}
+	trailers := w.collectKeys() // written below: the deletions on the way leave keys without values
 	for _, v := range header["Trailer"] {
 		trailers = true
 		foreachHeaderElement(v, w.declareTrailer)
@@ -254,7 +248,7 @@ func (w *fastRW) writeHead(p []byte) {
 		if tooBig {
 			w.closeAfterReply = true
 			w.bodyLimitHit = true
-			header.Del("Connection")
+			delete(header, "Connection")
 			ex.connection = "close"
 		}
 	}
@@ -262,7 +256,7 @@ func (w *fastRW) writeHead(p []byte) {
 	var exclude []string
 	if bodyAllowedForStatus(code) {
 		_, haveType := header["Content-Type"]
-		if header.Get("Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
+		if headerGet(header, "Content-Encoding") == "" && !haveType && !hasTE && len(p) > 0 {
 			ex.contentType = http.DetectContentType(p)
 		}
 	} else {
@@ -273,7 +267,7 @@ func (w *fastRW) writeHead(p []byte) {
 	}
 	if hasCL && hasTE && te != "identity" {
 		w.sc.fs.logf("http: WriteHeader called with both Transfer-Encoding of %q and a Content-Length of %d", te, w.contentLength)
-		header.Del("Content-Length")
+		delete(header, "Content-Length")
 		hasCL = false
 	}
 	dropTE := false
@@ -293,18 +287,18 @@ func (w *fastRW) writeHead(p []byte) {
 		}
 	}
 	if dropTE {
-		header.Del("Transfer-Encoding")
+		delete(header, "Transfer-Encoding")
 	}
 	if w.chunking {
-		header.Del("Content-Length")
+		delete(header, "Content-Length")
 	}
 	if w.closeAfterReply && (!keepAlives || !hasToken(headerGet(header, "Connection"), "close")) && !isProtocolSwitch(code, header) {
-		header.Del("Connection")
+		delete(header, "Connection")
 		ex.connection = "close"
 	}
 	bw := w.sc.bw
 	writeStatus(bw, code)
-	w.writeHeaderSubset(bw, exclude)
+	w.writeKeys(bw, exclude)
 	ex.write(bw)
 	bw.WriteString("\r\n")
 }
@@ -349,20 +343,35 @@ var headerNewlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
 // writeHeaderSubset writes the headers sorted by key as http.Header.WriteSubset, skipping
 // exclude and the TrailerPrefix keys.
 func (w *fastRW) writeHeaderSubset(bw *bufio.Writer, exclude []string) {
+	w.collectKeys()
+	w.writeKeys(bw, exclude)
+}
+
+// collectKeys puts the header's keys but the TrailerPrefix ones in w.keys, and reports
+// whether there were any of those.
+func (w *fastRW) collectKeys() (trailerKeys bool) {
 	keys := w.keys[:0]
 	for k := range w.header {
-		if strings.HasPrefix(k, http.TrailerPrefix) || slices.Contains(exclude, k) {
+		if strings.HasPrefix(k, http.TrailerPrefix) {
+			trailerKeys = true
 			continue
 		}
 		keys = append(keys, k)
 	}
+	w.keys = keys
+	return trailerKeys
+}
+
+// writeKeys writes the headers of w.keys but exclude, sorted by key, and empties w.keys.
+func (w *fastRW) writeKeys(bw *bufio.Writer, exclude []string) {
+	keys := w.keys
 	slices.Sort(keys)
 	for _, k := range keys {
-		if !httpguts.ValidHeaderFieldName(k) {
+		if slices.Contains(exclude, k) || !httpguts.ValidHeaderFieldName(k) {
 			continue
 		}
 		for _, v := range w.header[k] {
-			if strings.ContainsAny(v, "\r\n") {
+			if hasCRLF(v) {
 				v = headerNewlineToSpace.Replace(v)
 			}
 			v = textproto.TrimString(v)
@@ -495,4 +504,14 @@ func foreachHeaderElement(v string, fn func(string)) {
 			fn(f)
 		}
 	}
+}
+
+// hasCRLF is strings.ContainsAny(s, "\r\n") without building a character set per call.
+func hasCRLF(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '\r' || c == '\n' {
+			return true
+		}
+	}
+	return false
 }

@@ -16,8 +16,9 @@ const RequestIDHeader = "X-Request-Id"
 // maxRequestIDLen is the longest client request id passed on.
 const maxRequestIDLen = 128
 
-// requestID makes sure r carries a valid request id and puts it on the response.
-func requestID(w http.ResponseWriter, r *http.Request) {
+// requestID makes sure r carries a valid request id and puts it on the response. A new id's
+// one-value slice is slot's array when slot is not nil.
+func requestID(w http.ResponseWriter, r *http.Request, slot *[1]string) {
 	if v := r.Header[RequestIDHeader]; len(v) > 0 && validRequestID(v[0]) {
 		w.Header()[RequestIDHeader] = v[:1:1]
 		return
@@ -29,7 +30,13 @@ func requestID(w http.ResponseWriter, r *http.Request) {
 			b[i+j] = byte(u >> (8 * j))
 		}
 	}
-	v := []string{hex.EncodeToString(b[:])}[:1:1]
+	var v []string
+	if slot != nil {
+		slot[0] = hex.EncodeToString(b[:])
+		v = slot[:1:1]
+	} else {
+		v = []string{hex.EncodeToString(b[:])}[:1:1]
+	}
 	r.Header[RequestIDHeader] = v
 	w.Header()[RequestIDHeader] = v
 }
@@ -97,10 +104,11 @@ func trusted(prefixes []netip.Prefix, r *http.Request) bool {
 	return false
 }
 
-// values returns the values the match looks at: the header's, or the named cookie's.
+// values returns the values the match looks at: the header's, or the named cookie's. The
+// header name is canonical already (compileRoutes).
 func (m Match) values(h http.Header) []string {
 	if m.Cookie == "" {
-		return h.Values(m.Header)
+		return h[m.Header]
 	}
 	if len(h["Cookie"]) == 0 {
 		return nil

@@ -76,8 +76,18 @@ func (m *metrics) forget(rev int64) {
 	m.inflight.DeletePartialMatch(l)
 }
 
-func (m *metrics) observe(pl *pool, class string, lat, ttfb time.Duration, hasTTFB bool) {
-	m.requests.WithLabelValues(pl.obs.rev, pl.obs.role, class).Inc()
+// counter boxes a Counter for an atomic.Pointer.
+type counter struct{ prometheus.Counter }
+
+// observe records a finished request of pl; class is a classIndex.
+func (m *metrics) observe(pl *pool, class int, lat, ttfb time.Duration, hasTTFB bool) {
+	c := pl.requests[class].Load()
+	if c == nil {
+		// Two requests may look the child up at once: they find the same one.
+		c = &counter{m.requests.WithLabelValues(pl.obs.rev, pl.obs.role, classNames[class])}
+		pl.requests[class].Store(c)
+	}
+	c.Inc()
 	pl.obs.duration.Observe(lat.Seconds())
 	if hasTTFB {
 		pl.obs.ttfb.Observe(ttfb.Seconds())

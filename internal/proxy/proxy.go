@@ -160,6 +160,9 @@ type pool struct {
 	rr        atomic.Uint32
 	stats     *revStats
 	obs       poolObservers
+	// requests are the pool's ramp_requests_total children by classIndex, looked up on a
+	// class's first request; nil until then.
+	requests [len(classNames)]atomic.Pointer[counter]
 }
 
 type target struct {
@@ -348,12 +351,19 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
 
 // serveUp serves r with the upstream settings up.
 func (p *Proxy) serveUp(w http.ResponseWriter, r *http.Request, preview bool, up *upstreams) {
-	st := &reqState{tbl: p.table.Load(), up: up, preview: preview, start: p.now(), setBucket: -1}
-	st.tried = st.triedBuf[:0]
+	var st *reqState
+	var idSlot *[1]string
 	if fw, ok := w.(*fastRW); ok {
-		st.sc = fw.sc
+		// The fast server's connection lends its storage: one request at a time uses it,
+		// and nothing keeps st or the id's slice past the request.
+		st, idSlot = &fw.sc.st, &fw.sc.reqID
+		*st = reqState{sc: fw.sc}
+	} else {
+		st = &reqState{}
 	}
-	requestID(w, r)
+	st.tbl, st.up, st.preview, st.start, st.setBucket = p.table.Load(), up, preview, p.now(), -1
+	st.tried = st.triedBuf[:0]
+	requestID(w, r, idSlot)
 	if !limitBody(w, r, st.up.s.MaxRequestBodyBytes) {
 		return
 	}
@@ -391,7 +401,7 @@ func (p *Proxy) serveUp(w http.ResponseWriter, r *http.Request, preview bool, up
 		p.finish(st)
 		st.release()
 	}()
-	if st.up.fastEligible(r) {
+	if st.up.fastEligible(r, st.sc != nil) {
 		p.serveFast(w, r, st)
 	} else {
 		p.serveReverseProxy(w, r, st)
@@ -686,7 +696,8 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := st.up.transportFor(req)
 	var timer *time.Timer
 	if d := st.up.s.FirstByteTimeout; d > 0 && st.cancel != nil {
-		timer = time.AfterFunc(d, func() { st.cancel(errFirstByteTimeout) })
+		cancel := st.cancel // not st: the fast server reuses it for the next request
+		timer = time.AfterFunc(d, func() { cancel(errFirstByteTimeout) })
 	}
 	resp, err := rt.roundTrip(st, base, req)
 	if timer != nil && !timer.Stop() {
@@ -734,15 +745,15 @@ func isDialError(err error) bool {
 func (p *Proxy) finish(st *reqState) {
 	end := p.now()
 	lat := end.Sub(st.start)
-	var class string
+	var class int
 	is5xx := false
 	switch {
 	case st.failed:
-		class = "error"
+		class = classError
 	case st.clientGone:
-		class = "4xx" // 499: the client went away
+		class = 4 // 499: the client went away
 	default:
-		class = codeClass(st.status)
+		class = classIndex(st.status)
 		is5xx = st.status >= 500
 	}
 	// Metrics first: tests wait for Stats, then read the metrics.
@@ -750,11 +761,17 @@ func (p *Proxy) finish(st *reqState) {
 	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, is5xx, st.failed)
 }
 
-func codeClass(code int) string {
-	switch {
-	case code >= 100 && code < 600:
-		return strconv.Itoa(code/100) + "xx"
-	default:
-		return "error"
+func codeClass(code int) string { return classNames[classIndex(code)] }
+
+// classError is the index of the "error" status class; 1 to 5 are 1xx to 5xx.
+const classError = 0
+
+var classNames = [...]string{classError: "error", 1: "1xx", 2: "2xx", 3: "3xx", 4: "4xx", 5: "5xx"}
+
+// classIndex is the index in classNames of code's status class.
+func classIndex(code int) int {
+	if code >= 100 && code < 600 {
+		return code / 100
 	}
+	return classError
 }
