@@ -143,6 +143,7 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 	}
 	r.runner = &analysis.Runner{Providers: providers, Logger: r.log}
 	r.measure = newMeasurements(r.runner)
+	r.traffic.wake = r.measure.wake
 	return r
 }
 

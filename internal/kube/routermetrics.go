@@ -37,9 +37,27 @@ type routerMetrics struct {
 	ownsBuiltin bool
 	interval    time.Duration
 
+	// wake asks for a reconcile of a Rollout when a read of its counters ends; nil means
+	// none (the next poll applies it).
+	wake func(namespace, name string)
+
 	mu     sync.Mutex
-	judges map[types.NamespacedName]*trafficmetrics.Judge
+	judges map[types.NamespacedName]*judgeState
 }
+
+// judgeState is one rollout's judge and its read of the counters, which runs off the
+// reconcile loop: a slow or hung Prometheus must not hold up every rollout's decisions.
+type judgeState struct {
+	j *trafficmetrics.Judge
+	// busy says a read is in flight; reading is a finished one not yet applied.
+	busy    bool
+	reading *trafficmetrics.Reading
+	// next is when the next read is due.
+	next time.Time
+}
+
+// judgeReadTimeout bounds one read of the counters.
+const judgeReadTimeout = 30 * time.Second
 
 var _ trafficmetrics.Resolver = (*routerMetrics)(nil)
 
@@ -183,21 +201,46 @@ func (m *routerMetrics) stepJudge(ctx context.Context, now time.Time, ro *v1alph
 		return time.Time{}
 	}
 	m.mu.Lock()
-	j := m.judges[key]
-	if !j.Of(run) {
-		j = trafficmetrics.NewJudge(run, spec.Judge(ro.Spec.Strategy.Canary))
+	js := m.judges[key]
+	if js == nil || !js.j.Of(run) {
+		js = &judgeState{j: trafficmetrics.NewJudge(run, spec.Judge(ro.Spec.Strategy.Canary))}
 		if m.judges == nil {
-			m.judges = map[types.NamespacedName]*trafficmetrics.Judge{}
+			m.judges = map[types.NamespacedName]*judgeState{}
 		}
-		m.judges[key] = j
+		m.judges[key] = js
 	}
+	reading := js.reading
+	js.reading = nil
+	start := !js.busy && !now.Before(js.next)
+	if start {
+		js.busy, js.next = true, now.Add(m.interval)
+	}
+	next := js.next
 	m.mu.Unlock()
-	_ = j.Step(ctx, cl, now, canary, stable, &ro.Status, run) // a failed read is in run's message
+
+	if start {
+		// Read at now's evaluation time, off the loop; the reading is applied by the
+		// reconcile that its end wakes.
+		rctx := context.WithoutCancel(ctx)
+		go func() {
+			rctx, cancel := context.WithTimeout(rctx, judgeReadTimeout)
+			r := trafficmetrics.Read(rctx, cl, now, canary, stable)
+			cancel()
+			m.mu.Lock()
+			js.busy, js.reading = false, &r
+			m.mu.Unlock()
+			if m.wake != nil {
+				m.wake(key.Namespace, key.Name)
+			}
+		}()
+	}
+	// The judge is only touched here, by the Rollout's own reconciles, one at a time.
+	js.j.Apply(reading, &ro.Status, run)
 	if run.Phase.Completed() {
 		m.forget(key)
 		return time.Time{}
 	}
-	return now.Add(m.interval)
+	return next
 }
 
 // forget drops a rollout's judge state.

@@ -1,8 +1,12 @@
 package kube
 
 import (
+	"context"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -152,5 +156,56 @@ func TestJudgeOffWithoutRouterMetrics(t *testing.T) {
 	}
 	if got.Status.Phase != v1alpha1.PhaseDegraded {
 		t.Errorf("phase %s, want Degraded: %s", got.Status.Phase, got.Status.Message)
+	}
+}
+
+// TestJudgeReadsOffTheLoop: a Prometheus that does not answer holds up no decision. The
+// judge's read of the counters runs on its own goroutine; the reconcile that its end wakes
+// applies it, and a failed read says so in the metric's message.
+func TestJudgeReadsOffTheLoop(t *testing.T) {
+	release := make(chan struct{})
+	hung := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		<-release
+		http.Error(w, "unavailable", http.StatusServiceUnavailable)
+	}))
+	defer hung.Close()
+	defer close(release)
+
+	woken := make(chan string, 4)
+	m := &routerMetrics{address: hung.URL, interval: time.Minute, wake: func(ns, name string) { woken <- ns + "/" + name }}
+	ro := istioRollout()
+	run := &v1alpha1.AnalysisRunStatus{Name: "judge-2", Kind: v1alpha1.AnalysisKindJudge, Revision: 2, StartedAt: metav1.Now()}
+	now := time.Now()
+
+	start := time.Now()
+	next := m.stepJudge(context.Background(), now, ro, run)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("stepJudge waited %s for a Prometheus that does not answer", took)
+	}
+	if want := now.Add(time.Minute); !next.Equal(want) {
+		t.Errorf("next read due %s, want %s", next, want)
+	}
+	if run.Phase.Completed() {
+		t.Fatalf("run %s with no reading yet", run.Phase)
+	}
+	// A second decision while the read hangs starts no second read and still returns at once.
+	start = time.Now()
+	m.stepJudge(context.Background(), now.Add(2*time.Minute), ro, run)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("second stepJudge waited %s", took)
+	}
+
+	release <- struct{}{}
+	select {
+	case got := <-woken:
+		if want := ro.Namespace + "/" + ro.Name; got != want {
+			t.Errorf("woke %q, want %q", got, want)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the end of the read woke no reconcile within 10s")
+	}
+	m.stepJudge(context.Background(), now.Add(3*time.Minute), ro, run)
+	if len(run.Metrics) != 1 || !strings.Contains(run.Metrics[0].Message, "last read failed") {
+		t.Errorf("run metrics %+v do not say the read failed", run.Metrics)
 	}
 }

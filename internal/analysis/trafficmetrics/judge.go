@@ -28,6 +28,8 @@ type Judge struct {
 	primed bool
 	// resets counts the Steps skipped because a counter went down (pods restarted).
 	resets int
+	// lastErr is why the last reading failed; nil when it did not.
+	lastErr error
 }
 
 // NewJudge returns the judge of run, with settings (validation has refused metrics other
@@ -42,25 +44,50 @@ func (j *Judge) Of(run *v1alpha1.AnalysisRunStatus) bool { return j != nil && j.
 // Step reads the counters at now through c, feeds the increase since the last Step, and
 // writes the verdict into run (st is the rollout's status, for the running step analysis
 // run). An error (Prometheus not reachable) leaves run's verdict as it was and says why in
-// its message; the next Step reads again.
+// its message; the next Step reads again. It is Read then Apply; a caller that must not wait
+// for Prometheus runs Read elsewhere and Applies its reading later.
 func (j *Judge) Step(ctx context.Context, c *Client, now time.Time, canary, stable Selector, st *v1alpha1.RolloutStatus, run *v1alpha1.AnalysisRunStatus) error {
+	r := Read(ctx, c, now, canary, stable)
+	j.Apply(&r, st, run)
+	return r.Err
+}
+
+// Reading is one read of the canary's and stable's cumulative counters.
+type Reading struct {
+	At             time.Time
+	Canary, Stable Counts
+	// Err says why the counters could not be read; nil means they were.
+	Err error
+}
+
+// Read reads the canary's and stable's counters at now through c. It touches no judge, so it
+// may run on any goroutine.
+func Read(ctx context.Context, c *Client, now time.Time, canary, stable Selector) Reading {
+	r := Reading{At: now}
+	r.Canary, r.Err = c.Counts(ctx, now, canary)
+	if r.Err == nil {
+		r.Stable, r.Err = c.Counts(ctx, now, stable)
+	}
+	return r
+}
+
+// Apply feeds reading r (nil: no new one since the last Apply) into the judge and writes the verdict into run, as
+// Step does.
+func (j *Judge) Apply(r *Reading, st *v1alpha1.RolloutStatus, run *v1alpha1.AnalysisRunStatus) {
 	judgerun.Start(run)
 	j.run.TrackStep(st)
-	cc, err := c.Counts(ctx, now, canary)
-	if err == nil {
-		var sc Counts
-		sc, err = c.Counts(ctx, now, stable)
-		if err == nil {
-			j.feed(now, cc, sc)
+	if r != nil {
+		j.lastErr = r.Err
+		if r.Err == nil {
+			j.feed(r.At, r.Canary, r.Stable)
 		}
 	}
 	j.run.Report(run, func(string) (string, string) {
-		if err != nil {
-			return "", fmt.Sprintf(" (last read failed: %s)", err.Error())
+		if j.lastErr != nil {
+			return "", fmt.Sprintf(" (last read failed: %s)", j.lastErr.Error())
 		}
 		return "", ""
 	})
-	return err
 }
 
 // feed adds the increase since the previous reading.
