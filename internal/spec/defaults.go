@@ -37,7 +37,10 @@ const (
 // Applying it twice changes nothing.
 func SetDefaults(r *v1alpha1.Rollout) {
 	s := &r.Spec
-	setInt32(&s.Replicas, DefaultReplicas)
+	if s.WorkloadRef == nil {
+		// In Kubernetes mode the Deployment's replicas count: the reconciler sets them.
+		setInt32(&s.Replicas, DefaultReplicas)
+	}
 	setInt32(&s.RevisionHistoryLimit, DefaultRevisionHistoryLimit)
 	setInt32(&s.ProgressDeadlineSeconds, DefaultProgressDeadlineSeconds)
 
