@@ -190,9 +190,12 @@ func TestJudgeReadsOffTheLoop(t *testing.T) {
 	}
 	// A second decision while the read hangs starts no second read and still returns at once.
 	start = time.Now()
-	m.stepJudge(context.Background(), now.Add(2*time.Minute), ro, run)
+	again := m.stepJudge(context.Background(), now.Add(2*time.Minute), ro, run)
 	if took := time.Since(start); took > 2*time.Second {
 		t.Fatalf("second stepJudge waited %s", took)
+	}
+	if !again.Equal(next) {
+		t.Errorf("a read started while one was in flight: next read due %s, want still %s", again, next)
 	}
 
 	release <- struct{}{}
