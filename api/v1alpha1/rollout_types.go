@@ -101,6 +101,10 @@ type ProxySpec struct {
 	// MaxRequestHeaderBytes bounds a request's line and headers; larger ones are answered
 	// 431. Zero means 65536.
 	MaxRequestHeaderBytes int32 `json:"maxRequestHeaderBytes,omitempty"`
+	// MaxResponseHeaderBytes bounds an instance's answer head (status line and headers);
+	// a larger one is answered 502 and its connection closed. Zero means 65536.
+	// +kubebuilder:validation:Minimum=0
+	MaxResponseHeaderBytes int32 `json:"maxResponseHeaderBytes,omitempty"`
 }
 
 // ProxyTLS is a certificate and key file pair (PEM). The files are read again when they

@@ -17,7 +17,8 @@ func proxySettings(r *v1alpha1.Rollout) proxy.Settings {
 	if ps == nil {
 		return proxy.Settings{}
 	}
-	s := proxy.Settings{H2C: ps.UpstreamProtocol == "h2c", MaxRequestBodyBytes: ps.MaxRequestBodyBytes}
+	s := proxy.Settings{H2C: ps.UpstreamProtocol == "h2c", MaxRequestBodyBytes: ps.MaxRequestBodyBytes,
+		MaxResponseHeaderBytes: int(ps.MaxResponseHeaderBytes)}
 	if t := ps.Timeouts; t != nil {
 		s.ConnectTimeout, _ = spec.ParseDuration(t.Connect)
 		s.FirstByteTimeout, _ = spec.ParseDuration(t.FirstByte)

@@ -22,12 +22,14 @@ func TestProxySettings(t *testing.T) {
 	}{
 		{"none", nil, proxy.Settings{}, listenerConfig{}},
 		{"all", &v1alpha1.ProxySpec{
-			TLS:                   &v1alpha1.ProxyTLS{CertFile: "c", KeyFile: "k"},
-			UpstreamProtocol:      "h2c",
-			Timeouts:              &v1alpha1.ProxyTimeouts{Connect: dur("2s"), FirstByte: dur("2m"), Idle: dur("30")},
-			MaxRequestBodyBytes:   100,
-			MaxRequestHeaderBytes: 200,
-		}, proxy.Settings{ConnectTimeout: 2 * time.Second, FirstByteTimeout: 2 * time.Minute, IdleTimeout: 30 * time.Second, H2C: true, MaxRequestBodyBytes: 100},
+			TLS:                    &v1alpha1.ProxyTLS{CertFile: "c", KeyFile: "k"},
+			UpstreamProtocol:       "h2c",
+			Timeouts:               &v1alpha1.ProxyTimeouts{Connect: dur("2s"), FirstByte: dur("2m"), Idle: dur("30")},
+			MaxRequestBodyBytes:    100,
+			MaxRequestHeaderBytes:  200,
+			MaxResponseHeaderBytes: 300,
+		}, proxy.Settings{ConnectTimeout: 2 * time.Second, FirstByteTimeout: 2 * time.Minute, IdleTimeout: 30 * time.Second, H2C: true, MaxRequestBodyBytes: 100,
+			MaxResponseHeaderBytes: 300},
 			listenerConfig{certFile: "c", keyFile: "k", maxHeaderBytes: 200}},
 		{"http1", &v1alpha1.ProxySpec{UpstreamProtocol: "http1"}, proxy.Settings{}, listenerConfig{}},
 	}

@@ -4,8 +4,9 @@ package proxy
 
 import "net"
 
-// canPeek: connAlive cannot peek on this system, so a request that cannot be retried goes
-// on a new connection (see serveFast).
+// canPeek: connAlive cannot peek on this system. An idle connection could then hold bytes
+// no request asked for without the proxy seeing them, so the fast path never reuses one
+// here: every request goes on a new connection (see fastPool.get).
 const canPeek = false
 
-func connAlive(net.Conn) bool { return true }
+func connAlive(net.Conn) (alive, unasked bool) { return true, false }

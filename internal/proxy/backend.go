@@ -15,7 +15,8 @@ type backendState struct {
 
 	inflight atomic.Int64
 	draining atomic.Bool
-	waiters  atomic.Int32 // WaitIdle callers; done only takes mu when there are some
+	waiters  atomic.Int32  // WaitIdle callers; done only takes mu when there are some
+	warned   atomic.Uint32 // bits of the framing faults already logged (Proxy.discarded)
 
 	mu   sync.Mutex
 	idle chan struct{} // closed when inflight reaches 0 while someone waits

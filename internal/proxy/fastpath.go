@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -51,6 +52,12 @@ type fastConn struct {
 	abort     func()
 	idleSince time.Duration // monoNow when it went idle
 	deadline  bool          // a deadline is set on conn
+	// After an answer head too large for br's buffer, br reads through lim from pooled
+	// (the connection's own reader), and the connection is not reused (noReuse): br may
+	// hold bytes pooled no longer shows.
+	noReuse bool
+	pooled  *bufio.Reader
+	lim     *headLimit
 }
 
 func newFastConn(conn net.Conn) *fastConn {
@@ -64,6 +71,9 @@ func newFastConn(conn net.Conn) *fastConn {
 // close closes the connection and returns its buffers. Only the holder calls it.
 func (c *fastConn) close() {
 	c.conn.Close()
+	if c.pooled != nil {
+		c.br, c.pooled, c.lim = c.pooled, nil, nil
+	}
 	if c.br != nil {
 		c.br.Reset(nil)
 		bufReaders.Put(c.br)
@@ -87,9 +97,11 @@ func newFastPool(d *net.Dialer) *fastPool {
 }
 
 // get returns an idle connection to addr (reused true), or dials a new one. fresh skips the
-// idle ones; check takes only idle ones that connAlive finds open.
-func (fp *fastPool) get(ctx context.Context, addr string, fresh, check bool) (c *fastConn, reused bool, err error) {
-	for !fresh {
+// idle ones. An idle connection is taken only when nothing is waiting on it: neither in its
+// buffer nor on the socket (connAlive). One that holds bytes no request asked for is closed
+// and counted in unasked; one the instance closed while idle is closed quietly.
+func (fp *fastPool) get(ctx context.Context, addr string, fresh bool) (c *fastConn, reused bool, unasked int, err error) {
+	for !fresh && canPeek {
 		c = nil
 		fp.mu.Lock()
 		idle := fp.hosts[addr]
@@ -108,16 +120,25 @@ func (fp *fastPool) get(ctx context.Context, addr string, fresh, check bool) (c 
 			fp.forget(addr)
 			break
 		}
-		if !check || (c.br.Buffered() == 0 && connAlive(c.conn)) {
-			return c, true, nil
+		if c.br.Buffered() > 0 {
+			unasked++
+			c.close()
+			continue
 		}
-		c.close() // closed by the instance while idle
+		alive, extra := connAlive(c.conn)
+		if alive {
+			return c, true, unasked, nil
+		}
+		if extra {
+			unasked++
+		}
+		c.close() // closed by the instance while idle, or sent something unasked
 	}
 	conn, err := fp.dialer.DialContext(ctx, "tcp", addr)
 	if err != nil {
-		return nil, false, err
+		return nil, false, unasked, err
 	}
-	return newFastConn(conn), false, nil
+	return newFastConn(conn), false, unasked, nil
 }
 
 // put returns a connection in good order to the idle list of addr.
@@ -222,9 +243,7 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 	fp := st.up.fast
 	ctx := r.Context()
 	body := r.Body
-	// A request that cannot be sent again goes only on an idle connection found open.
-	check := !retryable(r, st)
-	fresh := check && !canPeek
+	fresh := false
 	movedOnce, retriedOnce := false, false
 	var (
 		c    *fastConn
@@ -233,8 +252,12 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 	)
 	for {
 		var reused bool
+		var unasked int
 		var err error
-		c, reused, err = fp.get(ctx, st.t.addr, fresh, check)
+		c, reused, unasked, err = fp.get(ctx, st.t.addr, fresh)
+		if unasked > 0 {
+			p.discarded(st, reasonUnasked, unasked)
+		}
 		if err != nil {
 			if !movedOnce && st.replayable && isDialError(err) && ctx.Err() == nil {
 				if pl, t, ok := p.retryTarget(st); ok {
@@ -335,14 +358,80 @@ func (p *Proxy) exchange(c *fastConn, r *http.Request, st *reqState, body io.Rea
 
 // readResponse reads an answer's head from c: with the fast server's parser into the client
 // connection's reused storage when the request came through the fast server (and the head
-// is a plain one), else with http.ReadResponse.
+// is a plain one), else with http.ReadResponse. A head over the settings'
+// MaxResponseHeaderBytes is an error (errHeadTooLarge).
 func readResponse(c *fastConn, r *http.Request, st *reqState) (*http.Response, error) {
-	if st.sc != nil {
-		if resp := st.sc.readResponse(c.br, r); resp != nil {
-			return resp, nil
+	if c.lim == nil {
+		if st.sc != nil {
+			if resp := st.sc.readResponse(c.br, r); resp != nil {
+				return resp, nil
+			}
+		}
+		if inBuffer, err := headBuffered(c.br); inBuffer || err != nil {
+			return http.ReadResponse(c.br, r) // bounded by the buffer, or meets err
+		}
+		// A head longer than the buffer: read it through a limit.
+		limit := st.up.maxResponseHead()
+		if limit <= c.br.Size() {
+			return nil, &headTooLargeError{limit}
+		}
+		c.noReuse = true
+		c.lim = &headLimit{r: c.br}
+		c.pooled, c.br = c.br, bufio.NewReaderSize(c.lim, c.br.Size())
+	}
+	c.lim.n = int64(st.up.maxResponseHead())
+	resp, err := http.ReadResponse(c.br, r)
+	if c.lim.n < 0 {
+		return nil, &headTooLargeError{st.up.maxResponseHead()}
+	}
+	c.lim.n = math.MaxInt64 // the body is not limited
+	return resp, err
+}
+
+// headBuffered reports whether br's buffer holds a whole head (its end found): false with
+// no error when the buffer filled up first.
+func headBuffered(br *bufio.Reader) (bool, error) {
+	for {
+		buf, _ := br.Peek(br.Buffered())
+		if headEnd(buf) > 0 {
+			return true, nil
+		}
+		if len(buf) >= br.Size() {
+			return false, nil
+		}
+		if _, err := br.Peek(len(buf) + 1); err != nil {
+			return false, err
 		}
 	}
-	return http.ReadResponse(c.br, r)
+}
+
+// headLimit reads at most n more bytes from r, then fails: it bounds an answer head that
+// http.ReadResponse reads. n < 0 after the failure.
+type headLimit struct {
+	r io.Reader
+	n int64
+}
+
+func (l *headLimit) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		l.n = -1
+		return 0, errHeadLimit
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+var errHeadLimit = errors.New("answer head limit reached")
+
+// headTooLargeError is an answer head over the limit: the client gets 502.
+type headTooLargeError struct{ limit int }
+
+func (e *headTooLargeError) Error() string {
+	return fmt.Sprintf("instance's answer head is over spec.proxy.maxResponseHeaderBytes (%d bytes)", e.limit)
 }
 
 // reqSkip are the request headers not copied as they are: hop-by-hop, the forwarded ones
@@ -673,8 +762,15 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 			}
 		}
 	}
-	if !stop() || resp.Close || r.Context().Err() != nil {
+	if !stop() || resp.Close || r.Context().Err() != nil || c.noReuse {
 		c.close()
+		return
+	}
+	if c.br.Buffered() > 0 {
+		// The instance sent more than the answer it framed (a second answer, a body after
+		// a HEAD, 204 or 304): the next request on this connection would be given it.
+		c.close()
+		p.discarded(st, reasonUnasked, 1)
 		return
 	}
 	st.up.fast.put(st.t.addr, c)

@@ -324,7 +324,8 @@ func TestFastPathStaleConnection(t *testing.T) {
 				waitFor(t, 5*time.Second, "the instance's close to reach the proxy", func() bool {
 					fp.mu.Lock()
 					defer fp.mu.Unlock()
-					return !connAlive(fp.hosts[addr][0].conn)
+					alive, _ := connAlive(fp.hosts[addr][0].conn)
+					return !alive
 				})
 			}
 			since := time.Now()

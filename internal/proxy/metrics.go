@@ -14,6 +14,9 @@ type metrics struct {
 	duration *prometheus.HistogramVec
 	ttfb     *prometheus.HistogramVec
 	inflight *prometheus.GaugeVec
+	// discarded counts upstream connections closed instead of reused because the instance
+	// broke HTTP's framing, by reason.
+	discarded *prometheus.CounterVec
 }
 
 // poolObservers are a pool's series, looked up once per SetTable.
@@ -53,6 +56,12 @@ func newMetrics(rollout string) *metrics {
 			Help:        "Requests being proxied now.",
 			ConstLabels: cl,
 		}, labels),
+		discarded: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ramp_upstream_connections_discarded_total",
+			Help: "Upstream connections closed instead of reused because the instance broke HTTP framing " +
+				"(reason unasked-bytes: bytes after the answer it framed; head-too-large: an answer head over maxResponseHeaderBytes).",
+			ConstLabels: cl,
+		}, append(labels, "reason")),
 	}
 }
 
@@ -74,6 +83,7 @@ func (m *metrics) forget(rev int64) {
 	m.duration.DeletePartialMatch(l)
 	m.ttfb.DeletePartialMatch(l)
 	m.inflight.DeletePartialMatch(l)
+	m.discarded.DeletePartialMatch(l)
 }
 
 // counter boxes a Counter for an atomic.Pointer.
@@ -99,6 +109,7 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.duration.Describe(ch)
 	m.ttfb.Describe(ch)
 	m.inflight.Describe(ch)
+	m.discarded.Describe(ch)
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
@@ -106,12 +117,14 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.duration.Collect(ch)
 	m.ttfb.Collect(ch)
 	m.inflight.Collect(ch)
+	m.discarded.Collect(ch)
 }
 
 // Collector returns the proxy's per-revision metrics for a Prometheus registry:
 // ramp_requests_total{rollout,revision,role,code_class} (code_class 1xx…5xx, or error when
 // the instance failed to answer), ramp_request_duration_seconds and ramp_ttfb_seconds
-// histograms and the ramp_requests_in_flight gauge, labelled rollout, revision, role; and
+// histograms and the ramp_requests_in_flight gauge, labelled rollout, revision, role;
+// ramp_upstream_connections_discarded_total{rollout,revision,role,reason}; and
 // ramp_mirror_requests_total{rollout,revision,role,result} for mirrored copies.
 func (p *Proxy) Collector() prometheus.Collector {
 	return collectors{p.metrics, p.mirrors.counter}
@@ -130,4 +143,36 @@ func (cs collectors) Collect(ch chan<- prometheus.Metric) {
 	for _, c := range cs {
 		c.Collect(ch)
 	}
+}
+
+// Reasons of ramp_upstream_connections_discarded_total.
+const (
+	reasonUnasked      = "unasked-bytes"
+	reasonHeadTooLarge = "head-too-large"
+)
+
+// discarded counts n upstream connections of st's instance closed for reason, and logs it
+// the first time for that instance and reason.
+func (p *Proxy) discarded(st *reqState, reason string, n int) {
+	p.metrics.discarded.WithLabelValues(st.pool.obs.rev, st.pool.obs.role, reason).Add(float64(n))
+	bit := uint32(1)
+	if reason == reasonHeadTooLarge {
+		bit = 2
+	}
+	b := st.t.b
+	for {
+		old := b.warned.Load()
+		if old&bit != 0 {
+			return
+		}
+		if b.warned.CompareAndSwap(old, old|bit) {
+			break
+		}
+	}
+	msg := "instance sent bytes after the answer it framed (a second answer, or a body after HEAD, 204 or 304): " +
+		"its connection is closed, never reused; logged once per instance"
+	if reason == reasonHeadTooLarge {
+		msg = "instance's answer head is over spec.proxy.maxResponseHeaderBytes: answered 502; logged once per instance"
+	}
+	p.log.Warn(msg, keyRevision, st.pool.rev, keyBackend, b.id, "addr", st.t.addr, "reason", reason)
 }

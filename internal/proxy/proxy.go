@@ -661,6 +661,13 @@ func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, st *reqSt
 		st.status = http.StatusRequestEntityTooLarge
 		return
 	}
+	var big *headTooLargeError
+	if errors.As(err, &big) || transportHeadTooLarge(err) {
+		if big == nil {
+			err = &headTooLargeError{st.up.maxResponseHead()}
+		}
+		p.discarded(st, reasonHeadTooLarge, 1)
+	}
 	if cause := context.Cause(r.Context()); errors.Is(cause, errFirstByteTimeout) || errors.Is(cause, errIdleTimeout) {
 		err = cause
 	} else if errors.Is(r.Context().Err(), context.Canceled) {
@@ -679,6 +686,12 @@ func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, st *reqSt
 		"addr", st.t.addr, "status", code, "err", err)
 	w.Header().Set(RevisionHeader, st.pool.revHeader)
 	http.Error(w, fmt.Sprintf("upstream %s: %s", st.t.b.id, http.StatusText(code)), code)
+}
+
+// transportHeadTooLarge reports whether err is net/http's Transport refusing an answer head
+// over its MaxResponseHeaderBytes (it has no error value to compare with).
+func transportHeadTooLarge(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "server response headers exceeded")
 }
 
 // retryTransport sends the request on the transport of the request's settings and, when the

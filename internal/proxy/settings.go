@@ -25,6 +25,10 @@ type Settings struct {
 	// MaxRequestBodyBytes is the largest request body accepted; a larger one is answered
 	// 413. Zero means no limit.
 	MaxRequestBodyBytes int64
+	// MaxResponseHeaderBytes bounds an instance's answer head (status line and headers);
+	// over it the client gets 502 and the connection is closed. Zero means
+	// DefaultMaxResponseHeaderBytes.
+	MaxResponseHeaderBytes int
 	// DisableFastPath sends every request through httputil.ReverseProxy and net/http's
 	// Transport. False means plain HTTP/1.1 requests take the fast path (fastpath.go), which
 	// forwards on the client connection's goroutine; upgrades, h2c, Expect: 100-continue
@@ -35,6 +39,19 @@ type Settings struct {
 	// HTTP/1.1 requests itself (fastserver.go) and hands the rest to net/http. The fast
 	// server also needs the fast path: with DisableFastPath or H2C, net/http serves.
 	DisableFastServer bool
+}
+
+// DefaultMaxResponseHeaderBytes is the answer head limit when Settings leave it zero: 64 KiB,
+// as large as the request head limit (heads are a few hundred bytes in practice; nginx's
+// proxy_buffer_size is 4-8 KiB, Envoy's default 60 KiB, net/http's 10 MiB).
+const DefaultMaxResponseHeaderBytes = 64 << 10
+
+// maxResponseHead is the answer head limit in force.
+func (u *upstreams) maxResponseHead() int {
+	if u.s.MaxResponseHeaderBytes > 0 {
+		return u.s.MaxResponseHeaderBytes
+	}
+	return DefaultMaxResponseHeaderBytes
 }
 
 // upstreams are the transports built from one Settings.
@@ -53,15 +70,20 @@ func newUpstreams(s Settings) *upstreams {
 		connect = 5 * time.Second
 	}
 	dialer := &net.Dialer{Timeout: connect, KeepAlive: 30 * time.Second}
+	maxHead := s.MaxResponseHeaderBytes
+	if maxHead <= 0 {
+		maxHead = DefaultMaxResponseHeaderBytes
+	}
 	mk := func() *http.Transport {
 		return &http.Transport{
-			Proxy:                 nil, // instances are local; never go through an environment proxy
-			DialContext:           dialer.DialContext,
-			MaxIdleConns:          1024,
-			MaxIdleConnsPerHost:   256,
-			IdleConnTimeout:       90 * time.Second,
-			ExpectContinueTimeout: time.Second,
-			DisableCompression:    true, // pass encodings through untouched
+			Proxy:                  nil, // instances are local; never go through an environment proxy
+			DialContext:            dialer.DialContext,
+			MaxIdleConns:           1024,
+			MaxIdleConnsPerHost:    256,
+			IdleConnTimeout:        90 * time.Second,
+			ExpectContinueTimeout:  time.Second,
+			DisableCompression:     true, // pass encodings through untouched
+			MaxResponseHeaderBytes: int64(maxHead),
 		}
 	}
 	u := &upstreams{s: s, h1: mk()}

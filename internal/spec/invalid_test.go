@@ -348,6 +348,7 @@ var invalidCases = []struct {
     timeouts: {connect: 0, firstByte: soon, idle: -1s}
     maxRequestBodyBytes: -1
     maxRequestHeaderBytes: -1
+    maxResponseHeaderBytes: -5
 `),
 		want: []string{
 			"spec.proxy.tls.certFile: is required",
@@ -358,6 +359,7 @@ var invalidCases = []struct {
 			`spec.proxy.timeouts.idle: "-1s" must be > 0`,
 			"spec.proxy.maxRequestBodyBytes: -1 must be >= 0",
 			"spec.proxy.maxRequestHeaderBytes: -1 must be >= 0",
+			"spec.proxy.maxResponseHeaderBytes: -5 must be >= 0",
 		},
 	},
 	{

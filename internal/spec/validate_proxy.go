@@ -42,6 +42,9 @@ func validateProxy(l *errList, path string, p *v1alpha1.ProxySpec) {
 	if p.MaxRequestHeaderBytes < 0 {
 		l.add(path+".maxRequestHeaderBytes", p.MaxRequestHeaderBytes, "must be >= 0")
 	}
+	if p.MaxResponseHeaderBytes < 0 {
+		l.add(path+".maxResponseHeaderBytes", p.MaxResponseHeaderBytes, "must be >= 0")
+	}
 }
 
 // token is an HTTP token: header and cookie names.
