@@ -60,6 +60,7 @@ var (
 	loadCPU   = flag.String("load-cpu", "1", "CPU list for the load generators")
 	profile   = flag.String("cpuprofile", "", "write ramp's CPU profile here at the end")
 	only      = flag.String("only", "", "comma-separated targets to run (default all)")
+	baseline  = flag.String("baseline", "", "a git revision: also run ramp's proxy as built at it (target ramp@REV), to compare a change in the same run")
 )
 
 func main() {
@@ -74,6 +75,9 @@ func main() {
 		if err != nil {
 			fatalf("go build ./bench/%s: %v\n%s", b, err, out)
 		}
+	}
+	if *baseline != "" {
+		buildBaseline(*baseline, bin("proxyd-baseline"))
 	}
 	defer stopAll()
 	sig := make(chan os.Signal, 1)
@@ -112,6 +116,10 @@ func main() {
 		// ramp's proxy behind net/http's server instead of the fast server, for comparison.
 		{name: "ramp-nethttp", addr: "127.0.0.1:18085", cmd: start(bin("proxyd"), "-kind", "ramp", "-nethttp", "-listen", "127.0.0.1:18085", "-stable", stableAddr, "-canary", canaryAddr)},
 	}
+	if *baseline != "" {
+		all = append(all, &target{name: "ramp@" + *baseline, addr: "127.0.0.1:18086",
+			cmd: start(bin("proxyd-baseline"), "-kind", "ramp", "-listen", "127.0.0.1:18086", "-stable", stableAddr, "-canary", canaryAddr)})
+	}
 	var targets []*target
 	for _, t := range all {
 		if *only == "" || slices.Contains(strings.Split(*only, ","), t.name) || t.name == "direct" {
@@ -142,6 +150,25 @@ func main() {
 		}
 	}
 	report(targets, res)
+}
+
+// buildBaseline builds bench/proxyd as it was at git revision rev into out, from a
+// temporary worktree.
+func buildBaseline(rev, out string) {
+	wt, err := os.MkdirTemp("", "ramp-baseline-")
+	check(err)
+	defer func() {
+		exec.Command("git", "worktree", "remove", "--force", wt).Run()
+		os.RemoveAll(wt)
+	}()
+	if b, err := exec.Command("git", "worktree", "add", "--detach", wt, rev).CombinedOutput(); err != nil {
+		fatalf("-baseline %s: git worktree add: %v\n%s", rev, err, b)
+	}
+	c := exec.Command("go", "build", "-o", out, "./bench/proxyd")
+	c.Dir = wt
+	if b, err := c.CombinedOutput(); err != nil {
+		fatalf("-baseline %s: go build ./bench/proxyd: %v\n%s", rev, err, b)
+	}
 }
 
 func measure(loadgen string, t *target) result {
