@@ -1,8 +1,17 @@
 package proxy
 
 import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"strings"
+	"sync"
 	"testing"
+	"time"
 )
 
 // bothServers runs f once on the fast server and once on net/http's (DisableFastServer):
@@ -97,6 +106,194 @@ func TestStickinessIgnoresHopByHopHeaders(t *testing.T) {
 			if got := len(resp.Cookies()) == 1; got != tc.fresh {
 				t.Errorf("%s: a fresh bucket's cookie set: %v, want %v (Set-Cookie %q)", tc.name, got, tc.fresh, resp.Header["Set-Cookie"])
 			}
+		}
+	})
+}
+
+// closedWithin reads c until it ends (EOF or an error other than a timeout) and returns how
+// long after start that was; it fails the test when c is still open after limit.
+func closedWithin(t *testing.T, c net.Conn, start time.Time, limit time.Duration) time.Duration {
+	t.Helper()
+	c.SetReadDeadline(start.Add(limit))
+	buf := make([]byte, 64<<10)
+	for {
+		_, err := c.Read(buf)
+		if err == nil {
+			continue
+		}
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() {
+			t.Fatalf("the connection is still open %v after the start", limit)
+		}
+		return time.Since(start)
+	}
+}
+
+// TestHeaderTimeoutSurvivesHandOff: a client that drips a request head past the fast
+// server's 8 KiB buffer (so that the connection goes to net/http) is still cut when the
+// header timeout that started with the head's first byte runs out, not a timeout later.
+func TestHeaderTimeoutSurvivesHandOff(t *testing.T) {
+	const timeout = time.Second
+	bothServers(t, Settings{}, ServerConfig{HeaderTimeout: timeout}, func(t *testing.T, p *Proxy, srv *Server, addr string) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		start := time.Now()
+		stop := make(chan struct{})
+		defer close(stop)
+		go func() {
+			// 100 bytes every 10 ms: past 8 KiB after about 0.85 s, and on until the end.
+			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
+				return
+			}
+			line := "X-Pad: " + strings.Repeat("a", 91) + "\r\n"
+			tick := time.NewTicker(10 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-tick.C:
+				}
+				if _, err := io.WriteString(c, line); err != nil {
+					return
+				}
+			}
+		}()
+		took := closedWithin(t, c, start, 5*time.Second)
+		if took > timeout*3/2 {
+			t.Errorf("the connection was closed %v after the head's first byte; the header timeout is %v", took, timeout)
+		}
+		if took < timeout*7/8 {
+			t.Errorf("the connection was closed after %v, before the header timeout (%v)", took, timeout)
+		}
+		if srv.fast.handedOff.Load() != 1 {
+			t.Errorf("%d connections handed to net/http, want 1 (the head crossed 8 KiB)", srv.fast.handedOff.Load())
+		}
+	})
+}
+
+// TestIdleTimeout: a kept-alive connection that brings no further request is closed after
+// the idle timeout (from the end of its last answer).
+func TestIdleTimeout(t *testing.T) {
+	const idle = 400 * time.Millisecond
+	u := upstream(t, "stable", nil)
+	bothServers(t, Settings{}, ServerConfig{IdleTimeout: idle}, func(t *testing.T, p *Proxy, srv *Server, addr string) {
+		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		for range 5 {
+			if resp, body := rawOne(t, c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n"); string(body) != "stable" {
+				t.Fatalf("answer %d %q", resp.StatusCode, body)
+			}
+		}
+		took := closedWithin(t, c, time.Now(), 5*time.Second)
+		if took > idle*3/2 || took < idle*3/4 {
+			t.Errorf("the idle connection was closed after %v; the idle timeout is %v", took, idle)
+		}
+	})
+}
+
+// TestWriteTimeoutReleasesStalledClient: a client that stops reading an endless answer is
+// disconnected once a write to it makes no progress for the write timeout, and the
+// instance's connection is released (its handler sees the request end).
+func TestWriteTimeoutReleasesStalledClient(t *testing.T) {
+	const wt = 500 * time.Millisecond
+	var mu sync.Mutex
+	ended := map[string]chan struct{}{}
+	u := upstream(t, "stream", func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		done := ended[r.URL.Path]
+		mu.Unlock()
+		defer close(done)
+		buf := bytes.Repeat([]byte("x"), 32<<10)
+		rc := http.NewResponseController(w)
+		for {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+		}
+	})
+	bothServers(t, Settings{}, ServerConfig{WriteTimeout: wt}, func(t *testing.T, p *Proxy, srv *Server, addr string) {
+		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
+		path := "/" + t.Name()
+		done := make(chan struct{})
+		mu.Lock()
+		ended[path] = done
+		mu.Unlock()
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		io.WriteString(c, "GET "+path+" HTTP/1.1\r\nHost: x\r\n\r\n")
+		c.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		// The client reads no more.
+		start := time.Now()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the instance's answer is still being sent 10 s after the client stopped reading")
+		}
+		t.Logf("instance released %v after the client stopped reading", time.Since(start))
+		closedWithin(t, c, time.Now(), 5*time.Second)
+	})
+}
+
+// TestStreamOutlivesClientTimeouts: an SSE answer that sends an event every 350 ms, for
+// longer than both the idle and the write timeouts, and with gaps longer than both, reaches
+// the client whole.
+func TestStreamOutlivesClientTimeouts(t *testing.T) {
+	const events = 6
+	u := upstream(t, "sse", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/event-stream")
+		rc := http.NewResponseController(w)
+		for i := range events {
+			if i > 0 {
+				time.Sleep(350 * time.Millisecond) // the stream's own pace
+			}
+			fmt.Fprintf(w, "data: %d\n\n", i)
+			if rc.Flush() != nil {
+				return
+			}
+		}
+		io.WriteString(w, "data: done\n\n")
+	})
+	c := ServerConfig{IdleTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
+	bothServers(t, Settings{}, c, func(t *testing.T, p *Proxy, srv *Server, addr string) {
+		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
+		start := time.Now()
+		resp, err := http.Get("http://" + addr + "/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		if err != nil {
+			t.Fatalf("the stream was cut after %v: %v (read %q)", time.Since(start), err, b)
+		}
+		var want strings.Builder
+		for i := range events {
+			fmt.Fprintf(&want, "data: %d\n\n", i)
+		}
+		want.WriteString("data: done\n\n")
+		if string(b) != want.String() {
+			t.Errorf("the stream ended after %v with %q", time.Since(start), b)
 		}
 	})
 }
