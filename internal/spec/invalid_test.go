@@ -345,7 +345,7 @@ var invalidCases = []struct {
   proxy:
     tls: {}
     upstreamProtocol: http3
-    timeouts: {connect: 0, firstByte: soon, idle: -1s}
+    timeouts: {connect: 0, firstByte: soon, idle: -1s, clientHeader: 0, keepAlive: forever, send: -5}
     maxRequestBodyBytes: -1
     maxRequestHeaderBytes: -1
 `),
@@ -356,6 +356,9 @@ var invalidCases = []struct {
 			"spec.proxy.timeouts.connect: 0 must be > 0",
 			`spec.proxy.timeouts.firstByte: "soon" is not a duration like "30s", "1m" or a number of seconds`,
 			`spec.proxy.timeouts.idle: "-1s" must be > 0`,
+			"spec.proxy.timeouts.clientHeader: 0 must be > 0",
+			`spec.proxy.timeouts.keepAlive: "forever" is not a duration like "30s", "1m" or a number of seconds`,
+			"spec.proxy.timeouts.send: -5 must be > 0",
 			"spec.proxy.maxRequestBodyBytes: -1 must be >= 0",
 			"spec.proxy.maxRequestHeaderBytes: -1 must be >= 0",
 		},

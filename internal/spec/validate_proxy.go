@@ -35,6 +35,15 @@ func validateProxy(l *errList, path string, p *v1alpha1.ProxySpec) {
 		if t.Idle != nil {
 			validateDuration(l, path+".timeouts.idle", t.Idle, true)
 		}
+		if t.ClientHeader != nil {
+			validateDuration(l, path+".timeouts.clientHeader", t.ClientHeader, true)
+		}
+		if t.KeepAlive != nil {
+			validateDuration(l, path+".timeouts.keepAlive", t.KeepAlive, true)
+		}
+		if t.Send != nil {
+			validateDuration(l, path+".timeouts.send", t.Send, true)
+		}
 	}
 	if p.MaxRequestBodyBytes < 0 {
 		l.add(path+".maxRequestBodyBytes", p.MaxRequestBodyBytes, "must be >= 0")
