@@ -3,6 +3,8 @@ package proxy
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -275,10 +277,9 @@ func TestStreamOutlivesClientTimeouts(t *testing.T) {
 		io.WriteString(w, "data: done\n\n")
 	})
 	c := ServerConfig{IdleTimeout: 300 * time.Millisecond, WriteTimeout: 300 * time.Millisecond}
-	bothServers(t, Settings{}, c, func(t *testing.T, p *Proxy, srv *Server, addr string) {
-		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
+	check := func(t *testing.T, client *http.Client, url string) {
 		start := time.Now()
-		resp, err := http.Get("http://" + addr + "/")
+		resp, err := client.Get(url)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -295,5 +296,97 @@ func TestStreamOutlivesClientTimeouts(t *testing.T) {
 		if string(b) != want.String() {
 			t.Errorf("the stream ended after %v with %q", time.Since(start), b)
 		}
+	}
+	bothServers(t, Settings{}, c, func(t *testing.T, p *Proxy, srv *Server, addr string) {
+		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
+		check(t, http.DefaultClient, "http://"+addr+"/")
 	})
+	t.Run("tls", func(t *testing.T) {
+		certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
+		cr, err := NewCertReloader(certFile, keyFile, quietLogger())
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := New("client", Options{Logger: quietLogger()})
+		t.Cleanup(p.Close)
+		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
+		c := c
+		c.TLS, c.Logger = cr, quietLogger()
+		srv := NewServer(p, c)
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go Serve(srv, ln)
+		t.Cleanup(func() { srv.Close() })
+		roots := x509.NewCertPool()
+		roots.AddCert(cert)
+		for _, h2 := range []bool{true, false} {
+			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: h2}
+			if !h2 {
+				tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
+			}
+			t.Cleanup(tr.CloseIdleConnections)
+			check(t, &http.Client{Transport: tr}, "https://"+ln.Addr().String()+"/")
+		}
+	})
+}
+
+// TestWriteTimeoutResetsStalledHTTP2Stream: over TLS and HTTP/2, a client that stops reading
+// one stream (its flow control window runs out while the connection stays alive) has that
+// stream reset after the write timeout, and the instance's connection is released.
+func TestWriteTimeoutResetsStalledHTTP2Stream(t *testing.T) {
+	const wt = 500 * time.Millisecond
+	done := make(chan struct{})
+	u := upstream(t, "stream", func(w http.ResponseWriter, r *http.Request) {
+		defer close(done)
+		buf := bytes.Repeat([]byte("x"), 32<<10)
+		rc := http.NewResponseController(w)
+		for {
+			if _, err := w.Write(buf); err != nil {
+				return
+			}
+			if rc.Flush() != nil {
+				return
+			}
+		}
+	})
+	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
+	cr, err := NewCertReloader(certFile, keyFile, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New("client", Options{Logger: quietLogger()})
+	t.Cleanup(p.Close)
+	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
+	srv := NewServer(p, ServerConfig{TLS: cr, WriteTimeout: wt, Logger: quietLogger()})
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go Serve(srv, ln)
+	t.Cleanup(func() { srv.Close() })
+	roots := x509.NewCertPool()
+	roots.AddCert(cert)
+	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
+	t.Cleanup(tr.CloseIdleConnections)
+	resp, err := (&http.Client{Transport: tr}).Get("https://" + ln.Addr().String() + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.ProtoMajor != 2 {
+		t.Fatalf("%s, want HTTP/2", resp.Proto)
+	}
+	// The client reads no more of this stream.
+	start := time.Now()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the instance's answer is still being sent 10 s after the client stopped reading")
+	}
+	t.Logf("instance released %v after the client stopped reading", time.Since(start))
+	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Error("the stalled stream ended without an error")
+	}
 }

@@ -37,8 +37,9 @@ type ServerConfig struct {
 	// WriteTimeout bounds each write to the client, as nginx's send_timeout: a write that
 	// makes no progress for this long closes the connection (and the instance's connection
 	// of the answer in flight). It is no deadline on a whole answer: a stream that the
-	// client keeps reading runs for as long as it lasts. Zero means DefaultWriteTimeout;
-	// negative means no limit.
+	// client keeps reading runs for as long as it lasts. Over HTTP/2 it bounds each write of
+	// each stream too (a stalled stream is reset). Zero means DefaultWriteTimeout; negative
+	// means no limit.
 	WriteTimeout time.Duration
 }
 
@@ -93,6 +94,9 @@ func NewServer(h http.Handler, c ServerConfig) *Server {
 	// each write's progress is bounded by clientConn instead.
 	s := &Server{Server: srv, writeTimeout: orDefault(c.WriteTimeout, DefaultWriteTimeout)}
 	if c.TLS != nil {
+		if s.writeTimeout > 0 {
+			srv.Handler = streamTimeout{h: h, d: s.writeTimeout}
+		}
 		srv.TLSConfig = &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: c.TLS.GetCertificate,
@@ -190,6 +194,70 @@ func (c *clientConn) Write(p []byte) (int, error) {
 	}
 	return c.Conn.Write(p)
 }
+
+// streamTimeout applies the write timeout to each HTTP/2 answer: a stalled stream (its flow
+// control window spent on a client that reads other streams, or none) blocks its writes
+// while the connection's writes go on, so clientConn does not see it.
+type streamTimeout struct {
+	h http.Handler
+	d time.Duration
+}
+
+func (h streamTimeout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor != 2 {
+		h.h.ServeHTTP(w, r)
+		return
+	}
+	sw := &streamWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: h.d}
+	sw.t = time.AfterFunc(time.Hour, sw.expire)
+	sw.t.Stop()
+	defer func() {
+		sw.t.Stop()
+		sw.mu.Lock()
+		sw.done = true // the ResponseWriter must not be used any more
+		sw.mu.Unlock()
+	}()
+	h.h.ServeHTTP(sw, r)
+}
+
+// streamWriter resets its HTTP/2 stream when a write or flush has not returned after d. Its
+// timer runs only during writes: net/http's stream write deadline is a deadline on the
+// rest of the answer, which would cut a stream at its first pause longer than d.
+type streamWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+	d  time.Duration
+	t  *time.Timer
+
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *streamWriter) expire() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.rc.SetWriteDeadline(aLongAgo) // in the past: the stream is reset at once
+	}
+}
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	w.t.Reset(w.d)
+	n, err := w.ResponseWriter.Write(p)
+	w.t.Stop()
+	return n, err
+}
+
+func (w *streamWriter) FlushError() error {
+	w.t.Reset(w.d)
+	err := w.rc.Flush()
+	w.t.Stop()
+	return err
+}
+
+func (w *streamWriter) Flush() { w.FlushError() }
+
+func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // CloseWrite lets net/http half-close after an error answer, as on a TCP connection.
 func (c *clientConn) CloseWrite() error {
