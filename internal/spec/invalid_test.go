@@ -332,6 +332,26 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "hop-by-hop headers",
+		yaml: rollout(okProcess + `  strategy:
+    canary:
+      trafficRouting: {managedRoutes: [{name: testers}]}
+      stickiness: {header: {name: Keep-Alive}}
+      steps:
+        - setHeaderRoute:
+            name: testers
+            match:
+              - {headerName: connection, headerValue: {exact: "x"}}
+              - {headerName: Proxy-Authorization, headerValue: {exact: "x"}}
+              - {headerName: x-version, headerValue: {exact: "canary"}}
+`),
+		want: []string{
+			`spec.strategy.canary.stickiness.header.name: "Keep-Alive" is a hop-by-hop header: it never reaches the instance, and routing ignores it`,
+			`spec.strategy.canary.steps[0].setHeaderRoute.match[0].headerName: "connection" is a hop-by-hop header: it never reaches the instance, and routing ignores it`,
+			`spec.strategy.canary.steps[0].setHeaderRoute.match[1].headerName: "Proxy-Authorization" is a hop-by-hop header: it never reaches the instance, and routing ignores it`,
+		},
+	},
+	{
 		name: "empty stickiness",
 		yaml: rollout(okProcess + "  strategy: {canary: {stickiness: {}, mirror: {percentage: 101}}}\n"),
 		want: []string{

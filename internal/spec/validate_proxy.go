@@ -53,6 +53,19 @@ func validateProxy(l *errList, path string, p *v1alpha1.ProxySpec) {
 	}
 }
 
+// hopByHop reports whether name is a hop-by-hop request header (RFC 9110 section 7.6.1, and
+// the usual extras): the proxy never passes it on, so routes and stickiness cannot use it.
+func hopByHop(name string) bool {
+	switch strings.ToLower(name) {
+	case "connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+		"te", "trailer", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}
+
+const hopByHopMsg = "is a hop-by-hop header: it never reaches the instance, and routing ignores it"
+
 // token is an HTTP token: header and cookie names.
 var token = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
@@ -71,6 +84,9 @@ func validateStickiness(l *errList, path string, s *v1alpha1.Stickiness) {
 	}
 	if s.Header != nil {
 		validateToken(l, path+".header.name", s.Header.Name, "header")
+		if hopByHop(s.Header.Name) {
+			l.add(path+".header.name", s.Header.Name, hopByHopMsg)
+		}
 	}
 	if s.Cookie != nil {
 		validateToken(l, path+".cookie.name", s.Cookie.Name, "cookie")
