@@ -93,7 +93,9 @@ type ProxySpec struct {
 	// UpstreamProtocol is how the proxy speaks to the instances: "http1" or "h2c" (HTTP/2
 	// without TLS). Empty means http1. WebSocket upgrades always use HTTP/1.1.
 	UpstreamProtocol string `json:"upstreamProtocol,omitempty"`
-	// Timeouts bound the proxy's wait on an instance. Nil means connect 5 s, no other.
+	// Timeouts bound the proxy's wait on an instance (connect, firstByte, idle) and on a
+	// client (clientHeader, keepAlive, send). Nil means connect 5s, no other limit on an
+	// instance, clientHeader 30s, keepAlive 75s and send 60s.
 	Timeouts *ProxyTimeouts `json:"timeouts,omitempty"`
 	// MaxRequestBodyBytes is the largest request body accepted; larger ones are answered
 	// 413. Zero means no limit.
@@ -124,6 +126,18 @@ type ProxyTimeouts struct {
 	// Idle bounds the silence between two pieces of a response body; the response is then
 	// cut. Nil means no limit.
 	Idle *intstr.IntOrString `json:"idle,omitempty"`
+	// ClientHeader bounds reading a client request's line and headers, from their first
+	// byte, as nginx's client_header_timeout; the connection is then closed. Nil means 30s.
+	ClientHeader *intstr.IntOrString `json:"clientHeader,omitempty"`
+	// KeepAlive bounds the wait for a client's next request on a kept-alive connection, as
+	// nginx's keepalive_timeout; the connection is then closed. It never runs while an
+	// answer is being sent. Nil means 75s.
+	KeepAlive *intstr.IntOrString `json:"keepAlive,omitempty"`
+	// Send bounds each write to a client, as nginx's send_timeout: a client that takes
+	// nothing of its answer for this long is disconnected (and the instance's connection
+	// released). It is no limit on a whole answer: a stream the client keeps reading runs
+	// for as long as it lasts. Nil means 60s.
+	Send *intstr.IntOrString `json:"send,omitempty"`
 }
 
 // Template is how the instances of one revision run: either processes that ramp starts and

@@ -31,12 +31,19 @@ func proxySettings(r *v1alpha1.Rollout) proxy.Settings {
 type listenerConfig struct {
 	certFile, keyFile string
 	maxHeaderBytes    int
+	// The client timeouts; zero means the proxy's defaults.
+	headerTimeout, idleTimeout, writeTimeout time.Duration
 }
 
 func listenerConfigOf(r *v1alpha1.Rollout) listenerConfig {
 	var lc listenerConfig
 	if ps := r.Spec.Proxy; ps != nil {
 		lc.maxHeaderBytes = int(ps.MaxRequestHeaderBytes)
+		if t := ps.Timeouts; t != nil {
+			lc.headerTimeout, _ = spec.ParseDuration(t.ClientHeader)
+			lc.idleTimeout, _ = spec.ParseDuration(t.KeepAlive)
+			lc.writeTimeout, _ = spec.ParseDuration(t.Send)
+		}
 		if ps.TLS != nil {
 			lc.certFile, lc.keyFile = ps.TLS.CertFile, ps.TLS.KeyFile
 		}
@@ -46,7 +53,8 @@ func listenerConfigOf(r *v1alpha1.Rollout) listenerConfig {
 
 // serverConfig loads the certificate, if any. Its error names the spec field.
 func (lc listenerConfig) serverConfig(log *slog.Logger) (proxy.ServerConfig, error) {
-	sc := proxy.ServerConfig{MaxHeaderBytes: lc.maxHeaderBytes, Logger: log}
+	sc := proxy.ServerConfig{MaxHeaderBytes: lc.maxHeaderBytes, Logger: log,
+		HeaderTimeout: lc.headerTimeout, IdleTimeout: lc.idleTimeout, WriteTimeout: lc.writeTimeout}
 	if lc.certFile != "" {
 		cr, err := proxy.NewCertReloader(lc.certFile, lc.keyFile, log)
 		if err != nil {

@@ -22,15 +22,17 @@ func TestProxySettings(t *testing.T) {
 	}{
 		{"none", nil, proxy.Settings{}, listenerConfig{}},
 		{"all", &v1alpha1.ProxySpec{
-			TLS:                    &v1alpha1.ProxyTLS{CertFile: "c", KeyFile: "k"},
-			UpstreamProtocol:       "h2c",
-			Timeouts:               &v1alpha1.ProxyTimeouts{Connect: dur("2s"), FirstByte: dur("2m"), Idle: dur("30")},
+			TLS:              &v1alpha1.ProxyTLS{CertFile: "c", KeyFile: "k"},
+			UpstreamProtocol: "h2c",
+			Timeouts: &v1alpha1.ProxyTimeouts{Connect: dur("2s"), FirstByte: dur("2m"), Idle: dur("30"),
+				ClientHeader: dur("10s"), KeepAlive: dur("2m"), Send: dur("45")},
 			MaxRequestBodyBytes:    100,
 			MaxRequestHeaderBytes:  200,
 			MaxResponseHeaderBytes: 300,
 		}, proxy.Settings{ConnectTimeout: 2 * time.Second, FirstByteTimeout: 2 * time.Minute, IdleTimeout: 30 * time.Second, H2C: true, MaxRequestBodyBytes: 100,
 			MaxResponseHeaderBytes: 300},
-			listenerConfig{certFile: "c", keyFile: "k", maxHeaderBytes: 200}},
+			listenerConfig{certFile: "c", keyFile: "k", maxHeaderBytes: 200,
+				headerTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute, writeTimeout: 45 * time.Second}},
 		{"http1", &v1alpha1.ProxySpec{UpstreamProtocol: "http1"}, proxy.Settings{}, listenerConfig{}},
 	}
 	for _, tc := range tests {
@@ -43,6 +45,10 @@ func TestProxySettings(t *testing.T) {
 				t.Errorf("listener %+v, want %+v", got, tc.lc)
 			}
 		})
+	}
+	sc, err := (listenerConfig{maxHeaderBytes: 200, headerTimeout: time.Second, idleTimeout: time.Minute, writeTimeout: time.Hour}).serverConfig(nil)
+	if err != nil || sc.MaxHeaderBytes != 200 || sc.HeaderTimeout != time.Second || sc.IdleTimeout != time.Minute || sc.WriteTimeout != time.Hour {
+		t.Errorf("server config %+v, %v", sc, err)
 	}
 	if _, err := (listenerConfig{certFile: "/nonexistent.crt", keyFile: "/nonexistent.key"}).serverConfig(nil); err == nil ||
 		err.Error() != `spec.proxy.tls: "/nonexistent.crt" cannot load: certificate file: stat /nonexistent.crt: no such file or directory` {

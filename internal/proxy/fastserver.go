@@ -53,6 +53,7 @@ type fastServer struct {
 	hl      *handoffListener
 
 	headLimit    int
+	writeTimeout time.Duration // bounds each write's progress; 0 means none
 	shuttingDown atomic.Bool
 	served       atomic.Int64            // requests served here, for tests
 	handedOff    atomic.Int64            // connections handed to net/http, for tests
@@ -259,29 +260,6 @@ func (l *handoffListener) deliver(c net.Conn) {
 	}
 }
 
-// prefixConn is a connection whose first reads return bytes already read from it.
-type prefixConn struct {
-	net.Conn
-	buf []byte
-}
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.buf) > 0 {
-		n := copy(p, c.buf)
-		c.buf = c.buf[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-// CloseWrite lets net/http half-close after an error answer, as on a TCP connection.
-func (c *prefixConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
 // sconn is one client connection of the fast server. Its goroutine serves the requests one
 // after the other; only the hang-up watcher runs beside it.
 type sconn struct {
@@ -309,7 +287,11 @@ type sconn struct {
 	lastTarget string
 	lastURL    url.URL
 
-	deadline int // which read deadline is set: 0 none, 1 idle, 2 head
+	deadline     int           // which read deadline is set: 0 none, 1 idle, 2 head
+	idleSet      time.Duration // monoNow when the idle deadline was set
+	headDeadline time.Time     // the head deadline, while deadline is 2
+	wset         time.Duration // monoNow when the write deadline was last set
+	wsetOnce     bool          // a write deadline was set
 
 	watchMu      sync.Mutex
 	watchState   int           // 0 off, 1 armed, 2 reading
@@ -410,7 +392,16 @@ func (cr *connReader) Read(p []byte) (int, error) {
 // net/http's checkConnErrorWriter.
 type connWriter struct{ sc *sconn }
 
+// With a write timeout, it moves the connection's write deadline on before a write, but only
+// when an eighth of the timeout has passed since it last did: a write that makes no progress
+// is cut after 7/8 to 8/8 of the timeout, for a clock reading per write.
 func (w connWriter) Write(p []byte) (int, error) {
+	if d := w.sc.fs.writeTimeout; d > 0 {
+		if now := monoNow(); !w.sc.wsetOnce || now-w.sc.wset >= d>>3 {
+			w.sc.conn.SetWriteDeadline(time.Now().Add(d))
+			w.sc.wset, w.sc.wsetOnce = now, true
+		}
+	}
 	n, err := w.sc.conn.Write(p)
 	if err != nil && w.sc.werr == nil {
 		w.sc.werr = err
@@ -452,7 +443,8 @@ func (sc *sconn) serve() {
 	sc.rw.w = bodyWriters.Get().(*bufio.Writer)
 	sc.body.sc = sc
 	if d := fs.srv.ReadHeaderTimeout; d > 0 {
-		sc.conn.SetReadDeadline(time.Now().Add(d))
+		sc.headDeadline = time.Now().Add(d)
+		sc.conn.SetReadDeadline(sc.headDeadline)
 		sc.deadline = 2
 	}
 	for {
@@ -473,9 +465,14 @@ func (sc *sconn) serve() {
 			return
 		}
 		sc.setState(connIdle)
+		// The idle deadline stays set through requests without a body (take), and is moved
+		// on only when an eighth of it has passed: an idle connection is closed after 7/8 to
+		// 8/8 of the timeout, without a deadline change per request.
 		if d := fs.srv.IdleTimeout; d > 0 {
-			sc.conn.SetReadDeadline(time.Now().Add(d))
-			sc.deadline = 1
+			if now := monoNow(); sc.deadline != 1 || now-sc.idleSet >= d>>3 {
+				sc.conn.SetReadDeadline(time.Now().Add(d))
+				sc.deadline, sc.idleSet = 1, now
+			}
 		}
 	}
 }
@@ -495,7 +492,8 @@ func (sc *sconn) readHead() (int, error) {
 		}
 		if len(buf) > 0 && sc.deadline != 2 {
 			if d := sc.fs.srv.ReadHeaderTimeout; d > 0 {
-				sc.conn.SetReadDeadline(time.Now().Add(d))
+				sc.headDeadline = time.Now().Add(d)
+				sc.conn.SetReadDeadline(sc.headDeadline)
 				sc.deadline = 2
 			} else if sc.deadline != 0 {
 				sc.conn.SetReadDeadline(time.Time{})
@@ -551,7 +549,9 @@ func (sc *sconn) take(n int) bool {
 		sc.lastTarget, sc.lastURL = ph.target, *u
 	}
 	sc.br.Discard(n)
-	if sc.deadline != 0 {
+	// A request without a body reads nothing more of the connection (the watcher clears the
+	// deadline before it reads): its idle or head deadline can stay.
+	if sc.deadline != 0 && ph.contentLength != 0 {
 		sc.conn.SetReadDeadline(time.Time{})
 		sc.deadline = 0
 	}
@@ -590,14 +590,19 @@ func (sc *sconn) take(n int) bool {
 	return true
 }
 
-// handoff gives the connection, with what was read of it, to net/http.
+// handoff gives the connection, with what was read of it, to net/http. When the head's
+// timeout is running, net/http's header timeout for it ends at the same time.
 func (sc *sconn) handoff() bool {
+	pc := &clientConn{Conn: sc.conn, writeTimeout: sc.fs.writeTimeout}
+	if sc.deadline == 2 {
+		pc.headDeadline = sc.headDeadline
+	}
 	if sc.deadline != 0 {
 		sc.conn.SetReadDeadline(time.Time{})
 		sc.deadline = 0
 	}
 	buf, _ := sc.br.Peek(sc.br.Buffered())
-	pc := &prefixConn{Conn: sc.conn, buf: bytes.Clone(buf)}
+	pc.buf = bytes.Clone(buf)
 	if sc.cr.hasByte { // cannot happen: readHead has read it into br
 		pc.buf = append([]byte{sc.cr.b[0]}, pc.buf...)
 	}
@@ -692,6 +697,10 @@ func (sc *sconn) watch() {
 		sc.watchTimer.Reset(wait)
 		sc.watchMu.Unlock()
 		return
+	}
+	if sc.deadline != 0 { // the idle or head deadline that take left
+		sc.conn.SetReadDeadline(time.Time{})
+		sc.deadline = 0
 	}
 	sc.watchState = 2
 	sc.watchMu.Unlock()

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/netip"
 	"strconv"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // RequestIDHeader carries a request's id to the instance and back to the client. A valid id
@@ -106,11 +108,15 @@ func trusted(prefixes []netip.Prefix, r *http.Request) bool {
 
 // values returns the values the match looks at: the header's, or the named cookie's. The
 // header name is canonical already (compileRoutes).
+// A header that does not reach the instance (hopByHop) has no values here.
 func (m Match) values(h http.Header) []string {
 	if m.Cookie == "" {
+		if hopByHop(h, m.Header) {
+			return nil
+		}
 		return h[m.Header]
 	}
-	if len(h["Cookie"]) == 0 {
+	if len(h["Cookie"]) == 0 || hopByHop(h, "Cookie") {
 		return nil
 	}
 	var out []string
@@ -121,4 +127,18 @@ func (m Match) values(h http.Header) []string {
 		}
 	}
 	return out
+}
+
+// hopByHop reports whether the request header name (canonical) stops at the proxy: a
+// standard hop-by-hop header, or one that the request's Connection header names. Routes,
+// stickiness and mirroring ignore such a header: the instance never sees it, and a client
+// must not steer with what it declared to be for the proxy only.
+func hopByHop(h http.Header, name string) bool {
+	switch name {
+	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade":
+		return true
+	}
+	conn := h["Connection"]
+	return len(conn) > 0 && httpguts.HeaderValuesContainsToken(conn, name)
 }

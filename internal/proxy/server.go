@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,39 @@ type ServerConfig struct {
 	TLS *CertReloader
 	// Logger receives the server's errors. Nil means slog.Default().
 	Logger *slog.Logger
+	// HeaderTimeout bounds reading a request's line and headers, from their first byte (from
+	// the connection's start for its first request); the connection is then closed without
+	// an answer. Zero means DefaultHeaderTimeout; negative means no limit.
+	HeaderTimeout time.Duration
+	// IdleTimeout bounds the wait for the next request on a kept-alive connection; the
+	// connection is then closed. It never runs while an answer is being sent. Zero means
+	// DefaultIdleTimeout; negative means no limit.
+	IdleTimeout time.Duration
+	// WriteTimeout bounds each write to the client, as nginx's send_timeout: a write that
+	// makes no progress for this long closes the connection (and the instance's connection
+	// of the answer in flight). It is no deadline on a whole answer: a stream that the
+	// client keeps reading runs for as long as it lasts. Over HTTP/2 it bounds each write of
+	// each stream too (a stalled stream is reset). Zero means DefaultWriteTimeout; negative
+	// means no limit.
+	WriteTimeout time.Duration
+}
+
+// The client-side timeouts when ServerConfig leaves them at zero.
+const (
+	DefaultHeaderTimeout = 30 * time.Second
+	DefaultIdleTimeout   = 75 * time.Second // nginx's keepalive_timeout
+	DefaultWriteTimeout  = 60 * time.Second // nginx's send_timeout
+)
+
+// orDefault is d, or def when d is zero; a negative d (no limit) is 0.
+func orDefault(d, def time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return def
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 // Server is the HTTP server of one of a rollout's listeners. In front of a Proxy (or its
@@ -33,12 +67,14 @@ type ServerConfig struct {
 // serves everything. Shutdown and Close cover both.
 type Server struct {
 	*http.Server
-	fast *fastServer // nil when net/http serves every connection
+	fast         *fastServer // nil when net/http serves every connection
+	writeTimeout time.Duration
 }
 
-// NewServer returns the server for a listener in front of h. Serve it with Serve. It sets no
-// read, write or idle timeout on the client side beyond the headers' 30 seconds: answers
-// may stream for minutes.
+// NewServer returns the server for a listener in front of h. Serve it with Serve. Its client
+// timeouts (ServerConfig's HeaderTimeout, IdleTimeout and WriteTimeout) bound a request's
+// head, the wait between requests and each write's progress, never a whole request or
+// answer: answers may stream for minutes.
 func NewServer(h http.Handler, c ServerConfig) *Server {
 	log := c.Logger
 	if log == nil {
@@ -46,15 +82,21 @@ func NewServer(h http.Handler, c ServerConfig) *Server {
 	}
 	srv := &http.Server{
 		Handler:           h,
-		ReadHeaderTimeout: 30 * time.Second,
+		ReadHeaderTimeout: orDefault(c.HeaderTimeout, DefaultHeaderTimeout),
+		IdleTimeout:       orDefault(c.IdleTimeout, DefaultIdleTimeout),
 		MaxHeaderBytes:    c.MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
 	if srv.MaxHeaderBytes <= 0 {
 		srv.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
-	s := &Server{Server: srv}
+	// net/http's WriteTimeout is a deadline on a whole answer, which would cut streams:
+	// each write's progress is bounded by clientConn instead.
+	s := &Server{Server: srv, writeTimeout: orDefault(c.WriteTimeout, DefaultWriteTimeout)}
 	if c.TLS != nil {
+		if s.writeTimeout > 0 {
+			srv.Handler = streamTimeout{h: h, d: s.writeTimeout}
+		}
 		srv.TLSConfig = &tls.Config{
 			MinVersion:     tls.VersionTLS12,
 			GetCertificate: c.TLS.GetCertificate,
@@ -68,6 +110,9 @@ func NewServer(h http.Handler, c ServerConfig) *Server {
 	case previewHandler:
 		s.fast = newFastServer(h.p, true, srv)
 	}
+	if s.fast != nil {
+		s.fast.writeTimeout = s.writeTimeout
+	}
 	return s
 }
 
@@ -75,12 +120,151 @@ func NewServer(h http.Handler, c ServerConfig) *Server {
 // http.ErrServerClosed after Shutdown or Close.
 func Serve(srv *Server, ln net.Listener) error {
 	if srv.TLSConfig != nil {
-		return srv.ServeTLS(ln, "", "")
+		return srv.ServeTLS(srv.clientListener(ln), "", "")
 	}
 	if srv.fast == nil || srv.ReadTimeout != 0 || srv.WriteTimeout != 0 {
-		return srv.Server.Serve(ln)
+		return srv.Server.Serve(srv.clientListener(ln))
 	}
 	return srv.fast.serve(ln)
+}
+
+// clientListener wraps ln's connections so that each write to a client is bounded by the
+// write timeout (net/http has no such setting).
+func (s *Server) clientListener(ln net.Listener) net.Listener {
+	if s.writeTimeout <= 0 {
+		return ln
+	}
+	return &clientListener{Listener: ln, writeTimeout: s.writeTimeout}
+}
+
+type clientListener struct {
+	net.Listener
+	writeTimeout time.Duration
+}
+
+func (l *clientListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &clientConn{Conn: c, writeTimeout: l.writeTimeout}, nil
+}
+
+// clientConn is a client connection served by net/http's server.
+type clientConn struct {
+	net.Conn
+	// buf holds bytes the fast server already read from Conn; reads return them first.
+	buf []byte
+	// headDeadline, when set, is when the header timeout of the request head the fast
+	// server began reading runs out: net/http's first read deadline (its header timeout for
+	// that same head) is clamped to it, so that a hand-off does not start the timeout again.
+	headDeadline time.Time
+	clamped      atomic.Bool
+	// writeTimeout bounds each write's progress; the write deadline is moved on before a
+	// write only when an eighth of it has passed since it was last set (wset, monoNow+1).
+	writeTimeout time.Duration
+	wset         atomic.Int64
+}
+
+func (c *clientConn) Read(p []byte) (int, error) {
+	if len(c.buf) > 0 {
+		n := copy(p, c.buf)
+		c.buf = c.buf[n:]
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+func (c *clientConn) SetReadDeadline(t time.Time) error {
+	if !c.headDeadline.IsZero() && !c.clamped.Load() && c.clamped.CompareAndSwap(false, true) {
+		if t.IsZero() || t.After(c.headDeadline) {
+			t = c.headDeadline
+		}
+	}
+	return c.Conn.SetReadDeadline(t)
+}
+
+func (c *clientConn) Write(p []byte) (int, error) {
+	if d := c.writeTimeout; d > 0 {
+		now := int64(monoNow()) + 1
+		if last := c.wset.Load(); last == 0 || now-last >= int64(d>>3) {
+			c.wset.Store(now)
+			c.Conn.SetWriteDeadline(time.Now().Add(d))
+		}
+	}
+	return c.Conn.Write(p)
+}
+
+// streamTimeout applies the write timeout to each HTTP/2 answer: a stalled stream (its flow
+// control window spent on a client that reads other streams, or none) blocks its writes
+// while the connection's writes go on, so clientConn does not see it.
+type streamTimeout struct {
+	h http.Handler
+	d time.Duration
+}
+
+func (h streamTimeout) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.ProtoMajor != 2 {
+		h.h.ServeHTTP(w, r)
+		return
+	}
+	sw := &streamWriter{ResponseWriter: w, rc: http.NewResponseController(w), d: h.d}
+	sw.t = time.AfterFunc(time.Hour, sw.expire)
+	sw.t.Stop()
+	defer func() {
+		sw.t.Stop()
+		sw.mu.Lock()
+		sw.done = true // the ResponseWriter must not be used any more
+		sw.mu.Unlock()
+	}()
+	h.h.ServeHTTP(sw, r)
+}
+
+// streamWriter resets its HTTP/2 stream when a write or flush has not returned after d. Its
+// timer runs only during writes: net/http's stream write deadline is a deadline on the
+// rest of the answer, which would cut a stream at its first pause longer than d.
+type streamWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+	d  time.Duration
+	t  *time.Timer
+
+	mu   sync.Mutex
+	done bool
+}
+
+func (w *streamWriter) expire() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !w.done {
+		w.rc.SetWriteDeadline(aLongAgo) // in the past: the stream is reset at once
+	}
+}
+
+func (w *streamWriter) Write(p []byte) (int, error) {
+	w.t.Reset(w.d)
+	n, err := w.ResponseWriter.Write(p)
+	w.t.Stop()
+	return n, err
+}
+
+func (w *streamWriter) FlushError() error {
+	w.t.Reset(w.d)
+	err := w.rc.Flush()
+	w.t.Stop()
+	return err
+}
+
+func (w *streamWriter) Flush() { w.FlushError() }
+
+func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// CloseWrite lets net/http half-close after an error answer, as on a TCP connection.
+func (c *clientConn) CloseWrite() error {
+	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // Shutdown stops the server gracefully as http.Server.Shutdown: it closes the listeners,

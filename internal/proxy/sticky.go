@@ -50,7 +50,9 @@ func newStickyTable(s *Sticky, pools []*pool) *stickyTable {
 		}
 		return 0
 	})
-	return &stickyTable{cfg: *s, pools: pools, order: order}
+	cfg := *s
+	cfg.Header = http.CanonicalHeaderKey(cfg.Header)
+	return &stickyTable{cfg: cfg, pools: pools, order: order}
 }
 
 // bucketOf hashes a user key (FNV-1a) into a bucket.
@@ -63,15 +65,19 @@ func bucketOf(key string) int {
 	return int(h % stickyBuckets)
 }
 
-// bucket returns r's bucket, or -1; fresh reports a bucket made up for this request.
+// bucket returns r's bucket, or -1; fresh reports a bucket made up for this request. A
+// header or cookie that stops at the proxy (hopByHop) counts as absent.
 func (s *stickyTable) bucket(r *http.Request) (b int, fresh bool) {
-	if s.cfg.Header != "" {
+	if s.cfg.Header != "" && !hopByHop(r.Header, s.cfg.Header) {
 		if v := r.Header.Get(s.cfg.Header); v != "" {
 			return bucketOf(v), false
 		}
 	}
 	if s.cfg.Cookie == "" {
 		return -1, false
+	}
+	if hopByHop(r.Header, "Cookie") {
+		return rand.IntN(stickyBuckets), true
 	}
 	if c, err := r.Cookie(s.cfg.Cookie); err == nil {
 		if n, err := strconv.Atoi(c.Value); err == nil && n >= 0 && n < stickyBuckets {

@@ -332,6 +332,26 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "hop-by-hop headers",
+		yaml: rollout(okProcess + `  strategy:
+    canary:
+      trafficRouting: {managedRoutes: [{name: testers}]}
+      stickiness: {header: {name: Keep-Alive}}
+      steps:
+        - setHeaderRoute:
+            name: testers
+            match:
+              - {headerName: connection, headerValue: {exact: "x"}}
+              - {headerName: Proxy-Authorization, headerValue: {exact: "x"}}
+              - {headerName: x-version, headerValue: {exact: "canary"}}
+`),
+		want: []string{
+			`spec.strategy.canary.stickiness.header.name: "Keep-Alive" is a hop-by-hop header: it never reaches the instance, and routing ignores it`,
+			`spec.strategy.canary.steps[0].setHeaderRoute.match[0].headerName: "connection" is a hop-by-hop header: it never reaches the instance, and routing ignores it`,
+			`spec.strategy.canary.steps[0].setHeaderRoute.match[1].headerName: "Proxy-Authorization" is a hop-by-hop header: it never reaches the instance, and routing ignores it`,
+		},
+	},
+	{
 		name: "empty stickiness",
 		yaml: rollout(okProcess + "  strategy: {canary: {stickiness: {}, mirror: {percentage: 101}}}\n"),
 		want: []string{
@@ -345,7 +365,7 @@ var invalidCases = []struct {
   proxy:
     tls: {}
     upstreamProtocol: http3
-    timeouts: {connect: 0, firstByte: soon, idle: -1s}
+    timeouts: {connect: 0, firstByte: soon, idle: -1s, clientHeader: 0, keepAlive: forever, send: -5}
     maxRequestBodyBytes: -1
     maxRequestHeaderBytes: -1
     maxResponseHeaderBytes: -5
@@ -357,6 +377,9 @@ var invalidCases = []struct {
 			"spec.proxy.timeouts.connect: 0 must be > 0",
 			`spec.proxy.timeouts.firstByte: "soon" is not a duration like "30s", "1m" or a number of seconds`,
 			`spec.proxy.timeouts.idle: "-1s" must be > 0`,
+			"spec.proxy.timeouts.clientHeader: 0 must be > 0",
+			`spec.proxy.timeouts.keepAlive: "forever" is not a duration like "30s", "1m" or a number of seconds`,
+			"spec.proxy.timeouts.send: -5 must be > 0",
 			"spec.proxy.maxRequestBodyBytes: -1 must be >= 0",
 			"spec.proxy.maxRequestHeaderBytes: -1 must be >= 0",
 			"spec.proxy.maxResponseHeaderBytes: -5 must be >= 0",

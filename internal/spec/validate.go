@@ -454,6 +454,8 @@ func validateHeaderRoute(l *errList, path string, hr *v1alpha1.SetHeaderRoute, r
 		mp := fmt.Sprintf("%s.match[%d]", path, i)
 		if m.HeaderName == "" {
 			l.add(mp+".headerName", nil, "is required")
+		} else if hopByHop(m.HeaderName) {
+			l.add(mp+".headerName", m.HeaderName, hopByHopMsg)
 		}
 		validateStringMatch(l, mp+".headerValue", m.HeaderValue)
 	}

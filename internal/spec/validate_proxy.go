@@ -35,6 +35,15 @@ func validateProxy(l *errList, path string, p *v1alpha1.ProxySpec) {
 		if t.Idle != nil {
 			validateDuration(l, path+".timeouts.idle", t.Idle, true)
 		}
+		if t.ClientHeader != nil {
+			validateDuration(l, path+".timeouts.clientHeader", t.ClientHeader, true)
+		}
+		if t.KeepAlive != nil {
+			validateDuration(l, path+".timeouts.keepAlive", t.KeepAlive, true)
+		}
+		if t.Send != nil {
+			validateDuration(l, path+".timeouts.send", t.Send, true)
+		}
 	}
 	if p.MaxRequestBodyBytes < 0 {
 		l.add(path+".maxRequestBodyBytes", p.MaxRequestBodyBytes, "must be >= 0")
@@ -46,6 +55,19 @@ func validateProxy(l *errList, path string, p *v1alpha1.ProxySpec) {
 		l.add(path+".maxResponseHeaderBytes", p.MaxResponseHeaderBytes, "must be >= 0")
 	}
 }
+
+// hopByHop reports whether name is a hop-by-hop request header (RFC 9110 section 7.6.1, and
+// the usual extras): the proxy never passes it on, so routes and stickiness cannot use it.
+func hopByHop(name string) bool {
+	switch strings.ToLower(name) {
+	case "connection", "proxy-connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
+		"te", "trailer", "transfer-encoding", "upgrade":
+		return true
+	}
+	return false
+}
+
+const hopByHopMsg = "is a hop-by-hop header: it never reaches the instance, and routing ignores it"
 
 // token is an HTTP token: header and cookie names.
 var token = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -65,6 +87,9 @@ func validateStickiness(l *errList, path string, s *v1alpha1.Stickiness) {
 	}
 	if s.Header != nil {
 		validateToken(l, path+".header.name", s.Header.Name, "header")
+		if hopByHop(s.Header.Name) {
+			l.add(path+".header.name", s.Header.Name, hopByHopMsg)
+		}
 	}
 	if s.Cookie != nil {
 		validateToken(l, path+".cookie.name", s.Cookie.Name, "cookie")

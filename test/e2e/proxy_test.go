@@ -59,7 +59,7 @@ func selfSigned(t *testing.T, dir string) (certFile, keyFile string, cert *x509.
 func TestProxyTLSStickyAndTrustedSources(t *testing.T) {
 	certFile, keyFile, cert := selfSigned(t, t.TempDir())
 	s := spec{Listen: freeAddr(t), Proxy: fmt.Sprintf(`    tls: {certFile: %q, keyFile: %q}
-    timeouts: {connect: 2s, firstByte: 30s}
+    timeouts: {connect: 2s, firstByte: 30s, clientHeader: 10s, keepAlive: 2m, send: 1m}
     maxRequestBodyBytes: 65536
 `, certFile, keyFile), Strategy: `    canary:
       stickiness: {header: {name: x-user-id}}
