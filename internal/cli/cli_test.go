@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -91,6 +92,10 @@ func (f *fakeBackend) Undo(ctx context.Context, name string, to int64) (int64, e
 
 func (f *fakeBackend) History(ctx context.Context, name string) ([]store.Revision, error) {
 	return f.revs, nil
+}
+
+func (f *fakeBackend) Events(ctx context.Context, name string) ([]store.Event, error) {
+	return []store.Event{{Seq: 1, Rollout: name, Reason: "RolloutCompleted", Message: "revision 2 is stable"}}, nil
 }
 
 // fakeLoad accepts "rollout: NAME" lines and rejects any input containing "bad".
@@ -438,7 +443,7 @@ func TestApply(t *testing.T) {
 }
 
 func TestServerAndTokenFromStateDir(t *testing.T) {
-	h := newHarness(t, nil)
+	h := newHarness(t, map[string][]v1alpha1.Rollout{"chat-api": {healthy("chat-api")}})
 	addr := strings.TrimPrefix(h.url, "http://")
 	tests := []struct {
 		name      string
@@ -449,23 +454,41 @@ func TestServerAndTokenFromStateDir(t *testing.T) {
 	}{
 		{"files written by ramp up", map[string]string{"api.addr": addr + "\n", "token": testToken + "\n"}, nil, 0, ""},
 		{"env wins over files", map[string]string{"api.addr": "127.0.0.1:1", "token": "wrong"}, map[string]string{"RAMP_SERVER": h.url, "RAMP_TOKEN": testToken}, 0, ""},
-		{"no token", map[string]string{"api.addr": addr}, nil, 1, "missing or wrong bearer token"},
+		{"no token", map[string]string{"api.addr": addr}, nil, 1, "missing or wrong bearer token (every API call needs the token of <state-dir>/token"},
 		{"wrong token", map[string]string{"api.addr": addr, "token": "nope"}, nil, 1, "missing or wrong bearer token"},
 	}
+	// Every verb that talks to the API, reads included, sends the token it finds.
+	verbs := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"pause", "chat-api"}, "rollout/chat-api paused\n"},
+		{[]string{"get", "chat-api", "-o", "json"}, `"name": "chat-api"`},
+		{[]string{"get"}, "chat-api"},
+		{[]string{"status", "chat-api", "--watch=false"}, "successfully rolled out"},
+		{[]string{"history", "chat-api"}, "REVISION"},
+		{[]string{"events", "chat-api"}, "RolloutCompleted"},
+	}
+	h.fb.revs = []store.Revision{{Number: 2, Hash: "bbb", Cause: "apply"}}
 	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			hh := &harness{stateDir: t.TempDir(), env: tt.env}
-			for name, content := range tt.files {
-				os.WriteFile(filepath.Join(hh.stateDir, name), []byte(content), 0o600)
-			}
-			code, out, errOut := hh.run(t, "pause", "chat-api")
-			if code != tt.wantCode || !strings.Contains(errOut, tt.wantError) {
-				t.Errorf("code %d (want %d), stdout %q, stderr %q", code, tt.wantCode, out, errOut)
-			}
-			if tt.wantCode == 0 && out != "rollout/chat-api paused\n" {
-				t.Errorf("stdout %q", out)
-			}
-		})
+		for _, v := range verbs {
+			t.Run(tt.name+"/"+strings.Join(v.args, " "), func(t *testing.T) {
+				hh := &harness{stateDir: t.TempDir(), env: tt.env}
+				for name, content := range tt.files {
+					os.WriteFile(filepath.Join(hh.stateDir, name), []byte(content), 0o600)
+				}
+				code, out, errOut := hh.run(t, v.args...)
+				if code != tt.wantCode || !strings.Contains(errOut, tt.wantError) {
+					t.Errorf("code %d (want %d), stdout %q, stderr %q", code, tt.wantCode, out, errOut)
+				}
+				if tt.wantCode == 0 && !strings.Contains(out, v.want) {
+					t.Errorf("stdout %q, want it to contain %q", out, v.want)
+				}
+				if tt.wantCode != 0 && strings.Contains(out, "chat-api") {
+					t.Errorf("refused call printed the rollout: %q", out)
+				}
+			})
+		}
 	}
 }
 
@@ -524,5 +547,36 @@ func TestUpPassesOptionsAndFile(t *testing.T) {
 	}
 	if code, _, errOut := h.run(t, "up"); code != 1 || !strings.Contains(errOut, "-f FILE is required") {
 		t.Errorf("up without -f: code %d, stderr %q", code, errOut)
+	}
+}
+
+func TestUpAllowedHosts(t *testing.T) {
+	var got *local.Options
+	h := &harness{stateDir: t.TempDir()}
+	h.runLocal = func(ctx context.Context, opts local.Options, apply []byte) error {
+		got = &opts
+		return nil
+	}
+	file := filepath.Join(t.TempDir(), "chat.yaml")
+	os.WriteFile(file, []byte("rollout: chat-api\n"), 0o600)
+	if code, _, errOut := h.run(t, "up", "-f", file); code != 0 || got == nil || len(got.APIAllowedHosts) != 0 {
+		t.Fatalf("up: code %d, stderr %q, opts %+v; want no allowed hosts by default", code, errOut, got)
+	}
+	code, _, errOut := h.run(t, "up", "-f", file, "--api-allowed-hosts", "ramp.internal, ops.example:7070", "--api-allowed-hosts", "10.0.0.5")
+	if want := []string{"ramp.internal", "ops.example:7070", "10.0.0.5"}; code != 0 || !slices.Equal(got.APIAllowedHosts, want) {
+		t.Errorf("up --api-allowed-hosts: code %d, stderr %q, hosts %q, want %q", code, errOut, got.APIAllowedHosts, want)
+	}
+	h.env = map[string]string{"RAMP_API_ALLOWED_HOSTS": "ramp.internal,ramp"}
+	if code, _, errOut := h.run(t, "serve"); code != 0 || !slices.Equal(got.APIAllowedHosts, []string{"ramp.internal", "ramp"}) {
+		t.Errorf("serve with RAMP_API_ALLOWED_HOSTS: code %d, stderr %q, hosts %q", code, errOut, got.APIAllowedHosts)
+	}
+	if code, out, _ := h.run(t, "serve", "--help"); code != 0 || !strings.Contains(out, "--api-allowed-hosts") || !strings.Contains(out, "RAMP_API_ALLOWED_HOSTS") {
+		t.Errorf("serve --help does not document --api-allowed-hosts:\n%s", out)
+	}
+	got = nil
+	h.env = nil
+	code, _, errOut = h.run(t, "up", "-f", file, "--api-allowed-hosts", "http://ramp.internal")
+	if want := `error: --api-allowed-hosts (or RAMP_API_ALLOWED_HOSTS): allowed host "http://ramp.internal": give a host name or host:port, without a scheme` + "\n"; code != 1 || errOut != want || got != nil {
+		t.Errorf("bad host: code %d, stderr %q (want %q), local mode started: %v", code, errOut, want, got != nil)
 	}
 }

@@ -124,10 +124,13 @@ func (a *app) run(ctx context.Context, args []string) int {
 	return code
 }
 
-// withHint explains a refused connection.
+// withHint explains a refused connection or a refused token.
 func withHint(err error) string {
 	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
 		return err.Error() + " (is `ramp up` or `ramp serve` running? set --server or RAMP_SERVER)"
+	}
+	if ae, ok := errors.AsType[*server.APIError](err); ok && ae.StatusCode == http.StatusUnauthorized {
+		return err.Error() + " (every API call needs the token of <state-dir>/token: use the --state-dir of `ramp up`, or set --token or RAMP_TOKEN)"
 	}
 	return err.Error()
 }
@@ -147,7 +150,7 @@ which ramp controller drives.
 Global settings, in order of precedence:
   --state-dir  flag, then RAMP_STATE_DIR, then .ramp
   --server     flag, then RAMP_SERVER, then <state-dir>/api.addr, then ` + defaultServer + `
-  --token      flag, then RAMP_TOKEN, then <state-dir>/token`,
+  --token      flag, then RAMP_TOKEN, then <state-dir>/token (every API call needs it)`,
 		Example: `  ramp up -f chat-api.yaml
   ramp status chat-api
   ramp promote chat-api`,

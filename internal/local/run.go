@@ -48,6 +48,10 @@ type Options struct {
 	StateDir string
 	// APIAddr is where the control API listens. Empty means DefaultAPIAddr.
 	APIAddr string
+	// APIAllowedHosts are names (host, or host:port) the control API answers to besides the
+	// address it listens on; requests whose Host or Origin names anything else are refused
+	// (see server.CheckHost). Empty means none.
+	APIAllowedHosts []string
 	// Logger receives ramp's logs. Nil means slog.Default().
 	Logger *slog.Logger
 	// Out receives what `ramp up` prints for the user (apply results). Nil means io.Discard.
@@ -72,6 +76,9 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	}
 	if opts.Tick == 0 {
 		opts.Tick = 200 * time.Millisecond
+	}
+	if err := server.ValidateAllowedHosts(opts.APIAllowedHosts); err != nil {
+		return fmt.Errorf("control API: %w", err)
 	}
 	var bundle *spec.Bundle
 	if len(apply) > 0 {
@@ -118,8 +125,10 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 		return fmt.Errorf("control API: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{}))
-	mux.Handle("/", server.New(c, token, log))
+	// /metrics needs no token (it holds no secrets, and scrapers rarely send one) but the
+	// same Host and Origin checks as the API.
+	mux.Handle("/metrics", server.CheckHost(opts.APIAllowedHosts, log, promhttp.HandlerFor(c.registry, promhttp.HandlerOpts{})))
+	mux.Handle("/", server.New(c, token, log, server.WithAllowedHosts(opts.APIAllowedHosts)))
 	api := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	if err := c.resumeAfterStart(); err != nil {

@@ -1,5 +1,6 @@
 // Package server is local mode's control API: JSON over HTTP on loopback, with a bearer
-// token required for every call that changes state.
+// token required for every call, reads included, and the Host and Origin headers checked
+// against the address it listens on (against DNS rebinding and cross-site requests).
 package server
 
 import (

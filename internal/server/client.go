@@ -19,8 +19,8 @@ import (
 type Client struct {
 	// BaseURL is the API's root, e.g. "http://127.0.0.1:7070".
 	BaseURL string
-	// Token is sent as a bearer token on every POST. Empty sends none (and the server
-	// refuses the POST).
+	// Token is sent as a bearer token on every request. Empty sends none (and the server
+	// refuses every call but Health).
 	Token string
 	// HTTP makes the requests. Nil means http.DefaultClient.
 	HTTP *http.Client
@@ -166,7 +166,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, conte
 	if contentType != "" {
 		req.Header.Set("Content-Type", contentType)
 	}
-	if method != http.MethodGet && c.Token != "" {
+	if c.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.Token)
 	}
 	req.Header.Set("Accept", "application/json")

@@ -51,6 +51,12 @@ func WithLoader(l Loader) Option {
 	return func(a *api) { a.load = l }
 }
 
+// WithAllowedHosts adds names the API answers to besides the address a request came in on
+// (see CheckHost).
+func WithAllowedHosts(hosts []string) Option {
+	return func(a *api) { a.allowedHosts = hosts }
+}
+
 // NewToken returns a fresh API token: 32 random bytes, hex encoded.
 func NewToken() (string, error) {
 	var b [32]byte
@@ -61,15 +67,18 @@ func NewToken() (string, error) {
 }
 
 type api struct {
-	b      Backend
-	token  []byte
-	logger *slog.Logger
-	load   Loader
+	b            Backend
+	token        []byte
+	logger       *slog.Logger
+	load         Loader
+	allowedHosts []string
 }
 
-// New returns the control API over b. Every POST must carry "Authorization: Bearer <token>";
-// an empty token refuses every POST. GETs are open: serve the handler on loopback only. A nil
-// logger discards logs.
+// New returns the control API over b. Every request under /api/v1, reads included, must carry
+// "Authorization: Bearer <token>"; an empty token refuses them all. Only GET /healthz, which
+// tells nothing but "ok", is answered without it. Every request, /healthz included, must also
+// pass CheckHost: its Host (and Origin, if any) must name the address it came in on or a name
+// of WithAllowedHosts. A nil logger discards logs.
 func New(b Backend, token string, logger *slog.Logger, opts ...Option) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -80,10 +89,10 @@ func New(b Backend, token string, logger *slog.Logger, opts ...Option) http.Hand
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
-	mux.HandleFunc("GET /api/v1/rollouts", a.list)
-	mux.HandleFunc("GET /api/v1/rollouts/{name}", a.get)
-	mux.HandleFunc("GET /api/v1/rollouts/{name}/history", a.history)
-	mux.HandleFunc("GET /api/v1/rollouts/{name}/events", a.events)
+	mux.Handle("GET /api/v1/rollouts", a.auth(a.list))
+	mux.Handle("GET /api/v1/rollouts/{name}", a.auth(a.get))
+	mux.Handle("GET /api/v1/rollouts/{name}/history", a.auth(a.history))
+	mux.Handle("GET /api/v1/rollouts/{name}/events", a.auth(a.events))
 	mux.Handle("POST /api/v1/apply", a.auth(a.apply))
 	mux.Handle("POST /api/v1/rollouts/{name}/promote", a.auth(a.promote))
 	mux.Handle("POST /api/v1/rollouts/{name}/pause", a.auth(a.action("paused", Backend.Pause)))
@@ -91,7 +100,7 @@ func New(b Backend, token string, logger *slog.Logger, opts ...Option) http.Hand
 	mux.Handle("POST /api/v1/rollouts/{name}/abort", a.auth(a.action("aborted", Backend.Abort)))
 	mux.Handle("POST /api/v1/rollouts/{name}/retry", a.auth(a.action("retried", Backend.Retry)))
 	mux.Handle("POST /api/v1/rollouts/{name}/undo", a.auth(a.undo))
-	return a.logRequests(mux)
+	return a.logRequests(CheckHost(a.allowedHosts, logger, mux))
 }
 
 // statusRecorder remembers the status a handler wrote, for the access log.

@@ -45,10 +45,16 @@ func (f *fakeBackend) lookup(name string) error {
 	return nil
 }
 
+// dbPassword is in chat-api's process environment: no answer without the token may show it.
+const dbPassword = "hunter2-db-password"
+
 func chatAPI() v1alpha1.Rollout {
 	return v1alpha1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: "chat-api"},
-		Status:     v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseHealthy, StableRevision: 2, CurrentRevision: 2},
+		Spec: v1alpha1.RolloutSpec{Template: v1alpha1.Template{Process: &v1alpha1.ProcessTemplate{
+			Command: "chat-api", Env: []v1alpha1.EnvVar{{Name: "DB_PASSWORD", Value: dbPassword}},
+		}}},
+		Status: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseHealthy, StableRevision: 2, CurrentRevision: 2},
 	}
 }
 
@@ -273,11 +279,186 @@ func TestEmptyTokenRefusesEveryPost(t *testing.T) {
 	}
 }
 
-func TestGetsAreOpen(t *testing.T) {
+// reads are every GET under /api/v1: each shows rollouts, their revisions or their events.
+var reads = []string{
+	"/api/v1/rollouts",
+	"/api/v1/rollouts/chat-api",
+	"/api/v1/rollouts/chat-api/history",
+	"/api/v1/rollouts/chat-api/events",
+	"/api/v1/rollouts/chat-api/events?after=1",
+}
+
+// doRaw sends one request with the given Host and headers and returns the status and body.
+func doRaw(t *testing.T, srvURL, method, path, host string, header map[string]string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, srvURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	data, _ := io.ReadAll(resp.Body)
+	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
+		t.Errorf("%s %s: Content-Type %q", method, path, ct)
+	}
+	return resp.StatusCode, string(data)
+}
+
+// TestReadsNeedToken: a web page that reaches the API (DNS rebinding) must not read the
+// rollouts, whose process environment holds secrets.
+func TestReadsNeedToken(t *testing.T) {
 	e := newEnv(t)
-	for _, p := range []string{"/healthz", "/api/v1/rollouts", "/api/v1/rollouts/chat-api", "/api/v1/rollouts/chat-api/history", "/api/v1/rollouts/chat-api/events"} {
-		if status, body := e.do(t, http.MethodGet, p, "", ""); status != http.StatusOK {
-			t.Errorf("GET %s = %d %v, want 200", p, status, body)
+	auths := []struct {
+		name   string
+		header string
+		want   int
+	}{
+		{"none", "", http.StatusUnauthorized},
+		{"wrong token", "Bearer nope", http.StatusUnauthorized},
+		{"not bearer", "Basic " + testToken, http.StatusUnauthorized},
+		{"right token", "Bearer " + testToken, http.StatusOK},
+	}
+	for _, p := range reads {
+		for _, a := range auths {
+			t.Run(p+"/"+a.name, func(t *testing.T) {
+				h := map[string]string{}
+				if a.header != "" {
+					h["Authorization"] = a.header
+				}
+				status, body := doRaw(t, e.srv.URL, http.MethodGet, p, "", h)
+				if status != a.want {
+					t.Fatalf("status %d, want %d: %s", status, a.want, body)
+				}
+				if a.want == http.StatusUnauthorized {
+					if !strings.Contains(body, `"error": "missing or wrong bearer token"`) {
+						t.Errorf("401 without its JSON error: %s", body)
+					}
+					if strings.Contains(body, dbPassword) || strings.Contains(body, "chat-api") {
+						t.Errorf("refused read shows the rollout: %s", body)
+					}
+				}
+			})
+		}
+	}
+	// The token holder reads the rollout as applied, environment included.
+	if _, body := doRaw(t, e.srv.URL, http.MethodGet, "/api/v1/rollouts/chat-api", "", map[string]string{"Authorization": "Bearer " + testToken}); !strings.Contains(body, dbPassword) {
+		t.Errorf("read with the token does not show the rollout's env: %s", body)
+	}
+	// /healthz tells nothing and stays open, for probes and for waiting on `ramp up`.
+	if status, body := doRaw(t, e.srv.URL, http.MethodGet, "/healthz", "", nil); status != http.StatusOK {
+		t.Errorf("GET /healthz without token = %d %s, want 200", status, body)
+	}
+}
+
+func TestHostAndOriginChecks(t *testing.T) {
+	auth := map[string]string{"Authorization": "Bearer " + testToken}
+	withOrigin := func(o string) map[string]string {
+		return map[string]string{"Authorization": "Bearer " + testToken, "Origin": o}
+	}
+	fb := &fakeBackend{}
+	logs := &syncBuffer{}
+	logger := slog.New(slog.NewTextHandler(logs, nil))
+	plain := httptest.NewServer(New(fb, testToken, logger, WithLoader(fakeLoad)))
+	defer plain.Close()
+	listed := httptest.NewServer(New(fb, testToken, logger, WithLoader(fakeLoad),
+		WithAllowedHosts([]string{"ramp.internal", "ops.example:9999"})))
+	defer listed.Close()
+	port := func(srvURL string) string { return srvURL[strings.LastIndex(srvURL, ":")+1:] }
+	pp, lp := port(plain.URL), port(listed.URL)
+
+	tests := []struct {
+		name   string
+		srv    *httptest.Server
+		method string
+		path   string
+		host   string
+		header map[string]string
+		want   int
+		// wantError is in the error of a refused request.
+		wantError string
+	}{
+		{"listen address", plain, "GET", "/api/v1/rollouts", "", auth, 200, ""},
+		{"localhost on the port", plain, "GET", "/api/v1/rollouts", "localhost:" + pp, auth, 200, ""},
+		{"localhost upper case", plain, "GET", "/api/v1/rollouts", "LocalHost:" + pp, auth, 200, ""},
+		{"IPv6 loopback on the port", plain, "GET", "/api/v1/rollouts", "[::1]:" + pp, auth, 200, ""},
+		{"rebound name with the token", plain, "GET", "/api/v1/rollouts", "evil.example:" + pp, auth, 403, `host \"evil.example:` + pp + `\" is not allowed`},
+		{"rebound name without the token", plain, "GET", "/api/v1/rollouts/chat-api", "evil.example:" + pp, nil, 403, `host \"evil.example:` + pp + `\" is not allowed`},
+		{"rebound name posts", plain, "POST", "/api/v1/rollouts/chat-api/pause", "evil.example:" + pp, auth, 403, "is not allowed"},
+		{"rebound name on healthz", plain, "GET", "/healthz", "evil.example:" + pp, nil, 403, "is not allowed"},
+		{"localhost on another port", plain, "GET", "/api/v1/rollouts", "localhost:1", auth, 403, `host \"localhost:1\"`},
+		{"loopback without port", plain, "GET", "/api/v1/rollouts", "127.0.0.1", auth, 403, "is not allowed"},
+		{"name not listed", plain, "GET", "/api/v1/rollouts", "ramp.internal:" + pp, auth, 403, "--api-allowed-hosts"},
+		{"listed name", listed, "GET", "/api/v1/rollouts", "ramp.internal:" + lp, auth, 200, ""},
+		{"listed name, any case, trailing dot", listed, "POST", "/api/v1/rollouts/chat-api/pause", "RAMP.Internal.:" + lp, auth, 200, ""},
+		{"listed name still needs the token", listed, "GET", "/api/v1/rollouts", "ramp.internal:" + lp, nil, 401, "missing or wrong bearer token"},
+		{"listed host:port", listed, "GET", "/api/v1/rollouts", "ops.example:9999", auth, 200, ""},
+		{"listed host on another port", listed, "GET", "/api/v1/rollouts", "ops.example:" + lp, auth, 403, "is not allowed"},
+		{"listed server keeps its own address", listed, "GET", "/api/v1/rollouts", "", auth, 200, ""},
+		{"other name on the listed server", listed, "GET", "/api/v1/rollouts", "evil.example:" + lp, auth, 403, "is not allowed"},
+		{"same origin", plain, "POST", "/api/v1/rollouts/chat-api/pause", "", withOrigin("http://127.0.0.1:" + pp), 200, ""},
+		{"localhost origin", plain, "GET", "/api/v1/rollouts", "", withOrigin("http://localhost:" + pp), 200, ""},
+		{"cross-site origin posts", plain, "POST", "/api/v1/rollouts/chat-api/pause", "", withOrigin("http://evil.example"), 403, `origin \"http://evil.example\" is not allowed`},
+		{"cross-site origin reads", plain, "GET", "/api/v1/rollouts", "", withOrigin("https://evil.example:" + pp), 403, "is not allowed"},
+		{"origin on another port", plain, "GET", "/api/v1/rollouts", "", withOrigin("http://127.0.0.1:1"), 403, "is not allowed"},
+		{"null origin", plain, "POST", "/api/v1/rollouts/chat-api/pause", "", withOrigin("null"), 403, `origin \"null\"`},
+		{"listed origin", listed, "POST", "/api/v1/rollouts/chat-api/pause", "ramp.internal:" + lp, withOrigin("https://ramp.internal"), 200, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(fb.calls)
+			status, body := doRaw(t, tt.srv.URL, tt.method, tt.path, tt.host, tt.header)
+			if status != tt.want {
+				t.Fatalf("status %d, want %d: %s", status, tt.want, body)
+			}
+			if tt.want == 200 {
+				return
+			}
+			if !strings.Contains(body, tt.wantError) {
+				t.Errorf("error does not contain %s: %s", tt.wantError, body)
+			}
+			if strings.Contains(body, dbPassword) || strings.Contains(body, `"name": "chat-api"`) {
+				t.Errorf("refused request shows the rollout: %s", body)
+			}
+			if len(fb.calls) != before {
+				t.Errorf("refused request reached the backend: %v", fb.calls[before:])
+			}
+		})
+	}
+	if strings.Contains(logs.String(), testToken) {
+		t.Errorf("token appears in the logs:\n%s", logs.String())
+	}
+	if !strings.Contains(logs.String(), "evil.example") {
+		t.Errorf("refused hosts are not logged:\n%s", logs.String())
+	}
+}
+
+func TestValidateAllowedHosts(t *testing.T) {
+	for _, ok := range [][]string{nil, {"ramp.internal"}, {"ramp.internal:7070", "10.0.0.5", "[fd00::1]:7070", "::1"}} {
+		if err := ValidateAllowedHosts(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, tt := range []struct{ in, want string }{
+		{"", `allowed host "": is empty`},
+		{"http://ramp.internal", `allowed host "http://ramp.internal": give a host name or host:port, without a scheme`},
+		{"ramp.internal/api", `allowed host "ramp.internal/api": give a host name or host:port, without path, wildcard or spaces`},
+		{"*.example", `allowed host "*.example": give a host name or host:port, without path, wildcard or spaces`},
+		{"ramp.internal:http", `allowed host "ramp.internal:http": port "http" is not a number from 1 to 65535`},
+		{"ramp.internal:70700", `allowed host "ramp.internal:70700": port "70700" is not a number from 1 to 65535`},
+		{":7070", `allowed host ":7070": has no host name`},
+	} {
+		err := ValidateAllowedHosts([]string{"ok.example", tt.in})
+		if err == nil || err.Error() != tt.want {
+			t.Errorf("%q: err %v, want %q", tt.in, err, tt.want)
 		}
 	}
 }
@@ -415,6 +596,12 @@ func TestClientRoundTrips(t *testing.T) {
 	var ae *APIError
 	if _, err := noToken.Pause(ctx, "chat-api"); !errors.As(err, &ae) || ae.StatusCode != 401 {
 		t.Errorf("Pause without token: err = %v, want 401", err)
+	}
+	if _, err := noToken.Get(ctx, "chat-api"); !errors.As(err, &ae) || ae.StatusCode != 401 {
+		t.Errorf("Get without token: err = %v, want 401", err)
+	}
+	if err := noToken.Health(ctx); err != nil {
+		t.Errorf("Health without token: %v", err)
 	}
 	if strings.Contains(e.logs.String(), testToken) {
 		t.Error("token appears in the logs")
