@@ -55,9 +55,19 @@ type RolloutStatus struct {
 	// CurrentStepIndex is the index of the canary step being run; len(steps) when all steps
 	// are done. Nil for other strategies.
 	CurrentStepIndex *int32 `json:"currentStepIndex,omitempty"`
+	// Step says where the rollout is in its strategy, as `ramp get` shows it: "2/5" for the
+	// canary step being run (1-based; "5/5" when all are done); for blueGreen "1/2" while the
+	// preview runs (or after an abort) and "2/2" once traffic is switched; "-" for a rolling
+	// update or a canary without steps.
+	Step string `json:"step,omitempty"`
 	// CanaryWeight is the percent of traffic the canary (or, in a rolling update, the new
-	// revision) gets.
+	// revision) gets by the current step: the weight ramp sets.
 	CanaryWeight int32 `json:"canaryWeight"`
+	// ObservedWeight is the canary's real share of traffic (percent) as last observed: the
+	// weight the routing object holds, or, with plain Services (no trafficRouting), the
+	// canary's ready instances over all ready instances the Service selects. Nil when not
+	// observed (local mode, where the proxy takes CanaryWeight at once) or no canary runs.
+	ObservedWeight *int32 `json:"observedWeight,omitempty"`
 	// CanaryScale is the canary instance count set by setCanaryScale; nil means the canary
 	// scales with its weight.
 	CanaryScale *int32 `json:"canaryScale,omitempty"`
@@ -117,7 +127,8 @@ const (
 type RevisionStatus struct {
 	Revision int64 `json:"revision"`
 	Role     Role  `json:"role"`
-	// Weight is the percent of traffic this revision receives.
+	// Weight is the percent of traffic this revision receives: the real share when it is
+	// observed (see RolloutStatus.ObservedWeight), else the share ramp sets.
 	Weight int32 `json:"weight"`
 	// Desired is the number of instances ramp wants for this revision.
 	Desired int32 `json:"desired"`
