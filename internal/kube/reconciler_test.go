@@ -423,19 +423,6 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-func TestReplicaWeight(t *testing.T) {
-	for _, tt := range []struct {
-		weight, n, want int32
-	}{
-		{0, 4, 0}, {5, 4, 1}, {20, 4, 1}, {25, 3, 1}, {25, 6, 2}, {40, 6, 4}, {50, 4, 4}, {80, 4, 4}, {100, 4, 4},
-	} {
-		ro := &v1alpha1.Rollout{Status: v1alpha1.RolloutStatus{CanaryWeight: tt.weight}}
-		if got := replicaWeight(ro, tt.n); got != tt.want {
-			t.Errorf("replicaWeight(weight %d, n %d) = %d; want %d", tt.weight, tt.n, got, tt.want)
-		}
-	}
-}
-
 func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
