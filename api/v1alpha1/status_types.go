@@ -102,8 +102,8 @@ type RolloutStatus struct {
 	// Analysis holds the analysis runs the engine wants running, and their last results.
 	Analysis []AnalysisRunStatus `json:"analysis,omitempty"`
 
-	// Conditions are Kubernetes mode's standard conditions (types Valid, Reconciled,
-	// Progressing, Healthy); local mode leaves them empty.
+	// Conditions are Kubernetes mode's standard conditions (types Valid, ReferencesFound,
+	// Reconciled, Progressing, Healthy); local mode leaves them empty.
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
@@ -121,6 +121,10 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionHealthy is True when one revision runs and takes all traffic (phase Healthy).
 	ConditionHealthy = "Healthy"
+	// ConditionReferencesFound is False (reason MissingReferences) while a Service or routing
+	// object the rollout names does not exist; the message names them. The rollout is not
+	// refused (they may be created after it), but no step completes until they exist.
+	ConditionReferencesFound = "ReferencesFound"
 )
 
 // RevisionStatus is the state of one revision.

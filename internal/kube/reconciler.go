@@ -276,6 +276,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	r.observeRolling(ro, w)
+	r.checkReferences(ctx, ro)
+	if valid := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionValid); valid == nil || valid.ObservedGeneration != ro.Generation || valid.Status != metav1.ConditionTrue {
+		// A new or changed spec: say once what plain Services cannot carry.
+		if msg := approximations(ro, w.replicas()); msg != "" {
+			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "WeightApproximated", "Validate", "%s", msg)
+		}
+	}
 
 	now := r.now()
 	next := r.runAnalysis(ctx, now, ro)

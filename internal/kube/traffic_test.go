@@ -42,6 +42,10 @@ func TestStepsWaitWhileAServiceActionFails(t *testing.T) {
 	if c := meta.FindStatusCondition(ro.Status.Conditions, v1alpha1.ConditionReconciled); c == nil || c.Reason != reasonActionFailed {
 		t.Errorf("Reconciled condition %+v; want ActionFailed", c)
 	}
+	if c := meta.FindStatusCondition(ro.Status.Conditions, v1alpha1.ConditionReferencesFound); c == nil || c.Status != metav1.ConditionFalse || !strings.Contains(c.Message, "Service chat-api-canary not found in namespace team") {
+		t.Errorf("ReferencesFound condition %+v; want False naming Service chat-api-canary", c)
+	}
+	f.wantEvent("MissingReferences")
 	f.command(func(ro *v1alpha1.Rollout) error { return engine.Promote(ro, true) })
 	f.now = f.now.Add(30 * time.Second)
 	f.settle()
@@ -59,5 +63,28 @@ func TestStepsWaitWhileAServiceActionFails(t *testing.T) {
 	ro = f.rollout()
 	if ro.Status.Phase != v1alpha1.PhaseDegraded || !strings.Contains(ro.Status.Message, "traffic could not be routed for 1m0s") {
 		t.Fatalf("after the deadline: %s: %s", ro.Status.Phase, ro.Status.Message)
+	}
+}
+
+// A setWeight that pod counts cannot carry closely is named in a Warning event when the spec is
+// first seen: 5% beside 3 stable pods is 1 pod, 25%.
+func TestApproximatedWeightsAreFlagged(t *testing.T) {
+	f := newFixture(t, canaryRollout(v1alpha1.CanaryStep{SetWeight: ptr(int32(5))}, v1alpha1.CanaryStep{SetWeight: ptr(int32(50))}))
+	f.settle()
+	want := "spec.strategy.canary.steps[0].setWeight 5 runs 1 canary pod(s) beside 3 stable: 25%"
+	n := 0
+	for _, e := range f.seen {
+		if strings.Contains(e, " WeightApproximated ") {
+			n++
+			if !strings.Contains(e, want) || strings.Contains(e, "steps[1]") {
+				t.Errorf("event %q; want it to name %q only", e, want)
+			}
+		}
+	}
+	if n != 1 {
+		t.Errorf("%d WeightApproximated events; want 1 among %q", n, f.seen)
+	}
+	if c := meta.FindStatusCondition(f.rollout().Status.Conditions, v1alpha1.ConditionReferencesFound); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("ReferencesFound condition %+v; want True", c)
 	}
 }
