@@ -247,7 +247,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	before := ro.Status.DeepCopy()
 
-	if errs := append(Validate(ro), r.traffic.validate(ro)...); len(errs) > 0 {
+	if errs := append(append(Validate(ro), r.traffic.validate(ro)...), r.validateTemplates(ctx, ro)...); len(errs) > 0 {
 		msg := errs.Error()
 		if r.setCondition(ro, v1alpha1.ConditionValid, false, "InvalidSpec", msg) {
 			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "InvalidSpec", "Validate", "%s", msg)

@@ -427,6 +427,7 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		mutate    func(ro *v1alpha1.Rollout)
+		objs      []client.Object
 		condition string
 		reason    string
 		message   string
@@ -455,6 +456,21 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 			message: "spec.workloadRef: is required in Kubernetes mode: name the Deployment whose pod template this rollout ships",
 		},
 		{
+			name: "builtin metric without router metrics",
+			mutate: func(ro *v1alpha1.Rollout) {
+				ro.Spec.Strategy.Canary.Steps = []v1alpha1.CanaryStep{{SetWeight: ptr(int32(20))}, {Analysis: &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "error-rate"}}}}}
+			},
+			objs: []client.Object{&v1alpha1.AnalysisTemplate{
+				ObjectMeta: metav1.ObjectMeta{Name: "error-rate", Namespace: ns},
+				Spec: v1alpha1.AnalysisTemplateSpec{Metrics: []v1alpha1.Metric{{
+					Name: "error-rate", SuccessCondition: "result < 0.05",
+					Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "error-rate"}},
+				}}},
+			}},
+			condition: v1alpha1.ConditionValid, reason: "InvalidSpec",
+			message: `spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate error-rate: spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do)`,
+		},
+		{
 			name:      "deployment missing",
 			mutate:    func(ro *v1alpha1.Rollout) { ro.Spec.WorkloadRef.Name = "chat-ap" },
 			condition: v1alpha1.ConditionReconciled, reason: "WorkloadNotFound",
@@ -464,7 +480,7 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ro := canaryRollout()
 			tt.mutate(ro)
-			f := newFixture(t, ro)
+			f := newFixture(t, ro, tt.objs...)
 			f.reconcile()
 			c := meta.FindStatusCondition(f.rollout().Status.Conditions, tt.condition)
 			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != tt.reason || c.Message != tt.message {
