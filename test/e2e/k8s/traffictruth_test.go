@@ -19,13 +19,26 @@ import (
 	"ramp.dev/ramp/test/k8senv"
 )
 
-// testTrafficFailure rolls out an Istio canary whose VirtualService and canary Service do not
-// exist: the Rollout is flagged when applied, no step completes, promote --full does not
+// testTrafficTruth checks that the status tells where traffic goes: a canary does not step
+// past a router that fails, and weights carried by pod counts are shown as they are.
+func testTrafficTruth(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics *metricsServer) {
+	env.ApplyFiles(t, filepath.Join(repoRoot, "test/k8s/crds"), filepath.Join(repoRoot, "internal/kube/testdata/crds"))
+	startController(t, cfg, "traffictruth", metrics, kube.Options{})
+	t.Run("missing-objects", func(t *testing.T) {
+		t.Parallel()
+		testMissingRoutingObjects(t, env)
+	})
+	t.Run("replica-weights", func(t *testing.T) {
+		t.Parallel()
+		testReplicaWeights(t, env)
+	})
+}
+
+// testMissingRoutingObjects rolls out an Istio canary whose VirtualService and canary Service
+// do not exist: the Rollout is flagged when applied, no step completes, promote --full does not
 // promote or hand over, the status says why, and the rollout aborts at its (short) progress
 // deadline. Once the missing objects exist, a retry goes through every step.
-func testTrafficFailure(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics *metricsServer) {
-	env.ApplyFiles(t, filepath.Join(repoRoot, "test/k8s/crds"), filepath.Join(repoRoot, "internal/kube/testdata/crds"))
-	startController(t, cfg, "trafficfail", metrics, kube.Options{})
+func testMissingRoutingObjects(t *testing.T, env *k8senv.Env) {
 	const ns = "trafficfail"
 	ctx := context.Background()
 	s := newScenario(t, env, ns, "chat-api-stable")
@@ -42,7 +55,7 @@ func testTrafficFailure(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics
 			Strategy: v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{
 				StableService: "chat-api-stable", CanaryService: "chat-api-canary",
 				TrafficRouting: &v1alpha1.TrafficRouting{Istio: &v1alpha1.IstioTrafficRouting{VirtualService: v1alpha1.IstioVirtualService{Name: "chat-api", Routes: []string{"primary"}}}},
-				Steps: []v1alpha1.CanaryStep{{SetWeight: ptr(int32(20))}, {Pause: &v1alpha1.RolloutPause{}}, {SetWeight: ptr(int32(50))}},
+				Steps:          []v1alpha1.CanaryStep{{SetWeight: ptr(int32(20))}, {Pause: &v1alpha1.RolloutPause{}}, {SetWeight: ptr(int32(50))}},
 			}},
 		},
 	}
@@ -141,6 +154,82 @@ func testTrafficFailure(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics
 			return fmt.Errorf("phase %s step %q observed weight %v: %s", ro.Status.Phase, ro.Status.Step, ptrString(ro.Status.ObservedWeight), ro.Status.Message)
 		}
 		return hasEvent(ctx, cmds, "StepCompleted", "step 1/3 completed")
+	})
+	if out, err := ramp(t, true, append(kubeArgs, "promote", "chat-api")...); err != nil {
+		t.Fatalf("kubectl-ramp promote: %v\n%s", err, out)
+	}
+	s.waitPhase(v1alpha1.PhaseHealthy, 2, 90*time.Second)
+	s.waitReplicas(map[string]int32{v1: 0, v2: 3}, 60*time.Second)
+}
+
+// testReplicaWeights rolls out a canary on the team's plain Service (no trafficRouting) with
+// setWeight 5 and 50 on 3 replicas: the applied spec is flagged (5% cannot be carried by pod
+// counts), at 5% one canary pod runs beside three and the status says 25% and why, and at 50%
+// the desired counts are the real ones (3 and 3).
+func testReplicaWeights(t *testing.T, env *k8senv.Env) {
+	const ns = "replicaweights"
+	s := newScenario(t, env, ns)
+	cmds := &kube.Commands{Client: s.c, Namespace: ns}
+	kubeArgs := []string{"--kubeconfig", env.Kubeconfig, "-n", ns}
+	s.createRollout(v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{Steps: []v1alpha1.CanaryStep{
+		{SetWeight: ptr(int32(5))}, {Pause: &v1alpha1.RolloutPause{}}, {SetWeight: ptr(int32(50))}, {Pause: &v1alpha1.RolloutPause{}},
+	}}})
+	s.waitPhase(v1alpha1.PhaseHealthy, 1, 90*time.Second)
+	eventually(t, 30*time.Second, "the applied spec's approximation is flagged", func(ctx context.Context) error {
+		return hasEvent(ctx, cmds, "WeightApproximated", "spec.strategy.canary.steps[0].setWeight 5 runs 1 canary pod(s) beside 3 stable: 25%")
+	})
+
+	// wantRevisions checks the status's revisions against the ReplicaSets' pods.
+	wantRevisions := func(ro *v1alpha1.Rollout, stable, canary int32) error {
+		for _, r := range ro.Status.Revisions {
+			want := map[int64]int32{1: stable, 2: canary}[r.Revision]
+			if r.Desired != want || r.Ready != want {
+				return fmt.Errorf("revision %d desired %d ready %d; want %d", r.Revision, r.Desired, r.Ready, want)
+			}
+		}
+		got, _, err := s.replicaSets(context.Background())
+		if err != nil {
+			return err
+		}
+		if got[v1] != stable || got[v2] != canary {
+			return fmt.Errorf("replicas by image %v; want %s: %d, %s: %d", got, v1, stable, v2, canary)
+		}
+		return nil
+	}
+
+	s.setImage(v2)
+	note := "Service router: weight approximated by replicas, 1 of 4 ready pods = 25% for setWeight 5"
+	eventually(t, 60*time.Second, "paused at 5% with the real 25% named", func(ctx context.Context) error {
+		ro, err := s.rollout(ctx)
+		if err != nil {
+			return err
+		}
+		if ro.Status.Phase != v1alpha1.PhasePaused || ro.Status.Step != "2/4" || ro.Status.CanaryWeight != 5 ||
+			ro.Status.ObservedWeight == nil || *ro.Status.ObservedWeight != 25 || !strings.Contains(ro.Status.Message, note) {
+			return fmt.Errorf("phase %s step %q weight %d observed %s: %s", ro.Status.Phase, ro.Status.Step, ro.Status.CanaryWeight, ptrString(ro.Status.ObservedWeight), ro.Status.Message)
+		}
+		if err := wantRevisions(ro, 3, 1); err != nil {
+			return err
+		}
+		return hasEvent(ctx, cmds, "WeightApproximated", "step 1/4: "+note)
+	})
+	if out, err := ramp(t, true, append(kubeArgs, "get", "chat-api")...); err != nil || !strings.Contains(out, "25% (set 5%)") {
+		t.Errorf("kubectl ramp get shows no real weight: %v\n%s", err, out)
+	}
+
+	if out, err := ramp(t, true, append(kubeArgs, "promote", "chat-api")...); err != nil {
+		t.Fatalf("kubectl-ramp promote: %v\n%s", err, out)
+	}
+	eventually(t, 60*time.Second, "paused at 50% with 3 canary pods beside 3, as the status says", func(ctx context.Context) error {
+		ro, err := s.rollout(ctx)
+		if err != nil {
+			return err
+		}
+		if ro.Status.Phase != v1alpha1.PhasePaused || ro.Status.Step != "4/4" || ro.Status.ObservedWeight == nil || *ro.Status.ObservedWeight != 50 ||
+			strings.Contains(ro.Status.Message, "approximated") {
+			return fmt.Errorf("phase %s step %q observed %s: %s", ro.Status.Phase, ro.Status.Step, ptrString(ro.Status.ObservedWeight), ro.Status.Message)
+		}
+		return wantRevisions(ro, 3, 3)
 	})
 	if out, err := ramp(t, true, append(kubeArgs, "promote", "chat-api")...); err != nil {
 		t.Fatalf("kubectl-ramp promote: %v\n%s", err, out)
