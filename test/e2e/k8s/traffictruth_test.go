@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -215,6 +216,23 @@ func testReplicaWeights(t *testing.T, env *k8senv.Env) {
 	})
 	if out, err := ramp(t, true, append(kubeArgs, "get", "chat-api")...); err != nil || !strings.Contains(out, "25% (set 5%)") {
 		t.Errorf("kubectl ramp get shows no real weight: %v\n%s", err, out)
+	}
+	// kubectl shows the step as kubectl ramp does, and the real weight; its explain text of
+	// progressDeadlineSeconds says what Kubernetes mode does; get -A lists every namespace.
+	kctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := env.Kubectl(kctx, "-n", ns, "get", "rollouts")
+	if lines := strings.Split(strings.TrimSpace(string(out)), "\n"); err != nil || len(lines) != 2 ||
+		!regexp.MustCompile(`^NAME\s+PHASE\s+STEP\s+WEIGHT\s+REAL-WEIGHT\s`).MatchString(lines[0]) ||
+		!regexp.MustCompile(`^chat-api\s+Paused\s+2/4\s+5\s+25\s`).MatchString(lines[1]) {
+		t.Errorf("kubectl get rollouts: %v\n%s", err, out)
+	}
+	if out, err := env.Kubectl(kctx, "explain", "rollouts.spec.progressDeadlineSeconds"); err != nil || !strings.Contains(strings.Join(strings.Fields(string(out)), " "), "in Kubernetes mode, the Deployment's spec.progressDeadlineSeconds") {
+		t.Errorf("kubectl explain rollouts.spec.progressDeadlineSeconds: %v\n%s", err, out)
+	}
+	if out, err := ramp(t, true, "--kubeconfig", env.Kubeconfig, "get", "-A"); err != nil ||
+		!regexp.MustCompile(`(?m)^NAMESPACE\s+NAME\s`).MatchString(out) || !regexp.MustCompile(`(?m)^replicaweights\s+chat-api\s+canary\s+Paused\s+2/4\s+25% \(set 5%\)`).MatchString(out) {
+		t.Errorf("kubectl ramp get -A: %v\n%s", err, out)
 	}
 
 	if out, err := ramp(t, true, append(kubeArgs, "promote", "chat-api")...); err != nil {
