@@ -68,6 +68,18 @@ func TestCanaryWaitsWhileTrafficFailsThenAbortsAtTheDeadline(t *testing.T) {
 	w.wantWeights(map[int64]int32{1: 100})
 }
 
+// A failure whose start is not known (a read of the routing object that fails) aborts at the
+// deadline counted from the step's start.
+func TestTrafficFailureOfUnknownStartCountsFromTheStep(t *testing.T) {
+	w := newWorld(t, canarySpec(v1alpha1.CanaryStep{SetWeight: ptr(int32(20))}))
+	w.traffic = &Traffic{Error: "read routes with istio router: http[0] sends 20% to the canary but http[1] 30%"}
+	w.apply(2)
+	w.advance(59 * time.Second)
+	w.wantPhase(v1alpha1.PhaseProgressing, "aborts at 2026-11-27T08:01:00Z")
+	w.advance(time.Second)
+	w.wantPhase(v1alpha1.PhaseDegraded, "traffic could not be routed")
+}
+
 // When the failure clears, the rollout goes on from where it waited.
 func TestCanaryGoesOnOnceTrafficIsRouted(t *testing.T) {
 	w := newWorld(t, canarySpec(

@@ -60,7 +60,8 @@ type Traffic struct {
 	// completes, nothing is promoted or switched, and the rollout aborts once it has lasted
 	// the progress deadline.
 	Error string
-	// FailingSince is when carrying out began to fail; zero means now.
+	// FailingSince is when carrying out began to fail; zero means not known (the deadline then
+	// counts from the current step's start).
 	FailingSince time.Time
 	// CanaryWeight is the canary weight (percent) the traffic layer was observed to hold
 	// before this decision; nil when not known. A setWeight step completes only once the
