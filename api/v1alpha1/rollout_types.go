@@ -13,8 +13,9 @@ import (
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
-// +kubebuilder:printcolumn:name="Step",type=integer,JSONPath=`.status.currentStepIndex`
+// +kubebuilder:printcolumn:name="Step",type=string,JSONPath=`.status.step`
 // +kubebuilder:printcolumn:name="Weight",type=integer,JSONPath=`.status.canaryWeight`
+// +kubebuilder:printcolumn:name="Real-Weight",type=integer,JSONPath=`.status.observedWeight`
 // +kubebuilder:printcolumn:name="Stable",type=integer,JSONPath=`.status.stableRevision`
 // +kubebuilder:printcolumn:name="Canary",type=integer,JSONPath=`.status.canaryRevision`
 // +kubebuilder:printcolumn:name="Active",type=integer,JSONPath=`.status.activeRevision`,priority=1
@@ -70,8 +71,9 @@ type RolloutSpec struct {
 	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`
 
 	// ProgressDeadlineSeconds is how long a revision may go without progress (an instance
-	// that does not become ready, a step that does not complete) before the rollout is
-	// aborted. Nil means 600.
+	// that does not become ready, a step held up by a failing router or Service action)
+	// before the rollout is aborted. Nil means 600 in local mode; in Kubernetes mode, the
+	// Deployment's spec.progressDeadlineSeconds (which Kubernetes defaults to 600).
 	// +kubebuilder:validation:Minimum=1
 	ProgressDeadlineSeconds *int32 `json:"progressDeadlineSeconds,omitempty"`
 

@@ -55,9 +55,19 @@ type RolloutStatus struct {
 	// CurrentStepIndex is the index of the canary step being run; len(steps) when all steps
 	// are done. Nil for other strategies.
 	CurrentStepIndex *int32 `json:"currentStepIndex,omitempty"`
+	// Step says where the rollout is in its strategy, as `ramp get` shows it: "2/5" for the
+	// canary step being run (1-based; "5/5" when all are done); for blueGreen "1/2" while the
+	// preview runs (or after an abort) and "2/2" once traffic is switched; "-" for a rolling
+	// update or a canary without steps.
+	Step string `json:"step,omitempty"`
 	// CanaryWeight is the percent of traffic the canary (or, in a rolling update, the new
-	// revision) gets.
+	// revision) gets by the current step: the weight ramp sets.
 	CanaryWeight int32 `json:"canaryWeight"`
+	// ObservedWeight is the canary's real share of traffic (percent) as last observed: the
+	// weight the routing object holds, or, with plain Services (no trafficRouting), the
+	// canary's ready instances over all ready instances the Service selects. Nil when not
+	// observed (local mode, where the proxy takes CanaryWeight at once) or no canary runs.
+	ObservedWeight *int32 `json:"observedWeight,omitempty"`
 	// CanaryScale is the canary instance count set by setCanaryScale; nil means the canary
 	// scales with its weight.
 	CanaryScale *int32 `json:"canaryScale,omitempty"`
@@ -92,8 +102,8 @@ type RolloutStatus struct {
 	// Analysis holds the analysis runs the engine wants running, and their last results.
 	Analysis []AnalysisRunStatus `json:"analysis,omitempty"`
 
-	// Conditions are Kubernetes mode's standard conditions (types Valid, Reconciled,
-	// Progressing, Healthy); local mode leaves them empty.
+	// Conditions are Kubernetes mode's standard conditions (types Valid, ReferencesFound,
+	// Reconciled, Progressing, Healthy); local mode leaves them empty.
 	// +listType=map
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
@@ -111,13 +121,18 @@ const (
 	ConditionProgressing = "Progressing"
 	// ConditionHealthy is True when one revision runs and takes all traffic (phase Healthy).
 	ConditionHealthy = "Healthy"
+	// ConditionReferencesFound is False (reason MissingReferences) while a Service or routing
+	// object the rollout names does not exist; the message names them. The rollout is not
+	// refused (they may be created after it), but no step completes until they exist.
+	ConditionReferencesFound = "ReferencesFound"
 )
 
 // RevisionStatus is the state of one revision.
 type RevisionStatus struct {
 	Revision int64 `json:"revision"`
 	Role     Role  `json:"role"`
-	// Weight is the percent of traffic this revision receives.
+	// Weight is the percent of traffic this revision receives: the real share when it is
+	// observed (see RolloutStatus.ObservedWeight), else the share ramp sets.
 	Weight int32 `json:"weight"`
 	// Desired is the number of instances ramp wants for this revision.
 	Desired int32 `json:"desired"`

@@ -1188,6 +1188,11 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 		*out = new(int32)
 		**out = **in
 	}
+	if in.ObservedWeight != nil {
+		in, out := &in.ObservedWeight, &out.ObservedWeight
+		*out = new(int32)
+		**out = **in
+	}
 	if in.CanaryScale != nil {
 		in, out := &in.CanaryScale, &out.CanaryScale
 		*out = new(int32)

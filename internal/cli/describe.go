@@ -20,8 +20,13 @@ func strategyName(r *v1alpha1.Rollout) string {
 	return "-"
 }
 
-// stepText is "i/n" for a canary: the step being run (1-based), or n when all are done.
+// stepText is status.step (what the STEP printer column shows): "i/n" for a canary, the step
+// being run (1-based) or n when all are done; "1/2" or "2/2" for blueGreen (before and after
+// the switch). A status written before status.step existed gets the canary's from its index.
 func stepText(r *v1alpha1.Rollout) string {
+	if r.Status.Step != "" {
+		return r.Status.Step
+	}
 	c := r.Spec.Strategy.Canary
 	if c == nil || len(c.Steps) == 0 || r.Status.CurrentStepIndex == nil {
 		return "-"

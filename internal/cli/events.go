@@ -29,7 +29,7 @@ func (a *app) eventsCmd() *cobra.Command {
 			w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
 			fmt.Fprintln(w, "TIME\tTYPE\tREASON\tREVISION\tMESSAGE")
 			for _, e := range es {
-				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Type, e.Reason, revText(e.Revision), e.Message)
+				fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\n", e.Time.Local().Format("2006-01-02 15:04:05"), e.Type, e.Reason, revText(e.Revision), a.hints(e.Message))
 			}
 			return w.Flush()
 		},

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"text/tabwriter"
@@ -15,6 +16,7 @@ import (
 
 func (a *app) getCmd() *cobra.Command {
 	var output string
+	var allNamespaces bool
 	cmd := &cobra.Command{
 		Use:   "get [NAME]",
 		Short: "Show rollouts: one, or all of them",
@@ -23,11 +25,15 @@ func (a *app) getCmd() *cobra.Command {
 Columns: STEP is the canary step being run; WEIGHT the canary's share of traffic; STABLE the
 revision serving production (the active one for blueGreen); CANARY the revision being rolled
 out (the preview for blueGreen); READY the ready/desired instances over all revisions.
--o wide adds the status message. For one rollout, an ANALYSIS section follows: each analysis
-run with each metric's phase, last measured value and counts (measurements, successful,
-failed, inconclusive, errors); -o wide shows values and messages in full.`,
+WEIGHT shows the real share when it differs from the step's, e.g. "25% (set 5%)": with plain
+Services (no trafficRouting) the weight is carried by pod counts. -o wide adds the status
+message. -A (Kubernetes mode) lists the rollouts of every namespace, with a NAMESPACE column.
+For one rollout, an ANALYSIS section follows: each analysis run with each metric's phase, last
+measured value and counts (measurements, successful, failed, inconclusive, errors); -o wide
+shows values and messages in full.`,
 		Example: `  ramp get
-  ramp get chat-api -o yaml`,
+  ramp get chat-api -o yaml
+  kubectl ramp get -A`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			switch output {
@@ -35,9 +41,24 @@ failed, inconclusive, errors); -o wide shows values and messages in full.`,
 			default:
 				return fmt.Errorf("get: -o %q: want json, yaml or wide", output)
 			}
-			c, err := a.client()
-			if err != nil {
-				return err
+			var c backend
+			var err error
+			switch {
+			case allNamespaces && !a.kubernetesMode():
+				return errors.New("get: -A/--all-namespaces lists the rollouts of a cluster's namespaces: it needs Kubernetes mode (--kubeconfig, --context, KUBECONFIG or kubectl ramp)")
+			case allNamespaces && len(args) == 1:
+				return fmt.Errorf("get: -A/--all-namespaces lists rollouts; a rollout is got by name in one namespace (-n), not %q across all", args[0])
+			case allNamespaces:
+				kc, kerr := a.kubeCommands()
+				if kerr != nil {
+					return kerr
+				}
+				kc.Namespace = "" // every namespace
+				c = kc
+			default:
+				if c, err = a.client(); err != nil {
+					return err
+				}
 			}
 			var rs []v1alpha1.Rollout
 			if len(args) == 1 {
@@ -71,7 +92,7 @@ failed, inconclusive, errors); -o wide shows values and messages in full.`,
 				fmt.Fprintln(a.stderr, "No rollouts.")
 				return nil
 			}
-			a.printTable(rs, output == "wide")
+			a.printTable(rs, output == "wide", allNamespaces)
 			if len(args) == 1 {
 				a.printAnalysis(&rs[0], output == "wide")
 			}
@@ -79,6 +100,7 @@ failed, inconclusive, errors); -o wide shows values and messages in full.`,
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json, yaml or wide")
+	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "Kubernetes mode: list the rollouts of every namespace")
 	return cmd
 }
 
@@ -98,9 +120,12 @@ func (a *app) printObject(format string, obj any) error {
 	return err
 }
 
-func (a *app) printTable(rs []v1alpha1.Rollout, wide bool) {
+func (a *app) printTable(rs []v1alpha1.Rollout, wide, namespaces bool) {
 	w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
 	header := "NAME\tSTRATEGY\tPHASE\tSTEP\tWEIGHT\tSTABLE\tCANARY\tREADY\tAGE"
+	if namespaces {
+		header = "NAMESPACE\t" + header
+	}
 	if wide {
 		header += "\tMESSAGE"
 	}
@@ -110,6 +135,9 @@ func (a *app) printTable(rs []v1alpha1.Rollout, wide bool) {
 		weight := "-"
 		if r.Spec.Strategy.BlueGreen == nil {
 			weight = fmt.Sprintf("%d%%", r.Status.CanaryWeight)
+			if ow := r.Status.ObservedWeight; ow != nil && *ow != r.Status.CanaryWeight {
+				weight = fmt.Sprintf("%d%% (set %d%%)", *ow, r.Status.CanaryWeight)
+			}
 		}
 		canary := r.Status.CanaryRevision
 		if r.Spec.Strategy.BlueGreen != nil {
@@ -125,8 +153,11 @@ func (a *app) printTable(rs []v1alpha1.Rollout, wide bool) {
 		}
 		line := fmt.Sprintf("%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", r.Name, strategyName(r), phase, stepText(r), weight,
 			revText(baseRevision(r)), revText(canary), readyTotal(r), age)
+		if namespaces {
+			line = r.Namespace + "\t" + line
+		}
 		if wide {
-			line += "\t" + r.Status.Message
+			line += "\t" + a.hints(r.Status.Message)
 		}
 		fmt.Fprintln(w, line)
 	}

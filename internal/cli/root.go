@@ -117,17 +117,22 @@ func (a *app) run(ctx context.Context, args []string) int {
 	if err != nil {
 		msg := err.Error()
 		if !a.kubernetesMode() {
-			msg = withHint(err)
+			msg = a.withHint(err)
 		}
-		fmt.Fprintf(a.stderr, "error: %s\n", msg)
+		fmt.Fprintf(a.stderr, "error: %s\n", a.hints(msg))
 	}
 	return code
 }
 
-// withHint explains a refused connection or a refused token.
-func withHint(err error) string {
+// withHint explains a refused connection to local mode's control API (and how to reach a
+// cluster instead) or a refused token.
+func (a *app) withHint(err error) string {
 	if op, ok := errors.AsType[*net.OpError](err); ok && op.Op == "dial" {
-		return err.Error() + " (is `ramp up` or `ramp serve` running? set --server or RAMP_SERVER)"
+		kube := "for Kubernetes mode, give --kubeconfig or --context, set KUBECONFIG, or run as `kubectl ramp`"
+		if a.getenv("KUBECONFIG") != "" {
+			kube = "KUBECONFIG is set, but --server, RAMP_SERVER or " + filepath.Join(a.stateDir, addrFile) + " picked local mode: give --kubeconfig for Kubernetes mode"
+		}
+		return err.Error() + " (local mode: is `ramp up` or `ramp serve` running? set --server or RAMP_SERVER; " + kube + ")"
 	}
 	if ae, ok := errors.AsType[*server.APIError](err); ok && ae.StatusCode == http.StatusUnauthorized {
 		return err.Error() + " (every API call needs the token of <state-dir>/token: use the --state-dir of `ramp up`, or set --token or RAMP_TOKEN)"
@@ -144,8 +149,9 @@ splitting, or blue-green, watches each version's health while it does, and rolls
 itself when the new version is worse.
 
 ramp up runs local mode; the other verbs talk to it over its control API. With
---kubeconfig or --context (or run as kubectl-ramp) they work on Rollouts in a cluster instead,
-which ramp controller drives.
+--kubeconfig or --context (or run as kubectl-ramp, or with KUBECONFIG set and no local mode
+named by --server, RAMP_SERVER or <state-dir>/api.addr) they work on Rollouts in a cluster
+instead, which ramp controller drives.
 
 Global settings, in order of precedence:
   --state-dir  flag, then RAMP_STATE_DIR, then .ramp
@@ -178,6 +184,12 @@ Global settings, in order of precedence:
 		a.promoteCmd(), a.pauseCmd(), a.resumeCmd(), a.abortCmd(), a.retryCmd(), a.undoCmd(),
 		a.historyCmd(), a.eventsCmd(), a.lintCmd(), a.demoCmd(), a.controllerCmd(),
 	)
+	if a.plugin {
+		// The examples say what the user types: kubectl ramp.
+		for _, c := range append(root.Commands(), root) {
+			c.Example = strings.ReplaceAll(c.Example, "  ramp ", "  kubectl ramp ")
+		}
+	}
 	return root
 }
 
@@ -280,7 +292,7 @@ func (a *app) rolloutAction(use, short, example string, call func(c backend, ctx
 			if err != nil {
 				return err
 			}
-			fmt.Fprintln(a.stdout, msg)
+			fmt.Fprintln(a.stdout, a.hints(msg))
 			return nil
 		},
 	}

@@ -60,6 +60,7 @@ func (a *app) status(ctx context.Context, name string, watch bool, timeout time.
 			return err
 		}
 		line, p := describeProgress(r)
+		line = a.hints(line)
 		switch p {
 		case progressDone:
 			fmt.Fprintln(a.stdout, line)

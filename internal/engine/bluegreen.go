@@ -21,6 +21,10 @@ func (d *decision) blueGreen() {
 		return
 	}
 
+	failing, aborted := d.trafficFailing()
+	if aborted {
+		return
+	}
 	previewCount := d.replicas
 	if bg.PreviewReplicaCount != nil {
 		previewCount = *bg.PreviewReplicaCount
@@ -86,6 +90,10 @@ func (d *decision) blueGreen() {
 		d.st.Message = fmt.Sprintf("scaling preview revision %d before the switch: %d/%d instances available", rev, avail, d.replicas)
 		return
 	}
+	if failing {
+		d.st.Message = d.trafficWaitMessage(fmt.Sprintf("the switch to revision %d", rev))
+		return
+	}
 	// Switch.
 	d.st.ActiveRevision = rev
 	d.st.PreviewRevision = 0
@@ -107,6 +115,10 @@ func (d *decision) postPromotion(bg *v1alpha1.BlueGreenStrategy) {
 	if d.checkHealth(rev, d.replicas) {
 		return
 	}
+	failing, aborted := d.trafficFailing()
+	if aborted {
+		return
+	}
 	if bg.PostPromotionAnalysis != nil && !d.st.PromoteFull {
 		run := d.ensureRun(v1alpha1.AnalysisKindPostPromote, nil, *bg.PostPromotionAnalysis, old)
 		passed, aborted := d.judge(run)
@@ -116,6 +128,10 @@ func (d *decision) postPromotion(bg *v1alpha1.BlueGreenStrategy) {
 			}
 			return
 		}
+	}
+	if failing {
+		d.st.Message = d.trafficWaitMessage(fmt.Sprintf("promotion of revision %d", rev))
+		return
 	}
 	delay := int32(30)
 	if bg.ScaleDownDelaySeconds != nil {

@@ -22,7 +22,13 @@ func (d *decision) canary() {
 		d.st.CurrentStepIndex = &zero
 	}
 	idx := int(*d.st.CurrentStepIndex)
-	if d.st.PromoteFull {
+	// While the traffic layer fails to do what ramp set, no step completes and nothing is
+	// promoted: the status would tell traffic goes where it does not.
+	failing, aborted := d.trafficFailing()
+	if aborted {
+		return
+	}
+	if d.st.PromoteFull && !failing {
 		if idx < len(steps) {
 			d.event(EventNormal, "PromotedFull", fmt.Sprintf("revision %d promoted past all remaining steps", rev))
 		}
@@ -50,6 +56,9 @@ func (d *decision) canary() {
 		if aborted {
 			return
 		}
+		if failing {
+			break // a promote waits too
+		}
 		if !done && d.st.Promote {
 			d.st.Promote = false
 			done = true
@@ -68,6 +77,11 @@ func (d *decision) canary() {
 			return c.Reason != v1alpha1.PauseReasonUser
 		})
 		d.event(EventNormal, "StepCompleted", fmt.Sprintf("step %d/%d completed", idx, len(steps)))
+		if steps[idx-1].SetWeight != nil && d.in.WeightByReplicas {
+			if note := d.observeWeight(); note != "" {
+				d.event(EventWarning, "WeightApproximated", fmt.Sprintf("step %d/%d: %s", idx, len(steps), note))
+			}
+		}
 	}
 	i := int32(idx)
 	d.st.CurrentStepIndex = &i
@@ -83,10 +97,19 @@ func (d *decision) canary() {
 	}
 	d.canaryRoutes()
 
+	note := d.observeWeight()
 	if idx < len(steps) {
-		if d.st.Message == "" || !d.isPaused() {
+		switch {
+		case failing:
+			d.st.Message = d.trafficWaitMessage(fmt.Sprintf("step %d/%d (%s)", idx+1, len(steps), describeStep(steps[idx])))
+		case d.st.Message == "" || !d.isPaused():
 			d.st.Message = fmt.Sprintf("step %d/%d: %s; canary weight %d%%", idx+1, len(steps), describeStep(steps[idx]), d.st.CanaryWeight)
 		}
+		d.st.Message = withNote(d.st.Message, note)
+		return
+	}
+	if failing {
+		d.st.Message = d.trafficWaitMessage(fmt.Sprintf("promotion of revision %d", rev))
 		return
 	}
 	// All steps done: promote once the canary runs at full scale.
@@ -128,7 +151,7 @@ func (d *decision) canaryStep(idx int, step v1alpha1.CanaryStep) (done, aborted 
 	case step.SetWeight != nil:
 		d.st.CanaryWeight = *step.SetWeight
 		_, avail := d.counts(rev)
-		return avail >= d.canaryDesired(), false
+		return avail >= d.canaryDesired() && d.weightHeld(*step.SetWeight), false
 	case step.Pause != nil:
 		if step.Pause.Duration == nil {
 			d.pause(v1alpha1.PauseReasonStep)
@@ -180,10 +203,15 @@ func (d *decision) canaryStep(idx int, step v1alpha1.CanaryStep) (done, aborted 
 }
 
 // canaryDesired is the canary's instance count: set by setCanaryScale, or in proportion to
-// its weight, and at least one so header routes and health checks have an instance.
+// its weight (when the traffic layer splits by instances, the count that gives about that
+// weight beside stable's: ReplicasForWeight), and at least one so header routes and health
+// checks have an instance.
 func (d *decision) canaryDesired() int32 {
 	if d.st.CanaryScale != nil {
 		return *d.st.CanaryScale
+	}
+	if d.in.WeightByReplicas {
+		return max(ReplicasForWeight(d.st.CanaryWeight, d.replicas), 1)
 	}
 	n := int32(math.Ceil(float64(d.st.CanaryWeight) * float64(d.replicas) / 100))
 	return max(n, 1)

@@ -457,7 +457,9 @@ func (d *decision) finish() {
 			d.out.Routes.HeaderRoutes = append(d.out.Routes.HeaderRoutes, HeaderRoute{Name: hr.Name, Match: hr.Match, CookieMatch: hr.CookieMatch, Revision: d.st.CanaryRevision})
 		}
 	}
+	d.observeWeight()
 	d.st.Revisions = d.revisionStatuses()
+	d.st.Step = d.stepText()
 	if d.st.Phase != v1alpha1.PhaseDegraded && d.st.Phase != v1alpha1.PhaseHealthy {
 		if d.isPaused() {
 			d.st.Phase = v1alpha1.PhasePaused
@@ -489,10 +491,15 @@ func (d *decision) revisionStatuses() []v1alpha1.RevisionStatus {
 	}
 	slices.Sort(keys)
 	out := make([]v1alpha1.RevisionStatus, 0, len(keys))
+	real := d.realWeights()
 	for _, r := range keys {
 		ready, avail := d.counts(r)
+		weight := d.out.Routes.Weights[r]
+		if real != nil {
+			weight = real[r]
+		}
 		out = append(out, v1alpha1.RevisionStatus{
-			Revision: r, Role: d.role(r), Weight: d.out.Routes.Weights[r],
+			Revision: r, Role: d.role(r), Weight: weight,
 			Desired: d.out.Scale[r], Ready: ready, Available: avail,
 		})
 	}

@@ -28,6 +28,9 @@ type world struct {
 	seq     int
 	// maxTotal and minAvail record the extremes of instances seen across decisions.
 	maxTotal, minAvail int32
+	// traffic and byReplicas go into every decision's Input (traffic_test.go).
+	traffic    *Traffic
+	byReplicas bool
 }
 
 func newWorld(t *testing.T, spec v1alpha1.RolloutSpec) *world {
@@ -51,7 +54,7 @@ func ptr[T any](v T) *T { return &v }
 // decide runs one decision and carries out its scale output.
 func (w *world) decide() {
 	w.t.Helper()
-	w.out = Decide(Input{Rollout: w.r, Revision: w.rev, Instances: w.inst, Now: w.now})
+	w.out = Decide(Input{Rollout: w.r, Revision: w.rev, Instances: w.inst, Now: w.now, Traffic: w.traffic, WeightByReplicas: w.byReplicas})
 	w.r.Status = w.out.Status
 	w.events = append(w.events, w.out.Events...)
 	next := map[int64][]Instance{}

@@ -42,6 +42,31 @@ type Input struct {
 	Instances map[int64][]Instance
 	// Now is the time of the decision.
 	Now time.Time
+	// Traffic is what the adapter observed of carrying out earlier decisions on the traffic
+	// layer. Nil means routes always take effect at once (local mode, whose proxy is set
+	// in-process with each decision).
+	Traffic *Traffic
+	// WeightByReplicas says the traffic layer splits requests by ready instances (Kubernetes
+	// mode's plain Service router): a canary's weight is then approximated by its instance
+	// count beside stable's (see ReplicasForWeight), and the status shows the real share.
+	WeightByReplicas bool
+}
+
+// Traffic is what an adapter observed of the traffic layer and of carrying out the actions of
+// earlier decisions (routes, Service selectors, instance counts).
+type Traffic struct {
+	// Error says why carrying out the last decision failed, naming the router or Service,
+	// the object and the error; empty when it took effect. While it is set, no step
+	// completes, nothing is promoted or switched, and the rollout aborts once it has lasted
+	// the progress deadline.
+	Error string
+	// FailingSince is when carrying out began to fail; zero means not known (the deadline then
+	// counts from the current step's start).
+	FailingSince time.Time
+	// CanaryWeight is the canary weight (percent) the traffic layer was observed to hold
+	// before this decision; nil when not known. A setWeight step completes only once the
+	// layer holds the step's weight.
+	CanaryWeight *int32
 }
 
 // Output is one decision's result.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"slices"
 	"strconv"
 	"strings"
@@ -135,13 +134,9 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 	}
 	stable := w.byNumber[st.StableRevision]
 	deployServesStable := stable != nil && servedByDeployment(w, stable)
-	want := func(n int64) int32 {
-		v := out.Scale[n]
-		if n == st.CanaryRevision && n != 0 && RouterName(ro) == "" {
-			v = max(v, replicaWeight(ro, w.replicas()))
-		}
-		return v
-	}
+	// The engine sizes the canary, also when plain Services carry its weight by pod counts
+	// (Input.WeightByReplicas), so the status's desired counts are the real ones.
+	want := func(n int64) int32 { return out.Scale[n] }
 
 	var errs []error
 	for _, rs := range w.sets {
@@ -234,19 +229,6 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// replicaWeight is how many canary pods beside the stable ones give the canary about its
-// weight of the traffic when a Service splits requests by pods: c/(n+c) = weight, at most n.
-func replicaWeight(ro *v1alpha1.Rollout, n int32) int32 {
-	w := ro.Status.CanaryWeight
-	if ro.Status.CanaryScale != nil || w <= 0 {
-		return 0
-	}
-	if w >= 50 {
-		return n
-	}
-	return int32(math.Ceil(float64(w) * float64(n) / float64(100-w)))
 }
 
 // saturated reports whether rs runs n available pods at its current spec.

@@ -49,13 +49,19 @@ func (c *Commands) key(name string) types.NamespacedName {
 	return types.NamespacedName{Namespace: c.Namespace, Name: name}
 }
 
-// List returns the namespace's rollouts.
+// List returns the namespace's rollouts; every namespace's when Namespace is empty.
 func (c *Commands) List(ctx context.Context) ([]v1alpha1.Rollout, error) {
 	var l v1alpha1.RolloutList
 	if err := c.Client.List(ctx, &l, client.InNamespace(c.Namespace)); err != nil {
-		return nil, fmt.Errorf("list rollouts in %s: %w", c.Namespace, err)
+		where := "namespace " + c.Namespace
+		if c.Namespace == "" {
+			where = "all namespaces"
+		}
+		return nil, fmt.Errorf("list rollouts in %s: %w", where, err)
 	}
-	slices.SortFunc(l.Items, func(a, b v1alpha1.Rollout) int { return cmp.Compare(a.Name, b.Name) })
+	slices.SortFunc(l.Items, func(a, b v1alpha1.Rollout) int {
+		return cmp.Or(cmp.Compare(a.Namespace, b.Namespace), cmp.Compare(a.Name, b.Name))
+	})
 	return l.Items, nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -181,6 +182,50 @@ func transient(err error) bool {
 // retrySoon is the wait before deciding again after a transient error.
 const retrySoon = 250 * time.Millisecond
 
+// actionRetry bounds the wait before deciding again after carrying out a decision failed.
+const actionRetry = 5 * time.Second
+
+// reasonActionFailed is the Reconciled condition's reason when carrying out a decision failed.
+const reasonActionFailed = "ActionFailed"
+
+// observeTraffic tells the engine what became of the last decisions' actions: the error of
+// carrying out the last one and since when they fail (the Reconciled condition), and, while a
+// canary runs with a trafficRouting router, the weight its routing object holds now (a read
+// error counts as a failure). byReplicas says a canary's weight is carried by instance counts
+// (no trafficRouting router).
+func (r *Reconciler) observeTraffic(ctx context.Context, ro *v1alpha1.Rollout) (t *engine.Traffic, byReplicas bool) {
+	t = &engine.Traffic{}
+	if c := meta.FindStatusCondition(ro.Status.Conditions, v1alpha1.ConditionReconciled); c != nil && c.Status == metav1.ConditionFalse && c.Reason == reasonActionFailed {
+		t.Error, t.FailingSince = strings.ReplaceAll(c.Message, "\n", "; "), c.LastTransitionTime.Time
+	}
+	if ro.Spec.Strategy.Canary == nil {
+		return t, false
+	}
+	name := RouterName(ro)
+	if name == "" {
+		return t, true
+	}
+	st := &ro.Status
+	if st.CanaryRevision == 0 || st.Abort {
+		return t, false
+	}
+	router, err := NewRouter(name, r.client)
+	if err != nil {
+		return t, false // validation refuses an unknown router before this
+	}
+	got, err := router.ObservedRoutes(ctx, ro)
+	if err != nil {
+		if t.Error == "" {
+			// Since when is not known: the engine counts the deadline from the step's start.
+			t.Error = fmt.Sprintf("read routes with %s router: %s", name, err.Error())
+		}
+		return t, false
+	}
+	w := got.CanaryWeight
+	t.CanaryWeight = &w
+	return t, false
+}
+
 // Reconcile runs one decision for the Rollout req names.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	ro := &v1alpha1.Rollout{}
@@ -203,7 +248,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	before := ro.Status.DeepCopy()
 
-	if errs := append(Validate(ro), r.traffic.validate(ro)...); len(errs) > 0 {
+	if errs := append(append(Validate(ro), r.traffic.validate(ro)...), r.validateTemplates(ctx, ro)...); len(errs) > 0 {
 		msg := errs.Error()
 		if r.setCondition(ro, v1alpha1.ConditionValid, false, "InvalidSpec", msg) {
 			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "InvalidSpec", "Validate", "%s", msg)
@@ -232,6 +277,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	r.observeRolling(ro, w)
+	r.checkReferences(ctx, ro)
+	if valid := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionValid); valid == nil || valid.ObservedGeneration != ro.Generation || valid.Status != metav1.ConditionTrue {
+		// A new or changed spec: say once what plain Services cannot carry.
+		if msg := approximations(ro, w.replicas()); msg != "" {
+			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "WeightApproximated", "Validate", "%s", msg)
+		}
+	}
 
 	now := r.now()
 	next := r.runAnalysis(ctx, now, ro)
@@ -247,7 +299,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	spec.SetDefaults(in)
 	r.traffic.judgeDefaults(in)
-	out := engine.Decide(engine.Input{Rollout: in, Revision: w.current.number, Instances: engineInstances(w), Now: now})
+	traffic, byReplicas := r.observeTraffic(ctx, ro)
+	out := engine.Decide(engine.Input{Rollout: in, Revision: w.current.number, Instances: engineInstances(w), Now: now,
+		Traffic: traffic, WeightByReplicas: byReplicas})
 	conditions := ro.Status.Conditions
 	ro.Status = out.Status
 	ro.Status.Conditions = conditions
@@ -262,8 +316,8 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		rs.PodTemplateHash = w.byNumber[rs.Revision].podHash()
 	}
 	if actErr != nil {
-		if r.setCondition(ro, v1alpha1.ConditionReconciled, false, "ActionFailed", actErr.Error()) {
-			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "ActionFailed", "Reconcile", "%s", actErr.Error())
+		if r.setCondition(ro, v1alpha1.ConditionReconciled, false, reasonActionFailed, actErr.Error()) {
+			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, reasonActionFailed, "Reconcile", "%s", actErr.Error())
 		}
 	} else {
 		r.setCondition(ro, v1alpha1.ConditionReconciled, true, "Reconciled", "the Deployment, ReplicaSets and traffic match the decision")
@@ -296,7 +350,11 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		r.log.Warn("prune revision history", keyRollout, ro.Name, "err", err)
 	}
 	if actErr != nil {
-		return ctrl.Result{}, actErr
+		// Retried at a steady pace rather than with the controller's growing back-off: the
+		// engine counts the progress deadline while actions fail and must decide when it
+		// passes.
+		r.log.Warn("carry out decision", keyRollout, ro.Namespace+"/"+ro.Name, "err", actErr)
+		return ctrl.Result{RequeueAfter: min(r.requeueAfter(ro, now, out.Requeue, next, w), actionRetry)}, nil
 	}
 	if quietRetry {
 		return ctrl.Result{RequeueAfter: retrySoon}, nil

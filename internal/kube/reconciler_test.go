@@ -423,23 +423,11 @@ func keys[V any](m map[string]V) []string {
 	return out
 }
 
-func TestReplicaWeight(t *testing.T) {
-	for _, tt := range []struct {
-		weight, n, want int32
-	}{
-		{0, 4, 0}, {5, 4, 1}, {20, 4, 1}, {25, 3, 1}, {25, 6, 2}, {40, 6, 4}, {50, 4, 4}, {80, 4, 4}, {100, 4, 4},
-	} {
-		ro := &v1alpha1.Rollout{Status: v1alpha1.RolloutStatus{CanaryWeight: tt.weight}}
-		if got := replicaWeight(ro, tt.n); got != tt.want {
-			t.Errorf("replicaWeight(weight %d, n %d) = %d; want %d", tt.weight, tt.n, got, tt.want)
-		}
-	}
-}
-
 func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 	for _, tt := range []struct {
 		name      string
 		mutate    func(ro *v1alpha1.Rollout)
+		objs      []client.Object
 		condition string
 		reason    string
 		message   string
@@ -468,6 +456,21 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 			message: "spec.workloadRef: is required in Kubernetes mode: name the Deployment whose pod template this rollout ships",
 		},
 		{
+			name: "builtin metric without router metrics",
+			mutate: func(ro *v1alpha1.Rollout) {
+				ro.Spec.Strategy.Canary.Steps = []v1alpha1.CanaryStep{{SetWeight: ptr(int32(20))}, {Analysis: &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "error-rate"}}}}}
+			},
+			objs: []client.Object{&v1alpha1.AnalysisTemplate{
+				ObjectMeta: metav1.ObjectMeta{Name: "error-rate", Namespace: ns},
+				Spec: v1alpha1.AnalysisTemplateSpec{Metrics: []v1alpha1.Metric{{
+					Name: "error-rate", SuccessCondition: "result < 0.05",
+					Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "error-rate"}},
+				}}},
+			}},
+			condition: v1alpha1.ConditionValid, reason: "InvalidSpec",
+			message: `spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate error-rate: spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do)`,
+		},
+		{
 			name:      "deployment missing",
 			mutate:    func(ro *v1alpha1.Rollout) { ro.Spec.WorkloadRef.Name = "chat-ap" },
 			condition: v1alpha1.ConditionReconciled, reason: "WorkloadNotFound",
@@ -477,7 +480,7 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			ro := canaryRollout()
 			tt.mutate(ro)
-			f := newFixture(t, ro)
+			f := newFixture(t, ro, tt.objs...)
 			f.reconcile()
 			c := meta.FindStatusCondition(f.rollout().Status.Conditions, tt.condition)
 			if c == nil || c.Status != metav1.ConditionFalse || c.Reason != tt.reason || c.Message != tt.message {

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -120,9 +121,23 @@ func TestRouterMetricsTemplates(t *testing.T) {
 }
 
 // TestJudgeOffWithoutRouterMetrics: a canary on plain Services gets no judge run (it would
-// stay Pending forever), and a template's builtin metric that cannot be measured ends its
-// analysis run in Error, which aborts the rollout with the reason.
+// stay Pending forever), and a template's builtin metric that cannot be measured is refused
+// when the rollout is validated, naming the rollout's field and the template's.
 func TestJudgeOffWithoutRouterMetrics(t *testing.T) {
+	f := newFixture(t, canaryRollout(v1alpha1.CanaryStep{SetWeight: ptr(int32(25))}, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}}))
+	f.settle()
+	f.setImage("chat-api:v2")
+	f.settle()
+	got := f.rollout()
+	if got.Status.Phase != v1alpha1.PhasePaused || got.Status.CanaryRevision != 2 {
+		t.Fatalf("phase %s canary %d: %s", got.Status.Phase, got.Status.CanaryRevision, got.Status.Message)
+	}
+	for _, a := range got.Status.Analysis {
+		if a.Kind == v1alpha1.AnalysisKindJudge {
+			t.Errorf("a judge run on plain Services: %+v", a)
+		}
+	}
+
 	ro := canaryRollout(
 		v1alpha1.CanaryStep{SetWeight: ptr(int32(25))},
 		v1alpha1.CanaryStep{Analysis: &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "ttfb"}}}},
@@ -134,28 +149,12 @@ func TestJudgeOffWithoutRouterMetrics(t *testing.T) {
 			Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "ttfb-p95"}},
 		}}},
 	}
-	f := newFixture(t, ro, tmpl)
+	f = newFixture(t, ro, tmpl)
 	f.settle()
-	f.setImage("chat-api:v2")
-	f.settle()
-	got := f.rollout()
-	for _, a := range got.Status.Analysis {
-		if a.Kind == v1alpha1.AnalysisKindJudge {
-			t.Errorf("a judge run on plain Services: %+v", a)
-		}
-	}
-	var step *v1alpha1.AnalysisRunStatus
-	for i := range got.Status.Analysis {
-		if got.Status.Analysis[i].Kind == v1alpha1.AnalysisKindStep {
-			step = &got.Status.Analysis[i]
-		}
-	}
-	want := `analysis template "ttfb": spec.metrics[0].provider.builtin.metric: "ttfb-p95" is not measured in Kubernetes mode`
-	if step == nil || step.Phase != v1alpha1.AnalysisError || !strings.Contains(step.Message, want) {
-		t.Fatalf("step analysis %+v; want Error with %q", step, want)
-	}
-	if got.Status.Phase != v1alpha1.PhaseDegraded {
-		t.Errorf("phase %s, want Degraded: %s", got.Status.Phase, got.Status.Message)
+	want := `spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate ttfb: spec.metrics[0].provider.builtin.metric: "ttfb-p95" is not measured in Kubernetes mode`
+	c := meta.FindStatusCondition(f.rollout().Status.Conditions, v1alpha1.ConditionValid)
+	if c == nil || c.Status != metav1.ConditionFalse || c.Reason != "InvalidSpec" || !strings.Contains(c.Message, want) {
+		t.Fatalf("Valid condition %+v; want False InvalidSpec with %q", c, want)
 	}
 }
 

@@ -1,9 +1,12 @@
 package kube
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/spec"
@@ -51,4 +54,65 @@ func routerTitle(name string) string {
 		return "service (plain Service selectors)"
 	}
 	return name
+}
+
+// analysisRef is one analysis a rollout runs, with the path of its field.
+type analysisRef struct {
+	path string
+	a    *v1alpha1.RolloutAnalysis
+}
+
+// analysisRefs lists the analyses ro runs.
+func analysisRefs(ro *v1alpha1.Rollout) []analysisRef {
+	var out []analysisRef
+	add := func(path string, a *v1alpha1.RolloutAnalysis) {
+		if a != nil {
+			out = append(out, analysisRef{path, a})
+		}
+	}
+	s := ro.Spec.Strategy
+	if c := s.Canary; c != nil {
+		add("spec.strategy.canary.analysis", c.Analysis)
+		for i, st := range c.Steps {
+			add(fmt.Sprintf("spec.strategy.canary.steps[%d].analysis", i), st.Analysis)
+		}
+	}
+	if bg := s.BlueGreen; bg != nil {
+		add("spec.strategy.blueGreen.prePromotionAnalysis", bg.PrePromotionAnalysis)
+		add("spec.strategy.blueGreen.postPromotionAnalysis", bg.PostPromotionAnalysis)
+	}
+	if ru := s.RollingUpdate; ru != nil {
+		add("spec.strategy.rollingUpdate.analysis", ru.Analysis)
+		if ru.Pause != nil {
+			add("spec.strategy.rollingUpdate.pause.analysis", ru.Pause.Analysis)
+		}
+	}
+	return out
+}
+
+// validateTemplates refuses, when the rollout is validated, the builtin metrics of the
+// templates it names that Kubernetes mode cannot measure for it (a builtin metric with no
+// router metrics or Prometheus to answer it, a metric the router's metrics do not give), rather
+// than failing when the analysis runs. A template that does not exist yet is not refused here:
+// it may be created later, and the analysis run reports it if it is not.
+func (r *Reconciler) validateTemplates(ctx context.Context, ro *v1alpha1.Rollout) spec.Errors {
+	if !r.traffic.ownsBuiltin {
+		return nil
+	}
+	var errs spec.Errors
+	for _, ref := range analysisRefs(ro) {
+		for j, tr := range ref.a.Templates {
+			t := &v1alpha1.AnalysisTemplate{}
+			if err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: tr.TemplateName}, t); err != nil {
+				continue
+			}
+			for _, e := range r.traffic.checkTemplate(ro, t) {
+				errs = append(errs, &spec.FieldError{
+					Path: fmt.Sprintf("%s.templates[%d]", ref.path, j),
+					Msg:  fmt.Sprintf("AnalysisTemplate %s: %s", tr.TemplateName, e.Error()),
+				})
+			}
+		}
+	}
+	return errs
 }

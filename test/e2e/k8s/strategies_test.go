@@ -180,6 +180,8 @@ func TestKubernetesMode(t *testing.T) {
 
 	t.Run("routers", func(t *testing.T) { testRouters(t, env, cfg, metrics) })
 
+	t.Run("traffic truth", func(t *testing.T) { testTrafficTruth(t, env, cfg, metrics) })
+
 	t.Run("router metrics", func(t *testing.T) { testRouterMetrics(t, env, cfg, metrics) })
 	t.Run("job analysis", func(t *testing.T) { testJobAnalysis(t, env, cfg, metrics) })
 
