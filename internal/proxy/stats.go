@@ -149,6 +149,10 @@ type RequestStats struct {
 	// TTFB is from the request's arrival to the instance's response headers; requests that
 	// got no response are not in it.
 	TTFB Quantiler
+	// FirstToken is from the request's arrival to the first byte of the response body sent
+	// to the client: for a streamed LLM answer, its first token. Requests whose answer had
+	// no body byte are not in it.
+	FirstToken Quantiler
 	// Window is the span the numbers cover: from since (or 10 minutes ago, whichever is
 	// later) to now.
 	Window time.Duration
@@ -158,7 +162,7 @@ type RequestStats struct {
 type secBucket struct {
 	sec                      int64
 	requests, e5xx, failures int64
-	lat, ttfb                Histogram
+	lat, ttfb, first         Histogram
 }
 
 // revStats is one revision's rolling window: a ring of per-second buckets, allocated as
@@ -169,7 +173,7 @@ type revStats struct {
 	last int64 // latest second recorded
 }
 
-func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB, is5xx, failed bool) {
+func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB bool, first time.Duration, hasFirst, is5xx, failed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := sec % windowSecs
@@ -193,6 +197,9 @@ func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB, is5xx, fa
 	b.lat.Observe(lat)
 	if hasTTFB {
 		b.ttfb.Observe(ttfb)
+	}
+	if hasFirst {
+		b.first.Observe(first)
 	}
 	s.last = max(s.last, sec)
 }
@@ -218,8 +225,8 @@ func (p *Proxy) window(s *revStats, since time.Time) RequestStats {
 	if oldest := now.Add(-statsWindow + time.Second); since.Before(oldest) {
 		since = oldest
 	}
-	lat, ttfb := &Histogram{}, &Histogram{}
-	out := RequestStats{Latency: lat, TTFB: ttfb, Window: max(now.Sub(since), 0)}
+	lat, ttfb, first := &Histogram{}, &Histogram{}, &Histogram{}
+	out := RequestStats{Latency: lat, TTFB: ttfb, FirstToken: first, Window: max(now.Sub(since), 0)}
 	if s == nil {
 		return out
 	}
@@ -235,6 +242,7 @@ func (p *Proxy) window(s *revStats, since time.Time) RequestStats {
 		out.Errors += b.e5xx + b.failures
 		lat.Merge(&b.lat)
 		ttfb.Merge(&b.ttfb)
+		first.Merge(&b.first)
 	}
 	return out
 }
@@ -260,17 +268,26 @@ type Second struct {
 	// Requests counts the finished requests; Errors the 5xx and upstream failures among them
 	// (as RequestStats.Errors).
 	Requests, Errors int64
-	// TTFBCount counts the requests that got response headers.
-	TTFBCount int64
-	// SlowLatency and SlowTTFB count the requests above the thresholds given to Seconds,
-	// rounded up by RoundThreshold; zero when the threshold is zero.
-	SlowLatency, SlowTTFB int64
+	// TTFBCount counts the requests that got response headers; FirstTokenCount those whose
+	// response body's first byte was sent.
+	TTFBCount, FirstTokenCount int64
+	// SlowLatency, SlowTTFB and SlowFirstToken count the requests above the Thresholds given
+	// to Seconds, rounded up by RoundThreshold; zero when the threshold is zero.
+	SlowLatency, SlowTTFB, SlowFirstToken int64
+}
+
+// Thresholds are the durations above which Seconds counts a request as slow; zero counts
+// none.
+type Thresholds struct {
+	// Latency is to the end of the response body, TTFB to the response headers, FirstToken
+	// to the first byte of the response body.
+	Latency, TTFB, FirstToken time.Duration
 }
 
 // Seconds returns the revision's counts for each second from..to (Unix seconds, both
 // included) that had requests, oldest first, within the last 10 minutes. It is cheap: one
 // pass over the revision's ring of seconds, with no allocation but the result.
-func (p *Proxy) Seconds(revision, from, to int64, latOver, ttfbOver time.Duration) []Second {
+func (p *Proxy) Seconds(revision, from, to int64, over Thresholds) []Second {
 	p.mu.Lock()
 	s := p.revs[revision]
 	p.mu.Unlock()
@@ -283,12 +300,16 @@ func (p *Proxy) Seconds(revision, from, to int64, latOver, ttfbOver time.Duratio
 		if b == nil || b.sec < from || b.sec > to || b.requests == 0 {
 			continue
 		}
-		sec := Second{Unix: b.sec, Requests: b.requests, Errors: b.e5xx + b.failures, TTFBCount: b.ttfb.Count()}
-		if latOver > 0 {
-			sec.SlowLatency = b.lat.Above(latOver)
+		sec := Second{Unix: b.sec, Requests: b.requests, Errors: b.e5xx + b.failures,
+			TTFBCount: b.ttfb.Count(), FirstTokenCount: b.first.Count()}
+		if over.Latency > 0 {
+			sec.SlowLatency = b.lat.Above(over.Latency)
 		}
-		if ttfbOver > 0 {
-			sec.SlowTTFB = b.ttfb.Above(ttfbOver)
+		if over.TTFB > 0 {
+			sec.SlowTTFB = b.ttfb.Above(over.TTFB)
+		}
+		if over.FirstToken > 0 {
+			sec.SlowFirstToken = b.first.Above(over.FirstToken)
 		}
 		out = append(out, sec)
 	}

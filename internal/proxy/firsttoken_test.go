@@ -1,0 +1,72 @@
+package proxy
+
+import (
+	"bufio"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+)
+
+// An SSE answer sends its headers at once and its first event later: the time to the first
+// token (the first body byte) shows the delay, the time to the headers does not. Both the
+// fast path and the ReverseProxy path measure it.
+func TestFirstTokenIsTheFirstBodyByteNotTheHeaders(t *testing.T) {
+	const delay = 300 * time.Millisecond
+	for _, path := range []struct {
+		name     string
+		settings Settings
+	}{
+		{"fast path", Settings{}},
+		{"ReverseProxy", Settings{DisableFastPath: true}},
+	} {
+		t.Run(path.name, func(t *testing.T) {
+			up := upstream(t, "sse", func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(http.StatusOK)
+				w.(http.Flusher).Flush()
+				time.Sleep(delay) // the model thinks before its first token
+				w.Write([]byte("data: hello\n\n"))
+				w.(http.Flusher).Flush()
+				w.Write([]byte("data: [DONE]\n\n"))
+			})
+			p := New("chat-api", Options{Logger: quietLogger()})
+			p.SetSettings(path.settings)
+			p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{up}}}})
+			f := serve(t, p)
+			since := time.Now()
+			resp, err := f.client.Get(f.url + "/v1/chat")
+			if err != nil {
+				t.Fatal(err)
+			}
+			gotHeaders := time.Since(since)
+			line, err := bufio.NewReader(resp.Body).ReadString('\n')
+			resp.Body.Close()
+			if err != nil || !strings.HasPrefix(line, "data: hello") {
+				t.Fatalf("first line %q, %v", line, err)
+			}
+			if gotHeaders > delay/2 {
+				t.Fatalf("the client got the headers after %v: the proxy held them back", gotHeaders)
+			}
+			s := statsOf(t, p, 1, since, 1)
+			if s.FirstToken.Count() != 1 {
+				t.Fatalf("first-token count %d, want 1", s.FirstToken.Count())
+			}
+			if ft := s.FirstToken.Quantile(0.95); ft < delay*8/10 || ft > 10*delay {
+				t.Errorf("first token p95 %v, want about %v", ft, delay)
+			}
+			if ttfb := s.TTFB.Quantile(0.95); ttfb > delay/2 {
+				t.Errorf("ttfb (headers) p95 %v, want well under %v", ttfb, delay)
+			}
+			secs := p.Seconds(1, since.Unix(), time.Now().Unix(), Thresholds{FirstToken: delay / 2, TTFB: delay / 2})
+			var slowFirst, slowTTFB int64
+			for _, sec := range secs {
+				slowFirst += sec.SlowFirstToken
+				slowTTFB += sec.SlowTTFB
+			}
+			if slowFirst != 1 || slowTTFB != 0 {
+				t.Errorf("slow first tokens %d, slow headers %d, want 1 and 0", slowFirst, slowTTFB)
+			}
+		})
+	}
+}
