@@ -741,8 +741,7 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 					}
 				}
 				if !st.gotBody {
-					st.gotBody = true
-					st.firstToken = p.now().Sub(st.start)
+					st.bodyBegun(p.now())
 				}
 			}
 			if rerr == io.EOF {

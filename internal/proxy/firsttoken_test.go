@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -67,6 +68,79 @@ func TestFirstTokenIsTheFirstBodyByteNotTheHeaders(t *testing.T) {
 			if slowFirst != 1 || slowTTFB != 0 {
 				t.Errorf("slow first tokens %d, slow headers %d, want 1 and 0", slowFirst, slowTTFB)
 			}
+		})
+	}
+}
+
+// Requests that hang are counted while in flight: overdue once older than the threshold, and
+// still waiting for their first token when no body byte went out. Both proxy paths count.
+func TestPendingCountsHangingRequests(t *testing.T) {
+	for _, path := range []struct {
+		name     string
+		settings Settings
+	}{
+		{"fast path", Settings{}},
+		{"ReverseProxy", Settings{DisableFastPath: true}},
+	} {
+		t.Run(path.name, func(t *testing.T) {
+			clk := &fakeClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
+			release := make(chan struct{})
+			up := upstream(t, "hang", func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/event-stream")
+				w.WriteHeader(http.StatusOK)
+				if r.URL.Query().Get("token") != "" {
+					w.Write([]byte("data: thinking\n\n"))
+				}
+				w.(http.Flusher).Flush()
+				select { // the model never answers
+				case <-release:
+				case <-r.Context().Done():
+				}
+			})
+			t.Cleanup(func() { close(release) })
+			p := New("chat-api", Options{Logger: quietLogger(), Clock: clk.Now})
+			p.SetSettings(path.settings)
+			p.SetTable(Table{Pools: []Pool{{Revision: 2, Weight: 100, Backends: []Backend{up}}}})
+			f := serve(t, p)
+			var bodies []io.ReadCloser
+			t.Cleanup(func() {
+				for _, b := range bodies {
+					b.Close()
+				}
+			})
+			for _, q := range []string{"", "", "?token=1"} {
+				resp, err := f.client.Get(f.url + "/v1/chat" + q)
+				if err != nil {
+					t.Fatal(err)
+				}
+				bodies = append(bodies, resp.Body)
+			}
+			// The proxy counts the third request's first token as it sends it on: wait for it.
+			thr := time.Second
+			waitFor(t, 5*time.Second, "3 requests in flight, 2 without a first token", func() bool {
+				pd := p.Pending(2, thr, thr)
+				return pd.Requests == 3 && pd.Waiting == 2
+			})
+			if pd := p.Pending(2, thr, thr); pd.Overdue != 0 || pd.WaitingOverdue != 0 {
+				t.Fatalf("young requests counted overdue: %+v", pd)
+			}
+			clk.Advance(2500 * time.Millisecond)
+			want := Pending{Requests: 3, Overdue: 3, Waiting: 2, WaitingOverdue: 2}
+			if pd := p.Pending(2, thr, thr); pd != want {
+				t.Fatalf("after 2.5s: %+v, want %+v", pd, want)
+			}
+			if pd := p.Pending(2, 0, 0); pd.Overdue != 0 || pd.WaitingOverdue != 0 {
+				t.Fatalf("zero thresholds count overdue: %+v", pd)
+			}
+			if pd := p.Pending(7, thr, thr); pd != (Pending{}) {
+				t.Fatalf("unknown revision: %+v", pd)
+			}
+			// The clients give up: nothing is in flight any more.
+			for _, b := range bodies {
+				b.Close()
+			}
+			bodies = nil
+			waitFor(t, 5*time.Second, "no request in flight", func() bool { return p.Pending(2, thr, thr) == Pending{} })
 		})
 	}
 }

@@ -344,11 +344,20 @@ func (st *reqState) assign(pl *pool, t target) {
 	st.pool, st.t = pl, t
 	st.tried = append(st.tried, t.b)
 	pl.obs.inflight.Inc()
+	pl.stats.begin(st.start)
 }
 
 func (st *reqState) release() {
 	st.pool.obs.inflight.Dec()
+	st.pool.stats.end(st.start, st.gotBody)
 	st.t.b.done()
+}
+
+// bodyBegun notes that the response body's first byte went to the client.
+func (st *reqState) bodyBegun(now time.Time) {
+	st.gotBody = true
+	st.firstToken = now.Sub(st.start)
+	st.pool.stats.bodyStarted(st.start)
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
@@ -797,8 +806,11 @@ type firstTokenBody struct {
 func (b *firstTokenBody) Read(p []byte) (int, error) {
 	n, err := b.rc.Read(p)
 	if n > 0 && !b.st.gotBody {
-		b.st.gotBody = true
-		b.st.firstToken = b.now().Sub(b.st.start)
+		if b.st.pool != nil {
+			b.st.bodyBegun(b.now())
+		} else { // a mirrored copy: only timed
+			b.st.gotBody, b.st.firstToken = true, b.now().Sub(b.st.start)
+		}
 	}
 	return n, err
 }

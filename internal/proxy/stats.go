@@ -171,6 +171,116 @@ type revStats struct {
 	mu   sync.Mutex
 	ring [windowSecs]*secBucket
 	last int64 // latest second recorded
+	// open counts the requests in flight by the second they arrived; waiting those among
+	// them whose response body has not begun (no first token yet).
+	open, waiting startRing
+}
+
+// startRing counts requests by the Unix second they arrived, over the last windowSecs
+// seconds; older ones are counted together.
+type startRing struct {
+	sec   [windowSecs]int64
+	n     [windowSecs]int64
+	older int64
+}
+
+// add adds d to the requests that arrived in second sec.
+func (r *startRing) add(sec, d int64) {
+	i := sec % windowSecs
+	if i < 0 {
+		i += windowSecs
+	}
+	switch {
+	case r.sec[i] == sec:
+	case r.sec[i] < sec:
+		r.older += r.n[i]
+		r.sec[i], r.n[i] = sec, 0
+	default: // its slot holds a later second: sec is older than the window
+		r.older += d
+		return
+	}
+	r.n[i] += d
+}
+
+// count returns the number of requests and how many of them arrived before second cutoff.
+func (r *startRing) count(cutoff int64) (n, before int64) {
+	n, before = r.older, r.older
+	for i, c := range r.n {
+		if c == 0 {
+			continue
+		}
+		n += c
+		if r.sec[i] < cutoff {
+			before += c
+		}
+	}
+	return n, before
+}
+
+// begin counts a request that arrived at start in flight; end counts it out (bodyBegun says
+// whether its first body byte went out, as bodyStarted counted).
+func (s *revStats) begin(start time.Time) {
+	sec := start.Unix()
+	s.mu.Lock()
+	s.open.add(sec, 1)
+	s.waiting.add(sec, 1)
+	s.mu.Unlock()
+}
+
+func (s *revStats) end(start time.Time, bodyBegun bool) {
+	sec := start.Unix()
+	s.mu.Lock()
+	s.open.add(sec, -1)
+	if !bodyBegun {
+		s.waiting.add(sec, -1)
+	}
+	s.mu.Unlock()
+}
+
+// bodyStarted notes that the first body byte of a request that arrived at start went out.
+func (s *revStats) bodyStarted(start time.Time) {
+	s.mu.Lock()
+	s.waiting.add(start.Unix(), -1)
+	s.mu.Unlock()
+}
+
+// Pending are one revision's requests in flight now, as the judge reads them before they
+// finish: a request that hangs is evidence before any timeout ends it.
+type Pending struct {
+	// Requests counts the requests in flight; Overdue those that arrived longer than the
+	// latency threshold given to Pending ago.
+	Requests, Overdue int64
+	// Waiting counts the requests in flight whose response body has not begun (no first
+	// token yet); WaitingOverdue those among them that arrived longer than the first-token
+	// threshold ago.
+	Waiting, WaitingOverdue int64
+}
+
+// Pending returns the revision's requests in flight now, with those older than latency
+// (and, for the ones still waiting for their first body byte, firstToken). Arrival times are
+// kept to the second, so a request is counted overdue up to a second late, never early. A
+// zero threshold counts none overdue.
+func (p *Proxy) Pending(revision int64, latency, firstToken time.Duration) Pending {
+	p.mu.Lock()
+	s := p.revs[revision]
+	p.mu.Unlock()
+	if s == nil {
+		return Pending{}
+	}
+	now := p.now()
+	var out Pending
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var over int64
+	out.Requests, over = s.open.count(now.Add(-latency).Unix())
+	if latency > 0 {
+		out.Overdue = over
+	}
+	out.Waiting, over = s.waiting.count(now.Add(-firstToken).Unix())
+	if firstToken > 0 {
+		out.WaitingOverdue = over
+	}
+	return out
 }
 
 func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB bool, first time.Duration, hasFirst, is5xx, failed bool) {
