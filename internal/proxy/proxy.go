@@ -322,7 +322,7 @@ type reqState struct {
 	gotBody    bool
 	firstToken time.Duration
 	// body wraps the ReverseProxy path's response body to see its first byte.
-	body firstTokenBody
+	body       firstTokenBody
 	status     int
 	failed     bool // the upstream failed: no response, or a broken response body
 	clientGone bool
