@@ -102,6 +102,7 @@ func TestPendingCountsHangingRequests(t *testing.T) {
 			p.SetSettings(path.settings)
 			p.SetTable(Table{Pools: []Pool{{Revision: 2, Weight: 100, Backends: []Backend{up}}}})
 			f := serve(t, p)
+			t0 := clk.Now()
 			var bodies []io.ReadCloser
 			t.Cleanup(func() {
 				for _, b := range bodies {
@@ -118,29 +119,33 @@ func TestPendingCountsHangingRequests(t *testing.T) {
 			// The proxy counts the third request's first token as it sends it on: wait for it.
 			thr := time.Second
 			waitFor(t, 5*time.Second, "3 requests in flight, 2 without a first token", func() bool {
-				pd := p.Pending(2, thr, thr)
+				pd := p.Pending(2, t0, thr, thr)
 				return pd.Requests == 3 && pd.Waiting == 2
 			})
-			if pd := p.Pending(2, thr, thr); pd.Overdue != 0 || pd.WaitingOverdue != 0 {
+			if pd := p.Pending(2, t0, thr, thr); pd.Overdue != 0 || pd.WaitingOverdue != 0 {
 				t.Fatalf("young requests counted overdue: %+v", pd)
 			}
 			clk.Advance(2500 * time.Millisecond)
-			want := Pending{Requests: 3, Overdue: 3, Waiting: 2, WaitingOverdue: 2}
-			if pd := p.Pending(2, thr, thr); pd != want {
+			want := Pending{Requests: 3, Overdue: 3, Waiting: 2, WaitingOverdue: 2, Arrived: 3, ArrivedFirstToken: 3}
+			if pd := p.Pending(2, t0, thr, thr); pd != want {
 				t.Fatalf("after 2.5s: %+v, want %+v", pd, want)
 			}
-			if pd := p.Pending(2, 0, 0); pd.Overdue != 0 || pd.WaitingOverdue != 0 {
+			if pd := p.Pending(2, t0, 0, 0); pd.Overdue != 0 || pd.WaitingOverdue != 0 {
 				t.Fatalf("zero thresholds count overdue: %+v", pd)
 			}
-			if pd := p.Pending(7, thr, thr); pd != (Pending{}) {
+			if pd := p.Pending(7, t0, thr, thr); pd != (Pending{}) {
 				t.Fatalf("unknown revision: %+v", pd)
 			}
-			// The clients give up: nothing is in flight any more.
+			if pd := p.Pending(2, clk.Now(), thr, thr); pd.Overdue != 0 || pd.Arrived != 0 || pd.Requests != 3 {
+				t.Fatalf("since now: %+v, want 3 requests in flight, none arrived since", pd)
+			}
+			// The clients give up: nothing is in flight any more; the arrivals stay counted.
 			for _, b := range bodies {
 				b.Close()
 			}
 			bodies = nil
-			waitFor(t, 5*time.Second, "no request in flight", func() bool { return p.Pending(2, thr, thr) == Pending{} })
+			want = Pending{Arrived: 3, ArrivedFirstToken: 3}
+			waitFor(t, 5*time.Second, "no request in flight", func() bool { return p.Pending(2, t0, thr, thr) == want })
 		})
 	}
 }

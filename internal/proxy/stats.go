@@ -172,8 +172,8 @@ type revStats struct {
 	ring [windowSecs]*secBucket
 	last int64 // latest second recorded
 	// open counts the requests in flight by the second they arrived; waiting those among
-	// them whose response body has not begun (no first token yet).
-	open, waiting startRing
+	// them whose response body has not begun (no first token yet); arrived all requests.
+	open, waiting, arrived startRing
 }
 
 // startRing counts requests by the Unix second they arrived, over the last windowSecs
@@ -202,19 +202,23 @@ func (r *startRing) add(sec, d int64) {
 	r.n[i] += d
 }
 
-// count returns the number of requests and how many of them arrived before second cutoff.
-func (r *startRing) count(cutoff int64) (n, before int64) {
-	n, before = r.older, r.older
+// count returns the number of requests and how many of them arrived in the seconds from
+// (included) to cutoff (excluded); those older than the ring count when from is 0.
+func (r *startRing) count(from, cutoff int64) (n, between int64) {
+	n = r.older
+	if from == 0 {
+		between = r.older
+	}
 	for i, c := range r.n {
 		if c == 0 {
 			continue
 		}
 		n += c
-		if r.sec[i] < cutoff {
-			before += c
+		if r.sec[i] >= from && r.sec[i] < cutoff {
+			between += c
 		}
 	}
-	return n, before
+	return n, between
 }
 
 // begin counts a request that arrived at start in flight; end counts it out (bodyBegun says
@@ -224,6 +228,7 @@ func (s *revStats) begin(start time.Time) {
 	s.mu.Lock()
 	s.open.add(sec, 1)
 	s.waiting.add(sec, 1)
+	s.arrived.add(sec, 1)
 	s.mu.Unlock()
 }
 
@@ -254,13 +259,18 @@ type Pending struct {
 	// token yet); WaitingOverdue those among them that arrived longer than the first-token
 	// threshold ago.
 	Waiting, WaitingOverdue int64
+	// Arrived and ArrivedFirstToken count all the requests that arrived from since until the
+	// latency (first-token) threshold ago, finished or not: the requests that could be
+	// overdue now, whose share of both revisions' is the canary's share of the traffic.
+	Arrived, ArrivedFirstToken int64
 }
 
-// Pending returns the revision's requests in flight now, with those older than latency
-// (and, for the ones still waiting for their first body byte, firstToken). Arrival times are
-// kept to the second, so a request is counted overdue up to a second late, never early. A
-// zero threshold counts none overdue.
-func (p *Proxy) Pending(revision int64, latency, firstToken time.Duration) Pending {
+// Pending returns the revision's requests in flight now, with those that arrived since since
+// and longer than latency ago (and, for the ones still waiting for their first body byte,
+// firstToken). Arrival times are kept to the second, so a request is counted overdue up to a
+// second late, never early; arrivals are kept for 10 minutes. A zero threshold counts none
+// overdue.
+func (p *Proxy) Pending(revision int64, since time.Time, latency, firstToken time.Duration) Pending {
 	p.mu.Lock()
 	s := p.revs[revision]
 	p.mu.Unlock()
@@ -271,14 +281,18 @@ func (p *Proxy) Pending(revision int64, latency, firstToken time.Duration) Pendi
 	var out Pending
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	from := max(since.Unix(), now.Add(-statsWindow).Unix()+1)
+	latCut, firstCut := now.Add(-latency).Unix(), now.Add(-firstToken).Unix()
 	var over int64
-	out.Requests, over = s.open.count(now.Add(-latency).Unix())
+	out.Requests, over = s.open.count(from, latCut)
 	if latency > 0 {
 		out.Overdue = over
+		_, out.Arrived = s.arrived.count(from, latCut)
 	}
-	out.Waiting, over = s.waiting.count(now.Add(-firstToken).Unix())
+	out.Waiting, over = s.waiting.count(from, firstCut)
 	if firstToken > 0 {
 		out.WaitingOverdue = over
+		_, out.ArrivedFirstToken = s.arrived.count(from, firstCut)
 	}
 	return out
 }
