@@ -730,12 +730,13 @@ var invalidCases = []struct {
 	},
 	{
 		name: "judge settings out of range",
-		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: 0.9, maxRatio: abc, minErrors: -1, metrics: [error-rate, p99, error-rate]}}}\n"),
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: 0.9, maxRatio: abc, minErrors: -1, minLatencyIncrease: -5ms, metrics: [error-rate, p99, error-rate]}}}\n"),
 		want: []string{
 			`spec.strategy.canary.judge.alpha: "0.9" is not a number above 0 and at most 0.5`,
 			`spec.strategy.canary.judge.maxRatio: "abc" is not a number between 1 and 100`,
 			`spec.strategy.canary.judge.minErrors: -1 must be >= 0`,
-			`spec.strategy.canary.judge.metrics[1]: "p99" is not one of error-rate, latency, ttfb`,
+			`spec.strategy.canary.judge.minLatencyIncrease: "-5ms" must be >= 0`,
+			`spec.strategy.canary.judge.metrics[1]: "p99" is not one of error-rate, latency, first-token, ttfb`,
 			`spec.strategy.canary.judge.metrics[2]: "error-rate" is given twice`,
 		},
 	},

@@ -193,6 +193,20 @@ func New(cfg Config) *Test {
 	return t
 }
 
+// With returns the result t would give with s added, leaving t as it is: a look at evidence
+// that is not final yet, such as requests still in flight that are already slower than the
+// threshold (they will be slow events when they finish, whenever that is).
+func (t *Test) With(s Slice) Result {
+	c := *t
+	c.worse = make([]*restart, len(t.worse))
+	for i, r := range t.worse {
+		rc := *r
+		c.worse[i] = &rc
+	}
+	c.Add(s)
+	return c.Result()
+}
+
 // share is the probability that an event comes from the canary when the canary's share of
 // traffic is q and its rate is rho times stable's.
 func share(q, rho float64) float64 { return q * rho / (q*rho + 1 - q) }
