@@ -568,8 +568,8 @@ var invalidCases = []struct {
 		yaml: template("  metrics:\n    - {name: a, provider: {}}\n    - {name: b, provider: {builtin: {metric: errors}}}\n    - {name: c, provider: {builtin: {}}}\n"),
 		want: []string{
 			"spec.metrics[0].provider: needs exactly one provider: builtin, scrape, prometheus, web, command, job",
-			`spec.metrics[1].provider.builtin.metric: "errors" is not one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory`,
-			"spec.metrics[2].provider.builtin.metric: is required; one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory",
+			`spec.metrics[1].provider.builtin.metric: "errors" is not one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, first-token-p50, first-token-p95, first-token-p99, restarts, readiness-failures, cpu, memory`,
+			"spec.metrics[2].provider.builtin.metric: is required; one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, first-token-p50, first-token-p95, first-token-p99, restarts, readiness-failures, cpu, memory",
 		},
 	},
 	{

@@ -23,6 +23,7 @@ var builtinMetrics = []string{
 	"error-rate", "request-count", "request-rate",
 	"latency-p50", "latency-p95", "latency-p99",
 	"ttfb-p50", "ttfb-p95", "ttfb-p99",
+	"first-token-p50", "first-token-p95", "first-token-p99",
 	"restarts", "readiness-failures", "cpu", "memory",
 }
 
