@@ -55,7 +55,7 @@ var metricEvents = map[string]string{
 type judgeSource interface {
 	Stats(revision int64, since time.Time) proxy.RequestStats
 	Seconds(revision, from, to int64, over proxy.Thresholds) []proxy.Second
-	Pending(revision int64, since time.Time, latency, firstToken time.Duration) proxy.Pending
+	Arrivals(revision, from, to int64) []proxy.ArrivalSecond
 }
 
 var _ judgeSource = (*proxy.Proxy)(nil)
@@ -178,14 +178,36 @@ func (st *judgeState) feed(p judgeSource, settings spec.JudgeSettings, run *v1al
 		st.next = last + 1
 	}
 
-	// Requests in flight longer than the threshold will be slow when they end: a hang is
-	// evidence now, weighed against both revisions' arrivals over the same span.
 	if st.thrFrom != 0 {
-		c := p.Pending(run.Revision, run.StartedAt.Time, st.thr.Latency, st.thr.FirstToken)
-		s := p.Pending(run.BaselineRevision, run.StartedAt.Time, st.thr.Latency, st.thr.FirstToken)
-		st.SetPending(v1alpha1.JudgeLatency, judge.Slice{CanaryTotal: c.Arrived, CanaryEvents: c.Overdue, StableTotal: s.Arrived, StableEvents: s.Overdue})
-		st.SetPending(v1alpha1.JudgeFirstToken, judge.Slice{CanaryTotal: c.ArrivedFirstToken, CanaryEvents: c.WaitingOverdue, StableTotal: s.ArrivedFirstToken, StableEvents: s.WaitingOverdue})
+		st.feedPending(p, run, now)
 	}
+}
+
+// feedPending sets the judge's pending slices: the requests still in flight that arrived
+// longer than the threshold ago will be slow whenever they end, so a hang is evidence now.
+// Each second of arrivals is one slice, the canary's and stable's requests that arrived in it
+// against those of them still in flight (for first-token: still without a body byte), so the
+// canary's share of the traffic is the one of that second.
+func (st *judgeState) feedPending(p judgeSource, run *v1alpha1.AnalysisRunStatus, now time.Time) {
+	// A request that arrived in second S is older than thr once S+1 <= now-thr.
+	latCut, ftCut := now.Add(-st.thr.Latency).Unix(), now.Add(-st.thr.FirstToken).Unix()
+	from, to := run.StartedAt.Unix(), max(latCut, ftCut)-1
+	stable := map[int64]proxy.ArrivalSecond{}
+	for _, a := range p.Arrivals(run.BaselineRevision, from, to) {
+		stable[a.Unix] = a
+	}
+	var lat, ft []judge.Slice
+	for _, c := range p.Arrivals(run.Revision, from, to) {
+		s := stable[c.Unix]
+		if c.Unix < latCut && c.Open+s.Open > 0 {
+			lat = append(lat, judge.Slice{CanaryTotal: c.Arrived, CanaryEvents: c.Open, StableTotal: s.Arrived, StableEvents: s.Open})
+		}
+		if c.Unix < ftCut && c.Waiting+s.Waiting > 0 {
+			ft = append(ft, judge.Slice{CanaryTotal: c.Arrived, CanaryEvents: c.Waiting, StableTotal: s.Arrived, StableEvents: s.Waiting})
+		}
+	}
+	st.SetPending(v1alpha1.JudgeLatency, lat)
+	st.SetPending(v1alpha1.JudgeFirstToken, ft)
 }
 
 // isThresholdMetric reports whether the judge metric counts requests above a threshold.

@@ -33,7 +33,7 @@ func (c *judgeClock) Advance(d time.Duration) {
 
 // judgeWorld is a real proxy in front of a stable (revision 1) and a canary (revision 2)
 // instance; requests with x-rev: 2 go to the canary. Each instance takes its delay on the
-// fake clock; a canary delay below zero hangs until the request is cancelled.
+// fake clock; a delay below zero, or a request for /hang, hangs until it is cancelled.
 type judgeWorld struct {
 	t     *testing.T
 	clk   *judgeClock
@@ -49,7 +49,7 @@ func newJudgeWorld(t *testing.T, stable, canary time.Duration, j *v1alpha1.Canar
 	clk := &judgeClock{now: time.Date(2026, 12, 2, 9, 0, 0, 0, time.UTC)}
 	instance := func(d time.Duration) proxy.Backend {
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if d < 0 {
+			if d < 0 || r.URL.Path == "/hang" {
 				<-r.Context().Done()
 				return
 			}
@@ -94,16 +94,31 @@ func (w *judgeWorld) send(rev int64, n int) {
 	}
 }
 
-// hang sends n requests to the canary that do not end until ctx is cancelled.
-func (w *judgeWorld) hang(ctx context.Context, n int) {
+// hang sends n requests to revision rev that do not end until ctx is cancelled, and waits
+// until the proxy has them in flight.
+func (w *judgeWorld) hang(ctx context.Context, rev int64, n int) {
+	w.t.Helper()
+	open, _ := w.p.InFlightRequests(rev)
 	for range n {
 		w.hangs.Add(1)
 		go func() {
 			defer w.hangs.Done()
-			req := httptest.NewRequest(http.MethodGet, "/v1/chat", nil).WithContext(ctx)
-			req.Header.Set("x-rev", "2")
+			req := httptest.NewRequest(http.MethodGet, "/hang", nil).WithContext(ctx)
+			if rev == 2 {
+				req.Header.Set("x-rev", "2")
+			}
 			w.p.ServeHTTP(httptest.NewRecorder(), req)
 		}()
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		if now, _ := w.p.InFlightRequests(rev); now >= open+int64(n) {
+			return
+		}
+		if time.Now().After(deadline) {
+			w.t.Fatalf("%d requests to revision %d not in flight after 5s", n, rev)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }
 
@@ -157,13 +172,14 @@ func TestJudgeLatencyFloor(t *testing.T) {
 // A canary that accepts requests and never answers is judged worse on its requests in
 // flight, before any of them ends.
 func TestJudgeCountsHangingRequestsInFlight(t *testing.T) {
-	w := newJudgeWorld(t, 50*time.Millisecond, -1, nil)
+	w := newJudgeWorld(t, 20*time.Millisecond, -1, nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer func() { cancel(); w.hangs.Wait() }()
 	failedAt := 0
 	for i := 1; i <= 20 && failedAt == 0; i++ {
-		w.send(1, 19)
-		w.hang(ctx, 1)
+		w.send(1, 10)
+		w.hang(ctx, 2, 1)
+		w.send(1, 10)
 		if w.second() == v1alpha1.AnalysisFailed {
 			failedAt = i
 		}
@@ -175,4 +191,30 @@ func TestJudgeCountsHangingRequestsInFlight(t *testing.T) {
 		t.Fatalf("%d canary requests ended; the judge must decide on requests in flight", n)
 	}
 	t.Logf("after %d s: %s", failedAt, w.run.Message)
+}
+
+// Requests in flight are weighed against the traffic of the second they arrived in: when both
+// revisions have the same share of long requests, the canary is not judged worse for its own.
+func TestJudgeInFlightOfAHealthyCanaryIsNoEvidence(t *testing.T) {
+	w := newJudgeWorld(t, 20*time.Millisecond, 20*time.Millisecond, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer func() { cancel(); w.hangs.Wait() }()
+	for i := 1; i <= 40; i++ {
+		// Stable: 20 requests a second, 2 of them long; the canary: 2 a second, one long
+		// every 5 seconds: 10% of each revision's requests stay in flight.
+		w.send(1, 9)
+		w.hang(ctx, 1, 1)
+		w.send(2, 1)
+		if i%5 == 0 {
+			w.hang(ctx, 2, 1)
+		} else {
+			w.send(2, 1)
+		}
+		w.send(1, 9)
+		w.hang(ctx, 1, 1)
+		if w.second() == v1alpha1.AnalysisFailed {
+			t.Fatalf("a canary with stable's share of long requests judged worse after %d s: %s", i, w.run.Message)
+		}
+	}
+	t.Logf("after 40 s: %s", w.run.Message)
 }

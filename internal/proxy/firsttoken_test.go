@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -72,9 +73,9 @@ func TestFirstTokenIsTheFirstBodyByteNotTheHeaders(t *testing.T) {
 	}
 }
 
-// Requests that hang are counted while in flight: overdue once older than the threshold, and
-// still waiting for their first token when no body byte went out. Both proxy paths count.
-func TestPendingCountsHangingRequests(t *testing.T) {
+// Requests that hang are counted while in flight, by the second they arrived: still open,
+// and still waiting for their first token when no body byte went out. Both proxy paths count.
+func TestArrivalsCountHangingRequests(t *testing.T) {
 	for _, path := range []struct {
 		name     string
 		settings Settings
@@ -86,6 +87,10 @@ func TestPendingCountsHangingRequests(t *testing.T) {
 			clk := &fakeClock{now: time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)}
 			release := make(chan struct{})
 			up := upstream(t, "hang", func(w http.ResponseWriter, r *http.Request) {
+				if r.URL.Query().Get("quick") != "" {
+					io.WriteString(w, "ok")
+					return
+				}
 				w.Header().Set("Content-Type", "text/event-stream")
 				w.WriteHeader(http.StatusOK)
 				if r.URL.Query().Get("token") != "" {
@@ -102,50 +107,56 @@ func TestPendingCountsHangingRequests(t *testing.T) {
 			p.SetSettings(path.settings)
 			p.SetTable(Table{Pools: []Pool{{Revision: 2, Weight: 100, Backends: []Backend{up}}}})
 			f := serve(t, p)
-			t0 := clk.Now()
+			t0 := clk.Now().Unix()
+			f.get(t, "/?quick=1")
 			var bodies []io.ReadCloser
 			t.Cleanup(func() {
 				for _, b := range bodies {
 					b.Close()
 				}
 			})
-			for _, q := range []string{"", "", "?token=1"} {
+			open := func(q string) {
 				resp, err := f.client.Get(f.url + "/v1/chat" + q)
 				if err != nil {
 					t.Fatal(err)
 				}
 				bodies = append(bodies, resp.Body)
 			}
+			open("")
+			clk.Advance(time.Second)
+			open("")
+			open("?token=1")
 			// The proxy counts the third request's first token as it sends it on: wait for it.
-			thr := time.Second
 			waitFor(t, 5*time.Second, "3 requests in flight, 2 without a first token", func() bool {
-				pd := p.Pending(2, t0, thr, thr)
-				return pd.Requests == 3 && pd.Waiting == 2
+				o, w := p.InFlightRequests(2)
+				return o == 3 && w == 2
 			})
-			if pd := p.Pending(2, t0, thr, thr); pd.Overdue != 0 || pd.WaitingOverdue != 0 {
-				t.Fatalf("young requests counted overdue: %+v", pd)
+			want := []ArrivalSecond{
+				{Unix: t0, Arrived: 2, Open: 1, Waiting: 1},
+				{Unix: t0 + 1, Arrived: 2, Open: 2, Waiting: 1},
 			}
-			clk.Advance(2500 * time.Millisecond)
-			want := Pending{Requests: 3, Overdue: 3, Waiting: 2, WaitingOverdue: 2, Arrived: 3, ArrivedFirstToken: 3}
-			if pd := p.Pending(2, t0, thr, thr); pd != want {
-				t.Fatalf("after 2.5s: %+v, want %+v", pd, want)
+			if got := p.Arrivals(2, t0, t0+5); !slices.Equal(got, want) {
+				t.Fatalf("Arrivals = %+v, want %+v", got, want)
 			}
-			if pd := p.Pending(2, t0, 0, 0); pd.Overdue != 0 || pd.WaitingOverdue != 0 {
-				t.Fatalf("zero thresholds count overdue: %+v", pd)
+			if got := p.Arrivals(2, t0+1, t0+1); !slices.Equal(got, want[1:]) {
+				t.Fatalf("Arrivals of one second = %+v, want %+v", got, want[1:])
 			}
-			if pd := p.Pending(7, t0, thr, thr); pd != (Pending{}) {
-				t.Fatalf("unknown revision: %+v", pd)
-			}
-			if pd := p.Pending(2, clk.Now(), thr, thr); pd.Overdue != 0 || pd.Arrived != 0 || pd.Requests != 3 {
-				t.Fatalf("since now: %+v, want 3 requests in flight, none arrived since", pd)
+			if got := p.Arrivals(7, t0, t0+5); got != nil {
+				t.Fatalf("unknown revision: %+v", got)
 			}
 			// The clients give up: nothing is in flight any more; the arrivals stay counted.
 			for _, b := range bodies {
 				b.Close()
 			}
 			bodies = nil
-			want = Pending{Arrived: 3, ArrivedFirstToken: 3}
-			waitFor(t, 5*time.Second, "no request in flight", func() bool { return p.Pending(2, t0, thr, thr) == want })
+			waitFor(t, 5*time.Second, "no request in flight", func() bool {
+				o, w := p.InFlightRequests(2)
+				return o == 0 && w == 0
+			})
+			want = []ArrivalSecond{{Unix: t0, Arrived: 2}, {Unix: t0 + 1, Arrived: 2}}
+			if got := p.Arrivals(2, t0, t0+5); !slices.Equal(got, want) {
+				t.Fatalf("after: Arrivals = %+v, want %+v", got, want)
+			}
 		})
 	}
 }

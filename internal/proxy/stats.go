@@ -171,73 +171,65 @@ type revStats struct {
 	mu   sync.Mutex
 	ring [windowSecs]*secBucket
 	last int64 // latest second recorded
-	// open counts the requests in flight by the second they arrived; waiting those among
-	// them whose response body has not begun (no first token yet); arrived all requests.
-	open, waiting, arrived startRing
+	// arrivals counts the requests by the second they arrived, and those still in flight.
+	arrivals arrivalRing
 }
 
-// startRing counts requests by the Unix second they arrived, over the last windowSecs
-// seconds; older ones are counted together.
-type startRing struct {
-	sec   [windowSecs]int64
-	n     [windowSecs]int64
-	older int64
+// arrivalRing counts requests by the Unix second they arrived, over the last windowSecs
+// seconds: all of them, those still in flight, and those in flight whose response body has
+// not begun (no first token yet).
+type arrivalRing struct {
+	slots [windowSecs]ArrivalSecond
+	// olderOpen and olderWaiting count the requests in flight that arrived before the ring.
+	olderOpen, olderWaiting int64
 }
 
-// add adds d to the requests that arrived in second sec.
-func (r *startRing) add(sec, d int64) {
+// slot returns sec's slot, recycling an older second's; nil when sec is older than the ring.
+func (r *arrivalRing) slot(sec int64) *ArrivalSecond {
 	i := sec % windowSecs
 	if i < 0 {
 		i += windowSecs
 	}
+	sl := &r.slots[i]
 	switch {
-	case r.sec[i] == sec:
-	case r.sec[i] < sec:
-		r.older += r.n[i]
-		r.sec[i], r.n[i] = sec, 0
-	default: // its slot holds a later second: sec is older than the window
-		r.older += d
-		return
+	case sl.Unix == sec:
+	case sl.Unix < sec:
+		r.olderOpen += sl.Open
+		r.olderWaiting += sl.Waiting
+		*sl = ArrivalSecond{Unix: sec}
+	default:
+		return nil
 	}
-	r.n[i] += d
+	return sl
 }
 
-// count returns the number of requests and how many of them arrived in the seconds from
-// (included) to cutoff (excluded); those older than the ring count when from is 0.
-func (r *startRing) count(from, cutoff int64) (n, between int64) {
-	n = r.older
-	if from == 0 {
-		between = r.older
-	}
-	for i, c := range r.n {
-		if c == 0 {
-			continue
-		}
-		n += c
-		if r.sec[i] >= from && r.sec[i] < cutoff {
-			between += c
-		}
-	}
-	return n, between
-}
-
-// begin counts a request that arrived at start in flight; end counts it out (bodyBegun says
+// begin counts a request that arrived at start, in flight; end counts it out (bodyBegun says
 // whether its first body byte went out, as bodyStarted counted).
 func (s *revStats) begin(start time.Time) {
-	sec := start.Unix()
 	s.mu.Lock()
-	s.open.add(sec, 1)
-	s.waiting.add(sec, 1)
-	s.arrived.add(sec, 1)
+	if sl := s.arrivals.slot(start.Unix()); sl != nil {
+		sl.Arrived++
+		sl.Open++
+		sl.Waiting++
+	} else {
+		s.arrivals.olderOpen++
+		s.arrivals.olderWaiting++
+	}
 	s.mu.Unlock()
 }
 
 func (s *revStats) end(start time.Time, bodyBegun bool) {
-	sec := start.Unix()
+	w := int64(1)
+	if bodyBegun {
+		w = 0
+	}
 	s.mu.Lock()
-	s.open.add(sec, -1)
-	if !bodyBegun {
-		s.waiting.add(sec, -1)
+	if sl := s.arrivals.slot(start.Unix()); sl != nil {
+		sl.Open--
+		sl.Waiting -= w
+	} else {
+		s.arrivals.olderOpen--
+		s.arrivals.olderWaiting -= w
 	}
 	s.mu.Unlock()
 }
@@ -245,56 +237,63 @@ func (s *revStats) end(start time.Time, bodyBegun bool) {
 // bodyStarted notes that the first body byte of a request that arrived at start went out.
 func (s *revStats) bodyStarted(start time.Time) {
 	s.mu.Lock()
-	s.waiting.add(start.Unix(), -1)
+	if sl := s.arrivals.slot(start.Unix()); sl != nil {
+		sl.Waiting--
+	} else {
+		s.arrivals.olderWaiting--
+	}
 	s.mu.Unlock()
 }
 
-// Pending are one revision's requests in flight now, as the judge reads them before they
-// finish: a request that hangs is evidence before any timeout ends it.
-type Pending struct {
-	// Requests counts the requests in flight; Overdue those that arrived longer than the
-	// latency threshold given to Pending ago.
-	Requests, Overdue int64
-	// Waiting counts the requests in flight whose response body has not begun (no first
-	// token yet); WaitingOverdue those among them that arrived longer than the first-token
-	// threshold ago.
-	Waiting, WaitingOverdue int64
-	// Arrived and ArrivedFirstToken count all the requests that arrived from since until the
-	// latency (first-token) threshold ago, finished or not: the requests that could be
-	// overdue now, whose share of both revisions' is the canary's share of the traffic.
-	Arrived, ArrivedFirstToken int64
+// ArrivalSecond is one second of one revision's arrivals, as the judge reads the requests in
+// flight: one that is older than the latency threshold will be slow whenever it ends, so a
+// hang is evidence before any timeout ends it.
+type ArrivalSecond struct {
+	// Unix is the second the requests arrived in.
+	Unix int64
+	// Arrived counts the requests that arrived in it; Open those of them still in flight;
+	// Waiting those in flight whose response body has not begun (no first token yet).
+	Arrived, Open, Waiting int64
 }
 
-// Pending returns the revision's requests in flight now, with those that arrived since since
-// and longer than latency ago (and, for the ones still waiting for their first body byte,
-// firstToken). Arrival times are kept to the second, so a request is counted overdue up to a
-// second late, never early; arrivals are kept for 10 minutes. A zero threshold counts none
-// overdue.
-func (p *Proxy) Pending(revision int64, since time.Time, latency, firstToken time.Duration) Pending {
+// Arrivals returns the revision's arrivals in each second from..to (Unix seconds, both
+// included) that had any, oldest first, within the last 10 minutes.
+func (p *Proxy) Arrivals(revision, from, to int64) []ArrivalSecond {
 	p.mu.Lock()
 	s := p.revs[revision]
 	p.mu.Unlock()
 	if s == nil {
-		return Pending{}
+		return nil
 	}
-	now := p.now()
-	var out Pending
+	var out []ArrivalSecond
+	s.mu.Lock()
+	for _, sl := range s.arrivals.slots {
+		if sl.Arrived > 0 && sl.Unix >= from && sl.Unix <= to {
+			out = append(out, sl)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b ArrivalSecond) int { return cmp.Compare(a.Unix, b.Unix) })
+	return out
+}
+
+// InFlightRequests returns the number of the revision's requests in flight, and how many of
+// them have not begun their response body.
+func (p *Proxy) InFlightRequests(revision int64) (open, waiting int64) {
+	p.mu.Lock()
+	s := p.revs[revision]
+	p.mu.Unlock()
+	if s == nil {
+		return 0, 0
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	from := max(since.Unix(), now.Add(-statsWindow).Unix()+1)
-	latCut, firstCut := now.Add(-latency).Unix(), now.Add(-firstToken).Unix()
-	var over int64
-	out.Requests, over = s.open.count(from, latCut)
-	if latency > 0 {
-		out.Overdue = over
-		_, out.Arrived = s.arrived.count(from, latCut)
+	open, waiting = s.arrivals.olderOpen, s.arrivals.olderWaiting
+	for _, sl := range s.arrivals.slots {
+		open += sl.Open
+		waiting += sl.Waiting
 	}
-	out.Waiting, over = s.waiting.count(from, firstCut)
-	if firstToken > 0 {
-		out.WaitingOverdue = over
-		_, out.ArrivedFirstToken = s.arrived.count(from, firstCut)
-	}
-	return out
+	return open, waiting
 }
 
 func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB bool, first time.Duration, hasFirst, is5xx, failed bool) {

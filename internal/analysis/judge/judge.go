@@ -193,17 +193,19 @@ func New(cfg Config) *Test {
 	return t
 }
 
-// With returns the result t would give with s added, leaving t as it is: a look at evidence
-// that is not final yet, such as requests still in flight that are already slower than the
-// threshold (they will be slow events when they finish, whenever that is).
-func (t *Test) With(s Slice) Result {
+// With returns the result t would give with the slices ss added, leaving t as it is: a look
+// at evidence that is not final yet, such as requests still in flight that are already slower
+// than the threshold (they will be slow events when they finish, whenever that is).
+func (t *Test) With(ss ...Slice) Result {
 	c := *t
 	c.worse = make([]*restart, len(t.worse))
 	for i, r := range t.worse {
 		rc := *r
 		c.worse[i] = &rc
 	}
-	c.Add(s)
+	for _, s := range ss {
+		c.Add(s)
+	}
 	return c.Result()
 }
 

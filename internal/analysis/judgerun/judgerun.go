@@ -40,7 +40,7 @@ type Run struct {
 	stepRun   string
 	stepFrom  int64
 	// pending are the metrics' slices of evidence not final yet (SetPending).
-	pending map[string]judge.Slice
+	pending map[string][]judge.Slice
 }
 
 // New returns the tests of the judge run run, over metrics, with settings' alpha (split over
@@ -118,15 +118,15 @@ func (r *Run) Add(metric string, from int64, s judge.Slice) {
 	}
 }
 
-// SetPending sets metric's pending slice, replacing the last one: evidence that is not final
-// yet, such as the requests in flight already slower than the threshold. Report weighs it
-// with the whole canary's slices for a verdict of worse only: a hang fails the canary before
-// its requests end, and a pending slice never ends a step early.
-func (r *Run) SetPending(metric string, s judge.Slice) {
+// SetPending sets metric's pending slices, replacing the last ones: evidence that is not
+// final yet, such as the requests in flight already slower than the threshold. Report weighs
+// them with the final slices for a verdict of worse only: a hang fails the canary before its
+// requests end, and pending slices never end a step early.
+func (r *Run) SetPending(metric string, ss []judge.Slice) {
 	if r.pending == nil {
-		r.pending = map[string]judge.Slice{}
+		r.pending = map[string][]judge.Slice{}
 	}
-	r.pending[metric] = s
+	r.pending[metric] = ss
 }
 
 // Describe gives a metric's label in verdicts ("latency over 120ms (stable's p95)") and a
@@ -150,10 +150,14 @@ func (r *Run) Report(run *v1alpha1.AnalysisRunStatus, describe Describe) {
 				}
 			}
 			res := tests[m.Name].Result()
-			if p, ok := r.pending[m.Name]; ok && res.Verdict != judge.Worse && p.CanaryEvents > 0 {
-				if with := tests[m.Name].With(p); with.Verdict == judge.Worse {
+			if p := r.pending[m.Name]; res.Verdict != judge.Worse && len(p) > 0 {
+				if with := tests[m.Name].With(p...); with.Verdict == judge.Worse {
 					res = with
-					note += fmt.Sprintf(" (with %d of the canary's requests in flight past the threshold)", p.CanaryEvents)
+					var n int64
+					for _, s := range p {
+						n += s.CanaryEvents
+					}
+					note += fmt.Sprintf(" (counting %d of the canary's requests still in flight past the threshold)", n)
 				}
 			}
 			out = append(out, judge.Named{Metric: label, Events: m.Events, Result: res})
