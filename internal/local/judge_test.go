@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,6 +187,9 @@ func TestJudgeCountsHangingRequestsInFlight(t *testing.T) {
 	}
 	if failedAt == 0 {
 		t.Fatalf("a hanging canary not judged worse in 20 s: %s", w.run.Message)
+	}
+	if !strings.Contains(w.run.Message, "still in flight") {
+		t.Fatalf("the verdict does not say it counted requests in flight: %s", w.run.Message)
 	}
 	if n := w.p.Stats(2, time.Time{}).Requests; n != 0 {
 		t.Fatalf("%d canary requests ended; the judge must decide on requests in flight", n)

@@ -229,8 +229,8 @@ func TestJudgeAbortsAHangingVersionBeforeItsRequestsEnd(t *testing.T) {
 	// timeout ends any of them
 	ro := r.waitPhase(v1alpha1.PhaseDegraded, 25*time.Second)
 	took := time.Since(start)
-	if !strings.Contains(ro.Status.Message, "canary worse than stable") {
-		t.Fatalf("abort message: %s", ro.Status.Message)
+	if !strings.Contains(ro.Status.Message, "canary worse than stable") || !strings.Contains(ro.Status.Message, "still in flight") {
+		t.Fatalf("abort message does not say it counted requests in flight: %s", ro.Status.Message)
 	}
 	if !ro.Status.Abort || ro.Status.StableRevision != 1 {
 		t.Fatalf("after abort: %+v", ro.Status)

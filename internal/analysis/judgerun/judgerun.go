@@ -157,7 +157,7 @@ func (r *Run) Report(run *v1alpha1.AnalysisRunStatus, describe Describe) {
 					for _, s := range p {
 						n += s.CanaryEvents
 					}
-					note += fmt.Sprintf(" (counting %d of the canary's requests still in flight past the threshold)", n)
+					label += fmt.Sprintf(", counting %d canary requests still in flight", n)
 				}
 			}
 			out = append(out, judge.Named{Metric: label, Events: m.Events, Result: res})
