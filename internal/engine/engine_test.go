@@ -634,3 +634,26 @@ func TestInconclusiveBackgroundAnalysisHoldsTheSteps(t *testing.T) {
 		t.Fatalf("stable %d after resume, want 2 (%s)", w.r.Status.StableRevision, w.r.Status.Message)
 	}
 }
+
+// `ramp promote` goes on without an inconclusive background analysis.
+func TestPromoteGoesOnPastAnInconclusiveBackgroundAnalysis(t *testing.T) {
+	spec := canarySpec(
+		v1alpha1.CanaryStep{SetWeight: ptr(int32(25))},
+		v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{Duration: ptr(intstr.FromString("30s"))}},
+		v1alpha1.CanaryStep{SetWeight: ptr(int32(50))},
+	)
+	spec.Strategy.Canary.Analysis = &analysisRef
+	w := newWorld(t, spec)
+	w.apply(2)
+	w.setRun("background-2", v1alpha1.AnalysisInconclusive, "only 0 requests")
+	w.advance(time.Minute)
+	w.wantStep(1)
+	if err := Promote(w.r, false); err != nil {
+		t.Fatal(err)
+	}
+	w.settle()
+	w.wantPhase(v1alpha1.PhaseHealthy, "")
+	if w.r.Status.StableRevision != 2 {
+		t.Fatalf("stable %d after promote, want 2 (%s)", w.r.Status.StableRevision, w.r.Status.Message)
+	}
+}
