@@ -112,9 +112,11 @@ type MetricProvider struct {
 type BuiltinMetric struct {
 	// Metric is one of: error-rate (share of 5xx among responses), request-count,
 	// request-rate (per second), latency-p50, latency-p95, latency-p99 (seconds),
-	// ttfb-p50, ttfb-p95, ttfb-p99 (seconds, time to first byte), restarts,
-	// readiness-failures, cpu (cores), memory (bytes).
-	// +kubebuilder:validation:Enum=error-rate;request-count;request-rate;latency-p50;latency-p95;latency-p99;ttfb-p50;ttfb-p95;ttfb-p99;restarts;readiness-failures;cpu;memory
+	// ttfb-p50, ttfb-p95, ttfb-p99 (seconds, time to the response headers),
+	// first-token-p50, first-token-p95, first-token-p99 (seconds, time to the first byte of
+	// the response body: a streamed answer's first token), restarts, readiness-failures,
+	// cpu (cores), memory (bytes).
+	// +kubebuilder:validation:Enum=error-rate;request-count;request-rate;latency-p50;latency-p95;latency-p99;ttfb-p50;ttfb-p95;ttfb-p99;first-token-p50;first-token-p95;first-token-p99;restarts;readiness-failures;cpu;memory
 	Metric string `json:"metric"`
 	// Window is how far back the measurement looks ("30s"). Nil means since the analysis run
 	// started.

@@ -331,8 +331,11 @@ const (
 	// JudgeErrorRate compares the shares of 5xx and failed requests.
 	JudgeErrorRate = "error-rate"
 	// JudgeLatency compares the shares of requests slower than stable's p95 in the minute
-	// before the canary started.
+	// before the canary started, plus minLatencyIncrease.
 	JudgeLatency = "latency"
+	// JudgeFirstToken does the same for the time to the first byte of the response body:
+	// for a streamed LLM answer, its first token.
+	JudgeFirstToken = "first-token"
 	// JudgeTTFB does the same for the time to the response headers.
 	JudgeTTFB = "ttfb"
 )
@@ -356,7 +359,13 @@ type CanaryJudge struct {
 	// MinErrors is how many canary errors (or slow requests) a metric needs before it can
 	// fail the canary. Zero means 3.
 	MinErrors int32 `json:"minErrors,omitempty"`
-	// Metrics are what the judge compares: error-rate, latency, ttfb. Empty means all three.
+	// MinLatencyIncrease is the absolute floor of the latency, first-token and ttfb metrics:
+	// a request counts as slow only when it took longer than stable's p95 plus this much
+	// ("100ms", or seconds), so that a canary slower by microseconds is never judged worse,
+	// however large the ratio. Nil means 100ms; 0 means no floor.
+	MinLatencyIncrease *intstr.IntOrString `json:"minLatencyIncrease,omitempty"`
+	// Metrics are what the judge compares: error-rate, latency, first-token, ttfb. Empty
+	// means error-rate, latency and first-token.
 	Metrics []string `json:"metrics,omitempty"`
 	// EndAnalysisEarly ends a running analysis step with success once the judge has shown,
 	// on the requests since that step began, that the canary is no worse. Nil means true.
@@ -373,7 +382,7 @@ type CanaryJudge struct {
 // increases.
 type JudgeBusinessMetric struct {
 	// Name names the metric in the judge's verdicts and status, e.g. triage. Lower-case
-	// letters, digits and dashes; not one of error-rate, latency, ttfb. Required.
+	// letters, digits and dashes; not one of error-rate, latency, first-token, ttfb. Required.
 	Name string `json:"name"`
 	// Metric is the counter's name, e.g. chat_triage_total (or NAME_count of a histogram or
 	// summary). Required.

@@ -244,6 +244,11 @@ func (in *CanaryJudge) DeepCopyInto(out *CanaryJudge) {
 		*out = new(bool)
 		**out = **in
 	}
+	if in.MinLatencyIncrease != nil {
+		in, out := &in.MinLatencyIncrease, &out.MinLatencyIncrease
+		*out = new(intstr.IntOrString)
+		**out = **in
+	}
 	if in.Metrics != nil {
 		in, out := &in.Metrics, &out.Metrics
 		*out = make([]string, len(*in))

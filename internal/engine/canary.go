@@ -36,11 +36,16 @@ func (d *decision) canary() {
 		d.st.PauseConditions = nil
 	}
 
+	// held: an inconclusive background analysis paused the rollout, and a paused rollout
+	// takes no step (nor promotes) until `ramp resume` runs the analysis again or `ramp
+	// promote` goes on without it.
+	held := false
 	if c.Analysis != nil && !d.st.PromoteFull {
 		run := d.ensureRun(v1alpha1.AnalysisKindBackground, nil, *c.Analysis, stable)
 		if _, aborted := d.judge(run); aborted {
 			return
 		}
+		held = run.Phase == v1alpha1.AnalysisInconclusive
 	}
 	// The sequential judge watches the canary from the first step until promotion; the
 	// adapter feeds it. Its failure aborts like any analysis run's.
@@ -51,7 +56,7 @@ func (d *decision) canary() {
 		}
 	}
 
-	for idx < len(steps) && !d.spec.Paused {
+	for idx < len(steps) && !d.spec.Paused && !held {
 		done, aborted := d.canaryStep(idx, steps[idx])
 		if aborted {
 			return
@@ -98,8 +103,12 @@ func (d *decision) canary() {
 	d.canaryRoutes()
 
 	note := d.observeWeight()
-	if idx < len(steps) {
+	if idx < len(steps) || held {
 		switch {
+		case idx >= len(steps):
+			if d.st.Message == "" || !d.isPaused() {
+				d.st.Message = fmt.Sprintf("all %d steps done; promotion held: the background analysis was inconclusive (resume measures again, promote goes on)", len(steps))
+			}
 		case failing:
 			d.st.Message = d.trafficWaitMessage(fmt.Sprintf("step %d/%d (%s)", idx+1, len(steps), describeStep(steps[idx])))
 		case d.st.Message == "" || !d.isPaused():

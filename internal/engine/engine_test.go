@@ -607,3 +607,56 @@ func TestDecideIsPure(t *testing.T) {
 		t.Fatal("Decide changed its input")
 	}
 }
+
+// An inconclusive background analysis pauses the rollout, and a paused rollout takes no step:
+// neither a timed pause ending nor the last step promotes it until a human resumes or promotes.
+func TestInconclusiveBackgroundAnalysisHoldsTheSteps(t *testing.T) {
+	spec := canarySpec(
+		v1alpha1.CanaryStep{SetWeight: ptr(int32(25))},
+		v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{Duration: ptr(intstr.FromString("30s"))}},
+		v1alpha1.CanaryStep{SetWeight: ptr(int32(50))},
+	)
+	spec.Strategy.Canary.Analysis = &analysisRef
+	w := newWorld(t, spec)
+	w.apply(2)
+	w.wantStep(1)
+	w.setRun("background-2", v1alpha1.AnalysisInconclusive, "only 0 requests")
+	w.wantPhase(v1alpha1.PhasePaused, "analysis background-2 is inconclusive: only 0 requests")
+	w.advance(time.Minute) // the timed pause is over
+	w.wantPhase(v1alpha1.PhasePaused, "analysis background-2 is inconclusive")
+	w.wantStep(1)
+	w.wantWeights(map[int64]int32{1: 75, 2: 25})
+	if w.r.Status.StableRevision != 1 {
+		t.Fatalf("revision %d promoted while paused", w.r.Status.StableRevision)
+	}
+	// Resume runs the background analysis again, and the steps go on.
+	Resume(w.r)
+	w.settle()
+	w.wantPhase(v1alpha1.PhaseHealthy, "")
+	if w.r.Status.StableRevision != 2 {
+		t.Fatalf("stable %d after resume, want 2 (%s)", w.r.Status.StableRevision, w.r.Status.Message)
+	}
+}
+
+// `ramp promote` goes on without an inconclusive background analysis.
+func TestPromoteGoesOnPastAnInconclusiveBackgroundAnalysis(t *testing.T) {
+	spec := canarySpec(
+		v1alpha1.CanaryStep{SetWeight: ptr(int32(25))},
+		v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{Duration: ptr(intstr.FromString("30s"))}},
+		v1alpha1.CanaryStep{SetWeight: ptr(int32(50))},
+	)
+	spec.Strategy.Canary.Analysis = &analysisRef
+	w := newWorld(t, spec)
+	w.apply(2)
+	w.setRun("background-2", v1alpha1.AnalysisInconclusive, "only 0 requests")
+	w.advance(time.Minute)
+	w.wantStep(1)
+	if err := Promote(w.r, false); err != nil {
+		t.Fatal(err)
+	}
+	w.settle()
+	w.wantPhase(v1alpha1.PhaseHealthy, "")
+	if w.r.Status.StableRevision != 2 {
+		t.Fatalf("stable %d after promote, want 2 (%s)", w.r.Status.StableRevision, w.r.Status.Message)
+	}
+}

@@ -204,7 +204,7 @@ func (s source) Requests(rollout string, revision int64, since time.Time) builti
 func requestStats(st proxy.RequestStats) builtin.RequestStats {
 	return builtin.RequestStats{
 		Requests: st.Requests, Errors: st.Errors,
-		Latency: st.Latency.Quantile, TTFB: st.TTFB.Quantile, Duration: st.Window,
+		Latency: st.Latency.Quantile, TTFB: st.TTFB.Quantile, FirstToken: st.FirstToken.Quantile, Duration: st.Window,
 	}
 }
 

@@ -713,6 +713,13 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 			flush = http.NewResponseController(w).Flush
 		}
 	}
+	if flush != nil && resp.Body != http.NoBody {
+		// A stream's headers go out at once, as ReverseProxy sends them: an SSE client
+		// sees the answer begin before its first event.
+		if err := flush(); err != nil {
+			broken(true, err)
+		}
+	}
 	if resp.Body != http.NoBody {
 		bp := copyBufferPool.Get().(*[]byte)
 		buf := *bp
@@ -732,6 +739,9 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 						copyBufferPool.Put(bp)
 						broken(true, err)
 					}
+				}
+				if !st.gotBody {
+					st.bodyBegun(p.now())
 				}
 			}
 			if rerr == io.EOF {

@@ -13,7 +13,9 @@ type metrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
 	ttfb     *prometheus.HistogramVec
-	inflight *prometheus.GaugeVec
+	// firstToken is the time to the first byte of the response body.
+	firstToken *prometheus.HistogramVec
+	inflight   *prometheus.GaugeVec
 	// discarded counts upstream connections closed instead of reused because the instance
 	// broke HTTP's framing, by reason.
 	discarded *prometheus.CounterVec
@@ -24,6 +26,7 @@ type poolObservers struct {
 	rev, role string
 	duration  prometheus.Observer
 	ttfb      prometheus.Observer
+	first     prometheus.Observer
 	inflight  prometheus.Gauge
 }
 
@@ -51,6 +54,13 @@ func newMetrics(rollout string) *metrics {
 			ConstLabels: cl,
 			Buckets:     requestBuckets,
 		}, labels),
+		firstToken: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "ramp_time_to_first_token_seconds",
+			Help: "Time from a request's arrival to the first byte of its response body sent to the client " +
+				"(for a streamed LLM answer, its first token); requests whose answer had no body are not in it.",
+			ConstLabels: cl,
+			Buckets:     requestBuckets,
+		}, labels),
 		inflight: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name:        "ramp_requests_in_flight",
 			Help:        "Requests being proxied now.",
@@ -72,6 +82,7 @@ func (m *metrics) observers(rev int64, role string) poolObservers {
 		role:     role,
 		duration: m.duration.WithLabelValues(r, role),
 		ttfb:     m.ttfb.WithLabelValues(r, role),
+		first:    m.firstToken.WithLabelValues(r, role),
 		inflight: m.inflight.WithLabelValues(r, role),
 	}
 }
@@ -82,6 +93,7 @@ func (m *metrics) forget(rev int64) {
 	m.requests.DeletePartialMatch(l)
 	m.duration.DeletePartialMatch(l)
 	m.ttfb.DeletePartialMatch(l)
+	m.firstToken.DeletePartialMatch(l)
 	m.inflight.DeletePartialMatch(l)
 	m.discarded.DeletePartialMatch(l)
 }
@@ -90,7 +102,7 @@ func (m *metrics) forget(rev int64) {
 type counter struct{ prometheus.Counter }
 
 // observe records a finished request of pl; class is a classIndex.
-func (m *metrics) observe(pl *pool, class int, lat, ttfb time.Duration, hasTTFB bool) {
+func (m *metrics) observe(pl *pool, class int, lat, ttfb time.Duration, hasTTFB bool, first time.Duration, hasFirst bool) {
 	c := pl.requests[class].Load()
 	if c == nil {
 		// Two requests may look the child up at once: they find the same one.
@@ -102,12 +114,16 @@ func (m *metrics) observe(pl *pool, class int, lat, ttfb time.Duration, hasTTFB 
 	if hasTTFB {
 		pl.obs.ttfb.Observe(ttfb.Seconds())
 	}
+	if hasFirst {
+		pl.obs.first.Observe(first.Seconds())
+	}
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	m.requests.Describe(ch)
 	m.duration.Describe(ch)
 	m.ttfb.Describe(ch)
+	m.firstToken.Describe(ch)
 	m.inflight.Describe(ch)
 	m.discarded.Describe(ch)
 }
@@ -116,14 +132,16 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 	m.requests.Collect(ch)
 	m.duration.Collect(ch)
 	m.ttfb.Collect(ch)
+	m.firstToken.Collect(ch)
 	m.inflight.Collect(ch)
 	m.discarded.Collect(ch)
 }
 
 // Collector returns the proxy's per-revision metrics for a Prometheus registry:
 // ramp_requests_total{rollout,revision,role,code_class} (code_class 1xx…5xx, or error when
-// the instance failed to answer), ramp_request_duration_seconds and ramp_ttfb_seconds
-// histograms and the ramp_requests_in_flight gauge, labelled rollout, revision, role;
+// the instance failed to answer), ramp_request_duration_seconds, ramp_ttfb_seconds (to the
+// response headers) and ramp_time_to_first_token_seconds (to the first body byte) histograms
+// and the ramp_requests_in_flight gauge, labelled rollout, revision, role;
 // ramp_upstream_connections_discarded_total{rollout,revision,role,reason}; and
 // ramp_mirror_requests_total{rollout,revision,role,result} for mirrored copies.
 func (p *Proxy) Collector() prometheus.Collector {

@@ -162,7 +162,7 @@ func (m *mirrorState) send(timeout time.Duration, up *upstreams, pl *pool, t tar
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+t.addr+uri, body)
 	if err != nil {
 		body.Close()
-		m.record(pl, start, 0, false, 0, true)
+		m.record(pl, start, 0, false, 0, 0, true)
 		return
 	}
 	req.Header, req.Host, req.ContentLength = h, host, length
@@ -171,16 +171,25 @@ func (m *mirrorState) send(timeout time.Duration, up *upstreams, pl *pool, t tar
 	}
 	resp, err := up.transportFor(req).RoundTrip(req)
 	if err != nil {
-		m.record(pl, start, 0, false, 0, true)
+		m.record(pl, start, 0, false, 0, 0, true)
 		return
 	}
 	ttfb := m.p.now().Sub(start)
-	_, err = io.Copy(io.Discard, resp.Body)
+	var st reqState // only its first-token fields
+	st.start = start
+	fb := firstTokenBody{rc: resp.Body, st: &st, now: m.p.now}
+	_, err = io.Copy(io.Discard, &fb)
 	resp.Body.Close()
-	m.record(pl, start, ttfb, true, resp.StatusCode, err != nil)
+	first := time.Duration(-1)
+	if st.gotBody {
+		first = st.firstToken
+	}
+	m.record(pl, start, ttfb, true, first, resp.StatusCode, err != nil)
 }
 
-func (m *mirrorState) record(pl *pool, start time.Time, ttfb time.Duration, gotHeaders bool, status int, failed bool) {
+// record records one copy's answer; first is the time to its first body byte, negative when
+// it had none.
+func (m *mirrorState) record(pl *pool, start time.Time, ttfb time.Duration, gotHeaders bool, first time.Duration, status int, failed bool) {
 	end := m.p.now()
 	m.mu.Lock()
 	s := m.stats[pl.rev]
@@ -189,7 +198,7 @@ func (m *mirrorState) record(pl *pool, start time.Time, ttfb time.Duration, gotH
 		m.stats[pl.rev] = s
 	}
 	m.mu.Unlock()
-	s.record(end.Unix(), end.Sub(start), ttfb, gotHeaders, !failed && status >= 500, failed)
+	s.record(end.Unix(), end.Sub(start), ttfb, gotHeaders, first, first >= 0 && gotHeaders, !failed && status >= 500, failed)
 	result := "error"
 	if !failed {
 		result = codeClass(status)

@@ -317,6 +317,12 @@ type reqState struct {
 
 	gotHeaders bool
 	ttfb       time.Duration
+	// gotBody is set when the first byte of the response body went to the client, at
+	// firstToken after start.
+	gotBody    bool
+	firstToken time.Duration
+	// body wraps the ReverseProxy path's response body to see its first byte.
+	body       firstTokenBody
 	status     int
 	failed     bool // the upstream failed: no response, or a broken response body
 	clientGone bool
@@ -338,11 +344,20 @@ func (st *reqState) assign(pl *pool, t target) {
 	st.pool, st.t = pl, t
 	st.tried = append(st.tried, t.b)
 	pl.obs.inflight.Inc()
+	pl.stats.begin(st.start)
 }
 
 func (st *reqState) release() {
 	st.pool.obs.inflight.Dec()
+	st.pool.stats.end(st.start, st.gotBody)
 	st.t.b.done()
+}
+
+// bodyBegun notes that the response body's first byte went to the client.
+func (st *reqState) bodyBegun(now time.Time) {
+	st.gotBody = true
+	st.firstToken = now.Sub(st.start)
+	st.pool.stats.bodyStarted(st.start)
 }
 
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
@@ -646,6 +661,12 @@ func (p *Proxy) modifyResponse(resp *http.Response) error {
 			cancel := st.cancel
 			resp.Body = &idleBody{rc: resp.Body, d: d, timer: time.AfterFunc(d, func() { cancel(errIdleTimeout) })}
 		}
+		if resp.StatusCode != http.StatusSwitchingProtocols && resp.Body != http.NoBody {
+			// ReverseProxy writes what it reads at once (FlushInterval -1): the first read
+			// with bytes is the first body byte the client is sent.
+			st.body = firstTokenBody{rc: resp.Body, st: st, now: p.now}
+			resp.Body = &st.body
+		}
 	}
 	return nil
 }
@@ -770,9 +791,31 @@ func (p *Proxy) finish(st *reqState) {
 		is5xx = st.status >= 500
 	}
 	// Metrics first: tests wait for Stats, then read the metrics.
-	p.metrics.observe(st.pool, class, lat, st.ttfb, st.gotHeaders)
-	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, is5xx, st.failed)
+	p.metrics.observe(st.pool, class, lat, st.ttfb, st.gotHeaders, st.firstToken, st.gotBody)
+	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, st.firstToken, st.gotBody, is5xx, st.failed)
 }
+
+// firstTokenBody notes when the first byte of a response body is read on the ReverseProxy
+// path, which passes it on to the client at once.
+type firstTokenBody struct {
+	rc  io.ReadCloser
+	st  *reqState
+	now func() time.Time
+}
+
+func (b *firstTokenBody) Read(p []byte) (int, error) {
+	n, err := b.rc.Read(p)
+	if n > 0 && !b.st.gotBody {
+		if b.st.pool != nil {
+			b.st.bodyBegun(b.now())
+		} else { // a mirrored copy: only timed
+			b.st.gotBody, b.st.firstToken = true, b.now().Sub(b.st.start)
+		}
+	}
+	return n, err
+}
+
+func (b *firstTokenBody) Close() error { return b.rc.Close() }
 
 func codeClass(code int) string { return classNames[classIndex(code)] }
 

@@ -844,7 +844,7 @@ func TestCollector(t *testing.T) {
 	if err != nil {
 		t.Fatalf("exposition does not parse: %v\n%s", err, text.String())
 	}
-	for _, name := range []string{"ramp_requests_total", "ramp_request_duration_seconds", "ramp_ttfb_seconds", "ramp_requests_in_flight"} {
+	for _, name := range []string{"ramp_requests_total", "ramp_request_duration_seconds", "ramp_ttfb_seconds", "ramp_time_to_first_token_seconds", "ramp_requests_in_flight"} {
 		if parsed[name] == nil {
 			t.Errorf("%s missing from\n%s", name, text.String())
 		}

@@ -55,10 +55,10 @@ func TestSecondsCountsPerSecond(t *testing.T) {
 	statsOf(t, p, 1, t0, 5)
 
 	thr := RoundThreshold(20 * time.Millisecond)
-	got := p.Seconds(1, t0.Unix(), t0.Unix()+5, thr, thr)
+	got := p.Seconds(1, t0.Unix(), t0.Unix()+5, Thresholds{Latency: thr, TTFB: thr, FirstToken: thr})
 	want := []Second{
-		{Unix: t0.Unix(), Requests: 4, Errors: 1, TTFBCount: 4},
-		{Unix: t0.Unix() + 2, Requests: 1, Errors: 1, TTFBCount: 1},
+		{Unix: t0.Unix(), Requests: 4, Errors: 1, TTFBCount: 4, FirstTokenCount: 1}, // only the 500 had a body
+		{Unix: t0.Unix() + 2, Requests: 1, Errors: 1, TTFBCount: 1, FirstTokenCount: 1},
 	}
 	if len(got) != len(want) {
 		t.Fatalf("Seconds = %+v, want %+v", got, want)
@@ -68,10 +68,10 @@ func TestSecondsCountsPerSecond(t *testing.T) {
 			t.Errorf("second %d: %+v, want %+v", i, got[i], want[i])
 		}
 	}
-	if got := p.Seconds(1, t0.Unix()+1, t0.Unix()+1, thr, 0); len(got) != 0 {
+	if got := p.Seconds(1, t0.Unix()+1, t0.Unix()+1, Thresholds{Latency: thr}); len(got) != 0 {
 		t.Errorf("a second with no request: %+v", got)
 	}
-	if got := p.Seconds(7, t0.Unix(), t0.Unix()+5, 0, 0); got != nil {
+	if got := p.Seconds(7, t0.Unix(), t0.Unix()+5, Thresholds{}); got != nil {
 		t.Errorf("unknown revision: %+v", got)
 	}
 }

@@ -149,6 +149,10 @@ type RequestStats struct {
 	// TTFB is from the request's arrival to the instance's response headers; requests that
 	// got no response are not in it.
 	TTFB Quantiler
+	// FirstToken is from the request's arrival to the first byte of the response body sent
+	// to the client: for a streamed LLM answer, its first token. Requests whose answer had
+	// no body byte are not in it.
+	FirstToken Quantiler
 	// Window is the span the numbers cover: from since (or 10 minutes ago, whichever is
 	// later) to now.
 	Window time.Duration
@@ -158,7 +162,7 @@ type RequestStats struct {
 type secBucket struct {
 	sec                      int64
 	requests, e5xx, failures int64
-	lat, ttfb                Histogram
+	lat, ttfb, first         Histogram
 }
 
 // revStats is one revision's rolling window: a ring of per-second buckets, allocated as
@@ -167,9 +171,132 @@ type revStats struct {
 	mu   sync.Mutex
 	ring [windowSecs]*secBucket
 	last int64 // latest second recorded
+	// arrivals counts the requests by the second they arrived, and those still in flight.
+	arrivals arrivalRing
 }
 
-func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB, is5xx, failed bool) {
+// arrivalRing counts requests by the Unix second they arrived, over the last windowSecs
+// seconds: all of them, those still in flight, and those in flight whose response body has
+// not begun (no first token yet).
+type arrivalRing struct {
+	slots [windowSecs]ArrivalSecond
+	// olderOpen and olderWaiting count the requests in flight that arrived before the ring.
+	olderOpen, olderWaiting int64
+}
+
+// slot returns sec's slot, recycling an older second's; nil when sec is older than the ring.
+func (r *arrivalRing) slot(sec int64) *ArrivalSecond {
+	i := sec % windowSecs
+	if i < 0 {
+		i += windowSecs
+	}
+	sl := &r.slots[i]
+	switch {
+	case sl.Unix == sec:
+	case sl.Unix < sec:
+		r.olderOpen += sl.Open
+		r.olderWaiting += sl.Waiting
+		*sl = ArrivalSecond{Unix: sec}
+	default:
+		return nil
+	}
+	return sl
+}
+
+// begin counts a request that arrived at start, in flight; end counts it out (bodyBegun says
+// whether its first body byte went out, as bodyStarted counted).
+func (s *revStats) begin(start time.Time) {
+	s.mu.Lock()
+	if sl := s.arrivals.slot(start.Unix()); sl != nil {
+		sl.Arrived++
+		sl.Open++
+		sl.Waiting++
+	} else {
+		s.arrivals.olderOpen++
+		s.arrivals.olderWaiting++
+	}
+	s.mu.Unlock()
+}
+
+func (s *revStats) end(start time.Time, bodyBegun bool) {
+	w := int64(1)
+	if bodyBegun {
+		w = 0
+	}
+	s.mu.Lock()
+	if sl := s.arrivals.slot(start.Unix()); sl != nil {
+		sl.Open--
+		sl.Waiting -= w
+	} else {
+		s.arrivals.olderOpen--
+		s.arrivals.olderWaiting -= w
+	}
+	s.mu.Unlock()
+}
+
+// bodyStarted notes that the first body byte of a request that arrived at start went out.
+func (s *revStats) bodyStarted(start time.Time) {
+	s.mu.Lock()
+	if sl := s.arrivals.slot(start.Unix()); sl != nil {
+		sl.Waiting--
+	} else {
+		s.arrivals.olderWaiting--
+	}
+	s.mu.Unlock()
+}
+
+// ArrivalSecond is one second of one revision's arrivals, as the judge reads the requests in
+// flight: one that is older than the latency threshold will be slow whenever it ends, so a
+// hang is evidence before any timeout ends it.
+type ArrivalSecond struct {
+	// Unix is the second the requests arrived in.
+	Unix int64
+	// Arrived counts the requests that arrived in it; Open those of them still in flight;
+	// Waiting those in flight whose response body has not begun (no first token yet).
+	Arrived, Open, Waiting int64
+}
+
+// Arrivals returns the revision's arrivals in each second from..to (Unix seconds, both
+// included) that had any, oldest first, within the last 10 minutes.
+func (p *Proxy) Arrivals(revision, from, to int64) []ArrivalSecond {
+	p.mu.Lock()
+	s := p.revs[revision]
+	p.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	var out []ArrivalSecond
+	s.mu.Lock()
+	for _, sl := range s.arrivals.slots {
+		if sl.Arrived > 0 && sl.Unix >= from && sl.Unix <= to {
+			out = append(out, sl)
+		}
+	}
+	s.mu.Unlock()
+	slices.SortFunc(out, func(a, b ArrivalSecond) int { return cmp.Compare(a.Unix, b.Unix) })
+	return out
+}
+
+// InFlightRequests returns the number of the revision's requests in flight, and how many of
+// them have not begun their response body.
+func (p *Proxy) InFlightRequests(revision int64) (open, waiting int64) {
+	p.mu.Lock()
+	s := p.revs[revision]
+	p.mu.Unlock()
+	if s == nil {
+		return 0, 0
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	open, waiting = s.arrivals.olderOpen, s.arrivals.olderWaiting
+	for _, sl := range s.arrivals.slots {
+		open += sl.Open
+		waiting += sl.Waiting
+	}
+	return open, waiting
+}
+
+func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB bool, first time.Duration, hasFirst, is5xx, failed bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	i := sec % windowSecs
@@ -193,6 +320,9 @@ func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB, is5xx, fa
 	b.lat.Observe(lat)
 	if hasTTFB {
 		b.ttfb.Observe(ttfb)
+	}
+	if hasFirst {
+		b.first.Observe(first)
 	}
 	s.last = max(s.last, sec)
 }
@@ -218,8 +348,8 @@ func (p *Proxy) window(s *revStats, since time.Time) RequestStats {
 	if oldest := now.Add(-statsWindow + time.Second); since.Before(oldest) {
 		since = oldest
 	}
-	lat, ttfb := &Histogram{}, &Histogram{}
-	out := RequestStats{Latency: lat, TTFB: ttfb, Window: max(now.Sub(since), 0)}
+	lat, ttfb, first := &Histogram{}, &Histogram{}, &Histogram{}
+	out := RequestStats{Latency: lat, TTFB: ttfb, FirstToken: first, Window: max(now.Sub(since), 0)}
 	if s == nil {
 		return out
 	}
@@ -235,6 +365,7 @@ func (p *Proxy) window(s *revStats, since time.Time) RequestStats {
 		out.Errors += b.e5xx + b.failures
 		lat.Merge(&b.lat)
 		ttfb.Merge(&b.ttfb)
+		first.Merge(&b.first)
 	}
 	return out
 }
@@ -260,17 +391,26 @@ type Second struct {
 	// Requests counts the finished requests; Errors the 5xx and upstream failures among them
 	// (as RequestStats.Errors).
 	Requests, Errors int64
-	// TTFBCount counts the requests that got response headers.
-	TTFBCount int64
-	// SlowLatency and SlowTTFB count the requests above the thresholds given to Seconds,
-	// rounded up by RoundThreshold; zero when the threshold is zero.
-	SlowLatency, SlowTTFB int64
+	// TTFBCount counts the requests that got response headers; FirstTokenCount those whose
+	// response body's first byte was sent.
+	TTFBCount, FirstTokenCount int64
+	// SlowLatency, SlowTTFB and SlowFirstToken count the requests above the Thresholds given
+	// to Seconds, rounded up by RoundThreshold; zero when the threshold is zero.
+	SlowLatency, SlowTTFB, SlowFirstToken int64
+}
+
+// Thresholds are the durations above which Seconds counts a request as slow; zero counts
+// none.
+type Thresholds struct {
+	// Latency is to the end of the response body, TTFB to the response headers, FirstToken
+	// to the first byte of the response body.
+	Latency, TTFB, FirstToken time.Duration
 }
 
 // Seconds returns the revision's counts for each second from..to (Unix seconds, both
 // included) that had requests, oldest first, within the last 10 minutes. It is cheap: one
 // pass over the revision's ring of seconds, with no allocation but the result.
-func (p *Proxy) Seconds(revision, from, to int64, latOver, ttfbOver time.Duration) []Second {
+func (p *Proxy) Seconds(revision, from, to int64, over Thresholds) []Second {
 	p.mu.Lock()
 	s := p.revs[revision]
 	p.mu.Unlock()
@@ -283,12 +423,16 @@ func (p *Proxy) Seconds(revision, from, to int64, latOver, ttfbOver time.Duratio
 		if b == nil || b.sec < from || b.sec > to || b.requests == 0 {
 			continue
 		}
-		sec := Second{Unix: b.sec, Requests: b.requests, Errors: b.e5xx + b.failures, TTFBCount: b.ttfb.Count()}
-		if latOver > 0 {
-			sec.SlowLatency = b.lat.Above(latOver)
+		sec := Second{Unix: b.sec, Requests: b.requests, Errors: b.e5xx + b.failures,
+			TTFBCount: b.ttfb.Count(), FirstTokenCount: b.first.Count()}
+		if over.Latency > 0 {
+			sec.SlowLatency = b.lat.Above(over.Latency)
 		}
-		if ttfbOver > 0 {
-			sec.SlowTTFB = b.ttfb.Above(ttfbOver)
+		if over.TTFB > 0 {
+			sec.SlowTTFB = b.ttfb.Above(over.TTFB)
+		}
+		if over.FirstToken > 0 {
+			sec.SlowFirstToken = b.first.Above(over.FirstToken)
 		}
 		out = append(out, sec)
 	}

@@ -3,6 +3,7 @@ package spec
 import (
 	"slices"
 	"strconv"
+	"time"
 
 	"k8s.io/apimachinery/pkg/util/intstr"
 
@@ -117,20 +118,33 @@ const (
 	DefaultJudgeAlpha     = 0.01
 	DefaultJudgeMaxRatio  = 1.5
 	DefaultJudgeMinErrors = 3
+	// DefaultJudgeMinLatencyIncrease is the absolute floor of the latency metrics: a request
+	// is slow only above stable's p95 plus this much.
+	DefaultJudgeMinLatencyIncrease = 100 * time.Millisecond
 )
 
-// JudgeMetricNames returns the metrics the judge compares, in a fixed order.
+// JudgeMetricNames returns the metrics the judge can compare, in a fixed order.
 func JudgeMetricNames() []string {
-	return []string{v1alpha1.JudgeErrorRate, v1alpha1.JudgeLatency, v1alpha1.JudgeTTFB}
+	return []string{v1alpha1.JudgeErrorRate, v1alpha1.JudgeLatency, v1alpha1.JudgeFirstToken, v1alpha1.JudgeTTFB}
+}
+
+// DefaultJudgeMetrics returns the metrics the judge compares when spec.strategy.canary.judge
+// names none: errors, total time and the time to the first token (the time to the headers,
+// ttfb, says little of a streamed answer, whose headers go out at once).
+func DefaultJudgeMetrics() []string {
+	return []string{v1alpha1.JudgeErrorRate, v1alpha1.JudgeLatency, v1alpha1.JudgeFirstToken}
 }
 
 // JudgeSettings is a canary judge with every default resolved.
 type JudgeSettings struct {
-	Enabled          bool
-	Alpha, MaxRatio  float64
-	MinErrors        int32
-	Metrics          []string
-	EndAnalysisEarly bool
+	Enabled         bool
+	Alpha, MaxRatio float64
+	MinErrors       int32
+	// MinLatencyIncrease is the absolute floor of the latency metrics (latency, first-token,
+	// ttfb): a request is slow only above stable's p95 plus this much.
+	MinLatencyIncrease time.Duration
+	Metrics            []string
+	EndAnalysisEarly   bool
 	// Business are the business metrics judged besides Metrics (none by default).
 	Business []v1alpha1.JudgeBusinessMetric
 }
@@ -140,7 +154,8 @@ type JudgeSettings struct {
 // SetDefaults leaves spec.strategy.canary.judge alone so that stored specs stay as written.
 func Judge(c *v1alpha1.CanaryStrategy) JudgeSettings {
 	s := JudgeSettings{Enabled: true, Alpha: DefaultJudgeAlpha, MaxRatio: DefaultJudgeMaxRatio,
-		MinErrors: DefaultJudgeMinErrors, Metrics: JudgeMetricNames(), EndAnalysisEarly: true}
+		MinErrors: DefaultJudgeMinErrors, MinLatencyIncrease: DefaultJudgeMinLatencyIncrease,
+		Metrics: DefaultJudgeMetrics(), EndAnalysisEarly: true}
 	if c == nil {
 		s.Enabled = false
 		return s
@@ -160,6 +175,9 @@ func Judge(c *v1alpha1.CanaryStrategy) JudgeSettings {
 	}
 	if j.MinErrors > 0 {
 		s.MinErrors = j.MinErrors
+	}
+	if d, err := ParseDuration(j.MinLatencyIncrease); err == nil && j.MinLatencyIncrease != nil && d >= 0 {
+		s.MinLatencyIncrease = d
 	}
 	if len(j.Metrics) > 0 {
 		s.Metrics = slices.Clone(j.Metrics)

@@ -568,8 +568,8 @@ var invalidCases = []struct {
 		yaml: template("  metrics:\n    - {name: a, provider: {}}\n    - {name: b, provider: {builtin: {metric: errors}}}\n    - {name: c, provider: {builtin: {}}}\n"),
 		want: []string{
 			"spec.metrics[0].provider: needs exactly one provider: builtin, scrape, prometheus, web, command, job",
-			`spec.metrics[1].provider.builtin.metric: "errors" is not one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory`,
-			"spec.metrics[2].provider.builtin.metric: is required; one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, restarts, readiness-failures, cpu, memory",
+			`spec.metrics[1].provider.builtin.metric: "errors" is not one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, first-token-p50, first-token-p95, first-token-p99, restarts, readiness-failures, cpu, memory`,
+			"spec.metrics[2].provider.builtin.metric: is required; one of error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, ttfb-p50, ttfb-p95, ttfb-p99, first-token-p50, first-token-p95, first-token-p99, restarts, readiness-failures, cpu, memory",
 		},
 	},
 	{
@@ -730,12 +730,13 @@ var invalidCases = []struct {
 	},
 	{
 		name: "judge settings out of range",
-		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: 0.9, maxRatio: abc, minErrors: -1, metrics: [error-rate, p99, error-rate]}}}\n"),
+		yaml: rollout(okProcess + "  strategy: {canary: {judge: {alpha: 0.9, maxRatio: abc, minErrors: -1, minLatencyIncrease: -5ms, metrics: [error-rate, p99, error-rate]}}}\n"),
 		want: []string{
 			`spec.strategy.canary.judge.alpha: "0.9" is not a number above 0 and at most 0.5`,
 			`spec.strategy.canary.judge.maxRatio: "abc" is not a number between 1 and 100`,
 			`spec.strategy.canary.judge.minErrors: -1 must be >= 0`,
-			`spec.strategy.canary.judge.metrics[1]: "p99" is not one of error-rate, latency, ttfb`,
+			`spec.strategy.canary.judge.minLatencyIncrease: "-5ms" must be >= 0`,
+			`spec.strategy.canary.judge.metrics[1]: "p99" is not one of error-rate, latency, first-token, ttfb`,
 			`spec.strategy.canary.judge.metrics[2]: "error-rate" is given twice`,
 		},
 	},

@@ -23,6 +23,7 @@ var builtinMetrics = []string{
 	"error-rate", "request-count", "request-rate",
 	"latency-p50", "latency-p95", "latency-p99",
 	"ttfb-p50", "ttfb-p95", "ttfb-p99",
+	"first-token-p50", "first-token-p95", "first-token-p99",
 	"restarts", "readiness-failures", "cpu", "memory",
 }
 
@@ -369,6 +370,7 @@ func validateJudge(l *errList, path string, j *v1alpha1.CanaryJudge) {
 	decimal("alpha", j.Alpha, func(v float64) bool { return v > 0 && v <= 0.5 }, "a number above 0 and at most 0.5")
 	decimal("maxRatio", j.MaxRatio, func(v float64) bool { return v >= 1 && v <= 100 }, "a number between 1 and 100")
 	nonNegative(l, path+".minErrors", j.MinErrors)
+	validateDuration(l, path+".minLatencyIncrease", j.MinLatencyIncrease, false)
 	known := JudgeMetricNames()
 	seen := map[string]bool{}
 	for i, m := range j.Metrics {

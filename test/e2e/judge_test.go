@@ -185,3 +185,58 @@ func TestJudgeEndsTheAnalysisStepEarlyOnTriageAnswers(t *testing.T) {
 	t.Logf("promoted %s after apply: %s", took.Round(time.Millisecond), step.Message)
 	assertNoFailures(t, l, "v1", "v2")
 }
+
+func TestJudgeAbortsAVersionWhoseFirstTokenIsLate(t *testing.T) {
+	// Given a canary rollout of v1 under chat load, judged on the first token only (so that
+	// the total time, which rises too, cannot be what stops it)
+	s := spec{Listen: freeAddr(t), Strategy: `    canary:
+      judge: {metrics: [first-token]}
+      steps:
+      - setWeight: 20
+      - pause: {duration: 60s}
+      - setWeight: 50
+      - pause: {duration: 60s}
+`}
+	r := startRamp(t, model(s, "v1"))
+	l := startLoad(t, s.Listen, 40, nil)
+	// When v2 sends its headers at once but its first token 1.5 s late
+	start := time.Now()
+	r.apply(model(s, "v2", "CHAT_FIRST_TOKEN_DELAY", "1500ms"))
+	// Then the judge aborts it on the first token, within seconds
+	ro := r.waitPhase(v1alpha1.PhaseDegraded, 30*time.Second)
+	took := time.Since(start)
+	if !strings.Contains(ro.Status.Message, "first-token over") || !strings.Contains(ro.Status.Message, "canary worse than stable") {
+		t.Fatalf("abort message does not name the first token: %s", ro.Status.Message)
+	}
+	if !ro.Status.Abort || ro.Status.StableRevision != 1 {
+		t.Fatalf("after abort: %+v", ro.Status)
+	}
+	t.Logf("aborted %s after apply: %s", took.Round(time.Millisecond), ro.Status.Message)
+	// Slow is not failed: every request was answered.
+	assertNoFailures(t, l, "v1", "v2")
+}
+
+func TestJudgeAbortsAHangingVersionBeforeItsRequestsEnd(t *testing.T) {
+	// Given a canary rollout of v1 under chat load, with the judge's defaults
+	s := spec{Listen: freeAddr(t), Strategy: judgeOnlySteps}
+	r := startRamp(t, model(s, "v1"))
+	l := startLoad(t, s.Listen, 40, nil)
+	defer l.stop()
+	// When v2 accepts requests and never answers them (its health check is fine)
+	start := time.Now()
+	r.apply(model(s, "v2", "CHAT_LATENCY", "10m", "CHAT_SHUTDOWN_TIMEOUT", "1s"))
+	// Then the judge aborts it on the requests in flight, long before the clients' 30 s
+	// timeout ends any of them
+	ro := r.waitPhase(v1alpha1.PhaseDegraded, 25*time.Second)
+	took := time.Since(start)
+	if !strings.Contains(ro.Status.Message, "canary worse than stable") || !strings.Contains(ro.Status.Message, "still in flight") {
+		t.Fatalf("abort message does not say it counted requests in flight: %s", ro.Status.Message)
+	}
+	if !ro.Status.Abort || ro.Status.StableRevision != 1 {
+		t.Fatalf("after abort: %+v", ro.Status)
+	}
+	if took > 20*time.Second {
+		t.Fatalf("abort took %s, want under 20s", took)
+	}
+	t.Logf("aborted %s after apply: %s", took.Round(time.Millisecond), ro.Status.Message)
+}

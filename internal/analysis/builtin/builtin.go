@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
@@ -31,8 +32,11 @@ type RequestStats struct {
 	// Latency gives a quantile (0 < q < 1) of the full response time; nil means not
 	// recorded (a latency metric is then an error).
 	Latency func(q float64) time.Duration
-	// TTFB gives a quantile of the time to the first response byte; nil means not recorded.
+	// TTFB gives a quantile of the time to the response headers; nil means not recorded.
 	TTFB func(q float64) time.Duration
+	// FirstToken gives a quantile of the time to the first byte of the response body (for a
+	// streamed LLM answer, its first token); nil means not recorded.
+	FirstToken func(q float64) time.Duration
 	// Duration is the span the stats cover, used for request-rate. Zero means from since
 	// until now.
 	Duration time.Duration
@@ -90,6 +94,9 @@ var metrics = map[string]kind{
 	"ttfb-p50":           ratio,
 	"ttfb-p95":           ratio,
 	"ttfb-p99":           ratio,
+	"first-token-p50":    ratio,
+	"first-token-p95":    ratio,
+	"first-token-p99":    ratio,
 	"restarts":           instances,
 	"readiness-failures": instances,
 	"cpu":                instances,
@@ -108,7 +115,7 @@ func Metrics() []string {
 
 // Measure measures m for t.Revision and, when the metric asks for a baseline and t has one,
 // for t.Baseline. Request metrics look back over the metric's window (nil: since the run
-// started). A ratio or quantile metric (error-rate, latency-*, ttfb-*) with fewer than
+// started). A ratio or quantile metric (error-rate, latency-*, ttfb-*, first-token-*) with fewer than
 // minRequests requests (zero means 1), on either revision, is Inconclusive; request-count and
 // request-rate are Inconclusive only under an explicit minRequests.
 func (p *Provider) Measure(ctx context.Context, m v1alpha1.Metric, t analysis.Target) (analysis.Value, error) {
@@ -192,10 +199,13 @@ func (p *Provider) measure(q query, revision int64) (analysis.Value, error) {
 		return analysis.Value{Result: r, Text: fmt.Sprintf("%s req/s (%d in %s)", num(r), rs.Requests, d.Round(time.Millisecond))}, nil
 	}
 
-	// latency-pNN or ttfb-pNN
+	// latency-pNN, ttfb-pNN or first-token-pNN
 	quantiles, what := rs.Latency, "latency"
-	if q.metric[:4] == "ttfb" {
+	switch {
+	case strings.HasPrefix(q.metric, "ttfb-"):
 		quantiles, what = rs.TTFB, "ttfb"
+	case strings.HasPrefix(q.metric, "first-token-"):
+		quantiles, what = rs.FirstToken, "first-token"
 	}
 	if quantiles == nil {
 		return analysis.Value{}, fmt.Errorf("%s is not recorded for revision %d", what, revision)

@@ -71,7 +71,7 @@ func TestMeasure(t *testing.T) {
 	src := func() *fakeSource {
 		return &fakeSource{
 			requests: map[int64]RequestStats{
-				2: {Requests: 400, Errors: 124, Latency: linear(2 * time.Second), TTFB: linear(200 * time.Millisecond)},
+				2: {Requests: 400, Errors: 124, Latency: linear(2 * time.Second), TTFB: linear(200 * time.Millisecond), FirstToken: linear(time.Second)},
 				1: {Requests: 2580, Errors: 31, Latency: linear(time.Second), Duration: 60 * time.Second},
 				3: {Requests: 3, Errors: 0},
 				4: {Requests: 0},
@@ -184,6 +184,18 @@ func TestMeasure(t *testing.T) {
 			m:      metric("ttfb-p99"),
 			target: target(2, 0),
 			want:   analysis.Value{Result: 0.198, Text: "0.198s (p99 of 400 requests)"},
+		},
+		{
+			name:   "first-token-p95 is the body's first byte, not the headers",
+			m:      metric("first-token-p95"),
+			target: target(2, 0),
+			want:   analysis.Value{Result: 0.95, Text: "0.95s (p95 of 400 requests)"},
+		},
+		{
+			name:    "first token not recorded",
+			m:       metric("first-token-p50"),
+			target:  target(1, 0),
+			wantErr: "first-token is not recorded for revision 1",
 		},
 		{
 			name:    "ttfb not recorded",

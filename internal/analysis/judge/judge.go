@@ -193,6 +193,22 @@ func New(cfg Config) *Test {
 	return t
 }
 
+// With returns the result t would give with the slices ss added, leaving t as it is: a look
+// at evidence that is not final yet, such as requests still in flight that are already slower
+// than the threshold (they will be slow events when they finish, whenever that is).
+func (t *Test) With(ss ...Slice) Result {
+	c := *t
+	c.worse = make([]*restart, len(t.worse))
+	for i, r := range t.worse {
+		rc := *r
+		c.worse[i] = &rc
+	}
+	for _, s := range ss {
+		c.Add(s)
+	}
+	return c.Result()
+}
+
 // share is the probability that an event comes from the canary when the canary's share of
 // traffic is q and its rate is rho times stable's.
 func share(q, rho float64) float64 { return q * rho / (q*rho + 1 - q) }

@@ -39,6 +39,8 @@ type Run struct {
 	all, step map[string]*judge.Test
 	stepRun   string
 	stepFrom  int64
+	// pending are the metrics' slices of evidence not final yet (SetPending).
+	pending map[string][]judge.Slice
 }
 
 // New returns the tests of the judge run run, over metrics, with settings' alpha (split over
@@ -116,6 +118,17 @@ func (r *Run) Add(metric string, from int64, s judge.Slice) {
 	}
 }
 
+// SetPending sets metric's pending slices, replacing the last ones: evidence that is not
+// final yet, such as the requests in flight already slower than the threshold. Report weighs
+// them with the final slices for a verdict of worse only: a hang fails the canary before its
+// requests end, and pending slices never end a step early.
+func (r *Run) SetPending(metric string, ss []judge.Slice) {
+	if r.pending == nil {
+		r.pending = map[string][]judge.Slice{}
+	}
+	r.pending[metric] = ss
+}
+
 // Describe gives a metric's label in verdicts ("latency over 120ms (stable's p95)") and a
 // note appended to its status message; empty means its name and no note.
 type Describe func(metric string) (label, note string)
@@ -136,7 +149,18 @@ func (r *Run) Report(run *v1alpha1.AnalysisRunStatus, describe Describe) {
 					note = n
 				}
 			}
-			out = append(out, judge.Named{Metric: label, Events: m.Events, Result: tests[m.Name].Result()})
+			res := tests[m.Name].Result()
+			if p := r.pending[m.Name]; res.Verdict != judge.Worse && len(p) > 0 {
+				if with := tests[m.Name].With(p...); with.Verdict == judge.Worse {
+					res = with
+					var n int64
+					for _, s := range p {
+						n += s.CanaryEvents
+					}
+					label += fmt.Sprintf(", counting %d canary requests still in flight", n)
+				}
+			}
+			out = append(out, judge.Named{Metric: label, Events: m.Events, Result: res})
 			notes = append(notes, note)
 		}
 		return out, notes
@@ -175,7 +199,11 @@ func (r *Run) Report(run *v1alpha1.AnalysisRunStatus, describe Describe) {
 	}
 }
 
-// Label is the usual label of a threshold metric: "latency over 120ms (stable's p95)".
-func Label(metric string, threshold time.Duration) string {
-	return fmt.Sprintf("%s over %s (stable's p95)", metric, threshold.Round(100*time.Microsecond))
+// Label is the usual label of a threshold metric: "latency over 220ms (stable's p95 +
+// 100ms)"; floor is the judge's minLatencyIncrease.
+func Label(metric string, threshold, floor time.Duration) string {
+	if floor <= 0 {
+		return fmt.Sprintf("%s over %s (stable's p95)", metric, threshold.Round(100*time.Microsecond))
+	}
+	return fmt.Sprintf("%s over %s (stable's p95 + %s)", metric, threshold.Round(100*time.Microsecond), floor)
 }
