@@ -42,6 +42,10 @@ type Input struct {
 	Instances map[int64][]Instance
 	// Now is the time of the decision.
 	Now time.Time
+	// Restart is how many instances a restart (spec.restartAt) may run above and below
+	// replicas. Nil means the rollout's own rollingUpdate maxSurge and maxUnavailable, else a
+	// surge of 25% of replicas (at least one) and none unavailable.
+	Restart *RestartBudget
 }
 
 // Output is one decision's result.
@@ -51,6 +55,9 @@ type Output struct {
 	// Scale is the number of instances each revision should run. A revision not listed
 	// should run none.
 	Scale map[int64]int32
+	// Restart are the IDs of the instances a restart replaces now: the adapter stops (drains)
+	// them, and Scale starts their replacements.
+	Restart []string
 	// Routes is where traffic should go.
 	Routes Routes
 	// Events happened in this decision, oldest first.
