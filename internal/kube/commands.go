@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -255,11 +256,18 @@ func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (sto
 		if d.Annotations == nil {
 			d.Annotations = map[string]string{}
 		}
-		if !stable {
-			// The stable revision's ReplicaSet keeps the cause it has; a new revision gets
-			// this one.
+		switch {
+		case !stable:
 			d.Annotations[annChangeCause] = undoCause(target.Revision, deployRev)
 			d.Annotations[AnnotationChangeCauseTemplate] = hash
+		case staleUndoCause(d): // (d has the new template already)
+			// Back to stable, whose ReplicaSet keeps the cause it has: an earlier undo's
+			// cause must not reach it (the Deployment copies its change-cause onto the
+			// ReplicaSet of its template at once, paused or not).
+			if strings.HasPrefix(d.Annotations[annChangeCause], undoCausePrefix) {
+				delete(d.Annotations, annChangeCause)
+			}
+			delete(d.Annotations, AnnotationChangeCauseTemplate)
 		}
 		return c.Client.Update(ctx, d)
 	})

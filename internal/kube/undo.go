@@ -53,9 +53,25 @@ func (r *Reconciler) forgetUndoCause(ctx context.Context, w *world) error {
 	if !staleUndoCause(d) {
 		return nil
 	}
+	of, cause := d.Annotations[AnnotationChangeCauseTemplate], d.Annotations[annChangeCause]
+	ours := strings.HasPrefix(cause, undoCausePrefix)
+	if ours {
+		// The Deployment may have copied it already onto a ReplicaSet of its new template
+		// (an older template again, which it renumbers at once even while paused).
+		for _, rs := range w.sets {
+			if !w.deploymentOwns(rs) || rs.Annotations[annChangeCause] != cause || TemplateHash(&rs.Spec.Template) == of {
+				continue
+			}
+			patch := client.MergeFrom(rs.DeepCopy())
+			delete(rs.Annotations, annChangeCause)
+			if err := r.client.Patch(ctx, rs, patch); err != nil {
+				return fmt.Errorf("remove the undo's change-cause from replicaset %s: %w", rs.Name, err)
+			}
+		}
+	}
 	patch := client.MergeFrom(d.DeepCopy())
 	delete(d.Annotations, AnnotationChangeCauseTemplate)
-	if strings.HasPrefix(d.Annotations[annChangeCause], undoCausePrefix) {
+	if ours {
 		delete(d.Annotations, annChangeCause)
 	}
 	if err := r.client.Patch(ctx, d, patch); err != nil {
