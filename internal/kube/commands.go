@@ -244,21 +244,21 @@ func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (sto
 	stable := target.Revision == ro.Status.StableRevision
 	hash := TemplateHash(&tmpl)
 	var deployRev string
+	var revErr error
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		d := &appsv1.Deployment{}
 		if err := c.Client.Get(ctx, c.key(ro.Spec.WorkloadRef.Name), d); err != nil {
 			return err
 		}
-		if deployRev, err = c.deploymentRevision(ctx, d, hash); err != nil {
-			return err
-		}
+		// Without the right to list ReplicaSets the undo goes on, naming ramp's number only.
+		deployRev, revErr = c.deploymentRevision(ctx, d, hash)
 		d.Spec.Template = tmpl
 		if d.Annotations == nil {
 			d.Annotations = map[string]string{}
 		}
 		switch {
 		case !stable:
-			d.Annotations[annChangeCause] = undoCause(target.Revision, deployRev)
+			d.Annotations[annChangeCause] = undoCause(target.Revision, deployRev, revErr == nil)
 			d.Annotations[AnnotationChangeCauseTemplate] = hash
 		case staleUndoCause(d): // (d has the new template already)
 			// Back to stable, whose ReplicaSet keeps the cause it has: an earlier undo's
@@ -275,7 +275,10 @@ func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (sto
 		return store.UndoResult{}, fmt.Errorf("undo %s: write the template of revision %d into deployment %s: %w", name, target.Revision, ro.Spec.WorkloadRef.Name, err)
 	}
 	res := store.UndoResult{Target: target.Revision, Revision: target.Revision}
-	if deployRev != "" {
+	switch {
+	case revErr != nil:
+		res.Note = fmt.Sprintf("its number in kubectl rollout history is not known: %s", revErr.Error())
+	case deployRev != "":
 		res.Note = fmt.Sprintf("ramp revision %d is revision %s in kubectl rollout history deployment/%s", target.Revision, deployRev, ro.Spec.WorkloadRef.Name)
 	}
 	if stable {
@@ -290,8 +293,11 @@ func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (sto
 }
 
 // undoCause is the change-cause of an undo to ramp revision n, which the Deployment knows as
-// deployRev (empty: it never ran it).
-func undoCause(n int64, deployRev string) string {
+// deployRev (empty: it never ran it; known false: its number could not be read).
+func undoCause(n int64, deployRev string, known bool) string {
+	if !known {
+		return fmt.Sprintf("%sramp revision %d", undoCausePrefix, n)
+	}
 	if deployRev == "" {
 		return fmt.Sprintf("%sramp revision %d (never run by the deployment before)", undoCausePrefix, n)
 	}

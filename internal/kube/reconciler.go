@@ -329,7 +329,7 @@ func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisA
 	if ro.Status.Phase != v1alpha1.PhaseHealthy && ro.Status.Phase != v1alpha1.PhaseDegraded {
 		consider(now.Add(pollInterval))
 	}
-	if restarting(ro) {
+	if restarting(ro) && (ro.Status.CurrentRevision == ro.Status.StableRevision || ro.Status.Abort) {
 		consider(now.Add(time.Second)) // pods becoming Ready do not always change a ReplicaSet
 	}
 	if stable := w.byNumber[ro.Status.StableRevision]; stable != nil && !servedByDeployment(w, stable) {
