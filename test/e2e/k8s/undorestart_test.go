@@ -159,6 +159,7 @@ func testUndoAndRestart(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics
 		t.Errorf("v2's ReplicaSet is %s (%s), not the Deployment's %s (%s): it was deleted", rs.Name, rs.UID, v2Set.Name, v2Set.UID)
 	}
 	hist = s.kubectlHistory()
+	t.Logf("kubectl rollout history after undo, next change, dropped undo: %v", hist)
 	if _, ok := hist[s.deploymentRevisionOf(v2)]; !ok {
 		t.Errorf("kubectl rollout history lost v2's revision %s: %v", s.deploymentRevisionOf(v2), hist)
 	}
@@ -204,6 +205,7 @@ func testUndoAndRestart(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics
 		return nil
 	})
 	minReady := watch()
+	t.Logf("ramp restart: fewest ready pods of 3 during the restart: %d", minReady)
 	if minReady < 2 {
 		t.Errorf("during the restart only %d of 3 pods were ready; want at least 2", minReady)
 	}
