@@ -48,8 +48,8 @@ func (d *decision) restarting() bool {
 // before spec.restartAt: new instances start within the surge, and old ones stop only while
 // at least replicas-unavailable others are ready, not-ready ones first, then the oldest. The
 // adapter stops the instances of Output.Restart and keeps rev at Output.Scale, which starts
-// their replacements. Once none is left the restart is complete: status.restartedAt records
-// it. It runs only when no other revision is rolling out; the caller makes sure of that.
+// their replacements. Once none is left and the new ones are available the restart is
+// complete: status.restartedAt records it. It runs only when no other revision is rolling out; the caller makes sure of that.
 func (d *decision) restart(rev int64) {
 	if !d.restarting() {
 		return
@@ -73,6 +73,14 @@ func (d *decision) restart(rev int64) {
 		}
 	}
 	if len(old) == 0 {
+		// Done once the new instances are available too, so that a completed restart is a
+		// Healthy rollout again.
+		if _, avail := d.counts(rev); avail < d.replicas {
+			if d.st.Phase != v1alpha1.PhaseDegraded {
+				d.st.Message = fmt.Sprintf("restarting revision %d: every instance replaced, %d/%d available", rev, avail, d.replicas)
+			}
+			return
+		}
 		t := metav1.NewTime(at)
 		d.st.RestartedAt = &t
 		d.event(EventNormal, "Restarted", fmt.Sprintf("restart of revision %d complete: every instance started after %s", rev, at.UTC().Format("2006-01-02T15:04:05Z")))
