@@ -213,6 +213,9 @@ func (c *Controller) Retry(ctx context.Context, name string) error {
 func (c *Controller) Restart(ctx context.Context, name string) (string, error) {
 	var msg string
 	err := c.command(name, func(r *v1alpha1.Rollout) error {
+		if r.Spec.Template.Process == nil {
+			return fmt.Errorf("%w: restart %s: its instances are fixed upstreams that ramp does not run; restart them where they run", server.ErrConflict, name)
+		}
 		var err error
 		if msg, err = engine.Restart(r, c.now()); err != nil {
 			return err
