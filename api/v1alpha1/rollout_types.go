@@ -66,6 +66,13 @@ type RolloutSpec struct {
 	// clears it. False means the rollout progresses.
 	Paused bool `json:"paused,omitempty"`
 
+	// RestartAt asks for new instances of the stable revision: every instance of it that
+	// started before this time is replaced, a few at a time, without a new revision and
+	// without taking traffic from instances that are not replaced yet (`ramp restart` sets it
+	// to the next whole second). While a revision rolls out the restart waits for the rollout
+	// to end. Nil means no restart.
+	RestartAt *metav1.Time `json:"restartAt,omitempty"`
+
 	// RevisionHistoryLimit is how many old revisions are kept for `ramp undo`. Nil means 10.
 	// +kubebuilder:validation:Minimum=0
 	RevisionHistoryLimit *int32 `json:"revisionHistoryLimit,omitempty"`

@@ -99,6 +99,10 @@ type RolloutStatus struct {
 	// by revision.
 	ScaleDownAt map[string]metav1.Time `json:"scaleDownAt,omitempty"`
 
+	// RestartedAt is the spec.restartAt of the last restart that completed: every instance of
+	// the stable revision started after it. Nil when no restart completed.
+	RestartedAt *metav1.Time `json:"restartedAt,omitempty"`
+
 	// Analysis holds the analysis runs the engine wants running, and their last results.
 	Analysis []AnalysisRunStatus `json:"analysis,omitempty"`
 

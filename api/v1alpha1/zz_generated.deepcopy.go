@@ -1158,6 +1158,10 @@ func (in *RolloutSpec) DeepCopyInto(out *RolloutSpec) {
 		**out = **in
 	}
 	in.Strategy.DeepCopyInto(&out.Strategy)
+	if in.RestartAt != nil {
+		in, out := &in.RestartAt, &out.RestartAt
+		*out = (*in).DeepCopy()
+	}
 	if in.RevisionHistoryLimit != nil {
 		in, out := &in.RevisionHistoryLimit, &out.RevisionHistoryLimit
 		*out = new(int32)
@@ -1240,6 +1244,10 @@ func (in *RolloutStatus) DeepCopyInto(out *RolloutStatus) {
 		for key, val := range *in {
 			(*out)[key] = *val.DeepCopy()
 		}
+	}
+	if in.RestartedAt != nil {
+		in, out := &in.RestartedAt, &out.RestartedAt
+		*out = (*in).DeepCopy()
 	}
 	if in.Analysis != nil {
 		in, out := &in.Analysis, &out.Analysis

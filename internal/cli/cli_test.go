@@ -37,6 +37,8 @@ type fakeBackend struct {
 	gets   map[string]int
 	revs   []store.Revision
 	calls  []string
+	// undo is what Undo answers; zero means a new revision 3 from revision 1.
+	undo store.UndoResult
 }
 
 func (f *fakeBackend) Get(ctx context.Context, name string) (*v1alpha1.Rollout, error) {
@@ -86,8 +88,18 @@ func (f *fakeBackend) Promote(ctx context.Context, name string, full bool) error
 	return fmt.Errorf("promote: rollout %s is not paused: %w", name, server.ErrConflict)
 }
 
-func (f *fakeBackend) Undo(ctx context.Context, name string, to int64) (int64, error) {
-	return 3, nil
+func (f *fakeBackend) Undo(ctx context.Context, name string, to int64) (store.UndoResult, error) {
+	if f.undo.Target == 0 {
+		return store.UndoResult{Target: 1, Revision: 3, New: true}, nil
+	}
+	return f.undo, nil
+}
+
+func (f *fakeBackend) Restart(ctx context.Context, name string) (string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls = append(f.calls, "restart "+name)
+	return "rollout/" + name + " restarting", nil
 }
 
 func (f *fakeBackend) History(ctx context.Context, name string) ([]store.Revision, error) {
@@ -183,7 +195,7 @@ func healthy(name string) v1alpha1.Rollout {
 func TestCommandTree(t *testing.T) {
 	a := &app{getenv: func(string) string { return "" }}
 	root := a.newRoot()
-	verbs := []string{"up", "serve", "apply", "get", "status", "promote", "pause", "resume", "abort", "retry", "undo", "history", "events", "lint"}
+	verbs := []string{"up", "serve", "apply", "get", "status", "promote", "pause", "resume", "abort", "retry", "undo", "restart", "history", "events", "lint"}
 	for _, v := range verbs {
 		cmd, _, err := root.Find([]string{v})
 		if err != nil || cmd.Name() != v {
@@ -504,6 +516,18 @@ func TestActionsAndUndo(t *testing.T) {
 	}
 	if code, out, _ := h.run(t, "undo", "chat-api", "--to-revision", "1"); code != 0 || out != "rollout/chat-api rolled back to revision 1 (new revision 3)\n" {
 		t.Errorf("undo --to-revision: code %d, stdout %q", code, out)
+	}
+	// After an abort the revision before the current one is the stable one: nothing new.
+	h.fb.undo = store.UndoResult{Target: 2, Revision: 2}
+	if code, out, _ := h.run(t, "undo", "chat-api"); code != 0 || out != "rollout/chat-api back on stable revision 2: it serves all traffic already, nothing rolls out\n" {
+		t.Errorf("undo to stable: code %d, stdout %q", code, out)
+	}
+	h.fb.undo = store.UndoResult{Target: 1, Revision: 4, New: true, Note: "ramp revision 1 is revision 1 in kubectl rollout history deployment/chat-api"}
+	if code, out, _ := h.run(t, "undo", "chat-api", "--to-revision", "1"); code != 0 || out != "rollout/chat-api rolled back to revision 1 (new revision 4); ramp revision 1 is revision 1 in kubectl rollout history deployment/chat-api\n" {
+		t.Errorf("undo with a note: code %d, stdout %q", code, out)
+	}
+	if code, out, _ := h.run(t, "restart", "chat-api"); code != 0 || out != "rollout/chat-api restarting\n" || h.fb.calls[len(h.fb.calls)-1] != "restart chat-api" {
+		t.Errorf("restart: code %d, stdout %q, calls %v", code, out, h.fb.calls)
 	}
 	if code, _, errOut := h.run(t, "promote", "chat-api"); code != 1 || errOut != "error: promote: rollout chat-api is not paused: conflict\n" {
 		t.Errorf("promote conflict: code %d, stderr %q", code, errOut)

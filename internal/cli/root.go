@@ -181,7 +181,7 @@ Global settings, in order of precedence:
 
 	root.AddCommand(
 		a.upCmd(), a.serveCmd(), a.applyCmd(), a.getCmd(), a.statusCmd(),
-		a.promoteCmd(), a.pauseCmd(), a.resumeCmd(), a.abortCmd(), a.retryCmd(), a.undoCmd(),
+		a.promoteCmd(), a.pauseCmd(), a.resumeCmd(), a.abortCmd(), a.retryCmd(), a.undoCmd(), a.restartCmd(),
 		a.historyCmd(), a.eventsCmd(), a.lintCmd(), a.demoCmd(), a.controllerCmd(),
 	)
 	if a.plugin {
@@ -206,7 +206,8 @@ type backend interface {
 	Resume(ctx context.Context, name string) (string, error)
 	Abort(ctx context.Context, name string) (string, error)
 	Retry(ctx context.Context, name string) (string, error)
-	Undo(ctx context.Context, name string, toRevision int64) (int64, error)
+	Undo(ctx context.Context, name string, toRevision int64) (store.UndoResult, error)
+	Restart(ctx context.Context, name string) (string, error)
 }
 
 var (

@@ -1,10 +1,11 @@
 package cli
 
 import (
-	"context"
 	"fmt"
 
 	"github.com/spf13/cobra"
+
+	"ramp.dev/ramp/internal/store"
 )
 
 func (a *app) undoCmd() *cobra.Command {
@@ -13,7 +14,13 @@ func (a *app) undoCmd() *cobra.Command {
 		Use:   "undo NAME",
 		Short: "Roll a rollout back to an older revision (as a new revision)",
 		Long: `Re-apply an older revision's template as a new revision: the rollout rolls forward to
-old code with its usual strategy. Without --to-revision, the revision before the current one.`,
+old code with its usual strategy. Without --to-revision, the revision before the current one.
+When that is the stable revision (after an abort, or mid-rollout), nothing rolls out: the
+revision under way is dropped and the stable one, which serves all traffic already, stays.
+
+In Kubernetes mode undo writes the revision's pod template into the Deployment, as kubectl
+rollout undo does (which fails on the Deployment ramp keeps paused); revision numbers are
+ramp's (ramp history), and the output also names the Deployment's (kubectl rollout history).`,
 		Example: `  ramp undo chat-api
   ramp undo chat-api --to-revision 2`,
 		Args: cobra.ExactArgs(1),
@@ -23,15 +30,11 @@ old code with its usual strategy. Without --to-revision, the revision before the
 			if err != nil {
 				return err
 			}
-			n, err := c.Undo(cmd.Context(), name, to)
+			res, err := c.Undo(cmd.Context(), name, to)
 			if err != nil {
 				return err
 			}
-			target := "revision " + revText(to)
-			if to == 0 {
-				target = undoTarget(cmd.Context(), c, name, n)
-			}
-			fmt.Fprintf(a.stdout, "rollout/%s rolled back to %s (new revision %d)\n", name, target, n)
+			fmt.Fprintln(a.stdout, undoMessage(name, res))
 			return nil
 		},
 	}
@@ -39,27 +42,14 @@ old code with its usual strategy. Without --to-revision, the revision before the
 	return cmd
 }
 
-// undoTarget names the revision that revision n copies: the newest older one with the same
-// template.
-func undoTarget(ctx context.Context, c backend, name string, n int64) string {
-	revs, err := c.History(ctx, name)
-	if err != nil {
-		return "the previous revision"
+// undoMessage says what an undo did.
+func undoMessage(name string, res store.UndoResult) string {
+	msg := fmt.Sprintf("rollout/%s rolled back to revision %d (new revision %d)", name, res.Target, res.Revision)
+	if !res.New {
+		msg = fmt.Sprintf("rollout/%s back on stable revision %d: it serves all traffic already, nothing rolls out", name, res.Target)
 	}
-	var hash string
-	for _, r := range revs {
-		if r.Number == n {
-			hash = r.Hash
-		}
+	if res.Note != "" {
+		msg += "; " + res.Note
 	}
-	var found int64
-	for _, r := range revs {
-		if r.Number < n && r.Hash == hash && hash != "" {
-			found = r.Number
-		}
-	}
-	if found == 0 {
-		return "the previous revision"
-	}
-	return fmt.Sprintf("revision %d", found)
+	return msg
 }

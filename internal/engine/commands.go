@@ -16,6 +16,7 @@ var (
 	ErrNotInProgress = errors.New("no revision is rolling out")
 	ErrAborted       = errors.New("the rollout is aborted; `ramp retry` runs it again")
 	ErrNotAborted    = errors.New("the rollout is not aborted")
+	ErrNoStable      = errors.New("no revision is stable yet: there is nothing to restart")
 )
 
 // InProgress is the revision a rollout is rolling out, or 0 when none.
@@ -99,4 +100,22 @@ func Resume(r *v1alpha1.Rollout) {
 	r.Status.Analysis = slices.DeleteFunc(r.Status.Analysis, func(a v1alpha1.AnalysisRunStatus) bool {
 		return a.Phase == v1alpha1.AnalysisInconclusive
 	})
+}
+
+// Restart asks for new instances of the stable revision: spec.restartAt becomes the next whole
+// second after now (the API keeps times to the second, and so every instance that started
+// before the command is replaced, and none that started after it). It returns what happens,
+// for the user.
+func Restart(r *v1alpha1.Rollout, now time.Time) (string, error) {
+	st := &r.Status
+	if st.StableRevision == 0 {
+		return "", fmt.Errorf("restart %s: %w", r.Name, ErrNoStable)
+	}
+	at := metav1.NewTime(now.Truncate(time.Second).Add(time.Second))
+	r.Spec.RestartAt = &at
+	msg := fmt.Sprintf("rollout/%s restarting: the instances of stable revision %d are replaced a few at a time", r.Name, st.StableRevision)
+	if rev := InProgress(r); rev != 0 && !st.Abort {
+		msg += fmt.Sprintf(", once revision %d is no longer rolling out", rev)
+	}
+	return msg, nil
 }

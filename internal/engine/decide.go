@@ -115,6 +115,7 @@ func (d *decision) steady() {
 	d.scale(stable, d.replicas)
 	d.out.Routes.Weights = map[int64]int32{stable: 100}
 	d.healthy()
+	d.restart(stable)
 }
 
 func (d *decision) healthy() {
@@ -249,6 +250,7 @@ func (d *decision) aborted() {
 	if d.st.Message == "" {
 		d.st.Message = fmt.Sprintf("aborted: revision %d", d.st.AbortedRevision)
 	}
+	d.restart(stable)
 	// Keep finished analysis runs to show why; stop the rest.
 }
 

@@ -50,6 +50,10 @@ type Input struct {
 	// mode's plain Service router): a canary's weight is then approximated by its instance
 	// count beside stable's (see ReplicasForWeight), and the status shows the real share.
 	WeightByReplicas bool
+	// Restart is how many instances a restart (spec.restartAt) may run above and below
+	// replicas. Nil means the rollout's own rollingUpdate maxSurge and maxUnavailable, else a
+	// surge of 25% of replicas (at least one) and none unavailable.
+	Restart *RestartBudget
 }
 
 // Traffic is what an adapter observed of the traffic layer and of carrying out the actions of
@@ -76,6 +80,9 @@ type Output struct {
 	// Scale is the number of instances each revision should run. A revision not listed
 	// should run none.
 	Scale map[int64]int32
+	// Restart are the IDs of the instances a restart replaces now: the adapter stops (drains)
+	// them, and Scale starts their replacements.
+	Restart []string
 	// Routes is where traffic should go.
 	Routes Routes
 	// Events happened in this decision, oldest first.

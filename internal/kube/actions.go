@@ -163,6 +163,13 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 		}
 		target := want(n)
 		if target == 0 && n != st.StableRevision && n != st.CurrentRevision {
+			if ranByDeployment(rs) {
+				// Taken over from the Deployment for an undo that is dropped: its history.
+				if err := r.giveBack(ctx, ro, rs); err != nil {
+					errs = append(errs, err)
+				}
+				continue
+			}
 			if err := r.client.Delete(ctx, rs); err != nil && !apierrors.IsNotFound(err) {
 				errs = append(errs, fmt.Errorf("delete replicaset %s: %w", rs.Name, err))
 			}
@@ -183,8 +190,10 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 		if slices.ContainsFunc(rev.sets, func(rs *appsv1.ReplicaSet) bool { return w.isOurs(ro, rs) }) {
 			continue
 		}
-		// An old ReplicaSet of the Deployment with this template (history, or a rollout the
-		// Deployment began) would be taken for the Deployment's new one on hand-over: it goes.
+		// An old ReplicaSet of the Deployment with this template (its history, as after an
+		// undo, or a rollout the Deployment began) would be taken for the Deployment's new one
+		// on hand-over: ramp takes it over and runs the revision in it, so that the
+		// Deployment's history keeps it (see undo.go).
 		blocked := false
 		for _, rs := range rev.sets {
 			if !w.deploymentOwns(rs) {
@@ -192,11 +201,12 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 			}
 			blocked = true
 			if replicasOf(rs) > 0 {
-				break // scaled down above; deleted on a later pass
+				break // scaled down above; taken over on a later pass
 			}
-			if err := r.client.Delete(ctx, rs); err != nil && !apierrors.IsNotFound(err) {
-				errs = append(errs, fmt.Errorf("delete old replicaset %s of deployment %s: %w", rs.Name, w.deploy.Name, err))
+			if err := r.takeOver(ctx, ro, rs, rev, target); err != nil {
+				errs = append(errs, err)
 			}
+			break
 		}
 		if blocked {
 			continue

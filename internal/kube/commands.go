@@ -7,12 +7,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
+	"strings"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -185,19 +186,45 @@ func (c *Commands) History(ctx context.Context, name string) ([]store.Revision, 
 	return out, nil
 }
 
+// Restart asks for new pods of the stable revision (spec.restartAt; see engine.Restart): the
+// controller evicts the pods started before it, maxUnavailable at a time, and the
+// Deployment's ReplicaSet replaces them.
+func (c *Commands) Restart(ctx context.Context, name string) (string, error) {
+	var msg string
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		ro, err := c.Get(ctx, name)
+		if err != nil {
+			return err
+		}
+		if msg, err = engine.Restart(ro, c.now()); err != nil {
+			return err
+		}
+		return c.Client.Update(ctx, ro)
+	})
+	if err != nil {
+		return "", err
+	}
+	return msg, nil
+}
+
 // Undo writes revision toRevision's pod template (0: the newest before the current) into the
-// Deployment, which makes it a new revision, and returns the number it will get.
-func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (int64, error) {
+// Deployment. A template other than the stable one becomes a new revision, which rolls out
+// with the rollout's strategy; the Deployment then carries the undo's cause in
+// kubernetes.io/change-cause (which it copies to the ReplicaSet of that template, so that
+// `kubectl rollout history` shows it) and ramp.dev/change-cause-template, which lets the
+// controller take the cause off again once the template changes, so that it never shows on
+// later revisions.
+func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (store.UndoResult, error) {
 	ro, err := c.Get(ctx, name)
 	if err != nil {
-		return 0, err
+		return store.UndoResult{}, err
 	}
 	if ro.Spec.WorkloadRef == nil {
-		return 0, fmt.Errorf("undo %s: the rollout has no spec.workloadRef", name)
+		return store.UndoResult{}, fmt.Errorf("undo %s: the rollout has no spec.workloadRef", name)
 	}
 	crs, err := c.revisions(ctx, ro)
 	if err != nil {
-		return 0, err
+		return store.UndoResult{}, err
 	}
 	var target *appsv1.ControllerRevision
 	current := ro.Status.CurrentRevision
@@ -210,39 +237,98 @@ func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (int
 	}
 	switch {
 	case target == nil && toRevision == 0:
-		return 0, fmt.Errorf("undo %s: no revision before %d", name, current)
+		return store.UndoResult{}, fmt.Errorf("undo %s: no revision before %d", name, current)
 	case target == nil:
-		return 0, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, store.ErrNotFound)
+		return store.UndoResult{}, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, store.ErrNotFound)
 	case target.Revision == current:
-		return 0, fmt.Errorf("undo %s: revision %d is already the current revision", name, target.Revision)
+		return store.UndoResult{}, fmt.Errorf("undo %s: revision %d is already the current revision", name, target.Revision)
 	}
 	var tmpl corev1.PodTemplateSpec
 	if err := json.Unmarshal(target.Data.Raw, &tmpl); err != nil {
-		return 0, fmt.Errorf("undo %s: decode revision %d: %w", name, target.Revision, err)
+		return store.UndoResult{}, fmt.Errorf("undo %s: decode revision %d: %w", name, target.Revision, err)
 	}
+	stable := target.Revision == ro.Status.StableRevision
+	hash := TemplateHash(&tmpl)
+	var deployRev string
+	var revErr error
 	err = retry.RetryOnConflict(retry.DefaultRetry, func() error {
 		d := &appsv1.Deployment{}
 		if err := c.Client.Get(ctx, c.key(ro.Spec.WorkloadRef.Name), d); err != nil {
 			return err
 		}
+		// Without the right to list ReplicaSets the undo goes on, naming ramp's number only.
+		deployRev, revErr = c.deploymentRevision(ctx, d, hash)
 		d.Spec.Template = tmpl
 		if d.Annotations == nil {
 			d.Annotations = map[string]string{}
 		}
-		d.Annotations[annChangeCause] = "ramp undo to revision " + strconv.FormatInt(target.Revision, 10)
+		switch {
+		case !stable:
+			d.Annotations[annChangeCause] = undoCause(target.Revision, deployRev, revErr == nil)
+			d.Annotations[AnnotationChangeCauseTemplate] = hash
+		case staleUndoCause(d): // (d has the new template already)
+			// Back to stable, whose ReplicaSet keeps the cause it has: an earlier undo's
+			// cause must not reach it (the Deployment copies its change-cause onto the
+			// ReplicaSet of its template at once, paused or not).
+			if strings.HasPrefix(d.Annotations[annChangeCause], undoCausePrefix) {
+				delete(d.Annotations, annChangeCause)
+			}
+			delete(d.Annotations, AnnotationChangeCauseTemplate)
+		}
 		return c.Client.Update(ctx, d)
 	})
 	if err != nil {
-		return 0, fmt.Errorf("undo %s: write the template of revision %d into deployment %s: %w", name, target.Revision, ro.Spec.WorkloadRef.Name, err)
+		return store.UndoResult{}, fmt.Errorf("undo %s: write the template of revision %d into deployment %s: %w", name, target.Revision, ro.Spec.WorkloadRef.Name, err)
 	}
-	if target.Revision == ro.Status.StableRevision {
-		return target.Revision, nil
+	res := store.UndoResult{Target: target.Revision, Revision: target.Revision}
+	switch {
+	case revErr != nil:
+		res.Note = fmt.Sprintf("its number in kubectl rollout history is not known: %s", revErr.Error())
+	case deployRev != "":
+		res.Note = fmt.Sprintf("ramp revision %d is revision %s in kubectl rollout history deployment/%s", target.Revision, deployRev, ro.Spec.WorkloadRef.Name)
+	}
+	if stable {
+		return res, nil
 	}
 	highest := max(current, ro.Status.StableRevision)
 	for _, cr := range crs {
 		highest = max(highest, cr.Revision)
 	}
-	return highest + 1, nil
+	res.Revision, res.New = highest+1, true
+	return res, nil
+}
+
+// undoCause is the change-cause of an undo to ramp revision n, which the Deployment knows as
+// deployRev (empty: it never ran it; known false: its number could not be read).
+func undoCause(n int64, deployRev string, known bool) string {
+	if !known {
+		return fmt.Sprintf("%sramp revision %d", undoCausePrefix, n)
+	}
+	if deployRev == "" {
+		return fmt.Sprintf("%sramp revision %d (never run by the deployment before)", undoCausePrefix, n)
+	}
+	return fmt.Sprintf("%sramp revision %d (deployment revision %s)", undoCausePrefix, n, deployRev)
+}
+
+// deploymentRevision is the Deployment's revision number (deployment.kubernetes.io/revision,
+// as kubectl rollout history shows it) of its ReplicaSet with the template of ramp's hash;
+// empty when it has none.
+func (c *Commands) deploymentRevision(ctx context.Context, d *appsv1.Deployment, hash string) (string, error) {
+	sel, err := metav1.LabelSelectorAsSelector(d.Spec.Selector)
+	if err != nil {
+		return "", fmt.Errorf("deployment %s: selector: %w", d.Name, err)
+	}
+	var sets appsv1.ReplicaSetList
+	if err := c.Client.List(ctx, &sets, client.InNamespace(d.Namespace), client.MatchingLabelsSelector{Selector: sel}); err != nil {
+		return "", fmt.Errorf("list replicasets of %s: %w", d.Name, err)
+	}
+	for i := range sets.Items {
+		rs := &sets.Items[i]
+		if v := rs.Annotations[annDeploymentRevision]; v != "" && TemplateHash(&rs.Spec.Template) == hash {
+			return v, nil
+		}
+	}
+	return "", nil
 }
 
 // Events lists the events recorded on the rollout, oldest first; afterSeq skips the first

@@ -41,6 +41,7 @@ import (
 // +kubebuilder:rbac:groups=apps,resources=replicasets,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=controllerrevisions,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=pods/eviction,verbs=create
 // +kubebuilder:rbac:groups="",resources=services,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups="",resources=events,verbs=create;patch
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
@@ -301,12 +302,12 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.traffic.judgeDefaults(in)
 	traffic, byReplicas := r.observeTraffic(ctx, ro)
 	out := engine.Decide(engine.Input{Rollout: in, Revision: w.current.number, Instances: engineInstances(w), Now: now,
-		Traffic: traffic, WeightByReplicas: byReplicas})
+		Traffic: traffic, WeightByReplicas: byReplicas, Restart: restartBudget(w)})
 	conditions := ro.Status.Conditions
 	ro.Status = out.Status
 	ro.Status.Conditions = conditions
 
-	actErr := r.carryOut(ctx, ro, before, w, out)
+	actErr := errors.Join(r.forgetUndoCause(ctx, w), r.carryOut(ctx, ro, before, w, out), r.restartPods(ctx, ro, w, out.Restart))
 	quietRetry := transient(actErr)
 	if quietRetry {
 		actErr = nil
@@ -385,6 +386,9 @@ func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisA
 	}
 	if ro.Status.Phase != v1alpha1.PhaseHealthy && ro.Status.Phase != v1alpha1.PhaseDegraded {
 		consider(now.Add(pollInterval))
+	}
+	if restarting(ro) && (ro.Status.CurrentRevision == ro.Status.StableRevision || ro.Status.Abort) {
+		consider(now.Add(time.Second)) // pods becoming Ready do not always change a ReplicaSet
 	}
 	if stable := w.byNumber[ro.Status.StableRevision]; stable != nil && !servedByDeployment(w, stable) {
 		consider(now.Add(time.Second))
@@ -633,8 +637,15 @@ func (r *Reconciler) release(ctx context.Context, ro *v1alpha1.Rollout, d *appsv
 	}
 	for i := range sets.Items {
 		rs := &sets.Items[i]
-		if ownedBy(rs, ro.UID) && TemplateHash(&rs.Spec.Template) == hash {
+		switch {
+		case !ownedBy(rs, ro.UID):
+		case TemplateHash(&rs.Spec.Template) == hash:
 			if err := r.handOver(ctx, rs, d); err != nil {
+				return err
+			}
+		case ranByDeployment(rs):
+			// Taken over from the Deployment (undo.go): it goes back, not with the Rollout.
+			if err := r.giveBack(ctx, ro, rs); err != nil {
 				return err
 			}
 		}

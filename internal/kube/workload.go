@@ -38,6 +38,11 @@ const (
 	// AnnotationPausedBy is set on a Deployment that ramp paused, with the Rollout's name;
 	// deleting the Rollout resumes the Deployment only then.
 	AnnotationPausedBy = "ramp.dev/paused-by"
+	// AnnotationChangeCauseTemplate is set on the Deployment beside the kubernetes.io/change-cause
+	// that `ramp undo` writes, with the TemplateHash of the template the cause describes. Once
+	// the Deployment's template is another one, the controller removes both, so that the
+	// Deployment does not copy the undo's cause to the ReplicaSets of later revisions.
+	AnnotationChangeCauseTemplate = "ramp.dev/change-cause-template"
 	// FinalizerName lets ramp hand the Deployment back when its Rollout is deleted.
 	FinalizerName = "ramp.dev/release-deployment"
 
@@ -46,6 +51,11 @@ const (
 	annDesiredReplicas = "deployment.kubernetes.io/desired-replicas"
 	annMaxReplicas     = "deployment.kubernetes.io/max-replicas"
 	annChangeCause     = "kubernetes.io/change-cause"
+	// annDeploymentRevision is the Deployment controller's number of a ReplicaSet's revision,
+	// which kubectl rollout history shows.
+	annDeploymentRevision = "deployment.kubernetes.io/revision"
+	// undoCausePrefix starts every change-cause that ramp undo writes.
+	undoCausePrefix = "ramp undo to "
 )
 
 // TemplateHash is ramp's hash of a pod template: equal templates (apart from the
@@ -235,7 +245,7 @@ func (r *Reconciler) currentRevision(ctx context.Context, ro *v1alpha1.Rollout, 
 		highest = max(highest, n)
 	}
 	highest = max(highest, ro.Status.CurrentRevision, ro.Status.StableRevision)
-	cause := cmp.Or(w.deploy.Annotations[annChangeCause], "pod template of deployment "+w.deploy.Name+" changed")
+	cause := cmp.Or(deploymentCause(w.deploy), "pod template of deployment "+w.deploy.Name+" changed")
 	if highest == 0 {
 		cause = "pod template of deployment " + w.deploy.Name + " when the rollout began"
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -85,6 +86,9 @@ func (c *Controller) applyRollout(in *v1alpha1.Rollout) (string, error) {
 		r.Status = old.Status
 		r.CreationTimestamp = old.CreationTimestamp
 		r.Generation = old.Generation
+		if r.Spec.RestartAt == nil { // set by `ramp restart`, not by the applied file
+			r.Spec.RestartAt = old.Spec.RestartAt
+		}
 		if !reflect.DeepEqual(old.Spec, r.Spec) {
 			r.Generation++
 		}
@@ -146,7 +150,7 @@ func (c *Controller) command(name string, fn func(r *v1alpha1.Rollout) error) er
 		return err
 	}
 	if err := fn(r); err != nil {
-		if errors.Is(err, engine.ErrNotInProgress) || errors.Is(err, engine.ErrAborted) || errors.Is(err, engine.ErrNotAborted) {
+		if errors.Is(err, engine.ErrNotInProgress) || errors.Is(err, engine.ErrAborted) || errors.Is(err, engine.ErrNotAborted) || errors.Is(err, engine.ErrNoStable) {
 			return fmt.Errorf("%w: %w", server.ErrConflict, err)
 		}
 		return err
@@ -204,18 +208,36 @@ func (c *Controller) Retry(ctx context.Context, name string) error {
 	})
 }
 
+// Restart replaces the stable revision's instances with new ones, a few at a time: see
+// engine.Restart.
+func (c *Controller) Restart(ctx context.Context, name string) (string, error) {
+	var msg string
+	err := c.command(name, func(r *v1alpha1.Rollout) error {
+		if r.Spec.Template.Process == nil {
+			return fmt.Errorf("%w: restart %s: its instances are fixed upstreams that ramp does not run; restart them where they run", server.ErrConflict, name)
+		}
+		var err error
+		if msg, err = engine.Restart(r, c.now()); err != nil {
+			return err
+		}
+		c.record(name, engine.EventNormal, "RestartRequested", fmt.Sprintf("restart by user: instances of revision %d started before %s are replaced", r.Status.StableRevision, r.Spec.RestartAt.UTC().Format(time.RFC3339)), r.Status.StableRevision)
+		return nil
+	})
+	return msg, err
+}
+
 // Undo rolls forward to an older revision's template: to toRevision, or (0) to the newest
 // revision before the current one.
-func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (int64, error) {
+func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (store.UndoResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r, err := c.store.GetRollout(name)
 	if err != nil {
-		return 0, err
+		return store.UndoResult{}, err
 	}
 	revs, err := c.store.Revisions(name)
 	if err != nil {
-		return 0, fmt.Errorf("revisions of %s: %w", name, err)
+		return store.UndoResult{}, fmt.Errorf("revisions of %s: %w", name, err)
 	}
 	var target *store.Revision
 	for i := len(revs) - 1; i >= 0; i-- {
@@ -227,20 +249,24 @@ func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (i
 	}
 	if target == nil {
 		if toRevision == 0 {
-			return 0, fmt.Errorf("%w: undo %s: no revision before %d", server.ErrConflict, name, r.Status.CurrentRevision)
+			return store.UndoResult{}, fmt.Errorf("%w: undo %s: no revision before %d", server.ErrConflict, name, r.Status.CurrentRevision)
 		}
-		return 0, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, store.ErrNotFound)
+		return store.UndoResult{}, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, store.ErrNotFound)
 	}
 	if target.Number == r.Status.CurrentRevision {
-		return 0, fmt.Errorf("%w: undo %s: revision %d is already the current revision", server.ErrConflict, name, target.Number)
+		return store.UndoResult{}, fmt.Errorf("%w: undo %s: revision %d is already the current revision", server.ErrConflict, name, target.Number)
 	}
-	rev, _, err := c.setTemplate(r, target.Template, fmt.Sprintf("undo to revision %d", target.Number))
+	rev, created, err := c.setTemplate(r, target.Template, fmt.Sprintf("undo to revision %d", target.Number))
 	if err != nil {
-		return 0, err
+		return store.UndoResult{}, err
 	}
-	c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d: now revision %d", target.Number, rev), rev)
+	if created {
+		c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d: now revision %d", target.Number, rev), rev)
+	} else {
+		c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d: the stable revision again; nothing rolls out", target.Number), rev)
+	}
 	c.kickLoop()
-	return rev, nil
+	return store.UndoResult{Target: target.Number, Revision: rev, New: created}, nil
 }
 
 func (c *Controller) History(ctx context.Context, name string) ([]store.Revision, error) {

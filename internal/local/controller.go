@@ -134,7 +134,9 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 	out := engine.Decide(engine.Input{Rollout: r, Revision: r.Status.CurrentRevision, Instances: instances, Now: now})
 	promotedFrom := r.Status.StableRevision
 	r.Status = out.Status
-	// Carry out the desired state: instances, then routes.
+	// Carry out the desired state: instances (the ones a restart replaces stop first, so that
+	// Scale starts their replacements), then routes.
+	c.sup.Stop(name, out.Restart)
 	revs := map[int64]bool{}
 	for rev := range out.Scale {
 		revs[rev] = true
@@ -151,6 +153,13 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 			}
 		}
 		c.sup.Scale(name, rev, tmpl, n)
+	}
+	for _, list := range observed { // the instances just stopped take no new requests
+		for i := range list {
+			if slices.Contains(out.Restart, list[i].ID) {
+				list[i].Terminating = true
+			}
+		}
 	}
 	c.setRoutes(r, out.Routes, observed)
 

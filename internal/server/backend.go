@@ -23,9 +23,12 @@ type Backend interface {
 	Resume(ctx context.Context, name string) error
 	Abort(ctx context.Context, name string) error
 	Retry(ctx context.Context, name string) error
-	// Undo re-applies revision toRevision (0 means the one before the current) as a new
-	// revision and returns its number.
-	Undo(ctx context.Context, name string, toRevision int64) (int64, error)
+	// Undo re-applies revision toRevision (0 means the one before the current): as a new
+	// revision, or as the stable one when it is the stable revision's template.
+	Undo(ctx context.Context, name string, toRevision int64) (store.UndoResult, error)
+	// Restart replaces the stable revision's instances with new ones, a few at a time, and
+	// returns what happens in words.
+	Restart(ctx context.Context, name string) (string, error)
 	History(ctx context.Context, name string) ([]store.Revision, error)
 	Events(ctx context.Context, name string) ([]store.Event, error)
 }

@@ -128,16 +128,20 @@ func (c *Client) Retry(ctx context.Context, name string) (string, error) {
 	return c.action(ctx, rolloutPath(name, "retry"))
 }
 
-// Undo re-applies revision toRevision (0: the one before the current) and returns the new
-// revision's number.
-func (c *Client) Undo(ctx context.Context, name string, toRevision int64) (int64, error) {
+// Undo re-applies revision toRevision (0: the one before the current) and says what it did.
+func (c *Client) Undo(ctx context.Context, name string, toRevision int64) (UndoResult, error) {
 	p := rolloutPath(name, "undo")
 	if toRevision > 0 {
 		p += "?toRevision=" + strconv.FormatInt(toRevision, 10)
 	}
 	var out UndoResult
 	err := c.do(ctx, http.MethodPost, p, nil, "", &out)
-	return out.Revision, err
+	return out, err
+}
+
+// Restart replaces the stable revision's instances with new ones, a few at a time.
+func (c *Client) Restart(ctx context.Context, name string) (string, error) {
+	return c.action(ctx, rolloutPath(name, "restart"))
 }
 
 func (c *Client) action(ctx context.Context, path string) (string, error) {

@@ -100,6 +100,7 @@ func New(b Backend, token string, logger *slog.Logger, opts ...Option) http.Hand
 	mux.Handle("POST /api/v1/rollouts/{name}/abort", a.auth(a.action("aborted", Backend.Abort)))
 	mux.Handle("POST /api/v1/rollouts/{name}/retry", a.auth(a.action("retried", Backend.Retry)))
 	mux.Handle("POST /api/v1/rollouts/{name}/undo", a.auth(a.undo))
+	mux.Handle("POST /api/v1/rollouts/{name}/restart", a.auth(a.restart))
 	return a.logRequests(CheckHost(a.allowedHosts, logger, mux))
 }
 
@@ -164,10 +165,9 @@ type ActionResult struct {
 	Message string `json:"message"`
 }
 
-// UndoResult is the answer to undo: the number of the new revision.
-type UndoResult struct {
-	Revision int64 `json:"revision"`
-}
+// UndoResult is the answer to undo: the revision written back and the one the rollout is at
+// now.
+type UndoResult = store.UndoResult
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -294,12 +294,21 @@ func (a *api) undo(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	n, err := a.b.Undo(r.Context(), r.PathValue("name"), to)
+	res, err := a.b.Undo(r.Context(), r.PathValue("name"), to)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, UndoResult{Revision: n})
+	writeJSON(w, http.StatusOK, res)
+}
+
+func (a *api) restart(w http.ResponseWriter, r *http.Request) {
+	msg, err := a.b.Restart(r.Context(), r.PathValue("name"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ActionResult{Message: msg})
 }
 
 func boolParam(r *http.Request, name string) (bool, error) {

@@ -111,14 +111,23 @@ func (f *fakeBackend) Retry(ctx context.Context, name string) error {
 	}
 	return f.record("retry " + name)
 }
-func (f *fakeBackend) Undo(ctx context.Context, name string, to int64) (int64, error) {
+func (f *fakeBackend) Undo(ctx context.Context, name string, to int64) (store.UndoResult, error) {
 	if err := f.lookup(name); err != nil {
-		return 0, err
+		return store.UndoResult{}, err
 	}
 	if err := f.record(fmt.Sprintf("undo %s to=%d", name, to)); err != nil {
-		return 0, err
+		return store.UndoResult{}, err
 	}
-	return 3, nil
+	return store.UndoResult{Target: 1, Revision: 3, New: true}, nil
+}
+func (f *fakeBackend) Restart(ctx context.Context, name string) (string, error) {
+	if err := f.lookup(name); err != nil {
+		return "", err
+	}
+	if err := f.record("restart " + name); err != nil {
+		return "", err
+	}
+	return "rollout/" + name + " restarting", nil
 }
 func (f *fakeBackend) History(ctx context.Context, name string) ([]store.Revision, error) {
 	if err := f.lookup(name); err != nil {
@@ -220,6 +229,7 @@ func TestPostsNeedToken(t *testing.T) {
 		"/api/v1/rollouts/chat-api/abort",
 		"/api/v1/rollouts/chat-api/retry",
 		"/api/v1/rollouts/chat-api/undo",
+		"/api/v1/rollouts/chat-api/restart",
 	}
 	auths := []struct {
 		name   string
@@ -578,13 +588,17 @@ func TestClientRoundTrips(t *testing.T) {
 		}
 	}
 	for _, to := range []int64{0, 1} {
-		n, err := c.Undo(ctx, "chat-api", to)
-		if err != nil || n != 3 {
-			t.Errorf("Undo(%d) = %d, %v", to, n, err)
+		res, err := c.Undo(ctx, "chat-api", to)
+		if err != nil || res != (store.UndoResult{Target: 1, Revision: 3, New: true}) {
+			t.Errorf("Undo(%d) = %+v, %v", to, res, err)
 		}
 		if last, want := e.fb.calls[len(e.fb.calls)-1], fmt.Sprintf("undo chat-api to=%d", to); last != want {
 			t.Errorf("backend got %q, want %q", last, want)
 		}
+	}
+
+	if msg, err := c.Restart(ctx, "chat-api"); err != nil || msg != "rollout/chat-api restarting" || e.fb.calls[len(e.fb.calls)-1] != "restart chat-api" {
+		t.Errorf("Restart = %q, %v; calls %v", msg, err, e.fb.calls)
 	}
 
 	e.fb.err = fmt.Errorf("promote: rollout chat-api is not paused: %w", ErrConflict)

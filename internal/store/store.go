@@ -27,6 +27,20 @@ type Revision struct {
 	Cause string `json:"cause,omitempty"`
 }
 
+// UndoResult says what an undo did, in both modes.
+type UndoResult struct {
+	// Target is the revision whose template was written back.
+	Target int64 `json:"target"`
+	// Revision is the revision the rollout is at now: a new revision (New) that rolls out
+	// with the rollout's strategy, or Target itself when Target is the stable revision, which
+	// serves all traffic already: nothing rolls out then, and an aborted revision is dropped.
+	Revision int64 `json:"revision"`
+	New      bool  `json:"new"`
+	// Note is what else the user should know (Kubernetes mode: the Deployment's revision
+	// numbers, which `kubectl rollout history` shows). Empty means nothing.
+	Note string `json:"note,omitempty"`
+}
+
 // Event is one entry of a rollout's history.
 type Event struct {
 	Seq      uint64    `json:"seq"`

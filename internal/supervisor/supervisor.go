@@ -328,6 +328,36 @@ func (s *Supervisor) Scale(rollout string, revision int64, tmpl v1alpha1.Templat
 	}
 }
 
+// Stop drains and stops the instances of rollout with these IDs, as a scale down does, and
+// returns at once. A later Scale no longer counts them, so it starts others in their place:
+// that is how a restart replaces instances. IDs that are unknown or already stopping are
+// ignored.
+func (s *Supervisor) Stop(rollout string, ids []string) {
+	if len(ids) == 0 {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.detached {
+		return
+	}
+	changed := false
+	for k, r := range s.revs {
+		if k.rollout != rollout {
+			continue
+		}
+		for _, in := range r.insts {
+			if !in.info.Terminating && slices.Contains(ids, in.info.ID) {
+				s.stopLocked(in)
+				changed = true
+			}
+		}
+	}
+	if changed {
+		s.notify()
+	}
+}
+
 // startLocked adds an instance to r and starts its run goroutine.
 func (s *Supervisor) startLocked(r *revState, p *v1alpha1.ProcessTemplate, upstream string) {
 	r.seq++

@@ -571,3 +571,32 @@ func TestResourceUse(t *testing.T) {
 		return len(l) == 1 && l[0].CPUSeconds > 0 && l[0].MemoryBytes > 0
 	})
 }
+
+func TestStopByIDThenScaleReplacesThem(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	tmpl := childTemplate("serve", 30)
+	f.s.Scale("app", 1, tmpl, 2)
+	waitFor(t, 10*time.Second, "2 ready instances", func() bool { return count(f.list(1), ready) == 2 })
+
+	// A restart stops app-r1-1 by its ID (an unknown ID is ignored); Scale at the same count
+	// then starts a replacement rather than keeping one instance fewer.
+	f.s.Stop("app", []string{"app-r1-1", "app-r9-9"})
+	if in := f.list(1)[0]; in.ID != "app-r1-1" || !in.Terminating {
+		t.Fatalf("right after Stop: %+v, want app-r1-1 terminating", in)
+	}
+	f.s.Scale("app", 1, tmpl, 2)
+	waitFor(t, 10*time.Second, "app-r1-2 and a new app-r1-3, ready", func() bool {
+		var ids []string
+		for _, in := range f.list(1) {
+			if ready(in) {
+				ids = append(ids, in.ID)
+			}
+		}
+		return len(f.list(1)) == 2 && slices.Equal(ids, []string{"app-r1-2", "app-r1-3"})
+	})
+	calls := f.drains.get()
+	if len(calls) != 1 || calls[0].inst.ID != "app-r1-1" || !calls[0].served {
+		t.Errorf("drains %+v, want app-r1-1 drained while it still served", calls)
+	}
+}

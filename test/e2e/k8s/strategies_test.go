@@ -184,6 +184,7 @@ func TestKubernetesMode(t *testing.T) {
 
 	t.Run("router metrics", func(t *testing.T) { testRouterMetrics(t, env, cfg, metrics) })
 	t.Run("job analysis", func(t *testing.T) { testJobAnalysis(t, env, cfg, metrics) })
+	t.Run("undo and restart", func(t *testing.T) { testUndoAndRestart(t, env, cfg, metrics) })
 
 	t.Run("restart mid-rollout", func(t *testing.T) {
 		s := newScenario(t, env, "restart", "chat-api-stable", "chat-api-canary")
@@ -227,7 +228,7 @@ func TestKubernetesMode(t *testing.T) {
 		}
 		s.waitPhase(v1alpha1.PhaseHealthy, 3, 60*time.Second)
 		s.waitReplicas(map[string]int32{v1: 3, v2: 0}, 60*time.Second)
-		if out, err := ramp(t, false, append(kubeArgs, "history", "chat-api")...); err != nil || !regexp.MustCompile(`(?m)^3 .*ramp undo to revision 1.*stable,current$`).MatchString(out) {
+		if out, err := ramp(t, false, append(kubeArgs, "history", "chat-api")...); err != nil || !regexp.MustCompile(`(?m)^3 .*ramp undo to ramp revision 1 \(deployment revision 1\).*stable,current$`).MatchString(out) {
 			t.Errorf("ramp history after undo: %v\n%s", err, out)
 		}
 
