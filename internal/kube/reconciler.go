@@ -328,7 +328,7 @@ func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisA
 	if ro.Status.Phase != v1alpha1.PhaseHealthy && ro.Status.Phase != v1alpha1.PhaseDegraded {
 		consider(now.Add(pollInterval))
 	}
-	if stable := w.byNumber[ro.Status.StableRevision]; stable != nil && !servedByDeployment(w, stable) {
+	if stable := w.byNumber[ro.Status.StableRevision]; stable != nil && !w.deploymentServes(ro, stable) {
 		consider(now.Add(time.Second))
 	}
 	return d
