@@ -38,6 +38,9 @@ const (
 	// AnnotationPausedBy is set on a Deployment that ramp paused, with the Rollout's name;
 	// deleting the Rollout resumes the Deployment only then.
 	AnnotationPausedBy = "ramp.dev/paused-by"
+	// AnnotationManagedBy is set on the Deployment a Rollout manages, with the Rollout's name,
+	// from its first decision on: a second Rollout of the same Deployment is refused.
+	AnnotationManagedBy = "ramp.dev/managed-by"
 	// FinalizerName lets ramp hand the Deployment back when its Rollout is deleted.
 	FinalizerName = "ramp.dev/release-deployment"
 
