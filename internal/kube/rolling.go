@@ -99,7 +99,11 @@ func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, 
 	cur := w.current
 	undo := st.Abort && st.AbortedRevision == cur.number && cur != stable
 
-	patch := client.MergeFrom(d.DeepCopy())
+	// The patch carries the resource version the decision saw: a hold decided on a stale
+	// copy (the cache still showing an earlier pause while the Deployment rolls) would
+	// otherwise send no pause at all, and the Deployment controller would roll on past the
+	// pause point. A conflict decides again at once.
+	patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	if d.Annotations == nil {
 		d.Annotations = map[string]string{}
 	}
@@ -190,7 +194,9 @@ func deploymentComplete(d *appsv1.Deployment) bool {
 }
 
 // updatedReplicas is how many pods the Deployment controller wants of its template: the
-// replicas of its ReplicaSets with the Deployment's template.
+// replicas of its ReplicaSets with the Deployment's template, or the Deployment status's
+// updated pods when the cache shows more of them (its ReplicaSets and the Deployment are
+// watched apart, and either may lag).
 func updatedReplicas(w *world) int32 {
 	hash := TemplateHash(&w.deploy.Spec.Template)
 	var n int32
@@ -198,6 +204,9 @@ func updatedReplicas(w *world) int32 {
 		if w.deploymentOwns(rs) && TemplateHash(&rs.Spec.Template) == hash {
 			n += replicasOf(rs)
 		}
+	}
+	if w.deploy.Status.ObservedGeneration >= w.deploy.Generation {
+		n = max(n, w.deploy.Status.UpdatedReplicas)
 	}
 	return n
 }
