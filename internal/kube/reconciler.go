@@ -366,7 +366,37 @@ func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisA
 	if stable := w.byNumber[ro.Status.StableRevision]; stable != nil && !w.deploymentServes(ro, stable) {
 		consider(now.Add(time.Second))
 	}
+	if podsLag(w) {
+		// The ReplicaSets say more (or fewer) pods are ready than the pods the decision saw:
+		// the pods' cache lags, and no later ReplicaSet change may come to wake the
+		// reconciler, so the status would show stale counts until the next poll.
+		consider(now.Add(time.Second))
+	}
 	return d
+}
+
+// podsLag reports whether the ready pods observed of some revision differ from what its
+// ReplicaSets' status counts.
+func podsLag(w *world) bool {
+	inst := w.instances()
+	for n, rev := range w.byNumber {
+		var fromSets int32
+		for _, rs := range rev.sets {
+			if rs.Status.ObservedGeneration >= rs.Generation {
+				fromSets += rs.Status.ReadyReplicas
+			}
+		}
+		var ready int32
+		for _, p := range inst[n] {
+			if p.pod.DeletionTimestamp == nil && podToInstance(p.pod).Ready {
+				ready++
+			}
+		}
+		if ready != fromSets {
+			return true
+		}
+	}
+	return false
 }
 
 func inUse(ro *v1alpha1.Rollout) map[int64]bool {
