@@ -201,11 +201,21 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 				continue
 			}
 			if rampRuns(rev) || rev != nil && rev == stable {
-				// A duplicate: what the Deployment controller started of a template ramp
-				// runs itself (a Terraform-style unpause with a new template, a re-created
-				// Deployment), or a second ReplicaSet of stable's. It goes once the
-				// Deployment is paused and the controller has seen it.
+				// What the Deployment controller started of a template ramp runs itself (a
+				// Terraform-style unpause with a new template), or a second ReplicaSet of
+				// stable's. Once the Deployment is paused and the controller has seen it,
+				// ramp adopts one that runs pods when it has no ReplicaSet of that revision
+				// yet (they serve the canary or preview, none restarts), or else deletes it
+				// (an empty one: the Deployment's history of that template).
 				if !settled {
+					continue
+				}
+				if rev != stable && replicasOf(rs) > 0 && !slices.ContainsFunc(rev.sets, func(rs *appsv1.ReplicaSet) bool { return w.isOurs(ro, rs) }) {
+					if err := r.adopt(ctx, ro, rev, rs); err != nil {
+						errs = append(errs, err)
+					} else {
+						r.log.Info("replicaset of the deployment adopted", keyRollout, ro.Name, "replicaset", rs.Name, keyRevision, rev.number)
+					}
 					continue
 				}
 				if err := r.client.Delete(ctx, rs); err != nil && !apierrors.IsNotFound(err) {
@@ -291,6 +301,29 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// adopt takes rs, a ReplicaSet of the Deployment with rev's template, as ramp's ReplicaSet of
+// rev. The write carries rs's resource version, so a change by the Deployment controller in
+// between makes it decide again.
+func (r *Reconciler) adopt(ctx context.Context, ro *v1alpha1.Rollout, rev *revision, rs *appsv1.ReplicaSet) error {
+	patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	rs.OwnerReferences = slices.DeleteFunc(rs.OwnerReferences, func(o metav1.OwnerReference) bool { return o.Controller != nil && *o.Controller })
+	if err := r.setOwner(ro, rs); err != nil {
+		return err
+	}
+	if rs.Labels == nil {
+		rs.Labels = map[string]string{}
+	}
+	rs.Labels[LabelRollout] = ro.Name
+	if rs.Annotations == nil {
+		rs.Annotations = map[string]string{}
+	}
+	rs.Annotations[AnnotationRevision] = strconv.FormatInt(rev.number, 10)
+	if err := r.client.Patch(ctx, rs, patch); err != nil {
+		return fmt.Errorf("adopt replicaset %s of deployment for revision %d: %w", rs.Name, rev.number, err)
+	}
+	return nil
 }
 
 // replicaWeight is how many canary pods beside the stable ones give the canary about its

@@ -146,6 +146,11 @@ func (f *fixture) podsAndSets() (pods map[string]int, sets map[string][]string) 
 // template beside ramp's canary; a promote --full soon after must still end with one
 // ReplicaSet per template, 3 pods, and the canary's ReplicaSet handed over.
 func TestNoDuplicateReplicaSetAfterUnpauseAndPromote(t *testing.T) {
+	t.Run("ramp first", func(t *testing.T) { noDuplicate(t, true) })
+	t.Run("the Deployment controller first", func(t *testing.T) { noDuplicate(t, false) })
+}
+
+func noDuplicate(t *testing.T, rampFirst bool) {
 	f := newFixture(t, canaryRollout(
 		v1alpha1.CanaryStep{SetWeight: ptr(int32(20))},
 		v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}},
@@ -162,10 +167,14 @@ func TestNoDuplicateReplicaSetAfterUnpauseAndPromote(t *testing.T) {
 	if err := f.c.Update(context.Background(), d); err != nil {
 		t.Fatal(err)
 	}
-	// ramp sees it first and pauses it again; the Deployment controller, on its view from
-	// before the pause, starts its own ReplicaSet of the new template.
-	f.reconcile()
+	// ramp sees it first and pauses it again, and the Deployment controller, on its view from
+	// before the pause, starts its own ReplicaSet of the new template; or the other way round.
+	if rampFirst {
+		f.reconcile()
+	}
 	f.rollingController()
+	f.kubelet()
+	f.reconcile()
 	f.kubelet()
 	f.reconcile()
 
@@ -192,4 +201,11 @@ func TestNoDuplicateReplicaSetAfterUnpauseAndPromote(t *testing.T) {
 		}
 	}
 	f.wantEvent("HandedOver")
+	if !rampFirst {
+		// The ReplicaSet the Deployment controller started was adopted as the canary, not
+		// replaced: its pods kept running.
+		if rs := f.replicaSets()["chat-api-deploy2"]; rs == nil || !ownedBy(rs, "d-uid") || replicasOf(rs) != 3 {
+			t.Errorf("the Deployment's own ReplicaSet of revision 2 was not adopted and handed back: %v", rs)
+		}
+	}
 }
