@@ -495,7 +495,18 @@ func promoteRightAfterPatch(t *testing.T, env *k8senv.Env, router string, delay 
 
 	s.change("terraform")
 	time.Sleep(delay) // the pipeline's next step, not a wait for a state
-	s.promote(true)
+	// A promote before the controller has seen the change is refused ("no revision is rolling
+	// out"); the pipeline tries again.
+	eventually(t, 30*time.Second, "kubectl ramp promote --full", func(ctx context.Context) error {
+		out, err := ramp(t, true, "--kubeconfig", s.env.Kubeconfig, "-n", s.ns, "promote", "chat-api", "--full")
+		if err != nil && !strings.Contains(out, "no revision is rolling out") {
+			return final{fmt.Errorf("%w: %s", err, out)}
+		}
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	})
 	cur, err := s.templateOf(ctx)
 	if err != nil {
 		t.Fatal(err)
