@@ -636,9 +636,13 @@ func rolloutDeletedMidCanary(t *testing.T, env *k8senv.Env) {
 	if out, err := s.kubectlRolloutStatus(); err != nil || !strings.Contains(out, "successfully rolled out") {
 		t.Errorf("kubectl rollout status: %v\n%s", err, out)
 	}
-	if out, err := s.env.Kubectl(ctx, "-n", s.ns, "get", "events", "--field-selector", "reason=RolloutDeleted"); err != nil || !strings.Contains(string(out), "stable revision 1") {
-		t.Errorf("no RolloutDeleted event on the Deployment: %v\n%s", err, out)
-	}
+	eventually(t, 20*time.Second, "a RolloutDeleted event on the Deployment", func(ctx context.Context) error {
+		out, err := s.env.Kubectl(ctx, "-n", s.ns, "get", "events", "--field-selector", "reason=RolloutDeleted")
+		if err == nil && !strings.Contains(string(out), "stable revision 1") {
+			err = fmt.Errorf("events: %s", out)
+		}
+		return err
+	})
 }
 
 // secondRolloutRefused puts a second Rollout on a Deployment that one manages: it is refused,
