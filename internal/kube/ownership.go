@@ -40,14 +40,20 @@ func (r *Reconciler) otherManager(ctx context.Context, ro *v1alpha1.Rollout, d *
 	return by, nil
 }
 
-// claim marks Deployment d as managed by ro. The write carries d's resource version, so that
-// of two Rollouts claiming the same Deployment at once one gets a conflict, decides again and
-// is refused.
+// claim marks Deployment d as managed by ro. A first claim carries d's resource version, so
+// that of two Rollouts claiming the same Deployment at once one gets a conflict, decides again
+// and is refused. Marking again a Deployment the rollout already ran (the mark was taken off,
+// as Terraform takes off annotations it does not know) does not: the Deployment may be
+// rolling, its status changing faster than the cache follows, and every write would conflict
+// until it is done, while ramp must pause it now.
 func (r *Reconciler) claim(ctx context.Context, ro *v1alpha1.Rollout, d *appsv1.Deployment) error {
 	if d.Annotations[AnnotationManagedBy] == ro.Name {
 		return nil
 	}
-	patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	patch := client.MergeFrom(d.DeepCopy())
+	if ro.Status.StableRevision == 0 {
+		patch = client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	}
 	if d.Annotations == nil {
 		d.Annotations = map[string]string{}
 	}

@@ -99,11 +99,7 @@ func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, 
 	cur := w.current
 	undo := st.Abort && st.AbortedRevision == cur.number && cur != stable
 
-	// The patch carries the resource version the decision saw: a hold decided on a stale
-	// copy (the cache still showing an earlier pause while the Deployment rolls) would
-	// otherwise send no pause at all, and the Deployment controller would roll on past the
-	// pause point. A conflict decides again at once.
-	patch := client.MergeFromWithOptions(d.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	orig := d.DeepCopy()
 	if d.Annotations == nil {
 		d.Annotations = map[string]string{}
 	}
@@ -146,7 +142,13 @@ func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, 
 		}
 	}
 	d.Spec.Paused = !mayRoll(ro, w, undo, rewritten)
-	if err := r.client.Patch(ctx, d, patch); err != nil {
+	// The patch always says spec.paused: a hold decided on a stale copy (the cache still
+	// showing an earlier pause while the Deployment rolls) would otherwise differ in nothing
+	// and send no pause at all, and the Deployment controller would roll on past the pause
+	// point. (Not a resource-version check instead: while the Deployment rolls, its status
+	// changes faster than the cache follows, and every pause would conflict until it is done.)
+	orig.Spec.Paused = !d.Spec.Paused
+	if err := r.client.Patch(ctx, d, client.MergeFrom(orig)); err != nil {
 		if undo && rewritten {
 			w.events = w.events[:len(w.events)-1]
 		}
