@@ -267,6 +267,16 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	r.observeRolling(ro, w)
+	if st := &ro.Status; st.StableRevision != 0 && w.current.number != st.StableRevision && !isRolling(ro) && !w.deploy.Spec.Paused {
+		// A change that also set spec.paused false (as Terraform does): the Deployment
+		// controller rolls the new template by itself until ramp pauses it again.
+		for _, rs := range w.current.sets {
+			if w.deploymentOwns(rs) && rs.Status.Replicas > 0 {
+				w.events = append(w.events, engine.Event{Type: engine.EventWarning, Reason: "DeploymentRolledOnItsOwn", Revision: w.current.number,
+					Message: fmt.Sprintf("deployment %s was resumed with a new template and ran %d pods of revision %d by itself before ramp paused it again; they count as revision %d's, in one ReplicaSet", w.deploy.Name, rs.Status.Replicas, w.current.number, w.current.number)})
+			}
+		}
+	}
 
 	now := r.now()
 	next := r.runAnalysis(ctx, now, ro)
