@@ -74,8 +74,11 @@ const (
 //     the Deployment's full replica count, the Deployment controller adopts it as its new
 //     ReplicaSet (same template) and scales the old one down. No pod restarts, the
 //     Deployment's revision history and `kubectl rollout status|history` stay right, and
-//     deleting the Rollout leaves a working Deployment behind (the finalizer hands over any
-//     ReplicaSet of the Deployment's template and resumes the Deployment).
+//     deleting the Rollout leaves a working Deployment behind (see finalize: the stable
+//     revision, never a promotion of what was under way). A template never runs in two
+//     ReplicaSets: what the Deployment controller starts of a template ramp runs (a change
+//     that also resumed the Deployment) is adopted or deleted once the Deployment is paused
+//     again (see scale).
 //   - engine.Output.Scale becomes replica counts of ramp's ReplicaSets (the Deployment keeps
 //     the stable one at its own replicas); Routes become Service selectors and, with a
 //     trafficRouting router, its weights and header routes.
