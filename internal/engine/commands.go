@@ -119,3 +119,39 @@ func Restart(r *v1alpha1.Rollout, now time.Time) (string, error) {
 	}
 	return msg, nil
 }
+
+// StartOver forgets the rollout's stable revision and whatever was under way, so that the
+// next decision deploys the current template as a first revision: for when the stable
+// revision runs nowhere any more and cannot come back (a workload deleted and made again
+// without it). The revision numbers and their history stay.
+func StartOver(r *v1alpha1.Rollout) {
+	st := &r.Status
+	st.StableRevision = 0
+	st.CanaryRevision = 0
+	st.PreviewRevision = 0
+	st.ActiveRevision = 0
+	st.Abort = false
+	st.AbortedRevision = 0
+	st.CanaryWeight = 0
+	st.CanaryScale = nil
+	st.HeaderRoutes = nil
+	st.Promote = false
+	st.PromoteFull = false
+	st.PauseConditions = nil
+	st.StepStartTime = nil
+	st.LastProgressTime = nil
+	st.ReadyTime = nil
+	st.Analysis = nil
+	st.CurrentStepIndex = nil
+}
+
+// AbortFor stops the revision under way as Abort does, with why as the reason, and reports
+// whether it did (false when nothing is under way or it is aborted already).
+func AbortFor(r *v1alpha1.Rollout, why string) bool {
+	if InProgress(r) == 0 || r.Status.Abort {
+		return false
+	}
+	_ = Abort(r)
+	r.Status.Message = "aborted: " + why
+	return true
+}

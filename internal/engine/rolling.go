@@ -197,6 +197,9 @@ func (d *decision) rollingPause(p *v1alpha1.RollingUpdatePause, newAvail int32) 
 			what = "for " + duration(p.Duration).String()
 		}
 		d.event(EventNormal, "RollingUpdatePaused", fmt.Sprintf("rolling update to revision %d holds at %d/%d new instances %s", rev, newAvail, n, what))
+		if newAvail > at {
+			d.event(EventWarning, "RollingUpdatePastPausePoint", fmt.Sprintf("rolling update to revision %d reached %d/%d new instances, past its pause point of %d, before it could hold: the workload rolled on by itself (a change that also resumed it, or a pause that came late)", rev, newAvail, n, at))
+		}
 	}
 	waiting := []string{}
 	if p.Duration != nil {
@@ -226,7 +229,11 @@ func (d *decision) rollingPause(p *v1alpha1.RollingUpdatePause, newAvail int32) 
 		return pass(why), false
 	}
 	if !slices.ContainsFunc(d.st.PauseConditions, func(c v1alpha1.PauseCondition) bool { return c.Reason == v1alpha1.PauseReasonInconclusive }) {
-		d.st.Message = fmt.Sprintf("rolling update to revision %d holds at %d/%d new instances, waiting %s", rev, newAvail, n, strings.Join(waiting, " and "))
+		past := ""
+		if newAvail > at {
+			past = fmt.Sprintf(" (past its pause point of %d)", at)
+		}
+		d.st.Message = fmt.Sprintf("rolling update to revision %d holds at %d/%d new instances%s, waiting %s", rev, newAvail, n, past, strings.Join(waiting, " and "))
 	}
 	return at, false
 }

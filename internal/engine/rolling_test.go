@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -123,4 +124,17 @@ func TestPausePoint(t *testing.T) {
 			t.Errorf("PausePoint(%s, %d) = %d, want %d", tc.updated.String(), tc.replicas, got, tc.want)
 		}
 	}
+}
+
+// A workload that rolled past the pause point before the first decision saw it (a change that
+// also resumed a paused Deployment) holds where it is, and says so rather than the pause point.
+func TestRollingUpdatePastThePausePointSaysSo(t *testing.T) {
+	w := newWorld(t, rollingSpec(&v1alpha1.RollingUpdatePause{Updated: intstr.FromInt32(1), Analysis: &analysisRef}))
+	w.rev = 2
+	for i := range 3 {
+		w.inst[2] = append(w.inst[2], Instance{ID: fmt.Sprintf("early-%d", i), StartedAt: w.now, Ready: true, ReadySince: w.now})
+	}
+	w.decide()
+	w.wantPhase(v1alpha1.PhasePaused, "holds at 3/4 new instances (past its pause point of 1)")
+	w.wantEvent("RollingUpdatePastPausePoint")
 }

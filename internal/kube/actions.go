@@ -114,39 +114,121 @@ func (r *Reconciler) reportOnDeployment(ctx context.Context, ro *v1alpha1.Rollou
 	return nil
 }
 
-// servedByDeployment reports whether the Deployment runs rev (one of its ReplicaSets has rev's
-// template).
-func servedByDeployment(w *world, rev *revision) bool {
+// keeper is the one ReplicaSet that should run the stable revision rev: of all its
+// ReplicaSets (ramp's and the Deployment's), the one with the most available pods, then the
+// most replicas, then the Deployment's. The others of its template are duplicates and go: the
+// Deployment controller finds its new ReplicaSet by template, and two ReplicaSets of one
+// template run the revision twice over. Nil when rev runs nowhere.
+func (w *world) keeper(ro *v1alpha1.Rollout, rev *revision) *appsv1.ReplicaSet {
+	if rev == nil {
+		return nil
+	}
+	var best *appsv1.ReplicaSet
 	for _, rs := range rev.sets {
-		if w.deploymentOwns(rs) {
-			return true
+		switch {
+		case best == nil,
+			rs.Status.AvailableReplicas > best.Status.AvailableReplicas,
+			rs.Status.AvailableReplicas == best.Status.AvailableReplicas && replicasOf(rs) > replicasOf(best),
+			rs.Status.AvailableReplicas == best.Status.AvailableReplicas && replicasOf(rs) == replicasOf(best) && w.deploymentOwns(rs) && !w.deploymentOwns(best):
+			best = rs
 		}
 	}
-	return false
+	return best
 }
 
-// scale sets the replica counts of ramp's ReplicaSets from out.Scale and hands a promoted one
-// over to the Deployment.
+// deploymentServes reports whether the Deployment runs rev: its keeper is the Deployment's.
+func (w *world) deploymentServes(ro *v1alpha1.Rollout, rev *revision) bool {
+	k := w.keeper(ro, rev)
+	return k != nil && w.deploymentOwns(k)
+}
+
+// settled reports whether the Deployment controller leaves the Deployment's ReplicaSets as
+// they are: the Deployment is paused and the controller has seen it (a paused Deployment is
+// only scaled, never rolled, and gets no new ReplicaSet). Until then, a ReplicaSet of the
+// Deployment that ramp deleted could be made again at once.
+func (w *world) settled() bool {
+	d := w.deploy
+	return d.Spec.Paused && d.Status.ObservedGeneration >= d.Generation
+}
+
+// scale sets the replica counts of ramp's ReplicaSets from out.Scale, removes duplicates
+// (never two ReplicaSets of one template), and hands a promoted one over to the Deployment.
 func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, out engine.Output) error {
 	st := &ro.Status
+	var errs []error
 	if st.StableRevision == 0 {
-		return nil // the first revision: the Deployment deploys it by itself
+		// The first revision: the Deployment deploys it by itself, and ramp runs nothing of
+		// its own (after a re-created Deployment, what ramp ran of the old one goes).
+		for _, rs := range w.sets {
+			if w.isOurs(ro, rs) {
+				if err := r.client.Delete(ctx, rs); err != nil && !apierrors.IsNotFound(err) {
+					errs = append(errs, fmt.Errorf("delete replicaset %s: %w", rs.Name, err))
+				}
+			}
+		}
+		return errors.Join(errs...)
 	}
 	stable := w.byNumber[st.StableRevision]
-	deployServesStable := stable != nil && servedByDeployment(w, stable)
+	stableKeep := w.keeper(ro, stable)
+	deployServesStable := stableKeep != nil && w.deploymentOwns(stableKeep)
 	// The engine sizes the canary, also when plain Services carry its weight by pod counts
 	// (Input.WeightByReplicas), so the status's desired counts are the real ones.
 	want := func(n int64) int32 { return out.Scale[n] }
+	// ramp runs rev in a ReplicaSet of its own (a canary, a preview, a promoted revision
+	// before the hand-over): any ReplicaSet of the Deployment with its template is a
+	// duplicate.
+	rampRuns := func(rev *revision) bool {
+		if rev == nil {
+			return false
+		}
+		if rev == stable {
+			return !deployServesStable
+		}
+		return want(rev.number) > 0 || slices.ContainsFunc(rev.sets, func(rs *appsv1.ReplicaSet) bool { return w.isOurs(ro, rs) })
+	}
+	settled := w.settled()
 
-	var errs []error
 	for _, rs := range w.sets {
 		hash := TemplateHash(&rs.Spec.Template)
 		rev := w.byHash[hash]
 		if w.deploymentOwns(rs) {
-			// The Deployment's ReplicaSets: stable stays with the Deployment. Any other one
-			// that runs pods (a rollout the Deployment started before ramp paused it) stops,
-			// once the Deployment runs stable alone so that it does not scale it back up.
-			if rev == stable || replicasOf(rs) == 0 || !deployServesStable || !w.deploy.Spec.Paused {
+			if rs == stableKeep {
+				continue
+			}
+			if rampRuns(rev) || rev != nil && rev == stable {
+				// What the Deployment controller started of a template ramp runs itself (a
+				// Terraform-style unpause with a new template), or a second ReplicaSet of
+				// stable's. Once the Deployment is paused and the controller has seen it,
+				// ramp adopts one that runs pods when it has no ReplicaSet of that revision
+				// yet (they serve the canary or preview, none restarts); an empty one (the
+				// Deployment's history of that template, as after an undo) is taken over
+				// below and given back later, so the Deployment's history keeps it; any
+				// other is a duplicate and goes.
+				if !settled {
+					continue
+				}
+				if rev != stable && !slices.ContainsFunc(rev.sets, func(rs *appsv1.ReplicaSet) bool { return w.isOurs(ro, rs) }) {
+					if replicasOf(rs) == 0 {
+						continue // taken over below
+					}
+					if err := r.adopt(ctx, ro, rev, rs); err != nil {
+						errs = append(errs, err)
+					} else {
+						r.log.Info("replicaset of the deployment adopted", keyRollout, ro.Name, "replicaset", rs.Name, keyRevision, rev.number)
+					}
+					continue
+				}
+				if err := r.client.Delete(ctx, rs); err != nil && !apierrors.IsNotFound(err) {
+					errs = append(errs, fmt.Errorf("delete replicaset %s of deployment %s, a duplicate of revision %d: %w", rs.Name, w.deploy.Name, rev.number, err))
+				} else {
+					r.log.Info("duplicate replicaset deleted", keyRollout, ro.Name, "replicaset", rs.Name, keyRevision, rev.number)
+				}
+				continue
+			}
+			// The Deployment's other ReplicaSets (its history, or a rollout it began before
+			// ramp paused it) stop, once the Deployment runs stable alone so that it does
+			// not scale them back up.
+			if replicasOf(rs) == 0 || !deployServesStable || !w.deploy.Spec.Paused {
 				continue
 			}
 			if err := r.setReplicas(ctx, rs, 0); err != nil {
@@ -162,9 +244,13 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 			n = rev.number
 		}
 		target := want(n)
-		if target == 0 && n != st.StableRevision && n != st.CurrentRevision {
+		if rev != nil && rev == stable && rs != stableKeep {
+			target = 0 // the Deployment runs stable: ramp's copy is a duplicate
+		}
+		if target == 0 && (n != st.StableRevision && n != st.CurrentRevision || rev == stable && rs != stableKeep) {
 			if ranByDeployment(rs) {
-				// Taken over from the Deployment for an undo that is dropped: its history.
+				// Taken over from the Deployment (its history, as for an undo) and no longer
+				// run: it goes back to the Deployment, not away.
 				if err := r.giveBack(ctx, ro, rs); err != nil {
 					errs = append(errs, err)
 				}
@@ -190,10 +276,14 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 		if slices.ContainsFunc(rev.sets, func(rs *appsv1.ReplicaSet) bool { return w.isOurs(ro, rs) }) {
 			continue
 		}
-		// An old ReplicaSet of the Deployment with this template (its history, as after an
-		// undo, or a rollout the Deployment began) would be taken for the Deployment's new one
-		// on hand-over: ramp takes it over and runs the revision in it, so that the
-		// Deployment's history keeps it (see undo.go).
+		// Not while the Deployment controller may still roll (it would make its own
+		// ReplicaSet of this template beside ramp's). An old ReplicaSet of the Deployment with
+		// this template (its history, as after an undo) would be taken for the Deployment's new
+		// one on hand-over: ramp takes it over and runs the revision in it, so that the
+		// Deployment's history keeps it (see undo.go); one with pods was adopted above.
+		if !settled {
+			continue
+		}
 		blocked := false
 		for _, rs := range rev.sets {
 			if !w.deploymentOwns(rs) {
@@ -201,7 +291,7 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 			}
 			blocked = true
 			if replicasOf(rs) > 0 {
-				break // scaled down above; taken over on a later pass
+				break // adopted above, or on a later pass
 			}
 			if err := r.takeOver(ctx, ro, rs, rev, target); err != nil {
 				errs = append(errs, err)
@@ -225,20 +315,41 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 	}
 
 	// Hand-over: the promoted revision runs in ramp's ReplicaSet at the Deployment's full size,
-	// and nothing else should run.
-	if stable != nil && !deployServesStable && len(out.Scale) == 1 && TemplateHash(&w.deploy.Spec.Template) == stable.hash {
-		for _, rs := range stable.sets {
-			if w.isOurs(ro, rs) && saturated(rs, w.replicas()) {
-				if err := r.handOver(ctx, rs, w.deploy); err != nil {
-					errs = append(errs, err)
-					continue
-				}
-				w.events = append(w.events, engine.Event{Type: engine.EventNormal, Reason: "HandedOver", Revision: stable.number,
-					Message: fmt.Sprintf("replicaset %s of revision %d now belongs to deployment %s", rs.Name, stable.number, w.deploy.Name)})
-			}
+	// it is the only ReplicaSet of its template, and nothing else should run.
+	if stableKeep != nil && w.isOurs(ro, stableKeep) && len(stable.sets) == 1 && len(out.Scale) == 1 &&
+		TemplateHash(&w.deploy.Spec.Template) == stable.hash && saturated(stableKeep, w.replicas()) {
+		rs := stableKeep
+		if err := r.handOver(ctx, rs, w.deploy); err != nil {
+			errs = append(errs, err)
+		} else {
+			w.events = append(w.events, engine.Event{Type: engine.EventNormal, Reason: "HandedOver", Revision: stable.number,
+				Message: fmt.Sprintf("replicaset %s of revision %d now belongs to deployment %s", rs.Name, stable.number, w.deploy.Name)})
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// adopt takes rs, a ReplicaSet of the Deployment with rev's template, as ramp's ReplicaSet of
+// rev. The write carries rs's resource version, so a change by the Deployment controller in
+// between makes it decide again.
+func (r *Reconciler) adopt(ctx context.Context, ro *v1alpha1.Rollout, rev *revision, rs *appsv1.ReplicaSet) error {
+	patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
+	rs.OwnerReferences = slices.DeleteFunc(rs.OwnerReferences, func(o metav1.OwnerReference) bool { return o.Controller != nil && *o.Controller })
+	if err := r.setOwner(ro, rs); err != nil {
+		return err
+	}
+	if rs.Labels == nil {
+		rs.Labels = map[string]string{}
+	}
+	rs.Labels[LabelRollout] = ro.Name
+	if rs.Annotations == nil {
+		rs.Annotations = map[string]string{}
+	}
+	rs.Annotations[AnnotationRevision] = strconv.FormatInt(rev.number, 10)
+	if err := r.client.Patch(ctx, rs, patch); err != nil {
+		return fmt.Errorf("adopt replicaset %s of deployment for revision %d: %w", rs.Name, rev.number, err)
+	}
+	return nil
 }
 
 // saturated reports whether rs runs n available pods at its current spec.

@@ -76,8 +76,11 @@ const (
 //     the Deployment's full replica count, the Deployment controller adopts it as its new
 //     ReplicaSet (same template) and scales the old one down. No pod restarts, the
 //     Deployment's revision history and `kubectl rollout status|history` stay right, and
-//     deleting the Rollout leaves a working Deployment behind (the finalizer hands over any
-//     ReplicaSet of the Deployment's template and resumes the Deployment).
+//     deleting the Rollout leaves a working Deployment behind (see finalize: the stable
+//     revision, never a promotion of what was under way). A template never runs in two
+//     ReplicaSets: what the Deployment controller starts of a template ramp runs (a change
+//     that also resumed the Deployment) is adopted or deleted once the Deployment is paused
+//     again (see scale).
 //   - engine.Output.Scale becomes replica counts of ramp's ReplicaSets (the Deployment keeps
 //     the stable one at its own replicas); Routes become Service selectors and, with a
 //     trafficRouting router, its weights and header routes.
@@ -263,6 +266,9 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if transient(err) {
 		return ctrl.Result{RequeueAfter: retrySoon}, nil
 	}
+	if w == nil && err == nil && ro.Status.StableRevision != 0 {
+		return ctrl.Result{}, r.workloadGone(ctx, ro, before)
+	}
 	if w == nil {
 		reason, msg := "WorkloadNotFound", fmt.Sprintf("deployment %s not found in namespace %s", ro.Spec.WorkloadRef.Name, ro.Namespace)
 		if err != nil {
@@ -277,12 +283,54 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		return ctrl.Result{}, err // a missing Deployment is watched for; an error retries
 	}
 
+	other, err := r.otherManager(ctx, ro, w.deploy)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if other != "" {
+		// A second Rollout of a Deployment: refused, so that two rollouts never drive one
+		// Deployment and this one never shows a health that is not its own.
+		msg := fmt.Sprintf("deployment %s is already managed by rollout %s: this rollout leaves it alone (delete one of the two Rollouts)", w.deploy.Name, other)
+		if r.setCondition(ro, v1alpha1.ConditionValid, false, "DeploymentInUse", msg) {
+			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "DeploymentInUse", "Observe", "%s", msg)
+		}
+		r.setCondition(ro, v1alpha1.ConditionReconciled, false, "DeploymentInUse", msg)
+		ro.Status.Phase, ro.Status.Message = v1alpha1.PhaseDegraded, msg
+		r.setPhaseConditions(ro)
+		return ctrl.Result{}, r.writeStatus(ctx, ro, before)
+	}
+	if r.recreated(ro, w) {
+		st := &ro.Status
+		msg := fmt.Sprintf("deployment %s was made again and runs nothing of stable revision %d: ramp starts over, and the Deployment deploys its template (revision %d) by itself, as for a new rollout", w.deploy.Name, st.StableRevision, w.current.number)
+		if rev := engine.InProgress(ro); rev != 0 {
+			msg += fmt.Sprintf("; the rollout of revision %d is dropped", rev)
+		}
+		engine.StartOver(ro)
+		w.events = append(w.events, engine.Event{Type: engine.EventWarning, Reason: "DeploymentRecreated", Revision: w.current.number, Message: msg})
+	}
+	if err := r.claim(ctx, ro, w.deploy); err != nil {
+		if transient(err) {
+			return ctrl.Result{RequeueAfter: retrySoon}, nil
+		}
+		return ctrl.Result{}, err
+	}
+
 	r.observeRolling(ro, w)
 	r.checkReferences(ctx, ro)
 	if valid := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionValid); valid == nil || valid.ObservedGeneration != ro.Generation || valid.Status != metav1.ConditionTrue {
 		// A new or changed spec: say once what plain Services cannot carry.
 		if msg := approximations(ro, w.replicas()); msg != "" {
 			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "WeightApproximated", "Validate", "%s", msg)
+		}
+	}
+	if st := &ro.Status; st.StableRevision != 0 && w.current.number != st.StableRevision && !isRolling(ro) && !w.deploy.Spec.Paused {
+		// A change that also set spec.paused false (as Terraform does): the Deployment
+		// controller rolls the new template by itself until ramp pauses it again.
+		for _, rs := range w.current.sets {
+			if w.deploymentOwns(rs) && rs.Status.Replicas > 0 {
+				w.events = append(w.events, engine.Event{Type: engine.EventWarning, Reason: "DeploymentRolledOnItsOwn", Revision: w.current.number,
+					Message: fmt.Sprintf("deployment %s was resumed with a new template and ran %d pods of revision %d by itself before ramp paused it again; they count as revision %d's, in one ReplicaSet", w.deploy.Name, rs.Status.Replicas, w.current.number, w.current.number)})
+			}
 		}
 	}
 
@@ -390,10 +438,40 @@ func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisA
 	if restarting(ro) && (ro.Status.CurrentRevision == ro.Status.StableRevision || ro.Status.Abort) {
 		consider(now.Add(time.Second)) // pods becoming Ready do not always change a ReplicaSet
 	}
-	if stable := w.byNumber[ro.Status.StableRevision]; stable != nil && !servedByDeployment(w, stable) {
+	if stable := w.byNumber[ro.Status.StableRevision]; stable != nil && !w.deploymentServes(ro, stable) {
+		consider(now.Add(time.Second))
+	}
+	if podsLag(w) {
+		// The ReplicaSets say more (or fewer) pods are ready than the pods the decision saw:
+		// the pods' cache lags, and no later ReplicaSet change may come to wake the
+		// reconciler, so the status would show stale counts until the next poll.
 		consider(now.Add(time.Second))
 	}
 	return d
+}
+
+// podsLag reports whether the ready pods observed of some revision differ from what its
+// ReplicaSets' status counts.
+func podsLag(w *world) bool {
+	inst := w.instances()
+	for n, rev := range w.byNumber {
+		var fromSets int32
+		for _, rs := range rev.sets {
+			if rs.Status.ObservedGeneration >= rs.Generation {
+				fromSets += rs.Status.ReadyReplicas
+			}
+		}
+		var ready int32
+		for _, p := range inst[n] {
+			if p.pod.DeletionTimestamp == nil && podToInstance(p.pod).Ready {
+				ready++
+			}
+		}
+		if ready != fromSets {
+			return true
+		}
+	}
+	return false
 }
 
 func inUse(ro *v1alpha1.Rollout) map[int64]bool {
@@ -593,15 +671,21 @@ func analysisService(ro *v1alpha1.Rollout, kind v1alpha1.AnalysisKind) string {
 	return ""
 }
 
-// finalize hands the Deployment back when its Rollout is deleted: any ReplicaSet of ramp's
-// with the Deployment's template goes to the Deployment, the Deployment is resumed, and the
-// Services select by their own selectors again. ramp's other ReplicaSets and its revision
-// history are garbage-collected with the Rollout.
+// finalize hands the Deployment back when its Rollout is deleted. Deleting a Rollout while a
+// revision rolls out stops that revision, as an abort does, and never promotes it: the
+// routing object sends everything to the stable Service again (no canary weight, no header
+// route), the Deployment gets the stable revision's pod template back (it still runs that
+// revision's ReplicaSet, so no pod restarts) with a Warning event saying so, ramp's other
+// ReplicaSets go, the Deployment is resumed, and the Services select by their own selectors
+// again. A promoted ReplicaSet not yet handed over goes to the Deployment. ramp's revision
+// history is garbage-collected with the Rollout. A Rollout refused for a Deployment that
+// another one manages touches nothing.
 func (r *Reconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) error {
 	if !controllerutil.ContainsFinalizer(ro, FinalizerName) {
 		return nil
 	}
 	r.traffic.forget(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name})
+	manages := true
 	if ro.Spec.WorkloadRef != nil {
 		d := &appsv1.Deployment{}
 		err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Spec.WorkloadRef.Name}, d)
@@ -610,14 +694,23 @@ func (r *Reconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) error {
 		case err != nil:
 			return fmt.Errorf("get deployment %s: %w", ro.Spec.WorkloadRef.Name, err)
 		default:
-			if err := r.release(ctx, ro, d); err != nil {
+			other, err := r.otherManager(ctx, ro, d)
+			if err != nil {
 				return err
+			}
+			if manages = other == ""; manages {
+				r.resetRoutes(ctx, ro, d)
+				if err := r.release(ctx, ro, d); err != nil {
+					return err
+				}
 			}
 		}
 	}
-	for _, svc := range rolloutServices(ro) {
-		if _, err := SetServiceSelector(ctx, r.client, ro.Namespace, svc, ""); err != nil {
-			return err
+	if manages {
+		for _, svc := range rolloutServices(ro) {
+			if _, err := SetServiceSelector(ctx, r.client, ro.Namespace, svc, ""); err != nil {
+				return err
+			}
 		}
 	}
 	patch := client.MergeFrom(ro.DeepCopy())
@@ -628,8 +721,46 @@ func (r *Reconciler) finalize(ctx context.Context, ro *v1alpha1.Rollout) error {
 	return nil
 }
 
-// release gives the Deployment its ReplicaSet back and resumes it.
+// resetRoutes sends all of a canary's traffic to the stable Service again, with no header
+// route. A router that fails is reported on the Deployment and does not hold the deletion up.
+func (r *Reconciler) resetRoutes(ctx context.Context, ro *v1alpha1.Rollout, d *appsv1.Deployment) {
+	c := ro.Spec.Strategy.Canary
+	name := RouterName(ro)
+	if c == nil || name == "" {
+		return
+	}
+	router, err := NewRouter(name, r.client)
+	if err == nil {
+		err = router.SetRoutes(ctx, ro, Routes{StableService: c.StableService, CanaryService: c.CanaryService})
+	}
+	if err != nil {
+		msg := fmt.Sprintf("rollout %s deleted: could not send all traffic back to service %s with the %s router: %s", ro.Name, c.StableService, name, err.Error())
+		r.log.Warn(msg, keyRollout, ro.Namespace+"/"+ro.Name)
+		r.recorder.Eventf(d, ro, corev1.EventTypeWarning, "TrafficNotReset", "Finalize", "%s", msg)
+	}
+}
+
+// release gives the Deployment back: the stable revision's pod template when another revision
+// was under way, a promoted ReplicaSet of its template, ramp's other ReplicaSets deleted, and
+// the Deployment resumed.
 func (r *Reconciler) release(ctx context.Context, ro *v1alpha1.Rollout, d *appsv1.Deployment) error {
+	templates, err := r.revisionTemplates(ctx, ro)
+	if err != nil {
+		return err
+	}
+	patch := client.MergeFrom(d.DeepCopy())
+	var reverted string
+	if st := ro.Status; st.StableRevision != 0 && templates[st.StableRevision] != nil {
+		if stable := templates[st.StableRevision]; TemplateHash(&d.Spec.Template) != TemplateHash(stable) {
+			was := "its pod template"
+			if len(d.Spec.Template.Spec.Containers) > 0 {
+				was = "image " + d.Spec.Template.Spec.Containers[0].Image
+			}
+			d.Spec.Template = *stable.DeepCopy()
+			reverted = fmt.Sprintf("rollout %s was deleted while a new revision (%s) was not promoted: deployment %s has the pod template of stable revision %d again and keeps running it; apply the change again to roll it out without ramp",
+				ro.Name, was, d.Name, st.StableRevision)
+		}
+	}
 	hash := TemplateHash(&d.Spec.Template)
 	var sets appsv1.ReplicaSetList
 	if err := r.client.List(ctx, &sets, client.InNamespace(ro.Namespace), client.MatchingLabels{LabelRollout: ro.Name}); err != nil {
@@ -648,16 +779,26 @@ func (r *Reconciler) release(ctx context.Context, ro *v1alpha1.Rollout, d *appsv
 			if err := r.giveBack(ctx, ro, rs); err != nil {
 				return err
 			}
+		default:
+			if err := r.client.Delete(ctx, rs); err != nil && !apierrors.IsNotFound(err) {
+				return fmt.Errorf("delete replicaset %s: %w", rs.Name, err)
+			}
 		}
 	}
 	if d.Annotations[AnnotationPausedBy] == ro.Name {
-		patch := client.MergeFrom(d.DeepCopy())
 		d.Spec.Paused = false
 		delete(d.Annotations, AnnotationPausedBy)
 		delete(d.Annotations, AnnotationUndoneRevision)
-		if err := r.client.Patch(ctx, d, patch); err != nil {
-			return fmt.Errorf("resume deployment %s: %w", d.Name, err)
-		}
+	}
+	if d.Annotations[AnnotationManagedBy] == ro.Name {
+		delete(d.Annotations, AnnotationManagedBy)
+	}
+	if err := r.client.Patch(ctx, d, patch); err != nil {
+		return fmt.Errorf("release deployment %s: %w", d.Name, err)
+	}
+	if reverted != "" {
+		r.log.Warn(reverted, keyRollout, ro.Namespace+"/"+ro.Name)
+		r.recorder.Eventf(d, ro, corev1.EventTypeWarning, "RolloutDeleted", "Finalize", "%s", reverted)
 	}
 	return nil
 }

@@ -99,7 +99,7 @@ func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, 
 	cur := w.current
 	undo := st.Abort && st.AbortedRevision == cur.number && cur != stable
 
-	patch := client.MergeFrom(d.DeepCopy())
+	orig := d.DeepCopy()
 	if d.Annotations == nil {
 		d.Annotations = map[string]string{}
 	}
@@ -142,7 +142,13 @@ func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, 
 		}
 	}
 	d.Spec.Paused = !mayRoll(ro, w, undo, rewritten)
-	if err := r.client.Patch(ctx, d, patch); err != nil {
+	// The patch always says spec.paused: a hold decided on a stale copy (the cache still
+	// showing an earlier pause while the Deployment rolls) would otherwise differ in nothing
+	// and send no pause at all, and the Deployment controller would roll on past the pause
+	// point. (Not a resource-version check instead: while the Deployment rolls, its status
+	// changes faster than the cache follows, and every pause would conflict until it is done.)
+	orig.Spec.Paused = !d.Spec.Paused
+	if err := r.client.Patch(ctx, d, client.MergeFrom(orig)); err != nil {
 		if undo && rewritten {
 			w.events = w.events[:len(w.events)-1]
 		}
@@ -190,7 +196,9 @@ func deploymentComplete(d *appsv1.Deployment) bool {
 }
 
 // updatedReplicas is how many pods the Deployment controller wants of its template: the
-// replicas of its ReplicaSets with the Deployment's template.
+// replicas of its ReplicaSets with the Deployment's template, or the Deployment status's
+// updated pods when the cache shows more of them (its ReplicaSets and the Deployment are
+// watched apart, and either may lag).
 func updatedReplicas(w *world) int32 {
 	hash := TemplateHash(&w.deploy.Spec.Template)
 	var n int32
@@ -198,6 +206,9 @@ func updatedReplicas(w *world) int32 {
 		if w.deploymentOwns(rs) && TemplateHash(&rs.Spec.Template) == hash {
 			n += replicasOf(rs)
 		}
+	}
+	if w.deploy.Status.ObservedGeneration >= w.deploy.Generation {
+		n = max(n, w.deploy.Status.UpdatedReplicas)
 	}
 	return n
 }

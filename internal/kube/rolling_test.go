@@ -1,6 +1,9 @@
 package kube
 
 import (
+	"context"
+	"io"
+	"log/slog"
 	"strings"
 	"testing"
 
@@ -8,6 +11,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/tools/events"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"ramp.dev/ramp/api/v1alpha1"
 )
@@ -56,6 +62,11 @@ func TestMayRoll(t *testing.T) {
 			ro.Status.PauseConditions = []v1alpha1.PauseCondition{{Reason: v1alpha1.PauseReasonInconclusive}}
 		}},
 		{name: "paused by the user", image: "v2", updated: 0, want: false, change: func(ro *v1alpha1.Rollout, w *world) { ro.Spec.Paused = true }},
+		// The cache may show the Deployment's status before the ReplicaSet the controller just
+		// made: the update has reached the pause point all the same.
+		{name: "at the pause point by the Deployment's status", image: "v2", updated: 0, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
+			w.deploy.Status.UpdatedReplicas = 1
+		}},
 		{name: "rolling back", image: "v1", updated: 1, undo: true, want: true},
 		{name: "rolled back", image: "v1", updated: 3, undo: true, want: false, change: func(ro *v1alpha1.Rollout, w *world) { w.deploy.Status.Replicas = 3 }},
 		// ramp's own pause bumps the generation before the Deployment controller observes it:
@@ -140,5 +151,35 @@ func TestValidateAcceptsRollingUpdate(t *testing.T) {
 	ro.Spec.Strategy.RollingUpdate.Pause.Analysis = &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "error-rate"}}}
 	if errs := Validate(ro); len(errs) > 0 {
 		t.Fatalf("Validate: %v", errs)
+	}
+}
+
+// A hold decided on a stale copy of the Deployment (the cache still shows ramp's earlier pause
+// while the Deployment rolls, unpaused) is not lost: the patch says spec.paused even when the
+// stale copy already did.
+func TestRollingHoldOnAStaleDeploymentIsNotLost(t *testing.T) {
+	ro, w := rollingWorld("v2", 1)
+	w.deploy.Spec.Paused = true
+	w.deploy.Annotations[AnnotationPausedBy] = "chat-api"
+	w.deploy.Annotations[AnnotationManagedBy] = "chat-api"
+	c := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(w.deploy.DeepCopy()).Build()
+	ctx := context.Background()
+	live := &appsv1.Deployment{}
+	if err := c.Get(ctx, client.ObjectKeyFromObject(w.deploy), live); err != nil {
+		t.Fatal(err)
+	}
+	w.deploy.ResourceVersion = live.ResourceVersion
+	// ramp unpaused it to roll towards the pause point; the cache has not seen that yet.
+	live.Spec.Paused = false
+	if err := c.Update(ctx, live); err != nil {
+		t.Fatal(err)
+	}
+	r := NewReconciler(c, events.NewFakeRecorder(10), ReconcilerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	err := r.carryOutRolling(ctx, ro, w)
+	if err := c.Get(ctx, client.ObjectKeyFromObject(w.deploy), live); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil || !live.Spec.Paused {
+		t.Fatalf("the Deployment rolls on past the pause point: paused %v, carry-out error %v", live.Spec.Paused, err)
 	}
 }

@@ -43,6 +43,9 @@ const (
 	// the Deployment's template is another one, the controller removes both, so that the
 	// Deployment does not copy the undo's cause to the ReplicaSets of later revisions.
 	AnnotationChangeCauseTemplate = "ramp.dev/change-cause-template"
+	// AnnotationManagedBy is set on the Deployment a Rollout manages, with the Rollout's name,
+	// from its first decision on: a second Rollout of the same Deployment is refused.
+	AnnotationManagedBy = "ramp.dev/managed-by"
 	// FinalizerName lets ramp hand the Deployment back when its Rollout is deleted.
 	FinalizerName = "ramp.dev/release-deployment"
 
