@@ -211,7 +211,7 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 					if replicasOf(rs) == 0 {
 						continue // taken over below
 					}
-					if err := r.adopt(ctx, ro, rev, rs); err != nil {
+					if err := r.adopt(ctx, ro, rev, rs, nil); err != nil {
 						errs = append(errs, err)
 					} else {
 						r.log.Info("replicaset of the deployment adopted", keyRollout, ro.Name, "replicaset", rs.Name, keyRevision, rev.number)
@@ -330,9 +330,9 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 }
 
 // adopt takes rs, a ReplicaSet of the Deployment with rev's template, as ramp's ReplicaSet of
-// rev. The write carries rs's resource version, so a change by the Deployment controller in
-// between makes it decide again.
-func (r *Reconciler) adopt(ctx context.Context, ro *v1alpha1.Rollout, rev *revision, rs *appsv1.ReplicaSet) error {
+// rev, and sets its size when replicas is not nil. The write carries rs's resource version,
+// so a change by the Deployment controller in between makes it decide again.
+func (r *Reconciler) adopt(ctx context.Context, ro *v1alpha1.Rollout, rev *revision, rs *appsv1.ReplicaSet, replicas *int32) error {
 	patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
 	rs.OwnerReferences = slices.DeleteFunc(rs.OwnerReferences, func(o metav1.OwnerReference) bool { return o.Controller != nil && *o.Controller })
 	if err := r.setOwner(ro, rs); err != nil {
@@ -346,8 +346,11 @@ func (r *Reconciler) adopt(ctx context.Context, ro *v1alpha1.Rollout, rev *revis
 		rs.Annotations = map[string]string{}
 	}
 	rs.Annotations[AnnotationRevision] = strconv.FormatInt(rev.number, 10)
+	if replicas != nil {
+		rs.Spec.Replicas = replicas
+	}
 	if err := r.client.Patch(ctx, rs, patch); err != nil {
-		return fmt.Errorf("adopt replicaset %s of deployment for revision %d: %w", rs.Name, rev.number, err)
+		return fmt.Errorf("adopt replicaset %s of deployment %s for revision %d: %w", rs.Name, ro.Spec.WorkloadRef.Name, rev.number, err)
 	}
 	return nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -89,22 +88,7 @@ func ranByDeployment(rs *appsv1.ReplicaSet) bool {
 // takeOver makes the rollout the controller of the Deployment's ReplicaSet rs, which has
 // revision rev's template and no pods, so that ramp scales it as the revision's ReplicaSet.
 func (r *Reconciler) takeOver(ctx context.Context, ro *v1alpha1.Rollout, rs *appsv1.ReplicaSet, rev *revision, replicas int32) error {
-	patch := client.MergeFromWithOptions(rs.DeepCopy(), client.MergeFromWithOptimisticLock{})
-	rs.OwnerReferences = slices.DeleteFunc(rs.OwnerReferences, func(o metav1.OwnerReference) bool { return o.Controller != nil && *o.Controller })
-	_ = r.setOwner(ro, rs)
-	if rs.Labels == nil {
-		rs.Labels = map[string]string{}
-	}
-	rs.Labels[LabelRollout] = ro.Name
-	if rs.Annotations == nil {
-		rs.Annotations = map[string]string{}
-	}
-	rs.Annotations[AnnotationRevision] = strconv.FormatInt(rev.number, 10)
-	rs.Spec.Replicas = &replicas
-	if err := r.client.Patch(ctx, rs, patch); err != nil {
-		return fmt.Errorf("take over replicaset %s of deployment %s for revision %d: %w", rs.Name, ro.Spec.WorkloadRef.Name, rev.number, err)
-	}
-	return nil
+	return r.adopt(ctx, ro, rev, rs, &replicas)
 }
 
 // giveBack returns a ReplicaSet ramp took over from the Deployment, scaled to 0, without an
