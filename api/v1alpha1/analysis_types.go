@@ -45,6 +45,13 @@ type Metric struct {
 	Interval *intstr.IntOrString `json:"interval,omitempty"`
 	// InitialDelay waits before the first measurement. Nil means none.
 	InitialDelay *intstr.IntOrString `json:"initialDelay,omitempty"`
+	// WaitForData bounds how long a measurement the provider cannot judge for lack of data
+	// (too few requests on a revision, a counter that has not moved yet, no series) is taken
+	// again instead of counting as inconclusive: each measurement may be retried, every
+	// interval (at most every second), until WaitForData past the time it was due; only then
+	// does an inconclusive one count. Nil means 30s; "0" turns the wait off (an inconclusive
+	// first look counts at once).
+	WaitForData *intstr.IntOrString `json:"waitForData,omitempty"`
 	// Count is the number of measurements. Nil means 1 without an interval, and unbounded
 	// (until the run is stopped) with one.
 	Count *int32 `json:"count,omitempty"`

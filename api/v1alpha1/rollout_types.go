@@ -130,7 +130,9 @@ type ProxyTimeouts struct {
 	// Connect bounds connecting to an instance. Nil means 5s.
 	Connect *intstr.IntOrString `json:"connect,omitempty"`
 	// FirstByte bounds the wait for an instance's response headers; the client then gets
-	// 504. Nil means no limit: answers that take minutes are normal.
+	// 504. Nil means 60s (as nginx's proxy_read_timeout): a streamed answer (SSE) sends its
+	// headers at once however long it runs, so only an instance that never answers waits
+	// this long. "0" means no limit, for answers that send no headers for minutes.
 	FirstByte *intstr.IntOrString `json:"firstByte,omitempty"`
 	// Idle bounds the silence between two pieces of a response body; the response is then
 	// cut. Nil means no limit.

@@ -651,6 +651,11 @@ func (in *Metric) DeepCopyInto(out *Metric) {
 		*out = new(intstr.IntOrString)
 		**out = **in
 	}
+	if in.WaitForData != nil {
+		in, out := &in.WaitForData, &out.WaitForData
+		*out = new(intstr.IntOrString)
+		**out = **in
+	}
 	if in.Count != nil {
 		in, out := &in.Count, &out.Count
 		*out = new(int32)

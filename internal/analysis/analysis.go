@@ -92,6 +92,12 @@ const (
 	// errorRetryInterval is the longest wait before an errored measurement is retried (as in
 	// Argo Rollouts); a shorter metric interval wins.
 	errorRetryInterval = 10 * time.Second
+	// DefaultWaitForData is how long a measurement without enough data to judge is taken
+	// again before it counts as inconclusive, when a metric does not set waitForData.
+	DefaultWaitForData = 30 * time.Second
+	// waitRetryInterval is the longest wait before a measurement that lacked data is taken
+	// again; a shorter metric interval wins.
+	waitRetryInterval = time.Second
 	// defaultConsecutiveErrorLimit applies when a metric does not set consecutiveErrorLimit.
 	defaultConsecutiveErrorLimit = 4
 )
@@ -327,6 +333,19 @@ func (r *Runner) measure(ctx context.Context, now time.Time, m *v1alpha1.Metric,
 	} else {
 		meas.Value = valueText(val)
 		meas.Phase, meas.Message = r.judge(m, val, target.Args)
+		if val.Inconclusive {
+			// The provider lacks data (too few requests, no series): take the measurement
+			// again, up to waitForData past its due time, before it counts.
+			if s, err := scheduleOf(m); err == nil && now.Before(s.waitUntil(res, target.Since)) {
+				meas.Phase = v1alpha1.AnalysisPending
+				meas.Message = fmt.Sprintf("waiting for data until %s (waitForData %s): %s",
+					s.waitUntil(res, target.Since).UTC().Format(time.TimeOnly), s.waitForData, valueText(val))
+				res.Message = meas.Message
+				appendMeasurement(res, meas)
+				log.Debug("waiting for data", "metric", m.Name, "value", meas.Value, "message", meas.Message)
+				return true
+			}
+		}
 	}
 
 	switch meas.Phase {
@@ -346,10 +365,10 @@ func (r *Runner) measure(ctx context.Context, now time.Time, m *v1alpha1.Metric,
 		res.Count++
 		res.ConsecutiveError = 0
 	}
-	res.Measurements = append(res.Measurements, meas)
-	if n := len(res.Measurements); n > keepMeasurements {
-		res.Measurements = slices.Clone(res.Measurements[n-keepMeasurements:])
+	if res.Message != "" && strings.HasPrefix(res.Message, "waiting for data") {
+		res.Message = ""
 	}
+	appendMeasurement(res, meas)
 	log.Debug("measured", "metric", m.Name, "phase", meas.Phase, "value", meas.Value, "message", meas.Message)
 	return true
 }
@@ -359,4 +378,12 @@ func earliest(a, b time.Time) time.Time {
 		return b
 	}
 	return a
+}
+
+// appendMeasurement records meas in res, keeping the last keepMeasurements.
+func appendMeasurement(res *v1alpha1.MetricResult, meas v1alpha1.Measurement) {
+	res.Measurements = append(res.Measurements, meas)
+	if n := len(res.Measurements); n > keepMeasurements {
+		res.Measurements = slices.Clone(res.Measurements[n-keepMeasurements:])
+	}
 }

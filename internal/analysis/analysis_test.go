@@ -408,6 +408,12 @@ func TestRunnerPhases(t *testing.T) {
 			fp := &fakeProvider{script: tt.script}
 			r := quietRunner(map[string]Provider{"builtin": fp})
 			run := newRun(tt.runArgs...)
+			// These cases judge each first look; TestRunnerWaitsForData covers the wait.
+			for i := range tt.metrics {
+				if tt.metrics[i].WaitForData == nil {
+					tt.metrics[i].WaitForData = secs("0")
+				}
+			}
 			templates := template("t", tt.args, tt.metrics...)
 			drive(t, r, run, templates, 100)
 			if run.Phase != tt.want.phase {
@@ -551,6 +557,66 @@ func TestRunnerSchedule(t *testing.T) {
 	if !next.IsZero() || restored.Phase != v1alpha1.AnalysisSuccessful || restored.Metrics[0].Count != 4 {
 		t.Fatalf("final: next=%v phase=%s count=%d", next, restored.Phase, restored.Metrics[0].Count)
 	}
+}
+
+// TestRunnerWaitsForData: a measurement the provider cannot judge for lack of data (too few
+// requests at a 5% step) is taken again, every second, until waitForData past its due time,
+// without counting; the first one with data counts as measurement 1. Past the bound the
+// inconclusive one counts, and the run ends Inconclusive as before.
+func TestRunnerWaitsForData(t *testing.T) {
+	m := builtinMetric("error-rate")
+	m.InitialDelay = secs("2s")
+	m.Interval = secs("2s")
+	m.Count = ptr(int32(2))
+	m.SuccessCondition = "result < 0.01"
+	few := inconclusive("only 3 requests (min 5)")
+
+	t.Run("data comes within the bound", func(t *testing.T) {
+		fp := &fakeProvider{script: []outcome{few, few, few, val(0)}}
+		r := quietRunner(map[string]Provider{"builtin": fp})
+		run := newRun()
+		drive(t, r, run, template("t", nil, m), 100)
+		res := run.Metrics[0]
+		if run.Phase != v1alpha1.AnalysisSuccessful {
+			t.Fatalf("phase = %s (%s), want Successful", run.Phase, run.Message)
+		}
+		if res.Count != 2 || res.Inconclusive != 0 || res.Successful != 2 || fp.calls != 5 {
+			t.Fatalf("count/inconclusive/successful/calls = %d/%d/%d/%d, want 2/0/2/5", res.Count, res.Inconclusive, res.Successful, fp.calls)
+		}
+		// Retried every second from the due time (2s); the second measurement an interval
+		// after the first that counted.
+		want := []time.Duration{2 * time.Second, 3 * time.Second, 4 * time.Second, 5 * time.Second, 7 * time.Second}
+		if got := measurementTimes(&res); !equalDurations(got, want) {
+			t.Fatalf("measurement times = %v, want %v", got, want)
+		}
+		if res.Measurements[0].Phase != v1alpha1.AnalysisPending || !strings.Contains(res.Measurements[0].Message, "waiting for data") {
+			t.Fatalf("first look = %s %q, want Pending waiting for data", res.Measurements[0].Phase, res.Measurements[0].Message)
+		}
+	})
+
+	t.Run("no data within the bound", func(t *testing.T) {
+		m := m
+		m.WaitForData = secs("5s")
+		fp := &fakeProvider{script: []outcome{few}}
+		r := quietRunner(map[string]Provider{"builtin": fp})
+		run := newRun()
+		ctx := context.Background()
+		now := t0
+		for range 100 {
+			next := r.Step(ctx, now, "chat-api", run, template("t", nil, m))
+			if next.IsZero() {
+				break
+			}
+			now = next
+		}
+		if run.Phase != v1alpha1.AnalysisInconclusive {
+			t.Fatalf("phase = %s (%s), want Inconclusive", run.Phase, run.Message)
+		}
+		// Due at 2s, waited until 7s: looks at 2..6 wait, the one at 7s counts.
+		if now.Sub(t0) != 7*time.Second || fp.calls != 6 || run.Metrics[0].Inconclusive != 1 {
+			t.Fatalf("ended at %v after %d calls with %d inconclusive, want 7s, 6, 1", now.Sub(t0), fp.calls, run.Metrics[0].Inconclusive)
+		}
+	})
 }
 
 func TestRunnerKeepsLastMeasurements(t *testing.T) {

@@ -25,6 +25,7 @@ func Duration(v *intstr.IntOrString) (time.Duration, error) {
 // schedule is when a metric's measurements are due.
 type schedule struct {
 	initialDelay time.Duration
+	waitForData  time.Duration // how long past its due time a measurement may wait for data
 	interval     time.Duration // zero: measure once
 	count        int32         // zero: unbounded
 }
@@ -37,6 +38,12 @@ func scheduleOf(m *v1alpha1.Metric) (schedule, error) {
 	}
 	if s.interval, err = Duration(m.Interval); err != nil {
 		return s, fmt.Errorf("interval: %w", err)
+	}
+	s.waitForData = DefaultWaitForData
+	if m.WaitForData != nil {
+		if s.waitForData, err = Duration(m.WaitForData); err != nil {
+			return s, fmt.Errorf("waitForData: %w", err)
+		}
 	}
 	switch {
 	case m.Count != nil && *m.Count > 0:
@@ -53,7 +60,7 @@ func scheduleOf(m *v1alpha1.Metric) (schedule, error) {
 // res.Count) is due at started + initialDelay + k*interval, but never sooner than one
 // interval after the last measurement, so that a run that fell behind does not take several
 // measurements of the same moment; an errored measurement is retried after
-// min(interval, 10s) instead.
+// min(interval, 10s) instead, and one that waited for data (Pending) after min(interval, 1s).
 func (s schedule) due(res *v1alpha1.MetricResult, started time.Time) time.Time {
 	due := started.Add(s.initialDelay + time.Duration(res.Count)*s.interval)
 	if n := len(res.Measurements); n > 0 {
@@ -62,9 +69,18 @@ func (s schedule) due(res *v1alpha1.MetricResult, started time.Time) time.Time {
 		if last.Phase == v1alpha1.AnalysisError && (gap == 0 || gap > errorRetryInterval) {
 			gap = errorRetryInterval
 		}
+		if last.Phase == v1alpha1.AnalysisPending && (gap == 0 || gap > waitRetryInterval) {
+			gap = waitRetryInterval
+		}
 		if after := last.StartedAt.Add(gap); after.After(due) {
 			due = after
 		}
 	}
 	return due
+}
+
+// waitUntil is how long measurement k (k = res.Count) may be taken again when the provider
+// lacks the data to judge: waitForData past the time it was due.
+func (s schedule) waitUntil(res *v1alpha1.MetricResult, started time.Time) time.Time {
+	return started.Add(s.initialDelay + time.Duration(res.Count)*s.interval + s.waitForData)
 }

@@ -10,18 +10,28 @@ import (
 	"ramp.dev/ramp/internal/spec"
 )
 
+// DefaultFirstByteTimeout bounds the wait for an instance's response headers when
+// spec.proxy.timeouts.firstByte is not set, as nginx's proxy_read_timeout does: an LLM chat
+// streams its answer (SSE sends the headers at once and the tokens after), so only an
+// instance that accepted a request and never answers waits this long; the client then gets
+// 504 instead of hanging. firstByte "0" turns it off, a longer value allows slow
+// non-streamed answers.
+const DefaultFirstByteTimeout = 60 * time.Second
+
 // proxySettings translates spec.proxy into the proxy's upstream settings. The spec was
 // validated, so parse errors cannot happen and are ignored.
 func proxySettings(r *v1alpha1.Rollout) proxy.Settings {
 	ps := r.Spec.Proxy
 	if ps == nil {
-		return proxy.Settings{}
+		return proxy.Settings{FirstByteTimeout: DefaultFirstByteTimeout}
 	}
 	s := proxy.Settings{H2C: ps.UpstreamProtocol == "h2c", MaxRequestBodyBytes: ps.MaxRequestBodyBytes,
-		MaxResponseHeaderBytes: int(ps.MaxResponseHeaderBytes)}
+		MaxResponseHeaderBytes: int(ps.MaxResponseHeaderBytes), FirstByteTimeout: DefaultFirstByteTimeout}
 	if t := ps.Timeouts; t != nil {
 		s.ConnectTimeout, _ = spec.ParseDuration(t.Connect)
-		s.FirstByteTimeout, _ = spec.ParseDuration(t.FirstByte)
+		if t.FirstByte != nil {
+			s.FirstByteTimeout, _ = spec.ParseDuration(t.FirstByte)
+		}
 		s.IdleTimeout, _ = spec.ParseDuration(t.Idle)
 	}
 	return s

@@ -20,7 +20,12 @@ func TestProxySettings(t *testing.T) {
 		want proxy.Settings
 		lc   listenerConfig
 	}{
-		{"none", nil, proxy.Settings{}, listenerConfig{}},
+		// A hanging instance is cut at the first-byte timeout's default when none is set.
+		{"none", nil, proxy.Settings{FirstByteTimeout: 60 * time.Second}, listenerConfig{}},
+		{"timeouts without firstByte", &v1alpha1.ProxySpec{Timeouts: &v1alpha1.ProxyTimeouts{Idle: dur("30")}},
+			proxy.Settings{FirstByteTimeout: 60 * time.Second, IdleTimeout: 30 * time.Second}, listenerConfig{}},
+		{"firstByte 0 turns it off", &v1alpha1.ProxySpec{Timeouts: &v1alpha1.ProxyTimeouts{FirstByte: dur("0")}},
+			proxy.Settings{}, listenerConfig{}},
 		{"all", &v1alpha1.ProxySpec{
 			TLS:              &v1alpha1.ProxyTLS{CertFile: "c", KeyFile: "k"},
 			UpstreamProtocol: "h2c",
@@ -33,7 +38,7 @@ func TestProxySettings(t *testing.T) {
 			MaxResponseHeaderBytes: 300},
 			listenerConfig{certFile: "c", keyFile: "k", maxHeaderBytes: 200,
 				headerTimeout: 10 * time.Second, idleTimeout: 2 * time.Minute, writeTimeout: 45 * time.Second}},
-		{"http1", &v1alpha1.ProxySpec{UpstreamProtocol: "http1"}, proxy.Settings{}, listenerConfig{}},
+		{"http1", &v1alpha1.ProxySpec{UpstreamProtocol: "http1"}, proxy.Settings{FirstByteTimeout: 60 * time.Second}, listenerConfig{}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -542,6 +542,7 @@ var invalidCases = []struct {
     - name: a
       interval: 0s
       initialDelay: -1
+      waitForData: soon
       count: 0
       failureLimit: -1
       inconclusiveLimit: -1
@@ -554,6 +555,7 @@ var invalidCases = []struct {
 		want: []string{
 			`spec.metrics[0].interval: "0s" must be > 0`,
 			"spec.metrics[0].initialDelay: -1 must be >= 0",
+			`spec.metrics[0].waitForData: "soon" is not a duration like "30s", "1m" or a number of seconds`,
 			"spec.metrics[0].count: 0 must be >= 1",
 			"spec.metrics[0].failureLimit: -1 must be >= 0",
 			"spec.metrics[0].inconclusiveLimit: -1 must be >= 0",
@@ -814,5 +816,18 @@ func TestLoadInvalid(t *testing.T) {
 				t.Errorf("%d FieldErrors, want %d", len(errs), len(tt.want))
 			}
 		})
+	}
+}
+
+// TestLoadZeroWaits: "0" turns the first-byte timeout and the wait for data off, so it is
+// accepted where other durations must be positive.
+func TestLoadZeroWaits(t *testing.T) {
+	for _, doc := range []string{
+		rollout(okProcess + "  strategy: {rollingUpdate: {}}\n  proxy:\n    timeouts: {firstByte: 0}\n"),
+		template("  metrics:\n    - name: a\n      waitForData: 0\n      provider: {builtin: {metric: cpu}}\n"),
+	} {
+		if _, err := Load([]byte(doc)); err != nil {
+			t.Errorf("Load:\n%s\nerror: %v", doc, err)
+		}
 	}
 }

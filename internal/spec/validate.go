@@ -585,6 +585,9 @@ func validateMetric(l *errList, path string, m *v1alpha1.Metric, args []v1alpha1
 	if m.InitialDelay != nil {
 		validateDuration(l, path+".initialDelay", m.InitialDelay, false)
 	}
+	if m.WaitForData != nil {
+		validateDuration(l, path+".waitForData", m.WaitForData, false)
+	}
 	if m.Count != nil {
 		switch {
 		case *m.Count < 1:

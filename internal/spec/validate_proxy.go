@@ -30,7 +30,7 @@ func validateProxy(l *errList, path string, p *v1alpha1.ProxySpec) {
 			validateDuration(l, path+".timeouts.connect", t.Connect, true)
 		}
 		if t.FirstByte != nil {
-			validateDuration(l, path+".timeouts.firstByte", t.FirstByte, true)
+			validateDuration(l, path+".timeouts.firstByte", t.FirstByte, false) // "0": no limit
 		}
 		if t.Idle != nil {
 			validateDuration(l, path+".timeouts.idle", t.Idle, true)

@@ -140,3 +140,24 @@ func TestProxyTLSStickyAndTrustedSources(t *testing.T) {
 	}
 	t.Logf("users on the canary: %d/%d at 30%%, %d/%d at 60%%", n30, users, n60, users)
 }
+
+func TestHangingInstanceGets504AtTheFirstByteTimeout(t *testing.T) {
+	// Given a rollout whose model accepts chats and never answers them (its health check is
+	// fine), behind ramp's proxy with a first-byte timeout of 1s
+	s := spec{Listen: freeAddr(t), Strategy: canarySteps, Proxy: "    timeouts: {firstByte: 1s}\n"}
+	startRamp(t, model(s, "v1", "CHAT_LATENCY", "10m", "CHAT_SHUTDOWN_TIMEOUT", "1s"))
+	// When a client asks it something
+	c := &http.Client{Timeout: 30 * time.Second}
+	start := time.Now()
+	resp, err := c.Get("http://" + s.Listen + "/v1/chat?message=hi")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	took := time.Since(start)
+	// Then the client gets 504 once the timeout passes, instead of hanging
+	if resp.StatusCode != http.StatusGatewayTimeout || took < time.Second || took > 5*time.Second {
+		t.Fatalf("status %d after %s, want 504 after about 1s", resp.StatusCode, took)
+	}
+	t.Logf("504 after %s", took.Round(time.Millisecond))
+}
