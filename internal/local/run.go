@@ -110,6 +110,7 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 		return err
 	}
 	c.sup = sup
+	c.registry.MustRegister(instanceCollector{c})
 	c.runner = &analysis.Runner{Logger: log, Providers: map[string]analysis.Provider{
 		"builtin":    builtin.New(source{c}, time.Now),
 		"scrape":     scrape.New(addresses{c}, nil, time.Now),

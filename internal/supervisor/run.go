@@ -294,6 +294,7 @@ func (s *Supervisor) watch(in *instance, p *process) bool {
 			s.update(in, func(i *Instance) {
 				i.Exits++
 				i.ExitStderr = p.tail.get()
+				i.ExitRan = time.Since(p.started)
 			})
 			s.exited(in, p, msg)
 			return true

@@ -111,6 +111,8 @@ type Instance struct {
 	// process wrote to stderr before it last exited on its own, with the values of the
 	// template's env variables replaced by "***". Nil when it never did.
 	ExitStderr []string
+	// ExitRan is how long the process that last exited on its own had run.
+	ExitRan time.Duration
 	// CrashLooping says the instance restarted at least 3 times and its current process has
 	// not yet run for MaxRestartBackoff (or is not running).
 	CrashLooping bool
