@@ -213,7 +213,8 @@ func (s source) Instances(rollout string, revision int64) builtin.InstanceStats 
 	var out builtin.InstanceStats
 	now := time.Now()
 	for _, in := range s.c.sup.Instances(rollout)[revision] {
-		out.Restarts += int64(in.Restarts)
+		// An exit counts at once, not after the restart's backoff.
+		out.Restarts += int64(max(in.Exits, in.Restarts))
 		out.ReadinessFailures += in.ReadinessFailures
 		out.CPUSeconds += in.CPUSeconds
 		if age := now.Sub(in.StartedAt).Seconds(); age > 0 {
