@@ -282,21 +282,22 @@ func (s *Supervisor) watch(in *instance, p *process) bool {
 	for {
 		select {
 		case st := <-exited:
-			msg := exitMessage(st)
-			_ = syscall.Kill(-p.pid, syscall.SIGKILL) // grandchildren, which may hold stderr open
+			msg, ran := exitMessage(st), time.Since(p.started)
+			s.exited(in, p, msg) // not ready at once; kills the grandchildren that may hold stderr
+			// Then the exit is counted, with the last lines of stderr once it is read.
 			t := time.NewTimer(stderrWait)
 			select {
 			case <-p.stderrDone:
 			case <-t.C:
 			}
 			t.Stop()
-			in.log.Warn("instance exited", "status", msg, "ran", time.Since(p.started).Round(time.Millisecond))
+			in.log.Warn("instance exited", "status", msg, "ran", ran.Round(time.Millisecond))
 			s.update(in, func(i *Instance) {
 				i.Exits++
 				i.ExitStderr = p.tail.get()
-				i.ExitRan = time.Since(p.started)
+				i.ExitRan = ran
 			})
-			s.exited(in, p, msg)
+			s.notify()
 			return true
 		case <-in.ctx.Done():
 			if s.isDetached() {
