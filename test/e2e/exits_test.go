@@ -105,4 +105,7 @@ func TestCanaryThatExitsLateIsAbortedAndTheExitRecorded(t *testing.T) {
 		got := models(t, s.Listen, 20, nil)
 		return got["v1"] == 20, str(got)
 	})
+	l.stop()
+	byModel, failures := l.snapshot()
+	t.Logf("requests by model %v; %d failed (the streams the exit cut)", byModel, len(failures))
 }
