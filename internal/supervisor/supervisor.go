@@ -10,7 +10,9 @@
 // time after a (re)start it is probed every 100ms rather than every period, so a new instance
 // takes traffic as soon as it can. A template without a probe, and every fixed upstream, is
 // probed by a TCP connect. CPU time and resident memory are read from /proc at each probe (for
-// the child itself, not its own children).
+// the child itself, not its own children). Each exit of a child on its own is counted
+// (Instance.Exits) with how long it ran and the last lines of its stderr, and a revision's
+// counters over all the instances it ran are kept (Totals).
 //
 // It is Linux only (process groups, /proc). It knows nothing of the engine or the proxy: local
 // mode calls Scale with what the engine decided, reads Instances, and reacts to Changes.
