@@ -267,6 +267,10 @@ func (d *decision) checkHealth(rev int64, desired int32) bool {
 			return true
 		}
 	}
+	if why := d.exitsWorse(rev); why != "" {
+		d.abort(why)
+		return true
+	}
 	ready, _ := d.counts(rev)
 	now := metav1.NewTime(d.now)
 	if ready >= desired || d.isPaused() {
@@ -291,6 +295,52 @@ func (d *decision) checkHealth(rev int64, desired int32) bool {
 	}
 	d.abort(fmt.Sprintf("revision %d made no progress for %s: %d/%d instances ready%s", rev, deadline, ready, desired, why))
 	return true
+}
+
+// ExitRateRatio is how many times stable's rate of unexpected exits per instance-hour the new
+// revision's may reach before it is aborted. Any exit of the new revision aborts it while
+// stable's instances have had none.
+const ExitRateRatio = 2
+
+// exitsWorse says why the new revision rev is to be aborted for the unexpected exits of its
+// instances (any period, ready or not), or "". Exits are weighed per instance-time (from each
+// instance's first start until now): rev fails at its first exit while stable's instances have
+// had none, and otherwise when its rate exceeds ExitRateRatio times stable's. Stable's own
+// exits never fail rev, and a stable that crashes as often lets rev crash as often.
+func (d *decision) exitsWorse(rev int64) string {
+	stable := d.st.StableRevision
+	if stable == 0 || stable == rev {
+		return ""
+	}
+	exits, hours, worst := d.exitRecord(rev)
+	if exits == 0 {
+		return ""
+	}
+	sExits, sHours, _ := d.exitRecord(stable)
+	if sExits > 0 && (hours <= 0 || sHours <= 0 || float64(exits)/hours <= ExitRateRatio*float64(sExits)/sHours) {
+		return ""
+	}
+	why := worst.LastExit
+	if why == "" {
+		why = "exited"
+	}
+	return fmt.Sprintf("revision %d exited unexpectedly: instance %s %s (%d exits in %.3f instance-hours; stable revision %d: %d in %.3f)",
+		rev, worst.ID, why, exits, hours, stable, sExits, sHours)
+}
+
+// exitRecord sums the unexpected exits and the instance-hours of rev's instances, and returns
+// the instance with the most exits.
+func (d *decision) exitRecord(rev int64) (exits int64, hours float64, worst Instance) {
+	for _, in := range d.in.Instances[rev] {
+		exits += int64(in.Exits)
+		if !in.CreatedAt.IsZero() && d.now.After(in.CreatedAt) {
+			hours += d.now.Sub(in.CreatedAt).Hours()
+		}
+		if in.Exits > worst.Exits {
+			worst = in
+		}
+	}
+	return exits, hours, worst
 }
 
 func orNone(s string) string {

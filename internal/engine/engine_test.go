@@ -381,6 +381,54 @@ func TestCrashLoopAborts(t *testing.T) {
 	w.wantScale(map[int64]int32{1: 4})
 }
 
+// exit records n more exits of the i-th instance of rev, first started at created.
+func (w *world) exit(rev int64, i int, n int32, created time.Time) {
+	in := &w.inst[rev][i]
+	in.Exits += n
+	in.CreatedAt, in.LastExit = created, "exited with status 3"
+}
+
+func TestOneExitOfTheCanaryAbortsWhenStableHadNone(t *testing.T) {
+	w := newWorld(t, canarySpec(v1alpha1.CanaryStep{SetWeight: ptr(int32(25))}, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}}))
+	w.apply(2)
+	created := w.now
+	for i := range w.inst[1] {
+		w.inst[1][i].CreatedAt = created.Add(-time.Hour)
+	}
+	w.advance(30 * time.Second)
+	w.wantPhase(v1alpha1.PhasePaused, "")
+	// Ready for 30 s, then one exit (far from a crash loop): it restarts and is ready again.
+	w.exit(2, 0, 1, created)
+	w.advance(time.Second)
+	w.wantPhase(v1alpha1.PhaseDegraded, "revision 2 exited unexpectedly: instance r2-")
+	w.wantPhase(v1alpha1.PhaseDegraded, "exited with status 3 (1 exits in 0.009 instance-hours; stable revision 1: 0 in 4.034)")
+	w.wantWeights(map[int64]int32{1: 100})
+	w.wantEvent("RolloutAborted")
+}
+
+func TestCanaryExitsAreWeighedAgainstStables(t *testing.T) {
+	w := newWorld(t, canarySpec(v1alpha1.CanaryStep{SetWeight: ptr(int32(25))}, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}}))
+	// Stable: 4 instances up 10 minutes, 4 exits.
+	for i := range w.inst[1] {
+		w.inst[1][i].CreatedAt = w.now.Add(-10 * time.Minute)
+	}
+	w.exit(1, 0, 4, w.now.Add(-10*time.Minute))
+	w.apply(2)
+	created := w.now
+	w.advance(30 * time.Minute)
+	w.wantPhase(v1alpha1.PhasePaused, "")
+	// Stable's own exits never fail the canary; one canary exit in half an hour is 2 per
+	// instance-hour against stable's 4 in 4×40 min, 1.5: under twice stable's.
+	w.exit(2, 0, 1, created)
+	w.advance(time.Second)
+	w.wantPhase(v1alpha1.PhasePaused, "")
+	// Three more: 8 per instance-hour, more than twice stable's.
+	w.exit(2, 0, 3, created)
+	w.advance(time.Second)
+	w.wantPhase(v1alpha1.PhaseDegraded, "revision 2 exited unexpectedly: instance r2-")
+	w.wantWeights(map[int64]int32{1: 100})
+}
+
 func TestReadinessFailureAbortsAtTheProgressDeadline(t *testing.T) {
 	w := newWorld(t, canarySpec(v1alpha1.CanaryStep{SetWeight: ptr(int32(25))}))
 	w.unready[2] = true

@@ -30,6 +30,12 @@ type Instance struct {
 	Message string
 	// LastExit is how the instance's process last ended; empty when it never did.
 	LastExit string
+	// Exits counts the times the instance's process exited on its own (a crash, not a stop
+	// by the adapter), and CreatedAt is when the instance was first started, so that exits
+	// can be weighed per instance-time. Zero Exits (an adapter that does not count them)
+	// leaves the exit rule out.
+	Exits     int32
+	CreatedAt time.Time
 }
 
 // Input is one decision's input.

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"regexp"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -55,6 +56,9 @@ type Controller struct {
 	kick      chan struct{}
 	// judges holds each rollout's judge state, by rollout name; nil until the first judge.
 	judges map[string]*judgeState
+	// exits are the exits of each instance already recorded as events, by rollout and
+	// instance ID.
+	exits map[string]map[string]int32
 }
 
 var _ server.Backend = (*Controller)(nil)
@@ -121,9 +125,11 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 			instances[rev] = append(instances[rev], engine.Instance{
 				ID: in.ID, Ready: in.Ready, ReadySince: in.ReadySince, StartedAt: in.StartedAt,
 				Terminating: in.Terminating, CrashLooping: in.CrashLooping, Restarts: in.Restarts, Message: in.Message, LastExit: in.LastExit,
+				Exits: in.Exits, CreatedAt: in.CreatedAt,
 			})
 		}
 	}
+	c.recordExits(name, observed)
 
 	before, err := json.Marshal(r.Status)
 	if err != nil {
@@ -184,6 +190,33 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 	}
 
 	return nil
+}
+
+// recordExits records an InstanceExited event for each exit of an instance's own not yet
+// recorded, saying how it ended, how long it ran and the last lines of its stderr. c.mu is held.
+func (c *Controller) recordExits(rollout string, observed map[int64][]supervisor.Instance) {
+	if c.exits == nil {
+		c.exits = map[string]map[string]int32{}
+	}
+	recorded := c.exits[rollout]
+	next := map[string]int32{} // only the instances still there
+	for rev, list := range observed {
+		for _, in := range list {
+			next[in.ID] = in.Exits
+			if in.Exits <= recorded[in.ID] {
+				continue
+			}
+			msg := fmt.Sprintf("instance %s of revision %d %s after %s (exit %d of this instance)",
+				in.ID, rev, in.LastExit, in.ExitRan.Round(time.Millisecond), in.Exits)
+			if len(in.ExitStderr) > 0 {
+				msg += "; last stderr: " + strings.Join(in.ExitStderr, " | ")
+			} else {
+				msg += "; no stderr"
+			}
+			c.record(rollout, engine.EventWarning, "InstanceExited", msg, rev)
+		}
+	}
+	c.exits[rollout] = next
 }
 
 func (c *Controller) record(rollout, typ, reason, msg string, rev int64) {

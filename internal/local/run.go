@@ -110,6 +110,7 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 		return err
 	}
 	c.sup = sup
+	c.registry.MustRegister(instanceCollector{c})
 	c.runner = &analysis.Runner{Logger: log, Providers: map[string]analysis.Provider{
 		"builtin":    builtin.New(source{c}, time.Now),
 		"scrape":     scrape.New(addresses{c}, nil, time.Now),
@@ -212,7 +213,8 @@ func (s source) Instances(rollout string, revision int64) builtin.InstanceStats 
 	var out builtin.InstanceStats
 	now := time.Now()
 	for _, in := range s.c.sup.Instances(rollout)[revision] {
-		out.Restarts += int64(in.Restarts)
+		// An exit counts at once, not after the restart's backoff.
+		out.Restarts += int64(max(in.Exits, in.Restarts))
 		out.ReadinessFailures += in.ReadinessFailures
 		out.CPUSeconds += in.CPUSeconds
 		if age := now.Sub(in.StartedAt).Seconds(); age > 0 {

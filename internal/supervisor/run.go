@@ -10,8 +10,10 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -23,6 +25,61 @@ type process struct {
 	pid     int
 	started time.Time
 	exited  chan *os.ProcessState // receives once, when the child has been reaped
+	// stderrDone is closed when the child's stderr pipe is read to its end.
+	stderrDone chan struct{}
+	// tail keeps the last lines the child wrote to stderr.
+	tail *lineTail
+}
+
+// How much of a process's stderr is kept to say why it exited.
+const (
+	stderrTailLines = 5
+	stderrTailBytes = 200
+	// stderrWait bounds the wait for the last stderr lines of a process that exited (a
+	// grandchild may hold the pipe open).
+	stderrWait = 500 * time.Millisecond
+)
+
+// lineTail keeps the last stderrTailLines lines written to a stream, each cut at
+// stderrTailBytes, with secrets (the template's env values) replaced by "***".
+type lineTail struct {
+	secrets []string
+	mu      sync.Mutex
+	lines   []string
+}
+
+func (t *lineTail) add(line []byte) {
+	l := string(line)
+	for _, sec := range t.secrets {
+		l = strings.ReplaceAll(l, sec, "***")
+	}
+	if len(l) > stderrTailBytes {
+		l = strings.ToValidUTF8(l[:stderrTailBytes], "") + "…"
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if len(t.lines) == stderrTailLines {
+		copy(t.lines, t.lines[1:])
+		t.lines = t.lines[:stderrTailLines-1]
+	}
+	t.lines = append(t.lines, l)
+}
+
+func (t *lineTail) get() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.lines)
+}
+
+// secretsOf are the values of the template's env variables long enough to be worth hiding.
+func secretsOf(t *v1alpha1.ProcessTemplate) []string {
+	var out []string
+	for _, e := range t.Env {
+		if len(e.Value) >= 4 {
+			out = append(out, e.Value)
+		}
+	}
+	return out
 }
 
 // run is an instance's goroutine: it starts, probes, restarts and finally stops the instance.
@@ -122,10 +179,16 @@ func (s *Supervisor) startProcess(in *instance) (*process, error) {
 		errR.Close()
 		return nil, err
 	}
-	go pipeLog(in, "stdout", outR)
-	go pipeLog(in, "stderr", errR)
+	p := &process{
+		pid: cmd.Process.Pid, started: time.Now(), exited: make(chan *os.ProcessState, 1),
+		stderrDone: make(chan struct{}), tail: &lineTail{secrets: secretsOf(t)},
+	}
+	go pipeLog(in, "stdout", outR, nil)
+	go func() {
+		defer close(p.stderrDone)
+		pipeLog(in, "stderr", errR, p.tail)
+	}()
 
-	p := &process{pid: cmd.Process.Pid, started: time.Now(), exited: make(chan *os.ProcessState, 1)}
 	go func() {
 		_ = cmd.Wait() // the status is in ProcessState
 		p.exited <- cmd.ProcessState
@@ -145,7 +208,11 @@ func (s *Supervisor) startProcess(in *instance) (*process, error) {
 	in.info.StartedAt = p.started
 	in.info.Ready, in.info.ReadySince = false, time.Time{}
 	in.info.ConsecutiveFailures = 0
+	in.cpuPast += in.info.CPUSeconds
 	in.info.CPUSeconds, in.info.MemoryBytes = 0, 0
+	if in.info.CreatedAt.IsZero() {
+		in.info.CreatedAt = p.started
+	}
 	s.mu.Unlock()
 	s.writeState()
 	s.notify()
@@ -182,14 +249,17 @@ func (s *Supervisor) pickPort(in *instance) (int, error) {
 	return 0, fmt.Errorf("find a free port: every port offered is taken by an instance")
 }
 
-// pipeLog logs each line r yields until it ends.
-func pipeLog(in *instance, stream string, r *os.File) {
+// pipeLog logs each line r yields until it ends, and keeps the last ones in tail (if not nil).
+func pipeLog(in *instance, stream string, r *os.File, tail *lineTail) {
 	defer r.Close()
 	br := bufio.NewReaderSize(r, 64<<10)
 	for {
 		line, err := br.ReadSlice('\n') // a longer line is logged in pieces
 		if line = bytes.TrimRight(line, "\r\n"); len(line) > 0 {
 			in.log.Info(string(line), "stream", stream)
+			if tail != nil {
+				tail.add(line)
+			}
 		}
 		if err != nil && err != bufio.ErrBufferFull {
 			return
@@ -212,9 +282,22 @@ func (s *Supervisor) watch(in *instance, p *process) bool {
 	for {
 		select {
 		case st := <-exited:
-			msg := exitMessage(st)
-			in.log.Warn("instance exited", "status", msg)
-			s.exited(in, p, msg)
+			msg, ran := exitMessage(st), time.Since(p.started)
+			s.exited(in, p, msg) // not ready at once; kills the grandchildren that may hold stderr
+			// Then the exit is counted, with the last lines of stderr once it is read.
+			t := time.NewTimer(stderrWait)
+			select {
+			case <-p.stderrDone:
+			case <-t.C:
+			}
+			t.Stop()
+			in.log.Warn("instance exited", "status", msg, "ran", ran.Round(time.Millisecond))
+			s.update(in, func(i *Instance) {
+				i.Exits++
+				i.ExitStderr = p.tail.get()
+				i.ExitRan = ran
+			})
+			s.notify()
 			return true
 		case <-in.ctx.Done():
 			if s.isDetached() {

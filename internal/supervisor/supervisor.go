@@ -10,7 +10,9 @@
 // time after a (re)start it is probed every 100ms rather than every period, so a new instance
 // takes traffic as soon as it can. A template without a probe, and every fixed upstream, is
 // probed by a TCP connect. CPU time and resident memory are read from /proc at each probe (for
-// the child itself, not its own children).
+// the child itself, not its own children). Each exit of a child on its own is counted
+// (Instance.Exits) with how long it ran and the last lines of its stderr, and a revision's
+// counters over all the instances it ran are kept (Totals).
 //
 // It is Linux only (process groups, /proc). It knows nothing of the engine or the proxy: local
 // mode calls Scale with what the engine decided, reads Instances, and reacts to Changes.
@@ -101,6 +103,18 @@ type Instance struct {
 	Terminating bool
 	// Restarts counts the restarts after the process exited on its own.
 	Restarts int32
+	// Exits counts the times the process exited on its own (not stopped by ramp); it is
+	// counted at the exit, before the restart's backoff.
+	Exits int32
+	// CreatedAt is when the instance was first started: its instance-time runs from then,
+	// across restarts.
+	CreatedAt time.Time
+	// ExitStderr is the last lines (at most stderrTailLines, each cut at stderrTailBytes) the
+	// process wrote to stderr before it last exited on its own, with the values of the
+	// template's env variables replaced by "***". Nil when it never did.
+	ExitStderr []string
+	// ExitRan is how long the process that last exited on its own had run.
+	ExitRan time.Duration
 	// CrashLooping says the instance restarted at least 3 times and its current process has
 	// not yet run for MaxRestartBackoff (or is not running).
 	CrashLooping bool
@@ -155,6 +169,24 @@ type revState struct {
 	key   revKey
 	seq   int         // last instance number given
 	insts []*instance // in start order, including terminating ones
+	// gone sums the counters of the instances already removed, so the revision's totals
+	// never go down.
+	gone RevisionTotals
+}
+
+// RevisionTotals are a revision's counters over every instance it ever ran (in this
+// Supervisor's life), and its resident memory now.
+type RevisionTotals struct {
+	// Exits counts the exits of its processes on their own; Restarts the restarts after them.
+	Exits, Restarts int64
+	// ProbeFailures counts its failed readiness probes.
+	ProbeFailures int64
+	// CPUSeconds is the CPU time its processes used (as sampled at each probe).
+	CPUSeconds float64
+	// MemoryBytes is the resident memory of its running processes.
+	MemoryBytes int64
+	// Instances counts its instances now, terminating ones included.
+	Instances int
 }
 
 // instance is one instance's state. info, pgid and startTicks are guarded by Supervisor.mu;
@@ -175,6 +207,8 @@ type instance struct {
 	startTicks uint64
 	running    bool // a process is running (and is listed in instances.json)
 	port       int  // the port reserved in Supervisor.ports; 0 for none
+	// cpuPast is the CPU time of the instance's earlier processes.
+	cpuPast float64
 }
 
 // New returns a Supervisor. It first kills (SIGKILL to the process group) every instance that
@@ -403,6 +437,35 @@ func (s *Supervisor) Instances(rollout string) map[int64][]Instance {
 	return out
 }
 
+// Totals returns the counters of rollout's revisions, by revision, including the revisions
+// whose instances are all gone.
+func (s *Supervisor) Totals(rollout string) map[int64]RevisionTotals {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := map[int64]RevisionTotals{}
+	for k, r := range s.revs {
+		if k.rollout != rollout {
+			continue
+		}
+		t := r.gone
+		for _, in := range r.insts {
+			in.addTo(&t)
+			t.MemoryBytes += in.info.MemoryBytes
+			t.Instances++
+		}
+		out[k.revision] = t
+	}
+	return out
+}
+
+// addTo adds the instance's counters to t. Supervisor.mu is held.
+func (in *instance) addTo(t *RevisionTotals) {
+	t.Exits += int64(in.info.Exits)
+	t.Restarts += int64(in.info.Restarts)
+	t.ProbeFailures += in.info.ReadinessFailures
+	t.CPUSeconds += in.cpuPast + in.info.CPUSeconds
+}
+
 // remove drops a stopped instance.
 func (s *Supervisor) remove(in *instance) {
 	s.mu.Lock()
@@ -412,6 +475,7 @@ func (s *Supervisor) remove(in *instance) {
 	}
 	// The revision stays, even when empty, so that instance numbers are not given twice.
 	r := in.rev
+	in.addTo(&r.gone)
 	r.insts = slices.DeleteFunc(r.insts, func(x *instance) bool { return x == in })
 	if in.port != 0 {
 		delete(s.ports, in.port)

@@ -74,6 +74,14 @@ func child(mode string) int {
 	srv := &http.Server{Handler: mux}
 	go srv.Serve(l)
 	fmt.Println("serving on", port)
+	if mode == "latecrash" {
+		time.Sleep(time.Second)
+		for i := 1; i <= 7; i++ {
+			fmt.Fprintf(os.Stderr, "line %d before the crash\n", i)
+		}
+		fmt.Fprintln(os.Stderr, "panic: token "+os.Getenv("SUPERVISOR_TEST_SECRET")+" rejected "+strings.Repeat("x", 300))
+		return 5
+	}
 	if mode == "slowstop" {
 		time.Sleep(time.Hour)
 		return 0
@@ -355,6 +363,45 @@ func TestCrashLogsChildStderr(t *testing.T) {
 	})
 }
 
+func TestExitOfAReadyInstanceIsCountedWithItsStderr(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{RestartBackoff: 20 * time.Millisecond})
+	// A process that is ready, then exits a second later: far from a crash loop, but an exit.
+	f.s.Scale("app", 1, childTemplate("latecrash", 30, v1alpha1.EnvVar{Name: "SUPERVISOR_TEST_SECRET", Value: "hunter2-secret"}), 1)
+	var got Instance
+	waitFor(t, 15*time.Second, "an exit counted", func() bool {
+		l := f.list(1)
+		if len(l) == 1 {
+			got = l[0]
+		}
+		return len(l) == 1 && l[0].Exits >= 1
+	})
+	if got.CrashLooping || got.CreatedAt.IsZero() || got.LastExit != "exited with status 5" {
+		t.Fatalf("after one late exit: %+v", got)
+	}
+	if len(got.ExitStderr) != stderrTailLines {
+		t.Fatalf("stderr tail %q, want the last %d lines", got.ExitStderr, stderrTailLines)
+	}
+	if got.ExitStderr[0] != "line 4 before the crash" {
+		t.Fatalf("stderr tail starts %q, want line 4", got.ExitStderr[0])
+	}
+	last := got.ExitStderr[len(got.ExitStderr)-1]
+	if !strings.HasPrefix(last, "panic: token *** rejected xxx") || strings.Contains(last, "hunter2") || len(last) > stderrTailBytes+len("…") {
+		t.Fatalf("last stderr line %q: want the secret hidden and the line cut at %d bytes", last, stderrTailBytes)
+	}
+	tot := f.s.Totals("app")[1]
+	if tot.Exits < 1 || tot.ProbeFailures < 0 || tot.Instances != 1 {
+		t.Fatalf("totals %+v", tot)
+	}
+	// A stop by ramp is no exit of the instance's own.
+	before := tot.Exits
+	f.s.Scale("app", 1, childTemplate("latecrash", 30), 0)
+	waitFor(t, 15*time.Second, "the instance gone", func() bool { return len(f.list(1)) == 0 })
+	if after := f.s.Totals("app")[1]; after.Exits < before || after.Instances != 0 {
+		t.Fatalf("totals after the instance is gone: %+v, had %d exits", after, before)
+	}
+}
+
 func TestNeverReady(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, Options{})
@@ -569,6 +616,10 @@ func TestResourceUse(t *testing.T) {
 	waitFor(t, 10*time.Second, "CPU and memory use", func() bool {
 		l := f.list(1)
 		return len(l) == 1 && l[0].CPUSeconds > 0 && l[0].MemoryBytes > 0
+	})
+	waitFor(t, 10*time.Second, "CPU and memory in the revision's totals", func() bool {
+		tot := f.s.Totals("app")[1]
+		return tot.CPUSeconds > 0 && tot.MemoryBytes > 0 && tot.Instances == 1
 	})
 }
 
