@@ -146,11 +146,21 @@ func TestHeaderTimeoutSurvivesHandOff(t *testing.T) {
 		stop := make(chan struct{})
 		defer close(stop)
 		go func() {
-			// 100 bytes every 10 ms: past 8 KiB after about 0.85 s, and on until the end.
+			// 7.5 KiB at once, then, from 0.7 s on, 100 bytes every 10 ms: past 8 KiB at
+			// about 0.75 s (late in the timeout, so that a fresh timeout at the hand-off
+			// would show), whatever ticks a loaded machine drops.
 			if _, err := io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n"); err != nil {
 				return
 			}
 			line := "X-Pad: " + strings.Repeat("a", 91) + "\r\n"
+			if _, err := io.WriteString(c, strings.Repeat(line, 75)); err != nil {
+				return
+			}
+			select {
+			case <-stop:
+				return
+			case <-time.After(700 * time.Millisecond):
+			}
 			tick := time.NewTicker(10 * time.Millisecond)
 			defer tick.Stop()
 			for {
