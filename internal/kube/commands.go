@@ -109,10 +109,29 @@ func (c *Commands) setPaused(ctx context.Context, name string, paused bool) erro
 	})
 }
 
-// Promote ends the current step or pause; full skips every remaining step and analysis.
+// promoteWait bounds how long a promote that comes right after a change of the Deployment's
+// pod template waits for the controller to start rolling it out.
+const promoteWait = 15 * time.Second
+
+// Promote ends the current step or pause; full skips every remaining step and analysis. A
+// promote that comes before the controller has seen a new pod template of the Deployment (a
+// pipeline that applies, then promotes at once) waits for it, up to promoteWait, instead of
+// failing with "no revision is rolling out".
 func (c *Commands) Promote(ctx context.Context, name string, full bool) (string, error) {
-	if err := c.updateStatus(ctx, name, func(ro *v1alpha1.Rollout) error { return engine.Promote(ro, full) }); err != nil {
-		return "", err
+	deadline := time.Now().Add(promoteWait)
+	for {
+		err := c.updateStatus(ctx, name, func(ro *v1alpha1.Rollout) error { return engine.Promote(ro, full) })
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, engine.ErrNotInProgress) || time.Now().After(deadline) || !c.templatePending(ctx, name) {
+			return "", err
+		}
+		select {
+		case <-ctx.Done():
+			return "", err
+		case <-time.After(250 * time.Millisecond):
+		}
 	}
 	if full {
 		return fmt.Sprintf("rollout/%s promoted (full)", name), nil
@@ -153,6 +172,31 @@ func (c *Commands) Retry(ctx context.Context, name string) (string, error) {
 		return "", err
 	}
 	return fmt.Sprintf("rollout/%s retrying", name), nil
+}
+
+// templatePending reports whether the Deployment of rollout name has a pod template that
+// the controller has not made the rollout's current revision yet. Any error reads as false:
+// the caller then reports what it had.
+func (c *Commands) templatePending(ctx context.Context, name string) bool {
+	ro, err := c.Get(ctx, name)
+	if err != nil || ro.Spec.WorkloadRef == nil {
+		return false
+	}
+	var d appsv1.Deployment
+	if err := c.Client.Get(ctx, types.NamespacedName{Namespace: c.Namespace, Name: ro.Spec.WorkloadRef.Name}, &d); err != nil {
+		return false
+	}
+	crs, err := c.revisions(ctx, ro)
+	if err != nil {
+		return false
+	}
+	hash := TemplateHash(&d.Spec.Template)
+	for _, cr := range crs {
+		if cr.Labels[LabelTemplateHash] == hash {
+			return cr.Revision != ro.Status.CurrentRevision
+		}
+	}
+	return true // no revision of this template yet
 }
 
 // revisions returns the rollout's ControllerRevisions, oldest first.
