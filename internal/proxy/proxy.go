@@ -339,6 +339,7 @@ func stateFrom(ctx context.Context) *reqState {
 // in-flight number (pick does).
 func (st *reqState) assign(pl *pool, t target) {
 	if st.pool != nil {
+		st.pool.stats.end(st.start, st.gotBody)
 		st.release()
 	}
 	st.pool, st.t = pl, t
@@ -347,9 +348,10 @@ func (st *reqState) assign(pl *pool, t target) {
 	pl.stats.begin(st.start)
 }
 
+// release gives back the instance and the pool's in-flight gauge; the pool's arrival counts
+// are ended by finish (or, when the request moves to another pool, by assign).
 func (st *reqState) release() {
 	st.pool.obs.inflight.Dec()
-	st.pool.stats.end(st.start, st.gotBody)
 	st.t.b.done()
 }
 
@@ -792,7 +794,7 @@ func (p *Proxy) finish(st *reqState) {
 	}
 	// Metrics first: tests wait for Stats, then read the metrics.
 	p.metrics.observe(st.pool, class, lat, st.ttfb, st.gotHeaders, st.firstToken, st.gotBody)
-	st.pool.stats.record(end.Unix(), lat, st.ttfb, st.gotHeaders, st.firstToken, st.gotBody, is5xx, st.failed)
+	st.pool.stats.recordEnded(st.start, end.Unix(), lat, st.ttfb, st.gotHeaders, st.firstToken, st.gotBody, is5xx, st.failed)
 }
 
 // firstTokenBody notes when the first byte of a response body is read on the ReverseProxy

@@ -219,11 +219,16 @@ func (s *revStats) begin(start time.Time) {
 }
 
 func (s *revStats) end(start time.Time, bodyBegun bool) {
+	s.mu.Lock()
+	s.endLocked(start, bodyBegun)
+	s.mu.Unlock()
+}
+
+func (s *revStats) endLocked(start time.Time, bodyBegun bool) {
 	w := int64(1)
 	if bodyBegun {
 		w = 0
 	}
-	s.mu.Lock()
 	if sl := s.arrivals.slot(start.Unix()); sl != nil {
 		sl.Open--
 		sl.Waiting -= w
@@ -231,7 +236,6 @@ func (s *revStats) end(start time.Time, bodyBegun bool) {
 		s.arrivals.olderOpen--
 		s.arrivals.olderWaiting -= w
 	}
-	s.mu.Unlock()
 }
 
 // bodyStarted notes that the first body byte of a request that arrived at start went out.
@@ -298,7 +302,20 @@ func (p *Proxy) InFlightRequests(revision int64) (open, waiting int64) {
 
 func (s *revStats) record(sec int64, lat, ttfb time.Duration, hasTTFB bool, first time.Duration, hasFirst, is5xx, failed bool) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.recordLocked(sec, lat, ttfb, hasTTFB, first, hasFirst, is5xx, failed)
+	s.mu.Unlock()
+}
+
+// recordEnded records a finished request that begin counted in flight, and counts it out
+// (as end does), under one lock: a proxied request takes the revision's lock once to finish.
+func (s *revStats) recordEnded(start time.Time, sec int64, lat, ttfb time.Duration, hasTTFB bool, first time.Duration, hasFirst, is5xx, failed bool) {
+	s.mu.Lock()
+	s.recordLocked(sec, lat, ttfb, hasTTFB, first, hasFirst, is5xx, failed)
+	s.endLocked(start, hasFirst)
+	s.mu.Unlock()
+}
+
+func (s *revStats) recordLocked(sec int64, lat, ttfb time.Duration, hasTTFB bool, first time.Duration, hasFirst, is5xx, failed bool) {
 	i := sec % windowSecs
 	if i < 0 {
 		i += windowSecs
