@@ -290,8 +290,7 @@ type sconn struct {
 	deadline     int           // which read deadline is set: 0 none, 1 idle, 2 head
 	idleSet      time.Duration // monoNow when the idle deadline was set
 	headDeadline time.Time     // the head deadline, while deadline is 2
-	wset         time.Duration // monoNow when the write deadline was last set
-	wsetOnce     bool          // a write deadline was set
+	wp           writeProgress // moves the write deadline on (fs.writeTimeout)
 
 	watchMu      sync.Mutex
 	watchState   int           // 0 off, 1 armed, 2 reading
@@ -392,15 +391,10 @@ func (cr *connReader) Read(p []byte) (int, error) {
 // net/http's checkConnErrorWriter.
 type connWriter struct{ sc *sconn }
 
-// With a write timeout, it moves the connection's write deadline on before a write, but only
-// when an eighth of the timeout has passed since it last did: a write that makes no progress
-// is cut after 7/8 to 8/8 of the timeout, for a clock reading per write.
+// With a write timeout, each write's progress is bounded (writeProgress).
 func (w connWriter) Write(p []byte) (int, error) {
 	if d := w.sc.fs.writeTimeout; d > 0 {
-		if now := monoNow(); !w.sc.wsetOnce || now-w.sc.wset >= d>>3 {
-			w.sc.conn.SetWriteDeadline(time.Now().Add(d))
-			w.sc.wset, w.sc.wsetOnce = now, true
-		}
+		w.sc.wp.before(w.sc.conn, d)
 	}
 	n, err := w.sc.conn.Write(p)
 	if err != nil && w.sc.werr == nil {

@@ -160,10 +160,24 @@ type clientConn struct {
 	// that same head) is clamped to it, so that a hand-off does not start the timeout again.
 	headDeadline time.Time
 	clamped      atomic.Bool
-	// writeTimeout bounds each write's progress; the write deadline is moved on before a
-	// write only when an eighth of it has passed since it was last set (wset, monoNow+1).
+	// writeTimeout bounds each write's progress (writeProgress).
 	writeTimeout time.Duration
-	wset         atomic.Int64
+	wp           writeProgress
+}
+
+// writeProgress moves a connection's write deadline on to d from now before a write, but
+// only when an eighth of d has passed since it last did: a write that makes no progress is
+// cut after 7/8 to 8/8 of d, for a clock reading per write. Both servers use it.
+type writeProgress struct {
+	set atomic.Int64 // monoNow+1 when the deadline was last set; 0: never
+}
+
+func (w *writeProgress) before(c net.Conn, d time.Duration) {
+	now := int64(monoNow()) + 1
+	if last := w.set.Load(); last == 0 || now-last >= int64(d>>3) {
+		w.set.Store(now)
+		c.SetWriteDeadline(time.Now().Add(d))
+	}
 }
 
 func (c *clientConn) Read(p []byte) (int, error) {
@@ -186,11 +200,7 @@ func (c *clientConn) SetReadDeadline(t time.Time) error {
 
 func (c *clientConn) Write(p []byte) (int, error) {
 	if d := c.writeTimeout; d > 0 {
-		now := int64(monoNow()) + 1
-		if last := c.wset.Load(); last == 0 || now-last >= int64(d>>3) {
-			c.wset.Store(now)
-			c.Conn.SetWriteDeadline(time.Now().Add(d))
-		}
+		c.wp.before(c.Conn, d)
 	}
 	return c.Conn.Write(p)
 }
