@@ -147,7 +147,7 @@ func (fp *fastPool) put(addr string, c *fastConn) {
 	var expired *fastConn
 	fp.mu.Lock()
 	idle := fp.hosts[addr]
-	if fp.closed || len(idle) >= fastMaxIdlePerHost {
+	if fp.closed || !canPeek || len(idle) >= fastMaxIdlePerHost { // !canPeek: get never reuses one
 		fp.mu.Unlock()
 		c.close()
 		return
