@@ -251,6 +251,15 @@ type RollingUpdateStrategy struct {
 	// Pause holds the update once some instances run the new revision, while its analysis
 	// runs (and at least its duration). Nil means the update never holds by itself.
 	Pause *RollingUpdatePause `json:"pause,omitempty"`
+	// ScaleDownDelaySeconds is the watch window after promotion: the previous stable
+	// revision's instances keep running (warm, with no traffic; in local mode the update takes old instances out of rotation instead of stopping them, while in Kubernetes mode the Deployment stops them, so a switch back there starts pods again) this long after the new
+	// revision takes all traffic, and ramp keeps judging the new stable against the previous
+	// revision's record (errors, latency, first token, exits, memory, business metrics). When
+	// the new stable degrades, or on `ramp abort` or `ramp undo` inside the window, traffic
+	// switches back to the warm instances at once and the rollout ends Degraded (Healthy for
+	// an undo). 0 turns the window off. Nil means 300.
+	// +kubebuilder:validation:Minimum=0
+	ScaleDownDelaySeconds *int32 `json:"scaleDownDelaySeconds,omitempty"`
 }
 
 // RollingUpdatePause is the point where a rolling update holds: once Updated instances of
@@ -298,6 +307,15 @@ type CanaryStrategy struct {
 	// step until promotion: it aborts as soon as the canary is shown worse and ends analysis
 	// steps early once it is shown no worse. Nil means the judge with its defaults (on).
 	Judge *CanaryJudge `json:"judge,omitempty"`
+	// ScaleDownDelaySeconds is the watch window after promotion: the previous stable
+	// revision's instances keep running (warm, with no traffic) this long after the new
+	// revision takes all traffic, and ramp keeps judging the new stable against the previous
+	// revision's record (errors, latency, first token, exits, memory, business metrics). When
+	// the new stable degrades, or on `ramp abort` or `ramp undo` inside the window, traffic
+	// switches back to the warm instances at once and the rollout ends Degraded (Healthy for
+	// an undo). 0 turns the window off. Nil means 300.
+	// +kubebuilder:validation:Minimum=0
+	ScaleDownDelaySeconds *int32 `json:"scaleDownDelaySeconds,omitempty"`
 }
 
 // Stickiness gives each user a bucket from 0 to 99: the hash of a header, or a cookie the
@@ -576,8 +594,13 @@ type BlueGreenStrategy struct {
 	PrePromotionAnalysis *RolloutAnalysis `json:"prePromotionAnalysis,omitempty"`
 	// PostPromotionAnalysis runs after the switch; when it fails, traffic switches back.
 	PostPromotionAnalysis *RolloutAnalysis `json:"postPromotionAnalysis,omitempty"`
-	// ScaleDownDelaySeconds keeps the old active revision running after the switch, so a
-	// switch back needs no start-up. Nil means 30.
+	// ScaleDownDelaySeconds is the watch window after promotion: the previous stable
+	// revision's instances keep running (warm, with no traffic) this long after the new
+	// revision takes all traffic, and ramp keeps judging the new stable against the previous
+	// revision's record (errors, latency, first token, exits, memory, business metrics). When
+	// the new stable degrades, or on `ramp abort` or `ramp undo` inside the window, traffic
+	// switches back to the warm instances at once and the rollout ends Degraded (Healthy for
+	// an undo). 0 turns the window off. Nil means 300.
 	// +kubebuilder:validation:Minimum=0
 	ScaleDownDelaySeconds *int32 `json:"scaleDownDelaySeconds,omitempty"`
 }

@@ -95,9 +95,13 @@ type RolloutStatus struct {
 	LastProgressTime *metav1.Time `json:"lastProgressTime,omitempty"`
 	// ReadyTime is when the new revision (canary or preview) was first fully ready.
 	ReadyTime *metav1.Time `json:"readyTime,omitempty"`
-	// ScaleDownAt says when an old revision is scaled down (blueGreen scaleDownDelaySeconds),
-	// by revision.
+	// ScaleDownAt says when an old revision is scaled down (scaleDownDelaySeconds), by
+	// revision.
 	ScaleDownAt map[string]metav1.Time `json:"scaleDownAt,omitempty"`
+	// Watch is the watch window after the last promotion (scaleDownDelaySeconds): the
+	// previous revision's instances are kept warm and the new stable is judged against its
+	// record until Until. Nil when no window is open.
+	Watch *WatchStatus `json:"watch,omitempty"`
 
 	// RestartedAt is the spec.restartAt of the last restart that completed: every instance of
 	// the stable revision started after it. Nil when no restart completed.
@@ -138,8 +142,13 @@ type RevisionStatus struct {
 	// Weight is the percent of traffic this revision receives: the real share when it is
 	// observed (see RolloutStatus.ObservedWeight), else the share ramp sets.
 	Weight int32 `json:"weight"`
-	// Desired is the number of instances ramp wants for this revision.
+	// Desired is the number of instances ramp wants for this revision, in rotation.
 	Desired int32 `json:"desired"`
+	// Warm is the number of instances kept running out of rotation besides Desired: a
+	// rolling update in local mode takes old instances out of rotation instead of stopping
+	// them while a watch window is set (scaleDownDelaySeconds), so that a switch back needs
+	// no start-up.
+	Warm int32 `json:"warm,omitempty"`
 	// Ready is the number of instances that pass their readiness probe.
 	Ready int32 `json:"ready"`
 	// Available is the number of instances ready for at least minReadySeconds.
@@ -188,6 +197,19 @@ func (p AnalysisPhase) Completed() bool {
 	return false
 }
 
+// WatchStatus is an open watch window after a promotion.
+type WatchStatus struct {
+	// Revision is the revision promoted, now stable.
+	Revision int64 `json:"revision"`
+	// PreviousRevision is the stable revision it replaced, whose instances are kept warm;
+	// traffic switches back to it when Revision degrades.
+	PreviousRevision int64 `json:"previousRevision"`
+	// Since is when Revision was promoted.
+	Since metav1.Time `json:"since"`
+	// Until is when the window closes and PreviousRevision's instances stop.
+	Until metav1.Time `json:"until"`
+}
+
 // AnalysisKind says which part of a strategy started an analysis run.
 type AnalysisKind string
 
@@ -201,6 +223,9 @@ const (
 	// AnalysisKindJudge is the sequential judge of a canary (spec.strategy.canary.judge). It
 	// has no templates; the adapter feeds it.
 	AnalysisKindJudge AnalysisKind = "judge"
+	// AnalysisKindWatch judges the new stable against the previous revision's record in the
+	// watch window after promotion (local mode). It has no templates; the adapter feeds it.
+	AnalysisKindWatch AnalysisKind = "watch"
 )
 
 // AnalysisRunStatus is one analysis run as the rollout sees it. The engine adds it when the

@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"strconv"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -132,16 +131,6 @@ func (d *decision) postPromotion(bg *v1alpha1.BlueGreenStrategy) {
 	if failing {
 		d.st.Message = d.trafficWaitMessage(fmt.Sprintf("promotion of revision %d", rev))
 		return
-	}
-	delay := int32(30)
-	if bg.ScaleDownDelaySeconds != nil {
-		delay = *bg.ScaleDownDelaySeconds
-	}
-	if delay > 0 {
-		if d.st.ScaleDownAt == nil {
-			d.st.ScaleDownAt = map[string]metav1.Time{}
-		}
-		d.st.ScaleDownAt[strconv.FormatInt(old, 10)] = metav1.NewTime(d.now.Add(time.Duration(delay) * time.Second))
 	}
 	d.promote(rev)
 	d.st.ActiveRevision = rev

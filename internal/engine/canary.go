@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -147,9 +148,15 @@ func (d *decision) promote(rev int64) {
 		}
 	}
 	d.setDoneStep()
+	d.warm = nil
 	d.out.Scale = map[int64]int32{rev: d.replicas}
 	d.out.Routes = Routes{Weights: map[int64]int32{rev: 100}}
-	d.event(EventNormal, "RolloutCompleted", fmt.Sprintf("revision %d promoted to stable, replacing revision %d", rev, old))
+	d.openWatch(rev, old)
+	msg := fmt.Sprintf("revision %d promoted to stable, replacing revision %d", rev, old)
+	if w := d.st.Watch; w != nil {
+		msg += fmt.Sprintf("; revision %d stays warm until %s (watch window)", old, w.Until.UTC().Format(time.RFC3339))
+	}
+	d.event(EventNormal, "RolloutCompleted", msg)
 	d.healthy()
 }
 

@@ -55,9 +55,14 @@ func Promote(r *v1alpha1.Rollout, full bool) error {
 }
 
 // Abort stops the revision under way: all traffic goes to stable and the new instances stop.
-// The spec is kept, so Retry runs it again.
+// Inside the watch window after a promotion it switches traffic back to the previous
+// revision's warm instances at once. The spec is kept, so Retry runs it again.
 func Abort(r *v1alpha1.Rollout) error {
 	rev := InProgress(r)
+	if rev == 0 && WatchOpen(r) {
+		SwitchBack(&r.Status, "by user")
+		return nil
+	}
 	if rev == 0 {
 		return fmt.Errorf("abort %s: %w", r.Name, ErrNotInProgress)
 	}
@@ -143,6 +148,7 @@ func StartOver(r *v1alpha1.Rollout) {
 	st.ReadyTime = nil
 	st.Analysis = nil
 	st.CurrentStepIndex = nil
+	st.Watch = nil
 }
 
 // AbortFor stops the revision under way as Abort does, with why as the reason, and reports

@@ -47,6 +47,8 @@ type decision struct {
 	wanted map[string]bool
 	// progressed is set when the revision under way moved forward in this decision.
 	progressed bool
+	// warm counts, per revision, the instances Scale keeps running out of rotation.
+	warm map[int64]int32
 }
 
 func (d *decision) run() {
@@ -100,7 +102,7 @@ func (d *decision) steady() {
 	runs := d.st.Analysis
 	d.resetProgress()
 	for _, r := range runs {
-		if r.Phase.Completed() && r.Revision == stable {
+		if r.Revision == stable && (r.Phase.Completed() || r.Kind == v1alpha1.AnalysisKindWatch) {
 			d.st.Analysis = append(d.st.Analysis, r)
 		}
 	}
@@ -115,6 +117,9 @@ func (d *decision) steady() {
 	d.scale(stable, d.replicas)
 	d.out.Routes.Weights = map[int64]int32{stable: 100}
 	d.healthy()
+	if d.watch() {
+		return
+	}
 	d.restart(stable)
 }
 
@@ -199,6 +204,7 @@ func (d *decision) start(rev int64) {
 		d.event(EventNormal, "RolloutRestarted", fmt.Sprintf("revision %d replaces revision %d, which was still rolling out", rev, old))
 	}
 	d.resetProgress()
+	d.st.Watch = nil // the new revision is compared with the stable one, not the one before
 	now := metav1.NewTime(d.now)
 	d.st.StepStartTime = &now
 	d.st.LastProgressTime = &now
@@ -245,6 +251,7 @@ func (d *decision) aborted() {
 	d.st.PauseConditions = nil
 	d.st.Promote = false
 	d.st.PromoteFull = false
+	d.warm = nil
 	d.out.Scale = map[int64]int32{stable: d.replicas}
 	d.out.Routes = Routes{Weights: map[int64]int32{stable: 100}}
 	if d.st.Message == "" {
@@ -267,7 +274,11 @@ func (d *decision) checkHealth(rev int64, desired int32) bool {
 			return true
 		}
 	}
-	if why := d.exitsWorse(rev); why != "" {
+	if why := d.exitsWorse(rev, d.st.StableRevision); why != "" {
+		d.abort(why)
+		return true
+	}
+	if why := d.memoryWorse(rev, d.st.StableRevision); why != "" {
 		d.abort(why)
 		return true
 	}
@@ -304,11 +315,12 @@ const ExitRateRatio = 2
 
 // exitsWorse says why the new revision rev is to be aborted for the unexpected exits of its
 // instances (any period, ready or not), or "". Exits are weighed per instance-time (from each
-// instance's first start until now): rev fails at its first exit while stable's instances have
-// had none, and otherwise when its rate exceeds ExitRateRatio times stable's. Stable's own
-// exits never fail rev, and a stable that crashes as often lets rev crash as often.
-func (d *decision) exitsWorse(rev int64) string {
-	stable := d.st.StableRevision
+// instance's first start until now): rev fails at its first exit while the instances of
+// stable (the revision it is compared with: stable, or in the watch window the previous
+// revision) have had none, and otherwise when its rate exceeds ExitRateRatio times stable's.
+// Stable's own exits never fail rev, and a stable that crashes as often lets rev crash as
+// often.
+func (d *decision) exitsWorse(rev, stable int64) string {
 	if stable == 0 || stable == rev {
 		return ""
 	}
@@ -324,9 +336,46 @@ func (d *decision) exitsWorse(rev int64) string {
 	if why == "" {
 		why = "exited"
 	}
-	return fmt.Sprintf("revision %d exited unexpectedly: instance %s %s (%d exits in %.3f instance-hours; stable revision %d: %d in %.3f)",
+	return fmt.Sprintf("revision %d exited unexpectedly: instance %s %s (%d exits in %.3f instance-hours; revision %d: %d in %.3f)",
 		rev, worst.ID, why, exits, hours, stable, sExits, sHours)
 }
+
+// The memory rule: a revision uses too much memory when every one of its running instances
+// holds more than MemoryRatio times the resident memory of the largest instance of the
+// revision it is compared with, and at least MemoryFloor bytes more. Both must hold, so a
+// small service's noise never fails it and a large one's leak is measured in proportion.
+const (
+	MemoryRatio = 1.5
+	MemoryFloor = 64 << 20
+)
+
+// memoryWorse says why rev is to be aborted for its memory against base's, or "": see
+// MemoryRatio. Instances whose memory is not known (zero) and terminating ones are left out;
+// it says nothing unless both revisions have at least one measured instance.
+func (d *decision) memoryWorse(rev, base int64) string {
+	if base == 0 || base == rev {
+		return ""
+	}
+	var low, high int64
+	var lowID string
+	for _, in := range d.in.Instances[rev] {
+		if in.MemoryBytes > 0 && !in.Terminating && (low == 0 || in.MemoryBytes < low) {
+			low, lowID = in.MemoryBytes, in.ID
+		}
+	}
+	for _, in := range d.in.Instances[base] {
+		if in.MemoryBytes > 0 && !in.Terminating && in.MemoryBytes > high {
+			high = in.MemoryBytes
+		}
+	}
+	if low == 0 || high == 0 || float64(low) <= MemoryRatio*float64(high) || low-high < MemoryFloor {
+		return ""
+	}
+	return fmt.Sprintf("revision %d uses too much memory: its smallest instance %s holds %s resident, above %gx revision %d's largest (%s) and %s more (memory floor %s)",
+		rev, lowID, mib(low), MemoryRatio, base, mib(high), mib(low-high), mib(MemoryFloor))
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 // exitRecord sums the unexpected exits and the instance-hours of rev's instances, and returns
 // the instance with the most exits.
@@ -552,7 +601,7 @@ func (d *decision) revisionStatuses() []v1alpha1.RevisionStatus {
 		}
 		out = append(out, v1alpha1.RevisionStatus{
 			Revision: r, Role: d.role(r), Weight: weight,
-			Desired: d.out.Scale[r], Ready: ready, Available: avail,
+			Desired: d.out.Scale[r] - d.warm[r], Warm: d.warm[r], Ready: ready, Available: avail,
 		})
 	}
 	return out

@@ -31,6 +31,7 @@ type world struct {
 	// traffic and byReplicas go into every decision's Input (traffic_test.go).
 	traffic    *Traffic
 	byReplicas bool
+	watchJudge bool
 }
 
 func newWorld(t *testing.T, spec v1alpha1.RolloutSpec) *world {
@@ -54,7 +55,7 @@ func ptr[T any](v T) *T { return &v }
 // decide runs one decision and carries out its scale output.
 func (w *world) decide() {
 	w.t.Helper()
-	w.out = Decide(Input{Rollout: w.r, Revision: w.rev, Instances: w.inst, Now: w.now, Traffic: w.traffic, WeightByReplicas: w.byReplicas})
+	w.out = Decide(Input{Rollout: w.r, Revision: w.rev, Instances: w.inst, Now: w.now, Traffic: w.traffic, WeightByReplicas: w.byReplicas, WatchJudge: w.watchJudge})
 	w.r.Status = w.out.Status
 	w.events = append(w.events, w.out.Events...)
 	next := map[int64][]Instance{}
@@ -246,7 +247,7 @@ func TestCanaryEveryStepType(t *testing.T) {
 	// setCanaryScale 3 then back to weight (50% of 4 = 2), then all steps done: promoted.
 	w.wantPhase(v1alpha1.PhaseHealthy, "revision 2 is stable")
 	w.wantWeights(map[int64]int32{2: 100})
-	w.wantScale(map[int64]int32{2: 4})
+	w.wantScale(map[int64]int32{1: 4, 2: 4}) // revision 1 stays warm in the watch window
 	w.wantStep(8)
 	w.wantEvent("RolloutCompleted")
 	if w.r.Status.CanaryRevision != 0 || w.r.Status.StableRevision != 2 || len(w.out.Routes.HeaderRoutes) != 0 {
@@ -401,7 +402,7 @@ func TestOneExitOfTheCanaryAbortsWhenStableHadNone(t *testing.T) {
 	w.exit(2, 0, 1, created)
 	w.advance(time.Second)
 	w.wantPhase(v1alpha1.PhaseDegraded, "revision 2 exited unexpectedly: instance r2-")
-	w.wantPhase(v1alpha1.PhaseDegraded, "exited with status 3 (1 exits in 0.009 instance-hours; stable revision 1: 0 in 4.034)")
+	w.wantPhase(v1alpha1.PhaseDegraded, "exited with status 3 (1 exits in 0.009 instance-hours; revision 1: 0 in 4.034)")
 	w.wantWeights(map[int64]int32{1: 100})
 	w.wantEvent("RolloutAborted")
 }
@@ -577,7 +578,8 @@ func TestRollingUpdateKeepsTheAvailabilityBound(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			w := newWorld(t, v1alpha1.RolloutSpec{
 				Replicas: ptr(int32(4)),
-				Strategy: v1alpha1.Strategy{RollingUpdate: &v1alpha1.RollingUpdateStrategy{MaxSurge: &tc.surge, MaxUnavailable: &tc.unavail}},
+				Strategy: v1alpha1.Strategy{RollingUpdate: &v1alpha1.RollingUpdateStrategy{MaxSurge: &tc.surge, MaxUnavailable: &tc.unavail,
+					ScaleDownDelaySeconds: ptr(int32(0))}}, // no warm instances: the bound is on every instance
 			})
 			w.maxTotal, w.minAvail = 0, 1<<30
 			w.apply(2)

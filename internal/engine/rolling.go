@@ -9,6 +9,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // rolling replaces old instances with new ones a few at a time: at most maxSurge instances
@@ -94,6 +95,7 @@ func (d *decision) rolling() {
 			d.scale(r, want)
 		}
 	}
+	d.keepWarm(rev, olds)
 	d.scale(rev, newDesired)
 	if d.checkHealth(rev, newDesired) {
 		return
@@ -140,6 +142,37 @@ func (d *decision) rolling() {
 	}
 	if !slices.ContainsFunc(d.st.PauseConditions, func(c v1alpha1.PauseCondition) bool { return c.Reason == v1alpha1.PauseReasonRollingUpdate }) {
 		d.st.Message = fmt.Sprintf("rolling update to revision %d: %d/%d new instances available, %d old left", rev, newAvail, n, oldLeft)
+	}
+}
+
+// keepWarm keeps running, out of rotation, the old instances the update took out of
+// rotation, when the rollout has a watch window: a switch back (an abort during the update,
+// or the watch window after it) then needs no start-up. olds are the instances each old
+// revision keeps in rotation. The adapter of a rolling update it does not drive itself
+// (Kubernetes mode's Deployment) ignores Scale and keeps no warm instances.
+func (d *decision) keepWarm(rev int64, olds map[int64]int32) {
+	if spec.WatchWindow(&d.spec.Strategy) <= 0 {
+		return
+	}
+	for _, rs := range d.in.Rollout.Status.Revisions {
+		r := rs.Revision
+		if r == rev || rs.Desired+rs.Warm == 0 {
+			continue
+		}
+		var running int32
+		for _, in := range d.in.Instances[r] {
+			if !in.Terminating {
+				running++
+			}
+		}
+		running = min(running, rs.Desired+rs.Warm)
+		if want := olds[r]; running > want {
+			if d.warm == nil {
+				d.warm = map[int64]int32{}
+			}
+			d.warm[r] = running - want
+			d.scale(r, running)
+		}
 	}
 }
 

@@ -45,7 +45,7 @@ func TestRollingUpdateHoldsAtThePausePointWhileAnalysisRuns(t *testing.T) {
 	w.setRun("pause-2", v1alpha1.AnalysisSuccessful, "")
 	w.wantEvent("RollingUpdateResumed")
 	w.wantPhase(v1alpha1.PhaseHealthy, "revision 2 is stable")
-	w.wantScale(map[int64]int32{2: 4})
+	w.wantScale(map[int64]int32{1: 4, 2: 4}) // revision 1 out of rotation, warm for the watch window
 }
 
 func TestRollingUpdatePauseAnalysisFailureUndoesTheUpdate(t *testing.T) {

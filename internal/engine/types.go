@@ -36,6 +36,9 @@ type Instance struct {
 	// leaves the exit rule out.
 	Exits     int32
 	CreatedAt time.Time
+	// MemoryBytes is the instance's resident memory as last sampled; zero when not known
+	// (the memory rule then leaves the instance out).
+	MemoryBytes int64
 }
 
 // Input is one decision's input.
@@ -60,6 +63,10 @@ type Input struct {
 	// replicas. Nil means the rollout's own rollingUpdate maxSurge and maxUnavailable, else a
 	// surge of 25% of replicas (at least one) and none unavailable.
 	Restart *RestartBudget
+	// WatchJudge says the adapter feeds the watch window's judge run (kind watch), which
+	// compares the new stable with the previous revision's record after a promotion (local
+	// mode). Without it the window judges exits, crash loops and memory only.
+	WatchJudge bool
 }
 
 // Traffic is what an adapter observed of the traffic layer and of carrying out the actions of

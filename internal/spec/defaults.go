@@ -25,9 +25,12 @@ const (
 	DefaultStopSignal                          = "SIGTERM"
 	DefaultTerminationGracePeriodSeconds int32 = 30
 	DefaultAutoPromotionEnabled                = true
-	DefaultScaleDownDelaySeconds         int32 = 30
-	DefaultConsecutiveErrorLimit         int32 = 4
-	DefaultMinRequests                   int32 = 1
+	// DefaultScaleDownDelaySeconds is the watch window after promotion, in every strategy:
+	// long enough for a slow leak or a late crash to show at full traffic, short enough
+	// that the previous revision's instances do not run beside the new ones for long.
+	DefaultScaleDownDelaySeconds int32 = 300
+	DefaultConsecutiveErrorLimit int32 = 4
+	DefaultMinRequests           int32 = 1
 	// DefaultCommandSuccessCondition judges a command metric: exit status 0 is the result 1.
 	DefaultCommandSuccessCondition = "result == 1"
 )
@@ -78,6 +81,26 @@ func SetDefaults(r *v1alpha1.Rollout) {
 		}
 		setInt32(&bg.ScaleDownDelaySeconds, DefaultScaleDownDelaySeconds)
 	}
+}
+
+// WatchWindow is the strategy's watch window after promotion (scaleDownDelaySeconds of the
+// canary, blue-green or rolling-update strategy; rolling update when none is set): nil
+// means DefaultScaleDownDelaySeconds, 0 no window.
+func WatchWindow(s *v1alpha1.Strategy) time.Duration {
+	var v *int32
+	switch {
+	case s.Canary != nil:
+		v = s.Canary.ScaleDownDelaySeconds
+	case s.BlueGreen != nil:
+		v = s.BlueGreen.ScaleDownDelaySeconds
+	case s.RollingUpdate != nil:
+		v = s.RollingUpdate.ScaleDownDelaySeconds
+	}
+	n := DefaultScaleDownDelaySeconds
+	if v != nil {
+		n = *v
+	}
+	return time.Duration(n) * time.Second
 }
 
 // SetAnalysisTemplateDefaults fills the documented defaults of every metric: consecutiveErrorLimit

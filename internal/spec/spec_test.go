@@ -184,7 +184,7 @@ func TestSetDefaults(t *testing.T) {
 				Replicas: ptr(int32(1)),
 				Template: v1alpha1.Template{Upstreams: []string{"127.0.0.1:1"}},
 				Strategy: v1alpha1.Strategy{BlueGreen: &v1alpha1.BlueGreenStrategy{
-					AutoPromotionEnabled: ptr(true), ScaleDownDelaySeconds: ptr(int32(30)),
+					AutoPromotionEnabled: ptr(true), ScaleDownDelaySeconds: ptr(int32(300)),
 				}},
 				RevisionHistoryLimit:    ptr(int32(10)),
 				ProgressDeadlineSeconds: ptr(int32(600)),

@@ -275,6 +275,9 @@ func validateStrategy(l *errList, s *v1alpha1.RolloutSpec) {
 }
 
 func validateRollingUpdate(l *errList, path string, ru *v1alpha1.RollingUpdateStrategy) {
+	if ru.ScaleDownDelaySeconds != nil {
+		nonNegative(l, path+".scaleDownDelaySeconds", *ru.ScaleDownDelaySeconds)
+	}
 	surgeZero := validateCountOrPercent(l, path+".maxSurge", ru.MaxSurge)
 	unavailZero := validateCountOrPercent(l, path+".maxUnavailable", ru.MaxUnavailable)
 	if surgeZero && unavailZero {
@@ -325,6 +328,9 @@ func validateCountOrPercent(l *errList, path string, v *intstr.IntOrString) (zer
 }
 
 func validateCanary(l *errList, path string, c *v1alpha1.CanaryStrategy) {
+	if c.ScaleDownDelaySeconds != nil {
+		nonNegative(l, path+".scaleDownDelaySeconds", *c.ScaleDownDelaySeconds)
+	}
 	routes := map[string]bool{}
 	if tr := c.TrafficRouting; tr != nil {
 		for i, r := range tr.ManagedRoutes {

@@ -159,6 +159,9 @@ type Test struct {
 	betterLogM [gridSize]float64
 	sum        Slice
 	slices     int64
+	// recordP is, for a test against a record (NewAgainstRecord), the record's event rate
+	// at its upper bound; zero for a two-sided test.
+	recordP float64
 }
 
 // restart is one start of the "worse" test.
@@ -193,6 +196,36 @@ func New(cfg Config) *Test {
 	return t
 }
 
+// RecordMinTotal is the fewest requests (or answers) a record must hold for a test against
+// it to judge at all.
+const RecordMinTotal = 50
+
+// NewAgainstRecord returns a test of one revision alone against a fixed record of another:
+// after a promotion the previous revision takes no traffic, so there is no second revision
+// to compare second by second, only what it did before. Slices fed to it carry the new
+// revision's counts as the canary's (the stable side is ignored). Each request is an event
+// with probability p; the null is p ≤ MaxRatio·p₀ with p₀ the record's rate, taken at its
+// upper confidence bound (rate + 2 standard errors + 1/total), so a short or noisy record
+// makes the test lenient, never strict. For every alternative p₁ = ρ₁·p₀ above the null the
+// Bernoulli likelihood ratio against the null's edge is a supermartingale under the null,
+// and so is their mixture (the same grids and restarts as New): Ville's inequality bounds
+// the chance of failing a revision no worse than MaxRatio times the record by α, however
+// often it is looked at. A record with fewer than RecordMinTotal requests judges nothing.
+func NewAgainstRecord(cfg Config, record Slice) *Test {
+	t := New(cfg)
+	t.sum.StableTotal, t.sum.StableEvents = record.StableTotal, record.StableEvents
+	if n := float64(record.StableTotal); n >= RecordMinTotal {
+		p := float64(record.StableEvents) / n
+		t.recordP = math.Min(p+2*math.Sqrt(p*(1-p)/n)+1/n, 1)
+	} else {
+		t.recordP = -1
+	}
+	return t
+}
+
+// Against says whether t is a test against a record (NewAgainstRecord).
+func (t *Test) Against() bool { return t.recordP != 0 }
+
 // With returns the result t would give with the slices ss added, leaving t as it is: a look
 // at evidence that is not final yet, such as requests still in flight that are already slower
 // than the threshold (they will be slow events when they finish, whenever that is).
@@ -216,6 +249,10 @@ func share(q, rho float64) float64 { return q * rho / (q*rho + 1 - q) }
 // Add feeds one slice. Slices in which either revision served nothing, or with no events,
 // carry no information and only add to the totals.
 func (t *Test) Add(s Slice) {
+	if t.recordP != 0 {
+		t.addAgainstRecord(s)
+		return
+	}
 	t.sum.CanaryTotal += s.CanaryTotal
 	t.sum.StableTotal += s.StableTotal
 	t.sum.CanaryEvents += s.CanaryEvents
@@ -243,6 +280,40 @@ func (t *Test) Add(s Slice) {
 		}
 		p = share(q, t.betterRho[k])
 		t.betterLogM[k] += ec*math.Log(p/p0) + es*math.Log((1-p)/(1-p0))
+	}
+}
+
+// addAgainstRecord feeds one slice of the new revision's counts to a test against a record.
+func (t *Test) addAgainstRecord(s Slice) {
+	t.sum.CanaryTotal += s.CanaryTotal
+	t.sum.CanaryEvents += s.CanaryEvents
+	if t.slices > 0 && t.slices%RestartEvery == 0 {
+		t.worse = append(t.worse, &restart{logW: math.Log(restartWeight(len(t.worse)))})
+	}
+	t.slices++
+	if t.recordP < 0 || s.CanaryTotal <= 0 {
+		return
+	}
+	const top = 0.999
+	null := math.Min(t.cfg.MaxRatio*t.recordP, top)
+	if null >= top {
+		return // a record this bad cannot be shown worse
+	}
+	n, e := float64(s.CanaryTotal), float64(s.CanaryEvents)
+	temper := 1.0
+	if t.cfg.BurstCap > 0 && e > t.cfg.BurstCap {
+		temper = t.cfg.BurstCap / e
+	}
+	ll := func(rho float64) float64 {
+		p := math.Min(rho*t.recordP, top)
+		return e*math.Log(p/null) + (n-e)*math.Log((1-p)/(1-null))
+	}
+	for k := range gridSize {
+		l := temper * ll(t.worseRho[k])
+		for _, r := range t.worse {
+			r.logM[k] += l
+		}
+		t.betterLogM[k] += ll(t.betterRho[k])
 	}
 }
 
@@ -296,6 +367,9 @@ type Result struct {
 	Alpha     float64
 	MaxRatio  float64
 	MinEvents int64
+	// Against is set for a test against a record (NewAgainstRecord): Sum's stable side is
+	// the record.
+	Against bool
 }
 
 // Result returns the verdict so far. Worse wins over NoWorse (which cannot both hold but for
@@ -305,6 +379,7 @@ func (t *Test) Result() Result {
 		Sum: t.sum, Slices: t.slices,
 		LogBFWorse: t.logWorse(), LogBFNoWorse: logMix(&t.betterLogM),
 		Threshold: math.Log(1 / t.cfg.Alpha), Alpha: t.cfg.Alpha, MaxRatio: t.cfg.MaxRatio, MinEvents: t.cfg.MinEvents,
+		Against: t.recordP != 0,
 	}
 	switch {
 	case r.LogBFWorse >= r.Threshold && t.sum.CanaryEvents >= t.cfg.MinEvents:
@@ -333,14 +408,22 @@ func (r Result) Explain(metric, events string) string {
 		return fmt.Sprintf("%d %s in %d (%s)", e, events, n, pct(e, n))
 	}
 	counts := fmt.Sprintf("canary %s, stable %s", side(s.CanaryEvents, s.CanaryTotal), side(s.StableEvents, s.StableTotal))
+	worse, noWorse := "canary worse than stable", "canary no worse than stable"
+	if r.Against {
+		counts = fmt.Sprintf("new stable %s, previous revision's record %s", side(s.CanaryEvents, s.CanaryTotal), side(s.StableEvents, s.StableTotal))
+		worse, noWorse = "new stable worse than the previous revision's record", "new stable no worse than the previous revision's record"
+		if s.StableTotal < RecordMinTotal {
+			return fmt.Sprintf("%s: not judged: the previous revision's record holds %d requests (fewer than %d): %s", metric, s.StableTotal, RecordMinTotal, counts)
+		}
+	}
 	tol := strconv.FormatFloat(r.MaxRatio, 'g', 4, 64)
 	switch r.Verdict {
 	case Worse:
-		return fmt.Sprintf("%s: canary worse than stable: %s; log Bayes factor %.1f ≥ %.1f = log(1/α), α=%.3g, tolerated ratio %s",
-			metric, counts, r.LogBFWorse, r.Threshold, r.Alpha, tol)
+		return fmt.Sprintf("%s: %s: %s; log Bayes factor %.1f ≥ %.1f = log(1/α), α=%.3g, tolerated ratio %s",
+			metric, worse, counts, r.LogBFWorse, r.Threshold, r.Alpha, tol)
 	case NoWorse:
-		return fmt.Sprintf("%s: canary no worse than stable: %s; log Bayes factor %.1f ≥ %.1f = log(1/α) for a ratio below %s, α=%.3g",
-			metric, counts, r.LogBFNoWorse, r.Threshold, tol, r.Alpha)
+		return fmt.Sprintf("%s: %s: %s; log Bayes factor %.1f ≥ %.1f = log(1/α) for a ratio below %s, α=%.3g",
+			metric, noWorse, counts, r.LogBFNoWorse, r.Threshold, tol, r.Alpha)
 	}
 	return fmt.Sprintf("%s: undecided: %s; log Bayes factor worse %.1f, no worse %.1f, threshold %.1f = log(1/α), α=%.3g, tolerated ratio %s",
 		metric, counts, r.LogBFWorse, r.LogBFNoWorse, r.Threshold, r.Alpha, tol)
