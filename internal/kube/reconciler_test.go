@@ -55,6 +55,8 @@ func canaryRollout(steps ...v1alpha1.CanaryStep) *v1alpha1.Rollout {
 			WorkloadRef: &v1alpha1.WorkloadRef{Name: "chat-api"},
 			Strategy: v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{
 				Steps: steps, StableService: "chat-api-stable", CanaryService: "chat-api-canary",
+				// No watch window, so a promotion hands over at once; watch_test.go has one.
+				ScaleDownDelaySeconds: ptr(int32(0)),
 			}},
 		},
 	}

@@ -194,7 +194,20 @@ func (c *Controller) Resume(ctx context.Context, name string) error {
 
 func (c *Controller) Abort(ctx context.Context, name string) error {
 	return c.command(name, func(r *v1alpha1.Rollout) error {
-		return engine.Abort(r)
+		inWatch := engine.InProgress(r) == 0 && engine.WatchOpen(r)
+		rev := engine.InProgress(r)
+		if inWatch {
+			rev = r.Status.Watch.Revision
+		}
+		if err := engine.Abort(r); err != nil {
+			return err
+		}
+		msg := fmt.Sprintf("abort by user: revision %d stops, traffic goes to revision %d", rev, r.Status.StableRevision)
+		if inWatch {
+			msg = fmt.Sprintf("abort by user in the watch window: traffic switched back to revision %d's running instances; revision %d stops", r.Status.StableRevision, rev)
+		}
+		c.record(name, engine.EventWarning, "AbortRequested", msg, rev)
+		return nil
 	})
 }
 
@@ -256,11 +269,17 @@ func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (s
 	if target.Number == r.Status.CurrentRevision {
 		return store.UndoResult{}, fmt.Errorf("%w: undo %s: revision %d is already the current revision", server.ErrConflict, name, target.Number)
 	}
+	// Inside the watch window the previous revision's instances still run: it becomes
+	// stable again at once, with no new process and no analysis run again.
+	promoted := r.Status.StableRevision
+	inWatch := engine.UndoInWatch(r, target.Number)
 	rev, created, err := c.setTemplate(r, target.Template, fmt.Sprintf("undo to revision %d", target.Number))
 	if err != nil {
 		return store.UndoResult{}, err
 	}
-	if created {
+	if inWatch {
+		c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d in the watch window: traffic switched back to its running instances at once; revision %d stops", target.Number, promoted), rev)
+	} else if created {
 		c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d: now revision %d", target.Number, rev), rev)
 	} else {
 		c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d: the stable revision again; nothing rolls out", target.Number), rev)

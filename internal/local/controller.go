@@ -56,6 +56,8 @@ type Controller struct {
 	kick      chan struct{}
 	// judges holds each rollout's judge state, by rollout name; nil until the first judge.
 	judges map[string]*judgeState
+	// watches holds each rollout's watch-window judge state, by rollout name.
+	watches map[string]*watchState
 	// exits are the exits of each instance already recorded as events, by rollout and
 	// instance ID.
 	exits map[string]map[string]int32
@@ -125,7 +127,7 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 			instances[rev] = append(instances[rev], engine.Instance{
 				ID: in.ID, Ready: in.Ready, ReadySince: in.ReadySince, StartedAt: in.StartedAt,
 				Terminating: in.Terminating, CrashLooping: in.CrashLooping, Restarts: in.Restarts, Message: in.Message, LastExit: in.LastExit,
-				Exits: in.Exits, CreatedAt: in.CreatedAt,
+				Exits: in.Exits, CreatedAt: in.CreatedAt, MemoryBytes: in.MemoryBytes,
 			})
 		}
 	}
@@ -137,7 +139,7 @@ func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
 	}
 	c.runAnalysis(ctx, now, r)
 
-	out := engine.Decide(engine.Input{Rollout: r, Revision: r.Status.CurrentRevision, Instances: instances, Now: now})
+	out := engine.Decide(engine.Input{Rollout: r, Revision: r.Status.CurrentRevision, Instances: instances, Now: now, WatchJudge: true})
 	promotedFrom := r.Status.StableRevision
 	r.Status = out.Status
 	// Carry out the desired state: instances (the ones a restart replaces stop first, so that

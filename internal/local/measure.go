@@ -18,14 +18,18 @@ import (
 func (c *Controller) runAnalysis(ctx context.Context, now time.Time, r *v1alpha1.Rollout) {
 	for i := range r.Status.Analysis {
 		run := &r.Status.Analysis[i]
-		if run.Kind == v1alpha1.AnalysisKindJudge {
+		if run.Kind == v1alpha1.AnalysisKindJudge || run.Kind == v1alpha1.AnalysisKindWatch {
 			if run.Phase.Completed() {
 				continue
 			}
 			// The judge reads the proxy's counters, quick enough for the loop; its scrapes of
 			// business metrics run off the loop.
 			before := run.Phase
-			c.stepJudge(ctx, now, r, run)
+			if run.Kind == v1alpha1.AnalysisKindWatch {
+				c.stepWatch(ctx, now, r, run)
+			} else {
+				c.stepJudge(ctx, now, r, run)
+			}
 			if run.Phase != before && run.Phase.Completed() {
 				c.recordRunEnd(r.Name, run)
 			}
@@ -48,6 +52,7 @@ func (c *Controller) runAnalysis(ctx context.Context, now time.Time, r *v1alpha1
 		}
 	}
 	c.forgetJudges(r)
+	c.forgetWatches(r)
 }
 
 // recordRunEnd records the end of an analysis run as an event.

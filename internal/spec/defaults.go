@@ -213,3 +213,12 @@ func Judge(c *v1alpha1.CanaryStrategy) JudgeSettings {
 	}
 	return s
 }
+
+// WatchJudge is the judge of the watch window after a promotion: a canary's own judge
+// settings; for blue-green and rolling update, which have no judge field, the defaults.
+func WatchJudge(s *v1alpha1.Strategy) JudgeSettings {
+	if s.Canary != nil {
+		return Judge(s.Canary)
+	}
+	return Judge(&v1alpha1.CanaryStrategy{})
+}

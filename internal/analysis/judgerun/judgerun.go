@@ -118,6 +118,26 @@ func (r *Run) Add(metric string, from int64, s judge.Slice) {
 	}
 }
 
+// SetRecord makes metric's test one against a fixed record of the previous revision
+// (judge.NewAgainstRecord), for the watch window after a promotion: the slices added after it
+// carry the new stable's counts only. It reports whether it did: a test that has slices
+// already keeps them.
+func (r *Run) SetRecord(metric string, record judge.Slice) bool {
+	t := r.all[metric]
+	if t == nil || t.Result().Slices > 0 {
+		return false
+	}
+	c := r.cfg
+	c.BurstCap = judge.BurstCapFor(metric)
+	for _, m := range r.metrics {
+		if m.Name == metric && m.BurstCap != 0 {
+			c.BurstCap = m.BurstCap
+		}
+	}
+	r.all[metric] = judge.NewAgainstRecord(c, record)
+	return true
+}
+
 // SetPending sets metric's pending slices, replacing the last ones: evidence that is not
 // final yet, such as the requests in flight already slower than the threshold. Report weighs
 // them with the final slices for a verdict of worse only: a hang fails the canary before its
