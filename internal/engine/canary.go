@@ -158,6 +158,7 @@ func (d *decision) promote(rev int64) {
 	}
 	d.event(EventNormal, "RolloutCompleted", msg)
 	d.healthy()
+	d.watchNote()
 }
 
 // canaryStep runs one step and reports whether it is done.

@@ -90,10 +90,15 @@ func (d *decision) watch() bool {
 		d.aborted()
 		return true
 	}
-	if d.st.Phase == v1alpha1.PhaseHealthy {
-		d.st.Message += fmt.Sprintf("; watching it until %s, revision %d kept warm to switch back to", w.Until.UTC().Format(time.RFC3339), prev)
-	}
+	d.watchNote()
 	return false
+}
+
+// watchNote tells, in a healthy rollout's message, that its watch window is open.
+func (d *decision) watchNote() {
+	if w := d.st.Watch; w != nil && d.st.Phase == v1alpha1.PhaseHealthy {
+		d.st.Message += fmt.Sprintf("; watching it until %s, revision %d kept warm to switch back to", w.Until.UTC().Format(time.RFC3339), w.PreviousRevision)
+	}
 }
 
 // SwitchBack ends st's open watch window by sending traffic back to the previous revision:
