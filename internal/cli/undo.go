@@ -45,7 +45,10 @@ ramp's (ramp history), and the output also names the Deployment's (kubectl rollo
 // undoMessage says what an undo did.
 func undoMessage(name string, res store.UndoResult) string {
 	msg := fmt.Sprintf("rollout/%s rolled back to revision %d (new revision %d)", name, res.Target, res.Revision)
-	if !res.New {
+	switch {
+	case res.SwitchedBack:
+		msg = fmt.Sprintf("rollout/%s switched back to revision %d: its instances still ran (watch window) and serve all traffic now; nothing rolls out", name, res.Target)
+	case !res.New:
 		msg = fmt.Sprintf("rollout/%s back on stable revision %d: it serves all traffic already, nothing rolls out", name, res.Target)
 	}
 	if res.Note != "" {

@@ -285,7 +285,7 @@ func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (s
 		c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d: the stable revision again; nothing rolls out", target.Number), rev)
 	}
 	c.kickLoop()
-	return store.UndoResult{Target: target.Number, Revision: rev, New: created}, nil
+	return store.UndoResult{Target: target.Number, Revision: rev, New: created, SwitchedBack: inWatch}, nil
 }
 
 func (c *Controller) History(ctx context.Context, name string) ([]store.Revision, error) {

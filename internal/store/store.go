@@ -36,6 +36,9 @@ type UndoResult struct {
 	// serves all traffic already: nothing rolls out then, and an aborted revision is dropped.
 	Revision int64 `json:"revision"`
 	New      bool  `json:"new"`
+	// SwitchedBack says Target was the revision before the stable one, inside the watch
+	// window after its promotion: its instances still ran and took all traffic at once.
+	SwitchedBack bool `json:"switchedBack,omitempty"`
 	// Note is what else the user should know (Kubernetes mode: the Deployment's revision
 	// numbers, which `kubectl rollout history` shows). Empty means nothing.
 	Note string `json:"note,omitempty"`
