@@ -3,14 +3,17 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -169,6 +172,75 @@ func TestBinary(t *testing.T) {
 		})
 	})
 
+	t.Run("leak keeps memory resident: RSS grows with the answers", func(t *testing.T) {
+		t.Parallel()
+		// Given a chat-api that keeps 1MiB per answer
+		p := startProc(t, bin, []string{"CHAT_LEAK=1MiB"}, "--tokens", "1", "--token-delay", "0s")
+		base := "http://" + p.waitListening(t)
+		chat(t, base) // the first answer warms the runtime up
+		before := vmRSS(t, p.cmd.Process.Pid)
+
+		// When it answers 64 chats
+		for range 64 {
+			chat(t, base)
+		}
+
+		// Then its resident memory has grown by about 64MiB (not merely reserved)
+		after := vmRSS(t, p.cmd.Process.Pid)
+		if grew := after - before; grew < 48<<20 {
+			t.Errorf("VmRSS grew by %d KiB over 64 answers (%d -> %d KiB); want at least 48MiB", grew>>10, before>>10, after>>10)
+		}
+		if code, _ := httpGet(t, base+"/healthz"); code != 200 {
+			t.Errorf("healthz = %d, want 200: a leak does not fail readiness", code)
+		}
+	})
+
+	t.Run("hang-rate 1 accepts chats and never answers; healthz answers", func(t *testing.T) {
+		t.Parallel()
+		p := startProc(t, bin, []string{"CHAT_HANG_RATE=1"}, "--shutdown-timeout", "5s")
+		base := "http://" + p.waitListening(t)
+
+		// When a chat is asked for, then not even its headers come within the deadline
+		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+		defer cancel()
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+"/v1/chat?message=cough", nil)
+		started := time.Now()
+		resp, err := http.DefaultClient.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			t.Fatalf("chat answered %d after %v; want no answer", resp.StatusCode, time.Since(started))
+		}
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("chat failed with %v; want our deadline to pass (the request accepted and kept waiting)", err)
+		}
+		// And the health check still answers at once
+		if code, body := httpGet(t, base+"/healthz"); code != 200 {
+			t.Errorf("healthz = %d %q, want 200", code, body)
+		}
+		// And the request the client left is counted as such
+		waitFor(t, 5*time.Second, "the left request in the metrics", func() bool {
+			_, m := httpGet(t, base+"/metrics")
+			return strings.Contains(m, `chat_requests_total{code="499"} 1`)
+		})
+
+		// When a hung request is open at SIGTERM, then the process does not wait for it
+		go func() {
+			if resp, err := http.Get(base + "/v1/chat?message=cough"); err == nil {
+				resp.Body.Close()
+			}
+		}()
+		waitFor(t, 5*time.Second, "the second chat to be in flight", func() bool {
+			_, m := httpGet(t, base+"/metrics")
+			return strings.Contains(m, "chat_requests_in_flight 1\n")
+		})
+		if err := p.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+			t.Fatalf("send SIGTERM: %v", err)
+		}
+		if code := p.waitExit(t, 3*time.Second); code != 0 {
+			t.Errorf("exit status = %d, want 0\n%s", code, p.log())
+		}
+	})
+
 	badValues := []struct {
 		name string
 		env  []string
@@ -194,6 +266,34 @@ func TestBinary(t *testing.T) {
 			}
 		})
 	}
+}
+
+// chat asks for one chat and reads its whole answer.
+func chat(t *testing.T, base string) {
+	t.Helper()
+	resp, err := http.Get(base + "/v1/chat?message=cough")
+	if err != nil {
+		t.Fatalf("GET /v1/chat: %v", err)
+	}
+	defer resp.Body.Close()
+	if _, err := io.Copy(io.Discard, resp.Body); err != nil || resp.StatusCode != 200 {
+		t.Fatalf("chat = %d, %v; want 200", resp.StatusCode, err)
+	}
+}
+
+// vmRSS reads the resident memory of process pid, in bytes, from /proc.
+func vmRSS(t *testing.T, pid int) int64 {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		t.Skipf("no /proc here: %v", err)
+	}
+	m := regexp.MustCompile(`(?m)^VmRSS:\s+(\d+) kB$`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no VmRSS line in /proc/%d/status:\n%s", pid, b)
+	}
+	kb, _ := strconv.ParseInt(string(m[1]), 10, 64)
+	return kb << 10
 }
 
 // proc is a running chat-api.

@@ -1,7 +1,8 @@
 // Command chat-api is a small stand-in for an LLM-backed medical triage chat service, in the
 // shape of CarePath AI's chat-api. ramp rolls it out in demos and end-to-end tests: every
 // way a new model can be worse than the old one — more 5xx, slower first tokens, fewer
-// successful triage answers, a process that never gets ready or crashes — can be switched on
+// successful triage answers, requests that hang, a memory leak, a process that never gets
+// ready or crashes — can be switched on
 // with a flag or an environment variable, so a rollout can be shown to succeed or to roll
 // back by itself. There is no real model: the answer is a deterministic triage text built
 // from the message.
@@ -19,15 +20,23 @@
 //     (--startup-delay) or when readiness is made to fail (--fail-readiness).
 //   - GET /metrics serves Prometheus metrics: chat_requests_total{code},
 //     chat_triage_total{outcome="success"|"failed"} (the business metric: successful triage
-//     answers), and the histograms chat_first_token_seconds and
-//     chat_request_duration_seconds, plus the Go and process collectors.
+//     answers), chat_requests_in_flight, chat_leaked_bytes_total (what --leak kept), and the
+//     histograms chat_first_token_seconds and chat_request_duration_seconds, plus the Go and
+//     process collectors (process_resident_memory_bytes shows a leak).
 //
 // Every response carries the header X-Chat-Model: <model>.
 //
 // # Switches
 //
 // Each flag has an environment variable of the same meaning; a flag given on the command
-// line wins over the variable. Durations use Go syntax (250ms, 2s, 1m).
+// line wins over the variable. Durations use Go syntax (250ms, 2s, 1m). Sizes are bytes,
+// optionally with a unit: B, KiB, MiB, GiB (powers of 1024) or KB, MB, GB (powers of 1000).
+//
+// A request chosen by --hang-rate is accepted and then never answered, not even with headers:
+// it waits until the client goes away (or the process shuts down, which cuts its
+// connection); /healthz stays fine. --leak keeps that many bytes for each chat answer
+// started, written to so that they count in the process's resident memory, and never frees
+// them.
 //
 //	--port               PORT                    port on 127.0.0.1 (default 8000; 0 picks a free port)
 //	--model              CHAT_MODEL              model name reported everywhere (default triage-v1)
@@ -38,6 +47,8 @@
 //	--latency            CHAT_LATENCY            extra delay before the response starts
 //	--error-rate         CHAT_ERROR_RATE         share (0..1) of chat requests answered 500
 //	--triage-fail-rate   CHAT_TRIAGE_FAIL_RATE   share (0..1) of answers with triage "failed"
+//	--hang-rate          CHAT_HANG_RATE          share (0..1) of chat requests never answered
+//	--leak               CHAT_LEAK               bytes kept for good per chat answer (256KiB, 1MiB)
 //	--seed               CHAT_SEED               seed of the random choices (0: random)
 //	--fail-readiness     CHAT_FAIL_READINESS     /healthz always answers 503
 //	--startup-delay      CHAT_STARTUP_DELAY      /healthz and chat answer 503 this long after start
@@ -123,10 +134,12 @@ func run(ctx context.Context, args []string, lookupEnv func(string) (string, boo
 		log.Error("listen", "err", err)
 		return exitServe
 	}
+	chat := newServer(cfg, started, log)
 	srv := &http.Server{
-		Handler:           newServer(cfg, started, log).routes(),
+		Handler:           chat.routes(),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	srv.RegisterOnShutdown(chat.stop)
 	log.Info("listening", "addr", ln.Addr().String(), "model", cfg.model, "version", cfg.version)
 
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
@@ -176,6 +189,8 @@ type config struct {
 
 	errorRate      float64 // share of chat requests answered 500
 	triageFailRate float64 // share of answered chat requests whose triage failed
+	hangRate       float64 // share of chat requests never answered
+	leak           int64   // bytes kept for good per chat answer
 	seed           int64   // 0 seeds the random choices from the clock
 
 	failReadiness   bool          // /healthz always answers 503
@@ -219,6 +234,8 @@ func flagSet(c *config) (*flag.FlagSet, []setting) {
 	add(&durationValue{&c.latency}, "latency", "duration", "CHAT_LATENCY", "extra delay before the response starts (overall slowness)")
 	add(&fractionValue{&c.errorRate}, "error-rate", "0..1", "CHAT_ERROR_RATE", "share (0..1) of chat requests answered 500, chosen at random")
 	add(&fractionValue{&c.triageFailRate}, "triage-fail-rate", "0..1", "CHAT_TRIAGE_FAIL_RATE", `share (0..1) of chat answers that are 200 but with triage "failed"`)
+	add(&fractionValue{&c.hangRate}, "hang-rate", "0..1", "CHAT_HANG_RATE", "share (0..1) of chat requests accepted and never answered, until the client goes away")
+	add(&sizeValue{&c.leak}, "leak", "size", "CHAT_LEAK", "bytes kept for good per chat answer, like 256KiB or 1MiB (a memory leak)")
 	add(&int64Value{&c.seed}, "seed", "int", "CHAT_SEED", "seed of the random choices, for repeatable runs; 0 seeds from the clock")
 	add(&boolValue{&c.failReadiness}, "fail-readiness", "", "CHAT_FAIL_READINESS", "/healthz always answers 503")
 	add(&durationValue{&c.startupDelay}, "startup-delay", "duration", "CHAT_STARTUP_DELAY", "/healthz and chat answer 503 this long after start (model loading)")
@@ -267,7 +284,7 @@ Endpoints:
   GET  /metrics                      Prometheus metrics
 
 Every flag can also be set with the environment variable next to it; the flag wins.
-Durations are written like 250ms, 2s, 1m.
+Durations are written like 250ms, 2s, 1m; sizes like 4096, 256KiB, 1MiB or 1MB.
 
 `)
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
@@ -391,6 +408,47 @@ func (v *fractionValue) Set(s string) error {
 	return nil
 }
 
+// maxLeak bounds --leak: one answer never takes more than this.
+const maxLeak = 1 << 30
+
+// sizeValue is a number of bytes: digits, optionally followed by a unit.
+type sizeValue struct{ p *int64 }
+
+func (v *sizeValue) String() string {
+	if v == nil || v.p == nil {
+		return "0"
+	}
+	return strconv.FormatInt(*v.p, 10)
+}
+
+var sizeUnits = []struct {
+	name string
+	mult int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"B", 1}}
+
+func (v *sizeValue) Set(s string) error {
+	const shape = "not a size (write it like 4096, 256KiB, 1MiB or 1MB)"
+	num, mult := strings.TrimSpace(s), int64(1)
+	for _, u := range sizeUnits {
+		if len(num) > len(u.name) && strings.EqualFold(num[len(num)-len(u.name):], u.name) {
+			num, mult = strings.TrimSpace(num[:len(num)-len(u.name)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil {
+		return errors.New(shape)
+	}
+	if n < 0 {
+		return errors.New("must not be negative")
+	}
+	if n > maxLeak/mult {
+		return fmt.Errorf("must be at most %d bytes (1GiB)", maxLeak)
+	}
+	*v.p = n * mult
+	return nil
+}
+
 type boolValue struct{ p *bool }
 
 func (v *boolValue) String() string {
@@ -424,8 +482,14 @@ type server struct {
 	now   func() time.Time
 	sleep func(ctx context.Context, d time.Duration) error
 
-	mu  sync.Mutex // guards rnd
-	rnd *rand.Rand
+	mu      sync.Mutex // guards rnd, hangRnd and leaked
+	rnd     *rand.Rand
+	hangRnd *rand.Rand // its own stream, so that --hang-rate leaves rnd's choices as they were
+	leaked  [][]byte   // what --leak keeps
+
+	// stopping is closed when the server shuts down: hung requests then end.
+	stopping chan struct{}
+	stopOnce sync.Once
 }
 
 func newServer(cfg config, started time.Time, log *slog.Logger) *server {
@@ -436,16 +500,21 @@ func newServer(cfg config, started time.Time, log *slog.Logger) *server {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return &server{
-		cfg:     cfg,
-		log:     log,
-		reg:     reg,
-		metrics: newMetrics(reg),
-		started: started,
-		now:     time.Now,
-		sleep:   sleepCtx,
-		rnd:     rand.New(rand.NewPCG(seed, seed>>1^0x9e3779b97f4a7c15)),
+		cfg:      cfg,
+		log:      log,
+		reg:      reg,
+		metrics:  newMetrics(reg),
+		started:  started,
+		now:      time.Now,
+		sleep:    sleepCtx,
+		rnd:      rand.New(rand.NewPCG(seed, seed>>1^0x9e3779b97f4a7c15)),
+		hangRnd:  rand.New(rand.NewPCG(seed^0x5851f42d4c957f2d, seed)),
+		stopping: make(chan struct{}),
 	}
 }
+
+// stop ends the requests that hang on purpose; the server calls it when it shuts down.
+func (s *server) stop() { s.stopOnce.Do(func() { close(s.stopping) }) }
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	if d <= 0 {
@@ -499,6 +568,8 @@ func (s *server) loading() bool {
 
 func (s *server) handleChat(w http.ResponseWriter, r *http.Request) {
 	start := s.now()
+	s.metrics.inFlight.Inc()
+	defer s.metrics.inFlight.Dec()
 	code := s.chat(w, r, start)
 	s.metrics.requests.WithLabelValues(strconv.Itoa(code)).Inc()
 	s.metrics.duration.Observe(s.now().Sub(start).Seconds())
@@ -519,6 +590,15 @@ func (s *server) chat(w http.ResponseWriter, r *http.Request, start time.Time) i
 	if err := s.sleep(ctx, s.cfg.latency); err != nil {
 		return clientGone
 	}
+	if s.hang() {
+		select {
+		case <-ctx.Done():
+			return clientGone
+		case <-s.stopping:
+			// Shutting down: cut the connection rather than answer.
+			panic(http.ErrAbortHandler)
+		}
+	}
 	fail, triageFail := s.draw()
 	if fail {
 		writeError(w, http.StatusInternalServerError, "model backend error (injected by --error-rate)")
@@ -530,6 +610,7 @@ func (s *server) chat(w http.ResponseWriter, r *http.Request, start time.Time) i
 	h.Set("Cache-Control", "no-cache")
 	h.Set("X-Accel-Buffering", "no")
 	w.WriteHeader(http.StatusOK)
+	s.leakOne()
 	rc := http.NewResponseController(w)
 	if err := rc.Flush(); err != nil {
 		s.log.Warn("response cannot be flushed; tokens will not stream", "err", err)
@@ -569,6 +650,33 @@ func (s *server) draw() (fail, triageFail bool) {
 	a, b := s.rnd.Float64(), s.rnd.Float64()
 	s.mu.Unlock()
 	return a < s.cfg.errorRate, b < s.cfg.triageFailRate
+}
+
+// hang draws whether a chat request hangs, from its own random stream.
+func (s *server) hang() bool {
+	if s.cfg.hangRate <= 0 {
+		return false
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.hangRnd.Float64() < s.cfg.hangRate
+}
+
+// leakOne keeps --leak bytes for good, writing a byte of every page so that the memory is
+// really resident and not just reserved.
+func (s *server) leakOne() {
+	if s.cfg.leak <= 0 {
+		return
+	}
+	b := make([]byte, s.cfg.leak)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	b[len(b)-1] = 1
+	s.mu.Lock()
+	s.leaked = append(s.leaked, b)
+	s.mu.Unlock()
+	s.metrics.leaked.Add(float64(len(b)))
 }
 
 type chatRequest struct {
@@ -695,6 +803,8 @@ type metrics struct {
 	triage     *prometheus.CounterVec // completed answers by triage outcome
 	firstToken prometheus.Histogram   // request start to first token flushed
 	duration   prometheus.Histogram   // whole chat request
+	leaked     prometheus.Counter     // bytes kept by --leak
+	inFlight   prometheus.Gauge       // chat requests being answered (or hanging)
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -719,7 +829,15 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Buckets: buckets,
 		}),
 	}
-	reg.MustRegister(m.requests, m.triage, m.firstToken, m.duration)
+	m.leaked = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "chat_leaked_bytes_total",
+		Help: "Bytes kept for good by the memory leak switched on with --leak.",
+	})
+	m.inFlight = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "chat_requests_in_flight",
+		Help: "Chat requests accepted and not yet finished, hung ones included.",
+	})
+	reg.MustRegister(m.requests, m.triage, m.firstToken, m.duration, m.leaked, m.inFlight)
 	// Both outcomes exist from the start, so a ratio over them is defined before a failure.
 	m.triage.WithLabelValues(triageSuccess)
 	m.triage.WithLabelValues(triageFailed)

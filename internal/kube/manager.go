@@ -9,6 +9,8 @@ import (
 
 	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -229,12 +231,48 @@ func (r *Reconciler) SetupWithManager(mgr manager.Manager) error {
 			}
 			return out
 		})).
+		// A container restart of a pod of the rollout: evidence against a new revision
+		// (exits.go), seen at once rather than at the next poll.
+		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			ref := metav1.GetControllerOf(o)
+			if ref == nil || ref.Kind != "ReplicaSet" {
+				return nil
+			}
+			rs := &appsv1.ReplicaSet{}
+			if err := mgr.GetClient().Get(ctx, types.NamespacedName{Namespace: o.GetNamespace(), Name: ref.Name}, rs); err != nil {
+				return nil
+			}
+			if name := rs.Labels[LabelRollout]; name != "" {
+				return []reconcile.Request{{NamespacedName: types.NamespacedName{Namespace: rs.Namespace, Name: name}}}
+			}
+			if d := metav1.GetControllerOf(rs); d != nil && d.Kind == "Deployment" {
+				return byDeployment(ctx, rs.Namespace, d.Name)
+			}
+			return nil
+		}), builder.WithPredicates(restartsChanged)).
 		// A finished analysis measurement (measure.go).
 		WatchesRawSource(measured)
 	return r.watchRouting(b, mgr).Complete(r)
 }
 
 func ptrTo[T any](v T) *T { return &v }
+
+// restartsChanged lets through the pod updates that add a container restart.
+var restartsChanged = predicate.Funcs{
+	CreateFunc:  func(event.CreateEvent) bool { return false },
+	DeleteFunc:  func(event.DeleteEvent) bool { return false },
+	GenericFunc: func(event.GenericEvent) bool { return false },
+	UpdateFunc: func(e event.UpdateEvent) bool {
+		oldPod, ok1 := e.ObjectOld.(*corev1.Pod)
+		newPod, ok2 := e.ObjectNew.(*corev1.Pod)
+		if !ok1 || !ok2 {
+			return false
+		}
+		before, _ := podExitsOf(oldPod)
+		after, _ := podExitsOf(newPod)
+		return after > before
+	},
+}
 
 // rolloutChanged lets through the changes of a Rollout that call for a decision: its spec, its
 // deletion, and the user commands written to its status (promote, abort, retry, resume). The

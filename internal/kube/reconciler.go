@@ -96,6 +96,8 @@ type Reconciler struct {
 	log      *slog.Logger
 	// measure takes analysis measurements off Reconcile; see measure.go.
 	measure *measurements
+	// exits is the record of the pods' restarts already reported; see exits.go.
+	exits *podExits
 }
 
 // EventRecorder records events on objects (events.k8s.io), as controller-runtime's recorder
@@ -148,6 +150,7 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 	}
 	r.runner = &analysis.Runner{Providers: providers, Logger: r.log}
 	r.measure = newMeasurements(r.runner)
+	r.exits = newPodExits(r.now())
 	r.traffic.wake = r.measure.wake
 	return r
 }
@@ -236,11 +239,13 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err := r.client.Get(ctx, req.NamespacedName, ro); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.measure.Forget(req.Namespace, req.Name, nil)
+			r.exits.forget(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !ro.DeletionTimestamp.IsZero() {
 		r.measure.Forget(ro.Namespace, ro.Name, nil)
+		r.exits.forget(req.NamespacedName)
 		return ctrl.Result{}, r.finalize(ctx, ro)
 	}
 	if !controllerutil.ContainsFinalizer(ro, FinalizerName) {
@@ -335,6 +340,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 
 	now := r.now()
+	// A restart is recorded as it is seen, before what the decision makes of it.
+	for _, e := range r.exits.observe(req.NamespacedName, w.instances()) {
+		r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
+	}
 	next := r.runAnalysis(ctx, now, ro)
 	in := ro.DeepCopy()
 	n := w.replicas()
@@ -569,8 +578,13 @@ func engineInstances(w *world) map[int64][]engine.Instance {
 // crashLoopReasons are container waiting reasons that mean the pod will not start by itself.
 var crashLoopReasons = []string{"CrashLoopBackOff"}
 
+// podToInstance turns a pod into an engine instance. Its containers' restarts are its exits
+// (any restart is one the pod did not ask for: ramp restarts pods by replacing them), weighed
+// from its creation; LastExit says how the latest one ended.
 func podToInstance(p *corev1.Pod) engine.Instance {
-	in := engine.Instance{ID: p.Name, StartedAt: p.CreationTimestamp.Time, Terminating: p.DeletionTimestamp != nil}
+	in := engine.Instance{ID: p.Name, StartedAt: p.CreationTimestamp.Time, CreatedAt: p.CreationTimestamp.Time, Terminating: p.DeletionTimestamp != nil}
+	in.Exits, _ = podExitsOf(p)
+	in.LastExit = podLastExit(p)
 	if p.Status.StartTime != nil {
 		in.StartedAt = p.Status.StartTime.Time
 	}
