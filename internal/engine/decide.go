@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -177,14 +178,20 @@ func (d *decision) inProgress() int64 {
 // progress rolls out a revision other than stable.
 func (d *decision) progress() {
 	rev := d.newRev
+	wasAborted := d.st.Abort
 	if d.st.Abort && d.st.AbortedRevision != rev {
 		d.st.Abort = false
 		d.st.AbortedRevision = 0
 	}
 	if d.inProgress() != rev && !d.st.Abort {
-		d.start(rev)
+		d.start(rev, wasAborted)
 	}
 	if d.st.Abort {
+		if d.in.Rollout.Status.Phase != v1alpha1.PhaseDegraded {
+			// Aborted by a command (`ramp abort`, or a switch back in the watch window) since
+			// the last decision: the abort takes effect now.
+			d.event(EventWarning, "RolloutAborted", fmt.Sprintf("revision %d aborted: %s", rev, strings.TrimPrefix(d.st.Message, "aborted: ")))
+		}
 		d.aborted()
 		return
 	}
@@ -198,9 +205,10 @@ func (d *decision) progress() {
 	}
 }
 
-// start begins rolling out rev, replacing any revision that was under way.
-func (d *decision) start(rev int64) {
-	if old := d.inProgress(); old != 0 {
+// start begins rolling out rev, replacing any revision that was under way (not one that was
+// aborted: it no longer rolled out).
+func (d *decision) start(rev int64, replacesAborted bool) {
+	if old := d.inProgress(); old != 0 && !replacesAborted {
 		d.event(EventNormal, "RolloutRestarted", fmt.Sprintf("revision %d replaces revision %d, which was still rolling out", rev, old))
 	}
 	d.resetProgress()

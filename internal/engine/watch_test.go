@@ -241,3 +241,34 @@ func TestRollingUpdateKeepsOldInstancesWarm(t *testing.T) {
 		t.Fatalf("%d instances started by the switch back", w.seq-started)
 	}
 }
+
+// A user's abort is recorded as an event once, when it takes effect; a new revision applied
+// over an aborted one does not claim to replace a revision "still rolling out".
+func TestUserAbortIsAnEventAndANewRevisionAfterItIsNoRestart(t *testing.T) {
+	w := newWorld(t, canarySpec(v1alpha1.CanaryStep{SetWeight: ptr(int32(50))}, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}}))
+	w.apply(2)
+	if err := Abort(w.r); err != nil {
+		t.Fatal(err)
+	}
+	w.settle()
+	w.advance(time.Second)
+	n := 0
+	for _, e := range w.events {
+		if e.Reason == "RolloutAborted" {
+			n++
+			if e.Message != "revision 2 aborted: by user" {
+				t.Errorf("abort event %q", e.Message)
+			}
+		}
+	}
+	if n != 1 {
+		t.Fatalf("%d RolloutAborted events, want 1: %+v", n, w.events)
+	}
+	w.apply(3)
+	w.wantEvent("RolloutStarted")
+	for _, e := range w.events {
+		if e.Reason == "RolloutRestarted" {
+			t.Fatalf("revision 3 said it replaced the aborted revision 2: %s", e.Message)
+		}
+	}
+}

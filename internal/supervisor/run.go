@@ -332,7 +332,10 @@ func (s *Supervisor) watch(in *instance, p *process) bool {
 			}
 		} else {
 			successes = 0
-			i.ReadinessFailures++
+			if everReady {
+				// Probes before the process's first success are its start-up, not failures.
+				i.ReadinessFailures++
+			}
 			i.ConsecutiveFailures++
 			i.Message = err.Error()
 			if i.Ready && i.ConsecutiveFailures >= pr.failure {

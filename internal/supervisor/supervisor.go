@@ -118,7 +118,8 @@ type Instance struct {
 	// CrashLooping says the instance restarted at least 3 times and its current process has
 	// not yet run for MaxRestartBackoff (or is not running).
 	CrashLooping bool
-	// ReadinessFailures counts every failed readiness probe.
+	// ReadinessFailures counts the failed readiness probes of processes that had passed one:
+	// the probes that fail while a process starts (before its first success) do not count.
 	ReadinessFailures int64
 	// ConsecutiveFailures counts the failed probes since the last success.
 	ConsecutiveFailures int32

@@ -414,9 +414,13 @@ func TestNeverReady(t *testing.T) {
 		if l[0].Ready {
 			t.Fatalf("instance answering 503 is ready: %+v", l[0])
 		}
-		return l[0].ConsecutiveFailures >= 5 && l[0].ReadinessFailures >= 5 &&
-			l[0].Message == "readiness probe GET /healthz: 503 Service Unavailable"
+		return l[0].ConsecutiveFailures >= 5 && l[0].Message == "readiness probe GET /healthz: 503 Service Unavailable"
 	})
+	// Start-up probes that fail before the first success are not readiness failures: a
+	// healthy canary judged on readiness-failures < 1 must not fail for its start-up.
+	if n := f.list(1)[0].ReadinessFailures; n != 0 {
+		t.Fatalf("readiness failures %d of a process never ready, want 0 (start-up)", n)
+	}
 }
 
 func TestStop(t *testing.T) {
