@@ -367,7 +367,7 @@ func TestGet(t *testing.T) {
 	for i, want := range [][]string{
 		{"NAME", "STRATEGY", "PHASE", "STEP", "WEIGHT", "STABLE", "CANARY", "READY", "AGE"},
 		{"chat-api", "canary", "Progressing", "3/8", "25%", "1", "2", "5/6", "60m"},
-		{"web", "blueGreen", "Healthy", "-", "-", "5", "6", "5/6", "60m"},
+		{"web", "blueGreen", "Healthy", "-", "0%", "5", "6", "5/6", "60m"}, // the preview takes 0%
 	} {
 		if got := strings.Fields(lines[i]); strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("line %d = %q, want %q", i, got, want)

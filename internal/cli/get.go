@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/engine"
 )
 
 func (a *app) getCmd() *cobra.Command {
@@ -22,7 +23,8 @@ func (a *app) getCmd() *cobra.Command {
 		Short: "Show rollouts: one, or all of them",
 		Long: `Show rollouts as a table, or the full objects as JSON or YAML.
 
-Columns: STEP is the canary step being run; WEIGHT the canary's share of traffic; STABLE the
+Columns: STEP is the canary step being run; WEIGHT the canary's share of traffic (for blueGreen
+the new revision's: 0% as preview, 100% once switched); STABLE the
 revision serving production (the active one for blueGreen); CANARY the revision being rolled
 out (the preview for blueGreen); READY the ready/desired instances over all revisions.
 WEIGHT shows the real share when it differs from the step's, e.g. "25% (set 5%)": with plain
@@ -132,8 +134,18 @@ func (a *app) printTable(rs []v1alpha1.Rollout, wide, namespaces bool) {
 	fmt.Fprintln(w, header)
 	for i := range rs {
 		r := &rs[i]
-		weight := "-"
-		if r.Spec.Strategy.BlueGreen == nil {
+		var weight string
+		if r.Spec.Strategy.BlueGreen != nil {
+			// The new revision's real share: 0% as preview, 100% once traffic is switched.
+			weight = "0%"
+			if n := engine.InProgress(r); n != 0 {
+				for _, rs := range r.Status.Revisions {
+					if rs.Revision == n {
+						weight = fmt.Sprintf("%d%%", rs.Weight)
+					}
+				}
+			}
+		} else {
 			weight = fmt.Sprintf("%d%%", r.Status.CanaryWeight)
 			if ow := r.Status.ObservedWeight; ow != nil && *ow != r.Status.CanaryWeight {
 				weight = fmt.Sprintf("%d%% (set %d%%)", *ow, r.Status.CanaryWeight)

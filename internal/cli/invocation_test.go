@@ -116,7 +116,7 @@ func TestGetAllNamespacesAndRealWeight(t *testing.T) {
 	for i, want := range []string{
 		"NAMESPACE NAME STRATEGY PHASE STEP WEIGHT STABLE CANARY READY AGE",
 		"carepath-demo chat-api canary Paused 2/8 25% (set 5%) 1 2 5/6 60m",
-		"shop web blueGreen Healthy 1/2 - 5 6 5/6 60m",
+		"shop web blueGreen Healthy 1/2 0% 5 6 5/6 60m",
 	} {
 		if i >= len(lines) || strings.Join(strings.Fields(lines[i]), " ") != want {
 			t.Errorf("line %d = %q, want %q\n%s", i, lines[min(i, len(lines)-1)], want, out.String())
