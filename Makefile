@@ -5,7 +5,7 @@
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: build demo test deps test-unit test-e2e test-k8s k8s-bins fuzz generate clean
+.PHONY: build demo test deps helm test-unit test-e2e test-k8s k8s-bins fuzz generate clean
 
 CONTROLLER_GEN_VERSION := v0.23.0
 
@@ -17,14 +17,14 @@ build:
 demo: build
 	bin/ramp demo --chat-api bin/chat-api
 
-test: k8s-bins deps test-unit test-e2e test-k8s fuzz
+test: k8s-bins helm deps test-unit test-e2e test-k8s fuzz
 
 # What the tests need on the machine: Debian's prometheus (the prometheus analysis provider is
 # tested against a real one). Quick when it is already installed.
 deps:
 	bash test/tools/prometheus.sh
 
-test-unit: deps
+test-unit: deps helm
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/e2e)
 
@@ -36,8 +36,13 @@ test-e2e:
 k8s-bins:
 	@hack/k8s-control-plane.sh >/dev/null
 
+# Builds helm at a pinned version into ${RAMP_CACHE:-~/.cache/ramp}/helm-<version>, unless already
+# there (about 3 minutes cold). The chart's tests (./charts) and the Kubernetes e2e run it.
+helm:
+	@hack/helm.sh >/dev/null
+
 # Kubernetes mode end to end, on a real control plane (test/k8senv).
-test-k8s: k8s-bins
+test-k8s: k8s-bins helm
 	$(GO) test -count=1 -timeout 20m ./test/e2e/k8s/...
 
 fuzz:
@@ -49,10 +54,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzUpstreamBytes -fuzztime 20s -fuzzminimizetime 10x ./internal/proxy
 
 # Regenerates api/v1alpha1/zz_generated.deepcopy.go, the CRDs in config/crd/bases and the
-# controller's ClusterRole in config/rbac/role.yaml (from the +kubebuilder:rbac markers).
+# controller's ClusterRole in config/rbac/role.yaml (from the +kubebuilder:rbac markers). The chart's
+# ClusterRole (charts/ramp/templates/rbac.yaml) must then get the same rules: go test ./charts fails until it does.
 generate:
 	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION) object paths=./api/...
 	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION) crd paths=./api/... output:crd:dir=config/crd/bases
+	cp config/crd/bases/*.yaml charts/ramp/crds/  # the chart's CRDs (go test ./charts checks they are equal)
 	$(GO) run sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION) rbac:roleName=ramp-controller paths=./internal/kube/... output:rbac:dir=config/rbac
 
 clean:

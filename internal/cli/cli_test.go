@@ -604,3 +604,11 @@ func TestUpAllowedHosts(t *testing.T) {
 		t.Errorf("bad host: code %d, stderr %q (want %q), local mode started: %v", code, errOut, want, got != nil)
 	}
 }
+
+func TestControllerRefusesAnUnknownLogLevel(t *testing.T) {
+	h := newHarness(t, nil)
+	code, _, stderr := h.run(t, "controller", "--log-level", "loud")
+	if code == 0 || !strings.Contains(stderr, `--log-level: "loud" is not one of debug, info, warn, error`) {
+		t.Fatalf("exit %d, stderr %q: want an error naming the flag and the value", code, stderr)
+	}
+}

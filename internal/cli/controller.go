@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"log/slog"
 	"net/url"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 func (a *app) controllerCmd() *cobra.Command {
 	o := kube.Options{}
 	var leaderElect bool
+	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run Kubernetes mode's controller: it drives Rollouts in a cluster",
@@ -34,6 +36,10 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
   ramp controller --leader-elect=false --metrics-bind-address 127.0.0.1:9090`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var level slog.Level
+			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+				return fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", logLevel)
+			}
 			cfg, err := a.controllerConfig()
 			if err != nil {
 				return err
@@ -47,7 +53,7 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 			}
 			o.Namespace = a.namespace
 			o.LeaderElection = leaderElect
-			o.Logger = a.logger()
+			o.Logger = slog.New(slog.NewTextHandler(a.stderr, &slog.HandlerOptions{Level: level}))
 			o.Now = a.now
 			if o.PrometheusAddress != "" {
 				if u, err := url.Parse(o.PrometheusAddress); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
@@ -68,6 +74,7 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the /metrics endpoint (0 turns it off)")
 	f.StringVar(&o.PrometheusAddress, "prometheus-address", "", "Prometheus holding the Istio or NGINX ingress metrics that builtin analysis metrics and the judge read (a rollout's ramp.dev/prometheus-address annotation overrides it)")
 	f.DurationVar(&o.JudgeInterval, "judge-interval", kube.DefaultJudgeInterval, "how often the judge reads the router's request counters from Prometheus")
+	f.StringVar(&logLevel, "log-level", "info", "least level of the log lines written: debug, info, warn or error")
 	f.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (0 turns them off)")
 	return cmd
 }

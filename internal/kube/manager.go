@@ -25,12 +25,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
+	"ramp.dev/ramp/internal/rampmetrics"
 )
 
 // ControllerName names the controller in events, leases and logs.
@@ -140,6 +142,18 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	}
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return nil, fmt.Errorf("ready check: %w", err)
+	}
+	// ramp's own metrics (internal/rampmetrics) beside controller-runtime's, from the cache.
+	feed, err := rampmetrics.Feed(ctrlmetrics.Registry, func(ctx context.Context) ([]v1alpha1.Rollout, error) {
+		var l v1alpha1.RolloutList
+		err := mgr.GetClient().List(ctx, &l)
+		return l.Items, err
+	}, log)
+	if err == nil {
+		err = mgr.Add(feed)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ramp metrics: %w", err)
 	}
 	providers := maps.Clone(o.Providers)
 	if providers == nil {

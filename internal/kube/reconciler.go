@@ -27,6 +27,7 @@ import (
 	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/analysis/trafficmetrics"
 	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/rampmetrics"
 	"ramp.dev/ramp/internal/spec"
 )
 
@@ -235,6 +236,7 @@ func (r *Reconciler) observeTraffic(ctx context.Context, ro *v1alpha1.Rollout) (
 
 // Reconcile runs one decision for the Rollout req names.
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	defer func(start time.Time) { rampmetrics.ObserveReconcile(rampmetrics.ModeKubernetes, time.Since(start)) }(time.Now())
 	ro := &v1alpha1.Rollout{}
 	if err := r.client.Get(ctx, req.NamespacedName, ro); err != nil {
 		if apierrors.IsNotFound(err) {

@@ -21,6 +21,7 @@ import (
 	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/engine"
 	"ramp.dev/ramp/internal/proxy"
+	"ramp.dev/ramp/internal/rampmetrics"
 	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
 	"ramp.dev/ramp/internal/store"
@@ -115,6 +116,7 @@ func (c *Controller) reconcileAll(ctx context.Context) {
 
 // reconcile runs one decision for r. c.mu is held.
 func (c *Controller) reconcile(ctx context.Context, r *v1alpha1.Rollout) error {
+	defer func(start time.Time) { rampmetrics.ObserveReconcile(rampmetrics.ModeLocal, time.Since(start)) }(time.Now())
 	now := c.now()
 	name := r.Name
 	if err := c.ensureProxy(r); err != nil {

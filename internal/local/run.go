@@ -17,8 +17,10 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/analysis/builtin"
 	"ramp.dev/ramp/internal/analysis/command"
@@ -26,6 +28,7 @@ import (
 	"ramp.dev/ramp/internal/analysis/scrape"
 	"ramp.dev/ramp/internal/analysis/web"
 	"ramp.dev/ramp/internal/proxy"
+	"ramp.dev/ramp/internal/rampmetrics"
 	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
 	"ramp.dev/ramp/internal/store"
@@ -110,7 +113,8 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 		return err
 	}
 	c.sup = sup
-	c.registry.MustRegister(instanceCollector{c})
+	c.registry.MustRegister(instanceCollector{c}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		rampmetrics.NewCollector(func(context.Context) ([]v1alpha1.Rollout, error) { return st.ListRollouts() }, log))
 	c.runner = &analysis.Runner{Logger: log, Providers: map[string]analysis.Provider{
 		"builtin":    builtin.New(source{c}, time.Now),
 		"scrape":     scrape.New(addresses{c}, nil, time.Now),

@@ -190,7 +190,8 @@ func TestKubernetesMode(t *testing.T) {
 
 	t.Run("restart mid-rollout", func(t *testing.T) {
 		s := newScenario(t, env, "restart", "chat-api-stable", "chat-api-canary")
-		c1 := startController(t, cfg, "first", metrics, kube.Options{})
+		c1Metrics := freeAddr(t)
+		c1 := startController(t, cfg, "first", metrics, kube.Options{MetricsBindAddress: c1Metrics})
 		s.createRollout(v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{
 			StableService: "chat-api-stable", CanaryService: "chat-api-canary",
 			Steps: []v1alpha1.CanaryStep{{SetWeight: ptr(int32(50))}, {Pause: &v1alpha1.RolloutPause{}}},
@@ -198,6 +199,9 @@ func TestKubernetesMode(t *testing.T) {
 		s.waitPhase(v1alpha1.PhaseHealthy, 1, 90*time.Second)
 		s.setImage(v2)
 		s.waitPhase(v1alpha1.PhasePaused, 1, 60*time.Second)
+		// The controller's /metrics shows the paused canary as its status says (ramp's own
+		// metrics, internal/rampmetrics).
+		checkRampMetrics(t, c1Metrics, s, "canary")
 
 		// Given a controller stopped while the rollout waits for a promote, when another
 		// starts and the user promotes with the CLI, then the rollout completes.
