@@ -8,6 +8,7 @@ import (
 // AnalysisTemplate is a reusable set of metrics that judge a revision.
 //
 // +kubebuilder:object:root=true
+// +kubebuilder:resource:shortName=rat,categories=ramp
 type AnalysisTemplate struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`

@@ -5,15 +5,25 @@ import (
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
+
+	"ramp.dev/ramp/internal/store"
 )
 
 func (a *app) eventsCmd() *cobra.Command {
-	return &cobra.Command{
-		Use:     "events NAME",
-		Short:   "List a rollout's events, oldest first",
-		Example: `  ramp events chat-api`,
-		Args:    cobra.ExactArgs(1),
+	var output string
+	cmd := &cobra.Command{
+		Use:   "events NAME",
+		Short: "List a rollout's events, oldest first",
+		Long: `List a rollout's events, oldest first: what ramp did and decided, with the revision each
+event concerns. -o json or -o yaml prints them as a list of objects (seq, time, type, reason,
+message, revision).`,
+		Example: `  ramp events chat-api
+  ramp events chat-api -o json`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkOutput("events", output, "json", "yaml"); err != nil {
+				return err
+			}
 			c, err := a.client()
 			if err != nil {
 				return err
@@ -21,6 +31,12 @@ func (a *app) eventsCmd() *cobra.Command {
 			es, err := c.Events(cmd.Context(), args[0], 0)
 			if err != nil {
 				return err
+			}
+			if structured(output) {
+				if es == nil {
+					es = []store.Event{}
+				}
+				return a.printObject(output, es)
 			}
 			if len(es) == 0 {
 				fmt.Fprintln(a.stderr, "No events.")
@@ -34,4 +50,6 @@ func (a *app) eventsCmd() *cobra.Command {
 			return w.Flush()
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json or yaml (default: a table)")
+	return cmd
 }

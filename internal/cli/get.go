@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -9,7 +8,6 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/duration"
-	"sigs.k8s.io/yaml"
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/engine"
@@ -38,10 +36,8 @@ shows values and messages in full.`,
   kubectl ramp get -A`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			switch output {
-			case "", "wide", "json", "yaml":
-			default:
-				return fmt.Errorf("get: -o %q: want json, yaml or wide", output)
+			if err := checkOutput("get", output, "json", "yaml", "wide"); err != nil {
+				return err
 			}
 			var c backend
 			var err error
@@ -77,7 +73,7 @@ shows values and messages in full.`,
 					rs[i].APIVersion, rs[i].Kind = v1alpha1.APIVersion, v1alpha1.KindRollout
 				}
 			}
-			if output == "json" || output == "yaml" {
+			if structured(output) {
 				var obj any = &v1alpha1.RolloutList{Items: rs}
 				if len(args) == 1 {
 					obj = &rs[0]
@@ -104,22 +100,6 @@ shows values and messages in full.`,
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json, yaml or wide")
 	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "Kubernetes mode: list the rollouts of every namespace")
 	return cmd
-}
-
-func (a *app) printObject(format string, obj any) error {
-	var data []byte
-	var err error
-	if format == "yaml" {
-		data, err = yaml.Marshal(obj)
-	} else {
-		data, err = json.MarshalIndent(obj, "", "  ")
-		data = append(data, '\n')
-	}
-	if err != nil {
-		return fmt.Errorf("encode %s: %w", format, err)
-	}
-	_, err = a.stdout.Write(data)
-	return err
 }
 
 func (a *app) printTable(rs []v1alpha1.Rollout, wide, namespaces bool) {

@@ -25,6 +25,7 @@ import (
 	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
 	"ramp.dev/ramp/internal/store"
+	"ramp.dev/ramp/internal/version"
 )
 
 // Exit codes.
@@ -163,7 +164,10 @@ Global settings, in order of precedence:
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
+	// ramp's own completion command (completionCmd) replaces cobra's default one.
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.Version = version.Get().String()
+	root.SetVersionTemplate("{{.Version}}")
 	pf := root.PersistentFlags()
 	stateDir := a.getenv("RAMP_STATE_DIR")
 	if stateDir == "" {
@@ -183,6 +187,7 @@ Global settings, in order of precedence:
 		a.upCmd(), a.serveCmd(), a.applyCmd(), a.getCmd(), a.statusCmd(),
 		a.promoteCmd(), a.pauseCmd(), a.resumeCmd(), a.abortCmd(), a.retryCmd(), a.undoCmd(), a.restartCmd(),
 		a.historyCmd(), a.eventsCmd(), a.lintCmd(), a.demoCmd(), a.controllerCmd(),
+		a.versionCmd(), a.completionCmd(),
 	)
 	if a.plugin {
 		// The examples say what the user types: kubectl ramp.

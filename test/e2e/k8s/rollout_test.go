@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -407,6 +408,20 @@ func installRamp(t *testing.T, env *k8senv.Env) *rest.Config {
 	eventually(t, time.Minute, "ramp CRDs established", func(ctx context.Context) error {
 		var l v1alpha1.RolloutList
 		return c.List(ctx, &l)
+	})
+	// Every ramp kind is in the ramp category (kubectl get ramp), under short names that Argo
+	// Rollouts' CRDs leave free.
+	eventually(t, time.Minute, "kubectl api-resources lists ramp's kinds in the ramp category", func(ctx context.Context) error {
+		out, err := env.Kubectl(ctx, "api-resources", "--categories=ramp", "--no-headers")
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		for _, want := range [][]string{{"rollouts", "rro", "ramp.dev/v1alpha1", "true", "Rollout"}, {"analysistemplates", "rat", "ramp.dev/v1alpha1", "true", "AnalysisTemplate"}} {
+			if !slices.ContainsFunc(strings.Split(string(out), "\n"), func(l string) bool { return slices.Equal(strings.Fields(l), want) }) {
+				return fmt.Errorf("no line %q in:\n%s", want, out)
+			}
+		}
+		return nil
 	})
 	cfg, _ := env.KubeconfigFor(t, "ramp-controller")
 	return cfg

@@ -2,17 +2,20 @@ package k8s
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/yaml"
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/kube"
@@ -236,6 +239,23 @@ func TestKubernetesMode(t *testing.T) {
 		s.waitReplicas(map[string]int32{v1: 3, v2: 0}, 60*time.Second)
 		if out, err := ramp(t, false, append(kubeArgs, "history", "chat-api")...); err != nil || !regexp.MustCompile(`(?m)^3 .*ramp undo to ramp revision 1 \(deployment revision 1\).*stable,current$`).MatchString(out) {
 			t.Errorf("ramp history after undo: %v\n%s", err, out)
+		}
+		// -o json|yaml print the same from the cluster.
+		if out, err := ramp(t, false, append(kubeArgs, "status", "chat-api", "--watch=false", "-o", "json")...); err != nil || !strings.Contains(out, `"state":"done"`) || !strings.Contains(out, `"namespace":"restart"`) {
+			t.Errorf("ramp status -o json: %v\n%s", err, out)
+		}
+		var events []struct{ Reason string }
+		if out, err := ramp(t, false, append(kubeArgs, "events", "chat-api", "-o", "json")...); err != nil || json.Unmarshal([]byte(out), &events) != nil ||
+			!slices.ContainsFunc(events, func(e struct{ Reason string }) bool { return e.Reason == "RolloutCompleted" }) {
+			t.Errorf("ramp events -o json: %v\n%s", err, out)
+		}
+		var revs []struct {
+			Number int64
+			Roles  []string
+		}
+		if out, err := ramp(t, false, append(kubeArgs, "history", "chat-api", "-o", "yaml")...); err != nil || yaml.Unmarshal([]byte(out), &revs) != nil ||
+			len(revs) == 0 || revs[len(revs)-1].Number != 3 || strings.Join(revs[len(revs)-1].Roles, ",") != "stable,current" {
+			t.Errorf("ramp history -o yaml: %v, %+v\n%s", err, revs, out)
 		}
 
 		// When the Rollout is deleted, then a working Deployment stays behind: resumed, its
