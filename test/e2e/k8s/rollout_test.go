@@ -212,8 +212,24 @@ func newScenario(t *testing.T, env *k8senv.Env, ns string, services ...string) *
 
 func ptr[T any](v T) *T { return &v }
 
+// noWatch turns the watch window after promotion off (scaleDownDelaySeconds 0) where the
+// strategy leaves it to its default of 300 s, so that a promotion hands the new ReplicaSet to
+// the Deployment at once, as these tests expect; TestKubernetesMode's "watch window" sets it.
+func noWatch(st *v1alpha1.Strategy) {
+	zero := int32(0)
+	switch {
+	case st.Canary != nil && st.Canary.ScaleDownDelaySeconds == nil:
+		st.Canary.ScaleDownDelaySeconds = &zero
+	case st.BlueGreen != nil && st.BlueGreen.ScaleDownDelaySeconds == nil:
+		st.BlueGreen.ScaleDownDelaySeconds = &zero
+	case st.RollingUpdate != nil && st.RollingUpdate.ScaleDownDelaySeconds == nil:
+		st.RollingUpdate.ScaleDownDelaySeconds = &zero
+	}
+}
+
 func (s *scenario) createRollout(strategy v1alpha1.Strategy) {
 	s.t.Helper()
+	noWatch(&strategy)
 	ro := &v1alpha1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Name: "chat-api", Namespace: s.ns},
 		Spec:       v1alpha1.RolloutSpec{WorkloadRef: &v1alpha1.WorkloadRef{Name: "chat-api"}, Strategy: strategy},

@@ -189,6 +189,7 @@ func TestKubernetesMode(t *testing.T) {
 	t.Run("job analysis", func(t *testing.T) { testJobAnalysis(t, env, cfg, metrics) })
 	t.Run("undo and restart", func(t *testing.T) { testUndoAndRestart(t, env, cfg, metrics) })
 	t.Run("pod restarts", func(t *testing.T) { testPodRestarts(t, env, cfg, metrics) })
+	t.Run("watch window", func(t *testing.T) { testWatchWindow(t, env, cfg, metrics) })
 	t.Run("team workflows", func(t *testing.T) { testTeamWorkflows(t, env, cfg, metrics) })
 
 	t.Run("restart mid-rollout", func(t *testing.T) {

@@ -60,6 +60,7 @@ func testMissingRoutingObjects(t *testing.T, env *k8senv.Env) {
 			}},
 		},
 	}
+	noWatch(&ro.Spec.Strategy)
 	if err := s.c.Create(ctx, ro); err != nil {
 		t.Fatal(err)
 	}
