@@ -42,8 +42,8 @@ func testPodRestarts(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics *m
 		t.Parallel()
 		s := start(t, "exits-canary")
 		canary := s.pods(v2)
-		if len(canary) != 1 {
-			t.Fatalf("%d canary pods; want 1", len(canary))
+		if len(canary) == 0 {
+			t.Fatal("no canary pod")
 		}
 		s.restartPod(canary[0], 1)
 
@@ -63,8 +63,8 @@ func testPodRestarts(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics *m
 		t.Parallel()
 		s := start(t, "exits-both")
 		canary := s.pods(v2)
-		if len(canary) != 1 {
-			t.Fatalf("%d canary pods; want 1", len(canary))
+		if len(canary) == 0 {
+			t.Fatal("no canary pod")
 		}
 		// Stable's pods are older: each gets as many restarts as the canary's one would have
 		// over their instance-time, and one more, so that stable's rate stays above the
