@@ -89,7 +89,7 @@ func runE2E(scns []e2eScenario, trials, rps int) error {
 		}
 	}
 	fmt.Printf("\nend to end: examples/chat-api/rollout.yaml as it ships, %d chats/s open loop, clients wait up to %s\n", rps, clientTimeout)
-	fmt.Println("scenario     trial  apply→Degraded  apply→last bad answer  chats  by bad model  failed  cut  hung  bad after Degraded  load avg  message")
+	fmt.Println("scenario     trial  apply→Degraded  apply→last bad answer  chats  by bad model  failed  cut  hung  bad after Degraded  v1 p50  v1 p99  load avg  message")
 	for _, sc := range scns {
 		for i := range trials {
 			r, err := e2eTrial(dir, ramp, chat, string(sample), sc, rps, i)
@@ -113,8 +113,9 @@ func runE2E(scns []e2eScenario, trials, rps int) error {
 			if len(codes) > 0 {
 				failed += " (" + strings.Join(codes, ", ") + ")"
 			}
-			fmt.Printf("%-11s  %5d  %14s  %21s  %5d  %12d  %6s  %3d  %4d  %19d  %8s  %s\n", sc.name, i+1,
-				r.degraded.Round(10*time.Millisecond), last, r.chats, r.bad, failed, r.cut, r.hung, r.badAfter, r.load, why)
+			fmt.Printf("%-11s  %5d  %14s  %21s  %5d  %12d  %6s  %3d  %4d  %19d  %6s  %6s  %8s  %s\n", sc.name, i+1,
+				r.degraded.Round(10*time.Millisecond), last, r.chats, r.bad, failed, r.cut, r.hung, r.badAfter,
+				r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond), r.load, why)
 		}
 	}
 	return nil
@@ -160,6 +161,9 @@ type e2eResult struct {
 	failed, cut, hung    int
 	message, load        string
 	statuses             map[int]int
+	// p50 and p99 are the latencies (send time to the end of the answer) of the chats
+	// answered whole by triage-v1.
+	p50, p99 time.Duration
 }
 
 func loadAvg() string {
@@ -288,8 +292,12 @@ func e2eTrial(dir, ramp, chat, sample string, sc e2eScenario, rps, n int) (res e
 	res.statuses = map[int]int{}
 	applyAt, stopAt := applied.Sub(t0), stopped.Sub(t0)
 	after := 0
+	var v1Lat []time.Duration
 	for _, s := range out.samples {
 		res.chats++
+		if s.Header == "triage-v1" && !s.Failed() {
+			v1Lat = append(v1Lat, s.Latency)
+		}
 		if s.Header == "triage-v2" {
 			res.bad++
 			if d := s.Intended - applyAt; d > res.lastBad {
@@ -313,6 +321,8 @@ func e2eTrial(dir, ramp, chat, sample string, sc e2eScenario, rps, n int) (res e
 			res.statuses[s.Status]++
 		}
 	}
+	slices.Sort(v1Lat)
+	res.p50, res.p99 = openloop.Quantile(v1Lat, 0.5), openloop.Quantile(v1Lat, 0.99)
 	if after == 0 {
 		return res, errors.New("no chat was sent after the stop")
 	}

@@ -1,11 +1,14 @@
 // Command detect measures how fast ramp's sequential judge catches a bad canary, and how
 // rarely it rolls back a good one, against fixed-window rules as Flagger and Argo Rollouts
 // run them. The scenarios run in virtual time on seeded simulated traffic (all policies see
-// the same traffic); -e2e also runs scenario A through the real ramp binary, its proxy and
-// the sample chat-api. See bench/README.md for the figures.
+// the same traffic); -e2e also runs bad models (scenario A's 5xx and the chat team's five:
+// failed triage, a late first token, a hang, a crash, a leak) through the real ramp binary,
+// its proxy and the sample chat-api with examples/chat-api/rollout.yaml as it ships. See
+// bench/README.md for the figures.
 //
-//	go run ./bench/detect            # simulations A-D (about a minute)
-//	go run ./bench/detect -e2e       # plus end-to-end trials of scenario A
+//	go run ./bench/detect                                  # simulations A-D (several minutes)
+//	go run ./bench/detect -sims "" -e2e -e2e-rps 40        # the bad models end to end only
+//	go run ./bench/detect -sims b -e2e -e2e-scenarios hang # B, and the hang end to end
 package main
 
 import (
