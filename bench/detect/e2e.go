@@ -72,7 +72,8 @@ const clientTimeout = 2 * time.Minute
 // from the apply to the last chat answered by the bad model (X-Chat-Model), and the chats
 // failed (an error status), cut (a transport error or a body cut short) or hung (no whole
 // answer in 2 minutes).
-func runE2E(scns []e2eScenario, trials, rps int) error {
+// keep keeps the trials' directories (ramp's state and log) and prints where.
+func runE2E(scns []e2eScenario, trials, rps int, keep bool) error {
 	sample, err := os.ReadFile(filepath.Join("examples", "chat-api", "rollout.yaml"))
 	if err != nil {
 		return fmt.Errorf("%w (run from the repository's root)", err)
@@ -81,7 +82,11 @@ func runE2E(scns []e2eScenario, trials, rps int) error {
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(dir)
+	if keep {
+		fmt.Println("trials' state and ramp's logs kept in", dir)
+	} else {
+		defer os.RemoveAll(dir)
+	}
 	ramp, chat := filepath.Join(dir, "ramp"), filepath.Join(dir, "chat-api")
 	for _, b := range [][2]string{{ramp, "./cmd/ramp"}, {chat, "./examples/chat-api"}} {
 		if out, err := exec.Command("go", "build", "-o", b[0], b[1]).CombinedOutput(); err != nil {

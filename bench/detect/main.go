@@ -32,6 +32,7 @@ func main() {
 	e2eTrials := flag.Int("e2e-trials", 3, "end-to-end trials")
 	e2eRPS := flag.Int("e2e-rps", 40, "end-to-end load (chats per second)")
 	e2eScenarios := flag.String("e2e-scenarios", strings.Join(e2eNames(), ","), "end-to-end scenarios, comma-separated")
+	e2eKeep := flag.Bool("e2e-keep", false, "keep the end-to-end trials' state and ramp's logs (printed directory)")
 	sims := flag.String("sims", "a,b,subtle,c,d", `simulations to run, comma-separated ("" for none)`)
 	flag.Parse()
 	scns, err := parseE2E(*e2eScenarios)
@@ -165,7 +166,7 @@ func main() {
 	}
 
 	if *e2e {
-		if err := runE2E(scns, *e2eTrials, *e2eRPS); err != nil {
+		if err := runE2E(scns, *e2eTrials, *e2eRPS, *e2eKeep); err != nil {
 			fmt.Fprintln(os.Stderr, "e2e:", err)
 			os.Exit(1)
 		}
