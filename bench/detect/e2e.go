@@ -71,8 +71,8 @@ const clientTimeout = 2 * time.Minute
 // measures the time from the apply to the rollout Degraded with revision 1 stable, the time
 // from the apply to the last chat answered by the bad model (X-Chat-Model), and the chats
 // failed (an error status), cut (a transport error or a body cut short) or hung (no whole
-// answer in 2 minutes).
-// keep keeps the trials' directories (ramp's state and log) and prints where.
+// answer in 2 minutes). keep keeps the trials' directories (ramp's state and log) and prints
+// where.
 func runE2E(scns []e2eScenario, trials, rps int, keep bool) error {
 	sample, err := os.ReadFile(filepath.Join("examples", "chat-api", "rollout.yaml"))
 	if err != nil {
