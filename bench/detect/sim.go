@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"ramp.dev/ramp/internal/analysis/judge"
 )
@@ -46,17 +47,97 @@ func binomial(r *rand.Rand, n int64, p float64) int64 {
 type sec struct {
 	canaryN, stableN int64
 	canary, stable   [nMetrics]int64
+	// pending are, per threshold metric, the slices of requests still in flight past the
+	// threshold at the end of the second, one slice per second of arrivals (as local mode's
+	// feedPending builds them); nil for the other metrics.
+	pending [nMetrics][]judge.Slice
 }
 
+// The judge's default metrics (error-rate, latency, first-token: spec.DefaultJudgeMetrics)
+// and the business metric of scenario D.
 const (
 	mErrors = iota
 	mSlow
-	mSlowTTFB
+	mSlowFirstToken
 	mTriage
 	nMetrics
 )
 
-var metricNames = [nMetrics]string{"error-rate", "latency", "ttfb", "triage"}
+var metricNames = [nMetrics]string{"error-rate", "latency", "first-token", "triage"}
+
+// In-flight evidence. A request above a threshold (latency or first token) stays in flight
+// past it for an exponential time of mean tailMean (a slow answer ends, or its first token
+// comes, on average 1 s after the threshold). The thresholds are stable's p95 plus the
+// judge's 100 ms floor, for answers whose p95 is about 550 ms (total) and 250 ms (first
+// token).
+const tailMean = 1.0
+
+var pendingThreshold = [nMetrics]float64{mSlow: 0.65, mSlowFirstToken: 0.35}
+
+// inFlight follows the slow requests of a trial until they end, to build the pending slices
+// each second. It draws from its own generator so that the traffic is the same with or
+// without it.
+type inFlight struct {
+	r        *rand.Rand
+	arrivals [][2]int64 // per second: canary, stable arrivals
+	open     [nMetrics][]slowReq
+}
+
+type slowReq struct {
+	sec    int
+	canary bool
+	end    float64
+}
+
+// add records second t's arrivals and slow requests and fills s.pending as seen at t+1.
+func (f *inFlight) add(t int, s *sec) {
+	f.arrivals = append(f.arrivals, [2]int64{s.canaryN, s.stableN})
+	now := float64(t + 1)
+	for _, m := range []int{mSlow, mSlowFirstToken} {
+		thr := pendingThreshold[m]
+		for side, k := range [2]int64{s.canary[m], s.stable[m]} {
+			for range k {
+				end := float64(t) + f.r.Float64() + thr + f.r.ExpFloat64()*tailMean
+				f.open[m] = append(f.open[m], slowReq{sec: t, canary: side == 0, end: end})
+			}
+		}
+		kept := f.open[m][:0]
+		for _, q := range f.open[m] {
+			if q.end > now {
+				kept = append(kept, q)
+			}
+		}
+		f.open[m] = kept
+		// A request that arrived in second S is older than thr once S+1 <= now-thr.
+		cut := int(math.Floor(now - thr))
+		by := map[int]*judge.Slice{}
+		var secs []int
+		for _, q := range f.open[m] {
+			if q.sec >= cut {
+				continue
+			}
+			sl := by[q.sec]
+			if sl == nil {
+				a := f.arrivals[q.sec]
+				sl = &judge.Slice{CanaryTotal: a[0], StableTotal: a[1]}
+				by[q.sec] = sl
+				secs = append(secs, q.sec)
+			}
+			if q.canary {
+				sl.CanaryEvents++
+			} else {
+				sl.StableEvents++
+			}
+		}
+		slices.Sort(secs)
+		s.pending[m] = nil
+		for _, S := range secs {
+			if sl := by[S]; sl.CanaryTotal > 0 {
+				s.pending[m] = append(s.pending[m], *sl)
+			}
+		}
+	}
+}
 
 // world says, for second t, the canary's weight and each side's probability of each event.
 type world func(t int, r *rand.Rand) (weight float64, canaryP, stableP [nMetrics]float64)
@@ -83,16 +164,18 @@ type policy interface {
 }
 
 // ramp's judge, as local mode runs it: one test per metric, α split over the metrics, a
-// decision after each whole second.
+// decision after each whole second; a metric not worse on its final slices is looked at with
+// its pending ones (requests in flight past the threshold) added, as judgerun's Report does.
 type rampJudge struct {
 	metrics []int
 	tests   []*judge.Test
-	// by counts rollbacks by metric, for the report.
-	by *[nMetrics]int
+	// by counts rollbacks by metric, for the report; byPending those of them due to the
+	// requests in flight.
+	by, byPending *[nMetrics]int
 }
 
-func newRampJudge(metrics []int, alpha float64, by *[nMetrics]int) *rampJudge {
-	j := &rampJudge{metrics: metrics, by: by}
+func newRampJudge(metrics []int, alpha float64, by, byPending *[nMetrics]int) *rampJudge {
+	j := &rampJudge{metrics: metrics, by: by, byPending: byPending}
 	for _, m := range metrics {
 		j.tests = append(j.tests, judge.New(judge.Config{Alpha: alpha / float64(len(metrics)), BurstCap: judge.BurstCapFor(metricNames[m])}))
 	}
@@ -104,9 +187,17 @@ func (*rampJudge) name() string { return "ramp judge" }
 func (j *rampJudge) observe(t int, s sec) (bool, float64) {
 	for i, m := range j.metrics {
 		j.tests[i].Add(judge.Slice{CanaryTotal: s.canaryN, StableTotal: s.stableN, CanaryEvents: s.canary[m], StableEvents: s.stable[m]})
-		if j.tests[i].Result().Verdict == judge.Worse {
+		worse, pending := j.tests[i].Result().Verdict == judge.Worse, false
+		if !worse && len(s.pending[m]) > 0 {
+			worse = j.tests[i].With(s.pending[m]...).Verdict == judge.Worse
+			pending = worse
+		}
+		if worse {
 			if j.by != nil {
 				j.by[m]++
+			}
+			if pending && j.byPending != nil {
+				j.byPending[m]++
 			}
 			return true, float64(t+1) + reaction
 		}
@@ -185,9 +276,11 @@ func trial(seed uint64, secs int, rps float64, faultAt int, w world, failMetric 
 	r := rand.New(rand.NewPCG(seed, 7))
 	out := make([]outcome, len(policies))
 	done := make([]bool, len(policies))
+	fly := &inFlight{r: rand.New(rand.NewPCG(seed, 11))}
 	for t := range secs {
 		weight, cp, sp := w(t, r)
 		s := draw(r, rps, weight, cp, sp)
+		fly.add(t, &s)
 		for i, p := range policies {
 			if done[i] {
 				continue

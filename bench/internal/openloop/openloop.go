@@ -27,6 +27,9 @@ type Config struct {
 	Header http.Header
 	// Timeout bounds one request; zero means 10 seconds. A request that runs out fails.
 	Timeout time.Duration
+	// KeepHeader names a response header whose value each Sample keeps (Sample.Header);
+	// empty means none.
+	KeepHeader string
 }
 
 // Sample is one request.
@@ -39,6 +42,8 @@ type Sample struct {
 	Status int
 	// Err is the failure, if any (transport error or a body cut short).
 	Err error
+	// Header is the value of the response header Config.KeepHeader, if any.
+	Header string
 }
 
 // Failed reports whether the request did not get a whole 2xx or 3xx response.
@@ -107,6 +112,9 @@ func do(ctx context.Context, c *http.Client, cfg Config, t0 time.Time, due time.
 	resp, err := c.Do(req)
 	if err == nil {
 		s.Status = resp.StatusCode
+		if cfg.KeepHeader != "" {
+			s.Header = resp.Header.Get(cfg.KeepHeader)
+		}
 		_, err = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
 	}
