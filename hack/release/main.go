@@ -35,11 +35,41 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/types"
 )
 
-// Platforms are what `make release` builds; ImagePlatforms the ones in the image.
+// Platforms are what `make release` builds; ImagePlatforms the ones in the image. The
+// environment's RAMP_RELEASE_PLATFORMS (space-separated, the Makefile's RELEASE_PLATFORMS) sets
+// fewer: `make test` checks the linux ones only.
 var (
 	Platforms      = []string{"linux/amd64", "linux/arm64", "darwin/amd64", "darwin/arm64"}
 	ImagePlatforms = []string{"linux/amd64", "linux/arm64"}
 )
+
+func init() {
+	if v := strings.Fields(os.Getenv("RAMP_RELEASE_PLATFORMS")); len(v) > 0 {
+		Platforms = v
+	}
+}
+
+// onlyBuilt drops from the krew template the platform entries ("  - selector:" blocks, each
+// naming its {{SHA256_<os>_<arch>}}) of platforms not in Platforms, for a release of fewer.
+func onlyBuilt(tmpl string) string {
+	head, rest, ok := strings.Cut(tmpl, "\n  - selector:")
+	if !ok {
+		return tmpl
+	}
+	out := head
+	for _, block := range strings.Split("  - selector:"+rest, "\n  - selector:") {
+		block = strings.TrimPrefix(block, "  - selector:")
+		keep := true
+		if i := strings.Index(block, "{{SHA256_"); i >= 0 {
+			key, _, _ := strings.Cut(block[i+len("{{SHA256_"):], "}}")
+			keep = slices.Contains(Platforms, strings.Replace(key, "_", "/", 1))
+		}
+		if keep {
+			out += "\n  - selector:" + block
+		}
+	}
+	return out
+}
 
 // Image settings the test checks.
 const (
@@ -182,7 +212,7 @@ func archives(version, dist, url, krewTemplate, root string) error {
 		key := strings.ReplaceAll(p, "/", "_")
 		repl = append(repl, "{{SHA256_"+key+"}}", sums[ArchiveName(version, p)])
 	}
-	manifest := strings.NewReplacer(repl...).Replace(string(tmpl))
+	manifest := strings.NewReplacer(repl...).Replace(onlyBuilt(string(tmpl)))
 	if i := strings.Index(manifest, "{{"); i >= 0 {
 		return fmt.Errorf("%s: placeholder left unfilled: %.40s", krewTemplate, manifest[i:])
 	}
