@@ -154,7 +154,7 @@ func checkSameResponseParse(t *testing.T, head, method string) (taken bool) {
 	t.Helper()
 	var hs headSpace
 	var resp http.Response
-	var body respBody
+	var body bodyReader
 	if !parseResponseHead(head, &hs, method, &resp, &body) {
 		return false
 	}

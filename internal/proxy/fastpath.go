@@ -235,16 +235,14 @@ func (e *bodyReadError) Unwrap() error { return e.err }
 var errUnexpectedUpgrade = errors.New("instance switched protocols unasked")
 
 // serveFast forwards r to st's instance on the fast path and copies the answer to w. It
-// retries once on a new connection when a reused one fails before answering, and once on
-// another instance when the connection is refused, both only for requests that can be sent
-// again. Like ReverseProxy, it panics with http.ErrAbortHandler when the answer breaks off
+// follows the retry policy (retry.go): once on another instance when the connection is
+// refused, once on a new connection when a reused one fails before answering. Like ReverseProxy, it panics with http.ErrAbortHandler when the answer breaks off
 // after its headers were sent.
 func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) {
 	fp := st.up.fast
 	ctx := r.Context()
 	body := r.Body
 	fresh := false
-	movedOnce, retriedOnce := false, false
 	var (
 		c    *fastConn
 		resp *http.Response
@@ -259,15 +257,9 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 			p.discarded(st, reasonUnasked, unasked)
 		}
 		if err != nil {
-			if !movedOnce && st.replayable && isDialError(err) && ctx.Err() == nil {
-				if pl, t, ok := p.retryTarget(st); ok {
-					p.log.Info("instance refused connection, retrying on another",
-						keyRevision, st.pool.rev, keyBackend, st.t.b.id, "retry_backend", t.b.id, "err", err)
-					st.assign(pl, t)
-					movedOnce = true
-					if body, err = replayBody(r); err == nil {
-						continue
-					}
+			if p.moveOnRefusal(ctx, st, err) {
+				if body, err = replayBody(r); err == nil {
+					continue
 				}
 			}
 			p.upstreamFailed(w, r, st, err)
@@ -284,11 +276,8 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 		}
 		stop()
 		c.close()
-		var before *beforeResponseError
-		if reused && !retriedOnce && errors.As(err, &before) && !isTimeout(err) && ctx.Err() == nil && retryable(r, st) {
-			p.log.Debug("reused connection failed before answering, retrying on a new one",
-				keyRevision, st.pool.rev, keyBackend, st.t.b.id, "err", err)
-			retriedOnce, fresh = true, true
+		if reused && p.renewAfterStale(ctx, r, st, err) {
+			fresh = true
 			if body, err = replayBody(r); err == nil {
 				continue
 			}
@@ -304,33 +293,6 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 		return
 	}
 	p.copyFast(w, r, st, c, resp, stop)
-}
-
-// retryable reports whether r may be sent again after a reused connection failed: it had
-// no body or an idempotent method, and its body (if any) is buffered.
-func retryable(r *http.Request, st *reqState) bool {
-	if !st.replayable {
-		return false
-	}
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return true
-	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}
-
-func replayBody(r *http.Request) (io.ReadCloser, error) {
-	if r.GetBody == nil {
-		return r.Body, nil // none, or empty
-	}
-	b, err := r.GetBody()
-	if err != nil {
-		return nil, fmt.Errorf("replay request body: %w", err)
-	}
-	return b, nil
 }
 
 // exchange sends the request on c and reads the response head (informational answers are

@@ -2,9 +2,7 @@ package proxy
 
 import (
 	"bufio"
-	"io"
 	"net/http"
-	"net/http/httputil"
 	"net/textproto"
 	"strings"
 
@@ -21,7 +19,7 @@ import (
 type respSpace struct {
 	resp http.Response
 	hs   headSpace
-	body respBody
+	body bodyReader
 }
 
 // readResponse reads the head of an answer from br into sc's storage, or returns nil (with
@@ -44,7 +42,7 @@ func (sc *sconn) readResponse(br *bufio.Reader, r *http.Request) *http.Response 
 	rs := &sc.rs
 	resp := &rs.resp
 	*resp = http.Response{Request: r}
-	rs.body.br, rs.body.resp = br, resp
+	rs.body.br, rs.body.trailer = br, &resp.Trailer
 	if !parseResponseHead(string(buf), &rs.hs, r.Method, resp, &rs.body) {
 		return nil
 	}
@@ -55,7 +53,7 @@ func (sc *sconn) readResponse(br *bufio.Reader, r *http.Request) *http.Response 
 
 // parseResponseHead parses an answer's head into resp (status, framing, Close) and hs, as
 // http.ReadResponse does; false means it is not a head this parser takes.
-func parseResponseHead(head string, hs *headSpace, method string, resp *http.Response, body *respBody) bool {
+func parseResponseHead(head string, hs *headSpace, method string, resp *http.Response, body *bodyReader) bool {
 	hs.reset()
 	i := strings.Index(head, "\r\n")
 	if i < 0 {
@@ -164,65 +162,3 @@ func parseResponseHead(head string, hs *headSpace, method string, resp *http.Res
 	}
 	return true
 }
-
-// respBody reads an answer's body as net/http's: n bytes, chunked (trailers into
-// resp.Trailer), or until EOF.
-type respBody struct {
-	br      *bufio.Reader
-	resp    *http.Response
-	remain  int64 // -1: chunked or until EOF
-	chunked io.Reader
-	eof     bool
-	err     error
-}
-
-func (b *respBody) reset(n int64, chunked bool) {
-	b.remain, b.chunked, b.eof, b.err = n, nil, false, nil
-	if chunked {
-		b.chunked = httputil.NewChunkedReader(b.br)
-	}
-}
-
-func (b *respBody) Read(p []byte) (int, error) {
-	if b.err != nil {
-		return 0, b.err
-	}
-	if b.eof {
-		return 0, io.EOF
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	var n int
-	var err error
-	switch {
-	case b.chunked != nil:
-		n, err = b.chunked.Read(p)
-		if err == io.EOF {
-			if terr := readTrailer(b.br, &b.resp.Trailer); terr != nil {
-				err = terr
-			}
-		}
-	case b.remain >= 0:
-		if int64(len(p)) > b.remain {
-			p = p[:b.remain]
-		}
-		n, err = b.br.Read(p)
-		b.remain -= int64(n)
-		if b.remain == 0 {
-			err = io.EOF
-		} else if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-	default:
-		n, err = b.br.Read(p)
-	}
-	if err == io.EOF {
-		b.eof = true
-	} else if err != nil {
-		b.err = err
-	}
-	return n, err
-}
-
-func (b *respBody) Close() error { return nil }

@@ -10,7 +10,6 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httputil"
 	"net/textproto"
 	"net/url"
 	"runtime"
@@ -279,7 +278,7 @@ type sconn struct {
 
 	req        http.Request
 	hs         headSpace
-	body       fastBody
+	body       bodyReader // the request's body
 	rw         fastRW
 	wantsClose bool
 	up         *upstreams // the settings the request started with
@@ -435,7 +434,7 @@ func (sc *sconn) serve() {
 	sc.bw.Reset(connWriter{sc})
 	sc.rw.sc = sc
 	sc.rw.w = bodyWriters.Get().(*bufio.Writer)
-	sc.body.sc = sc
+	sc.body.br, sc.body.trailer, sc.body.onEOF = sc.br, &sc.req.Trailer, sc.arm
 	if d := fs.srv.ReadHeaderTimeout; d > 0 {
 		sc.headDeadline = time.Now().Add(d)
 		sc.conn.SetReadDeadline(sc.headDeadline)
@@ -571,7 +570,7 @@ func (sc *sconn) take(n int) bool {
 	r.Close = ph.close
 	r.ContentLength = ph.contentLength
 	sc.wantsClose = ph.close
-	sc.body.reset(ph.contentLength)
+	sc.body.reset(ph.contentLength, ph.contentLength < 0)
 	if ph.contentLength == 0 {
 		r.Body = http.NoBody
 	} else {
@@ -730,67 +729,6 @@ func (sc *sconn) disarm() {
 	}
 }
 
-// fastBody is a request's body on the fast server: Content-Length bytes, or chunked.
-type fastBody struct {
-	sc      *sconn
-	remain  int64 // bytes left of a Content-Length body; -1 when chunked
-	chunked io.Reader
-	eof     bool
-	closed  bool
-	err     error
-}
-
-func (b *fastBody) reset(n int64) {
-	b.remain, b.chunked, b.eof, b.closed, b.err = n, nil, n == 0, false, nil
-	if n < 0 {
-		b.chunked = httputil.NewChunkedReader(b.sc.br)
-	}
-}
-
-func (b *fastBody) Read(p []byte) (int, error) {
-	if b.closed {
-		return 0, http.ErrBodyReadAfterClose
-	}
-	if b.err != nil {
-		return 0, b.err
-	}
-	if b.eof {
-		return 0, io.EOF
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	var n int
-	var err error
-	if b.chunked == nil {
-		if int64(len(p)) > b.remain {
-			p = p[:b.remain]
-		}
-		n, err = b.sc.br.Read(p)
-		b.remain -= int64(n)
-		if b.remain == 0 {
-			err = io.EOF
-		} else if err == io.EOF {
-			b.eof = true // as net/http's body: later reads return io.EOF
-			return n, io.ErrUnexpectedEOF
-		}
-	} else {
-		n, err = b.chunked.Read(p)
-		if err == io.EOF {
-			if terr := readTrailer(b.sc.br, &b.sc.req.Trailer); terr != nil {
-				err = terr
-			}
-		}
-	}
-	if err == io.EOF {
-		b.eof = true
-		b.sc.arm()
-	} else if err != nil {
-		b.err = err
-	}
-	return n, err
-}
-
 // readTrailer reads what follows the last chunk into *t, as net/http's body.readTrailer.
 func readTrailer(br *bufio.Reader, t *http.Header) error {
 	buf, err := br.Peek(2)
@@ -833,11 +771,6 @@ func upcomingDoubleCRLF(r *bufio.Reader) bool {
 			return false
 		}
 	}
-}
-
-func (b *fastBody) Close() error {
-	b.closed = true
-	return nil
 }
 
 // String is for panics and logs that print a request.

@@ -9,14 +9,12 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -115,9 +113,6 @@ const (
 	keyRevision = "revision"
 	keyBackend  = "backend"
 )
-
-// maxReplayBody is the largest request body buffered so that the request can be retried.
-const maxReplayBody = 1 << 20
 
 // RevisionHeader is added to every proxied response and names the revision that served it.
 const RevisionHeader = "X-Ramp-Revision"
@@ -308,6 +303,8 @@ type reqState struct {
 	setBucket  int // a sticky bucket to hand out in a cookie; -1 means none
 	start      time.Time
 	replayable bool
+	moved      bool // moved to another instance after a refused connection (retry.go)
+	renewed    bool // sent again on a new connection after a reused one failed (retry.go)
 	pool       *pool
 	t          target
 	tried      []*backendState
@@ -439,24 +436,6 @@ func (p *Proxy) serveReverseProxy(w http.ResponseWriter, r *http.Request, st *re
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
-// bufferBody reads a request body of known length up to maxReplayBody into memory so the
-// request can be sent again. It reports whether the request can be replayed.
-func bufferBody(r *http.Request) (bool, error) {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return true, nil
-	}
-	if r.ContentLength < 0 || r.ContentLength > maxReplayBody {
-		return false, nil // streamed or large: forward as it comes, no retry
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
-	if err != nil {
-		return false, fmt.Errorf("read request body: %w", err)
-	}
-	r.Body = io.NopCloser(bytes.NewReader(buf))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
-	return true, nil
-}
-
 // route picks the pool and instance for a new request and counts it in flight there.
 func (p *Proxy) route(st *reqState, r *http.Request) (*pool, target, bool) {
 	tbl := st.tbl
@@ -480,18 +459,6 @@ func (p *Proxy) route(st *reqState, r *http.Request) (*pool, target, bool) {
 		return tbl.sticky.pick(st, r)
 	}
 	return pickWeighted(tbl.pools, nil)
-}
-
-// retryTarget picks another instance after st's instance refused the connection: in the same
-// pool if it can, else in another pool (of the preview revision for preview requests).
-func (p *Proxy) retryTarget(st *reqState) (*pool, target, bool) {
-	if t, ok := st.pool.pick(st.tried); ok {
-		return st.pool, t, true
-	}
-	if st.preview {
-		return firstReady(st.tbl.byRev[st.tbl.preview], st.tried)
-	}
-	return pickWeighted(st.tbl.pools, st.tried)
 }
 
 func firstReady(pools []*pool, exclude []*backendState) (*pool, target, bool) {
@@ -717,9 +684,10 @@ func transportHeadTooLarge(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "server response headers exceeded")
 }
 
-// retryTransport sends the request on the transport of the request's settings and, when the
-// instance refuses the connection and the body can be sent again, retries once on another
-// instance. It enforces the first-byte timeout.
+// retryTransport sends the request on the transport of the request's settings and follows
+// the retry policy (retry.go): when the instance refuses the connection, it retries once on
+// another instance (net/http's Transport itself retries a request on a new connection when a
+// reused one fails, by rules like renewAfterStale's). It enforces the first-byte timeout.
 type retryTransport struct {
 	p *Proxy
 }
@@ -749,20 +717,15 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (rt *retryTransport) roundTrip(st *reqState, base http.RoundTripper, req *http.Request) (*http.Response, error) {
 	resp, err := base.RoundTrip(req)
-	if err != nil && st.replayable && isDialError(err) && req.Context().Err() == nil {
-		if pl, t, ok := rt.p.retryTarget(st); ok {
-			rt.p.log.Info("instance refused connection, retrying on another",
-				keyRevision, st.pool.rev, keyBackend, st.t.b.id, "retry_backend", t.b.id, "err", err)
-			st.assign(pl, t)
-			r2 := req.Clone(req.Context())
-			r2.URL.Host = t.addr
-			if req.Body != nil && req.GetBody != nil {
-				if r2.Body, err = req.GetBody(); err != nil {
-					return nil, fmt.Errorf("replay request body: %w", err)
-				}
+	if err != nil && rt.p.moveOnRefusal(req.Context(), st, err) {
+		r2 := req.Clone(req.Context())
+		r2.URL.Host = st.t.addr
+		if req.Body != nil && req.GetBody != nil {
+			if r2.Body, err = replayBody(req); err != nil {
+				return nil, err
 			}
-			resp, err = base.RoundTrip(r2)
 		}
+		resp, err = base.RoundTrip(r2)
 	}
 	if err == nil {
 		st.gotHeaders = true
@@ -770,11 +733,6 @@ func (rt *retryTransport) roundTrip(st *reqState, base http.RoundTripper, req *h
 		st.status = resp.StatusCode
 	}
 	return resp, err
-}
-
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // finish records a finished request in its revision's measurements.
