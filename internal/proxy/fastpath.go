@@ -618,7 +618,8 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 	}
 	stream := resp.ContentLength < 0 || strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 	conn := resp.Header["Connection"]
-	if fw, ok := w.(*fastRW); ok && st.sc != nil && resp == &st.sc.rs.resp {
+	if st.sc != nil && resp == &st.sc.rs.resp {
+		fw := &st.sc.rw // w: serveConn passes it
 		// The answer's map, parsed into the connection's storage, becomes the response's
 		// (and the response's, cleared for the next request, the next answer's): the
 		// response's few headers are merged into it rather than the answer's copied over.

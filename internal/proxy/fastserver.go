@@ -44,12 +44,11 @@ var (
 	aLongAgo    = time.Unix(1, 0)
 )
 
-// fastServer serves a Proxy (or its preview handler) for one Server.
+// fastServer serves a FastEndpoint (a Proxy, or its preview) for one Server.
 type fastServer struct {
-	p       *Proxy
-	preview bool
-	srv     *http.Server
-	hl      *handoffListener
+	e   FastEndpoint
+	srv *http.Server
+	hl  *handoffListener
 
 	headLimit    int
 	writeTimeout time.Duration // bounds each write's progress; 0 means none
@@ -64,9 +63,9 @@ type fastServer struct {
 	once  sync.Once // starts srv.Serve(hl)
 }
 
-func newFastServer(p *Proxy, preview bool, srv *http.Server) *fastServer {
+func newFastServer(e FastEndpoint, srv *http.Server) *fastServer {
 	return &fastServer{
-		p: p, preview: preview, srv: srv,
+		e: e, srv: srv,
 		hl:    &handoffListener{ch: make(chan net.Conn), closed: make(chan struct{})},
 		lns:   map[net.Listener]struct{}{},
 		conns: map[*sconn]struct{}{},
@@ -523,7 +522,7 @@ func headEnd(buf []byte) int {
 // take parses the head of length n and, when the fast server can serve it, consumes it and
 // sets up sc.req. False leaves the bytes for net/http.
 func (sc *sconn) take(n int) bool {
-	up := sc.fs.p.up.Load()
+	up := sc.fs.e.p.up.Load()
 	if up.fast == nil || up.s.DisableFastServer {
 		return false
 	}
@@ -642,7 +641,7 @@ func (sc *sconn) call(r *http.Request) (ok bool) {
 			ok = false
 		}
 	}()
-	sc.fs.p.serveUp(&sc.rw, r, sc.fs.preview, sc.up)
+	sc.fs.e.p.serveConn(sc, r, sc.fs.e.preview)
 	return true
 }
 

@@ -279,10 +279,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r
 // instance.
 func (p *Proxy) PreviewHandler() http.Handler { return previewHandler{p} }
 
-// previewHandler is a named type so that NewServer can give it the fast server.
+// FastEndpoint opts the proxy in to the fast server (FastServable).
+func (p *Proxy) FastEndpoint() FastEndpoint { return FastEndpoint{p: p} }
+
 type previewHandler struct{ p *Proxy }
 
 func (h previewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.p.serve(w, r, true) }
+
+// FastEndpoint opts the preview handler in to the fast server (FastServable).
+func (h previewHandler) FastEndpoint() FastEndpoint { return FastEndpoint{p: h.p, preview: true} }
 
 // copyBuffers lends ReverseProxy the 32 KiB buffers it copies response bodies with, instead
 // of one new buffer per request.
@@ -359,22 +364,23 @@ func (st *reqState) bodyBegun(now time.Time) {
 	st.pool.stats.bodyStarted(st.start)
 }
 
+// serve serves a request of net/http's server.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
-	p.serveUp(w, r, preview, p.up.Load())
+	p.serveState(w, r, &reqState{}, preview, p.up.Load(), nil)
 }
 
-// serveUp serves r with the upstream settings up.
-func (p *Proxy) serveUp(w http.ResponseWriter, r *http.Request, preview bool, up *upstreams) {
-	var st *reqState
-	var idSlot *[1]string
-	if fw, ok := w.(*fastRW); ok {
-		// The fast server's connection lends its storage: one request at a time uses it,
-		// and nothing keeps st or the id's slice past the request.
-		st, idSlot = &fw.sc.st, &fw.sc.reqID
-		*st = reqState{sc: fw.sc}
-	} else {
-		st = &reqState{}
-	}
+// serveConn serves the request the fast server read on sc, with the settings it took the
+// request with. The connection lends its storage: one request at a time uses it, and
+// nothing keeps the state or the id's slice past the request.
+func (p *Proxy) serveConn(sc *sconn, r *http.Request, preview bool) {
+	st := &sc.st
+	*st = reqState{sc: sc}
+	p.serveState(&sc.rw, r, st, preview, sc.up, &sc.reqID)
+}
+
+// serveState serves r with st (zero but for sc) and the upstream settings up; idSlot, when
+// not nil, backs the request id the proxy makes.
+func (p *Proxy) serveState(w http.ResponseWriter, r *http.Request, st *reqState, preview bool, up *upstreams, idSlot *[1]string) {
 	st.tbl, st.up, st.preview, st.start, st.setBucket = p.table.Load(), up, preview, p.now(), -1
 	st.tried = st.triedBuf[:0]
 	requestID(w, r, idSlot)
