@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"ramp.dev/ramp/internal/proxy/h1"
 )
 
 // The fast path forwards plain HTTP/1.1 requests on the client connection's goroutine: it
@@ -206,7 +208,7 @@ func (fp *fastPool) closeIdle(final bool) {
 }
 
 // fastEligible reports whether the fast path can forward r. parsed is true for a request the
-// fast server parsed: parseHead leaves the headers looked at here to net/http, so the
+// fast server parsed: h1.ParseRequestHead leaves the headers looked at here to net/http, so the
 // proxy's request has none of them.
 func (u *upstreams) fastEligible(r *http.Request, parsed bool) bool {
 	if u.fast == nil || r.Method == http.MethodConnect || len(r.Trailer) > 0 {
@@ -355,7 +357,7 @@ func readResponse(c *fastConn, r *http.Request, st *reqState) (*http.Response, e
 func headBuffered(br *bufio.Reader) (bool, error) {
 	for {
 		buf, _ := br.Peek(br.Buffered())
-		if headEnd(buf) > 0 {
+		if h1.HeadEnd(buf) > 0 {
 			return true, nil
 		}
 		if len(buf) >= br.Size() {
@@ -624,7 +626,7 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		// (and the response's, cleared for the next request, the next answer's): the
 		// response's few headers are merged into it rather than the answer's copied over.
 		rh := resp.Header
-		if st.sc.rs.hs.hop { // else nothing to drop: no hop-by-hop header, no Connection
+		if st.sc.rs.hs.Hop { // else nothing to drop: no hop-by-hop header, no Connection
 			for k := range rh {
 				if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
 					delete(rh, k)
@@ -638,7 +640,7 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 				rh[k] = append(vv, rv...)
 			}
 		}
-		fw.header, st.sc.rs.hs.h = rh, h
+		fw.header, st.sc.rs.hs.H = rh, h
 		h = rh
 	} else {
 		for k, vv := range resp.Header {

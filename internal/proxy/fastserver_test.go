@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"ramp.dev/ramp/internal/proxy/h1"
 )
 
 // diffUpstream answers the differential test's requests.
@@ -481,7 +483,7 @@ func rawInstance(t *testing.T) Backend {
 						}
 						end := 0
 						for range heads {
-							end += headEnd([]byte(answer[end:]))
+							end += h1.HeadEnd([]byte(answer[end:]))
 						}
 						answer = answer[:end]
 					}
