@@ -126,6 +126,8 @@ type Proxy struct {
 	table   atomic.Pointer[routeTable]
 	up      atomic.Pointer[upstreams]
 	rp      *httputil.ReverseProxy
+	fastFwd forwarder // fastForwarder{p}
+	netFwd  forwarder // netForwarder{p}
 	metrics *metrics
 	mirrors mirrorState
 
@@ -186,6 +188,7 @@ func New(rollout string, opts Options) *Proxy {
 	}
 	p.up.Store(newUpstreams(Settings{ConnectTimeout: opts.DialTimeout, FirstByteTimeout: opts.ResponseHeaderTimeout}))
 	p.mirrors.init(p)
+	p.fastFwd, p.netFwd = fastForwarder{p}, netForwarder{p}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      &retryTransport{p: p},
@@ -421,16 +424,45 @@ func (p *Proxy) serveState(w http.ResponseWriter, r *http.Request, st *reqState,
 		p.finish(st)
 		st.release()
 	}()
-	if st.up.fastEligible(r, st.sc != nil) {
-		p.serveFast(w, r, st)
-	} else {
-		p.serveReverseProxy(w, r, st)
-	}
+	p.forwarderFor(r, st).forward(w, r, st)
 	completed = true
 }
 
-// serveReverseProxy forwards r through httputil.ReverseProxy and net/http's Transport: the
-// path for what serveFast does not handle.
+// forwarder is the seam between the shared request path (serveState: routing, the body
+// buffered for a retry, measuring) and the two ways of forwarding a request. forward sends
+// r to st's instance, streams the answer to w and records in st what happened (status,
+// timings, failure), following the retry policy (retry.go). Like ReverseProxy, it panics
+// with http.ErrAbortHandler when an answer breaks off after its head went out.
+type forwarder interface {
+	forward(w http.ResponseWriter, r *http.Request, st *reqState)
+}
+
+// forwarderFor is the fast upstream path when it can forward r (fastEligible), else
+// ReverseProxy.
+func (p *Proxy) forwarderFor(r *http.Request, st *reqState) forwarder {
+	if st.up.fastEligible(r, st.sc != nil) {
+		return p.fastFwd
+	}
+	return p.netFwd
+}
+
+// fastForwarder forwards on the fast path (fastpath.go): plain HTTP/1.1 on the proxy's own
+// pool of instance connections, on the request's goroutine.
+type fastForwarder struct{ p *Proxy }
+
+func (u fastForwarder) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
+	u.p.serveFast(w, r, st)
+}
+
+// netForwarder forwards through httputil.ReverseProxy and net/http's Transport: what the
+// fast path does not handle (upgrades, h2c instances, Expect, trailers, CONNECT).
+type netForwarder struct{ p *Proxy }
+
+func (u netForwarder) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
+	u.p.serveReverseProxy(w, r, st)
+}
+
+// serveReverseProxy forwards r through httputil.ReverseProxy and net/http's Transport.
 func (p *Proxy) serveReverseProxy(w http.ResponseWriter, r *http.Request, st *reqState) {
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 	if st.up.s.FirstByteTimeout > 0 || st.up.s.IdleTimeout > 0 {
