@@ -120,13 +120,8 @@ func ParseRequestHead(head string, hs *HeadSpace) (ph RequestHead, ok bool) {
 		if line == "" {
 			break
 		}
-		colon := strings.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
-			return ph, false // also obsolete folding: a line starting with a space
-		}
-		k := textproto.CanonicalMIMEHeaderKey(line[:colon])
-		v := trimOWS(line[colon+1:])
-		if !httpguts.ValidHeaderFieldValue(v) {
+		k, v, ok := headerLine(line)
+		if !ok {
 			return ph, false
 		}
 		switch k {
@@ -172,6 +167,23 @@ func ParseRequestHead(head string, hs *HeadSpace) (ph RequestHead, ok bool) {
 		}
 	}
 	return ph, true
+}
+
+// headerLine splits a header line into its name, in canonical form, and its value without
+// the whitespace around it, as textproto reads it; false means net/http would reject the
+// line, or this package leaves it to net/http (obsolete folding: a line starting with a
+// space).
+func headerLine(line string) (k, v string, ok bool) {
+	colon := strings.IndexByte(line, ':')
+	if colon <= 0 || !isToken(line[:colon]) {
+		return "", "", false
+	}
+	k = textproto.CanonicalMIMEHeaderKey(line[:colon])
+	v = trimOWS(line[colon+1:])
+	if !httpguts.ValidHeaderFieldValue(v) {
+		return "", "", false
+	}
+	return k, v, true
 }
 
 // trimOWS trims spaces and tabs at both ends, as textproto does with header values.

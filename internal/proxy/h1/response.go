@@ -2,7 +2,6 @@ package h1
 
 import (
 	"net/http"
-	"net/textproto"
 	"strings"
 
 	"golang.org/x/net/http/httpguts"
@@ -44,13 +43,8 @@ func ParseResponseHead(head string, hs *HeadSpace, method string, resp *http.Res
 		if line == "" {
 			break
 		}
-		colon := strings.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
-			return false
-		}
-		k := textproto.CanonicalMIMEHeaderKey(line[:colon])
-		v := trimOWS(line[colon+1:])
-		if !httpguts.ValidHeaderFieldValue(v) {
+		k, v, ok := headerLine(line)
+		if !ok {
 			return false
 		}
 		switch k {
