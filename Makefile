@@ -98,8 +98,8 @@ test-release: release
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzLoad -fuzztime 30s -fuzzminimizetime 5s ./internal/spec
-	$(GO) test -run '^$$' -fuzz FuzzParseHead -fuzztime 15s -fuzzminimizetime 5s ./internal/proxy
-	$(GO) test -run '^$$' -fuzz FuzzParseResponseHead -fuzztime 15s -fuzzminimizetime 5s ./internal/proxy
+	$(GO) test -run '^$$' -fuzz FuzzParseHead -fuzztime 15s -fuzzminimizetime 5s ./internal/proxy/h1
+	$(GO) test -run '^$$' -fuzz FuzzParseResponseHead -fuzztime 15s -fuzzminimizetime 5s ./internal/proxy/h1
 # Its coverage varies from run to run (goroutines, timing): a time-bounded minimisation of every "new" input
 # took most of the run, so it minimises with 10 runs at most.
 	$(GO) test -run '^$$' -fuzz FuzzUpstreamBytes -fuzztime 20s -fuzzminimizetime 10x ./internal/proxy

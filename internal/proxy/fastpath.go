@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"ramp.dev/ramp/internal/proxy/h1"
 )
 
 // The fast path forwards plain HTTP/1.1 requests on the client connection's goroutine: it
@@ -206,7 +208,7 @@ func (fp *fastPool) closeIdle(final bool) {
 }
 
 // fastEligible reports whether the fast path can forward r. parsed is true for a request the
-// fast server parsed: parseHead leaves the headers looked at here to net/http, so the
+// fast server parsed: h1.ParseRequestHead leaves the headers looked at here to net/http, so the
 // proxy's request has none of them.
 func (u *upstreams) fastEligible(r *http.Request, parsed bool) bool {
 	if u.fast == nil || r.Method == http.MethodConnect || len(r.Trailer) > 0 {
@@ -235,16 +237,14 @@ func (e *bodyReadError) Unwrap() error { return e.err }
 var errUnexpectedUpgrade = errors.New("instance switched protocols unasked")
 
 // serveFast forwards r to st's instance on the fast path and copies the answer to w. It
-// retries once on a new connection when a reused one fails before answering, and once on
-// another instance when the connection is refused, both only for requests that can be sent
-// again. Like ReverseProxy, it panics with http.ErrAbortHandler when the answer breaks off
+// follows the retry policy (retry.go): once on another instance when the connection is
+// refused, once on a new connection when a reused one fails before answering. Like ReverseProxy, it panics with http.ErrAbortHandler when the answer breaks off
 // after its headers were sent.
 func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) {
 	fp := st.up.fast
 	ctx := r.Context()
 	body := r.Body
 	fresh := false
-	movedOnce, retriedOnce := false, false
 	var (
 		c    *fastConn
 		resp *http.Response
@@ -259,15 +259,9 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 			p.discarded(st, reasonUnasked, unasked)
 		}
 		if err != nil {
-			if !movedOnce && st.replayable && isDialError(err) && ctx.Err() == nil {
-				if pl, t, ok := p.retryTarget(st); ok {
-					p.log.Info("instance refused connection, retrying on another",
-						keyRevision, st.pool.rev, keyBackend, st.t.b.id, "retry_backend", t.b.id, "err", err)
-					st.assign(pl, t)
-					movedOnce = true
-					if body, err = replayBody(r); err == nil {
-						continue
-					}
+			if p.moveOnRefusal(ctx, st, err) {
+				if body, err = replayBody(r); err == nil {
+					continue
 				}
 			}
 			p.upstreamFailed(w, r, st, err)
@@ -284,11 +278,8 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 		}
 		stop()
 		c.close()
-		var before *beforeResponseError
-		if reused && !retriedOnce && errors.As(err, &before) && !isTimeout(err) && ctx.Err() == nil && retryable(r, st) {
-			p.log.Debug("reused connection failed before answering, retrying on a new one",
-				keyRevision, st.pool.rev, keyBackend, st.t.b.id, "err", err)
-			retriedOnce, fresh = true, true
+		if reused && p.renewAfterStale(ctx, r, st, err) {
+			fresh = true
 			if body, err = replayBody(r); err == nil {
 				continue
 			}
@@ -304,33 +295,6 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 		return
 	}
 	p.copyFast(w, r, st, c, resp, stop)
-}
-
-// retryable reports whether r may be sent again after a reused connection failed: it had
-// no body or an idempotent method, and its body (if any) is buffered.
-func retryable(r *http.Request, st *reqState) bool {
-	if !st.replayable {
-		return false
-	}
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return true
-	}
-	switch r.Method {
-	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
-		return true
-	}
-	return false
-}
-
-func replayBody(r *http.Request) (io.ReadCloser, error) {
-	if r.GetBody == nil {
-		return r.Body, nil // none, or empty
-	}
-	b, err := r.GetBody()
-	if err != nil {
-		return nil, fmt.Errorf("replay request body: %w", err)
-	}
-	return b, nil
 }
 
 // exchange sends the request on c and reads the response head (informational answers are
@@ -393,7 +357,7 @@ func readResponse(c *fastConn, r *http.Request, st *reqState) (*http.Response, e
 func headBuffered(br *bufio.Reader) (bool, error) {
 	for {
 		buf, _ := br.Peek(br.Buffered())
-		if headEnd(buf) > 0 {
+		if h1.HeadEnd(buf) > 0 {
 			return true, nil
 		}
 		if len(buf) >= br.Size() {
@@ -656,12 +620,13 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 	}
 	stream := resp.ContentLength < 0 || strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 	conn := resp.Header["Connection"]
-	if fw, ok := w.(*fastRW); ok && st.sc != nil && resp == &st.sc.rs.resp {
+	if st.sc != nil && resp == &st.sc.rs.resp {
+		fw := &st.sc.rw // w: serveConn passes it
 		// The answer's map, parsed into the connection's storage, becomes the response's
 		// (and the response's, cleared for the next request, the next answer's): the
 		// response's few headers are merged into it rather than the answer's copied over.
 		rh := resp.Header
-		if st.sc.rs.hs.hop { // else nothing to drop: no hop-by-hop header, no Connection
+		if st.sc.rs.hs.Hop { // else nothing to drop: no hop-by-hop header, no Connection
 			for k := range rh {
 				if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
 					delete(rh, k)
@@ -675,7 +640,7 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 				rh[k] = append(vv, rv...)
 			}
 		}
-		fw.header, st.sc.rs.hs.h = rh, h
+		fw.header, st.sc.rs.hs.H = rh, h
 		h = rh
 	} else {
 		for k, vv := range resp.Header {

@@ -2,13 +2,9 @@ package proxy
 
 import (
 	"bufio"
-	"io"
 	"net/http"
-	"net/http/httputil"
-	"net/textproto"
-	"strings"
 
-	"golang.org/x/net/http/httpguts"
+	"ramp.dev/ramp/internal/proxy/h1"
 )
 
 // Reading an instance's answer for a request of the fast server: the head is parsed into
@@ -20,8 +16,8 @@ import (
 // respSpace is the storage for one answer at a time.
 type respSpace struct {
 	resp http.Response
-	hs   headSpace
-	body respBody
+	hs   h1.HeadSpace
+	body h1.Body
 }
 
 // readResponse reads the head of an answer from br into sc's storage, or returns nil (with
@@ -30,7 +26,7 @@ func (sc *sconn) readResponse(br *bufio.Reader, r *http.Request) *http.Response 
 	var n int
 	for {
 		buf, _ := br.Peek(br.Buffered())
-		if n = headEnd(buf); n > 0 {
+		if n = h1.HeadEnd(buf); n > 0 {
 			break
 		}
 		if len(buf) >= br.Size() {
@@ -44,185 +40,11 @@ func (sc *sconn) readResponse(br *bufio.Reader, r *http.Request) *http.Response 
 	rs := &sc.rs
 	resp := &rs.resp
 	*resp = http.Response{Request: r}
-	rs.body.br, rs.body.resp = br, resp
-	if !parseResponseHead(string(buf), &rs.hs, r.Method, resp, &rs.body) {
+	rs.body.Init(br, &resp.Trailer, nil)
+	if !h1.ParseResponseHead(string(buf), &rs.hs, r.Method, resp, &rs.body, respSkip) {
 		return nil
 	}
 	br.Discard(n)
-	resp.Header = rs.hs.h
+	resp.Header = rs.hs.H
 	return resp
 }
-
-// parseResponseHead parses an answer's head into resp (status, framing, Close) and hs, as
-// http.ReadResponse does; false means it is not a head this parser takes.
-func parseResponseHead(head string, hs *headSpace, method string, resp *http.Response, body *respBody) bool {
-	hs.reset()
-	i := strings.Index(head, "\r\n")
-	if i < 0 {
-		return false
-	}
-	line, rest := head[:i], head[i+2:]
-	if len(line) < 12 || line[:9] != "HTTP/1.1 " || len(line) > 12 && line[12] != ' ' {
-		return false
-	}
-	code := 0
-	for _, c := range []byte(line[9:12]) {
-		if c < '0' || c > '9' {
-			return false
-		}
-		code = code*10 + int(c-'0')
-	}
-	if code < 100 || code == http.StatusSwitchingProtocols || strings.ContainsAny(line, "\r\n") {
-		return false
-	}
-	lengths, tes := 0, 0
-	var cl, te string
-	for {
-		i = strings.Index(rest, "\r\n")
-		if i < 0 {
-			return false
-		}
-		line, rest = rest[:i], rest[i+2:]
-		if line == "" {
-			break
-		}
-		colon := strings.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
-			return false
-		}
-		k := textproto.CanonicalMIMEHeaderKey(line[:colon])
-		v := trimOWS(line[colon+1:])
-		if !httpguts.ValidHeaderFieldValue(v) {
-			return false
-		}
-		switch k {
-		case "Content-Length":
-			lengths++
-			cl = v
-		case "Transfer-Encoding":
-			tes++
-			te = v
-			continue // as net/http, which removes it
-		case "Trailer":
-			return false
-		}
-		if respSkip(k) {
-			hs.hop = true
-		}
-		hs.add(k, v)
-	}
-	if rest != "" || lengths > 1 || tes > 1 {
-		return false
-	}
-	resp.Status = head[9:strings.Index(head, "\r\n")]
-	resp.StatusCode = code
-	resp.Proto, resp.ProtoMajor, resp.ProtoMinor = "HTTP/1.1", 1, 1
-	if conn := hs.h["Connection"]; len(conn) > 0 && httpguts.HeaderValuesContainsToken(conn, "close") {
-		resp.Close = true
-		delete(hs.h, "Connection") // as net/http's shouldClose for answers
-	}
-	noBody := code < 200 || code == http.StatusNoContent || code == http.StatusNotModified
-	var n int64 = -1
-	if lengths == 1 {
-		var ok bool
-		if n, ok = parseLength(cl); !ok {
-			return false
-		}
-	}
-	if tes == 1 && (lengths > 0 || !strings.EqualFold(te, "chunked")) {
-		return false
-	}
-	switch {
-	case noBody && (lengths > 0 || tes > 0):
-		return false // odd: leave it to net/http
-	case method == http.MethodHead:
-		resp.ContentLength = n
-		resp.Body = http.NoBody
-		if tes == 1 {
-			resp.TransferEncoding = chunkedTE
-		}
-	case noBody:
-		resp.ContentLength = 0
-		resp.Body = http.NoBody
-	case tes == 1:
-		resp.ContentLength = -1
-		resp.TransferEncoding = chunkedTE
-		body.reset(-1, true)
-		resp.Body = body
-	case n == 0:
-		resp.ContentLength = 0
-		resp.Body = http.NoBody
-	case n > 0:
-		resp.ContentLength = n
-		body.reset(n, false)
-		resp.Body = body
-	default: // until the instance closes
-		resp.ContentLength = -1
-		resp.Close = true
-		body.reset(-1, false)
-		resp.Body = body
-	}
-	return true
-}
-
-// respBody reads an answer's body as net/http's: n bytes, chunked (trailers into
-// resp.Trailer), or until EOF.
-type respBody struct {
-	br      *bufio.Reader
-	resp    *http.Response
-	remain  int64 // -1: chunked or until EOF
-	chunked io.Reader
-	eof     bool
-	err     error
-}
-
-func (b *respBody) reset(n int64, chunked bool) {
-	b.remain, b.chunked, b.eof, b.err = n, nil, false, nil
-	if chunked {
-		b.chunked = httputil.NewChunkedReader(b.br)
-	}
-}
-
-func (b *respBody) Read(p []byte) (int, error) {
-	if b.err != nil {
-		return 0, b.err
-	}
-	if b.eof {
-		return 0, io.EOF
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	var n int
-	var err error
-	switch {
-	case b.chunked != nil:
-		n, err = b.chunked.Read(p)
-		if err == io.EOF {
-			if terr := readTrailer(b.br, &b.resp.Trailer); terr != nil {
-				err = terr
-			}
-		}
-	case b.remain >= 0:
-		if int64(len(p)) > b.remain {
-			p = p[:b.remain]
-		}
-		n, err = b.br.Read(p)
-		b.remain -= int64(n)
-		if b.remain == 0 {
-			err = io.EOF
-		} else if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
-	default:
-		n, err = b.br.Read(p)
-	}
-	if err == io.EOF {
-		b.eof = true
-	} else if err != nil {
-		b.err = err
-	}
-	return n, err
-}
-
-func (b *respBody) Close() error { return nil }

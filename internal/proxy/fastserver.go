@@ -10,13 +10,13 @@ import (
 	"log"
 	"net"
 	"net/http"
-	"net/http/httputil"
-	"net/textproto"
 	"net/url"
 	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"ramp.dev/ramp/internal/proxy/h1"
 )
 
 // The fast server is the client half of the fast path: it reads plain HTTP/1.1 requests
@@ -41,16 +41,14 @@ var (
 	fastReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, fastHeadBuffer) }}
 	fastWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
 	bodyWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, bufferBeforeChunking) }}
-	chunkedTE   = []string{"chunked"}
 	aLongAgo    = time.Unix(1, 0)
 )
 
-// fastServer serves a Proxy (or its preview handler) for one Server.
+// fastServer serves a FastEndpoint (a Proxy, or its preview) for one Server.
 type fastServer struct {
-	p       *Proxy
-	preview bool
-	srv     *http.Server
-	hl      *handoffListener
+	e   FastEndpoint
+	srv *http.Server
+	hl  *handoffListener
 
 	headLimit    int
 	writeTimeout time.Duration // bounds each write's progress; 0 means none
@@ -65,9 +63,9 @@ type fastServer struct {
 	once  sync.Once // starts srv.Serve(hl)
 }
 
-func newFastServer(p *Proxy, preview bool, srv *http.Server) *fastServer {
+func newFastServer(e FastEndpoint, srv *http.Server) *fastServer {
 	return &fastServer{
-		p: p, preview: preview, srv: srv,
+		e: e, srv: srv,
 		hl:    &handoffListener{ch: make(chan net.Conn), closed: make(chan struct{})},
 		lns:   map[net.Listener]struct{}{},
 		conns: map[*sconn]struct{}{},
@@ -278,8 +276,8 @@ type sconn struct {
 	base   *http.Request // carries ctx; each request starts as a copy
 
 	req        http.Request
-	hs         headSpace
-	body       fastBody
+	hs         h1.HeadSpace
+	body       h1.Body // the request's body
 	rw         fastRW
 	wantsClose bool
 	up         *upstreams // the settings the request started with
@@ -435,7 +433,7 @@ func (sc *sconn) serve() {
 	sc.bw.Reset(connWriter{sc})
 	sc.rw.sc = sc
 	sc.rw.w = bodyWriters.Get().(*bufio.Writer)
-	sc.body.sc = sc
+	sc.body.Init(sc.br, &sc.req.Trailer, sc.arm)
 	if d := fs.srv.ReadHeaderTimeout; d > 0 {
 		sc.headDeadline = time.Now().Add(d)
 		sc.conn.SetReadDeadline(sc.headDeadline)
@@ -478,7 +476,7 @@ func (sc *sconn) serve() {
 func (sc *sconn) readHead() (int, error) {
 	for {
 		buf, _ := sc.br.Peek(sc.br.Buffered())
-		if n := headEnd(buf); n > 0 {
+		if n := h1.HeadEnd(buf); n > 0 {
 			return n, nil
 		}
 		if len(buf) >= sc.fs.headLimit {
@@ -503,49 +501,31 @@ func (sc *sconn) readHead() (int, error) {
 	}
 }
 
-// headEnd returns the length of the request head at the start of buf, ending at the first
-// empty line ("\n\n" or "\n\r\n", as textproto reads lines), or 0.
-func headEnd(buf []byte) int {
-	for i := 0; ; {
-		j := bytes.IndexByte(buf[i:], '\n')
-		if j < 0 {
-			return 0
-		}
-		i += j + 1
-		if i < len(buf) && buf[i] == '\n' {
-			return i + 1
-		}
-		if i+1 < len(buf) && buf[i] == '\r' && buf[i+1] == '\n' {
-			return i + 2
-		}
-	}
-}
-
 // take parses the head of length n and, when the fast server can serve it, consumes it and
 // sets up sc.req. False leaves the bytes for net/http.
 func (sc *sconn) take(n int) bool {
-	up := sc.fs.p.up.Load()
+	up := sc.fs.e.p.up.Load()
 	if up.fast == nil || up.s.DisableFastServer {
 		return false
 	}
 	sc.up = up
 	buf, _ := sc.br.Peek(n)
 	head := string(buf)
-	ph, ok := parseHead(head, &sc.hs)
+	ph, ok := h1.ParseRequestHead(head, &sc.hs)
 	if !ok {
 		return false
 	}
-	if ph.target != sc.lastTarget || sc.lastTarget == "" {
-		u, err := url.ParseRequestURI(ph.target)
+	if ph.Target != sc.lastTarget || sc.lastTarget == "" {
+		u, err := url.ParseRequestURI(ph.Target)
 		if err != nil {
 			return false
 		}
-		sc.lastTarget, sc.lastURL = ph.target, *u
+		sc.lastTarget, sc.lastURL = ph.Target, *u
 	}
 	sc.br.Discard(n)
 	// A request without a body reads nothing more of the connection (the watcher clears the
 	// deadline before it reads): its idle or head deadline can stay.
-	if sc.deadline != 0 && ph.contentLength != 0 {
+	if sc.deadline != 0 && ph.ContentLength != 0 {
 		sc.conn.SetReadDeadline(time.Time{})
 		sc.deadline = 0
 	}
@@ -561,23 +541,23 @@ func (sc *sconn) take(n int) bool {
 	sc.url = sc.lastURL
 	r := &sc.req
 	*r = *sc.base
-	r.Method = ph.method
+	r.Method = ph.Method
 	r.URL = &sc.url
 	r.Proto, r.ProtoMajor, r.ProtoMinor = "HTTP/1.1", 1, 1
-	r.Header = sc.hs.h
-	r.Host = ph.host
+	r.Header = sc.hs.H
+	r.Host = ph.Host
 	r.RemoteAddr = sc.remoteAddr
-	r.RequestURI = ph.target
-	r.Close = ph.close
-	r.ContentLength = ph.contentLength
-	sc.wantsClose = ph.close
-	sc.body.reset(ph.contentLength)
-	if ph.contentLength == 0 {
+	r.RequestURI = ph.Target
+	r.Close = ph.Close
+	r.ContentLength = ph.ContentLength
+	sc.wantsClose = ph.Close
+	sc.body.Reset(ph.ContentLength, ph.ContentLength < 0)
+	if ph.ContentLength == 0 {
 		r.Body = http.NoBody
 	} else {
 		r.Body = &sc.body
-		if ph.contentLength < 0 {
-			r.TransferEncoding = chunkedTE
+		if ph.ContentLength < 0 {
+			r.TransferEncoding = h1.ChunkedTE
 		}
 	}
 	sc.rw.reset(r)
@@ -618,7 +598,7 @@ func (sc *sconn) serveOne() (reuse bool) {
 	}
 	sc.rw.finish()
 	sc.disarm()
-	if !sc.rw.reuse() || sc.ctx.Err() != nil || (r.ContentLength != 0 && !sc.body.eof) {
+	if !sc.rw.reuse() || sc.ctx.Err() != nil || (r.ContentLength != 0 && !sc.body.Done()) {
 		if sc.rw.bodyLimitHit {
 			sc.closeWriteAndWait()
 		}
@@ -643,7 +623,7 @@ func (sc *sconn) call(r *http.Request) (ok bool) {
 			ok = false
 		}
 	}()
-	sc.fs.p.serveUp(&sc.rw, r, sc.fs.preview, sc.up)
+	sc.fs.e.p.serveConn(sc, r, sc.fs.e.preview)
 	return true
 }
 
@@ -728,116 +708,6 @@ func (sc *sconn) disarm() {
 		sc.watchState = 0
 		sc.watchMu.Unlock()
 	}
-}
-
-// fastBody is a request's body on the fast server: Content-Length bytes, or chunked.
-type fastBody struct {
-	sc      *sconn
-	remain  int64 // bytes left of a Content-Length body; -1 when chunked
-	chunked io.Reader
-	eof     bool
-	closed  bool
-	err     error
-}
-
-func (b *fastBody) reset(n int64) {
-	b.remain, b.chunked, b.eof, b.closed, b.err = n, nil, n == 0, false, nil
-	if n < 0 {
-		b.chunked = httputil.NewChunkedReader(b.sc.br)
-	}
-}
-
-func (b *fastBody) Read(p []byte) (int, error) {
-	if b.closed {
-		return 0, http.ErrBodyReadAfterClose
-	}
-	if b.err != nil {
-		return 0, b.err
-	}
-	if b.eof {
-		return 0, io.EOF
-	}
-	if len(p) == 0 {
-		return 0, nil
-	}
-	var n int
-	var err error
-	if b.chunked == nil {
-		if int64(len(p)) > b.remain {
-			p = p[:b.remain]
-		}
-		n, err = b.sc.br.Read(p)
-		b.remain -= int64(n)
-		if b.remain == 0 {
-			err = io.EOF
-		} else if err == io.EOF {
-			b.eof = true // as net/http's body: later reads return io.EOF
-			return n, io.ErrUnexpectedEOF
-		}
-	} else {
-		n, err = b.chunked.Read(p)
-		if err == io.EOF {
-			if terr := readTrailer(b.sc.br, &b.sc.req.Trailer); terr != nil {
-				err = terr
-			}
-		}
-	}
-	if err == io.EOF {
-		b.eof = true
-		b.sc.arm()
-	} else if err != nil {
-		b.err = err
-	}
-	return n, err
-}
-
-// readTrailer reads what follows the last chunk into *t, as net/http's body.readTrailer.
-func readTrailer(br *bufio.Reader, t *http.Header) error {
-	buf, err := br.Peek(2)
-	if bytes.Equal(buf, []byte("\r\n")) {
-		br.Discard(2)
-		return nil
-	}
-	if len(buf) < 2 {
-		return errors.New("http: unexpected EOF reading trailer")
-	}
-	if err != nil {
-		return err
-	}
-	if !upcomingDoubleCRLF(br) {
-		return errors.New("http: suspiciously long trailer after chunked body")
-	}
-	hdr, err := textproto.NewReader(br).ReadMIMEHeader()
-	if err != nil {
-		if err == io.EOF {
-			return errors.New("http: unexpected EOF reading trailer")
-		}
-		return err
-	}
-	if *t == nil {
-		*t = http.Header{}
-	}
-	for k, vv := range hdr {
-		(*t)[k] = vv
-	}
-	return nil
-}
-
-func upcomingDoubleCRLF(r *bufio.Reader) bool {
-	for peekSize := 4; ; peekSize++ {
-		buf, err := r.Peek(peekSize)
-		if bytes.HasSuffix(buf, []byte("\r\n\r\n")) {
-			return true
-		}
-		if err != nil {
-			return false
-		}
-	}
-}
-
-func (b *fastBody) Close() error {
-	b.closed = true
-	return nil
 }
 
 // String is for panics and logs that print a request.

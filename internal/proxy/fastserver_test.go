@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"ramp.dev/ramp/internal/proxy/h1"
 )
 
 // diffUpstream answers the differential test's requests.
@@ -481,7 +483,7 @@ func rawInstance(t *testing.T) Backend {
 						}
 						end := 0
 						for range heads {
-							end += headEnd([]byte(answer[end:]))
+							end += h1.HeadEnd([]byte(answer[end:]))
 						}
 						answer = answer[:end]
 					}
@@ -625,5 +627,83 @@ func TestFastServerMergesAnswerHeaders(t *testing.T) {
 				t.Errorf("off %v %s: %s %q", off, path, RevisionHeader, got)
 			}
 		}
+	}
+}
+
+// wrapped is a middleware around a handler; optIn adds FastServable.
+type wrapped struct {
+	h     http.Handler
+	calls atomic.Int64
+}
+
+func (m *wrapped) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	m.calls.Add(1)
+	m.h.ServeHTTP(w, r)
+}
+
+type optIn struct{ *wrapped }
+
+func (m optIn) FastEndpoint() FastEndpoint { return m.h.(FastServable).FastEndpoint() }
+
+// TestFastServerOptIn checks that NewServer gives the fast server to any handler that opts
+// in with FastServable (a Proxy, its preview, a middleware around either), and that one
+// that does not is served by net/http, through its own ServeHTTP.
+func TestFastServerOptIn(t *testing.T) {
+	u := newFastUpstream(t)
+	p := New("optin", Options{Logger: quietLogger()})
+	t.Cleanup(p.Close)
+	p.SetTable(Table{Pools: []Pool{{Revision: 3, Weight: 100, Backends: []Backend{u.backend()}}}, Preview: 3})
+	plain := &wrapped{h: p}
+	preview := &wrapped{h: p.PreviewHandler()}
+	for _, tc := range []struct {
+		name      string
+		h         http.Handler
+		mw        *wrapped // the middleware, when there is one
+		wantFast  bool
+		wantCalls int64 // of the middleware's ServeHTTP
+	}{
+		{"proxy", p, nil, true, 0},
+		{"preview", p.PreviewHandler(), nil, true, 0},
+		{"wrapped proxy, opted in", optIn{plain}, plain, true, 0},
+		{"wrapped preview, opted in", optIn{preview}, preview, true, 0},
+		{"wrapped, not opted in", &wrapped{h: p}, nil, false, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			mw := tc.mw
+			if w, ok := tc.h.(*wrapped); ok {
+				mw = w
+			}
+			srv := NewServer(tc.h, ServerConfig{Logger: quietLogger()})
+			if (srv.fast != nil) != tc.wantFast {
+				t.Fatalf("fast server: %v, want %v", srv.fast != nil, tc.wantFast)
+			}
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			go Serve(srv, ln)
+			defer srv.Close()
+			for range 3 {
+				resp, err := http.Get("http://" + ln.Addr().String() + "/ok")
+				if err != nil {
+					t.Fatal(err)
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 || resp.Header.Get(RevisionHeader) != "3" {
+					t.Errorf("%d rev %q", resp.StatusCode, resp.Header.Get(RevisionHeader))
+				}
+			}
+			if tc.wantFast {
+				if n := srv.fast.served.Load(); n != 3 {
+					t.Errorf("the fast server served %d requests, want 3", n)
+				}
+			}
+			if mw != nil {
+				if n := mw.calls.Load(); n != tc.wantCalls {
+					t.Errorf("the middleware's ServeHTTP ran %d times, want %d", n, tc.wantCalls)
+				}
+			}
+		})
 	}
 }

@@ -227,10 +227,10 @@ func (w *fastRW) writeHead(p []byte) {
 		discard, tooBig := false, false
 		b := &w.sc.body
 		switch {
-		case b.eof:
-		case b.closed:
+		case b.Done():
+		case b.Closed():
 			w.closeAfterReply = true
-		case b.remain >= maxPostHandlerRead:
+		case b.Remaining() >= maxPostHandlerRead:
 			tooBig = true
 		default:
 			discard = true

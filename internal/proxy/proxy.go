@@ -9,14 +9,12 @@
 package proxy
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/netip"
@@ -116,9 +114,6 @@ const (
 	keyBackend  = "backend"
 )
 
-// maxReplayBody is the largest request body buffered so that the request can be retried.
-const maxReplayBody = 1 << 20
-
 // RevisionHeader is added to every proxied response and names the revision that served it.
 const RevisionHeader = "X-Ramp-Revision"
 
@@ -131,6 +126,8 @@ type Proxy struct {
 	table   atomic.Pointer[routeTable]
 	up      atomic.Pointer[upstreams]
 	rp      *httputil.ReverseProxy
+	fastFwd forwarder // fastForwarder{p}
+	netFwd  forwarder // netForwarder{p}
 	metrics *metrics
 	mirrors mirrorState
 
@@ -191,6 +188,7 @@ func New(rollout string, opts Options) *Proxy {
 	}
 	p.up.Store(newUpstreams(Settings{ConnectTimeout: opts.DialTimeout, FirstByteTimeout: opts.ResponseHeaderTimeout}))
 	p.mirrors.init(p)
+	p.fastFwd, p.netFwd = fastForwarder{p}, netForwarder{p}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      &retryTransport{p: p},
@@ -284,10 +282,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) { p.serve(w, r
 // instance.
 func (p *Proxy) PreviewHandler() http.Handler { return previewHandler{p} }
 
-// previewHandler is a named type so that NewServer can give it the fast server.
+// FastEndpoint opts the proxy in to the fast server (FastServable).
+func (p *Proxy) FastEndpoint() FastEndpoint { return FastEndpoint{p: p} }
+
 type previewHandler struct{ p *Proxy }
 
 func (h previewHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) { h.p.serve(w, r, true) }
+
+// FastEndpoint opts the preview handler in to the fast server (FastServable).
+func (h previewHandler) FastEndpoint() FastEndpoint { return FastEndpoint{p: h.p, preview: true} }
 
 // copyBuffers lends ReverseProxy the 32 KiB buffers it copies response bodies with, instead
 // of one new buffer per request.
@@ -308,6 +311,8 @@ type reqState struct {
 	setBucket  int // a sticky bucket to hand out in a cookie; -1 means none
 	start      time.Time
 	replayable bool
+	moved      bool // moved to another instance after a refused connection (retry.go)
+	renewed    bool // sent again on a new connection after a reused one failed (retry.go)
 	pool       *pool
 	t          target
 	tried      []*backendState
@@ -362,22 +367,23 @@ func (st *reqState) bodyBegun(now time.Time) {
 	st.pool.stats.bodyStarted(st.start)
 }
 
+// serve serves a request of net/http's server.
 func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
-	p.serveUp(w, r, preview, p.up.Load())
+	p.serveState(w, r, &reqState{}, preview, p.up.Load(), nil)
 }
 
-// serveUp serves r with the upstream settings up.
-func (p *Proxy) serveUp(w http.ResponseWriter, r *http.Request, preview bool, up *upstreams) {
-	var st *reqState
-	var idSlot *[1]string
-	if fw, ok := w.(*fastRW); ok {
-		// The fast server's connection lends its storage: one request at a time uses it,
-		// and nothing keeps st or the id's slice past the request.
-		st, idSlot = &fw.sc.st, &fw.sc.reqID
-		*st = reqState{sc: fw.sc}
-	} else {
-		st = &reqState{}
-	}
+// serveConn serves the request the fast server read on sc, with the settings it took the
+// request with. The connection lends its storage: one request at a time uses it, and
+// nothing keeps the state or the id's slice past the request.
+func (p *Proxy) serveConn(sc *sconn, r *http.Request, preview bool) {
+	st := &sc.st
+	*st = reqState{sc: sc}
+	p.serveState(&sc.rw, r, st, preview, sc.up, &sc.reqID)
+}
+
+// serveState serves r with st (zero but for sc) and the upstream settings up; idSlot, when
+// not nil, backs the request id the proxy makes.
+func (p *Proxy) serveState(w http.ResponseWriter, r *http.Request, st *reqState, preview bool, up *upstreams, idSlot *[1]string) {
 	st.tbl, st.up, st.preview, st.start, st.setBucket = p.table.Load(), up, preview, p.now(), -1
 	st.tried = st.triedBuf[:0]
 	requestID(w, r, idSlot)
@@ -418,16 +424,45 @@ func (p *Proxy) serveUp(w http.ResponseWriter, r *http.Request, preview bool, up
 		p.finish(st)
 		st.release()
 	}()
-	if st.up.fastEligible(r, st.sc != nil) {
-		p.serveFast(w, r, st)
-	} else {
-		p.serveReverseProxy(w, r, st)
-	}
+	p.forwarderFor(r, st).forward(w, r, st)
 	completed = true
 }
 
-// serveReverseProxy forwards r through httputil.ReverseProxy and net/http's Transport: the
-// path for what serveFast does not handle.
+// forwarder is the seam between the shared request path (serveState: routing, the body
+// buffered for a retry, measuring) and the two ways of forwarding a request. forward sends
+// r to st's instance, streams the answer to w and records in st what happened (status,
+// timings, failure), following the retry policy (retry.go). Like ReverseProxy, it panics
+// with http.ErrAbortHandler when an answer breaks off after its head went out.
+type forwarder interface {
+	forward(w http.ResponseWriter, r *http.Request, st *reqState)
+}
+
+// forwarderFor is the fast upstream path when it can forward r (fastEligible), else
+// ReverseProxy.
+func (p *Proxy) forwarderFor(r *http.Request, st *reqState) forwarder {
+	if st.up.fastEligible(r, st.sc != nil) {
+		return p.fastFwd
+	}
+	return p.netFwd
+}
+
+// fastForwarder forwards on the fast path (fastpath.go): plain HTTP/1.1 on the proxy's own
+// pool of instance connections, on the request's goroutine.
+type fastForwarder struct{ p *Proxy }
+
+func (u fastForwarder) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
+	u.p.serveFast(w, r, st)
+}
+
+// netForwarder forwards through httputil.ReverseProxy and net/http's Transport: what the
+// fast path does not handle (upgrades, h2c instances, Expect, trailers, CONNECT).
+type netForwarder struct{ p *Proxy }
+
+func (u netForwarder) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
+	u.p.serveReverseProxy(w, r, st)
+}
+
+// serveReverseProxy forwards r through httputil.ReverseProxy and net/http's Transport.
 func (p *Proxy) serveReverseProxy(w http.ResponseWriter, r *http.Request, st *reqState) {
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
 	if st.up.s.FirstByteTimeout > 0 || st.up.s.IdleTimeout > 0 {
@@ -437,24 +472,6 @@ func (p *Proxy) serveReverseProxy(w http.ResponseWriter, r *http.Request, st *re
 		defer cancel(nil)
 	}
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
-}
-
-// bufferBody reads a request body of known length up to maxReplayBody into memory so the
-// request can be sent again. It reports whether the request can be replayed.
-func bufferBody(r *http.Request) (bool, error) {
-	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
-		return true, nil
-	}
-	if r.ContentLength < 0 || r.ContentLength > maxReplayBody {
-		return false, nil // streamed or large: forward as it comes, no retry
-	}
-	buf, err := io.ReadAll(io.LimitReader(r.Body, r.ContentLength))
-	if err != nil {
-		return false, fmt.Errorf("read request body: %w", err)
-	}
-	r.Body = io.NopCloser(bytes.NewReader(buf))
-	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf)), nil }
-	return true, nil
 }
 
 // route picks the pool and instance for a new request and counts it in flight there.
@@ -480,18 +497,6 @@ func (p *Proxy) route(st *reqState, r *http.Request) (*pool, target, bool) {
 		return tbl.sticky.pick(st, r)
 	}
 	return pickWeighted(tbl.pools, nil)
-}
-
-// retryTarget picks another instance after st's instance refused the connection: in the same
-// pool if it can, else in another pool (of the preview revision for preview requests).
-func (p *Proxy) retryTarget(st *reqState) (*pool, target, bool) {
-	if t, ok := st.pool.pick(st.tried); ok {
-		return st.pool, t, true
-	}
-	if st.preview {
-		return firstReady(st.tbl.byRev[st.tbl.preview], st.tried)
-	}
-	return pickWeighted(st.tbl.pools, st.tried)
 }
 
 func firstReady(pools []*pool, exclude []*backendState) (*pool, target, bool) {
@@ -717,9 +722,10 @@ func transportHeadTooLarge(err error) bool {
 	return err != nil && strings.Contains(err.Error(), "server response headers exceeded")
 }
 
-// retryTransport sends the request on the transport of the request's settings and, when the
-// instance refuses the connection and the body can be sent again, retries once on another
-// instance. It enforces the first-byte timeout.
+// retryTransport sends the request on the transport of the request's settings and follows
+// the retry policy (retry.go): when the instance refuses the connection, it retries once on
+// another instance (net/http's Transport itself retries a request on a new connection when a
+// reused one fails, by rules like renewAfterStale's). It enforces the first-byte timeout.
 type retryTransport struct {
 	p *Proxy
 }
@@ -749,20 +755,15 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (rt *retryTransport) roundTrip(st *reqState, base http.RoundTripper, req *http.Request) (*http.Response, error) {
 	resp, err := base.RoundTrip(req)
-	if err != nil && st.replayable && isDialError(err) && req.Context().Err() == nil {
-		if pl, t, ok := rt.p.retryTarget(st); ok {
-			rt.p.log.Info("instance refused connection, retrying on another",
-				keyRevision, st.pool.rev, keyBackend, st.t.b.id, "retry_backend", t.b.id, "err", err)
-			st.assign(pl, t)
-			r2 := req.Clone(req.Context())
-			r2.URL.Host = t.addr
-			if req.Body != nil && req.GetBody != nil {
-				if r2.Body, err = req.GetBody(); err != nil {
-					return nil, fmt.Errorf("replay request body: %w", err)
-				}
+	if err != nil && rt.p.moveOnRefusal(req.Context(), st, err) {
+		r2 := req.Clone(req.Context())
+		r2.URL.Host = st.t.addr
+		if req.Body != nil && req.GetBody != nil {
+			if r2.Body, err = replayBody(req); err != nil {
+				return nil, err
 			}
-			resp, err = base.RoundTrip(r2)
 		}
+		resp, err = base.RoundTrip(r2)
 	}
 	if err == nil {
 		st.gotHeaders = true
@@ -770,11 +771,6 @@ func (rt *retryTransport) roundTrip(st *reqState, base http.RoundTripper, req *h
 		st.status = resp.StatusCode
 	}
 	return resp, err
-}
-
-func isDialError(err error) bool {
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
 }
 
 // finish records a finished request in its revision's measurements.

@@ -61,10 +61,11 @@ func orDefault(d, def time.Duration) time.Duration {
 	return d
 }
 
-// Server is the HTTP server of one of a rollout's listeners. In front of a Proxy (or its
-// PreviewHandler) without TLS, it reads plain HTTP/1.1 requests itself (fastserver.go) and
-// hands every other connection to the embedded http.Server; otherwise the embedded server
-// serves everything. Shutdown and Close cover both.
+// Server is the HTTP server of one of a rollout's listeners. In front of a handler that
+// opts in with FastServable (a Proxy, its PreviewHandler) without TLS, it reads plain
+// HTTP/1.1 requests itself (fastserver.go) and hands every other connection to the embedded
+// http.Server; otherwise the embedded server serves everything. Shutdown and Close cover
+// both.
 type Server struct {
 	*http.Server
 	fast         *fastServer // nil when net/http serves every connection
@@ -104,16 +105,33 @@ func NewServer(h http.Handler, c ServerConfig) *Server {
 		}
 		return s
 	}
-	switch h := h.(type) {
-	case *Proxy:
-		s.fast = newFastServer(h, false, srv)
-	case previewHandler:
-		s.fast = newFastServer(h.p, true, srv)
-	}
-	if s.fast != nil {
-		s.fast.writeTimeout = s.writeTimeout
+	if fh, ok := h.(FastServable); ok {
+		if e := fh.FastEndpoint(); e.p != nil {
+			s.fast = newFastServer(e, srv)
+			s.fast.writeTimeout = s.writeTimeout
+		}
 	}
 	return s
+}
+
+// FastServable is implemented by a handler that lets the fast server (fastserver.go) read
+// its plain HTTP/1.1 requests and hand them to a Proxy directly. A Proxy and its
+// PreviewHandler implement it. A handler that wraps one (a middleware) opts in by
+// implementing it too, usually by returning the wrapped handler's endpoint: it then accepts
+// that the requests the fast server serves reach the Proxy without going through its own
+// ServeHTTP, which still sees every connection net/http serves (TLS, HTTP/2, and whatever
+// the fast server hands over). A handler that does not implement it (or returns the zero
+// FastEndpoint) is served by net/http alone: every request goes through its ServeHTTP, with
+// the same answers, at net/http's cost per request.
+type FastServable interface {
+	FastEndpoint() FastEndpoint
+}
+
+// FastEndpoint is where the fast server hands the requests it reads: a Proxy, for its
+// weighted routes or for its preview revision. The zero value is none.
+type FastEndpoint struct {
+	p       *Proxy
+	preview bool
 }
 
 // Serve serves srv on ln, over TLS when srv has a TLS config. It returns

@@ -1,6 +1,12 @@
-package proxy
+// Package h1 is the hand-written HTTP/1.1 wire code of the proxy's fast path: the parsers
+// of request and answer heads, which take a strict subset of what net/http takes and read
+// it as net/http does (FuzzParseHead and FuzzParseResponseHead check both against
+// net/http), and the body reader. It reads into storage the caller reuses from message to
+// message, and knows nothing of the proxy.
+package h1
 
 import (
+	"bytes"
 	"net/http"
 	"net/textproto"
 	"strings"
@@ -13,31 +19,36 @@ import (
 // http.ReadRequest); everything else is handed to net/http with the bytes already read, so
 // net/http's answer (400, 431, 501, upgrades, Expect...) stays what it was.
 
-// parsedHead is what the fast server needs of a request head beyond its header map.
-type parsedHead struct {
-	method, target, host string
-	// contentLength is the declared body length; -1 means chunked.
-	contentLength int64
-	// close is true when the client sent Connection: close.
-	close bool
+// RequestHead is what the fast server needs of a request head beyond its header map.
+type RequestHead struct {
+	Method, Target, Host string
+	// ContentLength is the declared body length; -1 means chunked.
+	ContentLength int64
+	// Close is true when the client sent Connection: close.
+	Close bool
 }
 
-// headSpace holds the per-connection storage parseHead fills, reused from request to request.
-type headSpace struct {
-	h    http.Header
-	vals []string // backing for h's one-value slices
-	keys []string // h's keys in order, while there are fewer than scanKeys
-	// hop is set by parseResponseHead when the answer has a header respSkip drops
-	// (Connection among them, which may name more).
-	hop bool
+// ChunkedTE is the TransferEncoding of a chunked message (shared: not to be changed).
+var ChunkedTE = []string{"chunked"}
+
+// HeadSpace holds the per-connection storage the parsers fill, reused from head to head.
+type HeadSpace struct {
+	// H is the head's header map, cleared by the next parse.
+	H    http.Header
+	vals []string // backing for H's one-value slices
+	keys []string // H's keys in order, while there are fewer than scanKeys
+	// Hop is set by ParseResponseHead when the answer has a header its hop function
+	// reports (Connection among them, which may name more).
+	Hop bool
 }
 
-func (hs *headSpace) reset() {
-	if hs.h == nil {
-		hs.h = make(http.Header) // small (8 keys) until a head has more: cheaper to clear
+// Reset clears the storage for the next head.
+func (hs *HeadSpace) Reset() {
+	if hs.H == nil {
+		hs.H = make(http.Header) // small (8 keys) until a head has more: cheaper to clear
 	}
-	hs.hop = false
-	clear(hs.h)
+	hs.Hop = false
+	clear(hs.H)
 	clear(hs.vals)
 	hs.vals = hs.vals[:0]
 	clear(hs.keys)
@@ -48,18 +59,18 @@ func (hs *headSpace) reset() {
 // is faster for a few than the map lookup it does past them.
 const scanKeys = 16
 
-func (hs *headSpace) add(k, v string) {
+func (hs *HeadSpace) add(k, v string) {
 	if len(hs.keys) < scanKeys {
 		// hs.keys holds every key so far.
 		for _, kk := range hs.keys {
 			if kk == k {
-				hs.h[k] = append(hs.h[k], v)
+				hs.H[k] = append(hs.H[k], v)
 				return
 			}
 		}
 		hs.keys = append(hs.keys, k)
-	} else if vv, ok := hs.h[k]; ok {
-		hs.h[k] = append(vv, v)
+	} else if vv, ok := hs.H[k]; ok {
+		hs.H[k] = append(vv, v)
 		return
 	}
 	if len(hs.vals) == cap(hs.vals) {
@@ -68,17 +79,17 @@ func (hs *headSpace) add(k, v string) {
 	}
 	n := len(hs.vals)
 	hs.vals = append(hs.vals, v)
-	hs.h[k] = hs.vals[n : n+1 : n+1]
+	hs.H[k] = hs.vals[n : n+1 : n+1]
 }
 
-// parseHead parses a request head (request line and header lines up to and including the
-// empty line) into ph and hs.h, as net/http's server would. ok false means the fast server
+// ParseRequestHead parses a request head (request line and header lines up to and including the
+// empty line) into ph and hs.H, as net/http's server would. ok false means the fast server
 // does not take the request: either net/http would reject it or it is not a plain request
 // (not HTTP/1.1, an upgrade, Expect, TE, Trailer, CONNECT, an absolute or unusual target,
-// obsolete line folding, duplicate framing headers...). Host is not put in hs.h (the server
+// obsolete line folding, duplicate framing headers...). Host is not put in hs.H (the server
 // deletes it too), the Transfer-Encoding of a chunked request neither.
-func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
-	hs.reset()
+func ParseRequestHead(head string, hs *HeadSpace) (ph RequestHead, ok bool) {
+	hs.Reset()
 	i := strings.Index(head, "\r\n")
 	if i < 0 {
 		return ph, false
@@ -88,14 +99,14 @@ func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
 	if sp <= 0 {
 		return ph, false
 	}
-	ph.method = line[:sp]
+	ph.Method = line[:sp]
 	line = line[sp+1:]
 	sp = strings.IndexByte(line, ' ')
 	if sp <= 0 || line[sp+1:] != "HTTP/1.1" {
 		return ph, false
 	}
-	ph.target = line[:sp]
-	if !isToken(ph.method) || ph.method == http.MethodConnect || !plainTarget(ph.target) {
+	ph.Target = line[:sp]
+	if !isToken(ph.Method) || ph.Method == http.MethodConnect || !plainTarget(ph.Target) {
 		return ph, false
 	}
 	hosts, lengths, tes := 0, 0, 0
@@ -109,19 +120,14 @@ func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
 		if line == "" {
 			break
 		}
-		colon := strings.IndexByte(line, ':')
-		if colon <= 0 || !isToken(line[:colon]) {
-			return ph, false // also obsolete folding: a line starting with a space
-		}
-		k := textproto.CanonicalMIMEHeaderKey(line[:colon])
-		v := trimOWS(line[colon+1:])
-		if !httpguts.ValidHeaderFieldValue(v) {
+		k, v, ok := headerLine(line)
+		if !ok {
 			return ph, false
 		}
 		switch k {
 		case "Host":
 			hosts++
-			ph.host = v
+			ph.Host = v
 			continue
 		case "Content-Length":
 			lengths++
@@ -135,7 +141,7 @@ func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
 		}
 		hs.add(k, v)
 	}
-	if rest != "" || hosts != 1 || !httpguts.ValidHostHeader(ph.host) || lengths > 1 || tes > 1 {
+	if rest != "" || hosts != 1 || !httpguts.ValidHostHeader(ph.Host) || lengths > 1 || tes > 1 {
 		return ph, false
 	}
 	switch {
@@ -143,24 +149,41 @@ func parseHead(head string, hs *headSpace) (ph parsedHead, ok bool) {
 		if lengths > 0 || !strings.EqualFold(te, "chunked") {
 			return ph, false
 		}
-		ph.contentLength = -1
+		ph.ContentLength = -1
 	case lengths == 1:
 		n, ok := parseLength(cl)
 		if !ok {
 			return ph, false
 		}
-		ph.contentLength = n
+		ph.ContentLength = n
 	}
-	if conn := hs.h["Connection"]; len(conn) > 0 {
-		ph.close = httpguts.HeaderValuesContainsToken(conn, "close")
+	if conn := hs.H["Connection"]; len(conn) > 0 {
+		ph.Close = httpguts.HeaderValuesContainsToken(conn, "close")
 	}
 	// As net/http's fixPragmaCacheControl.
-	if p := hs.h["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
-		if _, ok := hs.h["Cache-Control"]; !ok {
+	if p := hs.H["Pragma"]; len(p) > 0 && p[0] == "no-cache" {
+		if _, ok := hs.H["Cache-Control"]; !ok {
 			hs.add("Cache-Control", "no-cache")
 		}
 	}
 	return ph, true
+}
+
+// headerLine splits a header line into its name, in canonical form, and its value without
+// the whitespace around it, as textproto reads it; false means net/http would reject the
+// line, or this package leaves it to net/http (obsolete folding: a line starting with a
+// space).
+func headerLine(line string) (k, v string, ok bool) {
+	colon := strings.IndexByte(line, ':')
+	if colon <= 0 || !isToken(line[:colon]) {
+		return "", "", false
+	}
+	k = textproto.CanonicalMIMEHeaderKey(line[:colon])
+	v = trimOWS(line[colon+1:])
+	if !httpguts.ValidHeaderFieldValue(v) {
+		return "", "", false
+	}
+	return k, v, true
 }
 
 // trimOWS trims spaces and tabs at both ends, as textproto does with header values.
@@ -228,4 +251,22 @@ func plainTarget(s string) bool {
 
 func isHex(c byte) bool {
 	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+// HeadEnd returns the length of the request head at the start of buf, ending at the first
+// empty line ("\n\n" or "\n\r\n", as textproto reads lines), or 0.
+func HeadEnd(buf []byte) int {
+	for i := 0; ; {
+		j := bytes.IndexByte(buf[i:], '\n')
+		if j < 0 {
+			return 0
+		}
+		i += j + 1
+		if i < len(buf) && buf[i] == '\n' {
+			return i + 1
+		}
+		if i+1 < len(buf) && buf[i] == '\r' && buf[i+1] == '\n' {
+			return i + 2
+		}
+	}
 }

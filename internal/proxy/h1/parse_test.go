@@ -1,4 +1,4 @@
-package proxy
+package h1
 
 import (
 	"bufio"
@@ -52,15 +52,15 @@ func netHTTPReads(head string) *http.Request {
 
 // fastReads parses head as the fast server does (sconn.take); ok false means it hands the
 // request to net/http.
-func fastReads(head string) (ph parsedHead, h http.Header, ok bool) {
-	var hs headSpace
-	if ph, ok = parseHead(head, &hs); !ok {
+func fastReads(head string) (ph RequestHead, h http.Header, ok bool) {
+	var hs HeadSpace
+	if ph, ok = ParseRequestHead(head, &hs); !ok {
 		return ph, nil, false
 	}
-	if _, err := url.ParseRequestURI(ph.target); err != nil {
+	if _, err := url.ParseRequestURI(ph.Target); err != nil {
 		return ph, nil, false
 	}
-	return ph, hs.h, true
+	return ph, hs.H, true
 }
 
 // checkSameParse fails when the fast server takes a request that net/http's server would
@@ -77,16 +77,16 @@ func checkSameParse(t *testing.T, head string) (taken bool) {
 	}
 	chunked := len(req.TransferEncoding) == 1 && req.TransferEncoding[0] == "chunked"
 	switch {
-	case req.Method != ph.method:
-		t.Fatalf("%q: method %q, net/http %q", head, ph.method, req.Method)
-	case req.RequestURI != ph.target || req.URL.RequestURI() != ph.target:
-		t.Fatalf("%q: target %q, net/http %q (URL %q)", head, ph.target, req.RequestURI, req.URL.RequestURI())
-	case req.Host != ph.host:
-		t.Fatalf("%q: host %q, net/http %q", head, ph.host, req.Host)
-	case req.ContentLength != ph.contentLength || chunked != (ph.contentLength < 0) || len(req.TransferEncoding) > 0 && !chunked:
-		t.Fatalf("%q: length %d, net/http %d %v", head, ph.contentLength, req.ContentLength, req.TransferEncoding)
-	case req.Close != ph.close:
-		t.Fatalf("%q: close %v, net/http %v", head, ph.close, req.Close)
+	case req.Method != ph.Method:
+		t.Fatalf("%q: method %q, net/http %q", head, ph.Method, req.Method)
+	case req.RequestURI != ph.Target || req.URL.RequestURI() != ph.Target:
+		t.Fatalf("%q: target %q, net/http %q (URL %q)", head, ph.Target, req.RequestURI, req.URL.RequestURI())
+	case req.Host != ph.Host:
+		t.Fatalf("%q: host %q, net/http %q", head, ph.Host, req.Host)
+	case req.ContentLength != ph.ContentLength || chunked != (ph.ContentLength < 0) || len(req.TransferEncoding) > 0 && !chunked:
+		t.Fatalf("%q: length %d, net/http %d %v", head, ph.ContentLength, req.ContentLength, req.TransferEncoding)
+	case req.Close != ph.Close:
+		t.Fatalf("%q: close %v, net/http %v", head, ph.Close, req.Close)
 	case !reflect.DeepEqual(map[string][]string(req.Header), map[string][]string(h)):
 		t.Fatalf("%q: headers\n%v\nnet/http\n%v", head, h, req.Header)
 	}
@@ -134,13 +134,13 @@ func TestParseHeadTakesCommonRequests(t *testing.T) {
 // bytes: whatever the fast server takes, net/http must accept too, with the same method,
 // target, Host, headers, length and Connection: close.
 //
-//	go test ./internal/proxy -run XXX -fuzz FuzzParseHead -fuzztime 3m
+//	go test ./internal/proxy/h1 -run XXX -fuzz FuzzParseHead -fuzztime 3m
 func FuzzParseHead(f *testing.F) {
 	for _, s := range headSeeds {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, data string) {
-		n := headEnd([]byte(data))
+		n := HeadEnd([]byte(data))
 		if n == 0 {
 			return
 		}
@@ -152,10 +152,10 @@ func FuzzParseHead(f *testing.F) {
 // http.ReadResponse rejects or reads differently.
 func checkSameResponseParse(t *testing.T, head, method string) (taken bool) {
 	t.Helper()
-	var hs headSpace
+	var hs HeadSpace
 	var resp http.Response
-	var body respBody
-	if !parseResponseHead(head, &hs, method, &resp, &body) {
+	var body Body
+	if !ParseResponseHead(head, &hs, method, &resp, &body, func(string) bool { return false }) {
 		return false
 	}
 	want, err := http.ReadResponse(bufio.NewReader(strings.NewReader(head)), &http.Request{Method: method})
@@ -171,8 +171,8 @@ func checkSameResponseParse(t *testing.T, head, method string) (taken bool) {
 		t.Fatalf("%q: close %v, net/http %v", head, resp.Close, want.Close)
 	case (want.Body == http.NoBody) != (resp.Body == http.NoBody):
 		t.Fatalf("%q: no body %v, net/http %v", head, resp.Body == http.NoBody, want.Body == http.NoBody)
-	case !reflect.DeepEqual(map[string][]string(want.Header), map[string][]string(hs.h)):
-		t.Fatalf("%q: headers\n%v\nnet/http\n%v", head, hs.h, want.Header)
+	case !reflect.DeepEqual(map[string][]string(want.Header), map[string][]string(hs.H)):
+		t.Fatalf("%q: headers\n%v\nnet/http\n%v", head, hs.H, want.Header)
 	}
 	return true
 }
@@ -208,14 +208,14 @@ func TestParseResponseHead(t *testing.T) {
 // FuzzParseResponseHead compares the fast server's parser of instances' answers with
 // http.ReadResponse.
 //
-//	go test ./internal/proxy -run XXX -fuzz FuzzParseResponseHead -fuzztime 2m
+//	go test ./internal/proxy/h1 -run XXX -fuzz FuzzParseResponseHead -fuzztime 2m
 func FuzzParseResponseHead(f *testing.F) {
 	for _, s := range respSeeds {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
 	f.Fuzz(func(t *testing.T, data string, head bool) {
-		n := headEnd([]byte(data))
+		n := HeadEnd([]byte(data))
 		if n == 0 {
 			return
 		}
