@@ -109,23 +109,9 @@ func (c *Controller) applyRollout(in *v1alpha1.Rollout) (string, error) {
 }
 
 // setTemplate makes tmpl r's current template and stores r. A template equal to the stable
-// revision's goes back to it; any other change gets a new revision.
+// revision's goes back to it; any other change gets a new revision (engine.RevisionNumber).
 func (c *Controller) setTemplate(r *v1alpha1.Rollout, tmpl v1alpha1.Template, cause string) (int64, bool, error) {
 	r.Spec.Template = tmpl
-	if s := r.Status.StableRevision; s != 0 {
-		hash, err := store.TemplateHash(tmpl)
-		if err != nil {
-			return 0, false, fmt.Errorf("hash template of rollout/%s: %w", r.Name, err)
-		}
-		stable, err := c.store.GetRevision(r.Name, s)
-		if err == nil && stable.Hash == hash {
-			r.Status.CurrentRevision = s
-			if err := c.store.PutRollout(r); err != nil {
-				return 0, false, fmt.Errorf("store rollout/%s: %w", r.Name, err)
-			}
-			return s, false, nil
-		}
-	}
 	rev, created, err := c.store.ApplyRollout(r, cause, c.now())
 	if err != nil {
 		return 0, false, fmt.Errorf("store rollout/%s: %w", r.Name, err)

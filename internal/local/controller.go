@@ -246,18 +246,15 @@ func (c *Controller) template(rollout string, rev int64) (v1alpha1.Template, err
 }
 
 func (c *Controller) prune(r *v1alpha1.Rollout) {
-	keep := 10
-	if r.Spec.RevisionHistoryLimit != nil {
-		keep = int(*r.Spec.RevisionHistoryLimit)
-	}
-	protect := []int64{r.Status.StableRevision, r.Status.CurrentRevision}
-	for k := range r.Status.ScaleDownAt {
-		var n int64
-		if _, err := fmt.Sscan(k, &n); err == nil {
-			protect = append(protect, n)
+	revs, err := c.store.Revisions(r.Name)
+	if err == nil {
+		nums := make([]int64, len(revs))
+		for i := range revs {
+			nums[i] = revs[i].Number
 		}
+		err = c.store.DeleteRevisions(r.Name, engine.PruneRevisions(r, nums)...)
 	}
-	if err := c.store.PruneRevisions(r.Name, keep, protect...); err != nil {
+	if err != nil {
 		c.log.Error("prune revisions", keyRollout, r.Name, "err", err)
 	}
 }
