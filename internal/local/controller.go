@@ -50,21 +50,28 @@ type instances interface {
 
 var _ instances = (*supervisor.Supervisor)(nil)
 
-// Controller is local mode's adapter around the engine: it steps each rollout with the
-// driver when the rollout is due (see wakeups), over the supervisor and the proxies, and
-// serves the control API through server.Backend.
-type Controller struct {
-	store    *store.Store
-	sup      instances
+// deps are what a Controller is built from.
+type deps struct {
+	store *store.Store
+	sup   instances
+	// clock nil means the real clock; log nil slog.Default(); registry nil a new one;
+	// proxies nil new ones; tick (the safety tick) zero DefaultTick.
 	clock    clock
 	log      *slog.Logger
 	registry *prometheus.Registry
 	proxies  *proxies
+	tick     time.Duration
+}
+
+// Controller is local mode's adapter around the engine: it steps each rollout with the
+// driver when the rollout is due (see wakeups), over the supervisor and the proxies, and
+// serves the control API through server.Backend.
+type Controller struct {
+	deps
 	// measure takes analysis measurements off the loop.
 	measure *analysis.Async
 	judging *judging
 	wake    *wakeups
-	tick    time.Duration
 
 	// mu serialises every change of state: API commands and the steps of the loop.
 	mu sync.Mutex
@@ -75,23 +82,9 @@ type Controller struct {
 
 var _ server.Backend = (*Controller)(nil)
 
-// deps are what a Controller is built from.
-type deps struct {
-	store *store.Store
-	sup   instances
-	// clock nil means the real clock; log nil slog.Default(); registry nil a new one;
-	// proxies nil new ones; tick zero DefaultTick.
-	clock    clock
-	log      *slog.Logger
-	registry *prometheus.Registry
-	proxies  *proxies
-	tick     time.Duration
-}
-
 // newController builds a Controller and its analysis providers; it starts nothing.
 func newController(d deps) *Controller {
-	c := &Controller{store: d.store, sup: d.sup, clock: d.clock, log: d.log, registry: d.registry, proxies: d.proxies, tick: d.tick,
-		wake: newWakeups(), exits: map[string]map[string]int32{}}
+	c := &Controller{deps: d, wake: newWakeups(), exits: map[string]map[string]int32{}}
 	if c.clock == nil {
 		c.clock = realClock{}
 	}

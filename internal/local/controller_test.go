@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -188,6 +188,21 @@ func (h *harness) settle() {
 	h.t.Fatal("the controller never settled: something is always due")
 }
 
+// advance moves the clock by d, a second at a time, stepping what is due after each move
+// (and once at once when d is 0), and returns how many times the named rollout was decided.
+func (h *harness) advance(name string, d time.Duration) int {
+	before := h.sup.decisions(name)
+	for {
+		s := min(d, time.Second)
+		h.clock.advance(s)
+		d -= s
+		h.c.stepDue(context.Background())
+		if d <= 0 {
+			return h.sup.decisions(name) - before
+		}
+	}
+}
+
 func (h *harness) get(name string) *v1alpha1.Rollout {
 	h.t.Helper()
 	r, err := h.store.GetRollout(name)
@@ -210,6 +225,26 @@ func (h *harness) reasons(name string) []string {
 	return out
 }
 
+// expect fails the test unless the rollout is in phase at stable revision stable with the
+// canary weight weight.
+func (h *harness) expect(name string, phase v1alpha1.RolloutPhase, stable int64, weight int32) *v1alpha1.Rollout {
+	h.t.Helper()
+	r := h.get(name)
+	if st := r.Status; st.Phase != phase || st.StableRevision != stable || st.CanaryWeight != weight {
+		h.t.Fatalf("%s: %s, stable %d, weight %d (%s); want %s, stable %d, weight %d", name, st.Phase, st.StableRevision, st.CanaryWeight, st.Message, phase, stable, weight)
+	}
+	return r
+}
+
+// expectRunning fails the test unless each revision of the rollout runs as many instances as
+// want says.
+func (h *harness) expectRunning(name string, want map[int64]int) {
+	h.t.Helper()
+	if got := h.sup.running(name); !maps.Equal(got, want) {
+		h.t.Fatalf("%s: instances by revision %v, want %v", name, got, want)
+	}
+}
+
 const timedSteps = `      - setWeight: 20
       - pause: {duration: 30s}
       - setWeight: 50
@@ -221,36 +256,24 @@ func TestCanaryStepsThroughItsWeightsAndPromotes(t *testing.T) {
 	// Given revision 1 stable
 	h.apply("app", "v1", timedSteps)
 	h.settle()
-	if r := h.get("app"); r.Status.Phase != v1alpha1.PhaseHealthy || r.Status.StableRevision != 1 {
-		t.Fatalf("after v1: %s, stable %d (%s)", r.Status.Phase, r.Status.StableRevision, r.Status.Message)
-	}
+	h.expect("app", v1alpha1.PhaseHealthy, 1, 0)
 	// When v2 is applied, it steps through 20% and 50%, 30s each
 	h.apply("app", "v2", timedSteps)
 	h.settle()
 	for _, want := range []int32{20, 50} {
-		r := h.get("app")
-		if r.Status.CanaryWeight != want || r.Status.CanaryRevision != 2 || r.Status.StableRevision != 1 {
-			t.Fatalf("want canary weight %d: weight %d, canary %d, stable %d (%s)", want, r.Status.CanaryWeight, r.Status.CanaryRevision, r.Status.StableRevision, r.Status.Message)
+		if r := h.expect("app", v1alpha1.PhasePaused, 1, want); r.Status.CanaryRevision != 2 {
+			t.Fatalf("at %d%%: canary revision %d, want 2", want, r.Status.CanaryRevision)
 		}
-		if got := h.sup.running("app"); got[1] != 2 || got[2] < 1 {
-			t.Fatalf("at %d%%: instances %v, want 2 of revision 1 and some of revision 2", want, got)
-		}
+		h.expectRunning("app", map[int64]int{1: 2, 2: 1})
 		h.clock.advance(30 * time.Second)
 		h.settle()
 	}
 	// Then it is promoted, and revision 1 runs through the watch window only
-	r := h.get("app")
-	if r.Status.Phase != v1alpha1.PhaseHealthy || r.Status.StableRevision != 2 || r.Status.CanaryWeight != 0 {
-		t.Fatalf("after the steps: %s, stable %d, weight %d (%s)", r.Status.Phase, r.Status.StableRevision, r.Status.CanaryWeight, r.Status.Message)
-	}
-	if got := h.sup.running("app"); got[2] != 2 || got[1] != 2 {
-		t.Fatalf("in the watch window: instances %v, want 2 of each", got)
-	}
+	h.expect("app", v1alpha1.PhaseHealthy, 2, 0)
+	h.expectRunning("app", map[int64]int{1: 2, 2: 2})
 	h.clock.advance(60 * time.Second)
 	h.settle()
-	if got := h.sup.running("app"); got[2] != 2 || got[1] != 0 {
-		t.Fatalf("after the watch window: instances %v, want 2 of revision 2 only", got)
-	}
+	h.expectRunning("app", map[int64]int{2: 2})
 	if got := h.reasons("app"); !slices.Contains(got, "RolloutCompleted") {
 		t.Errorf("events %v: no RolloutCompleted", got)
 	}
@@ -262,21 +285,14 @@ func TestAbortSendsTrafficBackToStable(t *testing.T) {
 	h.settle()
 	h.apply("app", "v2", "      - setWeight: 20\n      - pause: {}\n")
 	h.settle()
-	if r := h.get("app"); r.Status.CanaryWeight != 20 || r.Status.Phase != v1alpha1.PhasePaused {
-		t.Fatalf("before the abort: %s, weight %d (%s)", r.Status.Phase, r.Status.CanaryWeight, r.Status.Message)
-	}
+	h.expect("app", v1alpha1.PhasePaused, 1, 20)
 	// When the user aborts, the next step (woken by the command) carries it out
 	if err := h.c.Abort(context.Background(), "app"); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
-	r := h.get("app")
-	if r.Status.Phase != v1alpha1.PhaseDegraded || r.Status.CanaryWeight != 0 || r.Status.StableRevision != 1 {
-		t.Fatalf("after the abort: %s, weight %d, stable %d (%s)", r.Status.Phase, r.Status.CanaryWeight, r.Status.StableRevision, r.Status.Message)
-	}
-	if got := h.sup.running("app"); got[1] != 2 || got[2] != 0 {
-		t.Errorf("after the abort: instances %v, want 2 of revision 1 only", got)
-	}
+	h.expect("app", v1alpha1.PhaseDegraded, 1, 0)
+	h.expectRunning("app", map[int64]int{1: 2})
 	if got := h.reasons("app"); !slices.Contains(got, "AbortRequested") || !slices.Contains(got, "RolloutAborted") {
 		t.Errorf("events %v: want AbortRequested and RolloutAborted", got)
 	}
@@ -299,36 +315,23 @@ func TestRolloutIsDecidedAtItsRequeueTime(t *testing.T) {
 	if next := h.c.wake.next(h.c.tick); !next.Equal(start.Add(30 * time.Second)) {
 		t.Errorf("next wake-up at %s, want the end of the pause %s", next, start.Add(30*time.Second))
 	}
-	decided, other := h.sup.decisions("app"), h.sup.decisions("other")
-	for range 29 {
-		h.clock.advance(time.Second)
-		h.c.stepDue(context.Background())
+	other := h.sup.decisions("other")
+	if n := h.advance("app", 29*time.Second); n != 0 {
+		t.Fatalf("decided %d times in the 29s before its Requeue, want none", n)
 	}
-	if got := h.sup.decisions("app"); got != decided {
-		t.Fatalf("decided %d times in the 29s before its Requeue, want none", got-decided)
+	if n := h.advance("app", time.Second); n != 1 {
+		t.Fatalf("decided %d times at its Requeue, want once", n)
 	}
-	h.clock.advance(time.Second)
-	h.c.stepDue(context.Background())
-	if got := h.sup.decisions("app"); got != decided+1 {
-		t.Fatalf("decided %d times at its Requeue, want once", got-decided)
-	}
-	if r := h.get("app"); r.Status.CanaryWeight != 50 {
-		t.Fatalf("after the pause: weight %d, want 50 (%s)", r.Status.CanaryWeight, r.Status.Message)
-	}
-	if got := h.sup.decisions("other"); got != other {
-		t.Errorf("the other rollout was decided %d times, want none", got-other)
+	h.expect("app", v1alpha1.PhasePaused, 1, 50)
+	if n := h.sup.decisions("other") - other; n != 0 {
+		t.Errorf("the other rollout was decided %d times, want none", n)
 	}
 	// A command wakes its rollout at once.
-	decided = h.sup.decisions("app")
 	if err := h.c.Pause(context.Background(), "app"); err != nil {
 		t.Fatal(err)
 	}
-	h.c.stepDue(context.Background())
-	if got := h.sup.decisions("app"); got != decided+1 {
-		t.Errorf("decided %d times after a command, want once", got-decided)
-	}
-	if r := h.get("app"); !strings.Contains(r.Status.Message, "paused") && r.Status.Phase != v1alpha1.PhasePaused {
-		t.Errorf("after pause: %s (%s)", r.Status.Phase, r.Status.Message)
+	if n := h.advance("app", 0); n != 1 {
+		t.Errorf("decided %d times after a command, want once", n)
 	}
 }
 
@@ -337,15 +340,10 @@ func TestSafetyTickStepsEveryRollout(t *testing.T) {
 	h := newHarness(t, 5*time.Second)
 	h.apply("app", "v1", timedSteps)
 	h.settle()
-	decided := h.sup.decisions("app")
-	h.clock.advance(4 * time.Second)
-	h.c.stepDue(context.Background())
-	if got := h.sup.decisions("app"); got != decided {
-		t.Fatalf("a healthy rollout was decided %d times before the tick", got-decided)
+	if n := h.advance("app", 4*time.Second); n != 0 {
+		t.Fatalf("a healthy rollout was decided %d times before the tick", n)
 	}
-	h.clock.advance(time.Second)
-	h.c.stepDue(context.Background())
-	if got := h.sup.decisions("app"); got != decided+1 {
-		t.Fatalf("decided %d times at the tick, want once", got-decided)
+	if n := h.advance("app", time.Second); n != 1 {
+		t.Fatalf("decided %d times at the tick, want once", n)
 	}
 }
