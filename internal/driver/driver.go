@@ -23,7 +23,8 @@ type Mode interface {
 	Observe(ctx context.Context, r *v1alpha1.Rollout) (engine.Input, error)
 	// Measurer takes the measurements of the analysis runs other than judge and watch runs.
 	Measurer() Measurer
-	// Target is what a run of kind measures, for the Measurer.
+	// Target is what a run of kind measures, for the Measurer. Its Namespace and Rollout
+	// name r for the Measurer whatever the kind (an empty kind asks for them alone).
 	Target(r *v1alpha1.Rollout, kind v1alpha1.AnalysisKind) analysis.Target
 	// Template returns the analysis template named name, checked and with defaults.
 	Template(ctx context.Context, r *v1alpha1.Rollout, name string) (*v1alpha1.AnalysisTemplate, error)
@@ -100,7 +101,8 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	}
 	// Stop the measurements of runs the engine no longer wants (an abort, a promotion, a new
 	// revision), so a test suite stops when its rollout does.
-	m.Measurer().Forget(r.Namespace, r.Name, r.Status.Analysis)
+	on := m.Target(r, "")
+	m.Measurer().Forget(on.Namespace, on.Rollout, r.Status.Analysis)
 	if promotedFrom != r.Status.StableRevision {
 		if err := prune(ctx, m, r); err != nil {
 			return res, err
