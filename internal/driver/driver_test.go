@@ -22,6 +22,8 @@ type fakeMode struct {
 	measure   *analysis.Async
 	carryErr  error
 	revisions []int64
+	// revision is the revision of the template; 0 means 1.
+	revision int64
 
 	calls     []string
 	persisted []v1alpha1.RolloutStatus
@@ -32,7 +34,7 @@ type fakeMode struct {
 
 func (f *fakeMode) Observe(context.Context, *v1alpha1.Rollout) (engine.Input, error) {
 	f.calls = append(f.calls, "observe")
-	return engine.Input{Revision: 1, Instances: f.instances}, nil
+	return engine.Input{Revision: max(f.revision, 1), Instances: f.instances}, nil
 }
 func (f *fakeMode) Measurer() Measurer { return f.measure }
 func (f *fakeMode) Target(r *v1alpha1.Rollout, _ v1alpha1.AnalysisKind) analysis.Target {
@@ -170,5 +172,29 @@ func TestRunAnalysis(t *testing.T) {
 	}
 	if !next.Equal(m.judgeAt) {
 		t.Errorf("next = %s, want the judge's %s", next, m.judgeAt)
+	}
+}
+
+// A decision that starts an analysis run asks to be stepped again at once, for the run's
+// first measurement.
+func TestStepAsksForAStartedRunAtOnce(t *testing.T) {
+	m := newMode(t)
+	m.instances = map[int64][]engine.Instance{1: {{ID: "a", Ready: true, ReadySince: t0.Add(-time.Minute)}}}
+	r := newRollout()
+	r.Spec.Strategy.Canary.Analysis = &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "error-rate"}}}
+	weight := int32(20)
+	r.Spec.Strategy.Canary.Steps = []v1alpha1.CanaryStep{{SetWeight: &weight}, {Pause: &v1alpha1.RolloutPause{}}}
+	r.Status.StableRevision, r.Status.CurrentRevision = 1, 2
+	m.instances[2] = []engine.Instance{{ID: "b", Ready: true, ReadySince: t0.Add(-time.Minute)}}
+	m.revision = 2
+	res, err := Step(context.Background(), m, r, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Status.Analysis) == 0 {
+		t.Fatalf("no analysis run started: %s", r.Status.Message)
+	}
+	if !res.Next.Equal(t0) {
+		t.Errorf("Next = %s, want now (%s) for the new run's first measurement", res.Next, t0)
 	}
 }
