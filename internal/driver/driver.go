@@ -18,8 +18,9 @@ import (
 // Mode is what a mode does for the driver.
 type Mode interface {
 	// Observe returns what the mode sees of r's world as the engine's input: the revision of
-	// the template, the instances, and what the mode can do. Its Rollout and Now are set by
-	// the driver.
+	// the template, the instances, and what the mode can do. Now is set by the driver; a nil
+	// Rollout means r itself, else it is the rollout the engine decides on (a copy of r with
+	// what the mode knows of its spec), to which the driver copies r's status after analysis.
 	Observe(ctx context.Context, r *v1alpha1.Rollout) (engine.Input, error)
 	// Measurer takes the measurements of the analysis runs other than judge and watch runs.
 	Measurer() Measurer
@@ -72,7 +73,12 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	}
 	next := RunAnalysis(ctx, m, now, r)
 
-	in.Rollout, in.Now = r, now
+	if in.Rollout == nil {
+		in.Rollout = r
+	} else {
+		in.Rollout.Status = *r.Status.DeepCopy()
+	}
+	in.Now = now
 	out := engine.Decide(in)
 	promotedFrom := r.Status.StableRevision
 	r.Status = out.Status

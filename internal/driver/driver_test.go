@@ -24,6 +24,8 @@ type fakeMode struct {
 	revisions []int64
 	// revision is the revision of the template; 0 means 1.
 	revision int64
+	// replicas, when set, is the replica count Observe says the engine decides on.
+	replicas *int32
 
 	calls     []string
 	persisted []v1alpha1.RolloutStatus
@@ -32,9 +34,14 @@ type fakeMode struct {
 	judgeAt   time.Time
 }
 
-func (f *fakeMode) Observe(context.Context, *v1alpha1.Rollout) (engine.Input, error) {
+func (f *fakeMode) Observe(_ context.Context, r *v1alpha1.Rollout) (engine.Input, error) {
 	f.calls = append(f.calls, "observe")
-	return engine.Input{Revision: max(f.revision, 1), Instances: f.instances}, nil
+	in := engine.Input{Revision: max(f.revision, 1), Instances: f.instances}
+	if f.replicas != nil {
+		in.Rollout = r.DeepCopy()
+		in.Rollout.Spec.Replicas = f.replicas
+	}
+	return in, nil
 }
 func (f *fakeMode) Measurer() Measurer { return f.measure }
 func (f *fakeMode) Target(r *v1alpha1.Rollout, _ v1alpha1.AnalysisKind) analysis.Target {
@@ -196,5 +203,24 @@ func TestStepAsksForAStartedRunAtOnce(t *testing.T) {
 	}
 	if !res.Next.Equal(t0) {
 		t.Errorf("Next = %s, want now (%s) for the new run's first measurement", res.Next, t0)
+	}
+}
+
+// A mode may have the engine decide on its own copy of the rollout (Kubernetes mode takes the
+// replicas from the Deployment); the decision still lands in the rollout's status.
+func TestStepDecidesOnTheModesCopy(t *testing.T) {
+	m := newMode(t)
+	three := int32(3)
+	m.replicas = &three
+	m.instances = map[int64][]engine.Instance{1: {{ID: "a", Ready: true, ReadySince: t0.Add(-time.Minute)}}}
+	r := newRollout() // 1 replica in its own spec
+	if _, err := Step(context.Background(), m, r, t0); err != nil {
+		t.Fatal(err)
+	}
+	if r.Status.Phase != v1alpha1.PhaseProgressing || r.Status.StableRevision != 0 || !strings.Contains(r.Status.Message, "1/3") {
+		t.Errorf("status %s, stable %d (%s); want revision 1 waiting for 3 instances", r.Status.Phase, r.Status.StableRevision, r.Status.Message)
+	}
+	if *r.Spec.Replicas != 1 {
+		t.Errorf("the rollout's own spec changed: replicas %d", *r.Spec.Replicas)
 	}
 }
