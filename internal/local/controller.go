@@ -44,8 +44,10 @@ type instances interface {
 	Scale(rollout string, revision int64, tmpl v1alpha1.Template, n int32)
 	Stop(rollout string, ids []string)
 	Totals(rollout string) map[int64]supervisor.RevisionTotals
-	// Changes signals, coalesced, that some instance changed.
+	// Changes signals, coalesced, that some instance changed, and Changed says of which
+	// rollouts ("" for every one).
 	Changes() <-chan struct{}
+	Changed() []string
 }
 
 var _ instances = (*supervisor.Supervisor)(nil)
@@ -126,9 +128,20 @@ func (c *Controller) loop(ctx context.Context) {
 			return
 		case <-c.wake.kick:
 		case <-c.sup.Changes():
-			c.wake.everything()
+			c.instancesChanged()
 		case <-c.clock.After(wait):
 		}
+	}
+}
+
+// instancesChanged wakes the rollouts whose instances changed.
+func (c *Controller) instancesChanged() {
+	for _, name := range c.sup.Changed() {
+		if name == "" {
+			c.wake.everything()
+			continue
+		}
+		c.wake.now(name)
 	}
 }
 

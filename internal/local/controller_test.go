@@ -39,12 +39,13 @@ type fakeInstances struct {
 	revs    map[string]map[int64][]supervisor.Instance
 	seq     int
 	changes chan struct{}
+	changed map[string]bool
 	// observed counts the calls of Instances by rollout: one per decision.
 	observed map[string]int
 }
 
 func newFakeInstances(clock *fakeClock) *fakeInstances {
-	return &fakeInstances{clock: clock, revs: map[string]map[int64][]supervisor.Instance{}, changes: make(chan struct{}, 1), observed: map[string]int{}}
+	return &fakeInstances{clock: clock, revs: map[string]map[int64][]supervisor.Instance{}, changes: make(chan struct{}, 1), changed: map[string]bool{}, observed: map[string]int{}}
 }
 
 func (f *fakeInstances) Instances(rollout string) map[int64][]supervisor.Instance {
@@ -79,6 +80,7 @@ func (f *fakeInstances) Scale(rollout string, rev int64, _ v1alpha1.Template, n 
 		f.revs[rollout][rev] = list
 	}
 	if changed {
+		f.changed[rollout] = true
 		select {
 		case f.changes <- struct{}{}:
 		default:
@@ -91,6 +93,21 @@ func (f *fakeInstances) Stop(string, []string) {}
 func (f *fakeInstances) Totals(string) map[int64]supervisor.RevisionTotals { return nil }
 
 func (f *fakeInstances) Changes() <-chan struct{} { return f.changes }
+
+func (f *fakeInstances) Changed() []string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := slices.Collect(maps.Keys(f.changed))
+	clear(f.changed)
+	return out
+}
+
+// touch says that an instance of rollout changed (became unready and ready again, say).
+func (f *fakeInstances) touch(rollout string) {
+	f.mu.Lock()
+	f.changed[rollout] = true
+	f.mu.Unlock()
+}
 
 // running is how many instances each revision of rollout runs.
 func (f *fakeInstances) running(rollout string) map[int64]int {
@@ -177,7 +194,7 @@ func (h *harness) settle() {
 	for range 50 {
 		select {
 		case <-h.sup.changes:
-			h.c.wake.everything()
+			h.c.instancesChanged()
 		default:
 		}
 		next := h.c.stepDue(context.Background())
@@ -332,6 +349,16 @@ func TestRolloutIsDecidedAtItsRequeueTime(t *testing.T) {
 	}
 	if n := h.advance("app", 0); n != 1 {
 		t.Errorf("decided %d times after a command, want once", n)
+	}
+	// A change of its instances wakes it, and not the other rollout.
+	other = h.sup.decisions("other")
+	h.sup.touch("app")
+	h.c.instancesChanged()
+	if n := h.advance("app", 0); n != 1 {
+		t.Errorf("decided %d times after a change of its instances, want once", n)
+	}
+	if n := h.sup.decisions("other") - other; n != 0 {
+		t.Errorf("the other rollout was decided %d times after a change of app's instances, want none", n)
 	}
 }
 

@@ -19,9 +19,8 @@ func (realClock) After(d time.Duration) <-chan time.Time { return time.After(d) 
 
 // wakeups says when each rollout is next stepped: at the time its last step asked for
 // (driver.Result.Next), at once when something about it changed (a command, an apply, a
-// measurement or a scrape that finished), and every rollout at once when the supervisor saw
-// an instance change or when the safety tick has passed since they were all stepped. It is
-// safe for concurrent use.
+// measurement or a scrape that finished, a change of its instances), and every rollout when
+// the safety tick has passed since they were all stepped. It is safe for concurrent use.
 type wakeups struct {
 	mu sync.Mutex
 	// due is when each rollout is due; a zero time means at once.
