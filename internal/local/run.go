@@ -99,12 +99,12 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	}
 
 	registry := prometheus.NewRegistry()
-	proxies := newProxies(log, registry)
-	sup, err := supervisor.New(supervisor.Options{StateDir: opts.StateDir, Logger: log, Drain: proxies.drain})
+	ps := newProxies(log, registry)
+	sup, err := supervisor.New(supervisor.Options{StateDir: opts.StateDir, Logger: log, Drain: ps.drain})
 	if err != nil {
 		return err
 	}
-	c := newController(deps{store: st, sup: sup, log: log, registry: registry, proxies: proxies, tick: opts.Tick})
+	c := newController(deps{store: st, sup: sup, log: log, registry: registry, proxies: ps, tick: opts.Tick})
 	c.registry.MustRegister(instanceCollector{c}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		rampmetrics.NewCollector(func(context.Context) ([]v1alpha1.Rollout, error) { return st.ListRollouts() }, log))
 
