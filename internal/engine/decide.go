@@ -23,7 +23,7 @@ func Decide(in Input) Output {
 		st:       *in.Rollout.Status.DeepCopy(),
 		now:      in.Now,
 		newRev:   in.Revision,
-		replicas: 1,
+		replicas: spec.DefaultReplicas,
 		wanted:   map[string]bool{},
 	}
 	if in.Rollout.Spec.Replicas != nil {
@@ -411,7 +411,7 @@ func (d *decision) deadlineSeconds() int32 {
 	if d.spec.ProgressDeadlineSeconds != nil {
 		return *d.spec.ProgressDeadlineSeconds
 	}
-	return 600
+	return spec.DefaultProgressDeadlineSeconds
 }
 
 func (d *decision) prevReady(rev int64) int32 {

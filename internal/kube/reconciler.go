@@ -406,7 +406,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	for _, e := range append(out.Events, w.events...) {
 		r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
 	}
-	if err := r.pruneHistory(ctx, ro, w, inUse(ro)); err != nil {
+	if err := r.pruneHistory(ctx, ro, w); err != nil {
 		r.log.Warn("prune revision history", keyRollout, ro.Name, "err", err)
 	}
 	if actErr != nil {
@@ -483,15 +483,6 @@ func podsLag(w *world) bool {
 		}
 	}
 	return false
-}
-
-func inUse(ro *v1alpha1.Rollout) map[int64]bool {
-	st := ro.Status
-	m := map[int64]bool{st.CurrentRevision: true, st.StableRevision: true, st.CanaryRevision: true, st.ActiveRevision: true, st.PreviewRevision: true}
-	for _, rs := range st.Revisions {
-		m[rs.Revision] = true
-	}
-	return m
 }
 
 // statusEqual reports whether two statuses are the same as stored.

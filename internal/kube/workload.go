@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"slices"
 	"strconv"
 
@@ -253,14 +254,20 @@ func (r *Reconciler) currentRevision(ctx context.Context, ro *v1alpha1.Rollout, 
 		cause = "pod template of deployment " + w.deploy.Name + " when the rollout began"
 	}
 
-	if rev := w.byHash[hash]; rev != nil {
-		if rev.number == ro.Status.CurrentRevision || rev.number == ro.Status.StableRevision || rev.number == highest {
-			return rev, nil
+	number, isNew := engine.RevisionNumber(hash, highest, ro.Status.CurrentRevision, ro.Status.StableRevision, func(n int64) string {
+		if rev := w.byNumber[n]; rev != nil {
+			return rev.hash
 		}
+		return ""
+	})
+	if !isNew {
+		return w.byNumber[number], nil
+	}
+	if rev := w.byHash[hash]; rev != nil {
 		// An older template again: it rolls out as a new revision.
 		old := rev.number
 		cr := rev.history.DeepCopy()
-		cr.Revision = highest + 1
+		cr.Revision = number
 		if cr.Annotations == nil {
 			cr.Annotations = map[string]string{}
 		}
@@ -286,7 +293,7 @@ func (r *Reconciler) currentRevision(ctx context.Context, ro *v1alpha1.Rollout, 
 			Annotations: map[string]string{AnnotationCause: cause},
 		},
 		Data:     runtime.RawExtension{Raw: data},
-		Revision: highest + 1,
+		Revision: number,
 	}
 	if err := r.setOwner(ro, cr); err != nil {
 		return nil, err
@@ -354,27 +361,10 @@ func (w *world) instances() map[int64][]podInstance {
 // podInstance is one pod as the engine sees it.
 type podInstance struct{ pod *corev1.Pod }
 
-// revisionsToKeep is how many ControllerRevisions stay for undo and history.
-func historyLimit(ro *v1alpha1.Rollout) int {
-	if ro.Spec.RevisionHistoryLimit != nil {
-		return int(*ro.Spec.RevisionHistoryLimit)
-	}
-	return 10
-}
-
-// pruneHistory deletes the oldest ControllerRevisions beyond the history limit, never one
-// that is in use.
-func (r *Reconciler) pruneHistory(ctx context.Context, ro *v1alpha1.Rollout, w *world, inUse map[int64]bool) error {
-	nums := make([]int64, 0, len(w.byNumber))
-	for n := range w.byNumber {
-		if !inUse[n] {
-			nums = append(nums, n)
-		}
-	}
-	slices.Sort(nums)
-	extra := len(nums) - historyLimit(ro)
-	for i := 0; i < extra; i++ {
-		rev := w.byNumber[nums[i]]
+// pruneHistory deletes the ControllerRevisions that engine.PruneRevisions names.
+func (r *Reconciler) pruneHistory(ctx context.Context, ro *v1alpha1.Rollout, w *world) error {
+	for _, n := range engine.PruneRevisions(ro, slices.Collect(maps.Keys(w.byNumber))) {
+		rev := w.byNumber[n]
 		if err := r.client.Delete(ctx, rev.history); err != nil && !apierrors.IsNotFound(err) {
 			return fmt.Errorf("prune revision %d of %s: %w", rev.number, ro.Name, err)
 		}

@@ -40,7 +40,7 @@ func (c *Controller) Apply(ctx context.Context, b *spec.Bundle) ([]string, error
 		return nil, fmt.Errorf("%w: %w", server.ErrInvalid, err)
 	}
 	for i := range b.Rollouts {
-		if err := c.checkListen(&b.Rollouts[i]); err != nil {
+		if err := c.proxies.checkListen(&b.Rollouts[i]); err != nil {
 			return nil, fmt.Errorf("%w: rollout/%s: %w", server.ErrInvalid, b.Rollouts[i].Name, err)
 		}
 	}
@@ -66,13 +66,13 @@ func (c *Controller) Apply(ctx context.Context, b *spec.Bundle) ([]string, error
 			return lines, err
 		}
 		lines = append(lines, line)
+		c.wake.now(b.Rollouts[i].Name)
 	}
-	c.kickLoop()
 	return lines, nil
 }
 
 func (c *Controller) applyRollout(in *v1alpha1.Rollout) (string, error) {
-	now := c.now()
+	now := c.clock.Now()
 	r := in // the bundle is ours to change
 	r.Status = v1alpha1.RolloutStatus{}
 	old, err := c.store.GetRollout(r.Name)
@@ -109,24 +109,10 @@ func (c *Controller) applyRollout(in *v1alpha1.Rollout) (string, error) {
 }
 
 // setTemplate makes tmpl r's current template and stores r. A template equal to the stable
-// revision's goes back to it; any other change gets a new revision.
+// revision's goes back to it; any other change gets a new revision (engine.RevisionNumber).
 func (c *Controller) setTemplate(r *v1alpha1.Rollout, tmpl v1alpha1.Template, cause string) (int64, bool, error) {
 	r.Spec.Template = tmpl
-	if s := r.Status.StableRevision; s != 0 {
-		hash, err := store.TemplateHash(tmpl)
-		if err != nil {
-			return 0, false, fmt.Errorf("hash template of rollout/%s: %w", r.Name, err)
-		}
-		stable, err := c.store.GetRevision(r.Name, s)
-		if err == nil && stable.Hash == hash {
-			r.Status.CurrentRevision = s
-			if err := c.store.PutRollout(r); err != nil {
-				return 0, false, fmt.Errorf("store rollout/%s: %w", r.Name, err)
-			}
-			return s, false, nil
-		}
-	}
-	rev, created, err := c.store.ApplyRollout(r, cause, c.now())
+	rev, created, err := c.store.ApplyRollout(r, cause, c.clock.Now())
 	if err != nil {
 		return 0, false, fmt.Errorf("store rollout/%s: %w", r.Name, err)
 	}
@@ -158,7 +144,7 @@ func (c *Controller) command(name string, fn func(r *v1alpha1.Rollout) error) er
 	if err := c.store.PutRollout(r); err != nil {
 		return fmt.Errorf("store rollout/%s: %w", name, err)
 	}
-	c.kickLoop()
+	c.wake.now(name)
 	return nil
 }
 
@@ -213,7 +199,7 @@ func (c *Controller) Abort(ctx context.Context, name string) error {
 
 func (c *Controller) Retry(ctx context.Context, name string) error {
 	return c.command(name, func(r *v1alpha1.Rollout) error {
-		if err := engine.Retry(r, c.now()); err != nil {
+		if err := engine.Retry(r, c.clock.Now()); err != nil {
 			return err
 		}
 		c.record(name, engine.EventNormal, "RetryRequested", "retry by user", r.Status.CurrentRevision)
@@ -230,7 +216,7 @@ func (c *Controller) Restart(ctx context.Context, name string) (string, error) {
 			return fmt.Errorf("%w: restart %s: its instances are fixed upstreams that ramp does not run; restart them where they run", server.ErrConflict, name)
 		}
 		var err error
-		if msg, err = engine.Restart(r, c.now()); err != nil {
+		if msg, err = engine.Restart(r, c.clock.Now()); err != nil {
 			return err
 		}
 		c.record(name, engine.EventNormal, "RestartRequested", fmt.Sprintf("restart by user: instances of revision %d started before %s are replaced", r.Status.StableRevision, r.Spec.RestartAt.UTC().Format(time.RFC3339)), r.Status.StableRevision)
@@ -284,7 +270,7 @@ func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (s
 	} else {
 		c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d: the stable revision again; nothing rolls out", target.Number), rev)
 	}
-	c.kickLoop()
+	c.wake.now(name)
 	return store.UndoResult{Target: target.Number, Revision: rev, New: created, SwitchedBack: inWatch}, nil
 }
 
@@ -311,7 +297,7 @@ func (c *Controller) resumeAfterStart() error {
 	if err != nil {
 		return err
 	}
-	now := metav1.NewTime(c.now())
+	now := metav1.NewTime(c.clock.Now())
 	for i := range rollouts {
 		r := &rollouts[i]
 		if r.Status.LastProgressTime != nil {

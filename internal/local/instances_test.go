@@ -29,7 +29,7 @@ func TestBuiltinRestartsCountsAnExitAtOnce(t *testing.T) {
 	sup.Scale("app", 1, v1alpha1.Template{Process: &v1alpha1.ProcessTemplate{
 		Command: "/bin/sh", Args: []string{"-c", "echo bye >&2; exit 3"},
 	}}, 1)
-	src := source{&Controller{sup: sup}}
+	src := source{newController(deps{sup: sup})}
 	deadline := time.Now().Add(10 * time.Second)
 	for src.Instances("app", 1).Restarts < 1 {
 		if time.Now().After(deadline) {

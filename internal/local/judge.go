@@ -26,6 +26,19 @@ const (
 	thresholdMinRequests = 50
 )
 
+// judging holds the state of every rollout's judge and watch runs. Only the control loop
+// uses it; the scrapes of business metrics run off the loop.
+type judging struct {
+	proxies *proxies
+	// instances lists the addresses of a revision's ready instances.
+	instances func(rollout string, rev int64) []string
+	// wake asks for a step of the rollout (a round of scrapes finished).
+	wake func(rollout string)
+	// judges and watches hold each rollout's judge and watch-window run, by rollout name.
+	judges  map[string]*judgeState
+	watches map[string]*watchState
+}
+
 // judgeState is one judge run's tests, fed one whole second at a time from the proxy. It
 // lives in memory: after a restart of ramp the judge starts again on new requests (the proxy's
 // measurements start again too), which costs evidence but keeps the test valid.
@@ -76,17 +89,17 @@ func judgeMetrics(settings spec.JudgeSettings) []judgerun.Metric {
 // stepJudge feeds the judge run the seconds completed since the last call (and the rounds of
 // business-metric scrapes finished since then) and sets its phase, message and metrics:
 // Failed when a metric shows the canary worse, and NoWorseFor when the canary is shown no
-// worse since the running step analysis run began. c.mu is held; scrapes run off the loop.
-func (c *Controller) stepJudge(ctx context.Context, now time.Time, r *v1alpha1.Rollout, run *v1alpha1.AnalysisRunStatus) {
-	p := c.proxyOf(r.Name)
+// worse since the running step analysis run began.
+func (j *judging) stepJudge(ctx context.Context, now time.Time, r *v1alpha1.Rollout, run *v1alpha1.AnalysisRunStatus) {
+	p := j.proxies.of(r.Name)
 	if p == nil {
 		return
 	}
 	settings := spec.Judge(r.Spec.Strategy.Canary)
-	if c.judges == nil {
-		c.judges = map[string]*judgeState{}
+	if j.judges == nil {
+		j.judges = map[string]*judgeState{}
 	}
-	st := c.judges[r.Name]
+	st := j.judges[r.Name]
 	if st == nil || !st.Of(run) {
 		if st != nil && st.biz != nil {
 			st.biz.stop()
@@ -95,7 +108,7 @@ func (c *Controller) stepJudge(ctx context.Context, now time.Time, r *v1alpha1.R
 		if len(settings.Business) > 0 {
 			st.biz = newBusinessScraper(ctx, r.Name, run.Revision, run.BaselineRevision, run.StartedAt.Time, settings.Business)
 		}
-		c.judges[r.Name] = st
+		j.judges[r.Name] = st
 	}
 	judgerun.Start(run)
 
@@ -115,7 +128,7 @@ func (c *Controller) stepJudge(ctx context.Context, now time.Time, r *v1alpha1.R
 				st.Add(b.Name, from, round.slices[b.Name])
 			}
 		}
-		st.biz.start(now, addresses{c}.Instances, c.kickLoop)
+		st.biz.start(now, j.instances, func() { j.wake(r.Name) })
 	}
 
 	st.Report(run, func(name string) (string, string) {
@@ -244,9 +257,15 @@ func slice(metric string, c, s proxy.Second, thresholdSet bool) (judge.Slice, bo
 	return judge.Slice{}, false
 }
 
-// forgetJudges drops the judge state of r's runs that are gone. c.mu is held.
-func (c *Controller) forgetJudges(r *v1alpha1.Rollout) {
-	st := c.judges[r.Name]
+// forget drops the judge and watch state of r's runs that are gone or finished.
+func (j *judging) forget(r *v1alpha1.Rollout) {
+	j.forgetJudge(r)
+	j.forgetWatch(r)
+}
+
+// forgetJudge drops the judge state of r's runs that are gone.
+func (j *judging) forgetJudge(r *v1alpha1.Rollout) {
+	st := j.judges[r.Name]
 	if st == nil {
 		return
 	}
@@ -258,5 +277,5 @@ func (c *Controller) forgetJudges(r *v1alpha1.Rollout) {
 	if st.biz != nil {
 		st.biz.stop()
 	}
-	delete(c.judges, r.Name)
+	delete(j.judges, r.Name)
 }

@@ -12,7 +12,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"time"
 
@@ -21,12 +20,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/analysis/builtin"
 	"ramp.dev/ramp/internal/analysis/command"
-	promprovider "ramp.dev/ramp/internal/analysis/prometheus"
 	"ramp.dev/ramp/internal/analysis/scrape"
-	"ramp.dev/ramp/internal/analysis/web"
 	"ramp.dev/ramp/internal/proxy"
 	"ramp.dev/ramp/internal/rampmetrics"
 	"ramp.dev/ramp/internal/server"
@@ -59,7 +55,8 @@ type Options struct {
 	Logger *slog.Logger
 	// Out receives what `ramp up` prints for the user (apply results). Nil means io.Discard.
 	Out io.Writer
-	// Tick is the longest time between two decisions. Zero means 200ms.
+	// Tick is the safety tick: the longest time between two decisions of a rollout that
+	// nothing wakes (see wakeups). Zero means DefaultTick.
 	Tick time.Duration
 }
 
@@ -76,9 +73,6 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	}
 	if opts.APIAddr == "" {
 		opts.APIAddr = DefaultAPIAddr
-	}
-	if opts.Tick == 0 {
-		opts.Tick = 200 * time.Millisecond
 	}
 	if err := server.ValidateAllowedHosts(opts.APIAllowedHosts); err != nil {
 		return fmt.Errorf("control API: %w", err)
@@ -104,26 +98,15 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 		return err
 	}
 
-	c := &Controller{
-		store: st, log: log, now: time.Now, registry: prometheus.NewRegistry(),
-		proxies: map[string]*rolloutProxy{}, regexps: map[string]*regexp.Regexp{}, kick: make(chan struct{}, 1),
-	}
-	sup, err := supervisor.New(supervisor.Options{StateDir: opts.StateDir, Logger: log, Drain: c.drain})
+	registry := prometheus.NewRegistry()
+	ps := newProxies(log, registry)
+	sup, err := supervisor.New(supervisor.Options{StateDir: opts.StateDir, Logger: log, Drain: ps.drain})
 	if err != nil {
 		return err
 	}
-	c.sup = sup
+	c := newController(deps{store: st, sup: sup, log: log, registry: registry, proxies: ps, tick: opts.Tick})
 	c.registry.MustRegister(instanceCollector{c}, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		rampmetrics.NewCollector(func(context.Context) ([]v1alpha1.Rollout, error) { return st.ListRollouts() }, log))
-	c.runner = &analysis.Runner{Logger: log, Providers: map[string]analysis.Provider{
-		"builtin":    builtin.New(source{c}, time.Now),
-		"scrape":     scrape.New(addresses{c}, nil, time.Now),
-		"prometheus": promprovider.New(time.Now, nil),
-		"web":        web.New(nil),
-		"command":    command.New(addresses{c}),
-		// job needs Kubernetes mode: Apply refuses templates that use it.
-	}}
-	c.measure = analysis.NewAsync(c.runner, func(string, string) { c.kickLoop() })
 
 	ln, err := net.Listen("tcp", opts.APIAddr)
 	if err != nil {
@@ -163,14 +146,14 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	}
 	log.Info("ramp is up", "api", addr, "stateDir", opts.StateDir)
 
-	c.loop(ctx, opts.Tick)
+	c.loop(ctx)
 
 	log.Info("ramp is stopping")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	_ = api.Shutdown(shutdownCtx)
 	// Stop taking traffic (in-flight requests finish), then stop the instances.
-	c.shutdown()
+	c.proxies.shutdown()
 	return sup.Close(shutdownCtx)
 }
 
@@ -199,7 +182,7 @@ func loadToken(dir string) (string, error) {
 type source struct{ c *Controller }
 
 func (s source) Requests(rollout string, revision int64, since time.Time) builtin.RequestStats {
-	p := s.c.proxyOf(rollout)
+	p := s.c.proxies.of(rollout)
 	if p == nil {
 		return builtin.RequestStats{}
 	}
@@ -215,7 +198,7 @@ func requestStats(st proxy.RequestStats) builtin.RequestStats {
 
 func (s source) Instances(rollout string, revision int64) builtin.InstanceStats {
 	var out builtin.InstanceStats
-	now := time.Now()
+	now := s.c.clock.Now()
 	for _, in := range s.c.sup.Instances(rollout)[revision] {
 		// An exit counts at once, not after the restart's backoff.
 		out.Restarts += int64(max(in.Exits, in.Restarts))

@@ -33,9 +33,9 @@ type watchState struct {
 }
 
 // stepWatch feeds the watch run of r the seconds the new stable served since the last call
-// and sets its phase and metrics. c.mu is held; scrapes run off the loop.
-func (c *Controller) stepWatch(ctx context.Context, now time.Time, r *v1alpha1.Rollout, run *v1alpha1.AnalysisRunStatus) {
-	p := c.proxyOf(r.Name)
+// and sets its phase and metrics; scrapes run off the loop.
+func (j *judging) stepWatch(ctx context.Context, now time.Time, r *v1alpha1.Rollout, run *v1alpha1.AnalysisRunStatus) {
+	p := j.proxies.of(r.Name)
 	if p == nil {
 		return
 	}
@@ -45,16 +45,16 @@ func (c *Controller) stepWatch(ctx context.Context, now time.Time, r *v1alpha1.R
 		run.Message = "the judge is off (spec.strategy.canary.judge.enabled): the watch window judges exits, crash loops and memory only"
 		return
 	}
-	if c.watches == nil {
-		c.watches = map[string]*watchState{}
+	if j.watches == nil {
+		j.watches = map[string]*watchState{}
 	}
-	st := c.watches[r.Name]
+	st := j.watches[r.Name]
 	if st == nil || !st.Of(run) {
 		if st != nil && st.biz != nil {
 			st.biz.stop()
 		}
 		st = newWatchState(ctx, p, r.Name, run, settings)
-		c.watches[r.Name] = st
+		j.watches[r.Name] = st
 	}
 	judgerun.Start(run)
 	if run.Phase == v1alpha1.AnalysisRunning && run.Message == "watching the canary against stable" {
@@ -77,7 +77,7 @@ func (c *Controller) stepWatch(ctx context.Context, now time.Time, r *v1alpha1.R
 				st.Add(b.Name, round.at.Unix(), judge.Slice{CanaryTotal: sl.CanaryTotal, CanaryEvents: sl.CanaryEvents})
 			}
 		}
-		st.biz.start(now, addresses{c}.Instances, c.kickLoop)
+		st.biz.start(now, j.instances, func() { j.wake(r.Name) })
 	}
 	st.Report(run, func(name string) (string, string) {
 		if thr := st.threshold(name); thr > 0 {
@@ -177,10 +177,9 @@ func (st *watchState) threshold(name string) time.Duration {
 	return (&judgeState{thr: st.thr}).threshold(name)
 }
 
-// forgetWatches drops the watch state of r when its watch run is gone or finished. c.mu is
-// held.
-func (c *Controller) forgetWatches(r *v1alpha1.Rollout) {
-	st := c.watches[r.Name]
+// forgetWatch drops the watch state of r when its watch run is gone or finished.
+func (j *judging) forgetWatch(r *v1alpha1.Rollout) {
+	st := j.watches[r.Name]
 	if st == nil {
 		return
 	}
@@ -192,5 +191,5 @@ func (c *Controller) forgetWatches(r *v1alpha1.Rollout) {
 	if st.biz != nil {
 		st.biz.stop()
 	}
-	delete(c.watches, r.Name)
+	delete(j.watches, r.Name)
 }

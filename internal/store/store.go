@@ -185,12 +185,13 @@ func (s *Store) AddRevision(rollout string, tmpl v1alpha1.Template, cause string
 	return rev, created, err
 }
 
-// ApplyRollout adds r.Spec.Template as a revision (as AddRevision does), makes it r's
-// current revision (r.Status.CurrentRevision) and stores r, in one transaction: either all is
+// ApplyRollout numbers r.Spec.Template by engine.RevisionNumber (the stable, current or newest
+// revision when it has the same template, else a new revision), makes it r's current
+// revision (r.Status.CurrentRevision) and stores r, in one transaction: either all is
 // written or nothing.
 func (s *Store) ApplyRollout(r *v1alpha1.Rollout, cause string, now time.Time) (rev Revision, created bool, err error) {
 	err = s.Update(func(tx *Tx) error {
-		rev, created, err = tx.AddRevision(r.Name, r.Spec.Template, cause, now)
+		rev, created, err = tx.addRevision(r.Name, r.Spec.Template, cause, now, r.Status.CurrentRevision, r.Status.StableRevision)
 		if err != nil {
 			return err
 		}
@@ -219,10 +220,10 @@ func (s *Store) GetRevision(rollout string, n int64) (rev Revision, err error) {
 	return rev, err
 }
 
-// PruneRevisions keeps the rollout's newest keep revisions and every protected one, and
-// deletes the rest.
-func (s *Store) PruneRevisions(rollout string, keep int, protect ...int64) error {
-	return s.Update(func(tx *Tx) error { return tx.PruneRevisions(rollout, keep, protect...) })
+// DeleteRevisions deletes the rollout's revisions numbered numbers (see engine.PruneRevisions
+// for which); an unknown one is no error.
+func (s *Store) DeleteRevisions(rollout string, numbers ...int64) error {
+	return s.Update(func(tx *Tx) error { return tx.DeleteRevisions(rollout, numbers...) })
 }
 
 // AppendEvent adds e to its rollout's history and returns it with its Seq set; sequence

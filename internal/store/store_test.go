@@ -201,43 +201,55 @@ func equal(a, b []int64) bool {
 	return true
 }
 
-func TestPruneRevisions(t *testing.T) {
-	tests := []struct {
-		name    string
-		keep    int
-		protect []int64
-		want    []int64
-	}{
-		{"keep 3", 3, nil, []int64{4, 5, 6}},
-		{"keep more than exist", 10, nil, []int64{1, 2, 3, 4, 5, 6}},
-		{"protected old ones survive", 2, []int64{1, 3}, []int64{1, 3, 5, 6}},
-		{"keep 0 deletes all but protected", 0, []int64{6}, []int64{6}},
+// Which revisions to prune is engine.PruneRevisions' rule; the store deletes them.
+func TestDeleteRevisions(t *testing.T) {
+	s, _ := openTemp(t)
+	for i := range 6 {
+		if _, _, err := s.AddRevision("r", tmpl(string(rune('a'+i))), "apply", t0); err != nil {
+			t.Fatal(err)
+		}
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			s, _ := openTemp(t)
-			for i := range 6 {
-				if _, _, err := s.AddRevision("r", tmpl(string(rune('a'+i))), "apply", t0); err != nil {
-					t.Fatal(err)
-				}
-			}
-			if err := s.PruneRevisions("r", tt.keep, tt.protect...); err != nil {
-				t.Fatal(err)
-			}
-			revs, _ := s.Revisions("r")
-			var got []int64
-			for _, r := range revs {
-				got = append(got, r.Number)
-			}
-			if !equal(got, tt.want) {
-				t.Errorf("after prune: %v, want %v", got, tt.want)
-			}
-			// Numbering continues after the highest, not after the count.
-			rev, _, _ := s.AddRevision("r", tmpl("new"), "apply", t0)
-			if rev.Number != 7 {
-				t.Errorf("next revision = %d, want 7", rev.Number)
-			}
-		})
+	if err := s.DeleteRevisions("r", 1, 2, 6, 9); err != nil {
+		t.Fatal(err)
+	}
+	revs, _ := s.Revisions("r")
+	var got []int64
+	for _, r := range revs {
+		got = append(got, r.Number)
+	}
+	if want := []int64{3, 4, 5}; !equal(got, want) {
+		t.Errorf("after delete: %v, want %v", got, want)
+	}
+	// Numbering continues after the highest ever recorded only while it is kept: here 5.
+	if rev, _, _ := s.AddRevision("r", tmpl("new"), "apply", t0); rev.Number != 6 {
+		t.Errorf("next revision = %d, want 6", rev.Number)
+	}
+	if err := s.DeleteRevisions("unknown", 1); err != nil {
+		t.Errorf("delete from an unknown rollout: %v", err)
+	}
+}
+
+// ApplyRollout numbers the template by engine.RevisionNumber: a template equal to the stable
+// revision's goes back to it, without a new revision.
+func TestApplyRolloutBackToStable(t *testing.T) {
+	s, _ := openTemp(t)
+	r := rollout("chat-api", "v1")
+	if _, _, err := s.ApplyRollout(r, "apply", t0); err != nil {
+		t.Fatal(err)
+	}
+	r.Status.StableRevision = 1
+	r.Spec.Template = tmpl("v2")
+	if rev, created, _ := s.ApplyRollout(r, "apply", t0); rev.Number != 2 || !created {
+		t.Fatalf("v2: revision %d created=%v, want 2 true", rev.Number, created)
+	}
+	r.Spec.Template = tmpl("v1")
+	rev, created, err := s.ApplyRollout(r, "apply", t0)
+	if err != nil || rev.Number != 1 || created || r.Status.CurrentRevision != 1 {
+		t.Fatalf("v1 again: revision %d created=%v current=%d err=%v, want stable revision 1, not created", rev.Number, created, r.Status.CurrentRevision, err)
+	}
+	got, _ := s.GetRollout("chat-api")
+	if got.Status.CurrentRevision != 1 {
+		t.Errorf("stored current revision = %d, want 1", got.Status.CurrentRevision)
 	}
 }
 

@@ -1,19 +1,18 @@
 package store
 
 import (
-	"bytes"
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"slices"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/engine"
 )
 
 // Tx is one transaction, given to the function passed to Store.Update or Store.View. Its
@@ -123,6 +122,12 @@ func TemplateHash(tmpl v1alpha1.Template) (string, error) {
 
 // AddRevision records tmpl as the rollout's newest revision unless the newest already has it.
 func (t *Tx) AddRevision(rollout string, tmpl v1alpha1.Template, cause string, now time.Time) (Revision, bool, error) {
+	return t.addRevision(rollout, tmpl, cause, now, 0, 0)
+}
+
+// addRevision numbers tmpl by engine.RevisionNumber, given the rollout's current and stable
+// revisions, and records it when it is new.
+func (t *Tx) addRevision(rollout string, tmpl v1alpha1.Template, cause string, now time.Time, current, stable int64) (Revision, bool, error) {
 	if rollout == "" {
 		return Revision{}, false, errors.New("add revision: rollout name is empty")
 	}
@@ -134,16 +139,30 @@ func (t *Tx) AddRevision(rollout string, tmpl v1alpha1.Template, cause string, n
 	if err != nil {
 		return Revision{}, false, fmt.Errorf("add revision to %s: %w", rollout, err)
 	}
-	var number int64 = 1
-	if k, v := b.Cursor().Last(); k != nil {
-		var last Revision
-		if err := json.Unmarshal(v, &last); err != nil {
-			return Revision{}, false, fmt.Errorf("decode revision %d of %s: %w", decodeKey(k), rollout, err)
+	var highest int64
+	if k, _ := b.Cursor().Last(); k != nil {
+		highest = int64(decodeKey(k))
+	}
+	var decodeErr error
+	known := map[int64]Revision{}
+	number, isNew := engine.RevisionNumber(hash, highest, current, stable, func(n int64) string {
+		data := b.Get(encodeKey(uint64(n)))
+		if data == nil {
+			return ""
 		}
-		if last.Hash == hash {
-			return last, false, nil
+		var rev Revision
+		if err := json.Unmarshal(data, &rev); err != nil {
+			decodeErr = fmt.Errorf("decode revision %d of %s: %w", n, rollout, err)
+			return ""
 		}
-		number = int64(decodeKey(k)) + 1
+		known[n] = rev
+		return rev.Hash
+	})
+	if decodeErr != nil {
+		return Revision{}, false, decodeErr
+	}
+	if !isNew {
+		return known[number], false, nil
 	}
 	rev := Revision{Rollout: rollout, Number: number, Template: tmpl, Hash: hash, CreatedAt: now.UTC(), Cause: cause}
 	data, err := json.Marshal(rev)
@@ -181,26 +200,18 @@ func (t *Tx) GetRevision(rollout string, n int64) (Revision, error) {
 	return rev, nil
 }
 
-// PruneRevisions keeps the newest keep revisions and every protected one, and deletes the
-// rest.
-func (t *Tx) PruneRevisions(rollout string, keep int, protect ...int64) error {
+// DeleteRevisions deletes the rollout's revisions numbered numbers; an unknown one is no
+// error.
+func (t *Tx) DeleteRevisions(rollout string, numbers ...int64) error {
 	b := t.tx.Bucket(bucketRevisions).Bucket([]byte(rollout))
 	if b == nil {
 		return nil
 	}
-	var keys [][]byte
-	if err := b.ForEach(func(k, _ []byte) error {
-		keys = append(keys, bytes.Clone(k))
-		return nil
-	}); err != nil {
-		return fmt.Errorf("prune revisions of %s: %w", rollout, err)
-	}
-	for i := 0; i < len(keys)-max(keep, 0); i++ {
-		n := int64(decodeKey(keys[i]))
-		if slices.Contains(protect, n) {
+	for _, n := range numbers {
+		if n <= 0 {
 			continue
 		}
-		if err := b.Delete(keys[i]); err != nil {
+		if err := b.Delete(encodeKey(uint64(n))); err != nil {
 			return fmt.Errorf("delete revision %d of %s: %w", n, rollout, err)
 		}
 	}

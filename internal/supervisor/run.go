@@ -215,7 +215,7 @@ func (s *Supervisor) startProcess(in *instance) (*process, error) {
 	}
 	s.mu.Unlock()
 	s.writeState()
-	s.notify()
+	s.notify(in.rev.key.rollout)
 	in.log.Info("instance started", "pid", p.pid, "addr", in.info.Addr)
 	return p, nil
 }
@@ -297,7 +297,7 @@ func (s *Supervisor) watch(in *instance, p *process) bool {
 				i.ExitStderr = p.tail.get()
 				i.ExitRan = ran
 			})
-			s.notify()
+			s.notify(in.rev.key.rollout)
 			return true
 		case <-in.ctx.Done():
 			if s.isDetached() {
@@ -353,7 +353,7 @@ func (s *Supervisor) watch(in *instance, p *process) bool {
 			} else {
 				in.log.Warn("instance not ready", "err", err)
 			}
-			s.notify()
+			s.notify(in.rev.key.rollout)
 		}
 		if everReady {
 			timer.Reset(pr.period)
@@ -373,7 +373,7 @@ func (s *Supervisor) exited(in *instance, p *process, msg string) {
 	in.info.Message, in.info.LastExit = msg, msg
 	s.mu.Unlock()
 	s.writeState()
-	s.notify()
+	s.notify(in.rev.key.rollout)
 }
 
 // stopProcess drains the instance, sends the stop signal to its process group, and SIGKILLs

@@ -146,6 +146,10 @@ type Supervisor struct {
 	proc    procfs.FS
 	client  *http.Client
 	changes chan struct{}
+	// changedMu guards changed: the rollouts whose instances changed since the last Changed
+	// ("" for every rollout). It is taken alone.
+	changedMu sync.Mutex
+	changed   map[string]bool
 
 	// ctx ends on Detach: the run goroutines return without touching their processes.
 	ctx    context.Context
@@ -259,10 +263,32 @@ func New(opts Options) (*Supervisor, error) {
 }
 
 // Changes signals, coalesced (the channel holds at most one value), that some instance was
-// started, became ready or unready, exited, began terminating or was removed.
+// started, became ready or unready, exited, began terminating or was removed. Changed says
+// of which rollouts.
 func (s *Supervisor) Changes() <-chan struct{} { return s.changes }
 
-func (s *Supervisor) notify() {
+// Changed returns the rollouts whose instances changed since the last call, in no order; ""
+// stands for every rollout.
+func (s *Supervisor) Changed() []string {
+	s.changedMu.Lock()
+	defer s.changedMu.Unlock()
+	out := make([]string, 0, len(s.changed))
+	for name := range s.changed {
+		out = append(out, name)
+	}
+	clear(s.changed)
+	return out
+}
+
+// notify records that rollout's instances changed ("" for every rollout's) and signals
+// Changes.
+func (s *Supervisor) notify(rollout string) {
+	s.changedMu.Lock()
+	if s.changed == nil {
+		s.changed = map[string]bool{}
+	}
+	s.changed[rollout] = true
+	s.changedMu.Unlock()
 	select {
 	case s.changes <- struct{}{}:
 	default:
@@ -359,7 +385,7 @@ func (s *Supervisor) Scale(rollout string, revision int64, tmpl v1alpha1.Templat
 		}
 	}
 	if changed {
-		s.notify()
+		s.notify(rollout)
 	}
 }
 
@@ -389,7 +415,7 @@ func (s *Supervisor) Stop(rollout string, ids []string) {
 		}
 	}
 	if changed {
-		s.notify()
+		s.notify(rollout)
 	}
 }
 
@@ -482,7 +508,7 @@ func (s *Supervisor) remove(in *instance) {
 		delete(s.ports, in.port)
 	}
 	s.mu.Unlock()
-	s.notify()
+	s.notify(in.rev.key.rollout)
 }
 
 // Close stops every instance as a scale down to 0 would (drain, stop signal, grace period,
@@ -503,7 +529,7 @@ func (s *Supervisor) Close(ctx context.Context) error {
 		}
 	}
 	s.mu.Unlock()
-	s.notify()
+	s.notify("")
 
 	done := make(chan struct{})
 	go func() {

@@ -655,3 +655,35 @@ func TestStopByIDThenScaleReplacesThem(t *testing.T) {
 		t.Errorf("drains %+v, want app-r1-1 drained while it still served", calls)
 	}
 }
+
+// Changed names the rollouts whose instances changed, once each, and "" after Close.
+func TestChangedNamesTheRollouts(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, Options{})
+	tmpl := childTemplate("serve", 30)
+	f.s.Scale("app", 1, tmpl, 1)
+	f.s.Scale("other", 1, tmpl, 1)
+	waitFor(t, 10*time.Second, "both instances ready", func() bool {
+		return count(f.list(1), ready) == 1 && count(f.s.Instances("other")[1], ready) == 1
+	})
+	got := f.s.Changed()
+	slices.Sort(got)
+	if want := []string{"app", "other"}; !slices.Equal(got, want) {
+		t.Fatalf("Changed = %v, want %v", got, want)
+	}
+	if got := f.s.Changed(); len(got) != 0 {
+		t.Errorf("Changed again with nothing changed = %v, want none", got)
+	}
+	f.s.Stop("app", []string{f.list(1)[0].ID})
+	if got := f.s.Changed(); !slices.Contains(got, "app") || slices.Contains(got, "other") {
+		t.Errorf("after stopping an instance of app: Changed = %v, want app only", got)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := f.s.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.s.Changed(); !slices.Contains(got, "") {
+		t.Errorf("after Close: Changed = %v, want \"\" (every rollout)", got)
+	}
+}
