@@ -8,6 +8,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // RestartBudget bounds how a restart replaces instances: Surge instances above replicas at a
@@ -27,10 +28,10 @@ func (d *decision) restartBudget() RestartBudget {
 		b = *d.in.Restart
 	case d.spec.Strategy.RollingUpdate != nil:
 		ru := d.spec.Strategy.RollingUpdate
-		b.Surge = scaledValue(ru.MaxSurge, "25%", d.replicas, true)
-		b.Unavailable = scaledValue(ru.MaxUnavailable, "25%", d.replicas, false)
+		b.Surge = scaledValue(ru.MaxSurge, spec.DefaultMaxSurge, d.replicas, true)
+		b.Unavailable = scaledValue(ru.MaxUnavailable, spec.DefaultMaxUnavailable, d.replicas, false)
 	default:
-		b.Surge = max(1, scaledValue(nil, "25%", d.replicas, true))
+		b.Surge = max(1, scaledValue(nil, spec.DefaultMaxSurge, d.replicas, true))
 	}
 	if b.Surge <= 0 && b.Unavailable <= 0 {
 		b.Unavailable = 1

@@ -21,8 +21,8 @@ func (d *decision) rolling() {
 		ru = &v1alpha1.RollingUpdateStrategy{}
 	}
 	rev, n := d.newRev, d.replicas
-	surge := scaledValue(ru.MaxSurge, "25%", n, true)
-	unavail := scaledValue(ru.MaxUnavailable, "25%", n, false)
+	surge := scaledValue(ru.MaxSurge, spec.DefaultMaxSurge, n, true)
+	unavail := scaledValue(ru.MaxUnavailable, spec.DefaultMaxUnavailable, n, false)
 	if surge == 0 && unavail == 0 {
 		unavail = 1
 	}
