@@ -188,7 +188,9 @@ func TestUserAbortUndoesAWorkloadThatRollsItself(t *testing.T) {
 // The strategy's fixed addresses (Kubernetes mode's Services) follow the decision: stable and
 // canary, or active and preview.
 func TestAddresses(t *testing.T) {
-	addr := func(w *world) [3]int64 { return [3]int64{w.out.Routes.Stable, w.out.Routes.Canary, w.out.Routes.Preview} }
+	addr := func(w *world) [3]int64 {
+		return [3]int64{w.out.Routes.Stable, w.out.Routes.Canary, w.out.Routes.Preview}
+	}
 	w := newWorld(t, canarySpec(v1alpha1.CanaryStep{SetWeight: ptr(int32(25))}, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}}))
 	if got := addr(w); got != [3]int64{1, 1, 0} {
 		t.Fatalf("canary steady: stable, canary, preview %v", got)

@@ -146,3 +146,49 @@ func TestRollingHoldOnAStaleDeploymentIsNotLost(t *testing.T) {
 		t.Fatalf("the Deployment rolls on past the pause point: paused %v, carry-out error %v", live.Spec.Paused, err)
 	}
 }
+
+// carryOutRolling does what the engine's gate says: stable's template back with the undone
+// revision noted (an undo), and on retry the revision's template again without the note.
+func TestCarryOutRollingUndoAndRetry(t *testing.T) {
+	ro, w := rollingWorld("v2", 1)
+	ro.Status.Abort, ro.Status.AbortedRevision = true, 2
+	c := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(w.deploy.DeepCopy()).Build()
+	ctx := context.Background()
+	r := NewReconciler(c, events.NewFakeRecorder(10), ReconcilerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	live := func() *appsv1.Deployment {
+		t.Helper()
+		d := &appsv1.Deployment{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(w.deploy), d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	if err := r.carryOutRolling(ctx, ro, w, &engine.WorkloadGate{Revision: 1, Roll: true}); err != nil {
+		t.Fatal(err)
+	}
+	d := live()
+	if TemplateHash(&d.Spec.Template) != w.byNumber[1].hash || d.Annotations[AnnotationUndoneRevision] != "2" || d.Spec.Paused {
+		t.Fatalf("after the undo: template of revision %v, undone %q, paused %v", w.byHash[TemplateHash(&d.Spec.Template)], d.Annotations[AnnotationUndoneRevision], d.Spec.Paused)
+	}
+
+	w.deploy = d
+	r.observeRolling(ro, w)
+	if w.current.number != 2 {
+		t.Fatalf("current revision %d after the undo, want 2", w.current.number)
+	}
+	ro.Status.Abort, ro.Status.AbortedRevision = false, 0
+	if err := r.carryOutRolling(ctx, ro, w, &engine.WorkloadGate{Revision: 2, Roll: false}); err != nil {
+		t.Fatal(err)
+	}
+	d = live()
+	if TemplateHash(&d.Spec.Template) != w.byNumber[2].hash || d.Annotations[AnnotationUndoneRevision] != "" || !d.Spec.Paused {
+		t.Fatalf("after the retry: template of revision %v, undone %q, paused %v", w.byHash[TemplateHash(&d.Spec.Template)], d.Annotations[AnnotationUndoneRevision], d.Spec.Paused)
+	}
+
+	// No gate (no stable revision yet): the Deployment is left alone.
+	before := live().ResourceVersion
+	if err := r.carryOutRolling(ctx, ro, w, nil); err != nil || live().ResourceVersion != before {
+		t.Fatalf("carried out a nil gate: %v", err)
+	}
+}
