@@ -83,7 +83,7 @@ func (d *decision) canary() {
 			return c.Reason != v1alpha1.PauseReasonUser
 		})
 		d.event(EventNormal, "StepCompleted", fmt.Sprintf("step %d/%d completed", idx, len(steps)))
-		if steps[idx-1].SetWeight != nil && d.in.WeightByReplicas {
+		if steps[idx-1].SetWeight != nil && d.in.Capabilities.WeightsByReplicas {
 			if note := d.observeWeight(); note != "" {
 				d.event(EventWarning, "WeightApproximated", fmt.Sprintf("step %d/%d: %s", idx, len(steps), note))
 			}
@@ -227,7 +227,7 @@ func (d *decision) canaryDesired() int32 {
 	if d.st.CanaryScale != nil {
 		return *d.st.CanaryScale
 	}
-	if d.in.WeightByReplicas {
+	if d.in.Capabilities.WeightsByReplicas {
 		return max(ReplicasForWeight(d.st.CanaryWeight, d.replicas), 1)
 	}
 	n := int32(math.Ceil(float64(d.st.CanaryWeight) * float64(d.replicas) / 100))

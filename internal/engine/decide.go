@@ -32,6 +32,7 @@ func Decide(in Input) Output {
 	d.out.Scale = map[int64]int32{}
 	d.run()
 	d.finish()
+	d.gateWorkload()
 	d.out.Status = d.st
 	return d.out
 }
@@ -185,6 +186,12 @@ func (d *decision) progress() {
 	}
 	if d.inProgress() != rev && !d.st.Abort {
 		d.start(rev, wasAborted)
+	}
+	if !d.st.Abort {
+		if why := d.workloadDeadline(rev); why != "" {
+			d.abort(why)
+			return
+		}
 	}
 	if d.st.Abort {
 		if d.in.Rollout.Status.Phase != v1alpha1.PhaseDegraded {
@@ -566,6 +573,7 @@ func (d *decision) finish() {
 			d.out.Routes.HeaderRoutes = append(d.out.Routes.HeaderRoutes, HeaderRoute{Name: hr.Name, Match: hr.Match, CookieMatch: hr.CookieMatch, Revision: d.st.CanaryRevision})
 		}
 	}
+	d.addresses()
 	d.observeWeight()
 	d.st.Revisions = d.revisionStatuses()
 	d.st.Step = d.stepText()
@@ -578,6 +586,21 @@ func (d *decision) finish() {
 		} else {
 			d.st.Phase = v1alpha1.PhaseProgressing
 		}
+	}
+}
+
+// addresses sets the revisions the strategy's fixed addresses serve: stable and canary, or
+// active and preview.
+func (d *decision) addresses() {
+	st := &d.st
+	switch {
+	case d.spec.Strategy.Canary != nil:
+		d.out.Routes.Stable, d.out.Routes.Canary = st.StableRevision, st.StableRevision
+		if st.CanaryRevision != 0 && !st.Abort {
+			d.out.Routes.Canary = st.CanaryRevision
+		}
+	case d.isBlueGreen():
+		d.out.Routes.Stable = st.ActiveRevision
 	}
 }
 

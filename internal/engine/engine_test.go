@@ -32,6 +32,9 @@ type world struct {
 	traffic    *Traffic
 	byReplicas bool
 	watchJudge bool
+	// rollsItself and workload go into every decision's Input (rollsitself_test.go).
+	rollsItself bool
+	workload    *Workload
 }
 
 func newWorld(t *testing.T, spec v1alpha1.RolloutSpec) *world {
@@ -55,7 +58,8 @@ func ptr[T any](v T) *T { return &v }
 // decide runs one decision and carries out its scale output.
 func (w *world) decide() {
 	w.t.Helper()
-	w.out = Decide(Input{Rollout: w.r, Revision: w.rev, Instances: w.inst, Now: w.now, Traffic: w.traffic, WeightByReplicas: w.byReplicas, WatchJudge: w.watchJudge})
+	w.out = Decide(Input{Rollout: w.r, Revision: w.rev, Instances: w.inst, Now: w.now, Traffic: w.traffic, WatchJudge: w.watchJudge,
+		Capabilities: Capabilities{WeightsByReplicas: w.byReplicas, RollsItself: w.rollsItself}, Workload: w.workload})
 	w.r.Status = w.out.Status
 	w.events = append(w.events, w.out.Events...)
 	next := map[int64][]Instance{}

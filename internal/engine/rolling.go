@@ -148,8 +148,8 @@ func (d *decision) rolling() {
 // keepWarm keeps running, out of rotation, the old instances the update took out of
 // rotation, when the rollout has a watch window: a switch back (an abort during the update,
 // or the watch window after it) then needs no start-up. olds are the instances each old
-// revision keeps in rotation. The adapter of a rolling update it does not drive itself
-// (Kubernetes mode's Deployment) ignores Scale and keeps no warm instances.
+// revision keeps in rotation. A workload that rolls itself (Capabilities.RollsItself)
+// follows Output.Workload, not Scale, and keeps no warm instances.
 func (d *decision) keepWarm(rev int64, olds map[int64]int32) {
 	if spec.WatchWindow(&d.spec.Strategy) <= 0 {
 		return

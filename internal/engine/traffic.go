@@ -97,7 +97,7 @@ func (d *decision) observeWeight() (note string) {
 	if d.spec.Strategy.Canary == nil || d.st.CanaryRevision == 0 || d.st.Abort {
 		return ""
 	}
-	if !d.in.WeightByReplicas {
+	if !d.in.Capabilities.WeightsByReplicas {
 		if t := d.in.Traffic; t != nil && t.CanaryWeight != nil {
 			w := *t.CanaryWeight
 			d.st.ObservedWeight = &w
@@ -138,7 +138,7 @@ func (d *decision) realWeights() map[int64]int32 {
 	if d.spec.Strategy.Canary == nil {
 		return nil
 	}
-	if d.in.WeightByReplicas {
+	if d.in.Capabilities.WeightsByReplicas {
 		shares, total := d.readyShares()
 		if total == 0 {
 			return nil

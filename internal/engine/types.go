@@ -55,10 +55,12 @@ type Input struct {
 	// layer. Nil means routes always take effect at once (local mode, whose proxy is set
 	// in-process with each decision).
 	Traffic *Traffic
-	// WeightByReplicas says the traffic layer splits requests by ready instances (Kubernetes
-	// mode's plain Service router): a canary's weight is then approximated by its instance
-	// count beside stable's (see ReplicasForWeight), and the status shows the real share.
-	WeightByReplicas bool
+	// Capabilities is what the adapter's workload and traffic layer can do; the zero value is
+	// local mode's (a proxy that splits by weight, instances the engine sizes one by one).
+	Capabilities Capabilities
+	// Workload is what the adapter observed of a workload that rolls itself
+	// (Capabilities.RollsItself); nil when there is none or it was not observed.
+	Workload *Workload
 	// Restart is how many instances a restart (spec.restartAt) may run above and below
 	// replicas. Nil means the rollout's own rollingUpdate maxSurge and maxUnavailable, else a
 	// surge of 25% of replicas (at least one) and none unavailable.
@@ -67,6 +69,49 @@ type Input struct {
 	// compares the new stable with the previous revision's record after a promotion (local
 	// mode). Without it the window judges exits, crash loops and memory only.
 	WatchJudge bool
+}
+
+// Capabilities is what an adapter can and cannot do, which shapes the decision.
+type Capabilities struct {
+	// WeightsByReplicas says the traffic layer splits requests by ready instances (Kubernetes
+	// mode's plain Service router): a canary's weight is then approximated by its instance
+	// count beside stable's (see ReplicasForWeight), and the status shows the real share.
+	WeightsByReplicas bool
+	// RollsItself says the workload runs a rolling update (spec.strategy.rollingUpdate) by
+	// itself, as a Kubernetes Deployment does: the adapter does not carry out Scale for it but
+	// Output.Workload, which says which revision's template the workload holds and whether it
+	// may roll now. What the workload observed goes in Input.Workload.
+	RollsItself bool
+}
+
+// Workload is what an adapter observed of a workload that rolls itself.
+type Workload struct {
+	// Name names the workload in messages, as "deployment chat-api".
+	Name string
+	// Revision is the revision whose template the workload holds now; zero when none is known.
+	Revision int64
+	// Updated is how many instances the workload runs, or is about to run, of that template.
+	Updated int32
+	// Complete is true when the workload runs its template fully and nothing else.
+	Complete bool
+	// Stale is true while the workload's controller has not yet seen the workload's last
+	// change; Complete and DeadlineExceeded are then of an older spec.
+	Stale bool
+	// Held is true while the workload is held (a Deployment's spec.paused).
+	Held bool
+	// DeadlineExceeded is the workload's own verdict that its rollout of Revision made no
+	// progress in time (a Deployment's ProgressDeadlineExceeded condition, not set by ramp);
+	// empty when there is none.
+	DeadlineExceeded string
+}
+
+// WorkloadGate is what a workload that rolls itself should do.
+type WorkloadGate struct {
+	// Revision is the revision whose template the workload should hold: the one asked for,
+	// or stable's after an abort (an undo).
+	Revision int64
+	// Roll says the workload may roll towards that template now; false holds it.
+	Roll bool
 }
 
 // Traffic is what an adapter observed of the traffic layer and of carrying out the actions of
@@ -91,8 +136,12 @@ type Output struct {
 	// Status is the rollout's new status.
 	Status v1alpha1.RolloutStatus
 	// Scale is the number of instances each revision should run. A revision not listed
-	// should run none.
+	// should run none. A workload that rolls itself sizes its revisions by itself and follows
+	// Workload instead; Scale then only tells the status's desired counts.
 	Scale map[int64]int32
+	// Workload is set for a rolling update of a workload that rolls itself
+	// (Capabilities.RollsItself) once a stable revision exists; nil otherwise.
+	Workload *WorkloadGate
 	// Restart are the IDs of the instances a restart replaces now: the adapter stops (drains)
 	// them, and Scale starts their replacements.
 	Restart []string
@@ -113,6 +162,10 @@ type Routes struct {
 	HeaderRoutes []HeaderRoute
 	// Preview is the revision served on the preview address; zero means none.
 	Preview int64
+	// Stable is the revision the stable address serves (blue-green: the active address),
+	// and Canary the one the canary address serves (canary strategy: the canary while it
+	// runs, else stable). Zero means the address serves nothing new: it keeps what it had.
+	Stable, Canary int64
 }
 
 // HeaderRoute sends requests that match all its conditions to Revision.

@@ -23,7 +23,7 @@ import (
 // selectors and the router's routes. It goes on after an error and returns them all.
 func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, w *world, out engine.Output) error {
 	if isRolling(ro) {
-		return r.carryOutRolling(ctx, ro, w)
+		return r.carryOutRolling(ctx, ro, w, out.Workload)
 	}
 	var errs []error
 	if err := r.pauseDeployment(ctx, ro, w); err != nil {
@@ -35,7 +35,7 @@ func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before 
 	if err := r.reportOnDeployment(ctx, ro, w); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.setSelectors(ctx, ro, w); err != nil {
+	if err := r.setSelectors(ctx, ro, w, out.Routes); err != nil {
 		errs = append(errs, err)
 	}
 	if err := r.route(ctx, ro, before, out); err != nil {
@@ -172,7 +172,7 @@ func (r *Reconciler) scale(ctx context.Context, ro *v1alpha1.Rollout, w *world, 
 	stableKeep := w.keeper(ro, stable)
 	deployServesStable := stableKeep != nil && w.deploymentOwns(stableKeep)
 	// The engine sizes the canary, also when plain Services carry its weight by pod counts
-	// (Input.WeightByReplicas), so the status's desired counts are the real ones.
+	// (Capabilities.WeightsByReplicas), so the status's desired counts are the real ones.
 	want := func(n int64) int32 { return out.Scale[n] }
 	// ramp runs rev in a ReplicaSet of its own (a canary, a preview, a promoted revision
 	// before the hand-over): any ReplicaSet of the Deployment with its template is a
@@ -396,28 +396,26 @@ func (r *Reconciler) handOver(ctx context.Context, rs *appsv1.ReplicaSet, d *app
 	return nil
 }
 
-// setSelectors points the stable/canary (or active/preview) Services at their revisions' pods.
-// A Service whose revision runs nowhere yet keeps its selector.
-func (r *Reconciler) setSelectors(ctx context.Context, ro *v1alpha1.Rollout, w *world) error {
-	st := &ro.Status
+// setSelectors points the stable/canary (or active/preview) Services at the pods of the
+// revisions the decision's routes give them. A Service whose revision runs nowhere yet (no
+// ReplicaSet, so no pod-template-hash to select) selects the stable (or active) revision's
+// pods; one with neither keeps its selector.
+func (r *Reconciler) setSelectors(ctx context.Context, ro *v1alpha1.Rollout, w *world, routes engine.Routes) error {
 	hashOf := func(n int64) string { return w.byNumber[n].podHash() }
 	type target struct{ svc, hash string }
 	var targets []target
-	if c := ro.Spec.Strategy.Canary; c != nil {
-		stable := hashOf(st.StableRevision)
-		canary := stable
-		if st.CanaryRevision != 0 && !st.Abort && hashOf(st.CanaryRevision) != "" {
-			canary = hashOf(st.CanaryRevision)
+	stable := hashOf(routes.Stable)
+	other := func(n int64) string {
+		if h := hashOf(n); n != 0 && h != "" {
+			return h
 		}
-		targets = append(targets, target{c.StableService, stable}, target{c.CanaryService, canary})
+		return stable
+	}
+	if c := ro.Spec.Strategy.Canary; c != nil {
+		targets = append(targets, target{c.StableService, stable}, target{c.CanaryService, other(routes.Canary)})
 	}
 	if bg := ro.Spec.Strategy.BlueGreen; bg != nil {
-		active := hashOf(st.ActiveRevision)
-		preview := active
-		if st.PreviewRevision != 0 && !st.Abort && hashOf(st.PreviewRevision) != "" {
-			preview = hashOf(st.PreviewRevision)
-		}
-		targets = append(targets, target{bg.ActiveService, active}, target{bg.PreviewService, preview})
+		targets = append(targets, target{bg.ActiveService, stable}, target{bg.PreviewService, other(routes.Preview)})
 	}
 	var errs []error
 	for _, t := range targets {
@@ -452,10 +450,9 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 	if err != nil {
 		return err
 	}
-	st := &ro.Status
 	want := Routes{StableService: c.StableService, CanaryService: c.CanaryService}
-	if st.CanaryRevision != 0 {
-		want.CanaryWeight = out.Routes.Weights[st.CanaryRevision]
+	if rt := out.Routes; rt.Canary != 0 && rt.Canary != rt.Stable {
+		want.CanaryWeight = rt.Weights[rt.Canary]
 	}
 	for _, hr := range out.Routes.HeaderRoutes {
 		want.HeaderRoutes = append(want.HeaderRoutes, v1alpha1.SetHeaderRoute{Name: hr.Name, Match: hr.Match})

@@ -361,7 +361,10 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	r.traffic.judgeDefaults(in)
 	traffic, byReplicas := r.observeTraffic(ctx, ro)
 	out := engine.Decide(engine.Input{Rollout: in, Revision: w.current.number, Instances: engineInstances(w), Now: now,
-		Traffic: traffic, WeightByReplicas: byReplicas, Restart: restartBudget(w)})
+		Traffic: traffic, Restart: restartBudget(w),
+		// A Deployment rolls itself: the engine gates a rolling update instead of sizing it.
+		Capabilities: engine.Capabilities{WeightsByReplicas: byReplicas, RollsItself: true},
+		Workload:     observeWorkload(w)})
 	conditions := ro.Status.Conditions
 	ro.Status = out.Status
 	ro.Status.Conditions = conditions

@@ -22,53 +22,49 @@ const AnnotationUndoneRevision = "ramp.dev/undone-revision"
 
 // A rolling update (spec.strategy.rollingUpdate) in Kubernetes mode is the Deployment's own:
 // ramp creates no ReplicaSet, the Deployment controller rolls the pods with its maxSurge and
-// maxUnavailable (the Rollout's, when it sets them), and ramp gates it with spec.paused:
-//
-//   - between rollouts, and while the update holds (at rollingUpdate.pause, on `ramp pause`,
-//     on inconclusive analysis), the Deployment is paused;
-//   - while a revision rolls out and may go on, it is not;
-//   - when the revision is aborted (analysis failed, the progress deadline passed — the
-//     Rollout's, or the Deployment's own ProgressDeadlineExceeded — or `ramp abort`), ramp
-//     writes the stable revision's pod template back into the Deployment and lets it roll
-//     back, as `kubectl rollout undo` would; once the Deployment runs it fully it is paused
-//     again. The rollout stays Degraded, and `kubectl rollout status` succeeds on the old
-//     template.
-//
-// engine.Output.Scale is not carried out: the engine's own count of the new revision's
-// instances only decides the phase, the pause point and the progress deadline, from the pods
-// the Deployment controller runs.
+// maxUnavailable (the Rollout's, when it sets them), and ramp gates it with spec.paused and,
+// after an abort, with the stable revision's pod template written back (an undo, as `kubectl
+// rollout undo` would). The engine decides both (engine.Capabilities.RollsItself): this file
+// tells it what the Deployment does (observeWorkload) and carries out its
+// engine.Output.Workload (carryOutRolling). Output.Scale is not carried out: the Deployment
+// controller sizes the revisions itself.
 
 // isRolling reports whether ro uses the Deployment's own rolling update.
 func isRolling(ro *v1alpha1.Rollout) bool { return ro.Spec.Strategy.RollingUpdate != nil }
 
 // observeRolling completes what observe saw for a rolling update: while the Deployment keeps
-// the template ramp wrote back in an undo, the undone revision is still the current one; and
-// the Deployment's own ProgressDeadlineExceeded aborts the revision under way.
+// the template ramp wrote back in an undo, the undone revision is still the current one.
 func (r *Reconciler) observeRolling(ro *v1alpha1.Rollout, w *world) {
 	if !isRolling(ro) {
 		return
 	}
-	st := &ro.Status
-	stable := w.byNumber[st.StableRevision]
+	stable := w.byNumber[ro.Status.StableRevision]
 	if v := w.deploy.Annotations[AnnotationUndoneRevision]; v != "" && stable != nil && w.current == stable {
 		if n, err := strconv.ParseInt(v, 10, 64); err == nil && n != stable.number && w.byNumber[n] != nil {
 			w.current = w.byNumber[n]
 		}
 	}
-	rev := w.current.number
-	if st.StableRevision == 0 || rev == st.StableRevision || st.Abort && st.AbortedRevision == rev {
-		return
-	}
+}
+
+// observeWorkload is what the engine needs to know of the Deployment when it rolls itself:
+// the revision of its template, how far its controller rolled it, and the controller's own
+// ProgressDeadlineExceeded (not the one ramp writes on an abort: see reportOnDeployment).
+func observeWorkload(w *world) *engine.Workload {
 	d := w.deploy
-	c := progressingCondition(d)
-	if c == nil || c.Reason != reasonTimedOut || strings.HasPrefix(c.Message, abortPrefix) ||
-		d.Status.ObservedGeneration < d.Generation || TemplateHash(&d.Spec.Template) != w.current.hash {
-		return
+	ow := &engine.Workload{
+		Name:     "deployment " + d.Name,
+		Updated:  updatedReplicas(w),
+		Complete: deploymentComplete(d),
+		Stale:    d.Status.ObservedGeneration < d.Generation,
+		Held:     d.Spec.Paused,
 	}
-	why := fmt.Sprintf("deployment %s exceeded its progress deadline: %s", d.Name, c.Message)
-	st.Abort, st.AbortedRevision, st.Message = true, rev, "aborted: "+why
-	w.events = append(w.events, engine.Event{Type: engine.EventWarning, Reason: "RolloutAborted", Revision: rev,
-		Message: fmt.Sprintf("revision %d aborted: %s", rev, why)})
+	if rev := w.byHash[TemplateHash(&d.Spec.Template)]; rev != nil {
+		ow.Revision = rev.number
+	}
+	if c := progressingCondition(d); c != nil && c.Reason == reasonTimedOut && !strings.HasPrefix(c.Message, abortPrefix) {
+		ow.DeadlineExceeded = c.Message
+	}
+	return ow
 }
 
 func progressingCondition(d *appsv1.Deployment) *appsv1.DeploymentCondition {
@@ -80,51 +76,37 @@ func progressingCondition(d *appsv1.Deployment) *appsv1.DeploymentCondition {
 	return nil
 }
 
-// carryOutRolling makes the Deployment match the decision of a rolling update: its template
-// (the stable one again after an abort), its maxSurge and maxUnavailable, and whether the
-// Deployment controller may roll now.
-func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, w *world) error {
-	st := &ro.Status
+// carryOutRolling makes the Deployment match the decision of a rolling update (gate): the
+// template of the revision it should hold (stable's again after an abort), its maxSurge and
+// maxUnavailable, and whether the Deployment controller may roll now. A nil gate (no stable
+// revision yet: the Deployment deploys the first one by itself) leaves it alone.
+func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, w *world, gate *engine.WorkloadGate) error {
 	d := w.deploy
 	if by := d.Annotations[AnnotationPausedBy]; by != "" && by != ro.Name {
 		return fmt.Errorf("deployment %s is managed by rollout %s", d.Name, by)
 	}
-	if st.StableRevision == 0 {
-		return nil // the first revision: the Deployment deploys it by itself
+	if gate == nil {
+		return nil
 	}
-	stable := w.byNumber[st.StableRevision]
-	if stable == nil {
-		return fmt.Errorf("stable revision %d of %s has no recorded template", st.StableRevision, ro.Name)
+	target := w.byNumber[gate.Revision]
+	if target == nil {
+		return fmt.Errorf("revision %d of %s has no recorded template", gate.Revision, ro.Name)
 	}
-	cur := w.current
-	undo := st.Abort && st.AbortedRevision == cur.number && cur != stable
 
 	orig := d.DeepCopy()
 	if d.Annotations == nil {
 		d.Annotations = map[string]string{}
 	}
 	d.Annotations[AnnotationPausedBy] = ro.Name
-	hash := TemplateHash(&d.Spec.Template)
-	rewritten := false
-	switch {
-	case undo && hash != stable.hash:
-		d.Spec.Template = *stable.template.DeepCopy()
-		d.Annotations[AnnotationUndoneRevision] = strconv.FormatInt(cur.number, 10)
-		rewritten = true
-		w.events = append(w.events, engine.Event{Type: engine.EventWarning, Reason: "RolloutUndone", Revision: cur.number,
-			Message: fmt.Sprintf("revision %d undone: deployment %s has the template of revision %d again and rolls back to it, as `kubectl rollout undo` would (%s)",
-				cur.number, d.Name, stable.number, strings.TrimPrefix(st.Message, "aborted: "))})
-	case !undo && hash != cur.hash:
-		// A retry after an undo: the undone revision's template again.
-		d.Spec.Template = *cur.template.DeepCopy()
-		delete(d.Annotations, AnnotationUndoneRevision)
-		rewritten = true
-	case !undo:
-		delete(d.Annotations, AnnotationUndoneRevision)
+	if TemplateHash(&d.Spec.Template) != target.hash {
+		d.Spec.Template = *target.template.DeepCopy()
 	}
-	if undo && strings.HasPrefix(st.Message, "aborted: ") {
-		st.Message = fmt.Sprintf("undone: %s; deployment %s is back on the template of revision %d (`ramp retry %s` runs revision %d again)",
-			strings.TrimPrefix(st.Message, "aborted: "), d.Name, stable.number, ro.Name, cur.number)
+	if cur := w.current; cur != target {
+		// An undo: the Deployment holds stable's template, and the annotation keeps the
+		// undone revision the one asked for (observeRolling).
+		d.Annotations[AnnotationUndoneRevision] = strconv.FormatInt(cur.number, 10)
+	} else {
+		delete(d.Annotations, AnnotationUndoneRevision)
 	}
 
 	if ru := ro.Spec.Strategy.RollingUpdate; ru.MaxSurge != nil || ru.MaxUnavailable != nil {
@@ -141,7 +123,7 @@ func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, 
 			d.Spec.Strategy.RollingUpdate.MaxUnavailable = &v
 		}
 	}
-	d.Spec.Paused = !mayRoll(ro, w, undo, rewritten)
+	d.Spec.Paused = !gate.Roll
 	// The patch always says spec.paused: a hold decided on a stale copy (the cache still
 	// showing an earlier pause while the Deployment rolls) would otherwise differ in nothing
 	// and send no pause at all, and the Deployment controller would roll on past the pause
@@ -149,39 +131,9 @@ func (r *Reconciler) carryOutRolling(ctx context.Context, ro *v1alpha1.Rollout, 
 	// changes faster than the cache follows, and every pause would conflict until it is done.)
 	orig.Spec.Paused = !d.Spec.Paused
 	if err := r.client.Patch(ctx, d, client.MergeFrom(orig)); err != nil {
-		if undo && rewritten {
-			w.events = w.events[:len(w.events)-1]
-		}
 		return fmt.Errorf("update deployment %s: %w", d.Name, err)
 	}
 	return nil
-}
-
-// mayRoll reports whether the Deployment controller may roll the Deployment now: towards the
-// revision under way unless the update holds, or back to stable until it runs it fully.
-func mayRoll(ro *v1alpha1.Rollout, w *world, undo, rewritten bool) bool {
-	st := &ro.Status
-	if undo || w.current.number == st.StableRevision {
-		d := w.deploy
-		if rewritten {
-			return true
-		}
-		if d.Status.ObservedGeneration < d.Generation {
-			// The Deployment controller has not seen the last change yet — often ramp's own
-			// pause, which bumps the generation too: keep the Deployment as it is, or every
-			// pause would look like an unfinished rollout and be undone at once.
-			return !d.Spec.Paused
-		}
-		return !deploymentComplete(d)
-	}
-	if ro.Spec.Paused || len(st.PauseConditions) > 0 {
-		return false
-	}
-	p := ro.Spec.Strategy.RollingUpdate.Pause
-	if p != nil && st.CurrentStepIndex != nil && *st.CurrentStepIndex == 0 && !rewritten {
-		return updatedReplicas(w) < engine.PausePoint(p, w.replicas())
-	}
-	return true
 }
 
 // deploymentComplete reports whether the Deployment runs its template fully and nothing else,

@@ -4,7 +4,6 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -16,6 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/engine"
 )
 
 // rollingWorld is a rollout with stable revision 1 (image v1) and revision 2 (v2), over a
@@ -46,58 +46,45 @@ func rollingWorld(image string, updated int32) (*v1alpha1.Rollout, *world) {
 	return ro, w
 }
 
-func TestMayRoll(t *testing.T) {
+// What the engine is told of the Deployment (the gate itself is decided and tested in the
+// engine: TestWorkloadGate).
+func TestObserveWorkload(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		image   string
 		updated int32
-		change  func(ro *v1alpha1.Rollout, w *world)
-		undo    bool
-		want    bool
+		change  func(w *world)
+		want    engine.Workload
 	}{
-		{name: "before the pause point", image: "v2", updated: 0, want: true},
-		{name: "at the pause point", image: "v2", updated: 1, want: false},
-		{name: "past the pause point", image: "v2", updated: 2, want: true, change: func(ro *v1alpha1.Rollout, w *world) { ro.Status.CurrentStepIndex = ptr(int32(1)) }},
-		{name: "held by the engine", image: "v2", updated: 0, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
-			ro.Status.PauseConditions = []v1alpha1.PauseCondition{{Reason: v1alpha1.PauseReasonInconclusive}}
-		}},
-		{name: "paused by the user", image: "v2", updated: 0, want: false, change: func(ro *v1alpha1.Rollout, w *world) { ro.Spec.Paused = true }},
+		{name: "rolling", image: "v2", updated: 1, want: engine.Workload{Revision: 2, Updated: 1}},
 		// The cache may show the Deployment's status before the ReplicaSet the controller just
 		// made: the update has reached the pause point all the same.
-		{name: "at the pause point by the Deployment's status", image: "v2", updated: 0, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
-			w.deploy.Status.UpdatedReplicas = 1
-		}},
-		{name: "rolling back", image: "v1", updated: 1, undo: true, want: true},
-		{name: "rolled back", image: "v1", updated: 3, undo: true, want: false, change: func(ro *v1alpha1.Rollout, w *world) { w.deploy.Status.Replicas = 3 }},
-		// ramp's own pause bumps the generation before the Deployment controller observes it:
-		// the Deployment stays paused (it used to be unpaused, paused again, ... forever).
-		{name: "rolled back and just paused", image: "v1", updated: 3, undo: true, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
+		{name: "updated by the Deployment's status", image: "v2", updated: 0, change: func(w *world) { w.deploy.Status.UpdatedReplicas = 1 },
+			want: engine.Workload{Revision: 2, Updated: 1}},
+		{name: "complete", image: "v1", updated: 3, change: func(w *world) { w.deploy.Status.Replicas = 3 },
+			want: engine.Workload{Revision: 1, Updated: 3, Complete: true}},
+		{name: "just paused", image: "v1", updated: 3, change: func(w *world) {
 			w.deploy.Status.Replicas = 3
 			w.deploy.Spec.Paused, w.deploy.Generation = true, 3
-		}},
-		{name: "rolling back, not yet observed", image: "v1", updated: 1, undo: true, want: true, change: func(ro *v1alpha1.Rollout, w *world) {
-			w.deploy.Generation = 3
-		}},
-		{name: "steady and just paused", image: "v1", updated: 3, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
-			w.deploy.Status.Replicas = 3
-			w.deploy.Spec.Paused, w.deploy.Generation = true, 3
-			ro.Status.CurrentRevision, ro.Status.CanaryRevision = 1, 0
-		}},
-		{name: "steady", image: "v1", updated: 3, want: false, change: func(ro *v1alpha1.Rollout, w *world) {
-			w.deploy.Status.Replicas = 3
-			ro.Status.CurrentRevision, ro.Status.CanaryRevision = 1, 0
-		}},
+		}, want: engine.Workload{Revision: 1, Updated: 3, Stale: true, Held: true}},
+		{name: "its own progress deadline", image: "v2", updated: 1, change: func(w *world) {
+			w.deploy.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse,
+				Reason: reasonTimedOut, Message: `ReplicaSet "chat-api-x" has timed out progressing.`}}
+		}, want: engine.Workload{Revision: 2, Updated: 1, DeadlineExceeded: `ReplicaSet "chat-api-x" has timed out progressing.`}},
+		// The condition ramp writes on an abort is no verdict of the Deployment's.
+		{name: "ramp's own abort condition", image: "v1", updated: 1, change: func(w *world) {
+			w.deploy.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse,
+				Reason: reasonTimedOut, Message: abortPrefix + "2: by user"}}
+		}, want: engine.Workload{Revision: 1, Updated: 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			ro, w := rollingWorld(tc.image, tc.updated)
-			if tc.undo {
-				w.current = w.byNumber[2]
-			}
+			_, w := rollingWorld(tc.image, tc.updated)
 			if tc.change != nil {
-				tc.change(ro, w)
+				tc.change(w)
 			}
-			if got := mayRoll(ro, w, tc.undo, false); got != tc.want {
-				t.Errorf("mayRoll = %v, want %v", got, tc.want)
+			tc.want.Name = "deployment chat-api"
+			if got := observeWorkload(w); *got != tc.want {
+				t.Errorf("observed %+v, want %+v", *got, tc.want)
 			}
 		})
 	}
@@ -119,30 +106,6 @@ func TestObserveRolling(t *testing.T) {
 	r.observeRolling(ro, w)
 	if w.current.number != 2 || ro.Status.Abort {
 		t.Errorf("current %d abort %v", w.current.number, ro.Status.Abort)
-	}
-
-	// The Deployment's own progress deadline aborts the revision under way, once.
-	ro, w = rollingWorld("v2", 1)
-	w.deploy.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Status: corev1.ConditionFalse,
-		Reason: reasonTimedOut, Message: `ReplicaSet "chat-api-x" has timed out progressing.`}}
-	r.observeRolling(ro, w)
-	if !ro.Status.Abort || ro.Status.AbortedRevision != 2 || !strings.Contains(ro.Status.Message, "deployment chat-api exceeded its progress deadline: ReplicaSet") {
-		t.Errorf("status after the deadline: %+v", ro.Status)
-	}
-	if len(w.events) != 1 || w.events[0].Reason != "RolloutAborted" {
-		t.Errorf("events %+v", w.events)
-	}
-	r.observeRolling(ro, w)
-	if len(w.events) != 1 {
-		t.Errorf("aborted twice: %+v", w.events)
-	}
-	// Not before the Deployment controller saw the template.
-	ro, w = rollingWorld("v2", 1)
-	w.deploy.Status.ObservedGeneration = 1
-	w.deploy.Status.Conditions = []appsv1.DeploymentCondition{{Type: appsv1.DeploymentProgressing, Reason: reasonTimedOut}}
-	r.observeRolling(ro, w)
-	if ro.Status.Abort {
-		t.Error("a stale condition aborted the rollout")
 	}
 }
 
@@ -175,11 +138,57 @@ func TestRollingHoldOnAStaleDeploymentIsNotLost(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := NewReconciler(c, events.NewFakeRecorder(10), ReconcilerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	err := r.carryOutRolling(ctx, ro, w)
+	err := r.carryOutRolling(ctx, ro, w, &engine.WorkloadGate{Revision: 2, Roll: false})
 	if err := c.Get(ctx, client.ObjectKeyFromObject(w.deploy), live); err != nil {
 		t.Fatal(err)
 	}
 	if err != nil || !live.Spec.Paused {
 		t.Fatalf("the Deployment rolls on past the pause point: paused %v, carry-out error %v", live.Spec.Paused, err)
+	}
+}
+
+// carryOutRolling does what the engine's gate says: stable's template back with the undone
+// revision noted (an undo), and on retry the revision's template again without the note.
+func TestCarryOutRollingUndoAndRetry(t *testing.T) {
+	ro, w := rollingWorld("v2", 1)
+	ro.Status.Abort, ro.Status.AbortedRevision = true, 2
+	c := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(w.deploy.DeepCopy()).Build()
+	ctx := context.Background()
+	r := NewReconciler(c, events.NewFakeRecorder(10), ReconcilerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	live := func() *appsv1.Deployment {
+		t.Helper()
+		d := &appsv1.Deployment{}
+		if err := c.Get(ctx, client.ObjectKeyFromObject(w.deploy), d); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+
+	if err := r.carryOutRolling(ctx, ro, w, &engine.WorkloadGate{Revision: 1, Roll: true}); err != nil {
+		t.Fatal(err)
+	}
+	d := live()
+	if TemplateHash(&d.Spec.Template) != w.byNumber[1].hash || d.Annotations[AnnotationUndoneRevision] != "2" || d.Spec.Paused {
+		t.Fatalf("after the undo: template of revision %v, undone %q, paused %v", w.byHash[TemplateHash(&d.Spec.Template)], d.Annotations[AnnotationUndoneRevision], d.Spec.Paused)
+	}
+
+	w.deploy = d
+	r.observeRolling(ro, w)
+	if w.current.number != 2 {
+		t.Fatalf("current revision %d after the undo, want 2", w.current.number)
+	}
+	ro.Status.Abort, ro.Status.AbortedRevision = false, 0
+	if err := r.carryOutRolling(ctx, ro, w, &engine.WorkloadGate{Revision: 2, Roll: false}); err != nil {
+		t.Fatal(err)
+	}
+	d = live()
+	if TemplateHash(&d.Spec.Template) != w.byNumber[2].hash || d.Annotations[AnnotationUndoneRevision] != "" || !d.Spec.Paused {
+		t.Fatalf("after the retry: template of revision %v, undone %q, paused %v", w.byHash[TemplateHash(&d.Spec.Template)], d.Annotations[AnnotationUndoneRevision], d.Spec.Paused)
+	}
+
+	// No gate (no stable revision yet): the Deployment is left alone.
+	before := live().ResourceVersion
+	if err := r.carryOutRolling(ctx, ro, w, nil); err != nil || live().ResourceVersion != before {
+		t.Fatalf("carried out a nil gate: %v", err)
 	}
 }
