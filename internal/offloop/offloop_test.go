@@ -267,26 +267,36 @@ func TestCallersContextEndsTheRead(t *testing.T) {
 
 func TestCloseCancelsWaitsAndStartsNoMore(t *testing.T) {
 	var r Reader[string, int, int]
-	g := newGate()
-	_, wake := waker()
 	closed := errors.New("closed")
-	r.Start(context.Background(), "a", g.read("a"), wake)
-	r.Start(context.Background(), "b", g.read("b"), wake)
-	recv(t, g.started, "read")
-	recv(t, g.started, "read")
+	causes := make(chan error, 2)
+	letGo := make(chan struct{})
+	// read ends only once the test lets it go after its cancellation.
+	read := func(ctx context.Context) int {
+		<-ctx.Done()
+		causes <- context.Cause(ctx)
+		<-letGo
+		return 0
+	}
+	r.Start(context.Background(), "a", read, nil)
+	r.Start(context.Background(), "b", read, nil)
 
-	// When the reader closes, then both reads are cancelled with the cause and Close returns
-	// only once they have ended.
-	r.Close(closed)
+	// When the reader closes, then both reads are cancelled with the cause, and Close
+	// returns only once they have ended.
+	closeDone := make(chan struct{})
+	go func() { r.Close(closed); close(closeDone) }()
 	for range 2 {
-		if cause := recv(t, g.causes, "cancellation"); !errors.Is(cause, closed) {
+		if cause := recv(t, causes, "cancellation"); !errors.Is(cause, closed) {
 			t.Errorf("cancelled with %v, want %v", cause, closed)
 		}
 	}
-	if len(g.finished) != 2 {
-		t.Errorf("Close returned with %d of 2 reads ended", len(g.finished))
+	select {
+	case <-closeDone:
+		t.Fatal("Close returned while its reads still ran")
+	default:
 	}
-	if r.Start(context.Background(), "c", g.read("c"), wake) {
+	close(letGo)
+	recv(t, closeDone, "end of Close")
+	if r.Start(context.Background(), "c", read, nil) {
 		t.Error("Start ran a read after Close")
 	}
 }
