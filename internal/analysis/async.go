@@ -4,12 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"sync"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/offloop"
 )
 
 // ErrDropped is the cause of the cancellation of a step whose run its caller no longer wants
@@ -32,30 +32,30 @@ var errClosed = errors.New("analysis stepper closed")
 // It keeps offering the result until the status handed to Step shows it, so a status write
 // that failed, or a cache that lags behind the write, loses no measurement.
 //
-// It is safe for concurrent use.
+// It is safe for concurrent use; calls about one rollout come from one caller at a time.
 type Async struct {
 	runner *Runner
 	wake   func(namespace, rollout string)
-
-	mu     sync.Mutex
-	runs   map[asyncKey]*asyncRun
-	closed bool
-	wg     sync.WaitGroup
+	runs   offloop.Reader[asyncKey, asyncRun, stepped]
 }
 
 type asyncKey struct{ namespace, rollout, run string }
 
-// asyncRun is what Async knows of one run.
+// asyncRun is what Async knows of one run between steps.
 type asyncRun struct {
 	// startedAt tells the run from an earlier one of the same name (a retry).
 	startedAt metav1.Time
-	// cancel stops the step in flight; nil when none is.
-	cancel context.CancelCauseFunc
 	// result is the run after the last finished step, until the caller's status shows it;
 	// nil when there is none to merge.
 	result *v1alpha1.AnalysisRunStatus
 	// next is when the next measurement is due after the last finished step; zero before
 	// the first.
+	next time.Time
+}
+
+// stepped is what one step yields: the stepped run and when its next measurement is due.
+type stepped struct {
+	run  *v1alpha1.AnalysisRunStatus
 	next time.Time
 }
 
@@ -65,7 +65,7 @@ func NewAsync(r *Runner, wake func(namespace, rollout string)) *Async {
 	if wake == nil {
 		wake = func(string, string) {}
 	}
-	return &Async{runner: r, wake: wake, runs: map[asyncKey]*asyncRun{}}
+	return &Async{runner: r, wake: wake}
 }
 
 // Step merges into run the step that finished since the last call, and starts the next step
@@ -82,13 +82,15 @@ func NewAsync(r *Runner, wake func(namespace, rollout string)) *Async {
 // cancelled with ErrDropped.
 func (a *Async) Step(ctx context.Context, now time.Time, on Target, run *v1alpha1.AnalysisRunStatus, templates func() (map[string]*v1alpha1.AnalysisTemplate, error)) time.Time {
 	k := asyncKey{on.Namespace, on.Rollout, run.Name}
-	a.mu.Lock()
-	s := a.runs[k]
-	if s != nil && !s.startedAt.Equal(&run.StartedAt) && !run.StartedAt.IsZero() {
-		a.dropLocked(k, s) // a new run of the same name
-		s = nil
+	s, held := a.runs.State(k)
+	if held && !s.startedAt.Equal(&run.StartedAt) && !run.StartedAt.IsZero() {
+		a.runs.Drop(k, ErrDropped) // a new run of the same name
+		s, held = asyncRun{}, false
 	}
-	if s != nil && s.result != nil {
+	if v, ok := a.runs.Take(k); ok {
+		s.result, s.next = v.run, v.next
+	}
+	if s.result != nil {
 		switch {
 		case sameRun(run, s.result):
 			s.result = nil // the caller's status shows it
@@ -99,27 +101,19 @@ func (a *Async) Step(ctx context.Context, now time.Time, on Target, run *v1alpha
 		}
 	}
 	if run.Phase.Completed() {
-		if s != nil {
-			if s.cancel != nil {
-				s.cancel(ErrDropped)
-				s.cancel = nil
-			}
-			if s.result == nil {
-				delete(a.runs, k)
-			}
-		}
-		a.mu.Unlock()
+		// Nothing is left to merge (a result was shown or passed just above).
+		a.runs.Drop(k, ErrDropped)
 		return time.Time{}
 	}
-	if s != nil && s.cancel != nil {
-		a.mu.Unlock()
+	if held {
+		a.runs.Put(k, s)
+	}
+	if a.runs.Busy(k) {
 		return time.Time{}
 	}
-	if s != nil && now.Before(s.next) {
-		a.mu.Unlock()
+	if held && now.Before(s.next) {
 		return s.next
 	}
-	a.mu.Unlock()
 
 	tmpls, err := templates()
 	if err != nil {
@@ -134,42 +128,12 @@ func (a *Async) Step(ctx context.Context, now time.Time, on Target, run *v1alpha
 		run.StartedAt = metav1.NewTime(now)
 	}
 	work := run.DeepCopy()
-	sctx, cancel := context.WithCancelCause(ctx)
-
-	a.mu.Lock()
-	if a.closed {
-		a.mu.Unlock()
-		cancel(errClosed)
-		return time.Time{}
-	}
-	s = a.runs[k]
-	if s == nil {
-		s = &asyncRun{}
-		a.runs[k] = s
-	}
 	s.startedAt = run.StartedAt
-	s.cancel = cancel
-	a.wg.Add(1)
-	a.mu.Unlock()
-
-	go func() {
-		defer a.wg.Done()
-		next := a.runner.StepFor(sctx, now, on, work, tmpls)
-		cancelled := sctx.Err() != nil
-		cancel(nil)
-		a.mu.Lock()
-		current := a.runs[k] == s
-		if current {
-			s.cancel = nil
-			if !cancelled {
-				s.result, s.next = work, next
-			}
-		}
-		a.mu.Unlock()
-		if current && !cancelled {
-			a.wake(on.Namespace, on.Rollout)
-		}
-	}()
+	a.runs.Put(k, s)
+	a.runs.Start(ctx, k, func(ctx context.Context) stepped {
+		next := a.runner.StepFor(ctx, now, on, work, tmpls)
+		return stepped{run: work, next: next}
+	}, func(k asyncKey) { a.wake(k.namespace, k.rollout) })
 	return time.Time{}
 }
 
@@ -177,12 +141,11 @@ func (a *Async) Step(ctx context.Context, now time.Time, on Target, run *v1alpha
 // rollout's status) no longer holds, or holds as complete, and forgets the runs it no longer
 // holds. Nil runs forgets the whole rollout, as when it is deleted.
 func (a *Async) Forget(namespace, rollout string, runs []v1alpha1.AnalysisRunStatus) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	for k, s := range a.runs {
+	for _, k := range a.runs.Keys() {
 		if k.namespace != namespace || k.rollout != rollout {
 			continue
 		}
+		s, _ := a.runs.State(k)
 		i := -1
 		for j := range runs {
 			if runs[j].Name == k.run && runs[j].StartedAt.Equal(&s.startedAt) {
@@ -191,43 +154,22 @@ func (a *Async) Forget(namespace, rollout string, runs []v1alpha1.AnalysisRunSta
 		}
 		switch {
 		case i < 0:
-			a.dropLocked(k, s)
-		case runs[i].Phase.Completed() && s.cancel != nil:
-			s.cancel(ErrDropped)
-			s.cancel = nil
+			a.runs.Drop(k, ErrDropped)
+		case runs[i].Phase.Completed():
+			a.runs.Cancel(k, ErrDropped)
 		}
 	}
 }
 
 // InFlight reports whether a step of the named run is in flight.
 func (a *Async) InFlight(namespace, rollout, run string) bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	s := a.runs[asyncKey{namespace, rollout, run}]
-	return s != nil && s.cancel != nil
+	return a.runs.Busy(asyncKey{namespace, rollout, run})
 }
 
 // Close cancels every step in flight (not with ErrDropped: what a provider started outside
 // ramp keeps running for the next process) and waits for their goroutines to end. Step
 // starts no step after Close.
-func (a *Async) Close() {
-	a.mu.Lock()
-	a.closed = true
-	for _, s := range a.runs {
-		if s.cancel != nil {
-			s.cancel(errClosed)
-		}
-	}
-	a.mu.Unlock()
-	a.wg.Wait()
-}
-
-func (a *Async) dropLocked(k asyncKey, s *asyncRun) {
-	if s.cancel != nil {
-		s.cancel(ErrDropped)
-	}
-	delete(a.runs, k)
-}
+func (a *Async) Close() { a.runs.Close(errClosed) }
 
 // progress is how many measurements the run has taken: what orders two states of one run.
 func progress(run *v1alpha1.AnalysisRunStatus) int64 {

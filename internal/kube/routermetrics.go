@@ -6,7 +6,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"k8s.io/apimachinery/pkg/types"
@@ -15,6 +14,7 @@ import (
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/analysis/trafficmetrics"
+	"ramp.dev/ramp/internal/offloop"
 	"ramp.dev/ramp/internal/spec"
 )
 
@@ -41,17 +41,14 @@ type routerMetrics struct {
 	// none (the next poll applies it).
 	wake func(namespace, name string)
 
-	mu     sync.Mutex
-	judges map[types.NamespacedName]*judgeState
+	// judges holds each rollout's judge and its read of the counters, which runs off the
+	// reconcile loop: a slow or hung Prometheus must not hold up every rollout's decisions.
+	judges offloop.Reader[types.NamespacedName, judgeState, trafficmetrics.Reading]
 }
 
-// judgeState is one rollout's judge and its read of the counters, which runs off the
-// reconcile loop: a slow or hung Prometheus must not hold up every rollout's decisions.
+// judgeState is one rollout's judge, between its reconciles.
 type judgeState struct {
 	j *trafficmetrics.Judge
-	// busy says a read is in flight; reading is a finished one not yet applied.
-	busy    bool
-	reading *trafficmetrics.Reading
 	// next is when the next read is due.
 	next time.Time
 }
@@ -200,54 +197,41 @@ func (m *routerMetrics) stepJudge(ctx context.Context, now time.Time, ro *v1alph
 		run.Message = err.Error()
 		return time.Time{}
 	}
-	m.mu.Lock()
-	js := m.judges[key]
-	if js == nil || !js.j.Of(run) {
-		js = &judgeState{j: trafficmetrics.NewJudge(run, spec.Judge(ro.Spec.Strategy.Canary))}
-		if m.judges == nil {
-			m.judges = map[types.NamespacedName]*judgeState{}
+	js, _ := m.judges.State(key)
+	if js.j == nil || !js.j.Of(run) {
+		m.judges.Drop(key, nil) // an earlier run's read
+		js = judgeState{j: trafficmetrics.NewJudge(run, spec.Judge(ro.Spec.Strategy.Canary))}
+	}
+	var reading *trafficmetrics.Reading
+	if r, ok := m.judges.Take(key); ok {
+		reading = &r
+	}
+	// Read at now's evaluation time, off the loop; the reading is applied by the reconcile
+	// that its end wakes.
+	if !now.Before(js.next) && m.judges.Start(context.WithoutCancel(ctx), key, func(ctx context.Context) trafficmetrics.Reading {
+		ctx, cancel := context.WithTimeout(ctx, judgeReadTimeout)
+		defer cancel()
+		return trafficmetrics.Read(ctx, cl, now, canary, stable)
+	}, func(key types.NamespacedName) {
+		if m.wake != nil {
+			m.wake(key.Namespace, key.Name)
 		}
-		m.judges[key] = js
+	}) {
+		js.next = now.Add(m.interval)
 	}
-	reading := js.reading
-	js.reading = nil
-	start := !js.busy && !now.Before(js.next)
-	if start {
-		js.busy, js.next = true, now.Add(m.interval)
-	}
-	next := js.next
-	m.mu.Unlock()
-
-	if start {
-		// Read at now's evaluation time, off the loop; the reading is applied by the
-		// reconcile that its end wakes.
-		rctx := context.WithoutCancel(ctx)
-		go func() {
-			rctx, cancel := context.WithTimeout(rctx, judgeReadTimeout)
-			r := trafficmetrics.Read(rctx, cl, now, canary, stable)
-			cancel()
-			m.mu.Lock()
-			js.busy, js.reading = false, &r
-			m.mu.Unlock()
-			if m.wake != nil {
-				m.wake(key.Namespace, key.Name)
-			}
-		}()
-	}
+	m.judges.Put(key, js)
 	// The judge is only touched here, by the Rollout's own reconciles, one at a time.
 	js.j.Apply(reading, &ro.Status, run)
 	if run.Phase.Completed() {
 		m.forget(key)
 		return time.Time{}
 	}
-	return next
+	return js.next
 }
 
-// forget drops a rollout's judge state.
+// forget drops a rollout's judge state, cancelling its read in flight.
 func (m *routerMetrics) forget(key types.NamespacedName) {
-	m.mu.Lock()
-	delete(m.judges, key)
-	m.mu.Unlock()
+	m.judges.Drop(key, nil)
 }
 
 // checkTemplate reports the builtin metrics of t that ro's analysis cannot measure in

@@ -15,6 +15,7 @@ import (
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis/judge"
 	"ramp.dev/ramp/internal/analysis/scrape"
+	"ramp.dev/ramp/internal/offloop"
 )
 
 const (
@@ -27,7 +28,8 @@ const (
 
 // businessScraper reads the judge's business metrics (spec.strategy.canary.judge.business)
 // from the canary's and stable's instances off the control loop: one round of scrapes at a
-// time runs in its own goroutine, and the loop takes the finished rounds on its next step.
+// time runs in its own goroutine, and the loop takes the finished round on its next step.
+// Its methods are called from the loop only.
 type businessScraper struct {
 	rollout        string
 	canary, stable int64
@@ -38,11 +40,9 @@ type businessScraper struct {
 	// counters follow canary's and stable's instances; only the round in flight uses them.
 	counters [2]*businessCounters
 
-	mu        sync.Mutex
-	busy      bool
+	rounds    offloop.Reader[string, struct{}, businessRound]
 	lastStart time.Time
 	prev      time.Time // when the previous round began; zero before the first
-	done      []businessRound
 }
 
 // businessRound is one round of scrapes: for each business metric, the increases on the
@@ -68,42 +68,33 @@ func newBusinessScraper(ctx context.Context, rollout string, canary, stable int6
 // stop cancels the round in flight, if any; no round starts after it.
 func (b *businessScraper) stop() { b.cancel() }
 
-// take returns the rounds finished since the last call, oldest first.
+// take returns the round finished since the last call, if any.
 func (b *businessScraper) take() []businessRound {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	out := b.done
-	b.done = nil
-	return out
+	if r, ok := b.rounds.Take(b.rollout); ok {
+		return []businessRound{r}
+	}
+	return nil
 }
 
-// start begins a round when none is in flight and the last began businessScrapeEvery ago.
-// instances lists a revision's ready instances; kick is called when the round is done.
+// start begins a round when none is in flight or untaken and the last began
+// businessScrapeEvery ago. instances lists a revision's ready instances; kick is called when
+// the round is done.
 func (b *businessScraper) start(now time.Time, instances func(rollout string, rev int64) []string, kick func()) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.busy || now.Sub(b.lastStart) < businessScrapeEvery || b.ctx.Err() != nil {
+	if now.Sub(b.lastStart) < businessScrapeEvery {
 		return
 	}
-	b.busy, b.lastStart = true, now
 	from := b.prev
-	b.prev = now
-	go func() {
-		round := b.round(from, now, instances)
-		b.mu.Lock()
-		b.busy = false
-		if b.ctx.Err() == nil {
-			b.done = append(b.done, round)
-		}
-		b.mu.Unlock()
-		kick()
-	}()
+	if b.rounds.Start(b.ctx, b.rollout, func(ctx context.Context) businessRound {
+		return b.round(ctx, from, now, instances)
+	}, func(string) { kick() }) {
+		b.lastStart, b.prev = now, now
+	}
 }
 
 // round scrapes every ready instance of both revisions at once and turns the pages into
 // increases.
-func (b *businessScraper) round(from, at time.Time, instances func(rollout string, rev int64) []string) businessRound {
-	ctx, cancel := context.WithTimeout(b.ctx, businessScrapeTimeout)
+func (b *businessScraper) round(ctx context.Context, from, at time.Time, instances func(rollout string, rev int64) []string) businessRound {
+	ctx, cancel := context.WithTimeout(ctx, businessScrapeTimeout)
 	defer cancel()
 	var paths []string
 	for _, m := range b.metrics {
