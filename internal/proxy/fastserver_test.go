@@ -153,7 +153,7 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 		p.SetSettings(Settings{DisableFastServer: off, MaxRequestBodyBytes: 1000})
 		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{b}}}})
 		srv := NewServer(p, ServerConfig{MaxHeaderBytes: 4 << 10, Logger: quietLogger()})
-		srv.fast.onServe = func(addr string) { servedFast.Store(addr, true) }
+		srv.fast.OnServe = func(addr string) { servedFast.Store(addr, true) }
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -417,7 +417,7 @@ func TestFastServerOff(t *testing.T) {
 			t.Errorf("%s: %d rev %q", path, resp.StatusCode, resp.Header.Get(RevisionHeader))
 		}
 	}
-	if n := srv.fast.served.Load(); n != 0 {
+	if n := srv.fast.Served(); n != 0 {
 		t.Errorf("the fast server served %d requests with DisableFastServer", n)
 	}
 }
@@ -695,7 +695,7 @@ func TestFastServerOptIn(t *testing.T) {
 				}
 			}
 			if tc.wantFast {
-				if n := srv.fast.served.Load(); n != 3 {
+				if n := srv.fast.Served(); n != 3 {
 					t.Errorf("the fast server served %d requests, want 3", n)
 				}
 			}
