@@ -111,6 +111,12 @@ func NewServer(h http.Handler, c ServerConfig) *Server {
 			s.fast = fast.NewServer(e.newConn, srv, s.writeTimeout)
 		}
 	}
+	if s.fast == nil {
+		// Not silent: a middleware around a Proxy that does not opt in costs every request
+		// net/http's server.
+		log.Warn("fast server off: the handler does not opt in with proxy.FastServable; net/http serves every request",
+			"handler", fmt.Sprintf("%T", h))
+	}
 	return s
 }
 
