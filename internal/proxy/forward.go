@@ -18,9 +18,10 @@ type forwarder interface {
 }
 
 var (
-	_ forwarder     = fastForwarder{}
-	_ forwarder     = netForwarder{}
-	_ fast.Exchange = (*reqState)(nil)
+	_ forwarder        = fastForwarder{}
+	_ forwarder        = netForwarder{}
+	_ fast.Exchange    = (*reqState)(nil)
+	_ fast.ConnHandler = (*connServer)(nil)
 )
 
 // forwarderFor is the fast forwarder when it is on and takes r (fast.Pool.Takes), else
