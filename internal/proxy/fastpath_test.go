@@ -114,9 +114,7 @@ func idleConns(p *Proxy, addr string) int {
 	if fp == nil {
 		return -1
 	}
-	fp.mu.Lock()
-	defer fp.mu.Unlock()
-	return len(fp.hosts[addr])
+	return fp.Idle(addr)
 }
 
 // TestFastPathBehaviour runs the same requests through the fast path and the ReverseProxy
@@ -322,10 +320,7 @@ func TestFastPathStaleConnection(t *testing.T) {
 			if tc.waitForFIN {
 				fp := p.up.Load().fast
 				waitFor(t, 5*time.Second, "the instance's close to reach the proxy", func() bool {
-					fp.mu.Lock()
-					defer fp.mu.Unlock()
-					alive, _ := connAlive(fp.hosts[addr][0].conn)
-					return !alive
+					return !fp.OldestIdleAlive(addr)
 				})
 			}
 			since := time.Now()

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -153,7 +154,7 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 		p.SetSettings(Settings{DisableFastServer: off, MaxRequestBodyBytes: 1000})
 		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{b}}}})
 		srv := NewServer(p, ServerConfig{MaxHeaderBytes: 4 << 10, Logger: quietLogger()})
-		srv.fast.onServe = func(addr string) { servedFast.Store(addr, true) }
+		srv.fast.OnServe = func(addr string) { servedFast.Store(addr, true) }
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
@@ -417,7 +418,7 @@ func TestFastServerOff(t *testing.T) {
 			t.Errorf("%s: %d rev %q", path, resp.StatusCode, resp.Header.Get(RevisionHeader))
 		}
 	}
-	if n := srv.fast.served.Load(); n != 0 {
+	if n := srv.fast.Served(); n != 0 {
 		t.Errorf("the fast server served %d requests with DisableFastServer", n)
 	}
 }
@@ -647,7 +648,7 @@ func (m optIn) FastEndpoint() FastEndpoint { return m.h.(FastServable).FastEndpo
 
 // TestFastServerOptIn checks that NewServer gives the fast server to any handler that opts
 // in with FastServable (a Proxy, its preview, a middleware around either), and that one
-// that does not is served by net/http, through its own ServeHTTP.
+// that does not is served by net/http, through its own ServeHTTP, with a warning.
 func TestFastServerOptIn(t *testing.T) {
 	u := newFastUpstream(t)
 	p := New("optin", Options{Logger: quietLogger()})
@@ -673,9 +674,14 @@ func TestFastServerOptIn(t *testing.T) {
 			if w, ok := tc.h.(*wrapped); ok {
 				mw = w
 			}
-			srv := NewServer(tc.h, ServerConfig{Logger: quietLogger()})
+			var logged bytes.Buffer
+			srv := NewServer(tc.h, ServerConfig{Logger: slog.New(slog.NewTextHandler(&logged, nil))})
 			if (srv.fast != nil) != tc.wantFast {
 				t.Fatalf("fast server: %v, want %v", srv.fast != nil, tc.wantFast)
+			}
+			// Turning the fast server off is never silent.
+			if warned := strings.Contains(logged.String(), "fast server off"); warned == tc.wantFast {
+				t.Errorf("warned that the fast server is off: %v, want %v (log %q)", warned, !tc.wantFast, logged.String())
 			}
 			ln, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
@@ -695,7 +701,7 @@ func TestFastServerOptIn(t *testing.T) {
 				}
 			}
 			if tc.wantFast {
-				if n := srv.fast.served.Load(); n != 3 {
+				if n := srv.fast.Served(); n != 3 {
 					t.Errorf("the fast server served %d requests, want 3", n)
 				}
 			}

@@ -77,8 +77,8 @@ func tooLarge(w http.ResponseWriter, err error) bool {
 	if !errors.As(err, &mbe) {
 		return false
 	}
-	if l, ok := w.(interface{ bodyLimitReached() }); ok {
-		l.bodyLimitReached() // what net/http's maxBytesReader tells its own ResponseWriter
+	if l, ok := w.(interface{ BodyLimitReached() }); ok {
+		l.BodyLimitReached() // what net/http's maxBytesReader tells its own ResponseWriter
 	}
 	http.Error(w, bodyTooLarge(mbe.Limit), http.StatusRequestEntityTooLarge)
 	return true

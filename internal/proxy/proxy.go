@@ -26,6 +26,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"ramp.dev/ramp/internal/proxy/fast"
 )
 
 // Backend is one instance of a revision.
@@ -126,7 +128,6 @@ type Proxy struct {
 	table   atomic.Pointer[routeTable]
 	up      atomic.Pointer[upstreams]
 	rp      *httputil.ReverseProxy
-	fastFwd forwarder // fastForwarder{p}
 	netFwd  forwarder // netForwarder{p}
 	metrics *metrics
 	mirrors mirrorState
@@ -186,9 +187,9 @@ func New(rollout string, opts Options) *Proxy {
 	if p.now == nil {
 		p.now = time.Now
 	}
-	p.up.Store(newUpstreams(Settings{ConnectTimeout: opts.DialTimeout, FirstByteTimeout: opts.ResponseHeaderTimeout}))
+	p.up.Store(newUpstreams(Settings{ConnectTimeout: opts.DialTimeout, FirstByteTimeout: opts.ResponseHeaderTimeout}, p.trustXF))
 	p.mirrors.init(p)
-	p.fastFwd, p.netFwd = fastForwarder{p}, netForwarder{p}
+	p.netFwd = netForwarder{p}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
 		Transport:      &retryTransport{p: p},
@@ -254,7 +255,7 @@ func (p *Proxy) SetTable(t Table) {
 		}
 	}
 	if fp := p.up.Load().fast; fp != nil {
-		fp.retain(addrs) // instances that left keep no idle connection open
+		fp.Retain(addrs) // instances that left keep no idle connection open
 	}
 	rt.sticky = newStickyTable(t.Sticky, rt.pools)
 	rt.mirror = newMirrorTable(t.Mirror, rt.byRev)
@@ -304,6 +305,7 @@ func (copyBuffers) Put(b []byte) { copyBufferPool.Put(&b) }
 // reqState follows one request through the proxy. Only the request's own goroutine touches
 // it (ReverseProxy calls the transport and its hooks synchronously).
 type reqState struct {
+	p          *Proxy
 	tbl        *routeTable
 	up         *upstreams
 	cancel     context.CancelCauseFunc // nil unless a timeout may cancel the upstream request
@@ -317,8 +319,6 @@ type reqState struct {
 	t          target
 	tried      []*backendState
 	triedBuf   [2]*backendState
-	// sc is the fast server's connection the request came on; nil under net/http's server.
-	sc *sconn
 
 	gotHeaders bool
 	ttfb       time.Duration
@@ -372,19 +372,11 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, preview bool) {
 	p.serveState(w, r, &reqState{}, preview, p.up.Load(), nil)
 }
 
-// serveConn serves the request the fast server read on sc, with the settings it took the
-// request with. The connection lends its storage: one request at a time uses it, and
-// nothing keeps the state or the id's slice past the request.
-func (p *Proxy) serveConn(sc *sconn, r *http.Request, preview bool) {
-	st := &sc.st
-	*st = reqState{sc: sc}
-	p.serveState(&sc.rw, r, st, preview, sc.up, &sc.reqID)
-}
-
-// serveState serves r with st (zero but for sc) and the upstream settings up; idSlot, when
-// not nil, backs the request id the proxy makes.
+// serveState serves r with st (zero) and the upstream settings up; idSlot, when not nil,
+// backs the request id the proxy makes. The fast server's connServer lends st and idSlot:
+// nothing keeps them past the request.
 func (p *Proxy) serveState(w http.ResponseWriter, r *http.Request, st *reqState, preview bool, up *upstreams, idSlot *[1]string) {
-	st.tbl, st.up, st.preview, st.start, st.setBucket = p.table.Load(), up, preview, p.now(), -1
+	st.p, st.tbl, st.up, st.preview, st.start, st.setBucket = p, p.table.Load(), up, preview, p.now(), -1
 	st.tried = st.triedBuf[:0]
 	requestID(w, r, idSlot)
 	if !limitBody(w, r, st.up.s.MaxRequestBodyBytes) {
@@ -424,42 +416,8 @@ func (p *Proxy) serveState(w http.ResponseWriter, r *http.Request, st *reqState,
 		p.finish(st)
 		st.release()
 	}()
-	p.forwarderFor(r, st).forward(w, r, st)
+	st.up.forwarderFor(p, w, r).forward(w, r, st)
 	completed = true
-}
-
-// forwarder is the seam between the shared request path (serveState: routing, the body
-// buffered for a retry, measuring) and the two ways of forwarding a request. forward sends
-// r to st's instance, streams the answer to w and records in st what happened (status,
-// timings, failure), following the retry policy (retry.go). Like ReverseProxy, it panics
-// with http.ErrAbortHandler when an answer breaks off after its head went out.
-type forwarder interface {
-	forward(w http.ResponseWriter, r *http.Request, st *reqState)
-}
-
-// forwarderFor is the fast upstream path when it can forward r (fastEligible), else
-// ReverseProxy.
-func (p *Proxy) forwarderFor(r *http.Request, st *reqState) forwarder {
-	if st.up.fastEligible(r, st.sc != nil) {
-		return p.fastFwd
-	}
-	return p.netFwd
-}
-
-// fastForwarder forwards on the fast path (fastpath.go): plain HTTP/1.1 on the proxy's own
-// pool of instance connections, on the request's goroutine.
-type fastForwarder struct{ p *Proxy }
-
-func (u fastForwarder) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
-	u.p.serveFast(w, r, st)
-}
-
-// netForwarder forwards through httputil.ReverseProxy and net/http's Transport: what the
-// fast path does not handle (upgrades, h2c instances, Expect, trailers, CONNECT).
-type netForwarder struct{ p *Proxy }
-
-func (u netForwarder) forward(w http.ResponseWriter, r *http.Request, st *reqState) {
-	u.p.serveReverseProxy(w, r, st)
 }
 
 // serveReverseProxy forwards r through httputil.ReverseProxy and net/http's Transport.
@@ -689,10 +647,10 @@ func (p *Proxy) upstreamFailed(w http.ResponseWriter, r *http.Request, st *reqSt
 		st.status = http.StatusRequestEntityTooLarge
 		return
 	}
-	var big *headTooLargeError
+	var big *fast.HeadTooLargeError
 	if errors.As(err, &big) || transportHeadTooLarge(err) {
 		if big == nil {
-			err = &headTooLargeError{st.up.maxResponseHead()}
+			err = &fast.HeadTooLargeError{Limit: st.up.maxResponseHead()}
 		}
 		p.discarded(st, reasonHeadTooLarge, 1)
 	}
@@ -738,7 +696,7 @@ func (rt *retryTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	base := st.up.transportFor(req)
 	var timer *time.Timer
 	if d := st.up.s.FirstByteTimeout; d > 0 && st.cancel != nil {
-		cancel := st.cancel // not st: the fast server reuses it for the next request
+		cancel := st.cancel // not st: the fast server's connServer reuses it for the next request
 		timer = time.AfterFunc(d, func() { cancel(errFirstByteTimeout) })
 	}
 	resp, err := rt.roundTrip(st, base, req)

@@ -8,9 +8,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+
+	"ramp.dev/ramp/internal/proxy/fast"
 )
 
-// The retry policy, one for both upstream paths (serveFast and retryTransport):
+// The retry policy, one for both upstream paths (fast.Pool.Forward, through
+// reqState.Retry, and retryTransport):
 //
 //   - A request whose body can be sent again (none, or buffered by bufferBody) moves once to
 //     another ready instance when its instance refuses the connection (moveOnRefusal).
@@ -75,11 +78,11 @@ func (p *Proxy) moveOnRefusal(ctx context.Context, st *reqState, err error) bool
 }
 
 // renewAfterStale applies the policy after err from a request sent on a reused connection:
-// when it failed before any byte of the answer (beforeResponseError), not by a timeout, the
+// when it failed before any byte of the answer (fast.BeforeResponseError), not by a timeout, the
 // request has not been renewed yet, may be sent twice (retryable) and its client is still
 // there, it reports true; the caller then sends it again on a new connection.
 func (p *Proxy) renewAfterStale(ctx context.Context, r *http.Request, st *reqState, err error) bool {
-	var before *beforeResponseError
+	var before *fast.BeforeResponseError
 	if st.renewed || !errors.As(err, &before) || isTimeout(err) || ctx.Err() != nil || !retryable(r, st) {
 		return false
 	}

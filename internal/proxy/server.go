@@ -10,8 +10,9 @@ import (
 	"net/http"
 	"os"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"ramp.dev/ramp/internal/proxy/fast"
 )
 
 // DefaultMaxHeaderBytes bounds a request's headers when ServerConfig.MaxHeaderBytes is zero.
@@ -63,12 +64,12 @@ func orDefault(d, def time.Duration) time.Duration {
 
 // Server is the HTTP server of one of a rollout's listeners. In front of a handler that
 // opts in with FastServable (a Proxy, its PreviewHandler) without TLS, it reads plain
-// HTTP/1.1 requests itself (fastserver.go) and hands every other connection to the embedded
+// HTTP/1.1 requests itself (fast.Server) and hands every other connection to the embedded
 // http.Server; otherwise the embedded server serves everything. Shutdown and Close cover
 // both.
 type Server struct {
 	*http.Server
-	fast         *fastServer // nil when net/http serves every connection
+	fast         *fast.Server // nil when net/http serves every connection
 	writeTimeout time.Duration
 }
 
@@ -92,7 +93,7 @@ func NewServer(h http.Handler, c ServerConfig) *Server {
 		srv.MaxHeaderBytes = DefaultMaxHeaderBytes
 	}
 	// net/http's WriteTimeout is a deadline on a whole answer, which would cut streams:
-	// each write's progress is bounded by clientConn instead.
+	// each write's progress is bounded by fast.ClientListener instead.
 	s := &Server{Server: srv, writeTimeout: orDefault(c.WriteTimeout, DefaultWriteTimeout)}
 	if c.TLS != nil {
 		if s.writeTimeout > 0 {
@@ -107,14 +108,19 @@ func NewServer(h http.Handler, c ServerConfig) *Server {
 	}
 	if fh, ok := h.(FastServable); ok {
 		if e := fh.FastEndpoint(); e.p != nil {
-			s.fast = newFastServer(e, srv)
-			s.fast.writeTimeout = s.writeTimeout
+			s.fast = fast.NewServer(e.newConn, srv, s.writeTimeout)
 		}
+	}
+	if s.fast == nil {
+		// Not silent: a middleware around a Proxy that does not opt in costs every request
+		// net/http's server.
+		log.Warn("fast server off: the handler does not opt in with proxy.FastServable; net/http serves every request",
+			"handler", fmt.Sprintf("%T", h))
 	}
 	return s
 }
 
-// FastServable is implemented by a handler that lets the fast server (fastserver.go) read
+// FastServable is implemented by a handler that lets the fast server (fast.Server) read
 // its plain HTTP/1.1 requests and hand them to a Proxy directly. A Proxy and its
 // PreviewHandler implement it. A handler that wraps one (a middleware) opts in by
 // implementing it too, usually by returning the wrapped handler's endpoint: it then accepts
@@ -134,6 +140,36 @@ type FastEndpoint struct {
 	preview bool
 }
 
+// newConn makes the fast server's handler of one client connection.
+func (e FastEndpoint) newConn() fast.ConnHandler { return &connServer{p: e.p, preview: e.preview} }
+
+// connServer serves the requests the fast server reads on one client connection (the
+// serving seam): the settings are those in force when the request's head was read, and the
+// request's state and id are stored here, reused from request to request.
+type connServer struct {
+	p       *Proxy
+	preview bool
+	up      *upstreams
+	st      reqState
+	reqID   [1]string // backs the request's X-Request-Id when the proxy made it
+}
+
+// Take accepts the request while the fast path and the fast server are on.
+func (c *connServer) Take() bool {
+	up := c.p.up.Load()
+	if up.fast == nil || up.s.DisableFastServer {
+		return false
+	}
+	c.up = up
+	return true
+}
+
+func (c *connServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := &c.st
+	*st = reqState{}
+	c.p.serveState(w, r, st, c.preview, c.up, &c.reqID)
+}
+
 // Serve serves srv on ln, over TLS when srv has a TLS config. It returns
 // http.ErrServerClosed after Shutdown or Close.
 func Serve(srv *Server, ln net.Listener) error {
@@ -143,89 +179,18 @@ func Serve(srv *Server, ln net.Listener) error {
 	if srv.fast == nil || srv.ReadTimeout != 0 || srv.WriteTimeout != 0 {
 		return srv.Server.Serve(srv.clientListener(ln))
 	}
-	return srv.fast.serve(ln)
+	return srv.fast.Serve(ln)
 }
 
 // clientListener wraps ln's connections so that each write to a client is bounded by the
 // write timeout (net/http has no such setting).
 func (s *Server) clientListener(ln net.Listener) net.Listener {
-	if s.writeTimeout <= 0 {
-		return ln
-	}
-	return &clientListener{Listener: ln, writeTimeout: s.writeTimeout}
-}
-
-type clientListener struct {
-	net.Listener
-	writeTimeout time.Duration
-}
-
-func (l *clientListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return &clientConn{Conn: c, writeTimeout: l.writeTimeout}, nil
-}
-
-// clientConn is a client connection served by net/http's server.
-type clientConn struct {
-	net.Conn
-	// buf holds bytes the fast server already read from Conn; reads return them first.
-	buf []byte
-	// headDeadline, when set, is when the header timeout of the request head the fast
-	// server began reading runs out: net/http's first read deadline (its header timeout for
-	// that same head) is clamped to it, so that a hand-off does not start the timeout again.
-	headDeadline time.Time
-	clamped      atomic.Bool
-	// writeTimeout bounds each write's progress (writeProgress).
-	writeTimeout time.Duration
-	wp           writeProgress
-}
-
-// writeProgress moves a connection's write deadline on to d from now before a write, but
-// only when an eighth of d has passed since it last did: a write that makes no progress is
-// cut after 7/8 to 8/8 of d, for a clock reading per write. Both servers use it.
-type writeProgress struct {
-	set atomic.Int64 // monoNow+1 when the deadline was last set; 0: never
-}
-
-func (w *writeProgress) before(c net.Conn, d time.Duration) {
-	now := int64(monoNow()) + 1
-	if last := w.set.Load(); last == 0 || now-last >= int64(d>>3) {
-		w.set.Store(now)
-		c.SetWriteDeadline(time.Now().Add(d))
-	}
-}
-
-func (c *clientConn) Read(p []byte) (int, error) {
-	if len(c.buf) > 0 {
-		n := copy(p, c.buf)
-		c.buf = c.buf[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}
-
-func (c *clientConn) SetReadDeadline(t time.Time) error {
-	if !c.headDeadline.IsZero() && !c.clamped.Load() && c.clamped.CompareAndSwap(false, true) {
-		if t.IsZero() || t.After(c.headDeadline) {
-			t = c.headDeadline
-		}
-	}
-	return c.Conn.SetReadDeadline(t)
-}
-
-func (c *clientConn) Write(p []byte) (int, error) {
-	if d := c.writeTimeout; d > 0 {
-		c.wp.before(c.Conn, d)
-	}
-	return c.Conn.Write(p)
+	return fast.ClientListener(ln, s.writeTimeout)
 }
 
 // streamTimeout applies the write timeout to each HTTP/2 answer: a stalled stream (its flow
 // control window spent on a client that reads other streams, or none) blocks its writes
-// while the connection's writes go on, so clientConn does not see it.
+// while the connection's writes go on, so the connection's write timeout does not see it.
 type streamTimeout struct {
 	h http.Handler
 	d time.Duration
@@ -265,7 +230,7 @@ func (w *streamWriter) expire() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if !w.done {
-		w.rc.SetWriteDeadline(aLongAgo) // in the past: the stream is reset at once
+		w.rc.SetWriteDeadline(time.Unix(1, 0)) // in the past: the stream is reset at once
 	}
 }
 
@@ -287,14 +252,6 @@ func (w *streamWriter) Flush() { w.FlushError() }
 
 func (w *streamWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
-// CloseWrite lets net/http half-close after an error answer, as on a TCP connection.
-func (c *clientConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
 // Shutdown stops the server gracefully as http.Server.Shutdown: it closes the listeners,
 // then each connection once it has no request in flight, and returns when none is left or
 // ctx ends.
@@ -302,10 +259,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.fast == nil {
 		return s.Server.Shutdown(ctx)
 	}
-	s.fast.closeListeners()
+	s.fast.CloseListeners()
 	errc := make(chan error, 1)
 	go func() { errc <- s.Server.Shutdown(ctx) }()
-	err := s.fast.shutdown(ctx)
+	err := s.fast.Shutdown(ctx)
 	if err2 := <-errc; err == nil {
 		err = err2
 	}
@@ -315,7 +272,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 // Close closes the listeners and every connection at once, as http.Server.Close.
 func (s *Server) Close() error {
 	if s.fast != nil {
-		s.fast.close()
+		s.fast.Close()
 	}
 	return s.Server.Close()
 }

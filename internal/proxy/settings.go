@@ -5,6 +5,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"ramp.dev/ramp/internal/proxy/fast"
 )
 
 // Settings are a rollout's upstream connection settings. SetSettings changes them at run
@@ -30,13 +32,13 @@ type Settings struct {
 	// DefaultMaxResponseHeaderBytes.
 	MaxResponseHeaderBytes int
 	// DisableFastPath sends every request through httputil.ReverseProxy and net/http's
-	// Transport. False means plain HTTP/1.1 requests take the fast path (fastpath.go), which
+	// Transport. False means plain HTTP/1.1 requests take the fast path (fast.Pool), which
 	// forwards on the client connection's goroutine; upgrades, h2c, Expect: 100-continue
 	// and request trailers always take the ReverseProxy path.
 	DisableFastPath bool
 	// DisableFastServer hands every client connection of a Server to net/http's server.
 	// False means a Server built by NewServer for a Proxy (without TLS) reads plain
-	// HTTP/1.1 requests itself (fastserver.go) and hands the rest to net/http. The fast
+	// HTTP/1.1 requests itself (fast.Server) and hands the rest to net/http. The fast
 	// server also needs the fast path: with DisableFastPath or H2C, net/http serves.
 	DisableFastServer bool
 }
@@ -61,10 +63,11 @@ type upstreams struct {
 	h2c *http.Transport // nil unless s.H2C
 	// fast holds the fast path's idle connections; nil when the fast path is off (h2c
 	// upstreams, or DisableFastPath).
-	fast *fastPool
+	fast *fast.Pool
 }
 
-func newUpstreams(s Settings) *upstreams {
+// newUpstreams builds the transports of s; trustXF is the proxy's TrustForwardedHeaders.
+func newUpstreams(s Settings, trustXF bool) *upstreams {
 	connect := s.ConnectTimeout
 	if connect <= 0 {
 		connect = 5 * time.Second
@@ -88,7 +91,13 @@ func newUpstreams(s Settings) *upstreams {
 	}
 	u := &upstreams{s: s, h1: mk()}
 	if !s.H2C && !s.DisableFastPath {
-		u.fast = newFastPool(dialer)
+		u.fast = fast.NewPool(fast.PoolConfig{
+			Dialer:           dialer,
+			FirstByteTimeout: s.FirstByteTimeout,
+			IdleTimeout:      s.IdleTimeout,
+			MaxResponseHead:  maxHead,
+			TrustForwarded:   trustXF,
+		})
 	}
 	if s.H2C {
 		u.h2c = mk()
@@ -102,7 +111,7 @@ func newUpstreams(s Settings) *upstreams {
 // the fast path's connections still in use as they are handed back.
 func (u *upstreams) closeIdle(final bool) {
 	if u.fast != nil {
-		u.fast.closeIdle(final)
+		u.fast.CloseIdle(final)
 	}
 	u.h1.CloseIdleConnections()
 	if u.h2c != nil {
@@ -127,7 +136,7 @@ func (p *Proxy) SetSettings(s Settings) {
 	if old != nil && old.s == s {
 		return
 	}
-	p.up.Store(newUpstreams(s))
+	p.up.Store(newUpstreams(s, p.trustXF))
 	if old != nil {
 		old.closeIdle(true)
 	}
@@ -136,20 +145,12 @@ func (p *Proxy) SetSettings(s Settings) {
 // Settings returns the settings in force.
 func (p *Proxy) Settings() Settings { return p.up.Load().s }
 
-// timeoutError is a deadline this proxy enforces on an upstream; it is a net.Error with
-// Timeout true, so the client gets 504.
-type timeoutError struct{ what string }
-
-func (e *timeoutError) Error() string   { return "upstream " + e.what + " timeout" }
-func (e *timeoutError) Timeout() bool   { return true }
-func (e *timeoutError) Temporary() bool { return true }
-
+// The deadlines this proxy enforces on an upstream, the same on both ways of forwarding:
+// net.Errors with Timeout true, so the client gets 504.
 var (
-	errFirstByteTimeout error = &timeoutError{"first byte"}
-	errIdleTimeout      error = &timeoutError{"idle"}
+	errFirstByteTimeout = fast.ErrFirstByteTimeout
+	errIdleTimeout      = fast.ErrIdleTimeout
 )
-
-var _ net.Error = (*timeoutError)(nil)
 
 // idleBody cuts a response body that stays silent longer than d by cancelling the request.
 type idleBody struct {

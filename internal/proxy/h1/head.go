@@ -136,7 +136,7 @@ func ParseRequestHead(head string, hs *HeadSpace) (ph RequestHead, ok bool) {
 			tes++
 			te = v
 			continue
-		case "Upgrade", "Expect", "Te", "Trailer": // fastEligible relies on their absence
+		case "Upgrade", "Expect", "Te", "Trailer": // fast.Pool.Takes relies on their absence
 			return ph, false
 		}
 		hs.add(k, v)

@@ -1,4 +1,4 @@
-package proxy
+package fast
 
 import (
 	"bufio"
@@ -9,7 +9,7 @@ import (
 
 // Reading an instance's answer for a request of the fast server: the head is parsed into
 // the client connection's reused storage (a Response, a header map and a body reader) that
-// copyFast then uses as it would http.ReadResponse's. Heads this parser is not sure of
+// copyAnswer then uses as it would http.ReadResponse's. Heads this parser is not sure of
 // (HTTP/1.0, 101, Trailer, odd framing, malformed lines, heads over the buffer) are left to
 // http.ReadResponse, which reads them from the same buffer.
 

@@ -1,4 +1,4 @@
-package proxy
+package fast
 
 import (
 	"bufio"
@@ -14,13 +14,13 @@ import (
 	"golang.org/x/net/http/httpguts"
 )
 
-// fastRW is the fast server's http.ResponseWriter for one request at a time on one client
+// responseWriter is the fast server's http.ResponseWriter for one request at a time on one client
 // connection. It answers as net/http's server does for an HTTP/1.1 request (same status
 // line, automatic Date, Content-Type sniffing, Content-Length for a short answer written in
 // one go, chunking otherwise, Connection: close when the client asked or the server shuts
 // down, the same rules for the request body left unread and for trailers), but writes into
 // the connection's reused buffers: no per-request response object, bufio writer or map.
-type fastRW struct {
+type responseWriter struct {
 	sc  *sconn
 	req *http.Request
 
@@ -50,7 +50,7 @@ const bufferBeforeChunking = 2048
 // server reads away to keep the connection.
 const maxPostHandlerRead = 256 << 10
 
-func (w *fastRW) reset(req *http.Request) {
+func (w *responseWriter) reset(req *http.Request) {
 	if w.header == nil {
 		w.header = make(http.Header, 8)
 	}
@@ -63,11 +63,21 @@ func (w *fastRW) reset(req *http.Request) {
 	w.w.Reset(chunkWriter{w})
 }
 
-func (w *fastRW) Header() http.Header { return w.header }
+func (w *responseWriter) Header() http.Header { return w.header }
 
-// bodyLimitReached is called by tooLarge: net/http's maxBytesReader tells its own response
-// writer the same way, which then closes the connection after the answer.
-func (w *fastRW) bodyLimitReached() {
+// connOf is the fast server's connection that w answers on, or nil when w is not the fast
+// server's.
+func connOf(w http.ResponseWriter) *sconn {
+	if fw, ok := w.(*responseWriter); ok {
+		return fw.sc
+	}
+	return nil
+}
+
+// BodyLimitReached is called by the proxy when the request body went over its limit, as
+// net/http's maxBytesReader tells its own response writer: the connection is closed after
+// the answer.
+func (w *responseWriter) BodyLimitReached() {
 	w.closeAfterReply = true
 	w.bodyLimitHit = true
 	if !w.wroteHeader {
@@ -75,7 +85,7 @@ func (w *fastRW) bodyLimitReached() {
 	}
 }
 
-func (w *fastRW) WriteHeader(code int) {
+func (w *responseWriter) WriteHeader(code int) {
 	if w.wroteHeader {
 		w.sc.fs.logf("http: superfluous response.WriteHeader call")
 		return
@@ -104,7 +114,7 @@ func (w *fastRW) WriteHeader(code int) {
 	}
 }
 
-func (w *fastRW) Write(p []byte) (int, error) {
+func (w *responseWriter) Write(p []byte) (int, error) {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -121,9 +131,9 @@ func (w *fastRW) Write(p []byte) (int, error) {
 	return w.w.Write(p)
 }
 
-func (w *fastRW) Flush() { w.FlushError() }
+func (w *responseWriter) Flush() { w.FlushError() }
 
-func (w *fastRW) FlushError() error {
+func (w *responseWriter) FlushError() error {
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
 	}
@@ -138,7 +148,7 @@ func (w *fastRW) FlushError() error {
 
 // finish ends the answer after the handler returned: the rest of the body, the last chunk
 // and trailers, and the connection's buffer.
-func (w *fastRW) finish() {
+func (w *responseWriter) finish() {
 	w.handlerDone = true
 	if !w.wroteHeader {
 		w.WriteHeader(http.StatusOK)
@@ -158,7 +168,7 @@ func (w *fastRW) finish() {
 
 // reuse reports whether the connection can take another request, as net/http's
 // shouldReuseConnection.
-func (w *fastRW) reuse() bool {
+func (w *responseWriter) reuse() bool {
 	if w.closeAfterReply {
 		return false
 	}
@@ -170,7 +180,7 @@ func (w *fastRW) reuse() bool {
 
 // chunkWriter receives what the 2 KiB buffer lets through: it writes the head first, then
 // the data, framed as a chunk when chunking.
-type chunkWriter struct{ w *fastRW }
+type chunkWriter struct{ w *responseWriter }
 
 func (cw chunkWriter) Write(p []byte) (int, error) {
 	w := cw.w
@@ -197,7 +207,7 @@ func (cw chunkWriter) Write(p []byte) (int, error) {
 
 // writeHead writes the status line and headers, deciding the framing as net/http's
 // chunkWriter.writeHeader does for an HTTP/1.1 request. p is the first piece of the body.
-func (w *fastRW) writeHead(p []byte) {
+func (w *responseWriter) writeHead(p []byte) {
 	w.headWritten = true
 	header := w.header
 	isHEAD := w.req.Method == http.MethodHead
@@ -303,7 +313,7 @@ func (w *fastRW) writeHead(p []byte) {
 	bw.WriteString("\r\n")
 }
 
-func (w *fastRW) declareTrailer(k string) {
+func (w *responseWriter) declareTrailer(k string) {
 	k = http.CanonicalHeaderKey(k)
 	if !httpguts.ValidTrailerHeader(k) {
 		return
@@ -313,7 +323,7 @@ func (w *fastRW) declareTrailer(k string) {
 
 // writeTrailers writes net/http's finalTrailers: the TrailerPrefix keys, then the
 // declared ones.
-func (w *fastRW) writeTrailers(bw *bufio.Writer) {
+func (w *responseWriter) writeTrailers(bw *bufio.Writer) {
 	var t http.Header
 	for k, vv := range w.header {
 		if kk, ok := strings.CutPrefix(k, http.TrailerPrefix); ok {
@@ -342,14 +352,14 @@ var headerNewlineToSpace = strings.NewReplacer("\n", " ", "\r", " ")
 
 // writeHeaderSubset writes the headers sorted by key as http.Header.WriteSubset, skipping
 // exclude and the TrailerPrefix keys.
-func (w *fastRW) writeHeaderSubset(bw *bufio.Writer, exclude []string) {
+func (w *responseWriter) writeHeaderSubset(bw *bufio.Writer, exclude []string) {
 	w.collectKeys()
 	w.writeKeys(bw, exclude)
 }
 
 // collectKeys puts the header's keys but the TrailerPrefix ones in w.keys, and reports
 // whether there were any of those.
-func (w *fastRW) collectKeys() (trailerKeys bool) {
+func (w *responseWriter) collectKeys() (trailerKeys bool) {
 	keys := w.keys[:0]
 	for k := range w.header {
 		if strings.HasPrefix(k, http.TrailerPrefix) {
@@ -363,7 +373,7 @@ func (w *fastRW) collectKeys() (trailerKeys bool) {
 }
 
 // writeKeys writes the headers of w.keys but exclude, sorted by key, and empties w.keys.
-func (w *fastRW) writeKeys(bw *bufio.Writer, exclude []string) {
+func (w *responseWriter) writeKeys(bw *bufio.Writer, exclude []string) {
 	keys := w.keys
 	slices.Sort(keys)
 	for _, k := range keys {

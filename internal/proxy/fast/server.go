@@ -1,4 +1,12 @@
-package proxy
+// Package fast is the HTTP/1.1 fast path of ramp's proxy, on both sides of it: a server
+// that reads plain HTTP/1.1 requests on the accepted connection's goroutine into buffers
+// reused from request to request (Server), and a forwarder that sends them to an instance on
+// its own pool of connections (Pool). The proxy's request path sees each through one seam:
+// the server hands requests to a ConnHandler, and the forwarder reports through an Exchange.
+// What either does not take goes to net/http (its server, or ReverseProxy and Transport),
+// whose behaviour the fast path matches; the differential tests in package proxy hold it to
+// that.
+package fast
 
 import (
 	"bufio"
@@ -22,8 +30,8 @@ import (
 // The fast server is the client half of the fast path: it reads plain HTTP/1.1 requests
 // on the accepted connection's goroutine, into per-connection buffers that are reused from
 // request to request (no goroutine, Request, header map, context or response object per
-// request), has the proxy forward them on the fast upstream path (fastpath.go), and writes
-// the answer as net/http's server would. Whatever it does not take — TLS, HTTP/2, upgrades,
+// request), hands them to its ConnHandler (the proxy, which forwards them with Pool.Forward
+// when it can), and writes the answer as net/http's server would. Whatever it does not take — TLS, HTTP/2, upgrades,
 // Expect, TE, trailers, CONNECT, HTTP/1.0, unusual targets, heads over 8 KiB, anything
 // malformed — goes to the net/http server with the bytes already read, so that its
 // behaviour (and its error statuses) stay what they were. A connection handed over stays
@@ -44,18 +52,31 @@ var (
 	aLongAgo    = time.Unix(1, 0)
 )
 
-// fastServer serves a FastEndpoint (a Proxy, or its preview) for one Server.
-type fastServer struct {
-	e   FastEndpoint
-	srv *http.Server
-	hl  *handoffListener
+// ConnHandler serves the requests a Server reads on one client connection, one at a time.
+type ConnHandler interface {
+	// Take reports whether the server is to serve the request whose head it has read;
+	// false hands the connection, with what was read of it, to net/http.
+	Take() bool
+	// ServeHTTP serves a request after Take accepted it. w is the connection's writer, which
+	// Pool.Forward recognises; neither w nor r may be kept past the call.
+	ServeHTTP(w http.ResponseWriter, r *http.Request)
+}
+
+// Server reads plain HTTP/1.1 requests itself and hands every other connection to an
+// http.Server (its handler then serves them).
+type Server struct {
+	newHandler func() ConnHandler
+	srv        *http.Server
+	hl         *handoffListener
 
 	headLimit    int
 	writeTimeout time.Duration // bounds each write's progress; 0 means none
 	shuttingDown atomic.Bool
-	served       atomic.Int64            // requests served here, for tests
-	handedOff    atomic.Int64            // connections handed to net/http, for tests
-	onServe      func(remoteAddr string) // nil, or a test's hook
+	served       atomic.Int64 // requests served here
+	handedOff    atomic.Int64 // connections handed to net/http
+	// OnServe, when not nil, is called with the client's address before each request the
+	// server serves itself (tests use it). Set it before Serve.
+	OnServe func(remoteAddr string)
 
 	mu    sync.Mutex
 	lns   map[net.Listener]struct{}
@@ -63,16 +84,26 @@ type fastServer struct {
 	once  sync.Once // starts srv.Serve(hl)
 }
 
-func newFastServer(e FastEndpoint, srv *http.Server) *fastServer {
-	return &fastServer{
-		e: e, srv: srv,
+// NewServer returns a server that hands the connections it does not serve to srv, and the
+// requests it serves to a ConnHandler that newConn makes for each connection. Its limits
+// are srv's (ReadHeaderTimeout, IdleTimeout, MaxHeaderBytes, ErrorLog); writeTimeout bounds
+// each write's progress to a client of either server (ClientListener), 0 means none.
+func NewServer(newConn func() ConnHandler, srv *http.Server, writeTimeout time.Duration) *Server {
+	return &Server{
+		newHandler: newConn, srv: srv, writeTimeout: writeTimeout,
 		hl:    &handoffListener{ch: make(chan net.Conn), closed: make(chan struct{})},
 		lns:   map[net.Listener]struct{}{},
 		conns: map[*sconn]struct{}{},
 	}
 }
 
-func (fs *fastServer) logf(format string, args ...any) {
+// Served returns the number of requests the server served itself.
+func (fs *Server) Served() int64 { return fs.served.Load() }
+
+// HandedOff returns the number of connections handed to net/http.
+func (fs *Server) HandedOff() int64 { return fs.handedOff.Load() }
+
+func (fs *Server) logf(format string, args ...any) {
 	if fs.srv.ErrorLog != nil {
 		fs.srv.ErrorLog.Printf(format, args...)
 	} else {
@@ -80,8 +111,8 @@ func (fs *fastServer) logf(format string, args ...any) {
 	}
 }
 
-// serve accepts connections on ln until it is closed, as http.Server.Serve.
-func (fs *fastServer) serve(ln net.Listener) error {
+// Serve accepts connections on ln until it is closed, as http.Server.Serve.
+func (fs *Server) Serve(ln net.Listener) error {
 	fs.mu.Lock()
 	if fs.shuttingDown.Load() {
 		fs.mu.Unlock()
@@ -145,7 +176,7 @@ const (
 	connIdle
 )
 
-func (fs *fastServer) newConn(c net.Conn) *sconn {
+func (fs *Server) newConn(c net.Conn) *sconn {
 	sc := &sconn{fs: fs, conn: c, remoteAddr: c.RemoteAddr().String()}
 	sc.setState(connNew)
 	fs.mu.Lock()
@@ -157,13 +188,14 @@ func (fs *fastServer) newConn(c net.Conn) *sconn {
 	return sc
 }
 
-func (fs *fastServer) forget(sc *sconn) {
+func (fs *Server) forget(sc *sconn) {
 	fs.mu.Lock()
 	delete(fs.conns, sc)
 	fs.mu.Unlock()
 }
 
-func (fs *fastServer) closeListeners() {
+// CloseListeners closes the listeners: Serve returns http.ErrServerClosed.
+func (fs *Server) CloseListeners() {
 	fs.shuttingDown.Store(true)
 	fs.mu.Lock()
 	for ln := range fs.lns {
@@ -174,7 +206,7 @@ func (fs *fastServer) closeListeners() {
 
 // closeIdle closes the connections waiting for a request (new ones after 5 seconds, as
 // net/http) and reports whether none is left.
-func (fs *fastServer) closeIdle() bool {
+func (fs *Server) closeIdle() bool {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	quiet := true
@@ -194,10 +226,10 @@ func (fs *fastServer) closeIdle() bool {
 	return quiet
 }
 
-// shutdown closes the listeners, then the idle connections as they become idle, until none
-// is left or ctx ends.
-func (fs *fastServer) shutdown(ctx context.Context) error {
-	fs.closeListeners()
+// Shutdown closes the listeners, then the idle connections as they become idle, until none
+// is left or ctx ends. It does not shut the http.Server down.
+func (fs *Server) Shutdown(ctx context.Context) error {
+	fs.CloseListeners()
 	const maxPoll = 500 * time.Millisecond
 	poll := time.Millisecond
 	t := time.NewTimer(poll)
@@ -216,8 +248,9 @@ func (fs *fastServer) shutdown(ctx context.Context) error {
 	}
 }
 
-func (fs *fastServer) close() {
-	fs.closeListeners()
+// Close closes the listeners and the connections the server serves itself at once.
+func (fs *Server) Close() {
+	fs.CloseListeners()
 	fs.mu.Lock()
 	for sc := range fs.conns {
 		sc.conn.Close()
@@ -261,7 +294,7 @@ func (l *handoffListener) deliver(c net.Conn) {
 // sconn is one client connection of the fast server. Its goroutine serves the requests one
 // after the other; only the hang-up watcher runs beside it.
 type sconn struct {
-	fs         *fastServer
+	fs         *Server
 	conn       net.Conn
 	remoteAddr string
 	state      atomic.Uint64
@@ -278,9 +311,9 @@ type sconn struct {
 	req        http.Request
 	hs         h1.HeadSpace
 	body       h1.Body // the request's body
-	rw         fastRW
+	rw         responseWriter
 	wantsClose bool
-	up         *upstreams // the settings the request started with
+	h          ConnHandler // made at the first request
 	url        url.URL
 	lastTarget string
 	lastURL    url.URL
@@ -297,9 +330,7 @@ type sconn struct {
 	watchTimer   *time.Timer
 	watchDone    chan struct{}
 
-	rs    respSpace // the current request's answer from its instance
-	st    reqState  // the current request's state in the proxy
-	reqID [1]string // backs the current request's X-Request-Id when the proxy made it
+	rs respSpace // the current request's answer from its instance
 
 	// upConn is the instance connection of the request in flight, closed when the client
 	// hangs up (what context.AfterFunc does under net/http's server); guarded by watchMu.
@@ -450,8 +481,8 @@ func (sc *sconn) serve() {
 		}
 		sc.setState(connActive)
 		fs.served.Add(1)
-		if fs.onServe != nil {
-			fs.onServe(sc.remoteAddr)
+		if fs.OnServe != nil {
+			fs.OnServe(sc.remoteAddr)
 		}
 		if !sc.serveOne() {
 			return
@@ -504,11 +535,12 @@ func (sc *sconn) readHead() (int, error) {
 // take parses the head of length n and, when the fast server can serve it, consumes it and
 // sets up sc.req. False leaves the bytes for net/http.
 func (sc *sconn) take(n int) bool {
-	up := sc.fs.e.p.up.Load()
-	if up.fast == nil || up.s.DisableFastServer {
+	if sc.h == nil {
+		sc.h = sc.fs.newHandler()
+	}
+	if !sc.h.Take() {
 		return false
 	}
-	sc.up = up
 	buf, _ := sc.br.Peek(n)
 	head := string(buf)
 	ph, ok := h1.ParseRequestHead(head, &sc.hs)
@@ -623,7 +655,7 @@ func (sc *sconn) call(r *http.Request) (ok bool) {
 			ok = false
 		}
 	}()
-	sc.fs.e.p.serveConn(sc, r, sc.fs.e.preview)
+	sc.h.ServeHTTP(&sc.rw, r)
 	return true
 }
 

@@ -1,4 +1,4 @@
-package proxy
+package fast
 
 import (
 	"bufio"
@@ -18,214 +18,57 @@ import (
 	"ramp.dev/ramp/internal/proxy/h1"
 )
 
-// The fast path forwards plain HTTP/1.1 requests on the client connection's goroutine: it
-// takes an idle upstream connection from a per-instance free list, writes the request head
-// and body itself, reads the response with http.ReadResponse and copies it to the client.
-// net/http's Transport spends two goroutines per upstream connection and channel hand-offs
-// per request; this path has none. What it does not handle (upgrades, h2c upstreams,
-// Expect: 100-continue, request trailers) goes through httputil.ReverseProxy as before.
+// The fast forwarder sends plain HTTP/1.1 requests on the client connection's goroutine: it
+// takes an idle upstream connection from a per-instance free list (Pool), writes the request
+// head and body itself, reads the answer and copies it to the client. net/http's Transport
+// spends two goroutines per upstream connection and channel hand-offs per request; this
+// path has none. What it does not take (Takes: upgrades, Expect: 100-continue, request
+// trailers, CONNECT) the proxy forwards through httputil.ReverseProxy.
 
-const (
-	// fastMaxIdlePerHost bounds the idle connections kept per instance address.
-	fastMaxIdlePerHost = 256
-	// fastIdleConnTimeout is how long an idle upstream connection is kept.
-	fastIdleConnTimeout = 90 * time.Second
-)
-
-var (
-	bufReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 4<<10) }}
-	bufWriters = sync.Pool{New: func() any { return bufio.NewWriterSize(nil, 4<<10) }}
-)
-
-// monoBase is the origin of monoNow.
-var monoBase = time.Now()
-
-// monoNow reads the monotonic clock alone (time.Since of a time with a monotonic reading
-// does), for intervals measured in-process: cheaper than time.Now, which reads the wall
-// clock too.
-func monoNow() time.Duration { return time.Since(monoBase) }
-
-// fastConn is one upstream HTTP/1.1 connection. Only the request that holds it uses it;
-// abort (run by context.AfterFunc when the client goes away) only closes the socket.
-type fastConn struct {
-	conn      net.Conn
-	br        *bufio.Reader
-	bw        *bufio.Writer
-	abort     func()
-	idleSince time.Duration // monoNow when it went idle
-	deadline  bool          // a deadline is set on conn
-	// After an answer head too large for br's buffer, br reads through lim from pooled
-	// (the connection's own reader), and the connection is not reused (noReuse): br may
-	// hold bytes pooled no longer shows.
-	noReuse bool
-	pooled  *bufio.Reader
-	lim     *headLimit
+// Exchange is one request's link to the proxy that forwards it: the instance it goes to,
+// the proxy's retry policy, and what the proxy records of it. Only the request's goroutine
+// calls it.
+type Exchange interface {
+	// Addr is the instance's host:port. It changes when Retry moves the request.
+	Addr() string
+	// Retry applies the retry policy to err, from connecting to Addr (refused) or from the
+	// request sent on a reused connection that failed (a *BeforeResponseError when nothing
+	// of the answer came). It returns the body to send r again with (to Addr, on a new
+	// connection) and a nil error, or the (non-nil) error to fail with.
+	Retry(ctx context.Context, r *http.Request, err error, refused bool) (io.ReadCloser, error)
+	// Failed answers the client for an instance that gave no answer (or an unusable one).
+	Failed(w http.ResponseWriter, r *http.Request, err error)
+	// Unasked counts n instance connections closed for holding bytes no request asked for.
+	Unasked(n int)
+	// Answered records the answer's head (status) as it goes to the client, and adds the
+	// proxy's own headers to h.
+	Answered(status int, h http.Header)
+	// BodyBegun records that the answer's first body byte went to the client.
+	BodyBegun()
+	// Broken records an answer broken off after its head went out: by the client
+	// (clientGone), or by the instance or a timeout.
+	Broken(clientGone bool, err error)
 }
 
-func newFastConn(conn net.Conn) *fastConn {
-	c := &fastConn{conn: conn, br: bufReaders.Get().(*bufio.Reader), bw: bufWriters.Get().(*bufio.Writer)}
-	c.br.Reset(conn)
-	c.bw.Reset(conn)
-	c.abort = func() { conn.Close() }
-	return c
-}
-
-// close closes the connection and returns its buffers. Only the holder calls it.
-func (c *fastConn) close() {
-	c.conn.Close()
-	if c.pooled != nil {
-		c.br, c.pooled, c.lim = c.pooled, nil, nil
-	}
-	if c.br != nil {
-		c.br.Reset(nil)
-		bufReaders.Put(c.br)
-		c.bw.Reset(nil)
-		bufWriters.Put(c.bw)
-		c.br, c.bw = nil, nil
-	}
-}
-
-// fastPool holds the idle connections of one upstreams (one Settings), by instance address.
-type fastPool struct {
-	dialer *net.Dialer
-
-	mu     sync.Mutex
-	hosts  map[string][]*fastConn // idle connections, oldest first
-	closed bool
-}
-
-func newFastPool(d *net.Dialer) *fastPool {
-	return &fastPool{dialer: d, hosts: map[string][]*fastConn{}}
-}
-
-// get returns an idle connection to addr (reused true), or dials a new one. fresh skips the
-// idle ones. An idle connection is taken only when nothing is waiting on it: neither in its
-// buffer nor on the socket (connAlive). One that holds bytes no request asked for is closed
-// and counted in unasked; one the instance closed while idle is closed quietly.
-func (fp *fastPool) get(ctx context.Context, addr string, fresh bool) (c *fastConn, reused bool, unasked int, err error) {
-	for !fresh && canPeek {
-		c = nil
-		fp.mu.Lock()
-		idle := fp.hosts[addr]
-		if n := len(idle); n > 0 {
-			c = idle[n-1]
-			idle[n-1] = nil
-			fp.hosts[addr] = idle[:n-1]
-		}
-		fp.mu.Unlock()
-		if c == nil {
-			break
-		}
-		if monoNow()-c.idleSince >= fastIdleConnTimeout {
-			// The newest is too old: so are the others.
-			c.close()
-			fp.forget(addr)
-			break
-		}
-		if c.br.Buffered() > 0 {
-			unasked++
-			c.close()
-			continue
-		}
-		alive, extra := connAlive(c.conn)
-		if alive {
-			return c, true, unasked, nil
-		}
-		if extra {
-			unasked++
-		}
-		c.close() // closed by the instance while idle, or sent something unasked
-	}
-	conn, err := fp.dialer.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, false, unasked, err
-	}
-	return newFastConn(conn), false, unasked, nil
-}
-
-// put returns a connection in good order to the idle list of addr.
-func (fp *fastPool) put(addr string, c *fastConn) {
-	c.idleSince = monoNow()
-	var expired *fastConn
-	fp.mu.Lock()
-	idle := fp.hosts[addr]
-	if fp.closed || !canPeek || len(idle) >= fastMaxIdlePerHost { // !canPeek: get never reuses one
-		fp.mu.Unlock()
-		c.close()
-		return
-	}
-	if len(idle) > 0 && c.idleSince-idle[0].idleSince > fastIdleConnTimeout {
-		expired = idle[0]
-		idle = idle[1:]
-	}
-	fp.hosts[addr] = append(idle, c)
-	fp.mu.Unlock()
-	if expired != nil {
-		expired.close()
-	}
-}
-
-// forget closes the idle connections to addr.
-func (fp *fastPool) forget(addr string) {
-	fp.mu.Lock()
-	idle := fp.hosts[addr]
-	delete(fp.hosts, addr)
-	fp.mu.Unlock()
-	for _, c := range idle {
-		c.close()
-	}
-}
-
-// retain closes the idle connections to every address not in keep.
-func (fp *fastPool) retain(keep map[string]bool) {
-	fp.mu.Lock()
-	var gone []*fastConn
-	for addr, idle := range fp.hosts {
-		if !keep[addr] {
-			gone = append(gone, idle...)
-			delete(fp.hosts, addr)
-		}
-	}
-	fp.mu.Unlock()
-	for _, c := range gone {
-		c.close()
-	}
-}
-
-// closeIdle closes the idle connections; with final, connections handed back later are
-// closed too.
-func (fp *fastPool) closeIdle(final bool) {
-	fp.mu.Lock()
-	hosts := fp.hosts
-	fp.hosts = map[string][]*fastConn{}
-	fp.closed = fp.closed || final
-	fp.mu.Unlock()
-	for _, idle := range hosts {
-		for _, c := range idle {
-			c.close()
-		}
-	}
-}
-
-// fastEligible reports whether the fast path can forward r. parsed is true for a request the
-// fast server parsed: h1.ParseRequestHead leaves the headers looked at here to net/http, so the
-// proxy's request has none of them.
-func (u *upstreams) fastEligible(r *http.Request, parsed bool) bool {
-	if u.fast == nil || r.Method == http.MethodConnect || len(r.Trailer) > 0 {
+// Takes reports whether the pool can forward r, which w answers. A request the fast server
+// read (w is its writer) always qualifies: h1.ParseRequestHead leaves the headers looked at
+// here to net/http, so such a request has none of them.
+func (fp *Pool) Takes(w http.ResponseWriter, r *http.Request) bool {
+	if r.Method == http.MethodConnect || len(r.Trailer) > 0 {
 		return false
 	}
-	if parsed {
+	if _, parsed := w.(*responseWriter); parsed {
 		return true
 	}
 	h := r.Header
 	return len(h["Upgrade"]) == 0 && len(h["Expect"]) == 0 && len(h["Te"]) == 0 && len(h["Trailer"]) == 0
 }
 
-// beforeResponseError is an upstream failure before any byte of the response arrived.
-type beforeResponseError struct{ err error }
+// BeforeResponseError is an upstream failure before any byte of the answer arrived.
+type BeforeResponseError struct{ Err error }
 
-func (e *beforeResponseError) Error() string { return e.err.Error() }
-func (e *beforeResponseError) Unwrap() error { return e.err }
+func (e *BeforeResponseError) Error() string { return e.Err.Error() }
+func (e *BeforeResponseError) Unwrap() error { return e.Err }
 
 // bodyReadError is the client's request body failing to read (too large, or cut).
 type bodyReadError struct{ err error }
@@ -236,12 +79,39 @@ func (e *bodyReadError) Unwrap() error { return e.err }
 // errUnexpectedUpgrade is a 101 answer to a request that asked for no upgrade.
 var errUnexpectedUpgrade = errors.New("instance switched protocols unasked")
 
-// serveFast forwards r to st's instance on the fast path and copies the answer to w. It
-// follows the retry policy (retry.go): once on another instance when the connection is
-// refused, once on a new connection when a reused one fails before answering. Like ReverseProxy, it panics with http.ErrAbortHandler when the answer breaks off
-// after its headers were sent.
-func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) {
-	fp := st.up.fast
+// timeoutError is a deadline the proxy enforces on an upstream; it is a net.Error with
+// Timeout true, so the client gets 504.
+type timeoutError struct{ what string }
+
+func (e *timeoutError) Error() string   { return "upstream " + e.what + " timeout" }
+func (e *timeoutError) Timeout() bool   { return true }
+func (e *timeoutError) Temporary() bool { return true }
+
+// The upstream timeouts, for both ways of forwarding.
+var (
+	// ErrFirstByteTimeout is the first-byte timeout running out before an answer's head.
+	ErrFirstByteTimeout error = &timeoutError{"first byte"}
+	// ErrIdleTimeout is the idle timeout running out between two reads of an answer's body.
+	ErrIdleTimeout error = &timeoutError{"idle"}
+)
+
+var _ net.Error = (*timeoutError)(nil)
+
+// isTimeout reports whether err is a deadline running out.
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// copyBuffers are the 32 KiB buffers bodies are copied with.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+
+// Forward sends r to x's instance and copies the answer to w. It follows x's retry policy
+// (Retry) after a refused connection and after a reused connection that failed. Like
+// ReverseProxy, it panics with http.ErrAbortHandler when the answer breaks off after its
+// head went out.
+func (fp *Pool) Forward(w http.ResponseWriter, r *http.Request, x Exchange) {
+	sc := connOf(w)
 	ctx := r.Context()
 	body := r.Body
 	fresh := false
@@ -254,80 +124,81 @@ func (p *Proxy) serveFast(w http.ResponseWriter, r *http.Request, st *reqState) 
 		var reused bool
 		var unasked int
 		var err error
-		c, reused, unasked, err = fp.get(ctx, st.t.addr, fresh)
+		c, reused, unasked, err = fp.get(ctx, x.Addr(), fresh)
 		if unasked > 0 {
-			p.discarded(st, reasonUnasked, unasked)
+			x.Unasked(unasked)
 		}
 		if err != nil {
-			if p.moveOnRefusal(ctx, st, err) {
-				if body, err = replayBody(r); err == nil {
-					continue
-				}
+			var again io.ReadCloser
+			if again, err = x.Retry(ctx, r, err, true); err == nil {
+				body = again
+				continue
 			}
-			p.upstreamFailed(w, r, st, err)
+			x.Failed(w, r, err)
 			return
 		}
-		if st.sc != nil {
-			stop = st.sc.onHangup(c) // the fast server's watcher, without a context per request
+		if sc != nil {
+			stop = sc.onHangup(c) // the fast server's watcher, without a context per request
 		} else {
 			stop = context.AfterFunc(ctx, c.abort)
 		}
-		resp, err = p.exchange(c, r, st, body)
+		resp, err = fp.exchange(c, r, sc, x, body)
 		if err == nil {
 			break
 		}
 		stop()
 		c.close()
-		if reused && p.renewAfterStale(ctx, r, st, err) {
-			fresh = true
-			if body, err = replayBody(r); err == nil {
+		if reused {
+			var again io.ReadCloser
+			if again, err = x.Retry(ctx, r, err, false); err == nil {
+				fresh, body = true, again
 				continue
 			}
 		}
-		if isTimeout(err) && st.up.s.FirstByteTimeout > 0 && ctx.Err() == nil {
-			err = errFirstByteTimeout
+		if isTimeout(err) && fp.cfg.FirstByteTimeout > 0 && ctx.Err() == nil {
+			err = ErrFirstByteTimeout
 		}
 		var bre *bodyReadError
 		if errors.As(err, &bre) {
 			err = bre.err
 		}
-		p.upstreamFailed(w, r, st, err)
+		x.Failed(w, r, err)
 		return
 	}
-	p.copyFast(w, r, st, c, resp, stop)
+	fp.copyAnswer(w, r, sc, x, c, resp, stop)
 }
 
 // exchange sends the request on c and reads the response head (informational answers are
-// passed on to the client). Errors before the first response byte are *beforeResponseError.
-func (p *Proxy) exchange(c *fastConn, r *http.Request, st *reqState, body io.ReadCloser) (*http.Response, error) {
-	if d := st.up.s.FirstByteTimeout; d > 0 {
+// passed on to the client). Errors before the first response byte are *BeforeResponseError.
+func (fp *Pool) exchange(c *fastConn, r *http.Request, sc *sconn, x Exchange, body io.ReadCloser) (*http.Response, error) {
+	if d := fp.cfg.FirstByteTimeout; d > 0 {
 		c.conn.SetDeadline(time.Now().Add(d))
 		c.deadline = true
 	} else if c.deadline {
 		c.conn.SetDeadline(time.Time{})
 		c.deadline = false
 	}
-	if err := p.writeRequest(c.bw, r, st, body); err != nil {
+	if err := fp.writeRequest(c.bw, r, sc != nil, x.Addr(), body); err != nil {
 		var bre *bodyReadError
 		if errors.As(err, &bre) {
 			return nil, err
 		}
-		return nil, &beforeResponseError{err}
+		return nil, &BeforeResponseError{err}
 	}
 	if _, err := c.br.Peek(1); err != nil {
-		return nil, &beforeResponseError{err}
+		return nil, &BeforeResponseError{err}
 	}
-	return readResponse(c, r, st) // informational answers are passed on by copyFast
+	return fp.readResponse(c, r, sc) // informational answers are passed on by copyAnswer
 }
 
 // readResponse reads an answer's head from c: with the fast server's parser into the client
 // connection's reused storage when the request came through the fast server (and the head
-// is a plain one), else with http.ReadResponse. A head over the settings'
-// MaxResponseHeaderBytes is an error (errHeadTooLarge).
-func readResponse(c *fastConn, r *http.Request, st *reqState) (*http.Response, error) {
+// is a plain one), else with http.ReadResponse. A head over MaxResponseHead is a
+// *HeadTooLargeError.
+func (fp *Pool) readResponse(c *fastConn, r *http.Request, sc *sconn) (*http.Response, error) {
 	if c.lim == nil {
-		if st.sc != nil {
-			if resp := st.sc.readResponse(c.br, r); resp != nil {
+		if sc != nil {
+			if resp := sc.readResponse(c.br, r); resp != nil {
 				return resp, nil
 			}
 		}
@@ -335,18 +206,18 @@ func readResponse(c *fastConn, r *http.Request, st *reqState) (*http.Response, e
 			return http.ReadResponse(c.br, r) // bounded by the buffer, or meets err
 		}
 		// A head longer than the buffer: read it through a limit.
-		limit := st.up.maxResponseHead()
+		limit := fp.cfg.MaxResponseHead
 		if limit <= c.br.Size() {
-			return nil, &headTooLargeError{limit}
+			return nil, &HeadTooLargeError{limit}
 		}
 		c.noReuse = true
 		c.lim = &headLimit{r: c.br}
 		c.pooled, c.br = c.br, bufio.NewReaderSize(c.lim, c.br.Size())
 	}
-	c.lim.n = int64(st.up.maxResponseHead())
+	c.lim.n = int64(fp.cfg.MaxResponseHead)
 	resp, err := http.ReadResponse(c.br, r)
 	if c.lim.n < 0 {
-		return nil, &headTooLargeError{st.up.maxResponseHead()}
+		return nil, &HeadTooLargeError{fp.cfg.MaxResponseHead}
 	}
 	c.lim.n = math.MaxInt64 // the body is not limited
 	return resp, err
@@ -391,11 +262,11 @@ func (l *headLimit) Read(p []byte) (int, error) {
 
 var errHeadLimit = errors.New("answer head limit reached")
 
-// headTooLargeError is an answer head over the limit: the client gets 502.
-type headTooLargeError struct{ limit int }
+// HeadTooLargeError is an answer head over the limit: the client gets 502.
+type HeadTooLargeError struct{ Limit int }
 
-func (e *headTooLargeError) Error() string {
-	return fmt.Sprintf("instance's answer head is over spec.proxy.maxResponseHeaderBytes (%d bytes)", e.limit)
+func (e *HeadTooLargeError) Error() string {
+	return fmt.Sprintf("instance's answer head is over spec.proxy.maxResponseHeaderBytes (%d bytes)", e.Limit)
 }
 
 // reqSkip are the request headers not copied as they are: hop-by-hop, the forwarded ones
@@ -434,18 +305,19 @@ func writeHeaderLine(bw *bufio.Writer, k, v string) {
 	bw.WriteString("\r\n")
 }
 
-// writeRequest writes the request head as ReverseProxy (Rewrite with SetURL and
-// SetXForwarded) and Transport would, then the body, and flushes.
-func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, st *reqState, body io.ReadCloser) error {
+// writeRequest writes the request head for the instance at addr as ReverseProxy (Rewrite
+// with SetURL and SetXForwarded) and Transport would, then the body, and flushes. parsed is
+// true for a request the fast server read.
+func (fp *Pool) writeRequest(bw *bufio.Writer, r *http.Request, parsed bool, addr string, body io.ReadCloser) error {
 	bw.WriteString(r.Method)
 	bw.WriteByte(' ')
-	if st.sc != nil {
+	if parsed {
 		bw.WriteString(r.RequestURI) // the fast server takes only targets that URL.RequestURI gives back unchanged
 	} else {
 		bw.WriteString(r.URL.RequestURI())
 	}
 	bw.WriteString(" HTTP/1.1\r\nHost: ")
-	bw.WriteString(st.t.addr)
+	bw.WriteString(addr)
 	bw.WriteString("\r\n")
 	conn := r.Header["Connection"]
 	for k, vv := range r.Header {
@@ -456,7 +328,7 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, st *reqState, bo
 			writeHeaderLine(bw, k, v)
 		}
 	}
-	p.writeForwarded(bw, r)
+	fp.writeForwarded(bw, r)
 	hasBody := body != nil && body != http.NoBody
 	chunked := hasBody && r.ContentLength < 0
 	switch {
@@ -479,9 +351,9 @@ func (p *Proxy) writeRequest(bw *bufio.Writer, r *http.Request, st *reqState, bo
 }
 
 // writeForwarded writes X-Forwarded-For, -Host and -Proto as rewrite does.
-func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
+func (fp *Pool) writeForwarded(bw *bufio.Writer, r *http.Request) {
 	if ip, _, err := net.SplitHostPort(r.RemoteAddr); err == nil {
-		if p.trustXF {
+		if fp.cfg.TrustForwarded {
 			if prior := r.Header["X-Forwarded-For"]; len(prior) > 0 {
 				ip = strings.Join(prior, ", ") + ", " + ip
 			}
@@ -489,7 +361,7 @@ func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
 		writeHeaderLine(bw, "X-Forwarded-For", ip)
 	}
 	host := r.Host
-	if p.trustXF {
+	if fp.cfg.TrustForwarded {
 		if v := headerGet(r.Header, "X-Forwarded-Host"); v != "" {
 			host = v
 		}
@@ -501,7 +373,7 @@ func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
 	if r.TLS != nil {
 		proto = "https"
 	}
-	if p.trustXF {
+	if fp.cfg.TrustForwarded {
 		if v := headerGet(r.Header, "X-Forwarded-Proto"); v != "" {
 			proto = v
 		}
@@ -512,8 +384,8 @@ func (p *Proxy) writeForwarded(bw *bufio.Writer, r *http.Request) {
 // writeBody copies the request body: n bytes, or chunked when n < 0. Read failures are
 // *bodyReadError.
 func writeBody(bw *bufio.Writer, body io.Reader, n int64, chunked bool) error {
-	bp := copyBufferPool.Get().(*[]byte)
-	defer copyBufferPool.Put(bp)
+	bp := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(bp)
 	buf := *bp
 	if chunked {
 		cw := httputil.NewChunkedWriter(bw)
@@ -559,28 +431,26 @@ func writeBody(bw *bufio.Writer, body io.Reader, n int64, chunked bool) error {
 	return nil
 }
 
-// respSkip are the hop-by-hop response headers.
+// requestIDHeader is proxy.RequestIDHeader: the client gets the id the proxy gave the
+// instance, never one the instance made up.
+const requestIDHeader = "X-Request-Id"
+
+// respSkip are the hop-by-hop response headers, and the request id.
 func respSkip(k string) bool {
 	switch k {
 	case "Connection", "Proxy-Connection", "Keep-Alive", "Proxy-Authenticate", "Proxy-Authorization",
-		"Te", "Trailer", "Transfer-Encoding", "Upgrade", RequestIDHeader:
+		"Te", "Trailer", "Transfer-Encoding", "Upgrade", requestIDHeader:
 		return true
 	}
 	return false
 }
 
-// copyFast sends resp to the client, then returns c to the pool when it can be reused.
-func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c *fastConn, resp *http.Response, stop func() bool) {
+// copyAnswer sends resp to the client, then returns c to the pool when it can be reused.
+func (fp *Pool) copyAnswer(w http.ResponseWriter, r *http.Request, sc *sconn, x Exchange, c *fastConn, resp *http.Response, stop func() bool) {
 	broken := func(clientGone bool, err error) {
 		stop()
 		c.close()
-		if clientGone || r.Context().Err() != nil {
-			st.clientGone = true
-		} else {
-			st.failed = true
-			p.log.Warn("upstream response broken", keyRevision, st.pool.rev, keyBackend, st.t.b.id,
-				"addr", st.t.addr, "err", err)
-		}
+		x.Broken(clientGone || r.Context().Err() != nil, err)
 		panic(http.ErrAbortHandler)
 	}
 	h := w.Header()
@@ -598,35 +468,31 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 			}
 		}
 		var err error
-		if resp, err = readResponse(c, r, st); err != nil {
+		if resp, err = fp.readResponse(c, r, sc); err != nil {
 			stop()
 			c.close()
-			if isTimeout(err) && st.up.s.FirstByteTimeout > 0 && r.Context().Err() == nil {
-				err = errFirstByteTimeout
+			if isTimeout(err) && fp.cfg.FirstByteTimeout > 0 && r.Context().Err() == nil {
+				err = ErrFirstByteTimeout
 			}
-			p.upstreamFailed(w, r, st, err)
+			x.Failed(w, r, err)
 			return
 		}
 	}
-	st.gotHeaders = true
-	st.ttfb = p.now().Sub(st.start)
-	st.status = resp.StatusCode
 	if resp.StatusCode == http.StatusSwitchingProtocols {
 		stop()
 		c.close()
-		st.gotHeaders = false
-		p.upstreamFailed(w, r, st, errUnexpectedUpgrade)
+		x.Failed(w, r, errUnexpectedUpgrade)
 		return
 	}
 	stream := resp.ContentLength < 0 || strings.HasPrefix(headerGet(resp.Header, "Content-Type"), "text/event-stream")
 	conn := resp.Header["Connection"]
-	if st.sc != nil && resp == &st.sc.rs.resp {
-		fw := &st.sc.rw // w: serveConn passes it
+	if sc != nil && resp == &sc.rs.resp {
+		fw := &sc.rw // w
 		// The answer's map, parsed into the connection's storage, becomes the response's
 		// (and the response's, cleared for the next request, the next answer's): the
 		// response's few headers are merged into it rather than the answer's copied over.
 		rh := resp.Header
-		if st.sc.rs.hs.Hop { // else nothing to drop: no hop-by-hop header, no Connection
+		if sc.rs.hs.Hop { // else nothing to drop: no hop-by-hop header, no Connection
 			for k := range rh {
 				if respSkip(k) || (len(conn) > 0 && connectionListed(conn, k)) {
 					delete(rh, k)
@@ -640,7 +506,7 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 				rh[k] = append(vv, rv...)
 			}
 		}
-		fw.header, st.sc.rs.hs.H = rh, h
+		fw.header, sc.rs.hs.H = rh, h
 		h = rh
 	} else {
 		for k, vv := range resp.Header {
@@ -654,7 +520,7 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 			}
 		}
 	}
-	h[RevisionHeader] = st.pool.revValue
+	x.Answered(resp.StatusCode, h)
 	announced := len(resp.Trailer)
 	if announced > 0 {
 		keys := make([]string, 0, announced)
@@ -665,7 +531,7 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 	}
 	w.WriteHeader(resp.StatusCode)
 
-	idle := st.up.s.IdleTimeout
+	idle := fp.cfg.IdleTimeout
 	if idle <= 0 && c.deadline {
 		c.conn.SetDeadline(time.Time{}) // the first-byte deadline is met; answers may take minutes
 		c.deadline = false
@@ -686,8 +552,9 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		}
 	}
 	if resp.Body != http.NoBody {
-		bp := copyBufferPool.Get().(*[]byte)
+		bp := copyBuffers.Get().(*[]byte)
 		buf := *bp
+		begun := false
 		for {
 			if idle > 0 {
 				c.conn.SetReadDeadline(time.Now().Add(idle))
@@ -696,31 +563,32 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 			n, rerr := resp.Body.Read(buf)
 			if n > 0 {
 				if _, err := w.Write(buf[:n]); err != nil {
-					copyBufferPool.Put(bp)
+					copyBuffers.Put(bp)
 					broken(true, err)
 				}
 				if flush != nil {
 					if err := flush(); err != nil {
-						copyBufferPool.Put(bp)
+						copyBuffers.Put(bp)
 						broken(true, err)
 					}
 				}
-				if !st.gotBody {
-					st.bodyBegun(p.now())
+				if !begun {
+					begun = true
+					x.BodyBegun()
 				}
 			}
 			if rerr == io.EOF {
 				break
 			}
 			if rerr != nil {
-				copyBufferPool.Put(bp)
+				copyBuffers.Put(bp)
 				if isTimeout(rerr) && idle > 0 && r.Context().Err() == nil {
-					rerr = errIdleTimeout
+					rerr = ErrIdleTimeout
 				}
 				broken(false, rerr)
 			}
 		}
-		copyBufferPool.Put(bp)
+		copyBuffers.Put(bp)
 	}
 	resp.Body.Close() // after EOF: only fills resp.Trailer
 	if len(resp.Trailer) > 0 {
@@ -745,8 +613,8 @@ func (p *Proxy) copyFast(w http.ResponseWriter, r *http.Request, st *reqState, c
 		// The instance sent more than the answer it framed (a second answer, a body after
 		// a HEAD, 204 or 304): the next request on this connection would be given it.
 		c.close()
-		p.discarded(st, reasonUnasked, 1)
+		x.Unasked(1)
 		return
 	}
-	st.up.fast.put(st.t.addr, c)
+	fp.put(x.Addr(), c)
 }
