@@ -19,10 +19,10 @@ import (
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/engine"
 	"ramp.dev/ramp/internal/proxy"
 	"ramp.dev/ramp/internal/rampmetrics"
-	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
 	"ramp.dev/ramp/internal/store"
 	"ramp.dev/ramp/internal/supervisor"
@@ -36,7 +36,7 @@ const (
 
 // Controller is local mode's adapter around the engine: it observes the supervisor and the
 // proxy, runs analysis, calls engine.Decide and carries out its output. It serves the
-// control API through server.Backend.
+// control API through control.Control (backend.go).
 type Controller struct {
 	store    *store.Store
 	sup      *supervisor.Supervisor
@@ -63,8 +63,6 @@ type Controller struct {
 	// instance ID.
 	exits map[string]map[string]int32
 }
-
-var _ server.Backend = (*Controller)(nil)
 
 // rolloutProxy is one rollout's proxy and the listeners in front of it.
 type rolloutProxy struct {
@@ -224,7 +222,7 @@ func (c *Controller) recordExits(rollout string, observed map[int64][]supervisor
 }
 
 func (c *Controller) record(rollout, typ, reason, msg string, rev int64) {
-	e, err := c.store.AppendEvent(store.Event{Time: c.now(), Rollout: rollout, Type: typ, Reason: reason, Message: msg, Revision: rev})
+	e, err := c.store.AppendEvent(control.Event{Time: c.now(), Rollout: rollout, Type: typ, Reason: reason, Message: msg, Revision: rev})
 	if err != nil {
 		c.log.Error("record event", keyRollout, rollout, "err", err)
 		return
