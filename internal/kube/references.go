@@ -82,11 +82,12 @@ func (r *Reconciler) checkReferences(ctx context.Context, ro *v1alpha1.Rollout) 
 	}
 }
 
-// approximations says, for a canary whose weights plain Services carry by pod counts, which
-// setWeight steps come out more than 5 points off beside n stable pods; empty when none.
+// approximations says, for a canary whose router carries weights by pod counts (plain
+// Services: spec.Router.ExactWeights false), which setWeight steps come out more than 5
+// points off beside n stable pods; empty when none.
 func approximations(ro *v1alpha1.Rollout, n int32) string {
 	c := ro.Spec.Strategy.Canary
-	if c == nil || RouterName(ro) != "" || n <= 0 {
+	if c == nil || spec.RouterOf(ro).ExactWeights || n <= 0 {
 		return ""
 	}
 	var off []string
