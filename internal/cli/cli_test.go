@@ -19,26 +19,26 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/local"
 	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
-	"ramp.dev/ramp/internal/store"
 )
 
 const testToken = "cli-test-token"
 
 // fakeBackend serves rollouts whose Get answers walk through a list of states, the last one
-// repeating. Calls it does not implement panic through the nil embedded Backend.
+// repeating. Calls it does not implement panic through the nil embedded Control.
 type fakeBackend struct {
-	server.Backend
+	control.Control
 
 	mu     sync.Mutex
 	states map[string][]v1alpha1.Rollout
 	gets   map[string]int
-	revs   []store.Revision
+	revs   []control.Revision
 	calls  []string
 	// undo is what Undo answers; zero means a new revision 3 from revision 1.
-	undo store.UndoResult
+	undo control.UndoResult
 }
 
 func (f *fakeBackend) Get(ctx context.Context, name string) (*v1alpha1.Rollout, error) {
@@ -46,7 +46,7 @@ func (f *fakeBackend) Get(ctx context.Context, name string) (*v1alpha1.Rollout, 
 	defer f.mu.Unlock()
 	states, ok := f.states[name]
 	if !ok {
-		return nil, fmt.Errorf("rollout %s: %w", name, store.ErrNotFound)
+		return nil, fmt.Errorf("rollout %s: %w", name, control.ErrNotFound)
 	}
 	i := min(f.gets[name], len(states)-1)
 	f.gets[name]++
@@ -66,7 +66,11 @@ func (f *fakeBackend) List(ctx context.Context) ([]v1alpha1.Rollout, error) {
 	return out, nil
 }
 
-func (f *fakeBackend) Apply(ctx context.Context, b *spec.Bundle) ([]string, error) {
+func (f *fakeBackend) Apply(ctx context.Context, yaml []byte) ([]string, error) {
+	b, err := fakeLoad(yaml)
+	if err != nil {
+		return nil, control.Invalid(err)
+	}
 	var out []string
 	for _, r := range b.Rollouts {
 		out = append(out, "rollout/"+r.Name+" configured")
@@ -74,23 +78,23 @@ func (f *fakeBackend) Apply(ctx context.Context, b *spec.Bundle) ([]string, erro
 	return out, nil
 }
 
-func (f *fakeBackend) Pause(ctx context.Context, name string) error {
+func (f *fakeBackend) Pause(ctx context.Context, name string) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, "pause "+name)
-	return nil
+	return "rollout/" + name + " paused", nil
 }
 
-func (f *fakeBackend) Promote(ctx context.Context, name string, full bool) error {
+func (f *fakeBackend) Promote(ctx context.Context, name string, full bool) (string, error) {
 	if name != "chat-api" {
-		return fmt.Errorf("rollout %s: %w", name, store.ErrNotFound)
+		return "", fmt.Errorf("rollout %s: %w", name, control.ErrNotFound)
 	}
-	return fmt.Errorf("promote: rollout %s is not paused: %w", name, server.ErrConflict)
+	return "", fmt.Errorf("promote: rollout %s is not paused: %w", name, control.ErrConflict)
 }
 
-func (f *fakeBackend) Undo(ctx context.Context, name string, to int64) (store.UndoResult, error) {
+func (f *fakeBackend) Undo(ctx context.Context, name string, to int64) (control.UndoResult, error) {
 	if f.undo.Target == 0 {
-		return store.UndoResult{Target: 1, Revision: 3, New: true}, nil
+		return control.UndoResult{Target: 1, Revision: 3, New: true}, nil
 	}
 	return f.undo, nil
 }
@@ -102,12 +106,15 @@ func (f *fakeBackend) Restart(ctx context.Context, name string) (string, error) 
 	return "rollout/" + name + " restarting", nil
 }
 
-func (f *fakeBackend) History(ctx context.Context, name string) ([]store.Revision, error) {
+func (f *fakeBackend) History(ctx context.Context, name string) ([]control.Revision, error) {
 	return f.revs, nil
 }
 
-func (f *fakeBackend) Events(ctx context.Context, name string) ([]store.Event, error) {
-	return []store.Event{{Seq: 1, Rollout: name, Reason: "RolloutCompleted", Message: "revision 2 is stable"}}, nil
+func (f *fakeBackend) Events(ctx context.Context, name string, afterSeq uint64) ([]control.Event, error) {
+	if afterSeq >= 1 {
+		return nil, nil
+	}
+	return []control.Event{{Seq: 1, Rollout: name, Reason: "RolloutCompleted", Message: "revision 2 is stable"}}, nil
 }
 
 // fakeLoad accepts "rollout: NAME" lines and rejects any input containing "bad".
@@ -139,7 +146,7 @@ type harness struct {
 func newHarness(t *testing.T, states map[string][]v1alpha1.Rollout) *harness {
 	t.Helper()
 	fb := &fakeBackend{states: states, gets: map[string]int{}}
-	srv := httptest.NewServer(server.New(fb, testToken, nil, server.WithLoader(fakeLoad)))
+	srv := httptest.NewServer(server.New(fb, testToken, nil))
 	t.Cleanup(srv.Close)
 	return &harness{fb: fb, url: srv.URL, stateDir: t.TempDir(), env: map[string]string{"RAMP_TOKEN": testToken}}
 }
@@ -481,7 +488,7 @@ func TestServerAndTokenFromStateDir(t *testing.T) {
 		{[]string{"history", "chat-api"}, "REVISION"},
 		{[]string{"events", "chat-api"}, "RolloutCompleted"},
 	}
-	h.fb.revs = []store.Revision{{Number: 2, Hash: "bbb", Cause: "apply"}}
+	h.fb.revs = []control.Revision{{Number: 2, Hash: "bbb", Cause: "apply"}}
 	for _, tt := range tests {
 		for _, v := range verbs {
 			t.Run(tt.name+"/"+strings.Join(v.args, " "), func(t *testing.T) {
@@ -506,7 +513,7 @@ func TestServerAndTokenFromStateDir(t *testing.T) {
 
 func TestActionsAndUndo(t *testing.T) {
 	h := newHarness(t, map[string][]v1alpha1.Rollout{"chat-api": {healthy("chat-api")}})
-	h.fb.revs = []store.Revision{
+	h.fb.revs = []control.Revision{
 		{Number: 1, Hash: "aaa", Cause: "apply", CreatedAt: time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)},
 		{Number: 2, Hash: "bbb", Cause: "apply", CreatedAt: time.Date(2026, 1, 1, 11, 0, 0, 0, time.UTC)},
 		{Number: 3, Hash: "aaa", Cause: "undo to revision 1", CreatedAt: time.Date(2026, 1, 1, 11, 30, 0, 0, time.UTC)},
@@ -518,11 +525,11 @@ func TestActionsAndUndo(t *testing.T) {
 		t.Errorf("undo --to-revision: code %d, stdout %q", code, out)
 	}
 	// After an abort the revision before the current one is the stable one: nothing new.
-	h.fb.undo = store.UndoResult{Target: 2, Revision: 2}
+	h.fb.undo = control.UndoResult{Target: 2, Revision: 2}
 	if code, out, _ := h.run(t, "undo", "chat-api"); code != 0 || out != "rollout/chat-api back on stable revision 2: it serves all traffic already, nothing rolls out\n" {
 		t.Errorf("undo to stable: code %d, stdout %q", code, out)
 	}
-	h.fb.undo = store.UndoResult{Target: 1, Revision: 4, New: true, Note: "ramp revision 1 is revision 1 in kubectl rollout history deployment/chat-api"}
+	h.fb.undo = control.UndoResult{Target: 1, Revision: 4, New: true, Note: "ramp revision 1 is revision 1 in kubectl rollout history deployment/chat-api"}
 	if code, out, _ := h.run(t, "undo", "chat-api", "--to-revision", "1"); code != 0 || out != "rollout/chat-api rolled back to revision 1 (new revision 4); ramp revision 1 is revision 1 in kubectl rollout history deployment/chat-api\n" {
 		t.Errorf("undo with a note: code %d, stdout %q", code, out)
 	}

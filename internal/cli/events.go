@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"ramp.dev/ramp/internal/store"
+	"ramp.dev/ramp/internal/control"
 )
 
 func (a *app) eventsCmd() *cobra.Command {
@@ -34,7 +34,7 @@ message, revision).`,
 			}
 			if structured(output) {
 				if es == nil {
-					es = []store.Event{}
+					es = []control.Event{}
 				}
 				return a.printObject(output, es)
 			}

@@ -10,6 +10,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/duration"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/engine"
 )
 
@@ -39,7 +40,7 @@ shows values and messages in full.`,
 			if err := checkOutput("get", output, "json", "yaml", "wide"); err != nil {
 				return err
 			}
-			var c backend
+			var c control.Control
 			var err error
 			switch {
 			case allNamespaces && !a.kubernetesMode():

@@ -8,14 +8,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/internal/store"
+	"ramp.dev/ramp/internal/control"
 )
 
 // historyEntry is one revision as `history -o json|yaml` prints it: the stored revision with
 // its roles.
 type historyEntry struct {
-	store.Revision `json:",inline"`
-	Roles          []string `json:"roles,omitempty"`
+	control.Revision `json:",inline"`
+	Roles            []string `json:"roles,omitempty"`
 }
 
 func (a *app) historyCmd() *cobra.Command {

@@ -6,7 +6,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"ramp.dev/ramp/internal/server"
+	"ramp.dev/ramp/internal/control"
 )
 
 func (a *app) lintCmd() *cobra.Command {
@@ -32,7 +32,7 @@ problem.`,
 				}
 				if _, err := a.load(data); err != nil {
 					bad++
-					a.printProblems(inputName(f), server.Problems(err))
+					a.printProblems(inputName(f), control.Problems(err))
 					continue
 				}
 				fmt.Fprintf(a.stdout, "%s: ok\n", inputName(f))

@@ -11,7 +11,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/internal/store"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/version"
 )
 
@@ -81,7 +81,7 @@ func TestCompletion(t *testing.T) {
 func TestHistoryEventsOutput(t *testing.T) {
 	h := newHarness(t, map[string][]v1alpha1.Rollout{"chat-api": {canary("chat-api", v1alpha1.PhaseProgressing, 2, 25, "")}})
 	created := time.Date(2026, 1, 1, 10, 0, 0, 0, time.UTC)
-	h.fb.revs = []store.Revision{
+	h.fb.revs = []control.Revision{
 		{Rollout: "chat-api", Number: 1, Hash: "h1", CreatedAt: created, Cause: "apply"},
 		{Rollout: "chat-api", Number: 2, Hash: "h2", CreatedAt: created.Add(time.Hour), Cause: "apply"},
 	}
@@ -112,7 +112,7 @@ func TestHistoryEventsOutput(t *testing.T) {
 		}
 
 		code, out, _ = h.run(t, "events", "chat-api", "-o", format)
-		var es []store.Event
+		var es []control.Event
 		if code != 0 || yaml.Unmarshal([]byte(out), &es) != nil || len(es) != 1 || es[0].Reason != "RolloutCompleted" || es[0].Seq != 1 || es[0].Message != "revision 2 is stable" {
 			t.Errorf("events -o %s: code %d, %+v\n%s", format, code, es, out)
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"github.com/spf13/cobra"
+
+	"ramp.dev/ramp/internal/control"
 )
 
 func (a *app) promoteCmd() *cobra.Command {
@@ -11,7 +13,7 @@ func (a *app) promoteCmd() *cobra.Command {
 	cmd := a.rolloutAction("promote", "End the current pause or step of a rollout (--full: skip to the end)",
 		`  ramp promote chat-api
   ramp promote chat-api --full`,
-		func(c backend, ctx context.Context, name string) (string, error) {
+		func(c control.Control, ctx context.Context, name string) (string, error) {
 			return c.Promote(ctx, name, full)
 		})
 	cmd.Long = `End the current pause or step and go on with the next one. With --full, skip every

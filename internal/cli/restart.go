@@ -4,13 +4,15 @@ import (
 	"context"
 
 	"github.com/spf13/cobra"
+
+	"ramp.dev/ramp/internal/control"
 )
 
 func (a *app) restartCmd() *cobra.Command {
 	cmd := a.rolloutAction("restart", "Replace the stable revision's instances with new ones, a few at a time",
 		`  ramp restart chat-api
   kubectl ramp -n chat restart chat-api`,
-		func(c backend, ctx context.Context, name string) (string, error) {
+		func(c control.Control, ctx context.Context, name string) (string, error) {
 			return c.Restart(ctx, name)
 		})
 	cmd.Long = `Start new instances of the stable revision and stop the old ones, a few at a time, without

@@ -19,12 +19,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/internal/kube"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/local"
 	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
-	"ramp.dev/ramp/internal/store"
 	"ramp.dev/ramp/internal/version"
 )
 
@@ -198,31 +196,10 @@ Global settings, in order of precedence:
 	return root
 }
 
-// backend is what the verbs call: local mode's control API client, or the Kubernetes backend
-// (kube.Commands) when a kubeconfig is given.
-type backend interface {
-	List(ctx context.Context) ([]v1alpha1.Rollout, error)
-	Get(ctx context.Context, name string) (*v1alpha1.Rollout, error)
-	History(ctx context.Context, name string) ([]store.Revision, error)
-	Events(ctx context.Context, name string, afterSeq uint64) ([]store.Event, error)
-	Apply(ctx context.Context, yaml []byte) ([]string, error)
-	Promote(ctx context.Context, name string, full bool) (string, error)
-	Pause(ctx context.Context, name string) (string, error)
-	Resume(ctx context.Context, name string) (string, error)
-	Abort(ctx context.Context, name string) (string, error)
-	Retry(ctx context.Context, name string) (string, error)
-	Undo(ctx context.Context, name string, toRevision int64) (store.UndoResult, error)
-	Restart(ctx context.Context, name string) (string, error)
-}
-
-var (
-	_ backend = (*server.Client)(nil)
-	_ backend = (*kube.Commands)(nil)
-)
-
-// client returns the backend the global flags select: the cluster with --kubeconfig,
-// --context or as kubectl-ramp, else local mode's control API.
-func (a *app) client() (backend, error) {
+// client returns the control contract the verbs call, as the global flags select it: the
+// cluster's (kube.Commands) with --kubeconfig, --context or as kubectl-ramp, else local
+// mode's over its control API (server.Client).
+func (a *app) client() (control.Control, error) {
 	if a.kubernetesMode() {
 		return a.kubeCommands()
 	}
@@ -283,7 +260,7 @@ func (a *app) logger() *slog.Logger {
 }
 
 // rolloutAction builds promote-like verbs: one rollout name, one POST, one line printed.
-func (a *app) rolloutAction(use, short, example string, call func(c backend, ctx context.Context, name string) (string, error)) *cobra.Command {
+func (a *app) rolloutAction(use, short, example string, call func(c control.Control, ctx context.Context, name string) (string, error)) *cobra.Command {
 	return &cobra.Command{
 		Use:     use + " NAME",
 		Short:   short,

@@ -5,7 +5,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"ramp.dev/ramp/internal/store"
+	"ramp.dev/ramp/internal/control"
 )
 
 func (a *app) undoCmd() *cobra.Command {
@@ -43,7 +43,7 @@ ramp's (ramp history), and the output also names the Deployment's (kubectl rollo
 }
 
 // undoMessage says what an undo did.
-func undoMessage(name string, res store.UndoResult) string {
+func undoMessage(name string, res control.UndoResult) string {
 	msg := fmt.Sprintf("rollout/%s rolled back to revision %d (new revision %d)", name, res.Target, res.Revision)
 	switch {
 	case res.SwitchedBack:

@@ -19,11 +19,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/engine"
-	"ramp.dev/ramp/internal/store"
 )
 
-// Commands are the CLI verbs against a cluster: each changes the Rollout (its status through
+// Commands are Kubernetes mode's side of the control contract (control.Control), which the
+// CLI calls against a cluster: each command changes the Rollout (its status through
 // the status subresource, or spec.paused) as local mode's backend changes its stored rollout,
 // and the controller acts on it at its next decision. Undo writes an older revision's pod
 // template into the Deployment, as `kubectl rollout undo` does.
@@ -66,12 +67,12 @@ func (c *Commands) List(ctx context.Context) ([]v1alpha1.Rollout, error) {
 	return l.Items, nil
 }
 
-// Get returns one rollout; a missing one is store.ErrNotFound.
+// Get returns one rollout; a missing one is control.ErrNotFound.
 func (c *Commands) Get(ctx context.Context, name string) (*v1alpha1.Rollout, error) {
 	ro := &v1alpha1.Rollout{}
 	if err := c.Client.Get(ctx, c.key(name), ro); err != nil {
 		if apierrors.IsNotFound(err) {
-			return nil, fmt.Errorf("rollout %s in namespace %s: %w", name, c.Namespace, store.ErrNotFound)
+			return nil, fmt.Errorf("rollout %s in namespace %s: %w", name, c.Namespace, control.ErrNotFound)
 		}
 		return nil, fmt.Errorf("get rollout %s: %w", name, err)
 	}
@@ -211,7 +212,7 @@ func (c *Commands) revisions(ctx context.Context, ro *v1alpha1.Rollout) ([]appsv
 }
 
 // History lists the rollout's revisions, oldest first.
-func (c *Commands) History(ctx context.Context, name string) ([]store.Revision, error) {
+func (c *Commands) History(ctx context.Context, name string) ([]control.Revision, error) {
 	ro, err := c.Get(ctx, name)
 	if err != nil {
 		return nil, err
@@ -220,9 +221,9 @@ func (c *Commands) History(ctx context.Context, name string) ([]store.Revision, 
 	if err != nil {
 		return nil, err
 	}
-	out := make([]store.Revision, 0, len(crs))
+	out := make([]control.Revision, 0, len(crs))
 	for _, cr := range crs {
-		out = append(out, store.Revision{
+		out = append(out, control.Revision{
 			Rollout: name, Number: cr.Revision, Hash: cr.Labels[LabelTemplateHash],
 			CreatedAt: cr.CreationTimestamp.Time, Cause: cr.Annotations[AnnotationCause],
 		})
@@ -258,17 +259,17 @@ func (c *Commands) Restart(ctx context.Context, name string) (string, error) {
 // `kubectl rollout history` shows it) and ramp.dev/change-cause-template, which lets the
 // controller take the cause off again once the template changes, so that it never shows on
 // later revisions.
-func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (store.UndoResult, error) {
+func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (control.UndoResult, error) {
 	ro, err := c.Get(ctx, name)
 	if err != nil {
-		return store.UndoResult{}, err
+		return control.UndoResult{}, err
 	}
 	if ro.Spec.WorkloadRef == nil {
-		return store.UndoResult{}, fmt.Errorf("undo %s: the rollout has no spec.workloadRef", name)
+		return control.UndoResult{}, fmt.Errorf("undo %s: the rollout has no spec.workloadRef", name)
 	}
 	crs, err := c.revisions(ctx, ro)
 	if err != nil {
-		return store.UndoResult{}, err
+		return control.UndoResult{}, err
 	}
 	var target *appsv1.ControllerRevision
 	current := ro.Status.CurrentRevision
@@ -281,15 +282,15 @@ func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (sto
 	}
 	switch {
 	case target == nil && toRevision == 0:
-		return store.UndoResult{}, fmt.Errorf("undo %s: no revision before %d", name, current)
+		return control.UndoResult{}, fmt.Errorf("undo %s: no revision before %d", name, current)
 	case target == nil:
-		return store.UndoResult{}, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, store.ErrNotFound)
+		return control.UndoResult{}, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, control.ErrNotFound)
 	case target.Revision == current:
-		return store.UndoResult{}, fmt.Errorf("undo %s: revision %d is already the current revision", name, target.Revision)
+		return control.UndoResult{}, fmt.Errorf("undo %s: revision %d is already the current revision", name, target.Revision)
 	}
 	var tmpl corev1.PodTemplateSpec
 	if err := json.Unmarshal(target.Data.Raw, &tmpl); err != nil {
-		return store.UndoResult{}, fmt.Errorf("undo %s: decode revision %d: %w", name, target.Revision, err)
+		return control.UndoResult{}, fmt.Errorf("undo %s: decode revision %d: %w", name, target.Revision, err)
 	}
 	stable := target.Revision == ro.Status.StableRevision
 	hash := TemplateHash(&tmpl)
@@ -322,9 +323,9 @@ func (c *Commands) Undo(ctx context.Context, name string, toRevision int64) (sto
 		return c.Client.Update(ctx, d)
 	})
 	if err != nil {
-		return store.UndoResult{}, fmt.Errorf("undo %s: write the template of revision %d into deployment %s: %w", name, target.Revision, ro.Spec.WorkloadRef.Name, err)
+		return control.UndoResult{}, fmt.Errorf("undo %s: write the template of revision %d into deployment %s: %w", name, target.Revision, ro.Spec.WorkloadRef.Name, err)
 	}
-	res := store.UndoResult{Target: target.Revision, Revision: target.Revision}
+	res := control.UndoResult{Target: target.Revision, Revision: target.Revision}
 	switch {
 	case revErr != nil:
 		res.Note = fmt.Sprintf("its number in kubectl rollout history is not known: %s", revErr.Error())
@@ -377,7 +378,7 @@ func (c *Commands) deploymentRevision(ctx context.Context, d *appsv1.Deployment,
 
 // Events lists the events recorded on the rollout, oldest first; afterSeq skips the first
 // ones.
-func (c *Commands) Events(ctx context.Context, name string, afterSeq uint64) ([]store.Event, error) {
+func (c *Commands) Events(ctx context.Context, name string, afterSeq uint64) ([]control.Event, error) {
 	ro, err := c.Get(ctx, name)
 	if err != nil {
 		return nil, err
@@ -386,7 +387,7 @@ func (c *Commands) Events(ctx context.Context, name string, afterSeq uint64) ([]
 	if err := c.Client.List(ctx, &l, client.InNamespace(c.Namespace)); err != nil {
 		return nil, fmt.Errorf("list events of %s: %w", name, err)
 	}
-	var out []store.Event
+	var out []control.Event
 	for _, e := range l.Items {
 		if e.InvolvedObject.UID != ro.UID {
 			continue
@@ -398,9 +399,9 @@ func (c *Commands) Events(ctx context.Context, name string, afterSeq uint64) ([]
 		if t.IsZero() {
 			t = e.CreationTimestamp.Time
 		}
-		out = append(out, store.Event{Time: t, Rollout: name, Type: e.Type, Reason: e.Reason, Message: e.Message})
+		out = append(out, control.Event{Time: t, Rollout: name, Type: e.Type, Reason: e.Reason, Message: e.Message})
 	}
-	slices.SortStableFunc(out, func(a, b store.Event) int { return a.Time.Compare(b.Time) })
+	slices.SortStableFunc(out, func(a, b control.Event) int { return a.Time.Compare(b.Time) })
 	for i := range out {
 		out[i].Seq = uint64(i + 1)
 	}
@@ -409,3 +410,5 @@ func (c *Commands) Events(ctx context.Context, name string, afterSeq uint64) ([]
 	}
 	return out[afterSeq:], nil
 }
+
+var _ control.Control = (*Commands)(nil)

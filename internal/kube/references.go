@@ -15,6 +15,7 @@ import (
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // missingReferences names the Services and the routing object ro refers to that do not exist
@@ -29,24 +30,25 @@ func (r *Reconciler) missingReferences(ctx context.Context, ro *v1alpha1.Rollout
 			missing = append(missing, "Service "+svc)
 		}
 	}
-	c := ro.Spec.Strategy.Canary
-	if c == nil || c.TrafficRouting == nil {
+	if RouterName(ro) == "" {
 		return missing
 	}
-	tr := c.TrafficRouting
-	var kinds []schema.GroupVersionKind
-	var name string
-	switch {
-	case tr.Istio != nil:
-		kinds, name = virtualServiceGVKs, tr.Istio.VirtualService.Name
-	case tr.GatewayAPI != nil:
-		kinds, name = []schema.GroupVersionKind{httpRouteGVK}, tr.GatewayAPI.HTTPRoute
-	case tr.Nginx != nil:
-		kinds, name = []schema.GroupVersionKind{ingressGVK}, tr.Nginx.StableIngress
+	for _, o := range spec.RouterOf(ro).Objects {
+		if o.Made {
+			continue
+		}
+		if name := o.Name(ro); name != "" {
+			if m := r.missingObject(ctx, ro, routedKinds[o.Kind], name); m != "" {
+				missing = append(missing, m)
+			}
+		}
 	}
-	if name == "" {
-		return missing
-	}
+	return missing
+}
+
+// missingObject names the routing object name of kinds when it does not exist; "" when it
+// does, or cannot be read for another reason.
+func (r *Reconciler) missingObject(ctx context.Context, ro *v1alpha1.Rollout, kinds []schema.GroupVersionKind, name string) string {
 	var err error
 	for _, gvk := range kinds {
 		u := &unstructured.Unstructured{}
@@ -58,11 +60,11 @@ func (r *Reconciler) missingReferences(ctx context.Context, ro *v1alpha1.Rollout
 	what := fmt.Sprintf("%s router's %s %s", RouterName(ro), kinds[0].Kind, name)
 	switch {
 	case apierrors.IsNotFound(err):
-		missing = append(missing, what)
+		return what
 	case meta.IsNoMatchError(err):
-		missing = append(missing, what+" (the cluster does not serve "+kinds[0].GroupKind().String()+": is its CRD installed?)")
+		return what + " (the cluster does not serve " + kinds[0].GroupKind().String() + ": is its CRD installed?)"
 	}
-	return missing
+	return ""
 }
 
 // checkReferences sets the ReferencesFound condition: False, with a Warning event when that
@@ -80,11 +82,12 @@ func (r *Reconciler) checkReferences(ctx context.Context, ro *v1alpha1.Rollout) 
 	}
 }
 
-// approximations says, for a canary whose weights plain Services carry by pod counts, which
-// setWeight steps come out more than 5 points off beside n stable pods; empty when none.
+// approximations says, for a canary whose router carries weights by pod counts (plain
+// Services: spec.Router.ExactWeights false), which setWeight steps come out more than 5
+// points off beside n stable pods; empty when none.
 func approximations(ro *v1alpha1.Rollout, n int32) string {
 	c := ro.Spec.Strategy.Canary
-	if c == nil || RouterName(ro) != "" || n <= 0 {
+	if c == nil || spec.RouterOf(ro).ExactWeights || n <= 0 {
 		return ""
 	}
 	var off []string

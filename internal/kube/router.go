@@ -22,14 +22,12 @@ type Routes struct {
 }
 
 // Router sets weights and header routes on one kind of traffic layer. Each implementation
-// lives in its own file and is registered by name in Routers.
+// lives in its own file and is registered by name in routerFactories; what it can do is
+// described once, in spec.Routers, which validation checks rollouts against.
 type Router interface {
 	// SetRoutes makes the traffic layer route as r says. It is idempotent.
 	SetRoutes(ctx context.Context, ro *v1alpha1.Rollout, r Routes) error
 	// ObservedRoutes reads back what the traffic layer does now, so the controller can report
 	// and repair drift.
 	ObservedRoutes(ctx context.Context, ro *v1alpha1.Rollout) (Routes, error)
-	// SupportsHeaderRoutes says whether the layer can express header matches; when it cannot,
-	// a rollout with setHeaderRoute steps is refused at validation.
-	SupportsHeaderRoutes() bool
 }

@@ -31,10 +31,6 @@ var _ Router = (*GatewayAPI)(nil)
 // NewGatewayAPI returns the Gateway API router working through c.
 func NewGatewayAPI(c client.Client) *GatewayAPI { return &GatewayAPI{c: c} }
 
-// SupportsHeaderRoutes is true: HTTPRoute rules match headers exactly or by regular
-// expression (a prefix match is refused at validation).
-func (g *GatewayAPI) SupportsHeaderRoutes() bool { return true }
-
 func (g *GatewayAPI) config(ro *v1alpha1.Rollout) (*v1alpha1.CanaryStrategy, *v1alpha1.TrafficRouting, types.NamespacedName, error) {
 	c, tr, err := trafficRouting(ro)
 	if err != nil {

@@ -39,9 +39,6 @@ var _ Router = (*Istio)(nil)
 // NewIstio returns the Istio router working through c.
 func NewIstio(c client.Client) *Istio { return &Istio{c: c} }
 
-// SupportsHeaderRoutes is true: Istio matches headers exactly, by prefix or by regex.
-func (i *Istio) SupportsHeaderRoutes() bool { return true }
-
 func (i *Istio) config(ro *v1alpha1.Rollout) (*v1alpha1.CanaryStrategy, *v1alpha1.TrafficRouting, types.NamespacedName, error) {
 	c, tr, err := trafficRouting(ro)
 	if err != nil {

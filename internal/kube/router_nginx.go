@@ -44,10 +44,6 @@ var _ Router = (*Nginx)(nil)
 // NewNginx returns the NGINX ingress router working through c.
 func NewNginx(c client.Client) *Nginx { return &Nginx{c: c} }
 
-// SupportsHeaderRoutes is true, for one header route of one exact or regex header;
-// validation refuses more.
-func (n *Nginx) SupportsHeaderRoutes() bool { return true }
-
 func (n *Nginx) config(ro *v1alpha1.Rollout) (*v1alpha1.CanaryStrategy, types.NamespacedName, types.NamespacedName, error) {
 	c, tr, err := trafficRouting(ro)
 	if err != nil {

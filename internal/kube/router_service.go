@@ -69,9 +69,6 @@ func (s *ServiceRouter) ObservedRoutes(ctx context.Context, ro *v1alpha1.Rollout
 	return out, nil
 }
 
-// SupportsHeaderRoutes is false: a Service cannot match on headers.
-func (s *ServiceRouter) SupportsHeaderRoutes() bool { return false }
-
 func (s *ServiceRouter) readyPods(ctx context.Context, ns, name string) (int, error) {
 	svc := &corev1.Service{}
 	if err := s.c.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, svc); err != nil {

@@ -31,9 +31,6 @@ var _ Router = (*SMI)(nil)
 // NewSMI returns the SMI router working through c.
 func NewSMI(c client.Client) *SMI { return &SMI{c: c} }
 
-// SupportsHeaderRoutes is false: validation refuses setHeaderRoute steps with smi.
-func (s *SMI) SupportsHeaderRoutes() bool { return false }
-
 func (s *SMI) config(ro *v1alpha1.Rollout) (*v1alpha1.CanaryStrategy, *v1alpha1.SMITrafficRouting, types.NamespacedName, error) {
 	c, tr, err := trafficRouting(ro)
 	if err != nil {

@@ -74,7 +74,8 @@ func routerSelectors(ro *v1alpha1.Rollout) (canary, stable trafficmetrics.Select
 	if c == nil {
 		return canary, stable, fmt.Errorf("a blueGreen rollout has no traffic router whose metrics ramp reads (only canary trafficRouting %s)", strings.Join(trafficmetrics.Routers(), " or "))
 	}
-	switch name := RouterName(ro); name {
+	name := RouterName(ro)
+	switch spec.RouterOf(ro).Metrics {
 	case trafficmetrics.Istio:
 		canary = trafficmetrics.Selector{Router: name, Namespace: ro.Namespace, Service: c.CanaryService}
 		stable = trafficmetrics.Selector{Router: name, Namespace: ro.Namespace, Service: c.StableService}

@@ -6,13 +6,16 @@ import (
 	"slices"
 	"strings"
 
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
-// routerFactories are the traffic routers by name: the field names of
-// spec.strategy.canary.trafficRouting, and "service" for plain Service selectors.
+// routerFactories are the implementations of the Kubernetes routers spec.Routers describes,
+// by name: the field names of spec.strategy.canary.trafficRouting, and "service" for plain
+// Service selectors.
 var routerFactories = map[string]func(client.Client) Router{
 	"gatewayAPI": func(c client.Client) Router { return NewGatewayAPI(c) },
 	"istio":      func(c client.Client) Router { return NewIstio(c) },
@@ -39,20 +42,14 @@ func RouterNames() []string {
 // RouterName returns the name of the router that ro's canary trafficRouting picks, or "" when
 // it names none (then weights are approximated by replica counts).
 func RouterName(ro *v1alpha1.Rollout) string {
-	c := ro.Spec.Strategy.Canary
-	if c == nil || c.TrafficRouting == nil {
-		return ""
-	}
-	tr := c.TrafficRouting
-	switch {
-	case tr.GatewayAPI != nil:
-		return "gatewayAPI"
-	case tr.Istio != nil:
-		return "istio"
-	case tr.SMI != nil:
-		return "smi"
-	case tr.Nginx != nil:
-		return "nginx"
-	}
-	return ""
+	return spec.NamedRouter(ro.Spec.Strategy.Canary)
+}
+
+// routedKinds are the versions of each kind of object a router reads (spec.RoutedObject), in
+// order of preference: the first the cluster serves is used.
+var routedKinds = map[string][]schema.GroupVersionKind{
+	httpRouteGVK.Kind:    {httpRouteGVK},
+	"VirtualService":     virtualServiceGVKs,
+	trafficSplitGVK.Kind: {trafficSplitGVK},
+	ingressGVK.Kind:      {ingressGVK},
 }

@@ -17,6 +17,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/analysis/trafficmetrics"
 	"ramp.dev/ramp/internal/spec"
 )
 
@@ -302,7 +303,7 @@ func routerStory(t *testing.T, c client.Client, tc routerCase, ro *v1alpha1.Roll
 		t.Errorf("SetRoutes with weight 101 succeeded")
 	}
 
-	if r.SupportsHeaderRoutes() {
+	if supportsHeaderRoutes(t, tc.name) {
 		set(routes(25, tc.header))
 		again(routes(25, tc.header))
 		set(routes(100, tc.header))
@@ -322,7 +323,7 @@ func routerStory(t *testing.T, c client.Client, tc routerCase, ro *v1alpha1.Roll
 
 	// Someone edits the weights by hand: ramp sees it and sets them again.
 	want := routes(25)
-	if r.SupportsHeaderRoutes() {
+	if supportsHeaderRoutes(t, tc.name) {
 		want = routes(25, tc.header)
 	}
 	set(want)
@@ -342,8 +343,7 @@ func routerStory(t *testing.T, c client.Client, tc routerCase, ro *v1alpha1.Roll
 func TestHeaderRouteSupportMatchesValidation(t *testing.T) {
 	for _, tc := range routerCases {
 		t.Run(tc.name, func(t *testing.T) {
-			r, err := NewRouter(tc.name, newFake(t))
-			if err != nil {
+			if _, err := NewRouter(tc.name, newFake(t)); err != nil {
 				t.Fatal(err)
 			}
 			doc := strings.Replace(rolloutDoc(tc.routing), "steps: [{setWeight: 25}]",
@@ -351,11 +351,11 @@ func TestHeaderRouteSupportMatchesValidation(t *testing.T) {
 			if !strings.Contains(tc.routing, "managedRoutes") {
 				doc = strings.Replace(doc, "      trafficRouting:\n", "      trafficRouting:\n        managedRoutes: [{name: testers}]\n", 1)
 			}
-			_, err = spec.Load([]byte(doc))
-			if r.SupportsHeaderRoutes() && err != nil {
+			_, err := spec.Load([]byte(doc))
+			if supportsHeaderRoutes(t, tc.name) && err != nil {
 				t.Errorf("router supports header routes but validation refuses: %v", err)
 			}
-			if !r.SupportsHeaderRoutes() && (err == nil || !strings.Contains(err.Error(), "setHeaderRoute")) {
+			if !supportsHeaderRoutes(t, tc.name) && (err == nil || !strings.Contains(err.Error(), "setHeaderRoute")) {
 				t.Errorf("router has no header routes but validation says %v", err)
 			}
 		})
@@ -412,5 +412,40 @@ func TestDrift(t *testing.T) {
 				t.Errorf("Drift = %q, want %q", got, tt.drift)
 			}
 		})
+	}
+}
+
+// supportsHeaderRoutes is what spec's description of router name says.
+func supportsHeaderRoutes(t *testing.T, name string) bool {
+	t.Helper()
+	d, ok := spec.LookupRouter(name)
+	if !ok {
+		t.Fatalf("spec describes no router %q", name)
+	}
+	return d.HeaderRoutes
+}
+
+// TestEveryDescribedRouterIsImplemented: spec.Routers and the implementations here name the
+// same Kubernetes routers, every object a router reads has kinds to watch, and a router whose
+// description says it exports request metrics is one whose metrics ramp reads.
+func TestEveryDescribedRouterIsImplemented(t *testing.T) {
+	var described []string
+	for _, d := range spec.Routers() {
+		if d.Name == spec.RouterProxy {
+			continue // local mode's proxy, not a Kubernetes router
+		}
+		described = append(described, d.Name)
+		for _, o := range d.Objects {
+			if len(routedKinds[o.Kind]) == 0 {
+				t.Errorf("router %s reads %s objects, which routedKinds has no versions of", d.Name, o.Kind)
+			}
+		}
+		if d.Metrics != "" && !slices.Contains(trafficmetrics.Routers(), d.Metrics) {
+			t.Errorf("router %s says its metrics are %q; trafficmetrics reads %v", d.Name, d.Metrics, trafficmetrics.Routers())
+		}
+	}
+	slices.Sort(described)
+	if !slices.Equal(described, RouterNames()) {
+		t.Errorf("spec describes routers %v; implemented are %v", described, RouterNames())
 	}
 }

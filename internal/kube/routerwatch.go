@@ -14,16 +14,28 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // ingressGVK is the Ingress kind the NGINX router reads (the stable Ingress) and writes (the
 // canary Ingress).
 var ingressGVK = schema.GroupVersionKind{Group: "networking.k8s.io", Version: "v1", Kind: "Ingress"}
 
-// routingKinds are the kinds of the objects the routers read back. For Istio the first
-// VirtualService version the cluster serves is watched (each version shows every object).
+// routingKinds are the kinds of the objects the routers read back (spec.Router.Objects),
+// each with its versions: the first version the cluster serves is watched (each version
+// shows every object).
 func routingKinds() [][]schema.GroupVersionKind {
-	return [][]schema.GroupVersionKind{{httpRouteGVK}, virtualServiceGVKs, {trafficSplitGVK}, {ingressGVK}}
+	var out [][]schema.GroupVersionKind
+	seen := map[string]bool{}
+	for _, r := range spec.Routers() {
+		for _, o := range r.Objects {
+			if !seen[o.Kind] {
+				seen[o.Kind] = true
+				out = append(out, routedKinds[o.Kind])
+			}
+		}
+	}
+	return out
 }
 
 // watchRouting adds to b a watch on every routing kind the cluster serves when the manager
@@ -78,23 +90,13 @@ func rolloutsRoutedBy(ctx context.Context, c client.Client, log *slog.Logger, ki
 
 // routingObjectName is the name of the object of kind that ro's router reads, or "".
 func routingObjectName(ro *v1alpha1.Rollout, kind string) string {
-	c := ro.Spec.Strategy.Canary
-	if c == nil || c.TrafficRouting == nil {
+	if RouterName(ro) == "" {
 		return ""
 	}
-	tr := c.TrafficRouting
-	switch {
-	case kind == httpRouteGVK.Kind && tr.GatewayAPI != nil:
-		return tr.GatewayAPI.HTTPRoute
-	case kind == "VirtualService" && tr.Istio != nil:
-		return tr.Istio.VirtualService.Name
-	case kind == trafficSplitGVK.Kind && tr.SMI != nil:
-		if tr.SMI.TrafficSplitName != "" {
-			return tr.SMI.TrafficSplitName
+	for _, o := range spec.RouterOf(ro).Objects {
+		if o.Kind == kind {
+			return o.Name(ro)
 		}
-		return ro.Name
-	case kind == ingressGVK.Kind && tr.Nginx != nil:
-		return tr.Nginx.StableIngress
 	}
 	return ""
 }

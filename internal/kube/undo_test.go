@@ -8,8 +8,8 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/engine"
-	"ramp.dev/ramp/internal/store"
 )
 
 func TestUndoKeepsTheDeploymentsReplicaSetAndItsCauseOnItsRevision(t *testing.T) {
@@ -94,7 +94,7 @@ func TestUndoKeepsTheDeploymentsReplicaSetAndItsCauseOnItsRevision(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res != (store.UndoResult{Target: 3, Revision: 3, Note: res.Note}) {
+	if res != (control.UndoResult{Target: 3, Revision: 3, Note: res.Note}) {
 		t.Errorf("undo after abort: %+v; want target 3, not new", res)
 	}
 	f.settle()

@@ -14,8 +14,7 @@ import (
 
 // Validate reports every problem with a Rollout in Kubernetes mode: the checks of local mode
 // (spec.ValidateRollout), then what only the cluster side knows: a workloadRef is required,
-// the traffic router must be registered, and header routes need a router that can express
-// them (spec checks what each named router can express).
+// and the traffic router must be implemented here (spec checks what each router can do).
 func Validate(ro *v1alpha1.Rollout) spec.Errors {
 	errs := spec.ValidateRollout(ro)
 	if ro.Spec.WorkloadRef == nil {
@@ -23,35 +22,24 @@ func Validate(ro *v1alpha1.Rollout) spec.Errors {
 		errs = slices.DeleteFunc(errs, func(e *spec.FieldError) bool { return strings.HasPrefix(e.Path, "spec.template") })
 		errs = append(errs, &spec.FieldError{Path: "spec.workloadRef", Msg: "is required in Kubernetes mode: name the Deployment whose pod template this rollout ships"})
 	}
-	c := ro.Spec.Strategy.Canary
-	if c == nil {
+	if ro.Spec.Strategy.Canary == nil {
 		return errs
 	}
+	// spec.ValidateRollout judged the canary against its router's description.
 	name := RouterName(ro)
 	if name == "" {
-		name = "service"
+		name = spec.RouterService
 	}
-	router, err := NewRouter(name, nil)
-	if err != nil {
+	if _, err := NewRouter(name, nil); err != nil {
 		return append(errs, &spec.FieldError{Path: "spec.strategy.canary.trafficRouting", Msg: err.Error()})
-	}
-	// spec.ValidateRollout already judges the named routers' header matches.
-	if name == "service" && !router.SupportsHeaderRoutes() {
-		for i, st := range c.Steps {
-			if st.SetHeaderRoute != nil {
-				errs = append(errs, &spec.FieldError{
-					Path: fmt.Sprintf("spec.strategy.canary.steps[%d].setHeaderRoute", i),
-					Msg:  fmt.Sprintf("cannot be done by the %s router, which cannot route by header; use trafficRouting gatewayAPI, istio or nginx", routerTitle(name)),
-				})
-			}
-		}
 	}
 	return errs
 }
 
+// routerTitle names router name in messages.
 func routerTitle(name string) string {
-	if name == "service" {
-		return "service (plain Service selectors)"
+	if d, ok := spec.LookupRouter(name); ok {
+		return d.Title
 	}
 	return name
 }

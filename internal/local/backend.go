@@ -10,15 +10,27 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/engine"
-	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/spec"
 	"ramp.dev/ramp/internal/store"
 )
 
-// Apply stores analysis templates and rollouts. A changed template gets a new revision,
-// except a template equal to the stable one, which goes straight back to stable.
-func (c *Controller) Apply(ctx context.Context, b *spec.Bundle) ([]string, error) {
+var _ control.Control = (*Controller)(nil)
+
+// Apply loads and validates a YAML document (spec.Load) and applies it (ApplyBundle); an
+// invalid document is a control.Invalid error listing its problems.
+func (c *Controller) Apply(ctx context.Context, yaml []byte) ([]string, error) {
+	b, err := spec.Load(yaml)
+	if err != nil {
+		return nil, control.Invalid(err)
+	}
+	return c.ApplyBundle(ctx, b)
+}
+
+// ApplyBundle stores analysis templates and rollouts. A changed template gets a new
+// revision, except a template equal to the stable one, which goes straight back to stable.
+func (c *Controller) ApplyBundle(ctx context.Context, b *spec.Bundle) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	known := map[string]bool{}
@@ -26,7 +38,7 @@ func (c *Controller) Apply(ctx context.Context, b *spec.Bundle) ([]string, error
 		known[t.Name] = true
 		for i, m := range t.Spec.Metrics {
 			if m.Provider.Job != nil {
-				return nil, fmt.Errorf("%w: analysistemplate/%s: spec.metrics[%d].provider.job: the job provider needs Kubernetes mode; in local mode use command", server.ErrInvalid, t.Name, i)
+				return nil, fmt.Errorf("%w: analysistemplate/%s: spec.metrics[%d].provider.job: the job provider needs Kubernetes mode; in local mode use command", control.ErrInvalid, t.Name, i)
 			}
 		}
 	}
@@ -37,11 +49,11 @@ func (c *Controller) Apply(ctx context.Context, b *spec.Bundle) ([]string, error
 		_, err := c.store.GetAnalysisTemplate(name)
 		return err == nil
 	}); err != nil {
-		return nil, fmt.Errorf("%w: %w", server.ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", control.ErrInvalid, err)
 	}
 	for i := range b.Rollouts {
 		if err := c.proxies.checkListen(&b.Rollouts[i]); err != nil {
-			return nil, fmt.Errorf("%w: rollout/%s: %w", server.ErrInvalid, b.Rollouts[i].Name, err)
+			return nil, fmt.Errorf("%w: rollout/%s: %w", control.ErrInvalid, b.Rollouts[i].Name, err)
 		}
 	}
 	var lines []string
@@ -137,7 +149,7 @@ func (c *Controller) command(name string, fn func(r *v1alpha1.Rollout) error) er
 	}
 	if err := fn(r); err != nil {
 		if errors.Is(err, engine.ErrNotInProgress) || errors.Is(err, engine.ErrAborted) || errors.Is(err, engine.ErrNotAborted) || errors.Is(err, engine.ErrNoStable) {
-			return fmt.Errorf("%w: %w", server.ErrConflict, err)
+			return fmt.Errorf("%w: %w", control.ErrConflict, err)
 		}
 		return err
 	}
@@ -148,8 +160,20 @@ func (c *Controller) command(name string, fn func(r *v1alpha1.Rollout) error) er
 	return nil
 }
 
-func (c *Controller) Promote(ctx context.Context, name string, full bool) error {
-	return c.command(name, func(r *v1alpha1.Rollout) error {
+// act runs command and answers msg when it succeeds.
+func (c *Controller) act(name, msg string, fn func(r *v1alpha1.Rollout) error) (string, error) {
+	if err := c.command(name, fn); err != nil {
+		return "", err
+	}
+	return msg, nil
+}
+
+func (c *Controller) Promote(ctx context.Context, name string, full bool) (string, error) {
+	msg := "rollout/" + name + " promoted"
+	if full {
+		msg += " (full)"
+	}
+	return c.act(name, msg, func(r *v1alpha1.Rollout) error {
 		if err := engine.Promote(r, full); err != nil {
 			return err
 		}
@@ -162,24 +186,24 @@ func (c *Controller) Promote(ctx context.Context, name string, full bool) error 
 	})
 }
 
-func (c *Controller) Pause(ctx context.Context, name string) error {
-	return c.command(name, func(r *v1alpha1.Rollout) error {
+func (c *Controller) Pause(ctx context.Context, name string) (string, error) {
+	return c.act(name, "rollout/"+name+" paused", func(r *v1alpha1.Rollout) error {
 		r.Spec.Paused = true
 		c.record(name, engine.EventNormal, "Paused", "paused by user", r.Status.CurrentRevision)
 		return nil
 	})
 }
 
-func (c *Controller) Resume(ctx context.Context, name string) error {
-	return c.command(name, func(r *v1alpha1.Rollout) error {
+func (c *Controller) Resume(ctx context.Context, name string) (string, error) {
+	return c.act(name, "rollout/"+name+" resumed", func(r *v1alpha1.Rollout) error {
 		engine.Resume(r)
 		c.record(name, engine.EventNormal, "Resumed", "resumed by user", r.Status.CurrentRevision)
 		return nil
 	})
 }
 
-func (c *Controller) Abort(ctx context.Context, name string) error {
-	return c.command(name, func(r *v1alpha1.Rollout) error {
+func (c *Controller) Abort(ctx context.Context, name string) (string, error) {
+	return c.act(name, "rollout/"+name+" aborted", func(r *v1alpha1.Rollout) error {
 		inWatch := engine.InProgress(r) == 0 && engine.WatchOpen(r)
 		rev := engine.InProgress(r)
 		if inWatch {
@@ -197,8 +221,8 @@ func (c *Controller) Abort(ctx context.Context, name string) error {
 	})
 }
 
-func (c *Controller) Retry(ctx context.Context, name string) error {
-	return c.command(name, func(r *v1alpha1.Rollout) error {
+func (c *Controller) Retry(ctx context.Context, name string) (string, error) {
+	return c.act(name, "rollout/"+name+" retried", func(r *v1alpha1.Rollout) error {
 		if err := engine.Retry(r, c.clock.Now()); err != nil {
 			return err
 		}
@@ -213,7 +237,7 @@ func (c *Controller) Restart(ctx context.Context, name string) (string, error) {
 	var msg string
 	err := c.command(name, func(r *v1alpha1.Rollout) error {
 		if r.Spec.Template.Process == nil {
-			return fmt.Errorf("%w: restart %s: its instances are fixed upstreams that ramp does not run; restart them where they run", server.ErrConflict, name)
+			return fmt.Errorf("%w: restart %s: its instances are fixed upstreams that ramp does not run; restart them where they run", control.ErrConflict, name)
 		}
 		var err error
 		if msg, err = engine.Restart(r, c.clock.Now()); err != nil {
@@ -227,18 +251,18 @@ func (c *Controller) Restart(ctx context.Context, name string) (string, error) {
 
 // Undo rolls forward to an older revision's template: to toRevision, or (0) to the newest
 // revision before the current one.
-func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (store.UndoResult, error) {
+func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (control.UndoResult, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	r, err := c.store.GetRollout(name)
 	if err != nil {
-		return store.UndoResult{}, err
+		return control.UndoResult{}, err
 	}
 	revs, err := c.store.Revisions(name)
 	if err != nil {
-		return store.UndoResult{}, fmt.Errorf("revisions of %s: %w", name, err)
+		return control.UndoResult{}, fmt.Errorf("revisions of %s: %w", name, err)
 	}
-	var target *store.Revision
+	var target *control.Revision
 	for i := len(revs) - 1; i >= 0; i-- {
 		rv := &revs[i]
 		if toRevision == 0 && rv.Number < r.Status.CurrentRevision || toRevision != 0 && rv.Number == toRevision {
@@ -248,12 +272,12 @@ func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (s
 	}
 	if target == nil {
 		if toRevision == 0 {
-			return store.UndoResult{}, fmt.Errorf("%w: undo %s: no revision before %d", server.ErrConflict, name, r.Status.CurrentRevision)
+			return control.UndoResult{}, fmt.Errorf("%w: undo %s: no revision before %d", control.ErrConflict, name, r.Status.CurrentRevision)
 		}
-		return store.UndoResult{}, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, store.ErrNotFound)
+		return control.UndoResult{}, fmt.Errorf("undo %s: revision %d: %w", name, toRevision, store.ErrNotFound)
 	}
 	if target.Number == r.Status.CurrentRevision {
-		return store.UndoResult{}, fmt.Errorf("%w: undo %s: revision %d is already the current revision", server.ErrConflict, name, target.Number)
+		return control.UndoResult{}, fmt.Errorf("%w: undo %s: revision %d is already the current revision", control.ErrConflict, name, target.Number)
 	}
 	// Inside the watch window the previous revision's instances still run: it becomes
 	// stable again at once, with no new process and no analysis run again.
@@ -261,7 +285,7 @@ func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (s
 	inWatch := engine.UndoInWatch(r, target.Number)
 	rev, created, err := c.setTemplate(r, target.Template, fmt.Sprintf("undo to revision %d", target.Number))
 	if err != nil {
-		return store.UndoResult{}, err
+		return control.UndoResult{}, err
 	}
 	if inWatch {
 		c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d in the watch window: traffic switched back to its running instances at once; revision %d stops", target.Number, promoted), rev)
@@ -271,21 +295,21 @@ func (c *Controller) Undo(ctx context.Context, name string, toRevision int64) (s
 		c.record(name, engine.EventNormal, "Undo", fmt.Sprintf("undo to revision %d: the stable revision again; nothing rolls out", target.Number), rev)
 	}
 	c.wake.now(name)
-	return store.UndoResult{Target: target.Number, Revision: rev, New: created, SwitchedBack: inWatch}, nil
+	return control.UndoResult{Target: target.Number, Revision: rev, New: created, SwitchedBack: inWatch}, nil
 }
 
-func (c *Controller) History(ctx context.Context, name string) ([]store.Revision, error) {
+func (c *Controller) History(ctx context.Context, name string) ([]control.Revision, error) {
 	if _, err := c.store.GetRollout(name); err != nil {
 		return nil, err
 	}
 	return c.store.Revisions(name)
 }
 
-func (c *Controller) Events(ctx context.Context, name string) ([]store.Event, error) {
+func (c *Controller) Events(ctx context.Context, name string, afterSeq uint64) ([]control.Event, error) {
 	if _, err := c.store.GetRollout(name); err != nil {
 		return nil, err
 	}
-	return c.store.Events(name, 0)
+	return c.store.Events(name, afterSeq)
 }
 
 // resumeAfterStart forgets time spent down, so a restart is not counted against the progress

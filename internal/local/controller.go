@@ -17,10 +17,10 @@ import (
 	promprovider "ramp.dev/ramp/internal/analysis/prometheus"
 	"ramp.dev/ramp/internal/analysis/scrape"
 	"ramp.dev/ramp/internal/analysis/web"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/driver"
 	"ramp.dev/ramp/internal/engine"
 	"ramp.dev/ramp/internal/rampmetrics"
-	"ramp.dev/ramp/internal/server"
 	"ramp.dev/ramp/internal/store"
 	"ramp.dev/ramp/internal/supervisor"
 )
@@ -67,7 +67,7 @@ type deps struct {
 
 // Controller is local mode's adapter around the engine: it steps each rollout with the
 // driver when the rollout is due (see wakeups), over the supervisor and the proxies, and
-// serves the control API through server.Backend.
+// serves the control API through control.Control (backend.go).
 type Controller struct {
 	deps
 	// measure takes analysis measurements off the loop.
@@ -82,7 +82,7 @@ type Controller struct {
 	exits map[string]map[string]int32
 }
 
-var _ server.Backend = (*Controller)(nil)
+var _ control.Control = (*Controller)(nil)
 
 // newController builds a Controller and its analysis providers; it starts nothing.
 func newController(d deps) *Controller {
@@ -209,7 +209,7 @@ func (c *Controller) recordExits(rollout string, observed map[int64][]supervisor
 }
 
 func (c *Controller) record(rollout, typ, reason, msg string, rev int64) {
-	e, err := c.store.AppendEvent(store.Event{Time: c.clock.Now(), Rollout: rollout, Type: typ, Reason: reason, Message: msg, Revision: rev})
+	e, err := c.store.AppendEvent(control.Event{Time: c.clock.Now(), Rollout: rollout, Type: typ, Reason: reason, Message: msg, Revision: rev})
 	if err != nil {
 		c.log.Error("record event", keyRollout, rollout, "err", err)
 		return

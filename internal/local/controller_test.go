@@ -183,7 +183,7 @@ spec:
 	if err != nil {
 		h.t.Fatal(err)
 	}
-	if _, err := h.c.Apply(context.Background(), b); err != nil {
+	if _, err := h.c.ApplyBundle(context.Background(), b); err != nil {
 		h.t.Fatal(err)
 	}
 }

@@ -125,7 +125,7 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	}
 	// Apply before serving, so that the first answer of the API already shows the file.
 	if bundle != nil {
-		lines, err := c.Apply(ctx, bundle)
+		lines, err := c.ApplyBundle(ctx, bundle)
 		for _, l := range lines {
 			fmt.Fprintln(out, l)
 		}

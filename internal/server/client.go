@@ -12,10 +12,10 @@ import (
 	"strings"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/internal/store"
+	"ramp.dev/ramp/internal/control"
 )
 
-// Client calls the control API.
+// Client calls the control API: the control contract over HTTP.
 type Client struct {
 	// BaseURL is the API's root, e.g. "http://127.0.0.1:7070".
 	BaseURL string
@@ -38,16 +38,16 @@ type APIError struct {
 
 func (e *APIError) Error() string { return e.Message }
 
-// Unwrap lets errors.Is find store.ErrNotFound for a 404, ErrConflict for a 409 and
-// ErrInvalid for a 400.
+// Unwrap lets errors.Is find control.ErrNotFound for a 404, control.ErrConflict for a 409
+// and control.ErrInvalid for a 400.
 func (e *APIError) Unwrap() error {
 	switch e.StatusCode {
 	case http.StatusNotFound:
-		return store.ErrNotFound
+		return control.ErrNotFound
 	case http.StatusConflict:
-		return ErrConflict
+		return control.ErrConflict
 	case http.StatusBadRequest:
-		return ErrInvalid
+		return control.ErrInvalid
 	}
 	return nil
 }
@@ -74,15 +74,15 @@ func (c *Client) Get(ctx context.Context, name string) (*v1alpha1.Rollout, error
 }
 
 // History returns a rollout's revisions, oldest first.
-func (c *Client) History(ctx context.Context, name string) ([]store.Revision, error) {
-	var out []store.Revision
+func (c *Client) History(ctx context.Context, name string) ([]control.Revision, error) {
+	var out []control.Revision
 	err := c.do(ctx, http.MethodGet, rolloutPath(name, "history"), nil, "", &out)
 	return out, err
 }
 
 // Events returns a rollout's events with Seq greater than afterSeq, oldest first.
-func (c *Client) Events(ctx context.Context, name string, afterSeq uint64) ([]store.Event, error) {
-	var out []store.Event
+func (c *Client) Events(ctx context.Context, name string, afterSeq uint64) ([]control.Event, error) {
+	var out []control.Event
 	p := rolloutPath(name, "events")
 	if afterSeq > 0 {
 		p += "?after=" + strconv.FormatUint(afterSeq, 10)
@@ -129,12 +129,12 @@ func (c *Client) Retry(ctx context.Context, name string) (string, error) {
 }
 
 // Undo re-applies revision toRevision (0: the one before the current) and says what it did.
-func (c *Client) Undo(ctx context.Context, name string, toRevision int64) (UndoResult, error) {
+func (c *Client) Undo(ctx context.Context, name string, toRevision int64) (control.UndoResult, error) {
 	p := rolloutPath(name, "undo")
 	if toRevision > 0 {
 		p += "?toRevision=" + strconv.FormatInt(toRevision, 10)
 	}
-	var out UndoResult
+	var out control.UndoResult
 	err := c.do(ctx, http.MethodPost, p, nil, "", &out)
 	return out, err
 }
@@ -206,4 +206,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, conte
 	return nil
 }
 
-var _ error = (*APIError)(nil)
+var (
+	_ error           = (*APIError)(nil)
+	_ control.Control = (*Client)(nil)
+)

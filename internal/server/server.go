@@ -16,17 +16,8 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/internal/spec"
-	"ramp.dev/ramp/internal/store"
+	"ramp.dev/ramp/internal/control"
 )
-
-// ErrConflict is wrapped by Backend errors for requests that do not fit the rollout's state
-// ("promote: rollout chat-api is not paused"); the API answers 409.
-var ErrConflict = errors.New("conflict")
-
-// ErrInvalid is wrapped by Backend errors for requests that are wrong in themselves (an
-// applied rollout that names an unknown analysis template); the API answers 400.
-var ErrInvalid = errors.New("invalid")
 
 // MaxBodyBytes bounds a request body.
 const MaxBodyBytes = 4 << 20
@@ -40,16 +31,8 @@ const (
 	logError    = "error"
 )
 
-// Loader parses and validates an applied YAML body.
-type Loader func([]byte) (*spec.Bundle, error)
-
 // Option changes how New builds the handler.
 type Option func(*api)
-
-// WithLoader replaces spec.Load for POST /api/v1/apply.
-func WithLoader(l Loader) Option {
-	return func(a *api) { a.load = l }
-}
 
 // WithAllowedHosts adds names the API answers to besides the address a request came in on
 // (see CheckHost).
@@ -67,23 +50,24 @@ func NewToken() (string, error) {
 }
 
 type api struct {
-	b            Backend
+	b            control.Control
 	token        []byte
 	logger       *slog.Logger
-	load         Loader
 	allowedHosts []string
 }
 
-// New returns the control API over b. Every request under /api/v1, reads included, must carry
+// New returns the control API over b: the HTTP transport of the control contract, which
+// answers an error wrapping control.ErrNotFound with 404, control.ErrConflict with 409 and
+// control.ErrInvalid with 400. Every request under /api/v1, reads included, must carry
 // "Authorization: Bearer <token>"; an empty token refuses them all. Only GET /healthz, which
 // tells nothing but "ok", is answered without it. Every request, /healthz included, must also
 // pass CheckHost: its Host (and Origin, if any) must name the address it came in on or a name
 // of WithAllowedHosts. A nil logger discards logs.
-func New(b Backend, token string, logger *slog.Logger, opts ...Option) http.Handler {
+func New(b control.Control, token string, logger *slog.Logger, opts ...Option) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	a := &api{b: b, token: []byte(token), logger: logger, load: spec.Load}
+	a := &api{b: b, token: []byte(token), logger: logger}
 	for _, o := range opts {
 		o(a)
 	}
@@ -95,12 +79,12 @@ func New(b Backend, token string, logger *slog.Logger, opts ...Option) http.Hand
 	mux.Handle("GET /api/v1/rollouts/{name}/events", a.auth(a.events))
 	mux.Handle("POST /api/v1/apply", a.auth(a.apply))
 	mux.Handle("POST /api/v1/rollouts/{name}/promote", a.auth(a.promote))
-	mux.Handle("POST /api/v1/rollouts/{name}/pause", a.auth(a.action("paused", Backend.Pause)))
-	mux.Handle("POST /api/v1/rollouts/{name}/resume", a.auth(a.action("resumed", Backend.Resume)))
-	mux.Handle("POST /api/v1/rollouts/{name}/abort", a.auth(a.action("aborted", Backend.Abort)))
-	mux.Handle("POST /api/v1/rollouts/{name}/retry", a.auth(a.action("retried", Backend.Retry)))
+	mux.Handle("POST /api/v1/rollouts/{name}/pause", a.auth(a.action(control.Control.Pause)))
+	mux.Handle("POST /api/v1/rollouts/{name}/resume", a.auth(a.action(control.Control.Resume)))
+	mux.Handle("POST /api/v1/rollouts/{name}/abort", a.auth(a.action(control.Control.Abort)))
+	mux.Handle("POST /api/v1/rollouts/{name}/retry", a.auth(a.action(control.Control.Retry)))
 	mux.Handle("POST /api/v1/rollouts/{name}/undo", a.auth(a.undo))
-	mux.Handle("POST /api/v1/rollouts/{name}/restart", a.auth(a.restart))
+	mux.Handle("POST /api/v1/rollouts/{name}/restart", a.auth(a.action(control.Control.Restart)))
 	return a.logRequests(CheckHost(a.allowedHosts, logger, mux))
 }
 
@@ -160,14 +144,10 @@ type ApplyResult struct {
 	Results []string `json:"results"`
 }
 
-// ActionResult is the answer to promote, pause, resume, abort and retry.
+// ActionResult is the answer to promote, pause, resume, abort, retry and restart.
 type ActionResult struct {
 	Message string `json:"message"`
 }
-
-// UndoResult is the answer to undo: the revision written back and the one the rollout is at
-// now.
-type UndoResult = store.UndoResult
 
 func (a *api) healthz(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -201,7 +181,7 @@ func (a *api) history(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if revs == nil {
-		revs = []store.Revision{}
+		revs = []control.Revision{}
 	}
 	writeJSON(w, http.StatusOK, revs)
 }
@@ -216,18 +196,15 @@ func (a *api) events(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	es, err := a.b.Events(r.Context(), r.PathValue("name"))
+	es, err := a.b.Events(r.Context(), r.PathValue("name"), after)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	out := []store.Event{}
-	for _, e := range es {
-		if e.Seq > after {
-			out = append(out, e)
-		}
+	if es == nil {
+		es = []control.Event{}
 	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, es)
 }
 
 func (a *api) apply(w http.ResponseWriter, r *http.Request) {
@@ -240,12 +217,7 @@ func (a *api) apply(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: fmt.Sprintf("read body: %s", err)})
 		return
 	}
-	bundle, err := a.load(body)
-	if err != nil {
-		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error(), Errors: Problems(err)})
-		return
-	}
-	lines, err := a.b.Apply(r.Context(), bundle)
+	lines, err := a.b.Apply(r.Context(), body)
 	if err != nil {
 		a.fail(w, r, err)
 		return
@@ -262,26 +234,22 @@ func (a *api) promote(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusBadRequest, errorBody{Error: err.Error()})
 		return
 	}
-	name := r.PathValue("name")
-	if err := a.b.Promote(r.Context(), name, full); err != nil {
+	msg, err := a.b.Promote(r.Context(), r.PathValue("name"), full)
+	if err != nil {
 		a.fail(w, r, err)
 		return
-	}
-	msg := "rollout/" + name + " promoted"
-	if full {
-		msg += " (full)"
 	}
 	writeJSON(w, http.StatusOK, ActionResult{Message: msg})
 }
 
-func (a *api) action(verb string, do func(Backend, context.Context, string) error) http.HandlerFunc {
+func (a *api) action(do func(control.Control, context.Context, string) (string, error)) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		name := r.PathValue("name")
-		if err := do(a.b, r.Context(), name); err != nil {
+		msg, err := do(a.b, r.Context(), r.PathValue("name"))
+		if err != nil {
 			a.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusOK, ActionResult{Message: "rollout/" + name + " " + verb})
+		writeJSON(w, http.StatusOK, ActionResult{Message: msg})
 	}
 }
 
@@ -302,15 +270,6 @@ func (a *api) undo(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, res)
 }
 
-func (a *api) restart(w http.ResponseWriter, r *http.Request) {
-	msg, err := a.b.Restart(r.Context(), r.PathValue("name"))
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, ActionResult{Message: msg})
-}
-
 func boolParam(r *http.Request, name string) (bool, error) {
 	s := r.URL.Query().Get(name)
 	if s == "" {
@@ -323,15 +282,15 @@ func boolParam(r *http.Request, name string) (bool, error) {
 	return v, nil
 }
 
-// fail answers a Backend error with the status its sentinel calls for.
+// fail answers a control error with the status its sentinel calls for.
 func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, store.ErrNotFound):
+	case errors.Is(err, control.ErrNotFound):
 		status = http.StatusNotFound
-	case errors.Is(err, ErrConflict):
+	case errors.Is(err, control.ErrConflict):
 		status = http.StatusConflict
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, control.ErrInvalid):
 		status = http.StatusBadRequest
 	}
 	if status == http.StatusInternalServerError {
@@ -339,27 +298,9 @@ func (a *api) fail(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	body := errorBody{Error: err.Error()}
 	if status == http.StatusBadRequest {
-		body.Errors = Problems(err)
+		body.Errors = control.Problems(err)
 	}
 	writeJSON(w, status, body)
-}
-
-// Problems splits an error into its problems, one line each: the errors it joins (as
-// errors.Join does), else the lines of its text.
-func Problems(err error) []string {
-	var out []string
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		for _, e := range j.Unwrap() {
-			out = append(out, Problems(e)...)
-		}
-		return out
-	}
-	for line := range strings.SplitSeq(err.Error(), "\n") {
-		if line = strings.TrimSpace(line); line != "" {
-			out = append(out, line)
-		}
-	}
-	return out
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {

@@ -18,17 +18,19 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/spec"
-	"ramp.dev/ramp/internal/store"
 )
 
 // fakeBackend serves one rollout, chat-api, and records the calls that change state.
 type fakeBackend struct {
 	mu      sync.Mutex
 	calls   []string
-	applied *spec.Bundle
+	applied []byte
 	// err, when set, is returned by every state-changing call.
 	err error
+	// panics makes Apply panic.
+	panics bool
 }
 
 func (f *fakeBackend) record(call string) error {
@@ -40,7 +42,7 @@ func (f *fakeBackend) record(call string) error {
 
 func (f *fakeBackend) lookup(name string) error {
 	if name != "chat-api" {
-		return fmt.Errorf("rollout %s: %w", name, store.ErrNotFound)
+		return fmt.Errorf("rollout %s: %w", name, control.ErrNotFound)
 	}
 	return nil
 }
@@ -58,10 +60,17 @@ func chatAPI() v1alpha1.Rollout {
 	}
 }
 
-func (f *fakeBackend) Apply(ctx context.Context, b *spec.Bundle) ([]string, error) {
+func (f *fakeBackend) Apply(ctx context.Context, yaml []byte) ([]string, error) {
+	if f.panics {
+		panic("not implemented")
+	}
 	f.mu.Lock()
-	f.applied = b
+	f.applied = yaml
 	f.mu.Unlock()
+	b, err := fakeLoad(yaml)
+	if err != nil {
+		return nil, control.Invalid(err)
+	}
 	if err := f.record("apply"); err != nil {
 		return nil, err
 	}
@@ -81,44 +90,44 @@ func (f *fakeBackend) Get(ctx context.Context, name string) (*v1alpha1.Rollout, 
 	r := chatAPI()
 	return &r, nil
 }
-func (f *fakeBackend) Promote(ctx context.Context, name string, full bool) error {
-	if err := f.lookup(name); err != nil {
-		return err
+func (f *fakeBackend) Promote(ctx context.Context, name string, full bool) (string, error) {
+	msg := "rollout/" + name + " promoted"
+	if full {
+		msg += " (full)"
 	}
-	return f.record(fmt.Sprintf("promote %s full=%v", name, full))
+	return f.action(name, fmt.Sprintf("promote %s full=%v", name, full), msg)
 }
-func (f *fakeBackend) Pause(ctx context.Context, name string) error {
+
+// action records call on rollout name and answers msg.
+func (f *fakeBackend) action(name, call, msg string) (string, error) {
 	if err := f.lookup(name); err != nil {
-		return err
+		return "", err
 	}
-	return f.record("pause " + name)
-}
-func (f *fakeBackend) Resume(ctx context.Context, name string) error {
-	if err := f.lookup(name); err != nil {
-		return err
+	if err := f.record(call); err != nil {
+		return "", err
 	}
-	return f.record("resume " + name)
+	return msg, nil
 }
-func (f *fakeBackend) Abort(ctx context.Context, name string) error {
-	if err := f.lookup(name); err != nil {
-		return err
-	}
-	return f.record("abort " + name)
+func (f *fakeBackend) Pause(ctx context.Context, name string) (string, error) {
+	return f.action(name, "pause "+name, "rollout/"+name+" paused")
 }
-func (f *fakeBackend) Retry(ctx context.Context, name string) error {
-	if err := f.lookup(name); err != nil {
-		return err
-	}
-	return f.record("retry " + name)
+func (f *fakeBackend) Resume(ctx context.Context, name string) (string, error) {
+	return f.action(name, "resume "+name, "rollout/"+name+" resumed")
 }
-func (f *fakeBackend) Undo(ctx context.Context, name string, to int64) (store.UndoResult, error) {
+func (f *fakeBackend) Abort(ctx context.Context, name string) (string, error) {
+	return f.action(name, "abort "+name, "rollout/"+name+" aborted")
+}
+func (f *fakeBackend) Retry(ctx context.Context, name string) (string, error) {
+	return f.action(name, "retry "+name, "rollout/"+name+" retried")
+}
+func (f *fakeBackend) Undo(ctx context.Context, name string, to int64) (control.UndoResult, error) {
 	if err := f.lookup(name); err != nil {
-		return store.UndoResult{}, err
+		return control.UndoResult{}, err
 	}
 	if err := f.record(fmt.Sprintf("undo %s to=%d", name, to)); err != nil {
-		return store.UndoResult{}, err
+		return control.UndoResult{}, err
 	}
-	return store.UndoResult{Target: 1, Revision: 3, New: true}, nil
+	return control.UndoResult{Target: 1, Revision: 3, New: true}, nil
 }
 func (f *fakeBackend) Restart(ctx context.Context, name string) (string, error) {
 	if err := f.lookup(name); err != nil {
@@ -129,20 +138,21 @@ func (f *fakeBackend) Restart(ctx context.Context, name string) (string, error) 
 	}
 	return "rollout/" + name + " restarting", nil
 }
-func (f *fakeBackend) History(ctx context.Context, name string) ([]store.Revision, error) {
+func (f *fakeBackend) History(ctx context.Context, name string) ([]control.Revision, error) {
 	if err := f.lookup(name); err != nil {
 		return nil, err
 	}
-	return []store.Revision{{Rollout: name, Number: 1, Cause: "apply"}, {Rollout: name, Number: 2, Cause: "apply"}}, nil
+	return []control.Revision{{Rollout: name, Number: 1, Cause: "apply"}, {Rollout: name, Number: 2, Cause: "apply"}}, nil
 }
-func (f *fakeBackend) Events(ctx context.Context, name string) ([]store.Event, error) {
+func (f *fakeBackend) Events(ctx context.Context, name string, afterSeq uint64) ([]control.Event, error) {
 	if err := f.lookup(name); err != nil {
 		return nil, err
 	}
-	return []store.Event{{Seq: 1, Rollout: name, Reason: "A"}, {Seq: 2, Rollout: name, Reason: "B"}, {Seq: 3, Rollout: name, Reason: "C"}}, nil
+	all := []control.Event{{Seq: 1, Rollout: name, Reason: "A"}, {Seq: 2, Rollout: name, Reason: "B"}, {Seq: 3, Rollout: name, Reason: "C"}}
+	return slices.DeleteFunc(all, func(e control.Event) bool { return e.Seq <= afterSeq }), nil
 }
 
-var _ Backend = (*fakeBackend)(nil)
+var _ control.Control = (*fakeBackend)(nil)
 
 const testToken = "s3cr3t-t0ken-value"
 
@@ -191,7 +201,7 @@ func newEnv(t *testing.T) *env {
 	t.Helper()
 	e := &env{fb: &fakeBackend{}, logs: &syncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	e.srv = httptest.NewServer(New(e.fb, testToken, logger, WithLoader(fakeLoad)))
+	e.srv = httptest.NewServer(New(e.fb, testToken, logger))
 	t.Cleanup(e.srv.Close)
 	return e
 }
@@ -271,7 +281,7 @@ func TestPostsNeedToken(t *testing.T) {
 }
 
 func TestEmptyTokenRefusesEveryPost(t *testing.T) {
-	srv := httptest.NewServer(New(&fakeBackend{}, "", nil, WithLoader(fakeLoad)))
+	srv := httptest.NewServer(New(&fakeBackend{}, "", nil))
 	defer srv.Close()
 	for _, auth := range []string{"", "Bearer ", "Bearer  "} {
 		req, _ := http.NewRequest(http.MethodPost, srv.URL+"/api/v1/rollouts/chat-api/pause", nil)
@@ -377,9 +387,9 @@ func TestHostAndOriginChecks(t *testing.T) {
 	fb := &fakeBackend{}
 	logs := &syncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
-	plain := httptest.NewServer(New(fb, testToken, logger, WithLoader(fakeLoad)))
+	plain := httptest.NewServer(New(fb, testToken, logger))
 	defer plain.Close()
-	listed := httptest.NewServer(New(fb, testToken, logger, WithLoader(fakeLoad),
+	listed := httptest.NewServer(New(fb, testToken, logger,
 		WithAllowedHosts([]string{"ramp.internal", "ops.example:9999"})))
 	defer listed.Close()
 	port := func(srvURL string) string { return srvURL[strings.LastIndex(srvURL, ":")+1:] }
@@ -488,8 +498,8 @@ func TestErrorMapping(t *testing.T) {
 		{"unknown rollout on get", nil, "GET", "/api/v1/rollouts/nope", "", 404, "rollout nope: not found", nil},
 		{"unknown rollout on history", nil, "GET", "/api/v1/rollouts/nope/history", "", 404, "rollout nope: not found", nil},
 		{"unknown rollout on promote", nil, "POST", "/api/v1/rollouts/nope/promote", "", 404, "rollout nope: not found", nil},
-		{"conflict", fmt.Errorf("promote: rollout chat-api is not paused: %w", ErrConflict), "POST", "/api/v1/rollouts/chat-api/promote", "", 409, "promote: rollout chat-api is not paused: conflict", nil},
-		{"backend invalid", fmt.Errorf("rollout/chat-api: analysis template error-rate: %w", ErrInvalid), "POST", "/api/v1/apply", "rollout: chat-api", 400, "rollout/chat-api: analysis template error-rate: invalid", []any{"rollout/chat-api: analysis template error-rate: invalid"}},
+		{"conflict", fmt.Errorf("promote: rollout chat-api is not paused: %w", control.ErrConflict), "POST", "/api/v1/rollouts/chat-api/promote", "", 409, "promote: rollout chat-api is not paused: conflict", nil},
+		{"backend invalid", fmt.Errorf("rollout/chat-api: analysis template error-rate: %w", control.ErrInvalid), "POST", "/api/v1/apply", "rollout: chat-api", 400, "rollout/chat-api: analysis template error-rate: invalid", []any{"rollout/chat-api: analysis template error-rate: invalid"}},
 		{"other error", errors.New("disk on fire"), "POST", "/api/v1/rollouts/chat-api/abort", "", 500, "disk on fire", nil},
 		{"invalid spec", nil, "POST", "/api/v1/apply", "bad: yes", 400,
 			"spec.strategy.canary.steps[2].setWeight: 150 is not between 0 and 100\nspec.template: exactly one of process or upstreams is required",
@@ -545,7 +555,7 @@ func TestClientRoundTrips(t *testing.T) {
 	if err != nil || r.Status.Phase != v1alpha1.PhaseHealthy || r.Status.StableRevision != 2 {
 		t.Errorf("Get = %+v, %v", r, err)
 	}
-	if _, err := c.Get(ctx, "nope"); !errors.Is(err, store.ErrNotFound) || err.Error() != "rollout nope: not found" {
+	if _, err := c.Get(ctx, "nope"); !errors.Is(err, control.ErrNotFound) || err.Error() != "rollout nope: not found" {
 		t.Errorf("Get(nope) err = %v, want ErrNotFound with the server's message", err)
 	}
 	revs, err := c.History(ctx, "chat-api")
@@ -562,7 +572,7 @@ func TestClientRoundTrips(t *testing.T) {
 	}
 	_, err = c.Apply(ctx, []byte("bad"))
 	var apiErr *APIError
-	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || len(apiErr.Problems) != 2 || !errors.Is(err, ErrInvalid) {
+	if !errors.As(err, &apiErr) || apiErr.StatusCode != 400 || len(apiErr.Problems) != 2 || !errors.Is(err, control.ErrInvalid) {
 		t.Errorf("Apply(bad) err = %#v, want a 400 APIError with 2 problems", err)
 	}
 
@@ -589,7 +599,7 @@ func TestClientRoundTrips(t *testing.T) {
 	}
 	for _, to := range []int64{0, 1} {
 		res, err := c.Undo(ctx, "chat-api", to)
-		if err != nil || res != (store.UndoResult{Target: 1, Revision: 3, New: true}) {
+		if err != nil || res != (control.UndoResult{Target: 1, Revision: 3, New: true}) {
 			t.Errorf("Undo(%d) = %+v, %v", to, res, err)
 		}
 		if last, want := e.fb.calls[len(e.fb.calls)-1], fmt.Sprintf("undo chat-api to=%d", to); last != want {
@@ -601,8 +611,8 @@ func TestClientRoundTrips(t *testing.T) {
 		t.Errorf("Restart = %q, %v; calls %v", msg, err, e.fb.calls)
 	}
 
-	e.fb.err = fmt.Errorf("promote: rollout chat-api is not paused: %w", ErrConflict)
-	if _, err := c.Promote(ctx, "chat-api", false); !errors.Is(err, ErrConflict) || !strings.Contains(err.Error(), "is not paused") {
+	e.fb.err = fmt.Errorf("promote: rollout chat-api is not paused: %w", control.ErrConflict)
+	if _, err := c.Promote(ctx, "chat-api", false); !errors.Is(err, control.ErrConflict) || !strings.Contains(err.Error(), "is not paused") {
 		t.Errorf("Promote on conflict: err = %v", err)
 	}
 
@@ -634,8 +644,7 @@ func TestNewToken(t *testing.T) {
 }
 
 func TestPanicIsA500(t *testing.T) {
-	panicky := func([]byte) (*spec.Bundle, error) { panic("not implemented") }
-	srv := httptest.NewServer(New(&fakeBackend{}, testToken, nil, WithLoader(panicky)))
+	srv := httptest.NewServer(New(&fakeBackend{panics: true}, testToken, nil))
 	defer srv.Close()
 	_, err := (&Client{BaseURL: srv.URL, Token: testToken}).Apply(context.Background(), []byte("x"))
 	var ae *APIError

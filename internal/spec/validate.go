@@ -171,7 +171,7 @@ func validateKubernetes(l *errList, s *v1alpha1.RolloutSpec) {
 		if c.CanaryService != "" {
 			service("spec.strategy.canary.canaryService", c.CanaryService)
 			// With a traffic router, validateTrafficRouters says it.
-			if c.CanaryService == c.StableService && !hasRouter(c.TrafficRouting) {
+			if c.CanaryService == c.StableService && NamedRouter(c) == "" {
 				l.add("spec.strategy.canary.canaryService", c.CanaryService, "is the same as stableService")
 			}
 		}
@@ -192,11 +192,6 @@ func validateKubernetes(l *errList, s *v1alpha1.RolloutSpec) {
 			l.add("spec.strategy.blueGreen.previewListen", bg.PreviewListen, "is a local-mode address; with spec.workloadRef use previewService")
 		}
 	}
-}
-
-// hasRouter reports whether tr names a Kubernetes traffic router.
-func hasRouter(tr *v1alpha1.TrafficRouting) bool {
-	return tr != nil && (tr.GatewayAPI != nil || tr.Istio != nil || tr.SMI != nil || tr.Nginx != nil)
 }
 
 func validateProcess(l *errList, path string, p *v1alpha1.ProcessTemplate) {
@@ -266,8 +261,8 @@ func validateStrategy(l *errList, s *v1alpha1.RolloutSpec) {
 	if ru := st.RollingUpdate; ru != nil {
 		validateRollingUpdate(l, path+".rollingUpdate", ru)
 	}
-	if c := st.Canary; c != nil {
-		validateCanary(l, path+".canary", c)
+	if st.Canary != nil {
+		validateCanary(l, path+".canary", s)
 	}
 	if bg := st.BlueGreen; bg != nil {
 		validateBlueGreen(l, path+".blueGreen", bg, s.Listen)
@@ -327,7 +322,8 @@ func validateCountOrPercent(l *errList, path string, v *intstr.IntOrString) (zer
 	return p == 0
 }
 
-func validateCanary(l *errList, path string, c *v1alpha1.CanaryStrategy) {
+func validateCanary(l *errList, path string, s *v1alpha1.RolloutSpec) {
+	c := s.Strategy.Canary
 	if c.ScaleDownDelaySeconds != nil {
 		nonNegative(l, path+".scaleDownDelaySeconds", *c.ScaleDownDelaySeconds)
 	}
@@ -351,7 +347,7 @@ func validateCanary(l *errList, path string, c *v1alpha1.CanaryStrategy) {
 	if c.Mirror != nil {
 		validateMirror(l, path+".mirror", c.Mirror)
 	}
-	validateTrafficRouters(l, path, c)
+	validateTrafficRouters(l, path, s)
 	if c.Analysis != nil {
 		validateAnalysis(l, path+".analysis", c.Analysis)
 	}

@@ -13,51 +13,12 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/control"
 )
 
-// Revision is one version of a rollout's template.
-type Revision struct {
-	Rollout  string            `json:"rollout"`
-	Number   int64             `json:"number"`
-	Template v1alpha1.Template `json:"template"`
-	// Hash identifies the template's content; equal templates have equal hashes.
-	Hash      string    `json:"hash"`
-	CreatedAt time.Time `json:"createdAt"`
-	// Cause says how the revision came to be: "apply", "undo to revision 2".
-	Cause string `json:"cause,omitempty"`
-}
-
-// UndoResult says what an undo did, in both modes.
-type UndoResult struct {
-	// Target is the revision whose template was written back.
-	Target int64 `json:"target"`
-	// Revision is the revision the rollout is at now: a new revision (New) that rolls out
-	// with the rollout's strategy, or Target itself when Target is the stable revision, which
-	// serves all traffic already: nothing rolls out then, and an aborted revision is dropped.
-	Revision int64 `json:"revision"`
-	New      bool  `json:"new"`
-	// SwitchedBack says Target was the revision before the stable one, inside the watch
-	// window after its promotion: its instances still ran and took all traffic at once.
-	SwitchedBack bool `json:"switchedBack,omitempty"`
-	// Note is what else the user should know (Kubernetes mode: the Deployment's revision
-	// numbers, which `kubectl rollout history` shows). Empty means nothing.
-	Note string `json:"note,omitempty"`
-}
-
-// Event is one entry of a rollout's history.
-type Event struct {
-	Seq      uint64    `json:"seq"`
-	Time     time.Time `json:"time"`
-	Rollout  string    `json:"rollout"`
-	Type     string    `json:"type"` // Normal or Warning
-	Reason   string    `json:"reason"`
-	Message  string    `json:"message"`
-	Revision int64     `json:"revision,omitempty"`
-}
-
 // ErrNotFound is returned (wrapped) when a rollout, analysis template or revision does not
-// exist. Check it with errors.Is.
-var ErrNotFound = errors.New("not found")
+// exist. Check it with errors.Is. It is the control contract's ErrNotFound.
+var ErrNotFound = control.ErrNotFound
 
 // ErrLocked is returned by Open when another process holds the database.
 var ErrLocked = errors.New("state directory in use by another ramp")
@@ -177,7 +138,7 @@ func (s *Store) ListAnalysisTemplates() (ts []v1alpha1.AnalysisTemplate, err err
 // AddRevision records tmpl as the rollout's newest revision. When the newest revision already
 // has the same template it is returned with created false; otherwise the new revision gets
 // the next number (the highest so far plus one, starting at 1).
-func (s *Store) AddRevision(rollout string, tmpl v1alpha1.Template, cause string, now time.Time) (rev Revision, created bool, err error) {
+func (s *Store) AddRevision(rollout string, tmpl v1alpha1.Template, cause string, now time.Time) (rev control.Revision, created bool, err error) {
 	err = s.Update(func(tx *Tx) error {
 		rev, created, err = tx.AddRevision(rollout, tmpl, cause, now)
 		return err
@@ -189,7 +150,7 @@ func (s *Store) AddRevision(rollout string, tmpl v1alpha1.Template, cause string
 // revision when it has the same template, else a new revision), makes it r's current
 // revision (r.Status.CurrentRevision) and stores r, in one transaction: either all is
 // written or nothing.
-func (s *Store) ApplyRollout(r *v1alpha1.Rollout, cause string, now time.Time) (rev Revision, created bool, err error) {
+func (s *Store) ApplyRollout(r *v1alpha1.Rollout, cause string, now time.Time) (rev control.Revision, created bool, err error) {
 	err = s.Update(func(tx *Tx) error {
 		rev, created, err = tx.addRevision(r.Name, r.Spec.Template, cause, now, r.Status.CurrentRevision, r.Status.StableRevision)
 		if err != nil {
@@ -203,7 +164,7 @@ func (s *Store) ApplyRollout(r *v1alpha1.Rollout, cause string, now time.Time) (
 
 // Revisions returns the rollout's revisions in ascending order of number; none for an
 // unknown rollout.
-func (s *Store) Revisions(rollout string) (revs []Revision, err error) {
+func (s *Store) Revisions(rollout string) (revs []control.Revision, err error) {
 	err = s.View(func(tx *Tx) error {
 		revs, err = tx.Revisions(rollout)
 		return err
@@ -212,7 +173,7 @@ func (s *Store) Revisions(rollout string) (revs []Revision, err error) {
 }
 
 // GetRevision returns revision n of the rollout or an error wrapping ErrNotFound.
-func (s *Store) GetRevision(rollout string, n int64) (rev Revision, err error) {
+func (s *Store) GetRevision(rollout string, n int64) (rev control.Revision, err error) {
 	err = s.View(func(tx *Tx) error {
 		rev, err = tx.GetRevision(rollout, n)
 		return err
@@ -228,7 +189,7 @@ func (s *Store) DeleteRevisions(rollout string, numbers ...int64) error {
 
 // AppendEvent adds e to its rollout's history and returns it with its Seq set; sequence
 // numbers grow by one per rollout, starting at 1.
-func (s *Store) AppendEvent(e Event) (out Event, err error) {
+func (s *Store) AppendEvent(e control.Event) (out control.Event, err error) {
 	err = s.Update(func(tx *Tx) error {
 		out, err = tx.AppendEvent(e)
 		return err
@@ -237,7 +198,7 @@ func (s *Store) AppendEvent(e Event) (out Event, err error) {
 }
 
 // Events returns the rollout's events with Seq greater than afterSeq, oldest first.
-func (s *Store) Events(rollout string, afterSeq uint64) (es []Event, err error) {
+func (s *Store) Events(rollout string, afterSeq uint64) (es []control.Event, err error) {
 	err = s.View(func(tx *Tx) error {
 		es, err = tx.Events(rollout, afterSeq)
 		return err

@@ -10,6 +10,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/control"
 )
 
 func openTemp(t *testing.T) (*Store, string) {
@@ -69,7 +70,7 @@ func TestRolloutRoundTrip(t *testing.T) {
 		t.Error("PutRollout without a name: no error")
 	}
 
-	if _, err := s.AppendEvent(Event{Rollout: "chat-api", Reason: "x"}); err != nil {
+	if _, err := s.AppendEvent(control.Event{Rollout: "chat-api", Reason: "x"}); err != nil {
 		t.Fatal(err)
 	}
 	if _, _, err := s.AddRevision("chat-api", tmpl("a"), "apply", t0); err != nil {
@@ -257,7 +258,7 @@ func TestEventsOrder(t *testing.T) {
 	s, _ := openTemp(t)
 	for i := range 12 { // more than 9 to catch lexical ordering of keys
 		for _, r := range []string{"a", "b"} {
-			e, err := s.AppendEvent(Event{Rollout: r, Time: t0, Type: "Normal", Reason: "Step", Message: string(rune('A' + i))})
+			e, err := s.AppendEvent(control.Event{Rollout: r, Time: t0, Type: "Normal", Reason: "Step", Message: string(rune('A' + i))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -285,7 +286,7 @@ func TestEventsOrder(t *testing.T) {
 	if none, err := s.Events("unknown", 0); err != nil || len(none) != 0 {
 		t.Errorf("Events of unknown rollout = %v, %v", none, err)
 	}
-	if _, err := s.AppendEvent(Event{}); err == nil {
+	if _, err := s.AppendEvent(control.Event{}); err == nil {
 		t.Error("AppendEvent without rollout: no error")
 	}
 }
@@ -295,7 +296,7 @@ func TestReopenKeepsData(t *testing.T) {
 	if _, _, err := s.ApplyRollout(rollout("chat-api", "v1"), "apply", t0); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.AppendEvent(Event{Rollout: "chat-api", Reason: "Applied"}); err != nil {
+	if _, err := s.AppendEvent(control.Event{Rollout: "chat-api", Reason: "Applied"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Close(); err != nil {
@@ -313,7 +314,7 @@ func TestReopenKeepsData(t *testing.T) {
 		t.Errorf("revisions after reopen = %v, want 1", revs)
 	}
 	// The event sequence continues.
-	e, err := s2.AppendEvent(Event{Rollout: "chat-api", Reason: "Again"})
+	e, err := s2.AppendEvent(control.Event{Rollout: "chat-api", Reason: "Again"})
 	if err != nil || e.Seq != 2 {
 		t.Errorf("event after reopen: seq %d, err %v; want 2", e.Seq, err)
 	}
@@ -362,7 +363,7 @@ func TestApplyRolloutIsAtomic(t *testing.T) {
 		if err := tx.PutRollout(rollout("chat-api", "v2")); err != nil {
 			return err
 		}
-		if _, err := tx.AppendEvent(Event{Rollout: "chat-api"}); err != nil {
+		if _, err := tx.AppendEvent(control.Event{Rollout: "chat-api"}); err != nil {
 			return err
 		}
 		return boom

@@ -12,6 +12,7 @@ import (
 	bolt "go.etcd.io/bbolt"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/engine"
 )
 
@@ -121,36 +122,36 @@ func TemplateHash(tmpl v1alpha1.Template) (string, error) {
 }
 
 // AddRevision records tmpl as the rollout's newest revision unless the newest already has it.
-func (t *Tx) AddRevision(rollout string, tmpl v1alpha1.Template, cause string, now time.Time) (Revision, bool, error) {
+func (t *Tx) AddRevision(rollout string, tmpl v1alpha1.Template, cause string, now time.Time) (control.Revision, bool, error) {
 	return t.addRevision(rollout, tmpl, cause, now, 0, 0)
 }
 
 // addRevision numbers tmpl by engine.RevisionNumber, given the rollout's current and stable
 // revisions, and records it when it is new.
-func (t *Tx) addRevision(rollout string, tmpl v1alpha1.Template, cause string, now time.Time, current, stable int64) (Revision, bool, error) {
+func (t *Tx) addRevision(rollout string, tmpl v1alpha1.Template, cause string, now time.Time, current, stable int64) (control.Revision, bool, error) {
 	if rollout == "" {
-		return Revision{}, false, errors.New("add revision: rollout name is empty")
+		return control.Revision{}, false, errors.New("add revision: rollout name is empty")
 	}
 	hash, err := TemplateHash(tmpl)
 	if err != nil {
-		return Revision{}, false, fmt.Errorf("add revision to %s: %w", rollout, err)
+		return control.Revision{}, false, fmt.Errorf("add revision to %s: %w", rollout, err)
 	}
 	b, err := t.tx.Bucket(bucketRevisions).CreateBucketIfNotExists([]byte(rollout))
 	if err != nil {
-		return Revision{}, false, fmt.Errorf("add revision to %s: %w", rollout, err)
+		return control.Revision{}, false, fmt.Errorf("add revision to %s: %w", rollout, err)
 	}
 	var highest int64
 	if k, _ := b.Cursor().Last(); k != nil {
 		highest = int64(decodeKey(k))
 	}
 	var decodeErr error
-	known := map[int64]Revision{}
+	known := map[int64]control.Revision{}
 	number, isNew := engine.RevisionNumber(hash, highest, current, stable, func(n int64) string {
 		data := b.Get(encodeKey(uint64(n)))
 		if data == nil {
 			return ""
 		}
-		var rev Revision
+		var rev control.Revision
 		if err := json.Unmarshal(data, &rev); err != nil {
 			decodeErr = fmt.Errorf("decode revision %d of %s: %w", n, rollout, err)
 			return ""
@@ -159,43 +160,43 @@ func (t *Tx) addRevision(rollout string, tmpl v1alpha1.Template, cause string, n
 		return rev.Hash
 	})
 	if decodeErr != nil {
-		return Revision{}, false, decodeErr
+		return control.Revision{}, false, decodeErr
 	}
 	if !isNew {
 		return known[number], false, nil
 	}
-	rev := Revision{Rollout: rollout, Number: number, Template: tmpl, Hash: hash, CreatedAt: now.UTC(), Cause: cause}
+	rev := control.Revision{Rollout: rollout, Number: number, Template: tmpl, Hash: hash, CreatedAt: now.UTC(), Cause: cause}
 	data, err := json.Marshal(rev)
 	if err != nil {
-		return Revision{}, false, fmt.Errorf("encode revision %d of %s: %w", number, rollout, err)
+		return control.Revision{}, false, fmt.Errorf("encode revision %d of %s: %w", number, rollout, err)
 	}
 	if err := b.Put(encodeKey(uint64(number)), data); err != nil {
-		return Revision{}, false, fmt.Errorf("put revision %d of %s: %w", number, rollout, err)
+		return control.Revision{}, false, fmt.Errorf("put revision %d of %s: %w", number, rollout, err)
 	}
 	return rev, true, nil
 }
 
 // Revisions returns the rollout's revisions in ascending order of number.
-func (t *Tx) Revisions(rollout string) ([]Revision, error) {
+func (t *Tx) Revisions(rollout string) ([]control.Revision, error) {
 	b := t.tx.Bucket(bucketRevisions).Bucket([]byte(rollout))
 	if b == nil {
 		return nil, nil
 	}
-	return list[Revision](b, "revision")
+	return list[control.Revision](b, "revision")
 }
 
 // GetRevision returns revision n of the rollout or an error wrapping ErrNotFound.
-func (t *Tx) GetRevision(rollout string, n int64) (Revision, error) {
+func (t *Tx) GetRevision(rollout string, n int64) (control.Revision, error) {
 	var data []byte
 	if b := t.tx.Bucket(bucketRevisions).Bucket([]byte(rollout)); b != nil && n > 0 {
 		data = b.Get(encodeKey(uint64(n)))
 	}
 	if data == nil {
-		return Revision{}, fmt.Errorf("revision %d of rollout %s: %w", n, rollout, ErrNotFound)
+		return control.Revision{}, fmt.Errorf("revision %d of rollout %s: %w", n, rollout, ErrNotFound)
 	}
-	var rev Revision
+	var rev control.Revision
 	if err := json.Unmarshal(data, &rev); err != nil {
-		return Revision{}, fmt.Errorf("decode revision %d of %s: %w", n, rollout, err)
+		return control.Revision{}, fmt.Errorf("decode revision %d of %s: %w", n, rollout, err)
 	}
 	return rev, nil
 }
@@ -219,39 +220,39 @@ func (t *Tx) DeleteRevisions(rollout string, numbers ...int64) error {
 }
 
 // AppendEvent adds e to its rollout's history and returns it with its Seq set.
-func (t *Tx) AppendEvent(e Event) (Event, error) {
+func (t *Tx) AppendEvent(e control.Event) (control.Event, error) {
 	if e.Rollout == "" {
-		return Event{}, errors.New("append event: rollout name is empty")
+		return control.Event{}, errors.New("append event: rollout name is empty")
 	}
 	b, err := t.tx.Bucket(bucketEvents).CreateBucketIfNotExists([]byte(e.Rollout))
 	if err != nil {
-		return Event{}, fmt.Errorf("append event to %s: %w", e.Rollout, err)
+		return control.Event{}, fmt.Errorf("append event to %s: %w", e.Rollout, err)
 	}
 	seq, err := b.NextSequence()
 	if err != nil {
-		return Event{}, fmt.Errorf("append event to %s: %w", e.Rollout, err)
+		return control.Event{}, fmt.Errorf("append event to %s: %w", e.Rollout, err)
 	}
 	e.Seq = seq
 	data, err := json.Marshal(e)
 	if err != nil {
-		return Event{}, fmt.Errorf("encode event of %s: %w", e.Rollout, err)
+		return control.Event{}, fmt.Errorf("encode event of %s: %w", e.Rollout, err)
 	}
 	if err := b.Put(encodeKey(seq), data); err != nil {
-		return Event{}, fmt.Errorf("append event to %s: %w", e.Rollout, err)
+		return control.Event{}, fmt.Errorf("append event to %s: %w", e.Rollout, err)
 	}
 	return e, nil
 }
 
 // Events returns the rollout's events with Seq greater than afterSeq, oldest first.
-func (t *Tx) Events(rollout string, afterSeq uint64) ([]Event, error) {
+func (t *Tx) Events(rollout string, afterSeq uint64) ([]control.Event, error) {
 	b := t.tx.Bucket(bucketEvents).Bucket([]byte(rollout))
 	if b == nil {
 		return nil, nil
 	}
-	var out []Event
+	var out []control.Event
 	c := b.Cursor()
 	for k, v := c.Seek(encodeKey(afterSeq + 1)); k != nil; k, v = c.Next() {
-		var e Event
+		var e control.Event
 		if err := json.Unmarshal(v, &e); err != nil {
 			return nil, fmt.Errorf("decode event %d of %s: %w", decodeKey(k), rollout, err)
 		}

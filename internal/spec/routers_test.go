@@ -1,0 +1,151 @@
+package spec
+
+import (
+	"strings"
+	"testing"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"ramp.dev/ramp/api/v1alpha1"
+)
+
+// routedRollout is a valid canary rollout whose traffic router is name.
+func routedRollout(t *testing.T, name string) *v1alpha1.Rollout {
+	t.Helper()
+	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "chat-api"}}
+	c := &v1alpha1.CanaryStrategy{
+		TrafficRouting: &v1alpha1.TrafficRouting{ManagedRoutes: []v1alpha1.ManagedRoute{{Name: "testers"}}},
+		Steps:          []v1alpha1.CanaryStep{{SetWeight: ptr(int32(25))}},
+	}
+	ro.Spec.Strategy.Canary = c
+	kube := func() {
+		ro.Spec.WorkloadRef = &v1alpha1.WorkloadRef{Name: "chat-api"}
+		c.StableService, c.CanaryService = "chat-api", "chat-api-canary"
+	}
+	tr := c.TrafficRouting
+	switch name {
+	case RouterGatewayAPI:
+		kube()
+		tr.GatewayAPI = &v1alpha1.GatewayAPITrafficRouting{HTTPRoute: "chat-api"}
+	case RouterIstio:
+		kube()
+		tr.Istio = &v1alpha1.IstioTrafficRouting{VirtualService: v1alpha1.IstioVirtualService{Name: "chat-api"}}
+	case RouterSMI:
+		kube()
+		tr.SMI = &v1alpha1.SMITrafficRouting{}
+	case RouterNginx:
+		kube()
+		tr.Nginx = &v1alpha1.NginxTrafficRouting{StableIngress: "chat-api"}
+	case RouterService:
+		kube()
+	case RouterProxy:
+		ro.Spec.Template.Process = &v1alpha1.ProcessTemplate{Command: "chat-api"}
+	default:
+		t.Fatalf("no test rollout for router %q: add one", name)
+	}
+	if got := RouterOf(ro).Name; got != name {
+		t.Fatalf("RouterOf(rollout for %s) = %s", name, got)
+	}
+	if errs := ValidateRollout(ro); len(errs) > 0 {
+		t.Fatalf("rollout for %s is invalid: %v", name, errs)
+	}
+	return ro
+}
+
+func headerStep(matches ...v1alpha1.HeaderMatch) v1alpha1.CanaryStep {
+	return v1alpha1.CanaryStep{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "testers", Match: matches}}
+}
+
+var exactMatch = v1alpha1.HeaderMatch{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}}
+
+// TestRouterCapabilitiesDriveValidation: for every router and every thing a router may or may
+// not do, a rollout that asks for it is refused at the field's path exactly when the router's
+// description says it cannot.
+func TestRouterCapabilitiesDriveValidation(t *testing.T) {
+	features := []struct {
+		name string
+		can  func(r Router) bool
+		ask  func(c *v1alpha1.CanaryStrategy)
+		path string
+	}{
+		{"header routes", func(r Router) bool { return r.HeaderRoutes },
+			func(c *v1alpha1.CanaryStrategy) { c.Steps = append(c.Steps, headerStep(exactMatch)) },
+			"spec.strategy.canary.steps[1].setHeaderRoute"},
+		{"prefix match", func(r Router) bool { return !r.HeaderRoutes || r.PrefixMatch },
+			func(c *v1alpha1.CanaryStrategy) {
+				c.Steps = append(c.Steps, headerStep(v1alpha1.HeaderMatch{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Prefix: "can"}}))
+			},
+			"spec.strategy.canary.steps[1].setHeaderRoute.match[0].headerValue.prefix"},
+		{"two headers", func(r Router) bool { return !r.HeaderRoutes || r.MaxHeaderMatches == 0 || r.MaxHeaderMatches >= 2 },
+			func(c *v1alpha1.CanaryStrategy) {
+				c.Steps = append(c.Steps, headerStep(exactMatch, v1alpha1.HeaderMatch{HeaderName: "x-b", HeaderValue: v1alpha1.StringMatch{Exact: "1"}}))
+			},
+			"spec.strategy.canary.steps[1].setHeaderRoute.match"},
+		{"cookie match", func(r Router) bool { return !r.HeaderRoutes || r.CookieMatch },
+			func(c *v1alpha1.CanaryStrategy) {
+				st := headerStep(exactMatch)
+				st.SetHeaderRoute.CookieMatch = []v1alpha1.CookieMatch{{CookieName: "beta", CookieValue: v1alpha1.StringMatch{Exact: "yes"}}}
+				c.Steps = append(c.Steps, st)
+			},
+			"spec.strategy.canary.steps[1].setHeaderRoute.cookieMatch"},
+		{"two managed routes", func(r Router) bool { return r.MaxManagedRoutes == 0 || r.MaxManagedRoutes >= 2 },
+			func(c *v1alpha1.CanaryStrategy) {
+				c.TrafficRouting.ManagedRoutes = append(c.TrafficRouting.ManagedRoutes, v1alpha1.ManagedRoute{Name: "beta"})
+			},
+			"spec.strategy.canary.trafficRouting.managedRoutes"},
+		{"mirror", func(r Router) bool { return r.Mirror },
+			func(c *v1alpha1.CanaryStrategy) { c.Mirror = &v1alpha1.CanaryMirror{Percentage: 10} },
+			"spec.strategy.canary.mirror"},
+		{"stickiness", func(r Router) bool { return r.Stickiness },
+			func(c *v1alpha1.CanaryStrategy) {
+				c.Stickiness = &v1alpha1.Stickiness{Header: &v1alpha1.StickyHeader{Name: "x-user-id"}}
+			},
+			"spec.strategy.canary.stickiness"},
+	}
+	if len(Routers()) < 6 {
+		t.Fatalf("Routers() = %d routers, want the four trafficRouting routers, service and proxy", len(Routers()))
+	}
+	for _, r := range Routers() {
+		for _, f := range features {
+			t.Run(r.Name+"/"+f.name, func(t *testing.T) {
+				ro := routedRollout(t, r.Name)
+				f.ask(ro.Spec.Strategy.Canary)
+				var at []string
+				refused := false
+				for _, e := range ValidateRollout(ro) {
+					at = append(at, e.Error())
+					if e.Path != f.path {
+						continue
+					}
+					refused = true
+					if !strings.Contains(e.Error(), r.Name) {
+						t.Errorf("%q does not name the router %s", e.Error(), r.Name)
+					}
+				}
+				if want := !f.can(r); refused != want {
+					t.Errorf("refused at %s: %v, want %v (errors: %q)", f.path, refused, want, at)
+				}
+			})
+		}
+	}
+}
+
+// TestRouterDescriptions: every router is found by its name, and a picked router's objects
+// have names.
+func TestRouterDescriptions(t *testing.T) {
+	for _, r := range Routers() {
+		got, ok := LookupRouter(r.Name)
+		if !ok || got.Name != r.Name || r.Title == "" {
+			t.Errorf("LookupRouter(%q) = %+v, %v", r.Name, got, ok)
+		}
+		ro := routedRollout(t, r.Name)
+		for _, o := range r.Objects {
+			if o.Kind == "" || o.Name(ro) == "" {
+				t.Errorf("router %s: object %+v has no kind or name", r.Name, o)
+			}
+		}
+	}
+	if _, ok := LookupRouter("linkerd"); ok {
+		t.Error("LookupRouter(linkerd) found a router")
+	}
+}
