@@ -304,7 +304,7 @@ func TestAbortSendsTrafficBackToStable(t *testing.T) {
 	h.settle()
 	h.expect("app", v1alpha1.PhasePaused, 1, 20)
 	// When the user aborts, the next step (woken by the command) carries it out
-	if err := h.c.Abort(context.Background(), "app"); err != nil {
+	if _, err := h.c.Abort(context.Background(), "app"); err != nil {
 		t.Fatal(err)
 	}
 	h.settle()
@@ -344,7 +344,7 @@ func TestRolloutIsDecidedAtItsRequeueTime(t *testing.T) {
 		t.Errorf("the other rollout was decided %d times, want none", n)
 	}
 	// A command wakes its rollout at once.
-	if err := h.c.Pause(context.Background(), "app"); err != nil {
+	if _, err := h.c.Pause(context.Background(), "app"); err != nil {
 		t.Fatal(err)
 	}
 	if n := h.advance("app", 0); n != 1 {
