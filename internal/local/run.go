@@ -118,7 +118,7 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	c.runner = &analysis.Runner{Logger: log, Providers: map[string]analysis.Provider{
 		"builtin":    builtin.New(source{c}, time.Now),
 		"scrape":     scrape.New(addresses{c}, nil, time.Now),
-		"prometheus": promprovider.New(time.Now, nil),
+		"prometheus": promprovider.New(time.Now),
 		"web":        web.New(nil),
 		"command":    command.New(addresses{c}),
 		// job needs Kubernetes mode: Apply refuses templates that use it.
