@@ -273,8 +273,8 @@ type PrometheusTLSConfig struct {
 // shared files and profile, web identity as with IRSA, instance or task role) unless both
 // secret refs are set.
 type PrometheusSigV4 struct {
-	// Region is the AWS region, e.g. eu-west-1. Empty means the default chain's (AWS_REGION).
-	Region string `json:"region,omitempty"`
+	// Region is the AWS region of the workspace, e.g. eu-west-1. Required.
+	Region string `json:"region"`
 	// RoleARN is a role to assume with the credentials found. Empty means none.
 	RoleARN string `json:"roleARN,omitempty"`
 	// Profile is the shared config profile. Empty means the default chain's (AWS_PROFILE).

@@ -685,6 +685,9 @@ var invalidCases = []struct {
           query: up
           basicAuth: {usernameSecretRef: {name: prom, key: "a/b"}, passwordSecretRef: {name: prom, key: password}}
           tlsConfig: {keySecretRef: {name: tls, key: tls.key}}
+    - name: d
+      provider:
+        prometheus: {address: "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1", query: up, sigv4: {}}
 `),
 		want: []string{
 			"spec.metrics[0].provider.prometheus.bearerTokenSecretRef.name: \"Bad_Name\" is not a Secret name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
@@ -703,6 +706,7 @@ var invalidCases = []struct {
 			"spec.metrics[1].provider.prometheus.sigv4: is set together with basicAuth; sigv4 signs the Authorization header, set one",
 			`spec.metrics[2].provider.prometheus.basicAuth.usernameSecretRef.key: "a/b" is not a Secret key: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')`,
 			"spec.metrics[2].provider.prometheus.tlsConfig.certFile: is required with a client key (or cert or certSecretRef)",
+			"spec.metrics[3].provider.prometheus.sigv4.region: is required: the AWS region of the workspace, e.g. eu-west-1",
 		},
 	},
 	{

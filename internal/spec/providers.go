@@ -148,7 +148,9 @@ func validatePrometheus(l *errList, p string, pm *v1alpha1.PrometheusMetric, arg
 		if sv.RoleARN != "" && !strings.HasPrefix(sv.RoleARN, "arn:") {
 			l.add(sp+".roleARN", sv.RoleARN, "is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)")
 		}
-		if sv.Region != "" && !awsRegion.MatchString(sv.Region) {
+		if sv.Region == "" {
+			l.add(sp+".region", nil, "is required: the AWS region of the workspace, e.g. eu-west-1")
+		} else if !awsRegion.MatchString(sv.Region) {
 			l.add(sp+".region", sv.Region, "is not an AWS region such as eu-west-1")
 		}
 		ak := validateSecret(l, sp, "accessKey", "", "", "", sv.AccessKeySecretRef)

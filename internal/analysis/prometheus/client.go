@@ -185,6 +185,10 @@ const maxSigners = 16
 // signer returns the SigV4 signer of s, made once per settings: github.com/prometheus/sigv4
 // with the AWS default credential chain, or the access key of the secret refs.
 func (p *Provider) signer(ctx context.Context, s *v1alpha1.PrometheusSigV4, r secretSource) (http.RoundTripper, error) {
+	if s.Region == "" {
+		// The signer signs for the configured region only, not the default chain's.
+		return nil, errors.New("sigv4.region: is required")
+	}
 	cfg := &sigv4.SigV4Config{Region: s.Region, RoleARN: s.RoleARN, Profile: s.Profile}
 	if s.AccessKeySecretRef != nil || s.SecretKeySecretRef != nil {
 		var err error

@@ -240,4 +240,3 @@ func withWarnings(v analysis.Value, w promv1.Warnings) analysis.Value {
 	}
 	return v
 }
-
