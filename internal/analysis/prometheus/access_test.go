@@ -156,7 +156,7 @@ func TestRealPrometheusAccess(t *testing.T) {
 		{name: "no credentials", pm: v1alpha1.PrometheusMetric{Address: basic}, wantErr: "no bearer token is set, nor basicAuth or sigv4"},
 		{name: "bearer token from a Secret", pm: v1alpha1.PrometheusMetric{Address: bearer, BearerTokenSecretRef: ref("prom-auth", "token")}, wantSaw: "ok"},
 		{name: "Secret without the key", pm: v1alpha1.PrometheusMetric{Address: bearer, BearerTokenSecretRef: ref("prom-auth", "tokn")},
-			wantErr: `bearerTokenSecretRef: Secret team-a/prom-auth has no key "tokn"`},
+			wantErr: `bearerTokenSecretRef: secret team-a/prom-auth has no key "tokn"`},
 		{name: "local mode refuses a Secret reference", local: true, pm: v1alpha1.PrometheusMetric{Address: basic, BasicAuth: &v1alpha1.PrometheusBasicAuth{Username: user, PasswordSecretRef: ref("prom-auth", "password")}},
 			wantErr: "basicAuth.passwordSecretRef: a Kubernetes Secret cannot be read in local mode; use basicAuth.passwordFile or basicAuth.passwordEnv"},
 
@@ -239,7 +239,7 @@ type fakeSecrets map[string]string
 func (f fakeSecrets) SecretValue(_ context.Context, ns, name, key string) ([]byte, error) {
 	v, ok := f[name+"/"+key]
 	if ns != "team-a" || !ok {
-		return nil, fmt.Errorf("Secret %s/%s has no key %q", ns, name, key)
+		return nil, fmt.Errorf("secret %s/%s has no key %q", ns, name, key)
 	}
 	return []byte(v), nil
 }

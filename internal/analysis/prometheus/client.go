@@ -142,7 +142,7 @@ func (s secretSource) read(path, inline, file, env string, ref *v1alpha1.SecretK
 		}
 		v = strings.TrimSpace(string(b))
 		if v == "" {
-			return "", false, fmt.Errorf("%sSecretRef: key %q of Secret %s/%s is empty", path, ref.Key, s.t.Namespace, ref.Name)
+			return "", false, fmt.Errorf("%sSecretRef: key %q of secret %s/%s is empty", path, ref.Key, s.t.Namespace, ref.Name)
 		}
 		return v, true, nil
 	}
@@ -159,7 +159,7 @@ func (s secretSource) where(path, inline, file, env string, ref *v1alpha1.Secret
 	case env != "":
 		return path + "Env " + env
 	case ref != nil:
-		return fmt.Sprintf("%sSecretRef (key %q of Secret %s/%s)", path, ref.Key, s.t.Namespace, ref.Name)
+		return fmt.Sprintf("%sSecretRef (key %q of secret %s/%s)", path, ref.Key, s.t.Namespace, ref.Name)
 	}
 	return path
 }
