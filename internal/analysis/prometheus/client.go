@@ -81,7 +81,10 @@ func (p *Provider) roundTripper(ctx context.Context, pm *v1alpha1.PrometheusMetr
 	}
 	base, err := config.NewRoundTripperFromConfigWithContext(ctx, cfg, clientName)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("tlsConfig: %w", err)
+		// Only the TLS settings can fail here; the library calls what it read "inline".
+		tc := pm.TLSConfig
+		return nil, nil, nil, fmt.Errorf("tlsConfig (%s, %s): %w", r.where("cert", tc.Cert, tc.CertFile, "", tc.CertSecretRef),
+			r.where("key", "", tc.KeyFile, "", tc.KeySecretRef), err)
 	}
 	done = func() {
 		if c, ok := base.(interface{ CloseIdleConnections() }); ok {
@@ -90,7 +93,11 @@ func (p *Provider) roundTripper(ctx context.Context, pm *v1alpha1.PrometheusMetr
 	}
 	check.next = base
 	if pm.SigV4 != nil {
-		signer, err := p.signer(ctx, pm.SigV4, r)
+		if cfg.Authorization != nil || cfg.BasicAuth != nil {
+			done()
+			return nil, nil, nil, errors.New("sigv4: is set together with basicAuth or a bearer token; sigv4 signs the Authorization header, set one")
+		}
+		signer, err := p.signer(pm.SigV4, r)
 		if err != nil {
 			done()
 			return nil, nil, nil, err
@@ -184,7 +191,7 @@ const maxSigners = 16
 
 // signer returns the SigV4 signer of s, made once per settings: github.com/prometheus/sigv4
 // with the AWS default credential chain, or the access key of the secret refs.
-func (p *Provider) signer(ctx context.Context, s *v1alpha1.PrometheusSigV4, r secretSource) (http.RoundTripper, error) {
+func (p *Provider) signer(s *v1alpha1.PrometheusSigV4, r secretSource) (http.RoundTripper, error) {
 	if s.Region == "" {
 		// The signer signs for the configured region only, not the default chain's.
 		return nil, errors.New("sigv4.region: is required")
