@@ -187,9 +187,9 @@ type PrometheusMetric struct {
 	RangeQuery *PrometheusRangeQuery `json:"rangeQuery,omitempty"`
 	// Headers are sent with every request. Empty means none.
 	Headers []WebMetricHeader `json:"headers,omitempty"`
-	// BearerToken is sent as "Authorization: Bearer ...". Prefer BearerTokenFile or
-	// BearerTokenEnv: this one is stored with the template. Empty means none; at most one
-	// of the three may be set.
+	// BearerToken is sent as "Authorization: Bearer ...". Prefer BearerTokenFile,
+	// BearerTokenEnv or BearerTokenSecretRef: this one is stored with the template. Empty
+	// means none; at most one of the four may be set.
 	BearerToken string `json:"bearerToken,omitempty"`
 	// BearerTokenFile is a file holding the bearer token, read at every measurement. Empty
 	// means none.
@@ -197,8 +197,94 @@ type PrometheusMetric struct {
 	// BearerTokenEnv is the environment variable of ramp holding the bearer token. Empty
 	// means none.
 	BearerTokenEnv string `json:"bearerTokenEnv,omitempty"`
+	// BearerTokenSecretRef is a key of a Secret in the rollout's namespace holding the bearer
+	// token (Kubernetes mode only). Nil means none.
+	BearerTokenSecretRef *SecretKeyRef `json:"bearerTokenSecretRef,omitempty"`
+	// BasicAuth sends a user name and password (HTTP basic authentication). Nil means none.
+	BasicAuth *PrometheusBasicAuth `json:"basicAuth,omitempty"`
+	// TLSConfig sets the CA, client certificate and server name of an https address. Nil
+	// means the system's CAs, no client certificate and the address's host name.
+	TLSConfig *PrometheusTLSConfig `json:"tlsConfig,omitempty"`
+	// SigV4 signs every request with AWS Signature Version 4, as Amazon Managed Service for
+	// Prometheus wants. It cannot be set with basicAuth or a bearer token. Nil means unsigned.
+	SigV4 *PrometheusSigV4 `json:"sigv4,omitempty"`
 	// Timeout bounds one query ("30s" or seconds). Nil means 30s.
 	Timeout *intstr.IntOrString `json:"timeout,omitempty"`
+}
+
+// SecretKeyRef names one key of a Secret in the rollout's namespace. Only Kubernetes mode
+// can read it; local mode refuses it (use the File or Env form of the field instead).
+type SecretKeyRef struct {
+	// Name is the Secret's name. Required.
+	Name string `json:"name"`
+	// Key is the key in the Secret's data. Required.
+	Key string `json:"key"`
+}
+
+// PrometheusBasicAuth is a user name and password for HTTP basic authentication. The
+// password comes from exactly one of its four fields; each is read at every measurement.
+type PrometheusBasicAuth struct {
+	// Username is the user name. Required unless UsernameSecretRef is set.
+	Username string `json:"username,omitempty"`
+	// UsernameSecretRef is a Secret key holding the user name. Nil means Username.
+	UsernameSecretRef *SecretKeyRef `json:"usernameSecretRef,omitempty"`
+	// Password is the password, stored with the template: prefer one of the others.
+	Password string `json:"password,omitempty"`
+	// PasswordFile is a file holding the password.
+	PasswordFile string `json:"passwordFile,omitempty"`
+	// PasswordEnv is the environment variable of ramp holding the password.
+	PasswordEnv string `json:"passwordEnv,omitempty"`
+	// PasswordSecretRef is a Secret key holding the password (Kubernetes mode only).
+	PasswordSecretRef *SecretKeyRef `json:"passwordSecretRef,omitempty"`
+}
+
+// PrometheusTLSConfig is how ramp checks an https Prometheus and proves who it is. Each
+// of the CA, the client certificate and its key comes from at most one of its fields.
+type PrometheusTLSConfig struct {
+	// CA is the PEM of the CAs that sign the server's certificate. Empty means the system's
+	// CAs (unless CAFile or CASecretRef is set).
+	CA string `json:"ca,omitempty"`
+	// CAFile is a file holding the CAs' PEM.
+	CAFile string `json:"caFile,omitempty"`
+	// CASecretRef is a Secret key holding the CAs' PEM (Kubernetes mode only).
+	CASecretRef *SecretKeyRef `json:"caSecretRef,omitempty"`
+	// Cert is the PEM of the client certificate. Empty means none (unless CertFile or
+	// CertSecretRef is set); a certificate needs a key.
+	Cert string `json:"cert,omitempty"`
+	// CertFile is a file holding the client certificate's PEM.
+	CertFile string `json:"certFile,omitempty"`
+	// CertSecretRef is a Secret key holding the client certificate's PEM (Kubernetes mode
+	// only).
+	CertSecretRef *SecretKeyRef `json:"certSecretRef,omitempty"`
+	// KeyFile is a file holding the client certificate's private key (PEM).
+	KeyFile string `json:"keyFile,omitempty"`
+	// KeySecretRef is a Secret key holding the client certificate's private key (Kubernetes
+	// mode only).
+	KeySecretRef *SecretKeyRef `json:"keySecretRef,omitempty"`
+	// ServerName is the name the server's certificate must have. Empty means the address's
+	// host.
+	ServerName string `json:"serverName,omitempty"`
+	// InsecureSkipVerify accepts any server certificate. False (the default) verifies it.
+	InsecureSkipVerify bool `json:"insecureSkipVerify,omitempty"`
+}
+
+// PrometheusSigV4 signs requests with AWS Signature Version 4 for service "aps" (Amazon
+// Managed Service for Prometheus). Credentials come from the AWS default chain (environment,
+// shared files and profile, web identity as with IRSA, instance or task role) unless both
+// secret refs are set.
+type PrometheusSigV4 struct {
+	// Region is the AWS region of the workspace, e.g. eu-west-1. Required.
+	Region string `json:"region"`
+	// RoleARN is a role to assume with the credentials found. Empty means none.
+	RoleARN string `json:"roleARN,omitempty"`
+	// Profile is the shared config profile. Empty means the default chain's (AWS_PROFILE).
+	Profile string `json:"profile,omitempty"`
+	// AccessKeySecretRef is a Secret key holding the access key ID (Kubernetes mode only;
+	// with SecretKeySecretRef). Nil means the default chain.
+	AccessKeySecretRef *SecretKeyRef `json:"accessKeySecretRef,omitempty"`
+	// SecretKeySecretRef is a Secret key holding the secret access key (Kubernetes mode
+	// only; with AccessKeySecretRef). Nil means the default chain.
+	SecretKeySecretRef *SecretKeyRef `json:"secretKeySecretRef,omitempty"`
 }
 
 // PrometheusRangeQuery is the window of a range query and how its points become one value.

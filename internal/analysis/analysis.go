@@ -44,6 +44,9 @@ type Target struct {
 	Namespace string
 	// Service is the Kubernetes Service of the revision under analysis. Empty in local mode.
 	Service string
+	// Secrets reads the Secrets of Namespace for providers' secret references. Nil in local
+	// mode, where a secret reference is refused.
+	Secrets SecretReader
 	// Since is when the analysis run started.
 	Since time.Time
 	// Args are the run's arguments (template defaults merged with the rollout's values).
@@ -55,6 +58,12 @@ type Target struct {
 	// included: with Run and Since it names what a provider creates for the measurement (a
 	// Job), so that a restarted controller finds it. Zero when not measuring.
 	Measurement int32
+}
+
+// SecretReader reads one key of a Kubernetes Secret. Its errors name the Secret and key,
+// never the value.
+type SecretReader interface {
+	SecretValue(ctx context.Context, namespace, name, key string) ([]byte, error)
 }
 
 // Value is what a provider measured.
@@ -143,6 +152,7 @@ func (r *Runner) StepFor(ctx context.Context, now time.Time, on Target, run *v1a
 		Rollout:   rollout,
 		Namespace: on.Namespace,
 		Service:   on.Service,
+		Secrets:   on.Secrets,
 		Revision:  run.Revision,
 		Baseline:  run.BaselineRevision,
 		Role:      RoleOf(run.Kind),

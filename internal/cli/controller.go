@@ -45,7 +45,7 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 				return err
 			}
 			o.Providers = map[string]analysis.Provider{
-				"prometheus": promprovider.New(a.now, nil),
+				"prometheus": promprovider.New(a.now),
 				"web":        web.New(nil),
 				// builtin is answered from the traffic router's metrics in Prometheus
 				// (--prometheus-address); scrape and command read local mode's processes; the

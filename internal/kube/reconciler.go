@@ -93,6 +93,7 @@ type Reconciler struct {
 	recorder EventRecorder
 	runner   *analysis.Runner
 	traffic  *routerMetrics
+	secrets  secretReader
 	now      func() time.Time
 	log      *slog.Logger
 	// measure takes analysis measurements off Reconcile; see measure.go.
@@ -124,6 +125,10 @@ type ReconcilerOptions struct {
 	// JudgeInterval is how often the judge reads the router's counters. Zero means
 	// DefaultJudgeInterval.
 	JudgeInterval time.Duration
+	// SecretReader reads the Secrets of analysis providers' secret references, with get
+	// only: give a reader that does not cache (the manager's API reader), or the controller
+	// would list and watch every Secret. Nil means the reconciler's client.
+	SecretReader client.Reader
 }
 
 // NewReconciler returns a Reconciler that works through c and records events with rec.
@@ -134,6 +139,10 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 	}
 	if r.log == nil {
 		r.log = slog.Default()
+	}
+	r.secrets = secretReader{c: o.SecretReader}
+	if o.SecretReader == nil {
+		r.secrets = secretReader{c: c}
 	}
 	r.traffic = &routerMetrics{reader: c, address: o.PrometheusAddress, interval: o.JudgeInterval}
 	if r.traffic.interval <= 0 {
@@ -628,7 +637,7 @@ func (r *Reconciler) runAnalysis(ctx context.Context, now time.Time, ro *v1alpha
 			continue
 		}
 		before := run.Phase
-		on := analysis.Target{Rollout: ro.Name, Namespace: ro.Namespace, Service: analysisService(ro, run.Kind)}
+		on := analysis.Target{Rollout: ro.Name, Namespace: ro.Namespace, Service: analysisService(ro, run.Kind), Secrets: r.secrets}
 		due := r.measure.Step(ctx, now, on, run, func() (map[string]*v1alpha1.AnalysisTemplate, error) {
 			return r.templates(ctx, ro, run)
 		})

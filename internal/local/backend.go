@@ -40,6 +40,11 @@ func (c *Controller) ApplyBundle(ctx context.Context, b *spec.Bundle) ([]string,
 			if m.Provider.Job != nil {
 				return nil, fmt.Errorf("%w: analysistemplate/%s: spec.metrics[%d].provider.job: the job provider needs Kubernetes mode; in local mode use command", control.ErrInvalid, t.Name, i)
 			}
+			if pm := m.Provider.Prometheus; pm != nil {
+				if refs := spec.PrometheusSecretRefs(pm); len(refs) > 0 {
+					return nil, fmt.Errorf("%w: analysistemplate/%s: spec.metrics[%d].provider.prometheus.%s: %s", control.ErrInvalid, t.Name, i, refs[0].Path, refs[0].LocalModeMessage())
+				}
+			}
 		}
 	}
 	if err := b.CheckReferences(func(name string) bool {

@@ -106,7 +106,7 @@ func newController(d deps) *Controller {
 	runner := &analysis.Runner{Logger: c.log, Providers: map[string]analysis.Provider{
 		"builtin":    builtin.New(source{c}, c.clock.Now),
 		"scrape":     scrape.New(addresses{c}, nil, c.clock.Now),
-		"prometheus": promprovider.New(c.clock.Now, nil),
+		"prometheus": promprovider.New(c.clock.Now),
 		"web":        web.New(nil),
 		"command":    command.New(addresses{c}),
 		// job needs Kubernetes mode: Apply refuses templates that use it.

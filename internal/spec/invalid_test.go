@@ -660,6 +660,56 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "prometheus access",
+		yaml: template(`  metrics:
+    - name: a
+      provider:
+        prometheus:
+          address: http://prometheus:9090
+          query: up
+          basicAuth: {password: x, passwordEnv: P}
+          bearerTokenSecretRef: {name: Bad_Name, key: ""}
+          tlsConfig: {ca: "not a pem", caFile: /ca.pem, certFile: /c.pem}
+          headers: [{key: authorization, value: x}]
+    - name: b
+      provider:
+        prometheus:
+          address: https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1
+          query: up
+          basicAuth: {username: u, passwordFile: /p}
+          sigv4: {region: Ireland, roleARN: "role/x", accessKeySecretRef: {name: aws, key: id}}
+    - name: c
+      provider:
+        prometheus:
+          address: https://prometheus:9090
+          query: up
+          basicAuth: {usernameSecretRef: {name: prom, key: "a/b"}, passwordSecretRef: {name: prom, key: password}}
+          tlsConfig: {keySecretRef: {name: tls, key: tls.key}}
+    - name: d
+      provider:
+        prometheus: {address: "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1", query: up, sigv4: {}}
+`),
+		want: []string{
+			"spec.metrics[0].provider.prometheus.bearerTokenSecretRef.name: \"Bad_Name\" is not a Secret name: a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', and must start and end with an alphanumeric character (e.g. 'example.com', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')",
+			"spec.metrics[0].provider.prometheus.bearerTokenSecretRef.key: is required",
+			"spec.metrics[0].provider.prometheus.basicAuth.username: is required (or usernameSecretRef)",
+			"spec.metrics[0].provider.prometheus.basicAuth: has password and passwordEnv; set at most one",
+			"spec.metrics[0].provider.prometheus.basicAuth: is set together with a bearer token; set one",
+			"spec.metrics[0].provider.prometheus.tlsConfig: has ca and caFile; set at most one",
+			"spec.metrics[0].provider.prometheus.tlsConfig.ca: holds no PEM certificate",
+			"spec.metrics[0].provider.prometheus.tlsConfig.keyFile: is required with a client certificate (or keySecretRef)",
+			`spec.metrics[0].provider.prometheus.tlsConfig: is set but address "http://prometheus:9090" is not https://`,
+			`spec.metrics[0].provider.prometheus.headers[0].key: "authorization" is set together with bearerToken, basicAuth or sigv4; set one`,
+			`spec.metrics[1].provider.prometheus.sigv4.roleARN: "role/x" is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)`,
+			`spec.metrics[1].provider.prometheus.sigv4.region: "Ireland" is not an AWS region such as eu-west-1`,
+			"spec.metrics[1].provider.prometheus.sigv4: needs both accessKeySecretRef and secretKeySecretRef, or neither (the AWS default credential chain)",
+			"spec.metrics[1].provider.prometheus.sigv4: is set together with basicAuth; sigv4 signs the Authorization header, set one",
+			`spec.metrics[2].provider.prometheus.basicAuth.usernameSecretRef.key: "a/b" is not a Secret key: a valid config key must consist of alphanumeric characters, '-', '_' or '.' (e.g. 'key.name',  or 'KEY_NAME',  or 'key-name', regex used for validation is '[-._a-zA-Z0-9]+')`,
+			"spec.metrics[2].provider.prometheus.tlsConfig.certFile: is required with a client key (or cert or certSecretRef)",
+			"spec.metrics[3].provider.prometheus.sigv4.region: is required: the AWS region of the workspace, e.g. eu-west-1",
+		},
+	},
+	{
 		name: "web",
 		yaml: template(`  metrics:
     - name: a

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"crypto/x509"
 	"fmt"
 	"maps"
 	"net/url"
@@ -51,6 +52,7 @@ var (
 	// headerName is an HTTP token (RFC 9110).
 	headerName = regexp.MustCompile("^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 	envName    = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+	awsRegion  = regexp.MustCompile(`^[a-z]{2}(-[a-z]+)+-\d+$`)
 )
 
 func validateScrape(l *errList, p string, s *v1alpha1.ScrapeMetric) {
@@ -110,21 +112,140 @@ func validatePrometheus(l *errList, p string, pm *v1alpha1.PrometheusMetric, arg
 		}
 	}
 	validateHeaders(l, p+".headers", pm.Headers, args)
-	var tokens []string
-	for _, f := range []struct{ name, v string }{{"bearerToken", pm.BearerToken}, {"bearerTokenFile", pm.BearerTokenFile}, {"bearerTokenEnv", pm.BearerTokenEnv}} {
-		if f.v != "" {
-			tokens = append(tokens, f.name)
+	bearer := validateSecret(l, p, "bearerToken", pm.BearerToken, pm.BearerTokenFile, pm.BearerTokenEnv, pm.BearerTokenSecretRef)
+	if ba := pm.BasicAuth; ba != nil {
+		bp := p + ".basicAuth"
+		if !validateSecret(l, bp, "username", ba.Username, "", "", ba.UsernameSecretRef) {
+			l.add(bp+".username", nil, "is required (or usernameSecretRef)")
+		}
+		if !validateSecret(l, bp, "password", ba.Password, ba.PasswordFile, ba.PasswordEnv, ba.PasswordSecretRef) {
+			l.add(bp+".password", nil, "is required (or passwordFile, passwordEnv or passwordSecretRef)")
+		}
+		if bearer {
+			l.add(bp, nil, "is set together with a bearer token; set one")
 		}
 	}
-	if len(tokens) > 1 {
-		l.add(p, nil, "has %s; set at most one", strings.Join(tokens, " and "))
+	if tc := pm.TLSConfig; tc != nil {
+		tp := p + ".tlsConfig"
+		validateSecret(l, tp, "ca", tc.CA, tc.CAFile, "", tc.CASecretRef)
+		if tc.CA != "" && !x509.NewCertPool().AppendCertsFromPEM([]byte(tc.CA)) {
+			l.add(tp+".ca", nil, "holds no PEM certificate")
+		}
+		cert := validateSecret(l, tp, "cert", tc.Cert, tc.CertFile, "", tc.CertSecretRef)
+		key := validateSecret(l, tp, "key", "", tc.KeyFile, "", tc.KeySecretRef)
+		switch {
+		case cert && !key:
+			l.add(tp+".keyFile", nil, "is required with a client certificate (or keySecretRef)")
+		case key && !cert:
+			l.add(tp+".certFile", nil, "is required with a client key (or cert or certSecretRef)")
+		}
+		if strings.HasPrefix(pm.Address, "http://") {
+			l.add(tp, nil, "is set but address %q is not https://", pm.Address)
+		}
 	}
-	if pm.BearerTokenEnv != "" && !envName.MatchString(pm.BearerTokenEnv) {
-		l.add(p+".bearerTokenEnv", pm.BearerTokenEnv, "is not an environment variable name")
+	if sv := pm.SigV4; sv != nil {
+		sp := p + ".sigv4"
+		if sv.RoleARN != "" && !strings.HasPrefix(sv.RoleARN, "arn:") {
+			l.add(sp+".roleARN", sv.RoleARN, "is not an ARN (arn:aws:iam::ACCOUNT:role/NAME)")
+		}
+		if sv.Region == "" {
+			l.add(sp+".region", nil, "is required: the AWS region of the workspace, e.g. eu-west-1")
+		} else if !awsRegion.MatchString(sv.Region) {
+			l.add(sp+".region", sv.Region, "is not an AWS region such as eu-west-1")
+		}
+		ak := validateSecret(l, sp, "accessKey", "", "", "", sv.AccessKeySecretRef)
+		sk := validateSecret(l, sp, "secretKey", "", "", "", sv.SecretKeySecretRef)
+		if ak != sk {
+			l.add(sp, nil, "needs both accessKeySecretRef and secretKeySecretRef, or neither (the AWS default credential chain)")
+		}
+		if pm.BasicAuth != nil {
+			l.add(sp, nil, "is set together with basicAuth; sigv4 signs the Authorization header, set one")
+		}
+		if bearer {
+			l.add(sp, nil, "is set together with a bearer token; sigv4 signs the Authorization header, set one")
+		}
+	}
+	if bearer || pm.BasicAuth != nil || pm.SigV4 != nil {
+		for i, h := range pm.Headers {
+			if strings.EqualFold(h.Key, "Authorization") {
+				l.add(fmt.Sprintf("%s.headers[%d].key", p, i), h.Key, "is set together with bearerToken, basicAuth or sigv4; set one")
+			}
+		}
 	}
 	if pm.Timeout != nil {
 		validateDuration(l, p+".timeout", pm.Timeout, true)
 	}
+}
+
+// validateSecret checks the sources of the setting base+"."+name: the field itself, and the
+// ones named with File, Env and SecretRef after it; at most one may be set. It reports
+// whether one is.
+func validateSecret(l *errList, base, name, inline, file, env string, ref *v1alpha1.SecretKeyRef) bool {
+	p := base + "." + name
+	var set []string
+	for _, f := range []struct{ name, v string }{{name, inline}, {name + "File", file}, {name + "Env", env}} {
+		if f.v != "" {
+			set = append(set, f.name)
+		}
+	}
+	if ref != nil {
+		set = append(set, name+"SecretRef")
+		if ref.Name == "" {
+			l.add(p+"SecretRef.name", nil, "is required")
+		} else if errs := validation.IsDNS1123Subdomain(ref.Name); len(errs) > 0 {
+			l.add(p+"SecretRef.name", ref.Name, "is not a Secret name: %s", strings.Join(errs, "; "))
+		}
+		if ref.Key == "" {
+			l.add(p+"SecretRef.key", nil, "is required")
+		} else if errs := validation.IsConfigMapKey(ref.Key); len(errs) > 0 {
+			l.add(p+"SecretRef.key", ref.Key, "is not a Secret key: %s", strings.Join(errs, "; "))
+		}
+	}
+	if len(set) > 1 {
+		l.add(base, nil, "has %s; set at most one", strings.Join(set, " and "))
+	}
+	if env != "" && !envName.MatchString(env) {
+		l.add(p+"Env", env, "is not an environment variable name")
+	}
+	return len(set) > 0
+}
+
+// SecretRef is a secret reference set in a provider, which only Kubernetes mode can read.
+type SecretRef struct {
+	// Path is the field's path under the provider, e.g. basicAuth.passwordSecretRef.
+	Path string
+	// Instead names what local mode reads instead.
+	Instead string
+}
+
+// LocalModeMessage says why local mode refuses the reference and what to use.
+func (r SecretRef) LocalModeMessage() string {
+	return "a Kubernetes Secret cannot be read in local mode; use " + r.Instead
+}
+
+// PrometheusSecretRefs returns the secret references set in pm, in field order.
+func PrometheusSecretRefs(pm *v1alpha1.PrometheusMetric) []SecretRef {
+	var refs []SecretRef
+	add := func(ref *v1alpha1.SecretKeyRef, path, instead string) {
+		if ref != nil {
+			refs = append(refs, SecretRef{Path: path, Instead: instead})
+		}
+	}
+	add(pm.BearerTokenSecretRef, "bearerTokenSecretRef", "bearerTokenFile or bearerTokenEnv")
+	if ba := pm.BasicAuth; ba != nil {
+		add(ba.UsernameSecretRef, "basicAuth.usernameSecretRef", "basicAuth.username")
+		add(ba.PasswordSecretRef, "basicAuth.passwordSecretRef", "basicAuth.passwordFile or basicAuth.passwordEnv")
+	}
+	if tc := pm.TLSConfig; tc != nil {
+		add(tc.CASecretRef, "tlsConfig.caSecretRef", "tlsConfig.caFile or tlsConfig.ca")
+		add(tc.CertSecretRef, "tlsConfig.certSecretRef", "tlsConfig.certFile")
+		add(tc.KeySecretRef, "tlsConfig.keySecretRef", "tlsConfig.keyFile")
+	}
+	if sv := pm.SigV4; sv != nil {
+		add(sv.AccessKeySecretRef, "sigv4.accessKeySecretRef", "the AWS default credential chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or sigv4.profile)")
+		add(sv.SecretKeySecretRef, "sigv4.secretKeySecretRef", "the AWS default credential chain (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or sigv4.profile)")
+	}
+	return refs
 }
 
 func validateWeb(l *errList, p string, w *v1alpha1.WebMetric, args []v1alpha1.Argument) {

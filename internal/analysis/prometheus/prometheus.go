@@ -1,17 +1,18 @@
 // Package prometheus is the analysis provider that runs PromQL over the Prometheus HTTP API
 // (github.com/prometheus/client_golang/api): an instant query, or a range query reduced to
 // one value. The query must give one series; none (or NaN) is "no data", Inconclusive.
+// Requests go through prometheus/common's HTTP client (basic auth, bearer token, TLS) and,
+// for Amazon Managed Service for Prometheus, github.com/prometheus/sigv4's signer.
 package prometheus
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	promapi "github.com/prometheus/client_golang/api"
@@ -32,22 +33,22 @@ const (
 
 // Provider measures prometheus metrics. It implements analysis.Provider.
 type Provider struct {
-	clock     func() time.Time
-	transport http.RoundTripper
+	clock func() time.Time
+
+	mu sync.Mutex
+	// signers are the SigV4 signers by settings (see signer).
+	signers map[string]http.RoundTripper
 }
 
 var _ analysis.Provider = (*Provider)(nil)
 
 // New returns a provider. A nil clock means time.Now (the time of instant queries and the end
-// of range queries); a nil transport means a clone of http.DefaultTransport.
-func New(clock func() time.Time, transport http.RoundTripper) *Provider {
+// of range queries).
+func New(clock func() time.Time) *Provider {
 	if clock == nil {
 		clock = time.Now
 	}
-	if transport == nil {
-		transport = http.DefaultTransport.(*http.Transport).Clone()
-	}
-	return &Provider{clock: clock, transport: transport}
+	return &Provider{clock: clock}
 }
 
 // Measure runs the metric's query, with its template variables replaced (see
@@ -71,24 +72,26 @@ func (p *Provider) Measure(ctx context.Context, m v1alpha1.Metric, t analysis.Ta
 			return analysis.Value{}, fmt.Errorf("timeout: %w", err)
 		}
 	}
-	rt := &authTransport{base: p.transport}
+	var headers [][2]string
 	for _, h := range pm.Headers {
 		v, err := analysis.Expand(h.Value, &m, t)
 		if err != nil {
 			return analysis.Value{}, fmt.Errorf("header %s: %w", h.Key, err)
 		}
-		rt.headers = append(rt.headers, [2]string{h.Key, v})
+		headers = append(headers, [2]string{h.Key, v})
 	}
-	if rt.token, err = bearerToken(pm); err != nil {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	ctx, rt, done, err := p.roundTripper(ctx, pm, headers, t)
+	if err != nil {
 		return analysis.Value{}, err
 	}
+	defer done()
 	client, err := promapi.NewClient(promapi.Config{Address: address, RoundTripper: rt})
 	if err != nil {
 		return analysis.Value{}, fmt.Errorf("address %q: %w", address, err)
 	}
 	api := promv1.NewAPI(client)
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
 	now := p.clock()
 
 	if pm.RangeQuery == nil {
@@ -236,61 +239,4 @@ func withWarnings(v analysis.Value, w promv1.Warnings) analysis.Value {
 		v.Text += " (warnings: " + strings.Join(w, "; ") + ")"
 	}
 	return v
-}
-
-// bearerToken reads the metric's bearer token from the field, file or environment variable
-// that gives it. It is never logged nor put in an error.
-func bearerToken(pm *v1alpha1.PrometheusMetric) (string, error) {
-	switch {
-	case pm.BearerToken != "":
-		return pm.BearerToken, nil
-	case pm.BearerTokenFile != "":
-		b, err := os.ReadFile(pm.BearerTokenFile)
-		if err != nil {
-			return "", fmt.Errorf("bearerTokenFile: %w", err)
-		}
-		tok := strings.TrimSpace(string(b))
-		if tok == "" {
-			return "", fmt.Errorf("bearerTokenFile %s is empty", pm.BearerTokenFile)
-		}
-		return tok, nil
-	case pm.BearerTokenEnv != "":
-		tok := strings.TrimSpace(os.Getenv(pm.BearerTokenEnv))
-		if tok == "" {
-			return "", fmt.Errorf("bearerTokenEnv: the environment variable %s is not set", pm.BearerTokenEnv)
-		}
-		return tok, nil
-	}
-	return "", nil
-}
-
-// authTransport adds the metric's headers and bearer token to every request.
-type authTransport struct {
-	base    http.RoundTripper
-	headers [][2]string
-	token   string
-}
-
-func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
-	req = req.Clone(req.Context())
-	for _, h := range t.headers {
-		req.Header.Set(h[0], h[1])
-	}
-	if t.token != "" {
-		req.Header.Set("Authorization", "Bearer "+t.token)
-	}
-	resp, err := t.base.RoundTrip(req)
-	if err != nil {
-		return nil, err
-	}
-	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		// The API client would report "client error: 401"; say what to check.
-		resp.Body.Close()
-		how := "no bearer token is set"
-		if t.token != "" {
-			how = "the bearer token was refused"
-		}
-		return nil, errors.New(resp.Status + " from " + req.URL.Host + ": " + how)
-	}
-	return resp, nil
 }

@@ -68,7 +68,7 @@ test_scrapes %d
 	}))
 	defer gate.Close()
 
-	p := New(nil, nil)
+	p := New(nil)
 	tg := analysis.Target{Rollout: "chat-api", Revision: 2, Baseline: 1, Role: "canary", Args: map[string]string{"class": "5xx", "service-name": "chat"}}
 	measure := func(pm v1alpha1.PrometheusMetric, interval string) (analysis.Value, error) {
 		m := v1alpha1.Metric{Name: "m", Provider: v1alpha1.MetricProvider{Prometheus: &pm}}
