@@ -1,7 +1,7 @@
 # ramp: the two commands the README promises.
 #   make demo  builds ramp and the sample chat-api and runs a real local rollout
 #   make test  runs every test (it first builds the Kubernetes control plane for the Kubernetes
-#              tests, once: about 8 minutes cold, a second run finds it cached)
+#              tests, once: 10 to 40 minutes cold, a second run finds it cached)
 # and the release's:
 #   make release  dist/: static binaries for linux and darwin, amd64 and arm64, their tar.gz
 #                 archives, the krew manifest (dist/ramp.yaml) and SHA256SUMS

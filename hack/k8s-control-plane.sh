@@ -9,7 +9,7 @@
 # A second run with the stamp present returns at once. The build happens in a throwaway module
 # in a temp dir (Kubernetes' staging modules pinned there with `replace`), never in the
 # project's go.mod; the Go build cache and module cache are the user's usual ones.
-# Cold build: about 8 minutes on 2 cores, about 450 MB of binaries.
+# Cold build: 10 to 40 minutes on 2 cores (39 minutes on a busy one), about 470 MB of binaries.
 set -euo pipefail
 
 K8S_VERSION=v1.37.2       # k8s.io/kubernetes
@@ -46,7 +46,7 @@ work=$(mktemp -d "${TMPDIR:-/tmp}/ramp-k8s-build.XXXXXX")
 trap 'rm -rf "$work"' EXIT
 out="$work/bin"
 mkdir -p "$out"
-log "building $KEY into $BIN (about 8 minutes on 2 idle cores)"
+log "building $KEY into $BIN (10 to 40 minutes on 2 cores, depending on load)"
 
 # The throwaway module. Kubernetes' go.mod replaces its staging modules with ./staging/...
 # paths, which only work inside its repo; pin each to the published staging version instead.
