@@ -43,16 +43,12 @@ func runLocal(ctx context.Context, dir, bin string) (*result, error) {
 	for i := range names {
 		names[i] = fmt.Sprintf("svc-%04d", i)
 	}
-	listens, err := freeAddrs(n)
-	if err != nil {
-		return nil, err
-	}
 	templates := make([]string, n)
 	detail := ""
 	switch *template {
 	case "upstream":
-		// One listener per rollout in this process, answering 200 "ok". Nothing calls them:
-		// ramp does not probe fixed upstreams.
+		// One listener per rollout in this process, answering 200 "ok". ramp's supervisor
+		// checks each with a TCP connect every second; no request is sent.
 		srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.Write([]byte("ok\n")) }),
 			ReadHeaderTimeout: 10 * time.Second}
 		defer srv.Close()
@@ -78,6 +74,12 @@ func runLocal(ctx context.Context, dir, bin string) (*result, error) {
 		}
 		detail = "one bench/upstream child process each, readiness probe on its defaults"
 	}
+	// After the upstreams' listeners, which stay open, so that no address is taken twice.
+	addrs, err := freeAddrs(n + 1)
+	if err != nil {
+		return nil, err
+	}
+	apiAddr, listens := addrs[0], addrs[1:]
 	var spec strings.Builder
 	for i := range names {
 		fmt.Fprintf(&spec, localRollout, names[i], listens[i], templates[i])
@@ -88,10 +90,6 @@ func runLocal(ctx context.Context, dir, bin string) (*result, error) {
 	}
 
 	state := filepath.Join(dir, "state")
-	apiAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
 	env, pprofAddr, err := profileEnv()
 	if err != nil {
 		return nil, err
