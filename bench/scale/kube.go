@@ -157,18 +157,18 @@ func runKube(ctx context.Context, dir, bin string) (*result, error) {
 		detail: "one Deployment of 1 pod each (kwok), canary without a router",
 		load:   [2]string{load0, load1}, others: m.others,
 		counters: []counter{
-			{"decisions (ramp_reconcile_duration_seconds_count)", m.delta("ramp_reconcile_duration_seconds_count", `mode="kubernetes"`)},
-			{"reconciles (controller_runtime_reconcile_total)", m.delta("controller_runtime_reconcile_total")},
-			{"GC cycles (go_gc_duration_seconds_count)", m.delta("go_gc_duration_seconds_count")},
+			m.counter("decisions (ramp_reconcile_duration_seconds_count)", "ramp_reconcile_duration_seconds_count", `mode="kubernetes"`),
+			m.counter("reconciles (controller_runtime_reconcile_total)", "controller_runtime_reconcile_total"),
+			m.counter("GC cycles (go_gc_duration_seconds_count)", "go_gc_duration_seconds_count"),
 		},
 		gauges: []counter{
-			{"goroutines after the window", sumMetric(m.after, "go_goroutines")},
-			{"Go heap in use after the window, MiB", sumMetric(m.after, "go_memstats_heap_inuse_bytes") / (1 << 20)},
+			{what: "goroutines after the window", value: sumMetric(m.after, "go_goroutines")},
+			{what: "Go heap in use after the window, MiB", value: sumMetric(m.after, "go_memstats_heap_inuse_bytes") / (1 << 20)},
 		},
 	}
 	for _, method := range labelValues(m.after, "rest_client_requests_total", "method") {
-		res.counters = append(res.counters, counter{"API requests " + method + " (rest_client_requests_total)",
-			m.delta("rest_client_requests_total", `method="`+method+`"`)})
+		res.counters = append(res.counters, m.counter("API requests "+method+" (rest_client_requests_total)",
+			"rest_client_requests_total", `method="`+method+`"`))
 	}
 	if *cpuProfile != "" {
 		res.profileTop = profileTop(bin)

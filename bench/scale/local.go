@@ -176,12 +176,12 @@ func runLocal(ctx context.Context, dir, bin string) (*result, error) {
 		mode: "local", rollouts: n, detail: detail, window: m.window, baseRSS: baseRSS, target: 0.05,
 		load: [2]string{load0, load1},
 		counters: []counter{
-			{"decisions (ramp_reconcile_duration_seconds_count)", m.delta("ramp_reconcile_duration_seconds_count", `mode="local"`)},
-			{"GC cycles (go_gc_duration_seconds_count)", m.delta("go_gc_duration_seconds_count")},
+			m.counter("decisions (ramp_reconcile_duration_seconds_count)", "ramp_reconcile_duration_seconds_count", `mode="local"`),
+			m.counter("GC cycles (go_gc_duration_seconds_count)", "go_gc_duration_seconds_count"),
 		},
 		gauges: []counter{
-			{"goroutines after the window", sumMetric(m.after, "go_goroutines")},
-			{"Go heap in use after the window, MiB", sumMetric(m.after, "go_memstats_heap_inuse_bytes") / (1 << 20)},
+			{what: "goroutines after the window", value: sumMetric(m.after, "go_goroutines")},
+			{what: "Go heap in use after the window, MiB", value: sumMetric(m.after, "go_memstats_heap_inuse_bytes") / (1 << 20)},
 		},
 	}
 	if *cpuProfile != "" {

@@ -151,6 +151,7 @@ type result struct {
 type counter struct {
 	what  string
 	value float64
+	total float64 // since ramp started (counters only)
 }
 
 type otherCPU struct {
@@ -178,7 +179,7 @@ func (r *result) print(w io.Writer) {
 	fmt.Fprintf(w, "| ramp threads | %d |\n", r.window.threads)
 	secs := r.window.wall.Seconds()
 	for _, c := range r.counters {
-		fmt.Fprintf(w, "| %s | %.0f in the window (%.1f/s) |\n", c.what, c.value, c.value/secs)
+		fmt.Fprintf(w, "| %s | %.0f in the window (%.1f/s); %.0f since start |\n", c.what, c.value, c.value/secs, c.total)
 	}
 	for _, c := range r.gauges {
 		fmt.Fprintf(w, "| %s | %.4g |\n", c.what, c.value)
@@ -274,9 +275,10 @@ type measured struct {
 	others        []otherCPU
 }
 
-// delta is the change of a counter over the window.
-func (m measured) delta(name string, labels ...string) float64 {
-	return sumMetric(m.after, name, labels...) - sumMetric(m.before, name, labels...)
+// counter is the change of a counter over the window, and its value after it.
+func (m measured) counter(what, name string, labels ...string) counter {
+	after := sumMetric(m.after, name, labels...)
+	return counter{what: what, value: after - sumMetric(m.before, name, labels...), total: after}
 }
 
 // pprofProfile fetches a CPU profile of d from ramp's pprof address into *cpuProfile.
