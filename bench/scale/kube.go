@@ -164,6 +164,10 @@ func runKube(ctx context.Context, dir, bin string) (*result, error) {
 		gauges: []counter{
 			{what: "goroutines after the window", value: sumMetric(m.after, "go_goroutines")},
 			{what: "Go heap in use after the window, MiB", value: sumMetric(m.after, "go_memstats_heap_inuse_bytes") / (1 << 20)},
+			// While settling: how long one reconcile took (its API calls, client-side rate
+			// limiting included) and how long a Rollout waited in the queue for the one worker.
+			{what: "mean reconcile since start, ms (workqueue_work_duration_seconds)", value: 1000 * meanOf(m.after, "workqueue_work_duration_seconds", `name="rollout"`)},
+			{what: "mean queue wait since start, ms (workqueue_queue_duration_seconds)", value: 1000 * meanOf(m.after, "workqueue_queue_duration_seconds", `name="rollout"`)},
 		},
 	}
 	for _, method := range labelValues(m.after, "rest_client_requests_total", "method") {
@@ -246,4 +250,13 @@ func createOne(ctx context.Context, c client.Client, name string) error {
 		return fmt.Errorf("create Rollout %s: %w", name, err)
 	}
 	return nil
+}
+
+// meanOf is a histogram's mean: its _sum over its _count.
+func meanOf(ss []sample, name string, labels ...string) float64 {
+	n := sumMetric(ss, name+"_count", labels...)
+	if n == 0 {
+		return 0
+	}
+	return sumMetric(ss, name+"_sum", labels...) / n
 }

@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -182,7 +183,11 @@ func (r *result) print(w io.Writer) {
 		fmt.Fprintf(w, "| %s | %.0f in the window (%.1f/s); %.0f since start |\n", c.what, c.value, c.value/secs, c.total)
 	}
 	for _, c := range r.gauges {
-		fmt.Fprintf(w, "| %s | %.4g |\n", c.what, c.value)
+		if c.value == math.Trunc(c.value) {
+			fmt.Fprintf(w, "| %s | %.0f |\n", c.what, c.value)
+		} else {
+			fmt.Fprintf(w, "| %s | %.1f |\n", c.what, c.value)
+		}
 	}
 	for _, o := range r.others {
 		fmt.Fprintf(w, "| %s CPU (same window) | %.3f core, RSS %.0f MiB |\n", o.name, o.cores, float64(o.rss)/mib)
