@@ -247,7 +247,7 @@ func (m *mode) CarryOut(ctx context.Context, ro *v1alpha1.Rollout, out engine.Ou
 func (m *mode) Persist(ctx context.Context, ro *v1alpha1.Rollout) error {
 	if err := m.r.client.Status().Update(ctx, ro); err != nil {
 		m.recordWorld(ro)
-		return fmt.Errorf("update status of %s: %w", ro.Name, err)
+		return err // the driver says whose status
 	}
 	m.persisted = true
 	return nil
