@@ -60,7 +60,8 @@ const (
 )
 
 // Reconciler is Kubernetes mode's adapter around the engine, the twin of local mode's
-// Controller. It reconciles one Rollout at a time:
+// Controller. Each reconcile is one driver.Step over Kubernetes mode (mode.go). It reconciles
+// one Rollout at a time:
 //
 //   - The team's Deployment (spec.workloadRef) keeps running the STABLE revision. Once the
 //     first revision is stable ramp pauses the Deployment (spec.paused, annotated
