@@ -81,7 +81,6 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	}
 	in.Now = now
 	out := engine.Decide(in)
-	promotedFrom := r.Status.StableRevision
 	r.Status = out.Status
 	if err := m.CarryOut(ctx, r, out); err != nil {
 		return Result{}, err
@@ -110,7 +109,9 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	// revision), so a test suite stops when its rollout does.
 	on := m.Target(r, "")
 	m.Measurer().Forget(on.Namespace, on.Rollout, r.Status.Analysis)
-	if promotedFrom != r.Status.StableRevision {
+	// Prune when the status changed: what is in use is read off the status, and a revision
+	// leaves it after its promotion as its instances go (Kubernetes mode's hand-over).
+	if res.Changed {
 		if err := prune(ctx, m, r); err != nil {
 			return res, err
 		}
