@@ -182,7 +182,7 @@ func albConditions(hr v1alpha1.SetHeaderRoute) ([]albCondition, error) {
 	return out, nil
 }
 
-// isALBHeaderPath reports a path ramp put in for a header route: its backend names a managed
+// isHeaderPath reports a path ramp put in for a header route: its backend names a managed
 // route, with the use-annotation port.
 func (cfg albConfig) isHeaderPath(p *networkingv1.HTTPIngressPath) bool {
 	s := p.Backend.Service
