@@ -449,7 +449,7 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 				ro.Spec.Strategy.Canary.Steps = []v1alpha1.CanaryStep{{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "testers", Match: []v1alpha1.HeaderMatch{{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}}}}}}
 			},
 			condition: v1alpha1.ConditionValid, reason: "InvalidSpec",
-			message: "spec.strategy.canary.steps[0].setHeaderRoute: cannot be done by the service (plain Service selectors) router, which cannot route by header; use trafficRouting gatewayAPI, istio or nginx",
+			message: "spec.strategy.canary.steps[0].setHeaderRoute: cannot be done by the service (plain Service selectors) router, which cannot route by header; use trafficRouting gatewayAPI, istio, nginx or alb",
 		},
 		{
 			name:      "no workloadRef",
