@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -86,26 +85,12 @@ func runKube(ctx context.Context, dir, bin string) (*result, error) {
 	}
 	defer stop()
 	pid := cmd.Process.Pid
-	fail := func(err error) (*result, error) {
-		return nil, fmt.Errorf("%w\ncontroller's log (end):\n%s", err, tailFile(logFile, 3000))
-	}
+	p := rampProc{pid: pid, name: "ramp controller", logName: "controller's log", logFile: logFile}
+	fail := func(err error) (*result, error) { return nil, p.fail(err) }
 	metricsURL := "http://" + metricsAddr + "/metrics"
-	if err := waitUntil(ctx, "the controller's metrics endpoint", time.Minute, 200*time.Millisecond, func() (bool, string, error) {
-		if exited(pid) {
-			return false, "", fmt.Errorf("ramp controller exited")
-		}
-		resp, err := http.Get(metricsURL)
-		if err != nil {
-			return false, err.Error(), nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status, nil
-	}); err != nil {
-		return fail(err)
-	}
-	baseRSS, err := idleRSS(ctx, pid)
+	baseRSS, err := p.waitServing(ctx, "the controller's metrics endpoint", metricsURL, time.Minute, 200*time.Millisecond)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 
 	start := time.Now()
@@ -114,9 +99,6 @@ func runKube(ctx context.Context, dir, bin string) (*result, error) {
 	}
 	log.Printf("created %d Deployments and Rollouts in %s", n, time.Since(start).Round(time.Millisecond))
 	check := func() (bool, string, error) {
-		if exited(pid) {
-			return false, "", fmt.Errorf("ramp controller exited")
-		}
 		lctx, cancel := context.WithTimeout(ctx, time.Minute)
 		defer cancel()
 		var list v1alpha1.RolloutList
@@ -126,36 +108,20 @@ func runKube(ctx context.Context, dir, bin string) (*result, error) {
 		ok, state := settled(list.Items, n, func(r v1alpha1.Rollout) bool { return r.Status.ObservedGeneration == r.Generation })
 		return ok, state, nil
 	}
-	if err := waitUntil(ctx, "all Rollouts settled", *settleWait, 2*time.Second, check); err != nil {
-		return fail(err)
-	}
-	log.Printf("all %d Rollouts settled %s after the first create; warming up %s, then measuring %ds", n, time.Since(start).Round(time.Second), *warmup, *seconds)
-	if err := sleep(ctx, *warmup); err != nil {
-		return nil, err
-	}
-	var prof func(context.Context, time.Duration) error
-	if pprofAddr != "" {
-		prof = pprofProfile(pprofAddr)
-	}
 	others := children(os.Getpid())
-	for name, p := range others {
-		if p == pid {
+	for name, op := range others {
+		if op == pid {
 			delete(others, name)
 		}
 	}
-	load0 := loadAverage()
-	m, err := measure(ctx, pid, time.Duration(*seconds)*time.Second, metricsURL, prof, others)
+	m, load, err := p.idleWindow(ctx, "Rollouts", "the first create", start, 2*time.Second, check, metricsURL, pprofAddr, others)
 	if err != nil {
-		return fail(err)
-	}
-	load1 := loadAverage()
-	if ok, state, err := check(); err != nil || !ok {
-		return fail(fmt.Errorf("after the window, not all Rollouts settled any more (%s): %v", state, err))
+		return nil, err
 	}
 	res := &result{
 		mode: "kubernetes", rollouts: n, window: m.window, baseRSS: baseRSS, target: 0.5,
 		detail: "one Deployment of 1 pod each (kwok), canary without a router",
-		load:   [2]string{load0, load1}, others: m.others,
+		load:   load, others: m.others,
 		counters: []counter{
 			m.counter("decisions (ramp_reconcile_duration_seconds_count)", "ramp_reconcile_duration_seconds_count", `mode="kubernetes"`),
 			m.counter("reconciles (controller_runtime_reconcile_total)", "controller_runtime_reconcile_total"),

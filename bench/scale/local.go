@@ -100,26 +100,11 @@ func runLocal(ctx context.Context, dir, bin string) (*result, error) {
 		return nil, err
 	}
 	defer stop()
-	pid := cmd.Process.Pid
-	fail := func(err error) (*result, error) {
-		return nil, fmt.Errorf("%w\nramp's log (end):\n%s", err, tailFile(logFile, 3000))
-	}
-	if err := waitUntil(ctx, "ramp's control API", 30*time.Second, 100*time.Millisecond, func() (bool, string, error) {
-		if exited(pid) {
-			return false, "", fmt.Errorf("ramp serve exited")
-		}
-		resp, err := http.Get("http://" + apiAddr + "/healthz")
-		if err != nil {
-			return false, err.Error(), nil
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK, resp.Status, nil
-	}); err != nil {
-		return fail(err)
-	}
-	baseRSS, err := idleRSS(ctx, pid)
+	p := rampProc{pid: cmd.Process.Pid, name: "ramp serve", logName: "ramp's log", logFile: logFile}
+	fail := func(err error) (*result, error) { return nil, p.fail(err) }
+	baseRSS, err := p.waitServing(ctx, "ramp's control API", "http://"+apiAddr+"/healthz", 30*time.Second, 100*time.Millisecond)
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
 
 	rampCLI := func(args ...string) ([]byte, error) {
@@ -137,9 +122,6 @@ func runLocal(ctx context.Context, dir, bin string) (*result, error) {
 	}
 	log.Printf("applied %d rollouts in %s", n, time.Since(start).Round(time.Millisecond))
 	check := func() (bool, string, error) {
-		if exited(pid) {
-			return false, "", fmt.Errorf("ramp serve exited")
-		}
 		out, err := rampCLI("get", "-o", "json")
 		if err != nil {
 			return false, err.Error(), nil
@@ -151,30 +133,13 @@ func runLocal(ctx context.Context, dir, bin string) (*result, error) {
 		ok, state := settled(list.Items, n, func(v1alpha1.Rollout) bool { return true })
 		return ok, state, nil
 	}
-	if err := waitUntil(ctx, "all rollouts settled", *settleWait, time.Second, check); err != nil {
-		return fail(err)
-	}
-	log.Printf("all %d rollouts settled %s after the apply; warming up %s, then measuring %ds", n, time.Since(start).Round(time.Second), *warmup, *seconds)
-	if err := sleep(ctx, *warmup); err != nil {
-		return nil, err
-	}
-	var prof func(context.Context, time.Duration) error
-	if pprofAddr != "" {
-		prof = pprofProfile(pprofAddr)
-	}
-	load0 := loadAverage()
-	m, err := measure(ctx, pid, time.Duration(*seconds)*time.Second, "http://"+apiAddr+"/metrics", prof, nil)
+	m, load, err := p.idleWindow(ctx, "rollouts", "the apply", start, time.Second, check, "http://"+apiAddr+"/metrics", pprofAddr, nil)
 	if err != nil {
-		return fail(err)
-	}
-	load1 := loadAverage()
-	// Nothing may have changed: every rollout still settled on its first revision.
-	if ok, state, err := check(); err != nil || !ok {
-		return fail(fmt.Errorf("after the window, not all rollouts settled any more (%s): %v", state, err))
+		return nil, err
 	}
 	res := &result{
 		mode: "local", rollouts: n, detail: detail, window: m.window, baseRSS: baseRSS, target: 0.05,
-		load: [2]string{load0, load1},
+		load: load,
 		counters: []counter{
 			m.counter("decisions (ramp_reconcile_duration_seconds_count)", "ramp_reconcile_duration_seconds_count", `mode="local"`),
 			m.counter("GC cycles (go_gc_duration_seconds_count)", "go_gc_duration_seconds_count"),

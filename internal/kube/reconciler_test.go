@@ -393,18 +393,24 @@ func TestCanaryWithServiceSelectors(t *testing.T) {
 	if c := progressing(f.deployment()); c == nil || c.Reason != "DeploymentPaused" {
 		t.Errorf("deployment's Progressing condition %+v after a new revision; want DeploymentPaused", c)
 	}
+	if nums := f.controllerRevisions(); !slices.Equal(nums, []int64{2, 3, 4}) {
+		t.Errorf("controller revisions %v; want [2 3 4]", nums)
+	}
+}
+
+// controllerRevisions lists the revision numbers of the namespace's ControllerRevisions, in order.
+func (f *fixture) controllerRevisions() []int64 {
+	f.t.Helper()
 	var crs appsv1.ControllerRevisionList
 	if err := f.c.List(context.Background(), &crs, client.InNamespace(ns)); err != nil {
-		t.Fatal(err)
+		f.t.Fatal(err)
 	}
 	var nums []int64
 	for _, cr := range crs.Items {
 		nums = append(nums, cr.Revision)
 	}
 	slices.Sort(nums)
-	if !slices.Equal(nums, []int64{2, 3, 4}) {
-		t.Errorf("controller revisions %v; want [2 3 4]", nums)
-	}
+	return nums
 }
 
 func progressing(d *appsv1.Deployment) *appsv1.DeploymentCondition {
@@ -543,22 +549,9 @@ func TestPromotionPrunesHistory(t *testing.T) {
 	ro.Spec.RevisionHistoryLimit = ptr(int32(0))
 	f := newFixture(t, ro)
 	f.settle()
-	revisions := func() []int64 {
-		t.Helper()
-		var crs appsv1.ControllerRevisionList
-		if err := f.c.List(context.Background(), &crs, client.InNamespace(ns)); err != nil {
-			t.Fatal(err)
-		}
-		var nums []int64
-		for _, cr := range crs.Items {
-			nums = append(nums, cr.Revision)
-		}
-		slices.Sort(nums)
-		return nums
-	}
 	f.setImage("chat-api:v2")
 	f.settle()
-	if got := revisions(); !slices.Equal(got, []int64{1, 2}) {
+	if got := f.controllerRevisions(); !slices.Equal(got, []int64{1, 2}) {
 		t.Fatalf("controller revisions %v during the canary; want [1 2]", got)
 	}
 	f.command(func(ro *v1alpha1.Rollout) error { return engine.Promote(ro, false) })
@@ -566,7 +559,7 @@ func TestPromotionPrunesHistory(t *testing.T) {
 	if st := f.rollout().Status; st.StableRevision != 2 {
 		t.Fatalf("after promote: stable %d: %s", st.StableRevision, st.Message)
 	}
-	if got := revisions(); !slices.Equal(got, []int64{2}) {
+	if got := f.controllerRevisions(); !slices.Equal(got, []int64{2}) {
 		t.Errorf("controller revisions %v after the promotion; want [2]", got)
 	}
 }
