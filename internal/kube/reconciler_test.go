@@ -134,20 +134,21 @@ func (f *fixture) settle() {
 
 func (f *fixture) rollout() *v1alpha1.Rollout {
 	f.t.Helper()
-	ro := &v1alpha1.Rollout{}
-	if err := f.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "chat-api"}, ro); err != nil {
-		f.t.Fatalf("get rollout: %s", err)
-	}
-	return ro
+	return getChatAPI(f, &v1alpha1.Rollout{}, "rollout")
 }
 
 func (f *fixture) deployment() *appsv1.Deployment {
 	f.t.Helper()
-	d := &appsv1.Deployment{}
-	if err := f.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "chat-api"}, d); err != nil {
-		f.t.Fatalf("get deployment: %s", err)
+	return getChatAPI(f, &appsv1.Deployment{}, "deployment")
+}
+
+// getChatAPI reads the object named chat-api into obj.
+func getChatAPI[T client.Object](f *fixture, obj T, what string) T {
+	f.t.Helper()
+	if err := f.c.Get(context.Background(), types.NamespacedName{Namespace: ns, Name: "chat-api"}, obj); err != nil {
+		f.t.Fatalf("get %s: %s", what, err)
 	}
-	return d
+	return obj
 }
 
 func (f *fixture) replicaSets() map[string]*appsv1.ReplicaSet {
@@ -379,7 +380,7 @@ func TestCanaryWithServiceSelectors(t *testing.T) {
 	if c := meta.FindStatusCondition(ro.Status.Conditions, v1alpha1.ConditionHealthy); c == nil || c.Reason != "Degraded" {
 		t.Errorf("Healthy condition %+v; want reason Degraded", c)
 	}
-	if c := progressing(f.deployment()); c == nil || c.Reason != "ProgressDeadlineExceeded" || !strings.HasPrefix(c.Message, "ramp aborted revision 3: by user;") {
+	if c := progressingCondition(f.deployment()); c == nil || c.Reason != "ProgressDeadlineExceeded" || !strings.HasPrefix(c.Message, "ramp aborted revision 3: by user;") {
 		t.Errorf("deployment's Progressing condition %+v; want ProgressDeadlineExceeded by ramp (kubectl rollout status fails)", c)
 	}
 
@@ -390,7 +391,7 @@ func TestCanaryWithServiceSelectors(t *testing.T) {
 	if ro.Status.CurrentRevision != 4 {
 		t.Errorf("current revision %d after going back to v1; want 4", ro.Status.CurrentRevision)
 	}
-	if c := progressing(f.deployment()); c == nil || c.Reason != "DeploymentPaused" {
+	if c := progressingCondition(f.deployment()); c == nil || c.Reason != "DeploymentPaused" {
 		t.Errorf("deployment's Progressing condition %+v after a new revision; want DeploymentPaused", c)
 	}
 	if nums := f.controllerRevisions(); !slices.Equal(nums, []int64{2, 3, 4}) {
@@ -411,15 +412,6 @@ func (f *fixture) controllerRevisions() []int64 {
 	}
 	slices.Sort(nums)
 	return nums
-}
-
-func progressing(d *appsv1.Deployment) *appsv1.DeploymentCondition {
-	for i := range d.Status.Conditions {
-		if d.Status.Conditions[i].Type == appsv1.DeploymentProgressing {
-			return &d.Status.Conditions[i]
-		}
-	}
-	return nil
 }
 
 func keys[V any](m map[string]V) []string {

@@ -111,33 +111,18 @@ var _ io.Writer = (*discardWriter)(nil)
 // allocating: the server benchmarks' allocations are then the proxy's and its server's.
 func rawUpstream(b *testing.B) string {
 	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
 	resp := []byte("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nDate: Fri, 27 Nov 2026 09:00:00 GMT\r\nContent-Length: 11\r\n\r\n{\"ok\":true}")
-	go func() {
+	return serveConns(b, func(c net.Conn) {
+		br := bufio.NewReader(c)
 		for {
-			c, err := ln.Accept()
-			if err != nil {
+			if err := skipHead(br); err != nil {
 				return
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					if err := skipHead(br); err != nil {
-						return
-					}
-					if _, err := c.Write(resp); err != nil {
-						return
-					}
-				}
-			}()
+			if _, err := c.Write(resp); err != nil {
+				return
+			}
 		}
-	}()
-	return ln.Addr().String()
+	})
 }
 
 // skipHead reads a message head and returns its Content-Length (0 when none).
@@ -176,12 +161,7 @@ func benchServer(b *testing.B, s Settings) string {
 		HeaderRoutes: []HeaderRoute{{Name: "h", Match: []Match{{Header: "x-version", Exact: "canary"}}, Revision: 2}},
 	})
 	srv := NewServer(p, ServerConfig{Logger: quietLogger()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	go Serve(srv, ln)
-	b.Cleanup(func() { srv.Close() })
+	ln := serveLocal(b, srv)
 	return ln.Addr().String()
 }
 

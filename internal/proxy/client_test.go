@@ -30,12 +30,7 @@ func bothServers(t *testing.T, s Settings, c ServerConfig, f func(t *testing.T, 
 				c.Logger = quietLogger()
 			}
 			srv := NewServer(p, c)
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			go Serve(srv, ln)
-			t.Cleanup(func() { srv.Close() })
+			ln := serveLocal(t, srv)
 			f(t, p, srv, ln.Addr().String())
 		})
 	}
@@ -256,13 +251,7 @@ func TestWriteTimeoutReleasesStalledClient(t *testing.T) {
 			t.Fatalf("status %d", resp.StatusCode)
 		}
 		// The client reads no more.
-		start := time.Now()
-		select {
-		case <-done:
-		case <-time.After(10 * time.Second):
-			t.Fatal("the instance's answer is still being sent 10 s after the client stopped reading")
-		}
-		t.Logf("instance released %v after the client stopped reading", time.Since(start))
+		waitReleased(t, done)
 		closedWithin(t, c, time.Now(), 5*time.Second)
 	})
 }
@@ -323,12 +312,7 @@ func TestStreamOutlivesClientTimeouts(t *testing.T) {
 		c := c
 		c.TLS, c.Logger = cr, quietLogger()
 		srv := NewServer(p, c)
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go Serve(srv, ln)
-		t.Cleanup(func() { srv.Close() })
+		ln := serveLocal(t, srv)
 		roots := x509.NewCertPool()
 		roots.AddCert(cert)
 		for _, h2 := range []bool{true, false} {
@@ -370,12 +354,7 @@ func TestWriteTimeoutResetsStalledHTTP2Stream(t *testing.T) {
 	t.Cleanup(p.Close)
 	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
 	srv := NewServer(p, ServerConfig{TLS: cr, WriteTimeout: wt, Logger: quietLogger()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go Serve(srv, ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := serveLocal(t, srv)
 	roots := x509.NewCertPool()
 	roots.AddCert(cert)
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
@@ -389,6 +368,16 @@ func TestWriteTimeoutResetsStalledHTTP2Stream(t *testing.T) {
 		t.Fatalf("%s, want HTTP/2", resp.Proto)
 	}
 	// The client reads no more of this stream.
+	waitReleased(t, done)
+	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
+		t.Error("the stalled stream ended without an error")
+	}
+}
+
+// waitReleased waits for done: the instance's handler has returned once the client stopped
+// reading its answer.
+func waitReleased(t *testing.T, done <-chan struct{}) {
+	t.Helper()
 	start := time.Now()
 	select {
 	case <-done:
@@ -396,7 +385,4 @@ func TestWriteTimeoutResetsStalledHTTP2Stream(t *testing.T) {
 		t.Fatal("the instance's answer is still being sent 10 s after the client stopped reading")
 	}
 	t.Logf("instance released %v after the client stopped reading", time.Since(start))
-	if _, err := io.Copy(io.Discard, resp.Body); err == nil {
-		t.Error("the stalled stream ended without an error")
-	}
 }

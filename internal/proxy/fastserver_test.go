@@ -155,12 +155,7 @@ func TestFastServerMatchesNetHTTP(t *testing.T) {
 		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{b}}}})
 		srv := NewServer(p, ServerConfig{MaxHeaderBytes: 4 << 10, Logger: quietLogger()})
 		srv.fast.OnServe = func(addr string) { servedFast.Store(addr, true) }
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go Serve(srv, ln)
-		t.Cleanup(func() { srv.Close() })
+		ln := serveLocal(t, srv)
 		addrs[off] = ln.Addr().String()
 	}
 	get := func(path string, hdr ...string) string {
@@ -401,12 +396,7 @@ func TestFastServerOff(t *testing.T) {
 	p.SetSettings(Settings{DisableFastServer: true})
 	p.SetTable(Table{Pools: []Pool{{Revision: 3, Weight: 100, Backends: []Backend{u.backend()}}}})
 	srv := NewServer(p, ServerConfig{Logger: quietLogger()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go Serve(srv, ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := serveLocal(t, srv)
 	for _, path := range []string{"/ok", "/chunked", "/cl"} {
 		resp, err := http.Get("http://" + ln.Addr().String() + path)
 		if err != nil {
@@ -456,47 +446,24 @@ var rawCloses = map[string]bool{"/eof": true, "/short": true, "/http10": true, "
 
 func rawInstance(t *testing.T) Backend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
+	addr := serveRequests(t, func(c net.Conn, req *http.Request) bool {
+		io.Copy(io.Discard, req.Body)
+		answer := rawAnswers[req.URL.Path]
+		if req.Method == http.MethodHead { // the heads alone
+			heads := 1
+			if req.URL.Path == "/hints" {
+				heads = 2
 			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					io.Copy(io.Discard, req.Body)
-					answer := rawAnswers[req.URL.Path]
-					if req.Method == http.MethodHead { // the heads alone
-						heads := 1
-						if req.URL.Path == "/hints" {
-							heads = 2
-						}
-						end := 0
-						for range heads {
-							end += h1.HeadEnd([]byte(answer[end:]))
-						}
-						answer = answer[:end]
-					}
-					io.WriteString(c, answer)
-					if rawCloses[req.URL.Path] {
-						return
-					}
-				}
-			}()
+			end := 0
+			for range heads {
+				end += h1.HeadEnd([]byte(answer[end:]))
+			}
+			answer = answer[:end]
 		}
-	}()
-	return Backend{ID: "raw", Addr: ln.Addr().String()}
+		io.WriteString(c, answer)
+		return !rawCloses[req.URL.Path]
+	})
+	return Backend{ID: "raw", Addr: addr}
 }
 
 // TestFastServerMatchesNetHTTPOnOddAnswers: the same, for answers of every kind an instance
@@ -510,12 +477,7 @@ func TestFastServerMatchesNetHTTPOnOddAnswers(t *testing.T) {
 		p.SetSettings(Settings{DisableFastServer: off})
 		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{b}}}})
 		srv := NewServer(p, ServerConfig{Logger: quietLogger()})
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go Serve(srv, ln)
-		t.Cleanup(func() { srv.Close() })
+		ln := serveLocal(t, srv)
 		addrs[off] = ln.Addr().String()
 	}
 	type odd struct{ method, path string }
@@ -593,12 +555,7 @@ func TestFastServerMergesAnswerHeaders(t *testing.T) {
 		p.SetSettings(Settings{DisableFastServer: off})
 		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{b}}}, Sticky: &Sticky{Cookie: "bucket"}})
 		srv := NewServer(p, ServerConfig{Logger: quietLogger()})
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		go Serve(srv, ln)
-		t.Cleanup(func() { srv.Close() })
+		ln := serveLocal(t, srv)
 		c, err := net.Dial("tcp", ln.Addr().String())
 		if err != nil {
 			t.Fatal(err)

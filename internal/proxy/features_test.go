@@ -2,16 +2,10 @@ package proxy
 
 import (
 	"bufio"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/http/cookiejar"
@@ -26,6 +20,7 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
+	"ramp.dev/ramp/test/testcert"
 )
 
 func TestWebSocketEcho(t *testing.T) {
@@ -481,12 +476,7 @@ func TestRequestLimits(t *testing.T) {
 	p.SetSettings(Settings{MaxRequestBodyBytes: 1000})
 	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{up}}}})
 	srv := NewServer(p, ServerConfig{MaxHeaderBytes: 8 << 10, Logger: quietLogger()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go Serve(srv, ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := serveLocal(t, srv)
 	url := "http://" + ln.Addr().String() + "/"
 	tests := []struct {
 		name string
@@ -526,40 +516,12 @@ func TestRequestLimits(t *testing.T) {
 // writeCert writes a self-signed certificate for 127.0.0.1 with the given serial.
 func writeCert(t *testing.T, dir string, serial int64) (certFile, keyFile string, cert *x509.Certificate) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial),
-		Subject:      pkix.Name{CommonName: "ramp test"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
-	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	certFile, keyFile, cert = testcert.SelfSigned(t, dir, serial, "ramp test")
 	// Make sure the stamp changes even on a coarse file system clock.
 	mod := time.Now().Add(time.Duration(serial) * time.Second)
 	os.Chtimes(certFile, mod, mod)
 	os.Chtimes(keyFile, mod, mod)
-	c, _ := x509.ParseCertificate(der)
-	return certFile, keyFile, c
+	return certFile, keyFile, cert
 }
 
 func TestTLSHTTP2AndReload(t *testing.T) {
@@ -579,12 +541,7 @@ func TestTLSHTTP2AndReload(t *testing.T) {
 		t.Error("missing certificate file loaded")
 	}
 	srv := NewServer(p, ServerConfig{TLS: cr, Logger: quietLogger()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go Serve(srv, ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := serveLocal(t, srv)
 	url := "https://" + ln.Addr().String() + "/"
 
 	// get makes a new connection trusting only want, and checks it gets HTTP/2 and want.

@@ -96,12 +96,7 @@ func serve(t *testing.T, h http.Handler) front {
 		return front{url: s.URL, client: &http.Client{Transport: tr}}
 	}
 	srv := NewServer(h, ServerConfig{Logger: quietLogger()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go Serve(srv, ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := serveLocal(t, srv)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	t.Cleanup(tr.CloseIdleConnections)
 	return front{url: "http://" + ln.Addr().String(), client: &http.Client{Transport: tr}}

@@ -155,12 +155,7 @@ func rampUnderTest(t testing.TB, name, addr string, s Settings) proxyUnderTest {
 	p.SetSettings(s)
 	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{{ID: "instance-under-test", Addr: addr}}}}})
 	srv := NewServer(p, ServerConfig{Logger: quietLogger()})
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go Serve(srv, ln)
-	t.Cleanup(func() { srv.Close() })
+	ln := serveLocal(t, srv)
 	return proxyUnderTest{name: name, url: "http://" + ln.Addr().String(), p: p,
 		ownError: func(resp *http.Response, body string) bool {
 			return (resp.StatusCode == http.StatusBadGateway || resp.StatusCode == http.StatusGatewayTimeout) &&
@@ -446,42 +441,21 @@ func FuzzUpstreamBytes(f *testing.F) {
 // memory; a head under the limit but over the connection's buffer still passes.
 func TestHugeAnswerHead(t *testing.T) {
 	const huge = 40 << 20
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				br := bufio.NewReader(c)
-				for {
-					req, err := http.ReadRequest(br)
-					if err != nil {
-						return
-					}
-					if req.URL.Path == "/big-but-fine" { // 20 KiB: over the 4 KiB buffer, under 64 KiB
-						io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("b", 20<<10)+"\r\nContent-Length: 2\r\n\r\nok")
-						continue
-					}
-					io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Huge: ")
-					chunk := bytes.Repeat([]byte("h"), 1<<20)
-					for range huge / len(chunk) {
-						if _, err := c.Write(chunk); err != nil {
-							return // ramp stopped reading and closed
-						}
-					}
-					io.WriteString(c, "\r\nContent-Length: 2\r\n\r\nno")
-				}
-			}()
+	addr := serveRequests(t, func(c net.Conn, req *http.Request) bool {
+		if req.URL.Path == "/big-but-fine" { // 20 KiB: over the 4 KiB buffer, under 64 KiB
+			io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Big: "+strings.Repeat("b", 20<<10)+"\r\nContent-Length: 2\r\n\r\nok")
+			return true
 		}
-	}()
-	addr := ln.Addr().String()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nX-Huge: ")
+		chunk := bytes.Repeat([]byte("h"), 1<<20)
+		for range huge / len(chunk) {
+			if _, err := c.Write(chunk); err != nil {
+				return false // ramp stopped reading and closed
+			}
+		}
+		io.WriteString(c, "\r\nContent-Length: 2\r\n\r\nno")
+		return true
+	})
 	for _, tc := range []struct {
 		name string
 		s    Settings
