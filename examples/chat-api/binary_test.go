@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -15,10 +14,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"ramp.dev/ramp/test/syncbuf"
 )
 
 // TestBinary builds the real chat-api and runs it as a process, the way ramp does.
@@ -299,7 +299,7 @@ func vmRSS(t *testing.T, pid int) int64 {
 // proc is a running chat-api.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *syncBuffer
+	stderr *syncbuf.Buffer
 	exited chan struct{} // closed once the process has exited
 	code   int           // exit status, set before exited is closed
 }
@@ -315,7 +315,7 @@ func startProc(t *testing.T, bin string, env []string, args ...string) *proc {
 		}
 	}
 	cmd.Env = append(cmd.Env, env...)
-	p := &proc{cmd: cmd, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
@@ -375,24 +375,6 @@ func (p *proc) waitExit(t *testing.T, timeout time.Duration) int {
 }
 
 func (p *proc) log() string { return p.stderr.String() }
-
-// syncBuffer is a bytes.Buffer safe for the process's writes and the test's reads.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // waitFor polls cond until it holds or the deadline passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {

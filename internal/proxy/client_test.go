@@ -218,16 +218,7 @@ func TestWriteTimeoutReleasesStalledClient(t *testing.T) {
 		done := ended[r.URL.Path]
 		mu.Unlock()
 		defer close(done)
-		buf := bytes.Repeat([]byte("x"), 32<<10)
-		rc := http.NewResponseController(w)
-		for {
-			if _, err := w.Write(buf); err != nil {
-				return
-			}
-			if rc.Flush() != nil {
-				return
-			}
-		}
+		streamForever(w)
 	})
 	bothServers(t, Settings{}, ServerConfig{WriteTimeout: wt}, func(t *testing.T, p *Proxy, srv *Server, addr string) {
 		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
@@ -334,16 +325,7 @@ func TestWriteTimeoutResetsStalledHTTP2Stream(t *testing.T) {
 	done := make(chan struct{})
 	u := upstream(t, "stream", func(w http.ResponseWriter, r *http.Request) {
 		defer close(done)
-		buf := bytes.Repeat([]byte("x"), 32<<10)
-		rc := http.NewResponseController(w)
-		for {
-			if _, err := w.Write(buf); err != nil {
-				return
-			}
-			if rc.Flush() != nil {
-				return
-			}
-		}
+		streamForever(w)
 	})
 	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
 	cr, err := NewCertReloader(certFile, keyFile, quietLogger())
@@ -385,4 +367,18 @@ func waitReleased(t *testing.T, done <-chan struct{}) {
 		t.Fatal("the instance's answer is still being sent 10 s after the client stopped reading")
 	}
 	t.Logf("instance released %v after the client stopped reading", time.Since(start))
+}
+
+// streamForever writes 32 KiB chunks to w, each flushed, until a write or flush fails.
+func streamForever(w http.ResponseWriter) {
+	buf := bytes.Repeat([]byte("x"), 32<<10)
+	rc := http.NewResponseController(w)
+	for {
+		if _, err := w.Write(buf); err != nil {
+			return
+		}
+		if rc.Flush() != nil {
+			return
+		}
+	}
 }

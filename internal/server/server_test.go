@@ -20,6 +20,7 @@ import (
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/spec"
+	"ramp.dev/ramp/test/syncbuf"
 )
 
 // fakeBackend serves one rollout, chat-api, and records the calls that change state.
@@ -177,29 +178,12 @@ func fakeLoad(data []byte) (*spec.Bundle, error) {
 type env struct {
 	srv  *httptest.Server
 	fb   *fakeBackend
-	logs *syncBuffer
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	logs *syncbuf.Buffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{fb: &fakeBackend{}, logs: &syncBuffer{}}
+	e := &env{fb: &fakeBackend{}, logs: &syncbuf.Buffer{}}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.srv = httptest.NewServer(New(e.fb, testToken, logger))
 	t.Cleanup(e.srv.Close)
@@ -208,12 +192,29 @@ func newEnv(t *testing.T) *env {
 
 func (e *env) do(t *testing.T, method, path, auth, body string) (int, map[string]any) {
 	t.Helper()
-	req, err := http.NewRequest(method, e.srv.URL+path, strings.NewReader(body))
+	var header map[string]string
+	if auth != "" {
+		header = map[string]string{"Authorization": auth}
+	}
+	code, data := request(t, e.srv.URL, method, path, body, "", header)
+	var m map[string]any
+	_ = json.Unmarshal(data, &m) // arrays leave m nil
+	return code, m
+}
+
+// request sends one request with the given body, Host and headers and returns the status and
+// body; the answer must be JSON.
+func request(t *testing.T, srvURL, method, path, body, host string, header map[string]string) (int, []byte) {
+	t.Helper()
+	req, err := http.NewRequest(method, srvURL+path, strings.NewReader(body))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if auth != "" {
-		req.Header.Set("Authorization", auth)
+	if host != "" {
+		req.Host = host
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -224,9 +225,7 @@ func (e *env) do(t *testing.T, method, path, auth, body string) (int, map[string
 	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
 		t.Errorf("%s %s: Content-Type %q", method, path, ct)
 	}
-	var m map[string]any
-	_ = json.Unmarshal(data, &m) // arrays leave m nil
-	return resp.StatusCode, m
+	return resp.StatusCode, data
 }
 
 func TestPostsNeedToken(t *testing.T) {
@@ -311,26 +310,8 @@ var reads = []string{
 // doRaw sends one request with the given Host and headers and returns the status and body.
 func doRaw(t *testing.T, srvURL, method, path, host string, header map[string]string) (int, string) {
 	t.Helper()
-	req, err := http.NewRequest(method, srvURL+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if host != "" {
-		req.Host = host
-	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	data, _ := io.ReadAll(resp.Body)
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-		t.Errorf("%s %s: Content-Type %q", method, path, ct)
-	}
-	return resp.StatusCode, string(data)
+	code, data := request(t, srvURL, method, path, "", host, header)
+	return code, string(data)
 }
 
 // TestReadsNeedToken: a web page that reaches the API (DNS rebinding) must not read the
@@ -385,7 +366,7 @@ func TestHostAndOriginChecks(t *testing.T) {
 		return map[string]string{"Authorization": "Bearer " + testToken, "Origin": o}
 	}
 	fb := &fakeBackend{}
-	logs := &syncBuffer{}
+	logs := &syncbuf.Buffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	plain := httptest.NewServer(New(fb, testToken, logger))
 	defer plain.Close()

@@ -1,7 +1,6 @@
 package supervisor
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -24,6 +23,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/syncbuf"
 )
 
 // The test binary doubles as the child program: with SUPERVISOR_TEST_CHILD set it acts as
@@ -117,22 +117,8 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 	}
 }
 
-type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
+// logBuf is the supervisor's log, read by the test.
+type logBuf struct{ syncbuf.Buffer }
 
 // hasLine says some log line contains all of parts.
 func (l *logBuf) hasLine(parts ...string) bool {

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/syncbuf"
 )
 
 var (
@@ -169,30 +170,13 @@ type ramp struct {
 	specFile string
 	cmd      *exec.Cmd
 	done     chan struct{}
-	logs     *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	logs     *syncbuf.Buffer
 }
 
 // given ramp is up with the spec applied, and its first revision is healthy.
 func startRamp(t *testing.T, s spec) *ramp {
 	t.Helper()
-	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: freeAddr(t), logs: &lockedBuffer{}}
+	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: freeAddr(t), logs: &syncbuf.Buffer{}}
 	r.specFile = filepath.Join(r.stateDir, "rollout.yaml")
 	r.write(s)
 	t.Cleanup(func() {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/syncbuf"
 )
 
 // sampleFile is examples/chat-api/rollout.yaml as it ships, with only what a test machine
@@ -41,7 +42,7 @@ func sampleFile(t *testing.T, listen, model string, env ...string) string {
 // startSample runs ramp up on the sample file with model v1 and waits until it is healthy.
 func startSample(t *testing.T, listen string) *ramp {
 	t.Helper()
-	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: freeAddr(t), logs: &lockedBuffer{}}
+	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: freeAddr(t), logs: &syncbuf.Buffer{}}
 	r.specFile = filepath.Join(r.stateDir, "rollout.yaml")
 	r.writeText(sampleFile(t, listen, "triage-v1"))
 	t.Cleanup(func() {
