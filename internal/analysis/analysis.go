@@ -81,6 +81,20 @@ type Value struct {
 	Text string
 }
 
+// WithBaseline completes v, the measured revision's value, with base, the baseline revision's
+// (err: the error measuring it). An error or an inconclusive baseline makes the whole an
+// error or inconclusive, naming the baseline revision.
+func WithBaseline(v, base Value, err error, baselineRevision int64) (Value, error) {
+	if err != nil {
+		return Value{}, fmt.Errorf("baseline revision %d: %w", baselineRevision, err)
+	}
+	if base.Inconclusive {
+		return Value{Inconclusive: true, Text: fmt.Sprintf("baseline revision %d: %s", baselineRevision, base.Text)}, nil
+	}
+	v.Baseline = &base.Result
+	return v, nil
+}
+
 // Runner takes the measurements of analysis runs and decides their phases. Its zero value
 // has no providers (every metric is then Error). It is safe for concurrent use.
 type Runner struct {

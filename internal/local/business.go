@@ -66,7 +66,12 @@ func newBusinessScraper(ctx context.Context, rollout string, canary, stable int6
 }
 
 // stop cancels the round in flight, if any; no round starts after it.
-func (b *businessScraper) stop() { b.cancel() }
+// stop ends the scraper's rounds; a nil scraper (no business metrics) has none.
+func (b *businessScraper) stop() {
+	if b != nil {
+		b.cancel()
+	}
+}
 
 // take returns the round finished since the last call, if any.
 func (b *businessScraper) take() []businessRound {

@@ -101,7 +101,7 @@ func (j *judging) stepJudge(ctx context.Context, now time.Time, r *v1alpha1.Roll
 	}
 	st := j.judges[r.Name]
 	if st == nil || !st.Of(run) {
-		if st != nil && st.biz != nil {
+		if st != nil {
 			st.biz.stop()
 		}
 		st = &judgeState{Run: judgerun.New(run, settings, judgeMetrics(settings)), next: run.StartedAt.Unix()}
@@ -259,14 +259,18 @@ func slice(metric string, c, s proxy.Second, thresholdSet bool) (judge.Slice, bo
 
 // forget drops the judge and watch state of r's runs that are gone or finished.
 func (j *judging) forget(r *v1alpha1.Rollout) {
-	j.forgetJudge(r)
-	j.forgetWatch(r)
+	forgetRun(j.judges, r)
+	forgetRun(j.watches, r)
 }
 
-// forgetJudge drops the judge state of r's runs that are gone.
-func (j *judging) forgetJudge(r *v1alpha1.Rollout) {
-	st := j.judges[r.Name]
-	if st == nil {
+// forgetRun drops states[r.Name], stopping its business scraper, when its analysis run is
+// gone from r's status or finished.
+func forgetRun[S interface {
+	Name() string
+	scraper() *businessScraper
+}](states map[string]S, r *v1alpha1.Rollout) {
+	st, ok := states[r.Name]
+	if !ok {
 		return
 	}
 	for _, a := range r.Status.Analysis {
@@ -274,8 +278,9 @@ func (j *judging) forgetJudge(r *v1alpha1.Rollout) {
 			return
 		}
 	}
-	if st.biz != nil {
-		st.biz.stop()
-	}
-	delete(j.judges, r.Name)
+	st.scraper().stop()
+	delete(states, r.Name)
 }
+
+func (st *judgeState) scraper() *businessScraper { return st.biz }
+func (st *watchState) scraper() *businessScraper { return st.biz }

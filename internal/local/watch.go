@@ -50,7 +50,7 @@ func (j *judging) stepWatch(ctx context.Context, now time.Time, r *v1alpha1.Roll
 	}
 	st := j.watches[r.Name]
 	if st == nil || !st.Of(run) {
-		if st != nil && st.biz != nil {
+		if st != nil {
 			st.biz.stop()
 		}
 		st = newWatchState(ctx, p, r.Name, run, settings)
@@ -175,21 +175,4 @@ func (st *watchState) feed(p judgeSource, settings spec.JudgeSettings, run *v1al
 // threshold is the threshold of the latency metric name; zero when it has none.
 func (st *watchState) threshold(name string) time.Duration {
 	return (&judgeState{thr: st.thr}).threshold(name)
-}
-
-// forgetWatch drops the watch state of r when its watch run is gone or finished.
-func (j *judging) forgetWatch(r *v1alpha1.Rollout) {
-	st := j.watches[r.Name]
-	if st == nil {
-		return
-	}
-	for _, a := range r.Status.Analysis {
-		if a.Name == st.Name() && !a.Phase.Completed() {
-			return
-		}
-	}
-	if st.biz != nil {
-		st.biz.stop()
-	}
-	delete(j.watches, r.Name)
 }

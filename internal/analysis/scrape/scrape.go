@@ -148,14 +148,7 @@ func (p *Provider) Measure(ctx context.Context, m v1alpha1.Metric, t analysis.Ta
 	if v.Inconclusive {
 		return v, nil
 	}
-	if err != nil {
-		return analysis.Value{}, fmt.Errorf("baseline revision %d: %w", t.Baseline, err)
-	}
-	if base.Inconclusive {
-		return analysis.Value{Inconclusive: true, Text: fmt.Sprintf("baseline revision %d: %s", t.Baseline, base.Text)}, nil
-	}
-	v.Baseline = &base.Result
-	return v, nil
+	return analysis.WithBaseline(v, base, err, t.Baseline)
 }
 
 // selector picks series by name and labels.

@@ -86,15 +86,10 @@ func (p *Provider) Measure(ctx context.Context, m v1alpha1.Metric, t analysis.Ta
 	}
 	q := Query{Metric: b.Metric, Window: window, Now: now, MinRequests: int64(b.MinRequests)}
 	v, err := c.Measure(ctx, q, sc.Revision)
+	value := analysis.Value{Result: v.Result, Inconclusive: v.Inconclusive, Text: v.Text}
 	if err != nil || v.Inconclusive || !b.Baseline || t.Baseline == 0 {
-		return analysis.Value{Result: v.Result, Inconclusive: v.Inconclusive, Text: v.Text}, err
+		return value, err
 	}
 	base, err := c.Measure(ctx, q, sc.Baseline)
-	if err != nil {
-		return analysis.Value{}, fmt.Errorf("baseline revision %d: %w", t.Baseline, err)
-	}
-	if base.Inconclusive {
-		return analysis.Value{Inconclusive: true, Text: fmt.Sprintf("baseline revision %d: %s", t.Baseline, base.Text)}, nil
-	}
-	return analysis.Value{Result: v.Result, Baseline: &base.Result, Text: v.Text}, nil
+	return analysis.WithBaseline(value, analysis.Value{Result: base.Result, Inconclusive: base.Inconclusive, Text: base.Text}, err, t.Baseline)
 }
