@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 	"time"
 
@@ -262,14 +261,5 @@ func (b *businessCounters) observe(metrics []v1alpha1.JudgeBusinessMetric, pages
 // businessEvents says what a business metric's events are, for explanations:
 // chat_triage_total{outcome="failed"}.
 func businessEvents(m v1alpha1.JudgeBusinessMetric) string {
-	keys := make([]string, 0, len(m.Events))
-	for k := range m.Events {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%q", k, m.Events[k])
-	}
-	return m.Metric + "{" + strings.Join(parts, ",") + "}"
+	return scrape.Selector(m.Metric, m.Events) // events are never empty (spec validation)
 }

@@ -292,27 +292,14 @@ func TestStreamOutlivesClientTimeouts(t *testing.T) {
 		check(t, http.DefaultClient, "http://"+addr+"/")
 	})
 	t.Run("tls", func(t *testing.T) {
-		certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
-		cr, err := NewCertReloader(certFile, keyFile, quietLogger())
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := New("client", Options{Logger: quietLogger()})
-		t.Cleanup(p.Close)
-		p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
-		c := c
-		c.TLS, c.Logger = cr, quietLogger()
-		srv := NewServer(p, c)
-		ln := serveLocal(t, srv)
-		roots := x509.NewCertPool()
-		roots.AddCert(cert)
+		addr, roots := serveTLS(t, u, c)
 		for _, h2 := range []bool{true, false} {
 			tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: h2}
 			if !h2 {
 				tr.TLSClientConfig.NextProtos = []string{"http/1.1"}
 			}
 			t.Cleanup(tr.CloseIdleConnections)
-			check(t, &http.Client{Transport: tr}, "https://"+ln.Addr().String()+"/")
+			check(t, &http.Client{Transport: tr}, "https://"+addr+"/")
 		}
 	})
 }
@@ -327,21 +314,10 @@ func TestWriteTimeoutResetsStalledHTTP2Stream(t *testing.T) {
 		defer close(done)
 		streamForever(w)
 	})
-	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
-	cr, err := NewCertReloader(certFile, keyFile, quietLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := New("client", Options{Logger: quietLogger()})
-	t.Cleanup(p.Close)
-	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
-	srv := NewServer(p, ServerConfig{TLS: cr, WriteTimeout: wt, Logger: quietLogger()})
-	ln := serveLocal(t, srv)
-	roots := x509.NewCertPool()
-	roots.AddCert(cert)
+	addr, roots := serveTLS(t, u, ServerConfig{WriteTimeout: wt})
 	tr := &http.Transport{TLSClientConfig: &tls.Config{RootCAs: roots}, ForceAttemptHTTP2: true}
 	t.Cleanup(tr.CloseIdleConnections)
-	resp, err := (&http.Client{Transport: tr}).Get("https://" + ln.Addr().String() + "/")
+	resp, err := (&http.Client{Transport: tr}).Get("https://" + addr + "/")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -381,4 +357,23 @@ func streamForever(w http.ResponseWriter) {
 			return
 		}
 	}
+}
+
+// serveTLS serves a proxy to u over TLS with c and a fresh self-signed certificate, and
+// returns its address and the roots that trust it.
+func serveTLS(t *testing.T, u Backend, c ServerConfig) (addr string, roots *x509.CertPool) {
+	t.Helper()
+	certFile, keyFile, cert := writeCert(t, t.TempDir(), 1)
+	cr, err := NewCertReloader(certFile, keyFile, quietLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := New("client", Options{Logger: quietLogger()})
+	t.Cleanup(p.Close)
+	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{u}}}})
+	c.TLS, c.Logger = cr, quietLogger()
+	ln := serveLocal(t, NewServer(p, c))
+	roots = x509.NewCertPool()
+	roots.AddCert(cert)
+	return ln.Addr().String(), roots
 }

@@ -157,20 +157,24 @@ type selector struct {
 	labels map[string]string
 }
 
-func (s selector) String() string {
-	if len(s.labels) == 0 {
-		return s.name
+func (s selector) String() string { return Selector(s.name, s.labels) }
+
+// Selector writes a series selector as Prometheus does: name{k="v",...} with the labels in
+// order, or the name alone when there are none.
+func Selector(name string, labels map[string]string) string {
+	if len(labels) == 0 {
+		return name
 	}
-	keys := make([]string, 0, len(s.labels))
-	for k := range s.labels {
+	keys := make([]string, 0, len(labels))
+	for k := range labels {
 		keys = append(keys, k)
 	}
 	slices.Sort(keys)
 	parts := make([]string, len(keys))
 	for i, k := range keys {
-		parts[i] = fmt.Sprintf("%s=%q", k, s.labels[k])
+		parts[i] = fmt.Sprintf("%s=%q", k, labels[k])
 	}
-	return s.name + "{" + strings.Join(parts, ",") + "}"
+	return name + "{" + strings.Join(parts, ",") + "}"
 }
 
 // sum is what one selector added up to over the instances.
