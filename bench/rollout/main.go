@@ -39,25 +39,31 @@ var (
 	apiAddr = flag.String("api-addr", "127.0.0.1:17070", "ramp's control API address")
 )
 
-const spec = `apiVersion: ramp.dev/v1alpha1
+// rolloutYAML is one rollout of the bench over chat-api: the command (%[1]s), the name,
+// the listen address, the model and the strategy's lines.
+const rolloutYAML = `apiVersion: ramp.dev/v1alpha1
 kind: Rollout
-metadata: {name: chat-canary}
+metadata: {name: %[2]s}
 spec:
   replicas: 2
-  listen: 127.0.0.1:18181
+  listen: %[3]s
   progressDeadlineSeconds: 60
   template:
     process:
       command: %[1]s
       env:
-      - {name: CHAT_MODEL, value: %[2]s}
+      - {name: CHAT_MODEL, value: %[4]s}
       - {name: CHAT_TOKENS, value: "2"}
       - {name: CHAT_TOKEN_DELAY, value: 1ms}
       - {name: CHAT_SHUTDOWN_TIMEOUT, value: 30s}
       readinessProbe: {httpGet: {path: /healthz}, periodSeconds: 1}
       terminationGracePeriodSeconds: 30
   strategy:
-    canary:
+%[5]s`
+
+// spec is the bench's two rollouts: a canary and a blue-green, with their models.
+func spec(command, canary, bg string) string {
+	return fmt.Sprintf(rolloutYAML, command, "chat-canary", "127.0.0.1:18181", canary, `    canary:
       steps:
       - setWeight: 5
       - pause: {duration: 2s}
@@ -66,31 +72,13 @@ spec:
       - setWeight: 50
       - pause: {duration: 2s}
       - setWeight: 100
----
-apiVersion: ramp.dev/v1alpha1
-kind: Rollout
-metadata: {name: chat-bg}
-spec:
-  replicas: 2
-  listen: 127.0.0.1:18182
-  progressDeadlineSeconds: 60
-  template:
-    process:
-      command: %[1]s
-      env:
-      - {name: CHAT_MODEL, value: %[3]s}
-      - {name: CHAT_TOKENS, value: "2"}
-      - {name: CHAT_TOKEN_DELAY, value: 1ms}
-      - {name: CHAT_SHUTDOWN_TIMEOUT, value: 30s}
-      readinessProbe: {httpGet: {path: /healthz}, periodSeconds: 1}
-      terminationGracePeriodSeconds: 30
-  strategy:
-    blueGreen:
+`) + "---\n" + fmt.Sprintf(rolloutYAML, command, "chat-bg", "127.0.0.1:18182", bg, `    blueGreen:
       previewListen: 127.0.0.1:18183
       autoPromotionEnabled: true
       autoPromotionSeconds: 2
       scaleDownDelaySeconds: 2
-`
+`)
+}
 
 type phase struct {
 	name                 string
@@ -117,7 +105,7 @@ func main() {
 	}
 	write := func(canary, bg string) string {
 		f := filepath.Join(dir, "spec-"+canary+"-"+bg+".yaml")
-		check(os.WriteFile(f, []byte(fmt.Sprintf(spec, bin("chat-api"), canary, bg)), 0o644))
+		check(os.WriteFile(f, []byte(spec(bin("chat-api"), canary, bg)), 0o644))
 		return f
 	}
 	state := filepath.Join(dir, "state")

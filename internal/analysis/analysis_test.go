@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -435,24 +436,12 @@ func TestRunnerPhases(t *testing.T) {
 				t.Errorf("count/successful/failed/inconclusive/error = %v, want %v", got, wantC)
 			}
 			if tt.want.times != nil {
-				if gotT := measurementTimes(&res); !equalDurations(gotT, tt.want.times) {
+				if gotT := measurementTimes(&res); !slices.Equal(gotT, tt.want.times) {
 					t.Errorf("measurement times = %v, want %v", gotT, tt.want.times)
 				}
 			}
 		})
 	}
-}
-
-func equalDurations(a, b []time.Duration) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func TestRunnerUnknownProvider(t *testing.T) {
@@ -586,7 +575,7 @@ func TestRunnerWaitsForData(t *testing.T) {
 		// Retried every second from the due time (2s); the second measurement an interval
 		// after the first that counted.
 		want := []time.Duration{2 * time.Second, 3 * time.Second, 4 * time.Second, 5 * time.Second, 7 * time.Second}
-		if got := measurementTimes(&res); !equalDurations(got, want) {
+		if got := measurementTimes(&res); !slices.Equal(got, want) {
 			t.Fatalf("measurement times = %v, want %v", got, want)
 		}
 		if res.Measurements[0].Phase != v1alpha1.AnalysisPending || !strings.Contains(res.Measurements[0].Message, "waiting for data") {

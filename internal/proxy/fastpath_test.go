@@ -76,11 +76,7 @@ func newFastUpstream(t *testing.T) *fastUpstream {
 			io.WriteString(w, "body")
 			w.Header().Set("X-Sum", "42")
 		case "/reset": // the request arrives, then the connection is reset
-			conn, _, err := http.NewResponseController(w).Hijack()
-			if err == nil {
-				conn.(*net.TCPConn).SetLinger(0)
-				conn.Close()
-			}
+			resetConn(w)
 		default:
 			io.WriteString(w, "ok")
 		}

@@ -6,7 +6,6 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -376,11 +375,7 @@ func TestTimeoutsAndFailures(t *testing.T) {
 				time.Sleep(30 * time.Millisecond) // the instance's pace is what is tested
 			}
 		case "/reset":
-			conn, _, err := http.NewResponseController(w).Hijack()
-			if err == nil {
-				conn.(*net.TCPConn).SetLinger(0)
-				conn.Close()
-			}
+			resetConn(w)
 		default:
 			io.WriteString(w, "ok")
 		}

@@ -60,3 +60,12 @@ func serveRequests(tb testing.TB, answer func(c net.Conn, req *http.Request) boo
 		}
 	})
 }
+
+// resetConn resets the connection of the request w answers (no answer, an RST).
+func resetConn(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err == nil {
+		conn.(*net.TCPConn).SetLinger(0)
+		conn.Close()
+	}
+}

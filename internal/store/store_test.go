@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -164,7 +165,7 @@ func TestRevisionNumberingAndDedupe(t *testing.T) {
 	for _, r := range revs {
 		got = append(got, r.Number)
 	}
-	if want := []int64{1, 2, 3, 4}; !equal(got, want) {
+	if want := []int64{1, 2, 3, 4}; !slices.Equal(got, want) {
 		t.Errorf("Revisions = %v, want %v", got, want)
 	}
 	if revs[0].Hash != revs[2].Hash || revs[0].Hash == revs[1].Hash {
@@ -190,18 +191,6 @@ func TestRevisionNumberingAndDedupe(t *testing.T) {
 	}
 }
 
-func equal(a, b []int64) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
 // Which revisions to prune is engine.PruneRevisions' rule; the store deletes them.
 func TestDeleteRevisions(t *testing.T) {
 	s, _ := openTemp(t)
@@ -218,7 +207,7 @@ func TestDeleteRevisions(t *testing.T) {
 	for _, r := range revs {
 		got = append(got, r.Number)
 	}
-	if want := []int64{3, 4, 5}; !equal(got, want) {
+	if want := []int64{3, 4, 5}; !slices.Equal(got, want) {
 		t.Errorf("after delete: %v, want %v", got, want)
 	}
 	// Numbering continues after the highest ever recorded only while it is kept: here 5.
