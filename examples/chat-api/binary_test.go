@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"ramp.dev/ramp/test/syncbuf"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // TestBinary builds the real chat-api and runs it as a process, the way ramp does.
@@ -299,7 +299,7 @@ func vmRSS(t *testing.T, pid int) int64 {
 // proc is a running chat-api.
 type proc struct {
 	cmd    *exec.Cmd
-	stderr *syncbuf.Buffer
+	stderr *testkit.SyncBuffer
 	exited chan struct{} // closed once the process has exited
 	code   int           // exit status, set before exited is closed
 }
@@ -315,7 +315,7 @@ func startProc(t *testing.T, bin string, env []string, args ...string) *proc {
 		}
 	}
 	cmd.Env = append(cmd.Env, env...)
-	p := &proc{cmd: cmd, stderr: &syncbuf.Buffer{}, exited: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &testkit.SyncBuffer{}, exited: make(chan struct{})}
 	cmd.Stderr = p.stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)

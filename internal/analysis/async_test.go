@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // gatedProvider holds every measurement until the test releases it, and records why a
@@ -35,17 +36,6 @@ func (g *gatedProvider) Measure(ctx context.Context, _ v1alpha1.Metric, t Target
 	case <-ctx.Done():
 		g.causes <- context.Cause(ctx)
 		return Value{}, ctx.Err()
-	}
-}
-
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no %s within 10s", what)
-		panic("unreachable")
 	}
 }
 
@@ -78,7 +68,7 @@ func TestAsyncMeasuresOffTheCallersLoop(t *testing.T) {
 	if run.Phase != v1alpha1.AnalysisRunning {
 		t.Errorf("phase %s; want Running", run.Phase)
 	}
-	target := recv(t, g.started, "measurement")
+	target := testkit.Recv(t, g.started, "measurement")
 	if target.Run != run.Name || target.Measurement != 1 || target.Namespace != "team" {
 		t.Errorf("target %+v; want run %s, measurement 1, namespace team", target, run.Name)
 	}
@@ -97,7 +87,7 @@ func TestAsyncMeasuresOffTheCallersLoop(t *testing.T) {
 
 	// When the measurement ends, then the caller is woken and the next step merges it.
 	g.release <- Value{Result: 0.01}
-	if got := recv(t, woken, "wake"); got != "team/chat-api" {
+	if got := testkit.Recv(t, woken, "wake"); got != "team/chat-api" {
 		t.Errorf("woken for %q", got)
 	}
 	next := a.Step(context.Background(), t0.Add(time.Second), on, run, templates)
@@ -118,16 +108,16 @@ func TestAsyncMeasuresOffTheCallersLoop(t *testing.T) {
 
 	// When the next measurement is due, it runs with the next number.
 	a.Step(context.Background(), t0.Add(10*time.Second), on, run, templates)
-	if target := recv(t, g.started, "second measurement"); target.Measurement != 2 {
+	if target := testkit.Recv(t, g.started, "second measurement"); target.Measurement != 2 {
 		t.Errorf("second measurement numbered %d", target.Measurement)
 	}
 
 	// When the run is no longer wanted, then its measurement is cancelled with ErrDropped.
 	a.Forget("team", "chat-api", nil)
-	if cause := recv(t, g.causes, "cancellation"); !errors.Is(cause, ErrDropped) {
+	if cause := testkit.Recv(t, g.causes, "cancellation"); !errors.Is(cause, ErrDropped) {
 		t.Errorf("cancelled with %v; want ErrDropped", cause)
 	}
-	recv(t, g.finished, "the cancelled measurement's end")
+	testkit.Recv(t, g.finished, "the cancelled measurement's end")
 	select {
 	case w := <-woken:
 		t.Errorf("woken for %s after a dropped step", w)
@@ -141,9 +131,9 @@ func TestAsyncDropsResultsOfAnEarlierRunAndStopsOnClose(t *testing.T) {
 	run := newRun()
 	run.StartedAt = metav1.NewTime(t0)
 	a.Step(context.Background(), t0, on, run, templates)
-	recv(t, g.started, "measurement")
+	testkit.Recv(t, g.started, "measurement")
 	g.release <- Value{Result: 0.5}
-	recv(t, woken, "wake")
+	testkit.Recv(t, woken, "wake")
 
 	// Given a retry that made a new run of the same name, when it is stepped, then the
 	// earlier run's result is not merged and the new run measures afresh.
@@ -153,12 +143,12 @@ func TestAsyncDropsResultsOfAnEarlierRunAndStopsOnClose(t *testing.T) {
 	if len(retry.Metrics) != 0 {
 		t.Errorf("the retry got the earlier run's metrics %+v", retry.Metrics)
 	}
-	recv(t, g.started, "the retry's measurement")
+	testkit.Recv(t, g.started, "the retry's measurement")
 
 	// When the stepper closes, then the step in flight is cancelled, not as dropped (what it
 	// started outside ramp stays for the next process), and Close waits for it.
 	a.Close()
-	if cause := recv(t, g.causes, "cancellation"); errors.Is(cause, ErrDropped) {
+	if cause := testkit.Recv(t, g.causes, "cancellation"); errors.Is(cause, ErrDropped) {
 		t.Errorf("Close cancelled with ErrDropped")
 	}
 	select {
@@ -174,14 +164,14 @@ func TestAsyncCompletedRunCancelsItsStep(t *testing.T) {
 	run := newRun()
 	run.StartedAt = metav1.NewTime(t0)
 	a.Step(context.Background(), t0, on, run, templates)
-	recv(t, g.started, "measurement")
+	testkit.Recv(t, g.started, "measurement")
 
 	// When the engine ends the run (a promotion) while it measures, then the measurement
 	// is dropped.
 	done := run.DeepCopy()
 	done.Phase = v1alpha1.AnalysisSuccessful
 	a.Forget("", "chat-api", []v1alpha1.AnalysisRunStatus{*done})
-	if cause := recv(t, g.causes, "cancellation"); !errors.Is(cause, ErrDropped) {
+	if cause := testkit.Recv(t, g.causes, "cancellation"); !errors.Is(cause, ErrDropped) {
 		t.Errorf("cancelled with %v; want ErrDropped", cause)
 	}
 	if next := a.Step(context.Background(), t0, on, done, templates); !next.IsZero() || done.Phase != v1alpha1.AnalysisSuccessful {

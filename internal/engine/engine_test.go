@@ -134,6 +134,15 @@ func (w *world) wantPhase(p v1alpha1.RolloutPhase, msgPart string) {
 	}
 }
 
+// wantBackOn1 wants the rollout Degraded (its message containing msgPart) with all traffic on
+// revision 1 and only its replicas instances.
+func (w *world) wantBackOn1(msgPart string, replicas int32) {
+	w.t.Helper()
+	w.wantPhase(v1alpha1.PhaseDegraded, msgPart)
+	w.wantWeights(map[int64]int32{1: 100})
+	w.wantScale(map[int64]int32{1: replicas})
+}
+
 func (w *world) wantWeights(want map[int64]int32) {
 	w.t.Helper()
 	got := map[int64]int32{}
@@ -284,9 +293,7 @@ func TestCanaryAnalysisFailureAbortsAndRetryRunsAgain(t *testing.T) {
 	w.apply(2)
 	w.wantStep(1)
 	w.setRun("step-2", v1alpha1.AnalysisFailed, `metric "error-rate" failed`)
-	w.wantPhase(v1alpha1.PhaseDegraded, `analysis step-2-step1 failed: metric "error-rate" failed`)
-	w.wantWeights(map[int64]int32{1: 100})
-	w.wantScale(map[int64]int32{1: 4})
+	w.wantBackOn1(`analysis step-2-step1 failed: metric "error-rate" failed`, 4)
 	w.wantEvent("RolloutAborted")
 	if !w.r.Status.Abort || w.r.Status.AbortedRevision != 2 || w.r.Status.CurrentRevision != 2 {
 		t.Fatalf("abort state %+v", w.r.Status)
@@ -381,9 +388,7 @@ func TestCrashLoopAborts(t *testing.T) {
 	w.crash[2] = true
 	w.apply(2)
 	w.wantPhase(v1alpha1.PhaseDegraded, "revision 2 is crash-looping: instance r2-")
-	w.wantPhase(v1alpha1.PhaseDegraded, "restarted 3 times: exited with status 3")
-	w.wantWeights(map[int64]int32{1: 100})
-	w.wantScale(map[int64]int32{1: 4})
+	w.wantBackOn1("restarted 3 times: exited with status 3", 4)
 }
 
 // exit records n more exits of the i-th instance of rev, first started at created.
@@ -476,9 +481,7 @@ func TestUserAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.settle()
-	w.wantPhase(v1alpha1.PhaseDegraded, "aborted: by user")
-	w.wantWeights(map[int64]int32{1: 100})
-	w.wantScale(map[int64]int32{1: 4})
+	w.wantBackOn1("aborted: by user", 4)
 }
 
 func blueGreenSpec(bg v1alpha1.BlueGreenStrategy) v1alpha1.RolloutSpec {
@@ -542,9 +545,7 @@ func TestBlueGreenPrePromotionFailureAborts(t *testing.T) {
 	w := newWorld(t, blueGreenSpec(v1alpha1.BlueGreenStrategy{PrePromotionAnalysis: &analysisRef}))
 	w.apply(2)
 	w.setRun("prePromotion-2", v1alpha1.AnalysisFailed, "smoke test exited 1")
-	w.wantPhase(v1alpha1.PhaseDegraded, "smoke test exited 1")
-	w.wantWeights(map[int64]int32{1: 100})
-	w.wantScale(map[int64]int32{1: 2})
+	w.wantBackOn1("smoke test exited 1", 2)
 	if w.out.Routes.Preview != 0 {
 		t.Fatalf("preview still routed: %d", w.out.Routes.Preview)
 	}
@@ -560,9 +561,7 @@ func TestBlueGreenPostPromotionFailureSwitchesBack(t *testing.T) {
 		t.Fatalf("after switch %+v", w.r.Status)
 	}
 	w.setRun("postPromotion-2", v1alpha1.AnalysisFailed, "error rate 0.3")
-	w.wantPhase(v1alpha1.PhaseDegraded, "error rate 0.3")
-	w.wantWeights(map[int64]int32{1: 100})
-	w.wantScale(map[int64]int32{1: 2})
+	w.wantBackOn1("error rate 0.3", 2)
 	if w.r.Status.ActiveRevision != 1 {
 		t.Fatalf("active after switch back: %d", w.r.Status.ActiveRevision)
 	}

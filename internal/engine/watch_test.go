@@ -25,9 +25,7 @@ func promoted(t *testing.T, watchJudge bool) *world {
 // warm, with no instance started since started.
 func (w *world) wantSwitchedBack(started int, msgPart string) {
 	w.t.Helper()
-	w.wantPhase(v1alpha1.PhaseDegraded, msgPart)
-	w.wantWeights(map[int64]int32{1: 100})
-	w.wantScale(map[int64]int32{1: 4})
+	w.wantBackOn1(msgPart, 4)
 	if w.seq != started {
 		w.t.Fatalf("%d instances started by the switch back, want none", w.seq-started)
 	}

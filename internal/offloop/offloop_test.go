@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"sync"
 	"testing"
-	"time"
+
+	"ramp.dev/ramp/test/testkit"
 )
 
 // gate is a fake read: it says when it starts, returns what the test releases, and records
@@ -47,17 +48,6 @@ func (g *gate) stubborn(name string, v int) func(context.Context) int {
 	}
 }
 
-func recv[T any](t *testing.T, ch <-chan T, what string) T {
-	t.Helper()
-	select {
-	case v := <-ch:
-		return v
-	case <-time.After(10 * time.Second):
-		t.Fatalf("no %s within 10s", what)
-		panic("unreachable")
-	}
-}
-
 func none[T any](t *testing.T, ch <-chan T, what string) {
 	t.Helper()
 	select {
@@ -82,7 +72,7 @@ func TestReadRunsOffTheCallerAndIsTakenOnce(t *testing.T) {
 	if !r.Start(context.Background(), "a", g.read("first"), wake) {
 		t.Fatal("Start refused the first read")
 	}
-	recv(t, g.started, "start of the read")
+	testkit.Recv(t, g.started, "start of the read")
 	if !r.Busy("a") {
 		t.Error("Busy(a) false while its read is in flight")
 	}
@@ -101,7 +91,7 @@ func TestReadRunsOffTheCallerAndIsTakenOnce(t *testing.T) {
 
 	// When the read ends, then the owner is woken with the key and takes the result once.
 	g.release <- 7
-	if k := recv(t, woken, "wake"); k != "a" {
+	if k := testkit.Recv(t, woken, "wake"); k != "a" {
 		t.Errorf("woken with %q, want a", k)
 	}
 	if r.Busy("a") {
@@ -121,9 +111,9 @@ func TestResultIsNotOverwrittenBeforeItIsTaken(t *testing.T) {
 	woken, wake := waker()
 	defer r.Close(nil)
 	r.Start(context.Background(), "a", g.read("first"), wake)
-	recv(t, g.started, "read")
+	testkit.Recv(t, g.started, "read")
 	g.release <- 1
-	recv(t, woken, "wake")
+	testkit.Recv(t, woken, "wake")
 
 	// Given a finished result not taken, when another read is asked for, then it waits for
 	// the Take.
@@ -136,9 +126,9 @@ func TestResultIsNotOverwrittenBeforeItIsTaken(t *testing.T) {
 	if !r.Start(context.Background(), "a", g.read("second"), wake) {
 		t.Fatal("Start refused after the Take")
 	}
-	recv(t, g.started, "second read")
+	testkit.Recv(t, g.started, "second read")
 	g.release <- 2
-	recv(t, woken, "wake")
+	testkit.Recv(t, woken, "wake")
 	if v, _ := r.Take("a"); v != 2 {
 		t.Errorf("Take = %d, want 2", v)
 	}
@@ -152,15 +142,15 @@ func TestDropCancelsTheReadAndForgetsTheKey(t *testing.T) {
 	dropped := errors.New("dropped")
 	r.Put("a", "state of a")
 	r.Start(context.Background(), "a", g.read("a"), wake)
-	recv(t, g.started, "read")
+	testkit.Recv(t, g.started, "read")
 
 	// When a key in flight is dropped, then its read is cancelled with the cause, nobody
 	// is woken, and the key, its state and its result are gone.
 	r.Drop("a", dropped)
-	if cause := recv(t, g.causes, "cancellation"); !errors.Is(cause, dropped) {
+	if cause := testkit.Recv(t, g.causes, "cancellation"); !errors.Is(cause, dropped) {
 		t.Errorf("cancelled with %v, want %v", cause, dropped)
 	}
-	recv(t, g.finished, "end of the read")
+	testkit.Recv(t, g.finished, "end of the read")
 	if _, ok := r.State("a"); ok {
 		t.Error("State(a) held after Drop")
 	}
@@ -185,17 +175,17 @@ func TestLateReadOfADroppedKeyDoesNotTouchItsNewSlot(t *testing.T) {
 	// Given a read that ignores its cancellation, when its key is dropped and held again
 	// with a new read, then the old read's end keeps nothing and wakes nobody.
 	r.Start(context.Background(), "a", g.stubborn("old", 1), wake)
-	recv(t, g.started, "old read")
+	testkit.Recv(t, g.started, "old read")
 	r.Drop("a", nil)
 	r.Put("a", "new")
 	if !r.Start(context.Background(), "a", g.stubborn("new", 2), wake) {
 		t.Fatal("Start refused a read of a key dropped and held again")
 	}
-	recv(t, g.started, "new read")
+	testkit.Recv(t, g.started, "new read")
 	g.release <- 0 // one of the two ends
-	recv(t, g.finished, "end of a read")
+	testkit.Recv(t, g.finished, "end of a read")
 	g.release <- 0 // then the other
-	if k := recv(t, woken, "wake"); k != "a" {
+	if k := testkit.Recv(t, woken, "wake"); k != "a" {
 		t.Errorf("woken with %q", k)
 	}
 	none(t, woken, "second wake")
@@ -214,15 +204,15 @@ func TestCancelKeepsStateAndAnUntakenResult(t *testing.T) {
 	defer r.Close(nil)
 	r.Put("a", "kept")
 	r.Start(context.Background(), "a", g.read("a"), wake)
-	recv(t, g.started, "read")
+	testkit.Recv(t, g.started, "read")
 
 	// When the read in flight is cancelled, then the cause reaches it, its result is thrown
 	// away, and the key keeps its state and may read again.
 	r.Cancel("a", nil)
-	if cause := recv(t, g.causes, "cancellation"); !errors.Is(cause, context.Canceled) {
+	if cause := testkit.Recv(t, g.causes, "cancellation"); !errors.Is(cause, context.Canceled) {
 		t.Errorf("cancelled with %v, want context.Canceled", cause)
 	}
-	recv(t, g.finished, "end of the read")
+	testkit.Recv(t, g.finished, "end of the read")
 	none(t, woken, "wake after a cancelled read")
 	if s, ok := r.State("a"); !ok || s != "kept" {
 		t.Errorf("State = %q, %v; want kept", s, ok)
@@ -230,9 +220,9 @@ func TestCancelKeepsStateAndAnUntakenResult(t *testing.T) {
 	if !r.Start(context.Background(), "a", g.read("again"), wake) {
 		t.Fatal("Start refused after Cancel")
 	}
-	recv(t, g.started, "read again")
+	testkit.Recv(t, g.started, "read again")
 	g.release <- 3
-	recv(t, woken, "wake")
+	testkit.Recv(t, woken, "wake")
 
 	// A result already finished survives a Cancel.
 	r.Cancel("a", nil)
@@ -248,13 +238,13 @@ func TestCallersContextEndsTheRead(t *testing.T) {
 	defer r.Close(nil)
 	ctx, cancel := context.WithCancel(context.Background())
 	r.Start(ctx, "a", g.read("a"), wake)
-	recv(t, g.started, "read")
+	testkit.Recv(t, g.started, "read")
 
 	// When the context Start was given ends, then the read is cancelled and its result not
 	// kept; a done context starts no read.
 	cancel()
-	recv(t, g.causes, "cancellation")
-	recv(t, g.finished, "end of the read")
+	testkit.Recv(t, g.causes, "cancellation")
+	testkit.Recv(t, g.finished, "end of the read")
 	none(t, woken, "wake")
 	if r.Start(ctx, "b", g.read("late"), wake) {
 		t.Error("Start ran a read with a done context")
@@ -285,7 +275,7 @@ func TestCloseCancelsWaitsAndStartsNoMore(t *testing.T) {
 	closeDone := make(chan struct{})
 	go func() { r.Close(closed); close(closeDone) }()
 	for range 2 {
-		if cause := recv(t, causes, "cancellation"); !errors.Is(cause, closed) {
+		if cause := testkit.Recv(t, causes, "cancellation"); !errors.Is(cause, closed) {
 			t.Errorf("cancelled with %v, want %v", cause, closed)
 		}
 	}
@@ -295,7 +285,7 @@ func TestCloseCancelsWaitsAndStartsNoMore(t *testing.T) {
 	default:
 	}
 	close(letGo)
-	recv(t, closeDone, "end of Close")
+	testkit.Recv(t, closeDone, "end of Close")
 	if r.Start(context.Background(), "c", read, nil) {
 		t.Error("Start ran a read after Close")
 	}
@@ -338,7 +328,7 @@ func TestManyKeysAtOnce(t *testing.T) {
 	}
 	wg.Wait()
 	for range n {
-		k := recv(t, woken, "wake")
+		k := testkit.Recv(t, woken, "wake")
 		var i int
 		fmt.Sscan(k, &i)
 		if v, ok := r.Take(k); !ok || v != i*i {

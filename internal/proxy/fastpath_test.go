@@ -324,15 +324,7 @@ func TestFastPathStaleConnection(t *testing.T) {
 			if tc.body == "" {
 				req.Body = nil
 			}
-			resp, err := f.client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Fatalf("got %d %q, want %d", resp.StatusCode, b, tc.want)
-			}
+			b := doWant(t, f.client, req, tc.want)
 			if tc.want == 200 && tc.body != "" && string(b) != tc.body {
 				t.Errorf("echo %q, want %q", b, tc.body)
 			}

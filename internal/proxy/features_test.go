@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"golang.org/x/net/websocket"
-	"ramp.dev/ramp/test/testcert"
+	"ramp.dev/ramp/test/testkit"
 )
 
 func TestWebSocketEcho(t *testing.T) {
@@ -491,16 +491,7 @@ func TestRequestLimits(t *testing.T) {
 			if tc.hdr != "" {
 				req.Header.Set("X-Big", tc.hdr)
 			}
-			client := &http.Client{Transport: &http.Transport{}}
-			resp, err := client.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != tc.want {
-				t.Fatalf("got %d %q, want %d", resp.StatusCode, b, tc.want)
-			}
+			b := doWant(t, &http.Client{Transport: &http.Transport{}}, req, tc.want)
 			if tc.want == 413 && !strings.Contains(string(b), "larger than 1000 bytes") {
 				t.Errorf("413 body %q does not say the limit", b)
 			}
@@ -511,7 +502,7 @@ func TestRequestLimits(t *testing.T) {
 // writeCert writes a self-signed certificate for 127.0.0.1 with the given serial.
 func writeCert(t *testing.T, dir string, serial int64) (certFile, keyFile string, cert *x509.Certificate) {
 	t.Helper()
-	certFile, keyFile, cert = testcert.SelfSigned(t, dir, serial, "ramp test")
+	certFile, keyFile, cert = testkit.SelfSigned(t, dir, serial, "ramp test")
 	// Make sure the stamp changes even on a coarse file system clock.
 	mod := time.Now().Add(time.Duration(serial) * time.Second)
 	os.Chtimes(certFile, mod, mod)

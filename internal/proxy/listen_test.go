@@ -2,6 +2,7 @@ package proxy
 
 import (
 	"bufio"
+	"io"
 	"net"
 	"net/http"
 	"testing"
@@ -68,4 +69,19 @@ func resetConn(w http.ResponseWriter) {
 		conn.(*net.TCPConn).SetLinger(0)
 		conn.Close()
 	}
+}
+
+// doWant sends req with client and returns the answer's body; its status must be want.
+func doWant(t *testing.T, client *http.Client, req *http.Request, want int) []byte {
+	t.Helper()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != want {
+		t.Fatalf("got %d %q, want %d", resp.StatusCode, b, want)
+	}
+	return b
 }

@@ -20,7 +20,7 @@ import (
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/spec"
-	"ramp.dev/ramp/test/syncbuf"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // fakeBackend serves one rollout, chat-api, and records the calls that change state.
@@ -178,12 +178,12 @@ func fakeLoad(data []byte) (*spec.Bundle, error) {
 type env struct {
 	srv  *httptest.Server
 	fb   *fakeBackend
-	logs *syncbuf.Buffer
+	logs *testkit.SyncBuffer
 }
 
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	e := &env{fb: &fakeBackend{}, logs: &syncbuf.Buffer{}}
+	e := &env{fb: &fakeBackend{}, logs: &testkit.SyncBuffer{}}
 	logger := slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	e.srv = httptest.NewServer(New(e.fb, testToken, logger))
 	t.Cleanup(e.srv.Close)
@@ -366,7 +366,7 @@ func TestHostAndOriginChecks(t *testing.T) {
 		return map[string]string{"Authorization": "Bearer " + testToken, "Origin": o}
 	}
 	fb := &fakeBackend{}
-	logs := &syncbuf.Buffer{}
+	logs := &testkit.SyncBuffer{}
 	logger := slog.New(slog.NewTextHandler(logs, nil))
 	plain := httptest.NewServer(New(fb, testToken, logger))
 	defer plain.Close()

@@ -23,7 +23,7 @@ import (
 	"github.com/prometheus/procfs"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/test/syncbuf"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // The test binary doubles as the child program: with SUPERVISOR_TEST_CHILD set it acts as
@@ -118,7 +118,7 @@ func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool)
 }
 
 // logBuf is the supervisor's log, read by the test.
-type logBuf struct{ syncbuf.Buffer }
+type logBuf struct{ testkit.SyncBuffer }
 
 // hasLine says some log line contains all of parts.
 func (l *logBuf) hasLine(parts ...string) bool {

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // TestControlAPIRefusesRebindingAndTokenlessReads: a web page whose name is rebound to
@@ -17,7 +18,7 @@ import (
 // directory, keeps working.
 func TestControlAPIRefusesRebindingAndTokenlessReads(t *testing.T) {
 	const password = "e2e-db-password-4f1c"
-	s := spec{Listen: freeAddr(t), Replicas: 1, Strategy: "    canary:\n      steps:\n      - setWeight: 50\n"}
+	s := spec{Listen: testkit.FreeAddr(t), Replicas: 1, Strategy: "    canary:\n      steps:\n      - setWeight: 50\n"}
 	r := startRamp(t, model(s, "v1", "DB_PASSWORD", password))
 	tok, err := os.ReadFile(filepath.Join(r.stateDir, "token"))
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // metricValue returns the value of the series name{labels} on ramp's /metrics, where labels
@@ -57,7 +58,7 @@ func (r *ramp) metricValue(name string, rev int64, role string) (float64, bool) 
 // none; the event names the exit status and the last lines of its stderr; and /metrics shows
 // the instances' exits, CPU, memory and probe failures per revision.
 func TestCanaryThatExitsLateIsAbortedAndTheExitRecorded(t *testing.T) {
-	s := spec{Listen: freeAddr(t), Strategy: `    canary:
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: `    canary:
       judge: {enabled: false}
       steps:
       - setWeight: 25

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // The five bad models of the chat team's note, each applied with the sample rollout.yaml as
@@ -29,7 +30,7 @@ func TestSampleStopsEveryBadModel(t *testing.T) {
 		{"leaks memory", []string{"CHAT_LEAK", "512KiB"}, []string{"too much memory", "latency"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			listen := freeAddr(t)
+			listen := testkit.FreeAddr(t)
 			r := startSample(t, listen)
 			l := startLoad(t, listen, 40, nil)
 			start := time.Now()

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,7 +22,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/test/syncbuf"
+	"ramp.dev/ramp/test/testkit"
 )
 
 var (
@@ -49,16 +48,6 @@ func TestMain(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -170,13 +159,13 @@ type ramp struct {
 	specFile string
 	cmd      *exec.Cmd
 	done     chan struct{}
-	logs     *syncbuf.Buffer
+	logs     *testkit.SyncBuffer
 }
 
 // given ramp is up with the spec applied, and its first revision is healthy.
 func startRamp(t *testing.T, s spec) *ramp {
 	t.Helper()
-	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: freeAddr(t), logs: &syncbuf.Buffer{}}
+	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: testkit.FreeAddr(t), logs: &testkit.SyncBuffer{}}
 	r.specFile = filepath.Join(r.stateDir, "rollout.yaml")
 	r.write(s)
 	t.Cleanup(func() {

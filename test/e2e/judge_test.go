@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // A canary with no analysis of its own: only the judge (on by default) watches it.
@@ -19,7 +20,7 @@ const judgeOnlySteps = `    canary:
 
 func TestJudgeAbortsABadVersionWithoutAnyAnalysisTemplate(t *testing.T) {
 	// Given a canary rollout of a healthy v1 under load, with no analysis steps
-	s := spec{Listen: freeAddr(t), Strategy: judgeOnlySteps}
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: judgeOnlySteps}
 	r := startRamp(t, model(s, "v1"))
 	l := startLoad(t, s.Listen, 200, nil)
 	defer l.stop()
@@ -68,7 +69,7 @@ func TestJudgeEndsTheAnalysisStepOfAHealthyVersionEarly(t *testing.T) {
 	// judge has errors to compare (with none on either side it can show nothing); latency and
 	// ttfb are left out because they reach "no worse" slowly on a loaded machine, and the
 	// judge's unit tests cover them.
-	s := spec{Listen: freeAddr(t), Extra: longAnalysis, Strategy: `    canary:
+	s := spec{Listen: testkit.FreeAddr(t), Extra: longAnalysis, Strategy: `    canary:
       judge: {maxRatio: 3, metrics: [error-rate]}
       steps:
       - setWeight: 50
@@ -113,7 +114,7 @@ func TestJudgeEndsTheAnalysisStepOfAHealthyVersionEarly(t *testing.T) {
 func TestJudgeAbortsAVersionThatFailsTriageAtHTTP200(t *testing.T) {
 	// Given a canary rollout of v1, which fails 2% of its triage answers, under load, with a
 	// judge that also reads the instances' own chat_triage_total
-	s := spec{Listen: freeAddr(t), Strategy: `    canary:
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: `    canary:
       judge:
         business:
         - name: triage
@@ -152,7 +153,7 @@ func TestJudgeAbortsAVersionThatFailsTriageAtHTTP200(t *testing.T) {
 func TestJudgeEndsTheAnalysisStepEarlyOnTriageAnswers(t *testing.T) {
 	// Given a canary judged on errors and on failed triage answers only, whose analysis step
 	// would take 60 s, and a v1 that fails 10% of its triage answers
-	s := spec{Listen: freeAddr(t), Extra: longAnalysis, Strategy: `    canary:
+	s := spec{Listen: testkit.FreeAddr(t), Extra: longAnalysis, Strategy: `    canary:
       judge:
         maxRatio: 3
         metrics: [error-rate]
@@ -189,7 +190,7 @@ func TestJudgeEndsTheAnalysisStepEarlyOnTriageAnswers(t *testing.T) {
 func TestJudgeAbortsAVersionWhoseFirstTokenIsLate(t *testing.T) {
 	// Given a canary rollout of v1 under chat load, judged on the first token only (so that
 	// the total time, which rises too, cannot be what stops it)
-	s := spec{Listen: freeAddr(t), Strategy: `    canary:
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: `    canary:
       judge: {metrics: [first-token]}
       steps:
       - setWeight: 20
@@ -218,7 +219,7 @@ func TestJudgeAbortsAVersionWhoseFirstTokenIsLate(t *testing.T) {
 
 func TestJudgeAbortsAHangingVersionBeforeItsRequestsEnd(t *testing.T) {
 	// Given a canary rollout of v1 under chat load, with the judge's defaults
-	s := spec{Listen: freeAddr(t), Strategy: judgeOnlySteps}
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: judgeOnlySteps}
 	r := startRamp(t, model(s, "v1"))
 	l := startLoad(t, s.Listen, 40, nil)
 	defer l.stop()

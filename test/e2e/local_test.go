@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 const canarySteps = `    canary:
@@ -73,7 +74,7 @@ func TestEachStrategyCompletesWithZeroFailedRequests(t *testing.T) {
 	for name, strategy := range strategies {
 		t.Run(name, func(t *testing.T) {
 			// Given ramp serving v1 under constant load
-			s := spec{Listen: freeAddr(t), Strategy: strategy, Replicas: 3}
+			s := spec{Listen: testkit.FreeAddr(t), Strategy: strategy, Replicas: 3}
 			r := startRamp(t, model(s, "v1"))
 			l := startLoad(t, s.Listen, 200, nil)
 			// When v2 is applied
@@ -108,7 +109,7 @@ func str(v any) string { return fmt.Sprint(v) }
 func TestBadVersionIsAbortedByAnalysis(t *testing.T) {
 	// Given a canary rollout of a healthy v1 under load, judged by its analysis template alone
 	// (judge_test.go covers the judge)
-	s := spec{Listen: freeAddr(t), Strategy: canarySteps + "      judge: {enabled: false}\n"}
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: canarySteps + "      judge: {enabled: false}\n"}
 	r := startRamp(t, model(s, "v1"))
 	l := startLoad(t, s.Listen, 200, nil)
 	// When v2 answers half its requests with 500
@@ -152,7 +153,7 @@ func TestUnreadyOrCrashingVersionNeverGetsTraffic(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			// Given a healthy v1 under load
-			s := spec{Listen: freeAddr(t), Strategy: canarySteps, Deadline: tc.deadline}
+			s := spec{Listen: testkit.FreeAddr(t), Strategy: canarySteps, Deadline: tc.deadline}
 			r := startRamp(t, model(s, "v1"))
 			l := startLoad(t, s.Listen, 100, nil)
 			// When v2 fails
@@ -173,7 +174,7 @@ func TestUnreadyOrCrashingVersionNeverGetsTraffic(t *testing.T) {
 
 func TestHeaderRouteAndPreviewAddress(t *testing.T) {
 	t.Run("x-version: canary reaches the canary", func(t *testing.T) {
-		s := spec{Listen: freeAddr(t), Strategy: `    canary:
+		s := spec{Listen: testkit.FreeAddr(t), Strategy: `    canary:
       trafficRouting:
         managedRoutes:
         - name: canary-header
@@ -199,8 +200,8 @@ func TestHeaderRouteAndPreviewAddress(t *testing.T) {
 		}
 	})
 	t.Run("the preview address reaches the new version", func(t *testing.T) {
-		preview := freeAddr(t)
-		s := spec{Listen: freeAddr(t), Strategy: `    blueGreen:
+		preview := testkit.FreeAddr(t)
+		s := spec{Listen: testkit.FreeAddr(t), Strategy: `    blueGreen:
       previewListen: ` + preview + `
       autoPromotionEnabled: false
 `}
@@ -230,7 +231,7 @@ const pausedCanary = `    canary:
 `
 
 func TestUserCommands(t *testing.T) {
-	s := spec{Listen: freeAddr(t), Strategy: pausedCanary}
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: pausedCanary}
 	r := startRamp(t, model(s, "v1"))
 	stepIs := func(i int32) func(v1alpha1.Rollout) bool {
 		return func(ro v1alpha1.Rollout) bool {
@@ -323,7 +324,7 @@ func TestUserCommands(t *testing.T) {
 
 func TestKill9MidRolloutResumes(t *testing.T) {
 	// Given a canary paused at step 1 of v2
-	s := spec{Listen: freeAddr(t), Strategy: pausedCanary}
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: pausedCanary}
 	r := startRamp(t, model(s, "v1"))
 	r.apply(model(s, "v2"))
 	r.waitFor(30*time.Second, "step 1", func(ro v1alpha1.Rollout) bool {
@@ -370,7 +371,7 @@ func readyOf(ro v1alpha1.Rollout, rev int64) int32 {
 }
 
 func TestInvalidSpecsAreRefusedAndChangeNothing(t *testing.T) {
-	s := spec{Listen: freeAddr(t), Strategy: pausedCanary}
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: pausedCanary}
 	r := startRamp(t, model(s, "v1"))
 	bad := strings.NewReplacer(
 		"replicas: 2", "replicas: -1",

@@ -12,6 +12,7 @@ import (
 	prommodel "github.com/prometheus/common/model"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // scrape reads ramp's /metrics into its families.
@@ -73,7 +74,7 @@ next:
 // judge's run and evidence; after the promotion they move on. Go and process metrics are
 // there too.
 func TestRampMetricsDuringACanary(t *testing.T) {
-	s := spec{Listen: freeAddr(t), Strategy: `    canary:
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: `    canary:
       judge: {metrics: [error-rate]}
       steps:
       - setWeight: 25

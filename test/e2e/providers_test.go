@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // smokeTemplate runs a smoke test against the preview (a command metric, in bash: a GET of
@@ -43,8 +44,8 @@ spec:
 
 func TestCommandAndScrapeProvidersJudgeThePreview(t *testing.T) {
 	// Given a blue-green rollout of v1 with a preview address
-	preview := freeAddr(t)
-	s := spec{Listen: freeAddr(t), Strategy: `    blueGreen:
+	preview := testkit.FreeAddr(t)
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: `    blueGreen:
       previewListen: ` + preview + `
 `}
 	r := startRamp(t, model(s, "v1"))
@@ -107,7 +108,7 @@ func TestCommandAndScrapeProvidersJudgeThePreview(t *testing.T) {
 // A test suite that runs for minutes must not hold up ramp: the control loop and the API go on
 // while it measures.
 func TestSlowMeasurementDoesNotBlockRamp(t *testing.T) {
-	s := spec{Listen: freeAddr(t), Strategy: `    canary:
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: `    canary:
       steps:
       - setWeight: 50
 `}

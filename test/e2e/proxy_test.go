@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/test/testcert"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // Given a canary behind TLS with sticky users and a header route for 10.0.0.0/8 only,
@@ -17,8 +17,8 @@ import (
 // then clients speak HTTP/2, the x-version header from 127.0.0.1 is ignored, and every user
 // on the canary stays there while more users join it.
 func TestProxyTLSStickyAndTrustedSources(t *testing.T) {
-	certFile, keyFile, cert := testcert.SelfSigned(t, t.TempDir(), 1, "ramp e2e")
-	s := spec{Listen: freeAddr(t), Proxy: fmt.Sprintf(`    tls: {certFile: %q, keyFile: %q}
+	certFile, keyFile, cert := testkit.SelfSigned(t, t.TempDir(), 1, "ramp e2e")
+	s := spec{Listen: testkit.FreeAddr(t), Proxy: fmt.Sprintf(`    tls: {certFile: %q, keyFile: %q}
     timeouts: {connect: 2s, firstByte: 30s, clientHeader: 10s, keepAlive: 2m, send: 1m}
     maxRequestBodyBytes: 65536
 `, certFile, keyFile), Strategy: `    canary:
@@ -104,7 +104,7 @@ func TestProxyTLSStickyAndTrustedSources(t *testing.T) {
 func TestHangingInstanceGets504AtTheFirstByteTimeout(t *testing.T) {
 	// Given a rollout whose model accepts chats and never answers them (its health check is
 	// fine), behind ramp's proxy with a first-byte timeout of 1s
-	s := spec{Listen: freeAddr(t), Strategy: canarySteps, Proxy: "    timeouts: {firstByte: 1s}\n"}
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: canarySteps, Proxy: "    timeouts: {firstByte: 1s}\n"}
 	startRamp(t, model(s, "v1", "CHAT_LATENCY", "10m", "CHAT_SHUTDOWN_TIMEOUT", "1s"))
 	// When a client asks it something
 	c := &http.Client{Timeout: 30 * time.Second}

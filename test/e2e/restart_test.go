@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // instancePIDs reads the processes of revision rev that ramp's supervisor lists in its state
@@ -44,7 +45,7 @@ func TestRestartReplacesEveryProcessWithZeroFailedRequests(t *testing.T) {
 	// Given ramp serving revision 1 with 3 processes under light load, each answer taking
 	// 300ms (requests are in flight when a process is replaced) and each process half a
 	// second to become ready
-	s := spec{Listen: freeAddr(t), Strategy: canarySteps, Replicas: 3}
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: canarySteps, Replicas: 3}
 	r := startRamp(t, model(s, "v1", "CHAT_LATENCY", "300ms", "CHAT_STARTUP_DELAY", "500ms"))
 	var before map[string]int
 	waitFor(t, 10*time.Second, "3 processes of revision 1", func() (bool, string) {

@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/test/syncbuf"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // sampleFile is examples/chat-api/rollout.yaml as it ships, with only what a test machine
@@ -42,7 +42,7 @@ func sampleFile(t *testing.T, listen, model string, env ...string) string {
 // startSample runs ramp up on the sample file with model v1 and waits until it is healthy.
 func startSample(t *testing.T, listen string) *ramp {
 	t.Helper()
-	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: freeAddr(t), logs: &syncbuf.Buffer{}}
+	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: testkit.FreeAddr(t), logs: &testkit.SyncBuffer{}}
 	r.specFile = filepath.Join(r.stateDir, "rollout.yaml")
 	r.writeText(sampleFile(t, listen, "triage-v1"))
 	t.Cleanup(func() {
@@ -76,7 +76,7 @@ func (r *ramp) waitNoPause(want v1alpha1.RolloutPhase, timeout time.Duration) v1
 
 func TestSampleRolloutPromotesAHealthyModelWithNoHumanStep(t *testing.T) {
 	// Given the sample rollout as it ships, with triage-v1 under 40 chats a second
-	listen := freeAddr(t)
+	listen := testkit.FreeAddr(t)
 	r := startSample(t, listen)
 	l := startLoad(t, listen, 40, nil)
 	// When a healthy triage-v2 is applied
@@ -101,7 +101,7 @@ func TestSampleRolloutPromotesAHealthyModelWithNoHumanStep(t *testing.T) {
 
 func TestSampleRolloutAbortsAModelThatFailsTriageAtHTTP200(t *testing.T) {
 	// Given the sample rollout as it ships, with triage-v1 under 40 chats a second
-	listen := freeAddr(t)
+	listen := testkit.FreeAddr(t)
 	r := startSample(t, listen)
 	l := startLoad(t, listen, 40, nil)
 	// When triage-v2 answers every chat with 200 but fails 40% of its triage answers

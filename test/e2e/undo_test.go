@@ -6,11 +6,12 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 func TestUndoAfterAnAbortSaysItIsBackOnStable(t *testing.T) {
 	// Given revision 2 aborted mid-canary over stable revision 1
-	s := spec{Listen: freeAddr(t), Strategy: pausedCanary}
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: pausedCanary}
 	r := startRamp(t, model(s, "v1"))
 	r.apply(model(s, "v2"))
 	r.waitPhase(v1alpha1.PhasePaused, 30*time.Second)

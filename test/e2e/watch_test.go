@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // switchedBackWithin sends chats one after the other from start and returns how long it took
@@ -54,7 +55,7 @@ func TestSwitchBackInTheWatchWindowIsInstant(t *testing.T) {
 		{"canary undo", "    canary:\n      steps:\n      - setWeight: 50\n      - pause: {duration: 1s}\n", []string{"undo", "chat-api"}, v1alpha1.PhaseHealthy},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			s := spec{Listen: freeAddr(t), Strategy: c.strategy, Replicas: 3}
+			s := spec{Listen: testkit.FreeAddr(t), Strategy: c.strategy, Replicas: 3}
 			r := startRamp(t, model(s, "v1"))
 			l := startLoad(t, s.Listen, 40, nil)
 			r.apply(model(s, "v2"))

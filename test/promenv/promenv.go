@@ -5,12 +5,12 @@ package promenv
 import (
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"ramp.dev/ramp/test/testkit"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,7 +56,7 @@ scrape_configs:
 		t.Fatal(err)
 	}
 	for attempt := 0; ; attempt++ {
-		addr := freeAddr(t)
+		addr := testkit.FreeAddr(t)
 		log := &strings.Builder{}
 		cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"),
 			"--web.listen-address="+addr, "--log.level=warn")
@@ -107,17 +107,6 @@ scrape_configs:
 		}
 		t.Logf("prometheus did not start on %s (port taken?), trying another port:\n%s", addr, log)
 	}
-}
-
-// freeAddr is a loopback address with a port that was free a moment ago.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // WaitScrapes polls the Prometheus at addr until every target was scraped at least n times in

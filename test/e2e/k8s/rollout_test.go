@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -399,16 +398,6 @@ func rampClient(t *testing.T, env *k8senv.Env) client.Client {
 		t.Fatal(err)
 	}
 	return c
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // installRamp installs ramp's manifests as a user would: kubectl apply -k config/default. It

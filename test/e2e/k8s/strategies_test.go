@@ -20,6 +20,7 @@ import (
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/kube"
 	"ramp.dev/ramp/test/k8senv"
+	"ramp.dev/ramp/test/testkit"
 )
 
 const (
@@ -37,7 +38,7 @@ func TestKubernetesMode(t *testing.T) {
 	metrics := newMetricsServer(t)
 
 	t.Run("strategies", func(t *testing.T) {
-		metricsAddr := freeAddr(t)
+		metricsAddr := testkit.FreeAddr(t)
 		startController(t, cfg, "controller", metrics, kube.Options{MetricsBindAddress: metricsAddr})
 
 		analysisStep := v1alpha1.CanaryStep{Analysis: &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "error-rate"}}}}
@@ -194,7 +195,7 @@ func TestKubernetesMode(t *testing.T) {
 
 	t.Run("restart mid-rollout", func(t *testing.T) {
 		s := newScenario(t, env, "restart", "chat-api-stable", "chat-api-canary")
-		c1Metrics := freeAddr(t)
+		c1Metrics := testkit.FreeAddr(t)
 		c1 := startController(t, cfg, "first", metrics, kube.Options{MetricsBindAddress: c1Metrics})
 		s.createRollout(v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{
 			StableService: "chat-api-stable", CanaryService: "chat-api-canary",

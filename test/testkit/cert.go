@@ -1,5 +1,5 @@
-// Package testcert writes self-signed TLS certificates for tests.
-package testcert
+// Package testkit holds helpers that tests in several packages share.
+package testkit
 
 import (
 	"crypto/ecdsa"
