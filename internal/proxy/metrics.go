@@ -90,12 +90,20 @@ func (m *metrics) observers(rev int64, role string) poolObservers {
 // forget drops the series of a revision that is gone.
 func (m *metrics) forget(rev int64) {
 	l := prometheus.Labels{"revision": strconv.FormatInt(rev, 10)}
-	m.requests.DeletePartialMatch(l)
-	m.duration.DeletePartialMatch(l)
-	m.ttfb.DeletePartialMatch(l)
-	m.firstToken.DeletePartialMatch(l)
-	m.inflight.DeletePartialMatch(l)
-	m.discarded.DeletePartialMatch(l)
+	for _, v := range m.vecs() {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// revisionVec is a metric family with a revision label.
+type revisionVec interface {
+	prometheus.Collector
+	DeletePartialMatch(prometheus.Labels) int
+}
+
+// vecs are the proxy's metric families.
+func (m *metrics) vecs() []revisionVec {
+	return []revisionVec{m.requests, m.duration, m.ttfb, m.firstToken, m.inflight, m.discarded}
 }
 
 // counter boxes a Counter for an atomic.Pointer.
@@ -120,21 +128,15 @@ func (m *metrics) observe(pl *pool, class int, lat, ttfb time.Duration, hasTTFB 
 }
 
 func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
-	m.requests.Describe(ch)
-	m.duration.Describe(ch)
-	m.ttfb.Describe(ch)
-	m.firstToken.Describe(ch)
-	m.inflight.Describe(ch)
-	m.discarded.Describe(ch)
+	for _, v := range m.vecs() {
+		v.Describe(ch)
+	}
 }
 
 func (m *metrics) Collect(ch chan<- prometheus.Metric) {
-	m.requests.Collect(ch)
-	m.duration.Collect(ch)
-	m.ttfb.Collect(ch)
-	m.firstToken.Collect(ch)
-	m.inflight.Collect(ch)
-	m.discarded.Collect(ch)
+	for _, v := range m.vecs() {
+		v.Collect(ch)
+	}
 }
 
 // Collector returns the proxy's per-revision metrics for a Prometheus registry:

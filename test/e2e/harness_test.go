@@ -165,9 +165,15 @@ type ramp struct {
 // given ramp is up with the spec applied, and its first revision is healthy.
 func startRamp(t *testing.T, s spec) *ramp {
 	t.Helper()
+	return startRampText(t, s.yaml())
+}
+
+// startRampText is startRamp with the spec file's text.
+func startRampText(t *testing.T, text string) *ramp {
+	t.Helper()
 	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: testkit.FreeAddr(t), logs: &testkit.SyncBuffer{}}
 	r.specFile = filepath.Join(r.stateDir, "rollout.yaml")
-	r.write(s)
+	r.writeText(text)
 	t.Cleanup(func() {
 		r.stop()
 		if t.Failed() {
@@ -188,7 +194,12 @@ func tail(s string, n int) string {
 
 func (r *ramp) write(s spec) {
 	r.t.Helper()
-	if err := os.WriteFile(r.specFile, []byte(s.yaml()), 0o600); err != nil {
+	r.writeText(s.yaml())
+}
+
+func (r *ramp) writeText(text string) {
+	r.t.Helper()
+	if err := os.WriteFile(r.specFile, []byte(text), 0o600); err != nil {
 		r.t.Fatal(err)
 	}
 }

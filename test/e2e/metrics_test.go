@@ -34,41 +34,6 @@ func (r *ramp) scrape() map[string]*dto.MetricFamily {
 	return mfs
 }
 
-// series returns the value of the one series of name whose labels include labels, and how
-// many matched.
-func series(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, int) {
-	var v float64
-	n := 0
-	mf := mfs[name]
-	if mf == nil {
-		return 0, 0
-	}
-next:
-	for _, m := range mf.GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		n++
-		switch {
-		case m.Gauge != nil:
-			v = m.GetGauge().GetValue()
-		case m.Counter != nil:
-			v = m.GetCounter().GetValue()
-		case m.Histogram != nil:
-			v = float64(m.GetHistogram().GetSampleCount())
-		default:
-			v = m.GetUntyped().GetValue()
-		}
-	}
-	return v, n
-}
-
 // ramp's own metrics on the control API's /metrics during a real canary show the rollout as
 // its status says at that moment: phase, step, the weight and instances of each revision, the
 // judge's run and evidence; after the promotion they move on. Go and process metrics are
@@ -86,11 +51,11 @@ func TestRampMetricsDuringACanary(t *testing.T) {
 
 	mfs := r.scrape()
 	for _, name := range []string{"go_goroutines", "process_cpu_seconds_total", "process_resident_memory_bytes"} {
-		if _, n := series(mfs, name); n != 1 {
+		if _, n := testkit.Series(mfs, name); n != 1 {
 			t.Errorf("%s: %d series on local /metrics, want 1", name, n)
 		}
 	}
-	if v, n := series(mfs, "ramp_rollout_phase", "rollout", "chat-api", "phase", "Healthy"); n != 1 || v != 1 {
+	if v, n := testkit.Series(mfs, "ramp_rollout_phase", "rollout", "chat-api", "phase", "Healthy"); n != 1 || v != 1 {
 		t.Errorf("before the change: ramp_rollout_phase{phase=Healthy} = %v (%d series), want 1", v, n)
 	}
 
@@ -114,7 +79,7 @@ func TestRampMetricsDuringACanary(t *testing.T) {
 		ro := r.get()
 		var diffs []string
 		check := func(want float64, name string, labels ...string) {
-			got, n := series(mfs, name, labels...)
+			got, n := testkit.Series(mfs, name, labels...)
 			if n != 1 || got != want {
 				diffs = append(diffs, fmt.Sprintf("%s%v = %v (%d series), want %v", name, labels, got, n, want))
 			}
@@ -137,21 +102,21 @@ func TestRampMetricsDuringACanary(t *testing.T) {
 		check(1, "ramp_analysis_run_phase", "rollout", "chat-api", "run", judgeRun, "phase", "Running")
 		verdicts := 0.0
 		for _, v := range []string{"worse", "no_worse", "undecided"} {
-			x, _ := series(mfs, "ramp_judge_verdict", "run", judgeRun, "metric", "error-rate", "verdict", v)
+			x, _ := testkit.Series(mfs, "ramp_judge_verdict", "run", judgeRun, "metric", "error-rate", "verdict", v)
 			verdicts += x
 		}
 		if verdicts != 1 {
 			diffs = append(diffs, fmt.Sprintf("%v judge verdicts at 1, want exactly one", verdicts))
 		}
-		canary, n := series(mfs, "ramp_judge_requests", "run", judgeRun, "metric", "error-rate", "side", "canary")
-		stable, _ := series(mfs, "ramp_judge_requests", "run", judgeRun, "metric", "error-rate", "side", "stable")
+		canary, n := testkit.Series(mfs, "ramp_judge_requests", "run", judgeRun, "metric", "error-rate", "side", "canary")
+		stable, _ := testkit.Series(mfs, "ramp_judge_requests", "run", judgeRun, "metric", "error-rate", "side", "stable")
 		if n != 1 || canary < 50 || stable < 3*canary/2 {
 			diffs = append(diffs, fmt.Sprintf("judge requests canary %v, stable %v: want at least 50 on the canary and more on stable", canary, stable))
 		}
-		if c, _ := series(mfs, "ramp_reconcile_duration_seconds", "mode", "local"); c == 0 {
+		if c, _ := testkit.Series(mfs, "ramp_reconcile_duration_seconds", "mode", "local"); c == 0 {
 			diffs = append(diffs, "no local reconcile observed")
 		}
-		if _, n := series(mfs, "ramp_requests_total", "rollout", "chat-api", "revision", "2"); n == 0 {
+		if _, n := testkit.Series(mfs, "ramp_requests_total", "rollout", "chat-api", "revision", "2"); n == 0 {
 			diffs = append(diffs, "no ramp_requests_total of revision 2")
 		}
 		return len(diffs) == 0, fmt.Sprint(diffs)
@@ -162,9 +127,9 @@ func TestRampMetricsDuringACanary(t *testing.T) {
 	r.waitPhase(v1alpha1.PhaseHealthy, 30*time.Second)
 	waitFor(t, 10*time.Second, "/metrics to show revision 2 healthy with all the traffic", func() (bool, string) {
 		mfs := r.scrape()
-		healthy, _ := series(mfs, "ramp_rollout_phase", "rollout", "chat-api", "phase", "Healthy")
-		w, n := series(mfs, "ramp_rollout_weight", "rollout", "chat-api", "revision", "2", "role", "stable")
-		_, steps := series(mfs, "ramp_rollout_step", "rollout", "chat-api")
+		healthy, _ := testkit.Series(mfs, "ramp_rollout_phase", "rollout", "chat-api", "phase", "Healthy")
+		w, n := testkit.Series(mfs, "ramp_rollout_weight", "rollout", "chat-api", "revision", "2", "role", "stable")
+		_, steps := testkit.Series(mfs, "ramp_rollout_step", "rollout", "chat-api")
 		return healthy == 1 && n == 1 && w == 100, fmt.Sprintf("healthy %v, weight of revision 2 as stable %v (%d series), step series %d", healthy, w, n, steps)
 	})
 }

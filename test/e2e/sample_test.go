@@ -42,25 +42,7 @@ func sampleFile(t *testing.T, listen, model string, env ...string) string {
 // startSample runs ramp up on the sample file with model v1 and waits until it is healthy.
 func startSample(t *testing.T, listen string) *ramp {
 	t.Helper()
-	r := &ramp{t: t, stateDir: t.TempDir(), apiAddr: testkit.FreeAddr(t), logs: &testkit.SyncBuffer{}}
-	r.specFile = filepath.Join(r.stateDir, "rollout.yaml")
-	r.writeText(sampleFile(t, listen, "triage-v1"))
-	t.Cleanup(func() {
-		r.stop()
-		if t.Failed() {
-			t.Logf("ramp logs:\n%s", tail(r.logs.String(), 6000))
-		}
-	})
-	r.up("-f", r.specFile)
-	r.waitPhase(v1alpha1.PhaseHealthy, 30*time.Second)
-	return r
-}
-
-func (r *ramp) writeText(text string) {
-	r.t.Helper()
-	if err := os.WriteFile(r.specFile, []byte(text), 0o600); err != nil {
-		r.t.Fatal(err)
-	}
+	return startRampText(t, sampleFile(t, listen, "triage-v1"))
 }
 
 // waitNoPause waits for phase want, failing at once if the rollout pauses on the way.

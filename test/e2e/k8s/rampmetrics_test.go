@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	prommodel "github.com/prometheus/common/model"
+	"ramp.dev/ramp/test/testkit"
 )
 
 // scrapeMetrics reads the controller's /metrics at addr.
@@ -29,35 +30,6 @@ func scrapeMetrics(ctx context.Context, addr string) (map[string]*dto.MetricFami
 	}
 	p := expfmt.NewTextParser(prommodel.UTF8Validation)
 	return p.TextToMetricFamilies(resp.Body)
-}
-
-// metricValue returns the value of the one series of name whose labels include labels (name,
-// value pairs) and how many matched.
-func metricValue(mfs map[string]*dto.MetricFamily, name string, labels ...string) (float64, int) {
-	var v float64
-	n := 0
-next:
-	for _, m := range mfs[name].GetMetric() {
-		have := map[string]string{}
-		for _, l := range m.GetLabel() {
-			have[l.GetName()] = l.GetValue()
-		}
-		for i := 0; i+1 < len(labels); i += 2 {
-			if have[labels[i]] != labels[i+1] {
-				continue next
-			}
-		}
-		n++
-		switch {
-		case m.Histogram != nil:
-			v = float64(m.GetHistogram().GetSampleCount())
-		case m.Counter != nil:
-			v = m.GetCounter().GetValue()
-		default:
-			v = m.GetGauge().GetValue()
-		}
-	}
-	return v, n
 }
 
 // checkRampMetrics waits until the controller's /metrics at addr shows the scenario's rollout
@@ -84,7 +56,7 @@ func checkRampMetrics(t *testing.T, addr string, s *scenario, strategy string) {
 		var diffs []string
 		check := func(want float64, name string, labels ...string) {
 			labels = append([]string{"namespace", s.ns, "rollout", "chat-api"}, labels...)
-			if got, n := metricValue(mfs, name, labels...); n != 1 || got != want {
+			if got, n := testkit.Series(mfs, name, labels...); n != 1 || got != want {
 				diffs = append(diffs, fmt.Sprintf("%s%v = %v (%d series), want %v", name, labels, got, n, want))
 			}
 		}
@@ -98,13 +70,13 @@ func checkRampMetrics(t *testing.T, addr string, s *scenario, strategy string) {
 			check(float64(rv.Ready), "ramp_rollout_replicas", "revision", rev, "state", "ready")
 			check(float64(rv.Available), "ramp_rollout_replicas", "revision", rev, "state", "available")
 		}
-		if _, n := metricValue(mfs, "ramp_rollout_weight", "namespace", s.ns); n != len(ro.Status.Revisions) || n < 2 {
+		if _, n := testkit.Series(mfs, "ramp_rollout_weight", "namespace", s.ns); n != len(ro.Status.Revisions) || n < 2 {
 			diffs = append(diffs, fmt.Sprintf("%d weight series for %d revisions in status, want both revisions", n, len(ro.Status.Revisions)))
 		}
 		for _, a := range ro.Status.Analysis {
 			check(1, "ramp_analysis_run_phase", "run", a.Name, "kind", string(a.Kind), "phase", string(a.Phase))
 		}
-		if c, _ := metricValue(mfs, "ramp_reconcile_duration_seconds", "mode", "kubernetes"); c == 0 {
+		if c, _ := testkit.Series(mfs, "ramp_reconcile_duration_seconds", "mode", "kubernetes"); c == 0 {
 			diffs = append(diffs, "no reconcile observed in mode kubernetes")
 		}
 		if len(diffs) > 0 {
