@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis/judge"
+	"ramp.dev/ramp/test/testkit"
 )
 
 var triageMetric = v1alpha1.JudgeBusinessMetric{Name: "triage", Metric: "chat_triage_total", Events: map[string]string{"outcome": "failed"}}
@@ -125,47 +125,17 @@ func TestBusinessCountersRefuseAGauge(t *testing.T) {
 	}
 }
 
-// metricsServer serves a metrics page the test changes.
-type metricsServer struct {
-	mu   sync.Mutex
-	text string
-	srv  *httptest.Server
-}
-
-func newMetricsServer(t *testing.T, text string) *metricsServer {
-	m := &metricsServer{text: text}
-	m.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/metrics" {
-			http.NotFound(w, r)
-			return
-		}
-		m.mu.Lock()
-		defer m.mu.Unlock()
-		fmt.Fprint(w, m.text)
-	}))
-	t.Cleanup(m.srv.Close)
-	return m
-}
-
-func (m *metricsServer) set(text string) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.text = text
-}
-
-func (m *metricsServer) addr() string { return strings.TrimPrefix(m.srv.URL, "http://") }
-
 func TestBusinessScraperRoundsOverHTTP(t *testing.T) {
 	// Given a canary and a stable instance that ramp started before the judge run
-	canary := newMetricsServer(t, triagePage(900, 10, 0))
-	stable := newMetricsServer(t, triagePage(900, 100, 1))
+	canary := testkit.NewMetricsPage(t, triagePage(900, 10, 0), "/metrics")
+	stable := testkit.NewMetricsPage(t, triagePage(900, 100, 1), "/metrics")
 	down := httptest.NewServer(http.NotFoundHandler())
 	down.Close() // a stable instance that does not answer
 	instances := func(_ string, rev int64) []string {
 		if rev == 2 {
-			return []string{canary.addr()}
+			return []string{canary.Addr()}
 		}
-		return []string{stable.addr(), strings.TrimPrefix(down.URL, "http://")}
+		return []string{stable.Addr(), strings.TrimPrefix(down.URL, "http://")}
 	}
 	b := newBusinessScraper(context.Background(), "chat-api", 2, 1, time.Unix(1000, 0), []v1alpha1.JudgeBusinessMetric{triageMetric})
 	defer b.stop()
@@ -197,8 +167,8 @@ func TestBusinessScraperRoundsOverHTTP(t *testing.T) {
 	}
 	// A second start within businessScrapeEvery does nothing.
 	b.start(t0.Add(businessScrapeEvery/2), instances, kick)
-	canary.set(triagePage(900, 15, 5))
-	stable.set(triagePage(900, 119, 2))
+	canary.Set(triagePage(900, 15, 5))
+	stable.Set(triagePage(900, 119, 2))
 	r = next(t0.Add(businessScrapeEvery))
 	// Then the round holds both sides' increases
 	want := judge.Slice{CanaryTotal: 10, CanaryEvents: 5, StableTotal: 20, StableEvents: 1}

@@ -3,50 +3,19 @@ package scrape
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
+	"ramp.dev/ramp/test/testkit"
 )
 
-// page is an instance serving a metrics page that the test changes.
-type page struct {
-	mu   sync.Mutex
-	text string
-	code int
-	srv  *httptest.Server
+// newPage is an instance serving a metrics page that the test changes.
+func newPage(t *testing.T) *testkit.MetricsPage {
+	return testkit.NewMetricsPage(t, "", "/metrics", "/custom")
 }
-
-func newPage(t *testing.T) *page {
-	p := &page{code: 200}
-	p.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.mu.Lock()
-		defer p.mu.Unlock()
-		if r.URL.Path != "/metrics" && r.URL.Path != "/custom" {
-			http.NotFound(w, r)
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
-		w.WriteHeader(p.code)
-		io.WriteString(w, p.text)
-	}))
-	t.Cleanup(p.srv.Close)
-	return p
-}
-
-func (p *page) set(text string) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.text = text
-}
-
-func (p *page) addr() string { return strings.TrimPrefix(p.srv.URL, "http://") }
 
 // instances is a Source with fixed instances per revision.
 type instances map[int64][]string
@@ -75,7 +44,7 @@ latency_seconds_count 10
 
 func TestMeasure(t *testing.T) {
 	c1, c2, stable := newPage(t), newPage(t), newPage(t)
-	src := instances{2: {c1.addr(), c2.addr()}, 1: {stable.addr()}}
+	src := instances{2: {c1.Addr(), c2.Addr()}, 1: {stable.Addr()}}
 	p := New(src, nil, nil)
 	since := time.Now()
 	target := analysis.Target{Rollout: "chat-api", Revision: 2, Baseline: 1, Since: since}
@@ -118,22 +87,22 @@ func TestMeasure(t *testing.T) {
 			m:    metric(v1alpha1.ScrapeMetric{Metric: "latency_seconds_sum", DivideBy: &v1alpha1.ScrapeSelector{Metric: "latency_seconds_count"}}),
 			want: 0.5},
 		{name: "a histogram needs _count or _sum", c1: gauges, c2: gauges, m: metric(v1alpha1.ScrapeMetric{Metric: "latency_seconds"}),
-			wantErr: "latency_seconds on " + c1.addr() + ": is a histogram; read NAME_count or NAME_sum"},
+			wantErr: "latency_seconds on " + c1.Addr() + ": is a histogram; read NAME_count or NAME_sum"},
 		{name: "a metric nobody exposes is no data", c1: gauges, c2: gauges, m: metric(v1alpha1.ScrapeMetric{Metric: "nope_total"}),
 			wantInconclusive: true, wantText: "no data: no instance of revision 2 exposes nope_total"},
 		{name: "a label value nobody has sums to 0", c1: gauges, c2: gauges, m: metric(v1alpha1.ScrapeMetric{Metric: "queue_depth", Labels: map[string]string{"queue": "z"}}), want: 0},
 		{name: "no ready instance", c1: gauges, c2: gauges, m: metric(v1alpha1.ScrapeMetric{Metric: "queue_depth"}),
 			target: &analysis.Target{Rollout: "chat-api", Revision: 7, Since: since}, wantInconclusive: true, wantText: "no data: revision 7 has no ready instance"},
 		{name: "not the text format", c1: "{\"json\": true}\n", c2: gauges, m: metric(v1alpha1.ScrapeMetric{Metric: "queue_depth"}),
-			wantErr: "scrape http://" + c1.addr() + "/metrics: not the Prometheus text format"},
+			wantErr: "scrape http://" + c1.Addr() + "/metrics: not the Prometheus text format"},
 		{name: "custom path", c1: gauges, c2: gauges, m: metric(v1alpha1.ScrapeMetric{Metric: "queue_depth", Path: "/custom"}), want: 14},
 		{name: "wrong path", c1: gauges, c2: gauges, m: metric(v1alpha1.ScrapeMetric{Metric: "queue_depth", Path: "/other"}),
-			wantErr: "scrape http://" + c1.addr() + "/other: status 404"},
+			wantErr: "scrape http://" + c1.Addr() + "/other: status 404"},
 	}
 	for _, st := range steps {
-		c1.set(st.c1)
-		c2.set(st.c2)
-		stable.set(st.stable)
+		c1.Set(st.c1)
+		c2.Set(st.c2)
+		stable.Set(st.stable)
 		tg := target
 		if st.target != nil {
 			tg = *st.target
@@ -163,11 +132,11 @@ func TestFreshInstanceCountsFromZero(t *testing.T) {
 	in := newPage(t)
 	since := time.Now().Add(-time.Minute)
 	started := fmt.Sprintf("# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.3f\n", float64(since.Add(time.Second).UnixMilli())/1000)
-	in.set(triage(9, 1, started))
+	in.Set(triage(9, 1, started))
 	m := v1alpha1.Metric{Name: "m", Provider: v1alpha1.MetricProvider{Scrape: &v1alpha1.ScrapeMetric{
 		Metric: "chat_triage_total", Labels: map[string]string{"outcome": "failed"}, DivideBy: &v1alpha1.ScrapeSelector{},
 	}}}
-	p := New(instances{1: {in.addr()}}, nil, nil)
+	p := New(instances{1: {in.Addr()}}, nil, nil)
 	v, err := p.Measure(context.Background(), m, analysis.Target{Rollout: "r", Revision: 1, Since: since})
 	if err != nil || v.Inconclusive || !near(v.Result, 0.1) {
 		t.Fatalf("got %+v, %v; want 0.1 from the start", v, err)
