@@ -460,6 +460,13 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 	if name != "service" && before.CanaryRevision != 0 {
 		prev := Routes{StableService: c.StableService, CanaryService: c.CanaryService, CanaryWeight: before.CanaryWeight, HeaderRoutes: before.HeaderRoutes}
 		got, err := router.ObservedRoutes(ctx, ro)
+		if err == nil && r.live != nil && Drift(prev, got) != "" {
+			// The cache may lag behind ramp's own last write: only a drift that the API
+			// server itself shows is one.
+			if live, lerr := NewRouter(name, liveReads{Client: r.client, live: r.live}); lerr == nil {
+				got, err = live.ObservedRoutes(ctx, ro)
+			}
+		}
 		if err != nil {
 			r.log.Warn("read back routes", keyRollout, ro.Name, "router", name, "err", err)
 		} else if d := Drift(prev, got); d != "" && Drift(want, got) != "" {
@@ -472,4 +479,19 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 		return fmt.Errorf("set routes with %s router: %w", name, err)
 	}
 	return nil
+}
+
+// liveReads is a client whose reads go to the API server (live) instead of the cache; its
+// writes go through Client.
+type liveReads struct {
+	client.Client
+	live client.Reader
+}
+
+func (l liveReads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	return l.live.Get(ctx, key, obj, opts...)
+}
+
+func (l liveReads) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return l.live.List(ctx, list, opts...)
 }

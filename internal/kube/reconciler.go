@@ -95,8 +95,10 @@ type Reconciler struct {
 	runner   *analysis.Runner
 	traffic  *routerMetrics
 	secrets  secretReader
-	now      func() time.Time
-	log      *slog.Logger
+	// live reads past the cache (ReconcilerOptions.APIReader); nil reads through client.
+	live client.Reader
+	now  func() time.Time
+	log  *slog.Logger
 	// measure takes analysis measurements off Reconcile; see measure.go.
 	measure *measurements
 	// exits is the record of the pods' restarts already reported; see exits.go.
@@ -130,6 +132,11 @@ type ReconcilerOptions struct {
 	// only: give a reader that does not cache (the manager's API reader), or the controller
 	// would list and watch every Secret. Nil means the reconciler's client.
 	SecretReader client.Reader
+	// APIReader reads from the API server, past the cache: before a drift of the traffic
+	// layer is reported, the routing object is read again through it, so that a cache that
+	// lags behind ramp's own last write is not taken for a change by hand. Nil means the
+	// reconciler's client.
+	APIReader client.Reader
 }
 
 // NewReconciler returns a Reconciler that works through c and records events with rec.
@@ -141,6 +148,7 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 	if r.log == nil {
 		r.log = slog.Default()
 	}
+	r.live = o.APIReader
 	r.secrets = secretReader{c: o.SecretReader}
 	if o.SecretReader == nil {
 		r.secrets = secretReader{c: c}
