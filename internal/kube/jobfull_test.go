@@ -174,7 +174,7 @@ func TestJobSpecValidation(t *testing.T) {
 			`spec.metrics[0].provider.job.spec.template.spec.restartPolicy: "Always" is not Never or OnFailure, which a Job needs`},
 		{"unknown pod field", "        spec: {template: {spec: {serviceAcount: s, containers: [{name: a, image: b}]}}}\n",
 			"spec.metrics[0].provider.job.spec.template.spec.serviceAcount: unknown field"},
-		{"neither", "        timeout: 5m\n", "spec.metrics[0].provider.job.image: is required (or give a full JobSpec in spec)"},
+		{"neither", "        timeout: 5m\n", "spec.metrics[0].provider.job.image: is required"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := spec.Load([]byte(job(tt.body)))

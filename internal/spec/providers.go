@@ -287,7 +287,7 @@ func validateJob(l *errList, p string, j *v1alpha1.JobMetric, args []v1alpha1.Ar
 	if j.Spec != nil {
 		validateJobSpec(l, p, j, args)
 	} else if strings.TrimSpace(j.Image) == "" {
-		l.add(p+".image", nil, "is required (or give a full JobSpec in spec)")
+		l.add(p+".image", nil, "is required")
 	}
 	for i, a := range j.Args {
 		validateTemplated(l, fmt.Sprintf("%s.args[%d]", p, i), a, args)
