@@ -33,7 +33,8 @@ type Router struct {
 	PrefixMatch bool
 	// CookieMatch says a header route can match cookies.
 	CookieMatch bool
-	// Mirror says canary.mirror can be carried out; Stickiness canary.stickiness.
+	// Mirror says canary.mirror can be carried out (copies of requests sent to the canary);
+	// Stickiness canary.stickiness (each user kept on one revision as the weight grows).
 	Mirror, Stickiness bool
 	// Metrics is where the requests the judge and builtin metrics count come from: "proxy"
 	// (ramp's own), the router's name when it exports request metrics ramp reads from
@@ -45,6 +46,9 @@ type Router struct {
 
 	// noHeaderRoutes says why a setHeaderRoute step cannot be carried out.
 	noHeaderRoutes string
+	// noStickiness says why canary.stickiness cannot be carried out, after "which"; empty
+	// means the general reason.
+	noStickiness string
 	// picked reports whether tr names the router; nil for service and proxy.
 	picked func(tr *v1alpha1.TrafficRouting) bool
 	// validate checks the router's own fields; tp is the trafficRouting path.
@@ -83,7 +87,8 @@ func trafficRouting(ro *v1alpha1.Rollout) *v1alpha1.TrafficRouting {
 // routers are every router, those a trafficRouting field picks first.
 var routers = []Router{
 	{
-		Name: RouterGatewayAPI, Title: RouterGatewayAPI, ExactWeights: true, HeaderRoutes: true,
+		// A RequestMirror filter with percent (standard since Gateway API v1.3) mirrors.
+		Name: RouterGatewayAPI, Title: RouterGatewayAPI, ExactWeights: true, HeaderRoutes: true, Mirror: true,
 		Objects: []RoutedObject{{Kind: "HTTPRoute", Name: func(ro *v1alpha1.Rollout) string { return trafficRouting(ro).GatewayAPI.HTTPRoute }}},
 		picked:  func(tr *v1alpha1.TrafficRouting) bool { return tr.GatewayAPI != nil },
 		validate: func(l *errList, tp string, tr *v1alpha1.TrafficRouting) {
@@ -99,9 +104,11 @@ var routers = []Router{
 				}
 			}
 		},
+		noStickiness: "weighs each request on its own: an HTTPRoute's sessionPersistence, which could keep a user on one backend, is in Gateway API's experimental channel only",
 	},
 	{
-		Name: RouterIstio, Title: RouterIstio, ExactWeights: true, HeaderRoutes: true, PrefixMatch: true, Metrics: RouterIstio,
+		// An http route's mirror and mirrorPercentage mirror.
+		Name: RouterIstio, Title: RouterIstio, ExactWeights: true, HeaderRoutes: true, PrefixMatch: true, Metrics: RouterIstio, Mirror: true,
 		Objects: []RoutedObject{{Kind: "VirtualService", Name: func(ro *v1alpha1.Rollout) string { return trafficRouting(ro).Istio.VirtualService.Name }}},
 		picked:  func(tr *v1alpha1.TrafficRouting) bool { return tr.Istio != nil },
 		validate: func(l *errList, tp string, tr *v1alpha1.TrafficRouting) {
@@ -109,6 +116,7 @@ var routers = []Router{
 				l.add(tp+".istio.virtualService.name", nil, "is required")
 			}
 		},
+		noStickiness: "weighs each request on its own: a DestinationRule's consistentHash keeps a user on one pod of a Service, not on one revision",
 	},
 	{
 		Name: RouterSMI, Title: RouterSMI, ExactWeights: true,
@@ -206,6 +214,17 @@ func namedRouters(keep func(Router) bool) []string {
 	return out
 }
 
+// routersThat returns the names of every router (service and proxy too) that keep accepts.
+func routersThat(keep func(Router) bool) []string {
+	var out []string
+	for _, r := range routers {
+		if keep(r) {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
 // orList joins names as "a, b or c".
 func orList(names []string) string {
 	if len(names) < 2 {
@@ -267,10 +286,14 @@ func validateTrafficRouters(l *errList, path string, s *v1alpha1.RolloutSpec) {
 		l.add(tp+".managedRoutes", nil, "has %d routes; %s supports %s header route%s", len(c.TrafficRouting.ManagedRoutes), r.Title, count(r.MaxManagedRoutes), plural(r.MaxManagedRoutes))
 	}
 	if c.Mirror != nil && !r.Mirror {
-		l.add(path+".mirror", nil, "cannot be done by the %s router, which cannot mirror requests; only %s can", r.Title, RouterProxy)
+		l.add(path+".mirror", nil, "cannot be done by the %s router, which cannot mirror requests; only %s can", r.Title, orList(routersThat(func(r Router) bool { return r.Mirror })))
 	}
 	if c.Stickiness != nil && !r.Stickiness {
-		l.add(path+".stickiness", nil, "cannot be done by the %s router, which cannot keep users on one revision; only %s can", r.Title, RouterProxy)
+		why := r.noStickiness
+		if why == "" {
+			why = "cannot keep users on one revision"
+		}
+		l.add(path+".stickiness", nil, "cannot be done by the %s router, which %s; only %s can", r.Title, why, orList(routersThat(func(r Router) bool { return r.Stickiness })))
 	}
 	for i := range c.Steps {
 		hr := c.Steps[i].SetHeaderRoute
