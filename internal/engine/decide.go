@@ -591,12 +591,17 @@ func (d *decision) finish() {
 }
 
 // mirror copies requests to the canary while it runs, as spec.strategy.canary.mirror says.
-func (d *decision) mirror() {
-	c, st := d.spec.Strategy.Canary, &d.st
+func (d *decision) mirror() { d.out.Routes.Mirror = MirrorOf(d.spec, &d.st) }
+
+// MirrorOf is the mirror of the routes a decision that leaves status st gives a rollout of
+// spec s: the canary gets its copies while it runs, not after a promotion or an abort. Nil
+// means none.
+func MirrorOf(s *v1alpha1.RolloutSpec, st *v1alpha1.RolloutStatus) *Mirror {
+	c := s.Strategy.Canary
 	if c == nil || c.Mirror == nil || st.Abort || st.CanaryRevision == 0 || st.CanaryRevision == st.StableRevision {
-		return
+		return nil
 	}
-	d.out.Routes.Mirror = &Mirror{Revision: st.CanaryRevision, Percent: c.Mirror.Percentage}
+	return &Mirror{Revision: st.CanaryRevision, Percent: c.Mirror.Percentage}
 }
 
 // addresses sets the revisions the strategy's fixed addresses serve: stable and canary, or

@@ -38,7 +38,7 @@ func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before 
 	if err := r.setSelectors(ctx, ro, w, out.Routes); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.route(ctx, ro, before, out); err != nil {
+	if err := r.route(ctx, ro, before, w, out); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -434,10 +434,11 @@ func (r *Reconciler) setSelectors(ctx context.Context, ro *v1alpha1.Rollout, w *
 	return errors.Join(errs...)
 }
 
-// route gives the canary's router the decision's weight and header routes. Before it does, it
-// reads back what the traffic layer does and reports drift from what the previous decision
-// set (before), which SetRoutes then repairs.
-func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, out engine.Output) error {
+// route gives the canary's router the decision's weight, header routes and mirror. Before it
+// does, it reads back what the traffic layer does and reports drift from what the previous
+// decision set (before), which SetRoutes then repairs. w is the world observed (nil when the
+// workload is missing: nothing is mirrored then).
+func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, w *world, out engine.Output) error {
 	c := ro.Spec.Strategy.Canary
 	if c == nil {
 		return nil
@@ -457,9 +458,14 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 	for _, hr := range out.Routes.HeaderRoutes {
 		want.HeaderRoutes = append(want.HeaderRoutes, v1alpha1.SetHeaderRoute{Name: hr.Name, Match: hr.Match})
 	}
+	want.MirrorPercent = mirrorPercent(out.Routes.Mirror, w)
 	if name != "service" && before.CanaryRevision != 0 {
-		prev := Routes{StableService: c.StableService, CanaryService: c.CanaryService, CanaryWeight: before.CanaryWeight, HeaderRoutes: before.HeaderRoutes}
+		prev := Routes{StableService: c.StableService, CanaryService: c.CanaryService, CanaryWeight: before.CanaryWeight, HeaderRoutes: before.HeaderRoutes,
+			MirrorPercent: mirrorPercent(engine.MirrorOf(&ro.Spec, before), w)}
 		got, err := router.ObservedRoutes(ctx, ro)
+		if ro.Generation != before.ObservedGeneration {
+			prev.MirrorPercent = got.MirrorPercent // set for an older spec: not known here
+		}
 		if err != nil {
 			r.log.Warn("read back routes", keyRollout, ro.Name, "router", name, "err", err)
 		} else if d := Drift(prev, got); d != "" && Drift(want, got) != "" {
@@ -472,4 +478,14 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 		return fmt.Errorf("set routes with %s router: %w", name, err)
 	}
 	return nil
+}
+
+// mirrorPercent is the share of requests m copies to the canary Service: none unless the
+// canary's ReplicaSet exists, for until then the canary Service selects stable's pods
+// (setSelectors) and the copies would reach them.
+func mirrorPercent(m *engine.Mirror, w *world) int32 {
+	if m == nil || w == nil || w.byNumber[m.Revision].podHash() == "" {
+		return 0
+	}
+	return m.Percent
 }

@@ -116,7 +116,7 @@ func (r *Reconciler) workloadGone(ctx context.Context, ro *v1alpha1.Rollout, bef
 	if err := r.stopOwnSets(ctx, ro, out); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.route(ctx, ro, before, out); err != nil {
+	if err := r.route(ctx, ro, before, nil, out); err != nil {
 		errs = append(errs, err)
 	}
 	if r.setCondition(ro, v1alpha1.ConditionReconciled, false, "WorkloadNotFound", missing) {
