@@ -49,6 +49,9 @@ type Router struct {
 	// noStickiness says why canary.stickiness cannot be carried out, after "which"; empty
 	// means the general reason.
 	noStickiness string
+	// mirrorUnbounded says the router mirrors without canary.mirror's maxConcurrent and
+	// maxBodyBytes, which are then refused.
+	mirrorUnbounded bool
 	// picked reports whether tr names the router; nil for service and proxy.
 	picked func(tr *v1alpha1.TrafficRouting) bool
 	// validate checks the router's own fields; tp is the trafficRouting path.
@@ -104,7 +107,8 @@ var routers = []Router{
 				}
 			}
 		},
-		noStickiness: "weighs each request on its own: an HTTPRoute's sessionPersistence, which could keep a user on one backend, is in Gateway API's experimental channel only",
+		mirrorUnbounded: true,
+		noStickiness:    "weighs each request on its own: an HTTPRoute's sessionPersistence, which could keep a user on one backend, is in Gateway API's experimental channel only",
 	},
 	{
 		// An http route's mirror and mirrorPercentage mirror.
@@ -116,7 +120,8 @@ var routers = []Router{
 				l.add(tp+".istio.virtualService.name", nil, "is required")
 			}
 		},
-		noStickiness: "weighs each request on its own: a DestinationRule's consistentHash keeps a user on one pod of a Service, not on one revision",
+		mirrorUnbounded: true,
+		noStickiness:    "weighs each request on its own: a DestinationRule's consistentHash keeps a user on one pod of a Service, not on one revision",
 	},
 	{
 		Name: RouterSMI, Title: RouterSMI, ExactWeights: true,
@@ -287,6 +292,14 @@ func validateTrafficRouters(l *errList, path string, s *v1alpha1.RolloutSpec) {
 	}
 	if c.Mirror != nil && !r.Mirror {
 		l.add(path+".mirror", nil, "cannot be done by the %s router, which cannot mirror requests; only %s can", r.Title, orList(routersThat(func(r Router) bool { return r.Mirror })))
+	}
+	if m := c.Mirror; m != nil && r.Mirror && r.mirrorUnbounded {
+		if m.MaxConcurrent != 0 {
+			l.add(path+".mirror.maxConcurrent", m.MaxConcurrent, "cannot be done by the %s router, which does not limit the copies in flight; leave it out", r.Title)
+		}
+		if m.MaxBodyBytes != 0 {
+			l.add(path+".mirror.maxBodyBytes", m.MaxBodyBytes, "cannot be done by the %s router, which copies every body; leave it out", r.Title)
+		}
 	}
 	if c.Stickiness != nil && !r.Stickiness {
 		why := r.noStickiness

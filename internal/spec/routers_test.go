@@ -196,3 +196,28 @@ func TestMirrorAndStickinessByRouter(t *testing.T) {
 		})
 	}
 }
+
+// TestMirrorLimitsAreLocalModes: maxConcurrent and maxBodyBytes limit the proxy's copies;
+// Istio and Gateway API copy without them, so they are refused there.
+func TestMirrorLimitsAreLocalModes(t *testing.T) {
+	for _, name := range []string{RouterIstio, RouterGatewayAPI, RouterProxy} {
+		t.Run(name, func(t *testing.T) {
+			ro := routedRollout(t, name)
+			ro.Spec.Strategy.Canary.Mirror = &v1alpha1.CanaryMirror{Percentage: 10, MaxConcurrent: 4, MaxBodyBytes: 1024}
+			var got []string
+			for _, e := range ValidateRollout(ro) {
+				got = append(got, e.Error())
+			}
+			var want []string
+			if name != RouterProxy {
+				want = []string{
+					fmt.Sprintf("spec.strategy.canary.mirror.maxConcurrent: 4 cannot be done by the %s router, which does not limit the copies in flight; leave it out", name),
+					fmt.Sprintf("spec.strategy.canary.mirror.maxBodyBytes: 1024 cannot be done by the %s router, which copies every body; leave it out", name),
+				}
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("errors %q\nwant %q", got, want)
+			}
+		})
+	}
+}
