@@ -26,6 +26,9 @@ func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before 
 		return r.carryOutRolling(ctx, ro, w, out.Workload)
 	}
 	var errs []error
+	// The previous decision's mirror, as the canary's ReplicaSet was then: before scale makes
+	// one.
+	mirror := mirrors{prev: mirrorPercent(engine.MirrorOf(&ro.Spec, before), w)}
 	if err := r.pauseDeployment(ctx, ro, w); err != nil {
 		errs = append(errs, err)
 	}
@@ -38,7 +41,8 @@ func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before 
 	if err := r.setSelectors(ctx, ro, w, out.Routes); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.route(ctx, ro, before, w, out); err != nil {
+	mirror.want = mirrorPercent(out.Routes.Mirror, w)
+	if err := r.route(ctx, ro, before, out, mirror); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -436,9 +440,8 @@ func (r *Reconciler) setSelectors(ctx context.Context, ro *v1alpha1.Rollout, w *
 
 // route gives the canary's router the decision's weight, header routes and mirror. Before it
 // does, it reads back what the traffic layer does and reports drift from what the previous
-// decision set (before), which SetRoutes then repairs. w is the world observed (nil when the
-// workload is missing: nothing is mirrored then).
-func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, w *world, out engine.Output) error {
+// decision set (before), which SetRoutes then repairs.
+func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, out engine.Output, mirror mirrors) error {
 	c := ro.Spec.Strategy.Canary
 	if c == nil {
 		return nil
@@ -458,13 +461,13 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 	for _, hr := range out.Routes.HeaderRoutes {
 		want.HeaderRoutes = append(want.HeaderRoutes, v1alpha1.SetHeaderRoute{Name: hr.Name, Match: hr.Match})
 	}
-	want.MirrorPercent = mirrorPercent(out.Routes.Mirror, w)
+	want.MirrorPercent = mirror.want
 	if name != "service" && before.CanaryRevision != 0 {
 		prev := Routes{StableService: c.StableService, CanaryService: c.CanaryService, CanaryWeight: before.CanaryWeight, HeaderRoutes: before.HeaderRoutes,
-			MirrorPercent: mirrorPercent(engine.MirrorOf(&ro.Spec, before), w)}
+			MirrorPercent: mirror.prev}
 		got, err := router.ObservedRoutes(ctx, ro)
-		if ro.Generation != before.ObservedGeneration {
-			prev.MirrorPercent = got.MirrorPercent // set for an older spec: not known here
+		if mirror.prevUnknown || ro.Generation != before.ObservedGeneration {
+			prev.MirrorPercent = got.MirrorPercent // not known here (or set for an older spec)
 		}
 		if err != nil {
 			r.log.Warn("read back routes", keyRollout, ro.Name, "router", name, "err", err)
@@ -478,6 +481,13 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 		return fmt.Errorf("set routes with %s router: %w", name, err)
 	}
 	return nil
+}
+
+// mirrors are the shares of requests copied to the canary Service (percent): prev by the
+// previous decision (not known when prevUnknown), want by this one.
+type mirrors struct {
+	prev, want  int32
+	prevUnknown bool
 }
 
 // mirrorPercent is the share of requests m copies to the canary Service: none unless the

@@ -97,6 +97,11 @@ spec:
 		t.Fatalf("canary %d at step %d: %s", ro.Status.CanaryRevision, *ro.Status.CurrentStepIndex, ro.Status.Message)
 	}
 	wantRoutes(10, 20)
+	for _, e := range f.seen {
+		if strings.Contains(e, " TrafficDrift ") {
+			t.Errorf("drift reported before any hand edit: %q", e)
+		}
+	}
 
 	// When someone takes the mirror away by hand, then ramp says so and sets it again.
 	setUnstructuredIn(t, f.c, virtualServiceGVKs[0], "chat-api", func(u *unstructured.Unstructured) {
