@@ -48,16 +48,21 @@ func withRoutingKinds(f *fixture, extra ...client.Object) {
 	f.r = NewReconciler(f.c, f.rec, ReconcilerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Now: func() time.Time { return f.now }})
 }
 
-// Given a canary with an Istio router and canary.mirror, the VirtualService copies 20% of the
-// requests to the canary Service while the canary runs, a hand edit of the mirror is
-// reported and repaired, and the copies stop at promotion and at an abort.
-func TestIstioMirrorAcrossACanary(t *testing.T) {
-	ro := canaryRollout(v1alpha1.CanaryStep{SetWeight: ptr(int32(10))}, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}})
-	c := ro.Spec.Strategy.Canary
-	c.Mirror = &v1alpha1.CanaryMirror{Percentage: 20}
-	c.TrafficRouting = &v1alpha1.TrafficRouting{Istio: &v1alpha1.IstioTrafficRouting{VirtualService: v1alpha1.IstioVirtualService{Name: "chat-api"}}}
-	f := newFixture(t, ro)
-	withRoutingKinds(f, obj(t, `
+// mirrorCase is a router that mirrors, with its routing object and a hand edit that takes
+// the mirror away.
+type mirrorCase struct {
+	name     string
+	routing  v1alpha1.TrafficRouting
+	object   string
+	unmirror func(u *unstructured.Unstructured)
+	gvk      schema.GroupVersionKind
+}
+
+var mirrorCases = []mirrorCase{
+	{
+		name:    "istio",
+		routing: v1alpha1.TrafficRouting{Istio: &v1alpha1.IstioTrafficRouting{VirtualService: v1alpha1.IstioVirtualService{Name: "chat-api"}}},
+		object: `
 apiVersion: networking.istio.io/v1beta1
 kind: VirtualService
 metadata: {name: chat-api, namespace: team}
@@ -66,11 +71,61 @@ spec:
   http:
   - route:
     - destination: {host: chat-api-stable, port: {number: 8080}}
-`))
-	istio := NewIstio(f.c)
+`,
+		gvk: virtualServiceGVKs[0],
+		unmirror: func(u *unstructured.Unstructured) {
+			http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
+			delete(asMap(http[0]), "mirror")
+			delete(asMap(http[0]), "mirrorPercentage")
+			_ = unstructured.SetNestedSlice(u.Object, http, "spec", "http")
+		},
+	},
+	{
+		name:    "gatewayAPI",
+		routing: v1alpha1.TrafficRouting{GatewayAPI: &v1alpha1.GatewayAPITrafficRouting{HTTPRoute: "chat-api"}},
+		object: `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: chat-api, namespace: team}
+spec:
+  parentRefs: [{name: public}]
+  rules:
+  - backendRefs: [{name: chat-api-stable, port: 8080}]
+`,
+		gvk: httpRouteGVK,
+		unmirror: func(u *unstructured.Unstructured) {
+			rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+			delete(asMap(rules[0]), "filters")
+			_ = unstructured.SetNestedSlice(u.Object, rules, "spec", "rules")
+		},
+	},
+}
+
+// Given a canary with a router that mirrors and canary.mirror, the routing object copies 20%
+// of the requests to the canary Service while the canary runs, a hand edit of the mirror is
+// reported and repaired, and the copies stop at promotion and at an abort.
+func TestMirrorAcrossACanary(t *testing.T) {
+	for _, mc := range mirrorCases {
+		t.Run(mc.name, func(t *testing.T) {
+			mirrorAcrossACanary(t, mc)
+		})
+	}
+}
+
+func mirrorAcrossACanary(t *testing.T, mc mirrorCase) {
+	ro := canaryRollout(v1alpha1.CanaryStep{SetWeight: ptr(int32(10))}, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}})
+	c := ro.Spec.Strategy.Canary
+	c.Mirror = &v1alpha1.CanaryMirror{Percentage: 20}
+	c.TrafficRouting = &mc.routing
+	f := newFixture(t, ro)
+	withRoutingKinds(f, obj(t, mc.object))
+	router, err := NewRouter(RouterName(ro), f.c)
+	if err != nil {
+		t.Fatal(err)
+	}
 	observed := func() Routes {
 		t.Helper()
-		got, err := istio.ObservedRoutes(context.Background(), f.rollout())
+		got, err := router.ObservedRoutes(context.Background(), f.rollout())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +135,7 @@ spec:
 		t.Helper()
 		ro := f.rollout()
 		if got := observed(); got.CanaryWeight != weight || got.MirrorPercent != mirror {
-			t.Fatalf("virtualservice: weight %d, mirror %d%%; want %d, %d%% (%s: %s)", got.CanaryWeight, got.MirrorPercent, weight, mirror, ro.Status.Phase, ro.Status.Message)
+			t.Fatalf("routing object: weight %d, mirror %d%%; want %d, %d%% (%s: %s)", got.CanaryWeight, got.MirrorPercent, weight, mirror, ro.Status.Phase, ro.Status.Message)
 		}
 	}
 
@@ -104,12 +159,7 @@ spec:
 	}
 
 	// When someone takes the mirror away by hand, then ramp says so and sets it again.
-	setUnstructuredIn(t, f.c, virtualServiceGVKs[0], "chat-api", func(u *unstructured.Unstructured) {
-		http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
-		delete(asMap(http[0]), "mirror")
-		delete(asMap(http[0]), "mirrorPercentage")
-		_ = unstructured.SetNestedSlice(u.Object, http, "spec", "http")
-	})
+	setUnstructuredIn(t, f.c, mc.gvk, "chat-api", mc.unmirror)
 	wantRoutes(10, 0)
 	f.reconcile()
 	wantRoutes(10, 20)
