@@ -470,6 +470,9 @@ type TrafficRouting struct {
 	SMI *SMITrafficRouting `json:"smi,omitempty"`
 	// Nginx sets canary annotations on a copy of an NGINX Ingress.
 	Nginx *NginxTrafficRouting `json:"nginx,omitempty"`
+	// ALB sets a weighted forward action and header conditions, as annotations of the AWS
+	// Load Balancer Controller, on an Ingress the user owns.
+	ALB *ALBTrafficRouting `json:"alb,omitempty"`
 }
 
 // GatewayAPITrafficRouting names the HTTPRoute whose backendRefs ramp weighs.
@@ -498,6 +501,25 @@ type SMITrafficRouting struct {
 // NginxTrafficRouting names the stable Ingress; ramp makes a canary Ingress beside it.
 type NginxTrafficRouting struct {
 	StableIngress string `json:"stableIngress"`
+}
+
+// ALBTrafficRouting names the Ingress, served by the AWS Load Balancer Controller, whose paths
+// to RootService ramp points at a forward action splitting traffic between the stable and
+// canary Services. ramp writes the action annotation, the backend of those paths, and, for
+// each header route, a path and its action and conditions annotations; nothing else.
+type ALBTrafficRouting struct {
+	// Ingress is the Ingress's name, in the rollout's namespace.
+	Ingress string `json:"ingress"`
+	// ServicePort is the port of the stable and canary Services that the target groups use.
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	ServicePort int32 `json:"servicePort"`
+	// RootService is the backend Service name of the Ingress paths ramp takes over, and the
+	// name of their action. Empty means stableService.
+	RootService string `json:"rootService,omitempty"`
+	// AnnotationPrefix is the controller's annotation prefix (its --annotations-prefix).
+	// Empty means alb.ingress.kubernetes.io.
+	AnnotationPrefix string `json:"annotationPrefix,omitempty"`
 }
 
 // ManagedRoute names a header route that steps may set.

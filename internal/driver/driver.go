@@ -21,6 +21,7 @@ type Mode interface {
 	// the template, the instances, and what the mode can do. Now is set by the driver; a nil
 	// Rollout means r itself, else it is the rollout the engine decides on (a copy of r with
 	// what the mode knows of its spec), to which the driver copies r's status after analysis.
+	// What Observe changes of r's status (a condition, a start-over) counts as a change.
 	Observe(ctx context.Context, r *v1alpha1.Rollout) (engine.Input, error)
 	// Measurer takes the measurements of the analysis runs other than judge and watch runs.
 	Measurer() Measurer
@@ -63,13 +64,13 @@ type Result struct {
 
 // Step runs one decision for r at now and carries it out. On success r holds the new status.
 func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Result, error) {
-	in, err := m.Observe(ctx, r)
-	if err != nil {
-		return Result{}, err
-	}
 	before, err := json.Marshal(r.Status)
 	if err != nil {
 		return Result{}, fmt.Errorf("marshal status: %w", err)
+	}
+	in, err := m.Observe(ctx, r)
+	if err != nil {
+		return Result{}, err
 	}
 	next := RunAnalysis(ctx, m, now, r)
 
@@ -80,7 +81,6 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	}
 	in.Now = now
 	out := engine.Decide(in)
-	promotedFrom := r.Status.StableRevision
 	r.Status = out.Status
 	if err := m.CarryOut(ctx, r, out); err != nil {
 		return Result{}, err
@@ -109,7 +109,9 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	// revision), so a test suite stops when its rollout does.
 	on := m.Target(r, "")
 	m.Measurer().Forget(on.Namespace, on.Rollout, r.Status.Analysis)
-	if promotedFrom != r.Status.StableRevision {
+	// Prune when the status changed: what is in use is read off the status, and a revision
+	// leaves it after its promotion as its instances go (Kubernetes mode's hand-over).
+	if res.Changed {
 		if err := prune(ctx, m, r); err != nil {
 			return res, err
 		}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/engine"
@@ -26,6 +28,8 @@ type fakeMode struct {
 	revision int64
 	// replicas, when set, is the replica count Observe says the engine decides on.
 	replicas *int32
+	// condition, when set, is a status condition Observe sets (as Kubernetes mode does).
+	condition string
 
 	calls     []string
 	persisted []v1alpha1.RolloutStatus
@@ -36,6 +40,9 @@ type fakeMode struct {
 
 func (f *fakeMode) Observe(_ context.Context, r *v1alpha1.Rollout) (engine.Input, error) {
 	f.calls = append(f.calls, "observe")
+	if f.condition != "" {
+		r.Status.Conditions = append(r.Status.Conditions, metav1.Condition{Type: f.condition, Status: metav1.ConditionTrue})
+	}
 	in := engine.Input{Revision: max(f.revision, 1), Instances: f.instances}
 	if f.replicas != nil {
 		in.Rollout = r.DeepCopy()
@@ -222,5 +229,24 @@ func TestStepDecidesOnTheModesCopy(t *testing.T) {
 	}
 	if *r.Spec.Replicas != 1 {
 		t.Errorf("the rollout's own spec changed: replicas %d", *r.Spec.Replicas)
+	}
+}
+
+// What Observe changes of the status is a change of the step, persisted even when the
+// decision changes nothing more.
+func TestStepPersistsWhatObserveChanged(t *testing.T) {
+	m := newMode(t)
+	m.instances = map[int64][]engine.Instance{1: {{ID: "a", Ready: true, ReadySince: t0.Add(-time.Minute)}}}
+	r := newRollout()
+	if _, err := Step(context.Background(), m, r, t0); err != nil {
+		t.Fatal(err)
+	}
+	m.calls, m.persisted = nil, nil
+	m.condition = "Valid"
+	if _, err := Step(context.Background(), m, r, t0.Add(time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(m.calls, "persist") {
+		t.Errorf("calls %v: the status Observe changed was not persisted", m.calls)
 	}
 }

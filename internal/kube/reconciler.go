@@ -26,9 +26,9 @@ import (
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
 	"ramp.dev/ramp/internal/analysis/trafficmetrics"
+	"ramp.dev/ramp/internal/driver"
 	"ramp.dev/ramp/internal/engine"
 	"ramp.dev/ramp/internal/rampmetrics"
-	"ramp.dev/ramp/internal/spec"
 )
 
 // The permissions the controller needs; `make generate` writes them to config/rbac/role.yaml.
@@ -60,7 +60,8 @@ const (
 )
 
 // Reconciler is Kubernetes mode's adapter around the engine, the twin of local mode's
-// Controller. It reconciles one Rollout at a time:
+// Controller. Each reconcile is one driver.Step over Kubernetes mode (mode.go). It reconciles
+// one Rollout at a time:
 //
 //   - The team's Deployment (spec.workloadRef) keeps running the STABLE revision. Once the
 //     first revision is stable ramp pauses the Deployment (spec.paused, annotated
@@ -266,178 +267,36 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 			return ctrl.Result{}, fmt.Errorf("add finalizer to %s: %w", ro.Name, err)
 		}
 	}
-	before := ro.Status.DeepCopy()
-
-	if errs := append(append(Validate(ro), r.traffic.validate(ro)...), r.validateTemplates(ctx, ro)...); len(errs) > 0 {
-		msg := errs.Error()
-		if r.setCondition(ro, v1alpha1.ConditionValid, false, "InvalidSpec", msg) {
-			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "InvalidSpec", "Validate", "%s", msg)
-		}
-		ro.Status.Message = "invalid spec: " + msg
-		return ctrl.Result{}, r.writeStatus(ctx, ro, before)
-	}
-	r.setCondition(ro, v1alpha1.ConditionValid, true, "Valid", "the spec is valid")
-
-	w, err := r.observe(ctx, ro)
-	if transient(err) {
-		return ctrl.Result{RequeueAfter: retrySoon}, nil
-	}
-	if w == nil && err == nil && ro.Status.StableRevision != 0 {
-		return ctrl.Result{}, r.workloadGone(ctx, ro, before)
-	}
-	if w == nil {
-		reason, msg := "WorkloadNotFound", fmt.Sprintf("deployment %s not found in namespace %s", ro.Spec.WorkloadRef.Name, ro.Namespace)
-		if err != nil {
-			reason, msg = "ObserveFailed", err.Error()
-		}
-		if r.setCondition(ro, v1alpha1.ConditionReconciled, false, reason, msg) {
-			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, reason, "Observe", "%s", msg)
-		}
-		if werr := r.writeStatus(ctx, ro, before); werr != nil {
-			return ctrl.Result{}, werr
-		}
-		return ctrl.Result{}, err // a missing Deployment is watched for; an error retries
-	}
-
-	other, err := r.otherManager(ctx, ro, w.deploy)
-	if err != nil {
-		return ctrl.Result{}, err
-	}
-	if other != "" {
-		// A second Rollout of a Deployment: refused, so that two rollouts never drive one
-		// Deployment and this one never shows a health that is not its own.
-		msg := fmt.Sprintf("deployment %s is already managed by rollout %s: this rollout leaves it alone (delete one of the two Rollouts)", w.deploy.Name, other)
-		if r.setCondition(ro, v1alpha1.ConditionValid, false, "DeploymentInUse", msg) {
-			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "DeploymentInUse", "Observe", "%s", msg)
-		}
-		r.setCondition(ro, v1alpha1.ConditionReconciled, false, "DeploymentInUse", msg)
-		ro.Status.Phase, ro.Status.Message = v1alpha1.PhaseDegraded, msg
-		r.setPhaseConditions(ro)
-		return ctrl.Result{}, r.writeStatus(ctx, ro, before)
-	}
-	if r.recreated(ro, w) {
-		st := &ro.Status
-		msg := fmt.Sprintf("deployment %s was made again and runs nothing of stable revision %d: ramp starts over, and the Deployment deploys its template (revision %d) by itself, as for a new rollout", w.deploy.Name, st.StableRevision, w.current.number)
-		if rev := engine.InProgress(ro); rev != 0 {
-			msg += fmt.Sprintf("; the rollout of revision %d is dropped", rev)
-		}
-		engine.StartOver(ro)
-		w.events = append(w.events, engine.Event{Type: engine.EventWarning, Reason: "DeploymentRecreated", Revision: w.current.number, Message: msg})
-	}
-	if err := r.claim(ctx, ro, w.deploy); err != nil {
-		if transient(err) {
-			return ctrl.Result{RequeueAfter: retrySoon}, nil
-		}
-		return ctrl.Result{}, err
-	}
-
-	r.observeRolling(ro, w)
-	r.checkReferences(ctx, ro)
-	if valid := meta.FindStatusCondition(before.Conditions, v1alpha1.ConditionValid); valid == nil || valid.ObservedGeneration != ro.Generation || valid.Status != metav1.ConditionTrue {
-		// A new or changed spec: say once what plain Services cannot carry.
-		if msg := approximations(ro, w.replicas()); msg != "" {
-			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, "WeightApproximated", "Validate", "%s", msg)
-		}
-	}
-	if st := &ro.Status; st.StableRevision != 0 && w.current.number != st.StableRevision && !isRolling(ro) && !w.deploy.Spec.Paused {
-		// A change that also set spec.paused false (as Terraform does): the Deployment
-		// controller rolls the new template by itself until ramp pauses it again.
-		for _, rs := range w.current.sets {
-			if w.deploymentOwns(rs) && rs.Status.Replicas > 0 {
-				w.events = append(w.events, engine.Event{Type: engine.EventWarning, Reason: "DeploymentRolledOnItsOwn", Revision: w.current.number,
-					Message: fmt.Sprintf("deployment %s was resumed with a new template and ran %d pods of revision %d by itself before ramp paused it again; they count as revision %d's, in one ReplicaSet", w.deploy.Name, rs.Status.Replicas, w.current.number, w.current.number)})
-			}
-		}
-	}
-
+	m := &mode{r: r, key: req.NamespacedName, before: ro.Status.DeepCopy()}
 	now := r.now()
-	// A restart is recorded as it is seen, before what the decision makes of it.
-	for _, e := range r.exits.observe(req.NamespacedName, w.instances()) {
-		r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
+	res, err := driver.Step(ctx, m, ro, now)
+	if errors.Is(err, errStopped) {
+		return m.stopped, m.stopErr
 	}
-	next := r.runAnalysis(ctx, now, ro)
-	in := ro.DeepCopy()
-	n := w.replicas()
-	in.Spec.Replicas = &n
-	if in.Spec.MinReadySeconds == 0 {
-		in.Spec.MinReadySeconds = w.deploy.Spec.MinReadySeconds
-	}
-	if in.Spec.ProgressDeadlineSeconds == nil && w.deploy.Spec.ProgressDeadlineSeconds != nil {
-		pd := *w.deploy.Spec.ProgressDeadlineSeconds
-		in.Spec.ProgressDeadlineSeconds = &pd
-	}
-	spec.SetDefaults(in)
-	r.traffic.judgeDefaults(in)
-	traffic, byReplicas := r.observeTraffic(ctx, ro)
-	out := engine.Decide(engine.Input{Rollout: in, Revision: w.current.number, Instances: engineInstances(w), Now: now,
-		Traffic: traffic, Restart: restartBudget(w),
-		// A Deployment rolls itself: the engine gates a rolling update instead of sizing it.
-		Capabilities: engine.Capabilities{WeightsByReplicas: byReplicas, RollsItself: true},
-		Workload:     observeWorkload(w)})
-	conditions := ro.Status.Conditions
-	ro.Status = out.Status
-	ro.Status.Conditions = conditions
-
-	actErr := errors.Join(r.forgetUndoCause(ctx, w), r.carryOut(ctx, ro, before, w, out), r.restartPods(ctx, ro, w, out.Restart))
-	quietRetry := transient(actErr)
-	if quietRetry {
-		actErr = nil
-	}
-	for i := range ro.Status.Revisions {
-		rs := &ro.Status.Revisions[i]
-		rs.PodTemplateHash = w.byNumber[rs.Revision].podHash()
-	}
-	if actErr != nil {
-		if r.setCondition(ro, v1alpha1.ConditionReconciled, false, reasonActionFailed, actErr.Error()) {
-			r.recorder.Eventf(ro, nil, corev1.EventTypeWarning, reasonActionFailed, "Reconcile", "%s", actErr.Error())
-		}
-	} else {
-		r.setCondition(ro, v1alpha1.ConditionReconciled, true, "Reconciled", "the Deployment, ReplicaSets and traffic match the decision")
-	}
-	r.setPhaseConditions(ro)
-	if err := r.writeStatus(ctx, ro, before); err != nil {
-		// What was done in the cluster (w.events: a template written back, a hand-over) is
-		// recorded even so: the next decision sees it done and would not say it again. The
-		// engine's events come again from the next decision.
-		for _, e := range w.events {
-			r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
-		}
+	if err != nil {
 		if apierrors.IsConflict(err) {
 			return ctrl.Result{RequeueAfter: retrySoon}, nil // a user command came in: decide again
 		}
 		return ctrl.Result{}, err
 	}
-	// Stop the measurements of runs the decision no longer wants (an abort, a promotion, a
-	// new revision), so a test suite stops when its rollout does. Only when the decision
-	// changed the status: an unchanged status may be the cache's stale copy, from before a
-	// run started, and would drop a measurement the rollout still wants; a decision that
-	// drops a run always changes the status.
-	if !statusEqual(before, &ro.Status) {
-		r.measure.Forget(ro.Namespace, ro.Name, ro.Status.Analysis)
-	}
-	for _, e := range append(out.Events, w.events...) {
-		r.record(ro, e.Type, e.Reason, e.Message, e.Revision)
-	}
-	if err := r.pruneHistory(ctx, ro, w); err != nil {
-		r.log.Warn("prune revision history", keyRollout, ro.Name, "err", err)
-	}
-	if actErr != nil {
+	m.recordWorld(ro)
+	if m.actErr != nil {
 		// Retried at a steady pace rather than with the controller's growing back-off: the
 		// engine counts the progress deadline while actions fail and must decide when it
 		// passes.
-		r.log.Warn("carry out decision", keyRollout, ro.Namespace+"/"+ro.Name, "err", actErr)
-		return ctrl.Result{RequeueAfter: min(r.requeueAfter(ro, now, out.Requeue, next, w), actionRetry)}, nil
+		r.log.Warn("carry out decision", keyRollout, ro.Namespace+"/"+ro.Name, "err", m.actErr)
+		return ctrl.Result{RequeueAfter: min(r.requeueAfter(ro, now, res.Next, m.w), actionRetry)}, nil
 	}
-	if quietRetry {
+	if m.quietRetry {
 		return ctrl.Result{RequeueAfter: retrySoon}, nil
 	}
-	return ctrl.Result{RequeueAfter: r.requeueAfter(ro, now, out.Requeue, next, w)}, nil
+	return ctrl.Result{RequeueAfter: r.requeueAfter(ro, now, res.Next, m.w)}, nil
 }
 
-// requeueAfter is when to decide again without a watch event: the engine's and the analysis'
-// next due times, soon while a hand-over is pending, and at least every pollInterval while a
-// revision is under way.
-func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisAt time.Time, w *world) time.Duration {
+// requeueAfter is when to decide again without a watch event: the step's next due time
+// (driver.Result.Next), soon while a hand-over is pending, and at least every pollInterval
+// while a revision is under way.
+func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, next time.Time, w *world) time.Duration {
 	var d time.Duration
 	consider := func(at time.Time) {
 		if at.IsZero() {
@@ -448,13 +307,7 @@ func (r *Reconciler) requeueAfter(ro *v1alpha1.Rollout, now, engineAt, analysisA
 			d = wait
 		}
 	}
-	consider(engineAt)
-	consider(analysisAt)
-	for _, run := range ro.Status.Analysis {
-		if (run.Phase == "" || run.Phase == v1alpha1.AnalysisPending) && run.Kind != v1alpha1.AnalysisKindJudge {
-			consider(now) // a run the decision just started takes its first measurement now
-		}
-	}
+	consider(next)
 	if ro.Status.Phase != v1alpha1.PhaseHealthy && ro.Status.Phase != v1alpha1.PhaseDegraded {
 		consider(now.Add(pollInterval))
 	}
@@ -618,61 +471,6 @@ func podToInstance(p *corev1.Pod) engine.Instance {
 		in.Message = ""
 	}
 	return in
-}
-
-// runAnalysis merges the measurements that finished into ro's analysis runs and starts the
-// ones that are due, off the reconcile loop, and returns when the next one is due (zero when
-// none, or when only measurements in flight are left: they wake the reconciler when they end).
-func (r *Reconciler) runAnalysis(ctx context.Context, now time.Time, ro *v1alpha1.Rollout) time.Time {
-	var next time.Time
-	for i := range ro.Status.Analysis {
-		run := &ro.Status.Analysis[i]
-		if run.Kind == v1alpha1.AnalysisKindJudge {
-			if run.Phase.Completed() {
-				continue
-			}
-			if due := r.traffic.stepJudge(ctx, now, ro, run); !due.IsZero() && (next.IsZero() || due.Before(next)) {
-				next = due
-			}
-			continue
-		}
-		before := run.Phase
-		on := analysis.Target{Rollout: ro.Name, Namespace: ro.Namespace, Service: analysisService(ro, run.Kind), Secrets: r.secrets}
-		due := r.measure.Step(ctx, now, on, run, func() (map[string]*v1alpha1.AnalysisTemplate, error) {
-			return r.templates(ctx, ro, run)
-		})
-		if !due.IsZero() && (next.IsZero() || due.Before(next)) {
-			next = due
-		}
-		if run.Phase != before && run.Phase.Completed() {
-			typ := engine.EventNormal
-			if run.Phase != v1alpha1.AnalysisSuccessful {
-				typ = engine.EventWarning
-			}
-			r.record(ro, typ, "Analysis"+string(run.Phase), fmt.Sprintf("analysis %s: %s %s", run.Name, run.Phase, run.Message), run.Revision)
-		}
-	}
-	return next
-}
-
-// templates reads and checks the analysis templates run uses.
-func (r *Reconciler) templates(ctx context.Context, ro *v1alpha1.Rollout, run *v1alpha1.AnalysisRunStatus) (map[string]*v1alpha1.AnalysisTemplate, error) {
-	templates := map[string]*v1alpha1.AnalysisTemplate{}
-	for _, ref := range run.Spec.Templates {
-		t := &v1alpha1.AnalysisTemplate{}
-		err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ref.TemplateName}, t)
-		if err == nil {
-			if errs := append(spec.ValidateAnalysisTemplate(t), r.traffic.checkTemplate(ro, t)...); len(errs) > 0 {
-				err = errs
-			}
-		}
-		if err != nil {
-			return nil, fmt.Errorf("analysis template %q: %s", ref.TemplateName, err.Error())
-		}
-		spec.SetAnalysisTemplateDefaults(t)
-		templates[ref.TemplateName] = t
-	}
-	return templates, nil
 }
 
 // analysisService is the Service of the revision an analysis of kind looks at: the canary

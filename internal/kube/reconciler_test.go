@@ -449,7 +449,7 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 				ro.Spec.Strategy.Canary.Steps = []v1alpha1.CanaryStep{{SetHeaderRoute: &v1alpha1.SetHeaderRoute{Name: "testers", Match: []v1alpha1.HeaderMatch{{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}}}}}}
 			},
 			condition: v1alpha1.ConditionValid, reason: "InvalidSpec",
-			message: "spec.strategy.canary.steps[0].setHeaderRoute: cannot be done by the service (plain Service selectors) router, which cannot route by header; use trafficRouting gatewayAPI, istio or nginx",
+			message: "spec.strategy.canary.steps[0].setHeaderRoute: cannot be done by the service (plain Service selectors) router, which cannot route by header; use trafficRouting gatewayAPI, istio, nginx or alb",
 		},
 		{
 			name:      "no workloadRef",
@@ -533,5 +533,40 @@ func TestEventActionKeepsDistinctMessagesApart(t *testing.T) {
 	}
 	if !strings.HasPrefix(a, "StepCompleted-") || len(a) > 128 {
 		t.Fatalf("action %q: want the reason first and at most 128 characters", a)
+	}
+}
+
+// A promotion prunes the revision history beyond spec.revisionHistoryLimit, through the
+// driver: the ControllerRevision of a revision no longer in use goes.
+func TestPromotionPrunesHistory(t *testing.T) {
+	ro := canaryRollout(v1alpha1.CanaryStep{SetWeight: ptr(int32(25))}, v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{}})
+	ro.Spec.RevisionHistoryLimit = ptr(int32(0))
+	f := newFixture(t, ro)
+	f.settle()
+	revisions := func() []int64 {
+		t.Helper()
+		var crs appsv1.ControllerRevisionList
+		if err := f.c.List(context.Background(), &crs, client.InNamespace(ns)); err != nil {
+			t.Fatal(err)
+		}
+		var nums []int64
+		for _, cr := range crs.Items {
+			nums = append(nums, cr.Revision)
+		}
+		slices.Sort(nums)
+		return nums
+	}
+	f.setImage("chat-api:v2")
+	f.settle()
+	if got := revisions(); !slices.Equal(got, []int64{1, 2}) {
+		t.Fatalf("controller revisions %v during the canary; want [1 2]", got)
+	}
+	f.command(func(ro *v1alpha1.Rollout) error { return engine.Promote(ro, false) })
+	f.settle()
+	if st := f.rollout().Status; st.StableRevision != 2 {
+		t.Fatalf("after promote: stable %d: %s", st.StableRevision, st.Message)
+	}
+	if got := revisions(); !slices.Equal(got, []int64{2}) {
+		t.Errorf("controller revisions %v after the promotion; want [2]", got)
 	}
 }

@@ -21,6 +21,7 @@ var routerFactories = map[string]func(client.Client) Router{
 	"istio":      func(c client.Client) Router { return NewIstio(c) },
 	"smi":        func(c client.Client) Router { return NewSMI(c) },
 	"nginx":      func(c client.Client) Router { return NewNginx(c) },
+	"alb":        func(c client.Client) Router { return NewALB(c) },
 	"service":    func(c client.Client) Router { return NewServiceRouter(c) },
 }
 

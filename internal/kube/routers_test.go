@@ -127,6 +127,18 @@ func stableIngress() *networkingv1.Ingress {
 	}
 }
 
+// albIngress is the team's Ingress for the AWS Load Balancer Controller: chat-api at / and an
+// admin Service beside it. Its name differs from the NGINX case's, as the cases share a
+// namespace on the API server.
+func albIngress() *networkingv1.Ingress {
+	ing := stableIngress()
+	ing.Name = "chat-api-alb"
+	class := "alb"
+	ing.Spec.IngressClassName = &class
+	ing.Annotations = map[string]string{"alb.ingress.kubernetes.io/scheme": "internet-facing"}
+	return ing
+}
+
 // routerCase is one router in a world that has what it needs.
 type routerCase struct {
 	name    string
@@ -244,6 +256,25 @@ var routerCases = []routerCase{
 				t.Fatal(err)
 			}
 			ing.Annotations[nginxWeight] = "80"
+			if err := c.Update(context.Background(), &ing); err != nil {
+				t.Fatal(err)
+			}
+		},
+	},
+	{
+		name:    "alb",
+		routing: "        managedRoutes: [{name: testers}]\n        alb: {ingress: chat-api-alb, servicePort: 8080}",
+		objects: func(t *testing.T) []client.Object { return []client.Object{albIngress()} },
+		header: v1alpha1.SetHeaderRoute{Name: "testers", Match: []v1alpha1.HeaderMatch{
+			{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}},
+			{HeaderName: "x-user", HeaderValue: v1alpha1.StringMatch{Prefix: "tester-"}},
+		}},
+		tamper: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
+			var ing networkingv1.Ingress
+			if err := c.Get(context.Background(), client.ObjectKey{Namespace: routerNS, Name: "chat-api-alb"}, &ing); err != nil {
+				t.Fatal(err)
+			}
+			ing.Annotations["alb.ingress.kubernetes.io/actions.chat-api"] = `{"type":"forward","forwardConfig":{"targetGroups":[{"serviceName":"chat-api","servicePort":8080,"weight":20},{"serviceName":"chat-api-canary","servicePort":8080,"weight":80}]}}`
 			if err := c.Update(context.Background(), &ing); err != nil {
 				t.Fatal(err)
 			}
@@ -432,7 +463,7 @@ func TestNewRouterUnknown(t *testing.T) {
 	if err == nil || err.Error() != want {
 		t.Errorf("NewRouter(linkerd) err = %v, want %s", err, want)
 	}
-	for _, name := range []string{"gatewayAPI", "istio", "smi", "nginx"} {
+	for _, name := range []string{"gatewayAPI", "istio", "smi", "nginx", "alb"} {
 		if !slices.Contains(RouterNames(), name) {
 			t.Errorf("RouterNames() = %v, want %s among them", RouterNames(), name)
 		}

@@ -36,6 +36,7 @@ func TestRolloutsRoutedBy(t *testing.T) {
 		routed("mesh", ns, v1alpha1.TrafficRouting{Istio: &v1alpha1.IstioTrafficRouting{VirtualService: v1alpha1.IstioVirtualService{Name: "web"}}}),
 		routed("split-default", ns, v1alpha1.TrafficRouting{SMI: &v1alpha1.SMITrafficRouting{}}),
 		routed("edge", ns, v1alpha1.TrafficRouting{Nginx: &v1alpha1.NginxTrafficRouting{StableIngress: "web"}}),
+		routed("lb", ns, v1alpha1.TrafficRouting{ALB: &v1alpha1.ALBTrafficRouting{Ingress: "public", ServicePort: 80}}),
 		owner,
 		&v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "plain", Namespace: ns}, Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.Strategy{Canary: &v1alpha1.CanaryStrategy{}}}},
 	).Build()
@@ -61,6 +62,7 @@ func TestRolloutsRoutedBy(t *testing.T) {
 		{"trafficsplit named after its rollout", trafficSplitGVK, obj(trafficSplitGVK, "split-default", false), []string{"split-default"}},
 		{"trafficsplit controlled by a rollout", trafficSplitGVK, obj(trafficSplitGVK, "anything", true), []string{"owner"}},
 		{"stable ingress", ingressGVK, obj(ingressGVK, "web", false), []string{"edge"}},
+		{"alb ingress", ingressGVK, obj(ingressGVK, "public", false), []string{"lb"}},
 		{"canary ingress", ingressGVK, obj(ingressGVK, CanaryIngressName("edge", "web"), true), []string{"owner"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -18,6 +18,7 @@ import (
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
 	promprovider "ramp.dev/ramp/internal/analysis/prometheus"
+	"ramp.dev/ramp/internal/driver"
 )
 
 func promSecret(password string) *corev1.Secret {
@@ -105,7 +106,7 @@ func TestAnalysisReadsSecretRefs(t *testing.T) {
 			}
 			deadline := time.After(20 * time.Second)
 			for measured() == nil {
-				r.runAnalysis(context.Background(), time.Now(), ro)
+				driver.RunAnalysis(context.Background(), &mode{r: r}, time.Now(), ro)
 				if measured() != nil {
 					break
 				}

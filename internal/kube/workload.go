@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/fnv"
-	"maps"
-	"slices"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -360,17 +358,6 @@ func (w *world) instances() map[int64][]podInstance {
 
 // podInstance is one pod as the engine sees it.
 type podInstance struct{ pod *corev1.Pod }
-
-// pruneHistory deletes the ControllerRevisions that engine.PruneRevisions names.
-func (r *Reconciler) pruneHistory(ctx context.Context, ro *v1alpha1.Rollout, w *world) error {
-	for _, n := range engine.PruneRevisions(ro, slices.Collect(maps.Keys(w.byNumber))) {
-		rev := w.byNumber[n]
-		if err := r.client.Delete(ctx, rev.history); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("prune revision %d of %s: %w", rev.number, ro.Name, err)
-		}
-	}
-	return nil
-}
 
 // selectorWith returns the Deployment's selector plus one pod-template-hash.
 func selectorWith(sel *metav1.LabelSelector, hash string) *metav1.LabelSelector {

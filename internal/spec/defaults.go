@@ -33,6 +33,8 @@ const (
 	DefaultMinRequests           int32 = 1
 	// DefaultCommandSuccessCondition judges a command metric: exit status 0 is the result 1.
 	DefaultCommandSuccessCondition = "result == 1"
+	// DefaultALBAnnotationPrefix is the AWS Load Balancer Controller's annotation prefix.
+	DefaultALBAnnotationPrefix = "alb.ingress.kubernetes.io"
 )
 
 // SetDefaults fills every field of r whose zero value the API documents as meaning a default.

@@ -29,8 +29,9 @@ type Router struct {
 	// matches; 0 means no bound. HeaderMatchVia says how the layer matches ("canary-by-header").
 	MaxManagedRoutes, MaxHeaderMatches int
 	HeaderMatchVia                     string
-	// PrefixMatch says a header can be matched by prefix (exact and regex always can).
-	PrefixMatch bool
+	// PrefixMatch and RegexMatch say a header can be matched by prefix and by regular
+	// expression (exact always can).
+	PrefixMatch, RegexMatch bool
 	// CookieMatch says a header route can match cookies.
 	CookieMatch bool
 	// Mirror says canary.mirror can be carried out (copies of requests sent to the canary);
@@ -55,7 +56,10 @@ type Router struct {
 	// picked reports whether tr names the router; nil for service and proxy.
 	picked func(tr *v1alpha1.TrafficRouting) bool
 	// validate checks the router's own fields; tp is the trafficRouting path.
-	validate func(l *errList, tp string, tr *v1alpha1.TrafficRouting)
+	validate func(l *errList, tp string, c *v1alpha1.CanaryStrategy)
+	// checkMatch checks one header match of a setHeaderRoute step beyond the capabilities
+	// above; mp is the match's path. Nil means none.
+	checkMatch func(l *errList, mp string, m v1alpha1.HeaderMatch)
 }
 
 // RoutedObject is one object a router reads.
@@ -75,6 +79,7 @@ const (
 	RouterIstio      = "istio"
 	RouterSMI        = "smi"
 	RouterNginx      = "nginx"
+	RouterALB        = "alb"
 	RouterService    = "service"
 	RouterProxy      = "proxy"
 )
@@ -91,10 +96,11 @@ func trafficRouting(ro *v1alpha1.Rollout) *v1alpha1.TrafficRouting {
 var routers = []Router{
 	{
 		// A RequestMirror filter with percent (standard since Gateway API v1.3) mirrors.
-		Name: RouterGatewayAPI, Title: RouterGatewayAPI, ExactWeights: true, HeaderRoutes: true, Mirror: true,
+		Name: RouterGatewayAPI, Title: RouterGatewayAPI, ExactWeights: true, HeaderRoutes: true, RegexMatch: true, Mirror: true,
 		Objects: []RoutedObject{{Kind: "HTTPRoute", Name: func(ro *v1alpha1.Rollout) string { return trafficRouting(ro).GatewayAPI.HTTPRoute }}},
 		picked:  func(tr *v1alpha1.TrafficRouting) bool { return tr.GatewayAPI != nil },
-		validate: func(l *errList, tp string, tr *v1alpha1.TrafficRouting) {
+		validate: func(l *errList, tp string, c *v1alpha1.CanaryStrategy) {
+			tr := c.TrafficRouting
 			if tr.GatewayAPI.HTTPRoute == "" {
 				l.add(tp+".gatewayAPI.httpRoute", nil, "is required")
 			}
@@ -112,10 +118,11 @@ var routers = []Router{
 	},
 	{
 		// An http route's mirror and mirrorPercentage mirror.
-		Name: RouterIstio, Title: RouterIstio, ExactWeights: true, HeaderRoutes: true, PrefixMatch: true, Metrics: RouterIstio, Mirror: true,
+		Name: RouterIstio, Title: RouterIstio, ExactWeights: true, HeaderRoutes: true, PrefixMatch: true, RegexMatch: true, Metrics: RouterIstio, Mirror: true,
 		Objects: []RoutedObject{{Kind: "VirtualService", Name: func(ro *v1alpha1.Rollout) string { return trafficRouting(ro).Istio.VirtualService.Name }}},
 		picked:  func(tr *v1alpha1.TrafficRouting) bool { return tr.Istio != nil },
-		validate: func(l *errList, tp string, tr *v1alpha1.TrafficRouting) {
+		validate: func(l *errList, tp string, c *v1alpha1.CanaryStrategy) {
+			tr := c.TrafficRouting
 			if tr.Istio.VirtualService.Name == "" {
 				l.add(tp+".istio.virtualService.name", nil, "is required")
 			}
@@ -135,21 +142,32 @@ var routers = []Router{
 		picked: func(tr *v1alpha1.TrafficRouting) bool { return tr.SMI != nil },
 	},
 	{
-		Name: RouterNginx, Title: RouterNginx, ExactWeights: true, HeaderRoutes: true,
+		Name: RouterNginx, Title: RouterNginx, ExactWeights: true, HeaderRoutes: true, RegexMatch: true,
 		MaxManagedRoutes: 1, MaxHeaderMatches: 1, HeaderMatchVia: "canary-by-header", Metrics: RouterNginx,
 		Objects: []RoutedObject{{Kind: "Ingress", Name: func(ro *v1alpha1.Rollout) string { return trafficRouting(ro).Nginx.StableIngress }}},
 		picked:  func(tr *v1alpha1.TrafficRouting) bool { return tr.Nginx != nil },
-		validate: func(l *errList, tp string, tr *v1alpha1.TrafficRouting) {
+		validate: func(l *errList, tp string, c *v1alpha1.CanaryStrategy) {
+			tr := c.TrafficRouting
 			if tr.Nginx.StableIngress == "" {
 				l.add(tp+".nginx.stableIngress", nil, "is required")
 			}
 		},
 	},
 	{
+		// A rule of an ALB has at most five match evaluations; its host and path take two.
+		// Header values match without case, with * and ? as wildcards: a prefix is "value*".
+		Name: RouterALB, Title: RouterALB, ExactWeights: true, HeaderRoutes: true, PrefixMatch: true,
+		MaxHeaderMatches: 3, HeaderMatchVia: "ALB rule conditions: five match evaluations a rule, two of them its host and path",
+		Objects:    []RoutedObject{{Kind: "Ingress", Name: func(ro *v1alpha1.Rollout) string { return trafficRouting(ro).ALB.Ingress }}},
+		picked:     func(tr *v1alpha1.TrafficRouting) bool { return tr.ALB != nil },
+		validate:   validateALB,
+		checkMatch: checkALBMatch,
+	},
+	{
 		Name: RouterService, Title: "service (plain Service selectors)",
 	},
 	{
-		Name: RouterProxy, Title: "proxy (ramp's own)", ExactWeights: true, HeaderRoutes: true, PrefixMatch: true,
+		Name: RouterProxy, Title: "proxy (ramp's own)", ExactWeights: true, HeaderRoutes: true, PrefixMatch: true, RegexMatch: true,
 		CookieMatch: true, Mirror: true, Stickiness: true, Metrics: RouterProxy,
 	},
 }
@@ -268,7 +286,7 @@ func validateTrafficRouters(l *errList, path string, s *v1alpha1.RolloutSpec) {
 			}
 			set = append(set, r.Name)
 			if r.validate != nil {
-				r.validate(l, tp, tr)
+				r.validate(l, tp, c)
 			}
 		}
 		if len(set) > 1 {
@@ -325,11 +343,16 @@ func validateTrafficRouters(l *errList, path string, s *v1alpha1.RolloutSpec) {
 			}
 			l.add(sp+".match", nil, "has %d headers; %s matches %s header%s%s", len(hr.Match), r.Title, count(r.MaxHeaderMatches), plural(r.MaxHeaderMatches), via)
 		}
-		if !r.PrefixMatch {
-			for j, m := range hr.Match {
-				if m.HeaderValue.Prefix != "" {
-					l.add(fmt.Sprintf("%s.match[%d].headerValue.prefix", sp, j), m.HeaderValue.Prefix, "cannot be used with %s; use exact or regex", r.Title)
-				}
+		for j, m := range hr.Match {
+			mp := fmt.Sprintf("%s.match[%d]", sp, j)
+			if !r.PrefixMatch && m.HeaderValue.Prefix != "" {
+				l.add(mp+".headerValue.prefix", m.HeaderValue.Prefix, "cannot be used with %s; use exact or regex", r.Title)
+			}
+			if !r.RegexMatch && m.HeaderValue.Regex != "" {
+				l.add(mp+".headerValue.regex", m.HeaderValue.Regex, "cannot be used with %s; use exact or prefix", r.Title)
+			}
+			if r.checkMatch != nil {
+				r.checkMatch(l, mp, m)
 			}
 		}
 		if !r.CookieMatch && len(hr.CookieMatch) > 0 {

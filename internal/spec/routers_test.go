@@ -37,6 +37,9 @@ func routedRollout(t *testing.T, name string) *v1alpha1.Rollout {
 	case RouterNginx:
 		kube()
 		tr.Nginx = &v1alpha1.NginxTrafficRouting{StableIngress: "chat-api"}
+	case RouterALB:
+		kube()
+		tr.ALB = &v1alpha1.ALBTrafficRouting{Ingress: "chat-api", ServicePort: 8080}
 	case RouterService:
 		kube()
 	case RouterProxy:
@@ -77,6 +80,11 @@ func TestRouterCapabilitiesDriveValidation(t *testing.T) {
 				c.Steps = append(c.Steps, headerStep(v1alpha1.HeaderMatch{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Prefix: "can"}}))
 			},
 			"spec.strategy.canary.steps[1].setHeaderRoute.match[0].headerValue.prefix"},
+		{"regex match", func(r Router) bool { return !r.HeaderRoutes || r.RegexMatch },
+			func(c *v1alpha1.CanaryStrategy) {
+				c.Steps = append(c.Steps, headerStep(v1alpha1.HeaderMatch{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Regex: "^can"}}))
+			},
+			"spec.strategy.canary.steps[1].setHeaderRoute.match[0].headerValue.regex"},
 		{"two headers", func(r Router) bool { return !r.HeaderRoutes || r.MaxHeaderMatches == 0 || r.MaxHeaderMatches >= 2 },
 			func(c *v1alpha1.CanaryStrategy) {
 				c.Steps = append(c.Steps, headerStep(exactMatch, v1alpha1.HeaderMatch{HeaderName: "x-b", HeaderValue: v1alpha1.StringMatch{Exact: "1"}}))
@@ -103,8 +111,8 @@ func TestRouterCapabilitiesDriveValidation(t *testing.T) {
 			},
 			"spec.strategy.canary.stickiness"},
 	}
-	if len(Routers()) < 6 {
-		t.Fatalf("Routers() = %d routers, want the four trafficRouting routers, service and proxy", len(Routers()))
+	if len(Routers()) < 7 {
+		t.Fatalf("Routers() = %d routers, want the five trafficRouting routers, service and proxy", len(Routers()))
 	}
 	for _, r := range Routers() {
 		for _, f := range features {
@@ -167,6 +175,7 @@ func TestMirrorAndStickinessByRouter(t *testing.T) {
 		{RouterGatewayAPI, "", fmt.Sprintf(noSticky, "gatewayAPI", "weighs each request on its own: an HTTPRoute's sessionPersistence, which could keep a user on one backend, is in Gateway API's experimental channel only")},
 		{RouterSMI, fmt.Sprintf(noMirror, "smi"), fmt.Sprintf(noSticky, "smi", "cannot keep users on one revision")},
 		{RouterNginx, fmt.Sprintf(noMirror, "nginx"), fmt.Sprintf(noSticky, "nginx", "cannot keep users on one revision")},
+		{RouterALB, fmt.Sprintf(noMirror, "alb"), fmt.Sprintf(noSticky, "alb", "cannot keep users on one revision")},
 		{RouterService, fmt.Sprintf(noMirror, "service (plain Service selectors)"), fmt.Sprintf(noSticky, "service (plain Service selectors)", "cannot keep users on one revision")},
 		{RouterProxy, "", ""},
 	}
@@ -217,6 +226,75 @@ func TestMirrorLimitsAreLocalModes(t *testing.T) {
 			}
 			if strings.Join(got, "\n") != strings.Join(want, "\n") {
 				t.Errorf("errors %q\nwant %q", got, want)
+			}
+		})
+	}
+}
+
+// TestALBValidation: what an ALB and its controller's annotations cannot carry is refused at
+// its field, with the value.
+func TestALBValidation(t *testing.T) {
+	long := strings.Repeat("a", 53) // "conditions." + 53 is one more than an annotation name's 63
+	tests := []struct {
+		name string
+		edit func(c *v1alpha1.CanaryStrategy)
+		want string // "" means valid
+	}{
+		{"valid", func(c *v1alpha1.CanaryStrategy) {}, ""},
+		{"no ingress", func(c *v1alpha1.CanaryStrategy) { c.TrafficRouting.ALB.Ingress = "" },
+			"spec.strategy.canary.trafficRouting.alb.ingress: is required"},
+		{"no port", func(c *v1alpha1.CanaryStrategy) { c.TrafficRouting.ALB.ServicePort = 0 },
+			"spec.strategy.canary.trafficRouting.alb.servicePort: 0 is required: the port (1-65535) of the stable and canary Services"},
+		{"root service is the canary", func(c *v1alpha1.CanaryStrategy) { c.TrafficRouting.ALB.RootService = "chat-api-canary" },
+			`spec.strategy.canary.trafficRouting.alb.rootService: "chat-api-canary" is the canary Service`},
+		{"root service not a label", func(c *v1alpha1.CanaryStrategy) { c.TrafficRouting.ALB.RootService = "Chat_API" },
+			`spec.strategy.canary.trafficRouting.alb.rootService: "Chat_API" is not a DNS-1035 label`},
+		{"stable service too long for an annotation", func(c *v1alpha1.CanaryStrategy) { c.StableService = long },
+			`spec.strategy.canary.stableService: "` + long + `" is too long for the annotation alb.ingress.kubernetes.io/conditions.` + long},
+		{"route named as the stable service", func(c *v1alpha1.CanaryStrategy) { c.TrafficRouting.ManagedRoutes[0].Name = "chat-api" },
+			`spec.strategy.canary.trafficRouting.managedRoutes[0].name: "chat-api" is the name of a Service or of the root action`},
+		{"route not a label", func(c *v1alpha1.CanaryStrategy) { c.TrafficRouting.ManagedRoutes[0].Name = "x.version" },
+			`spec.strategy.canary.trafficRouting.managedRoutes[0].name: "x.version" is not a DNS-1035 label`},
+		{"bad prefix", func(c *v1alpha1.CanaryStrategy) { c.TrafficRouting.ALB.AnnotationPrefix = "ALB/x" },
+			`spec.strategy.canary.trafficRouting.alb.annotationPrefix: "ALB/x" is not an annotation prefix`},
+		{"wildcard in exact", func(c *v1alpha1.CanaryStrategy) {
+			c.Steps = append(c.Steps, headerStep(v1alpha1.HeaderMatch{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "can*"}}))
+		}, `spec.strategy.canary.steps[1].setHeaderRoute.match[0].headerValue.exact: "can*" has * or ?, which an ALB http-header condition takes as wildcards`},
+		{"wildcard in prefix", func(c *v1alpha1.CanaryStrategy) {
+			c.Steps = append(c.Steps, headerStep(v1alpha1.HeaderMatch{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Prefix: "c?"}}))
+		}, `spec.strategy.canary.steps[1].setHeaderRoute.match[0].headerValue.prefix: "c?" has * or ?`},
+		{"long header name", func(c *v1alpha1.CanaryStrategy) {
+			c.Steps = append(c.Steps, headerStep(v1alpha1.HeaderMatch{HeaderName: "x-" + strings.Repeat("v", 39), HeaderValue: v1alpha1.StringMatch{Exact: "1"}}))
+		}, `spec.strategy.canary.steps[1].setHeaderRoute.match[0].headerName: "x-vvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvvv" is longer than the 40 characters of an ALB http-header condition`},
+		{"long prefix", func(c *v1alpha1.CanaryStrategy) {
+			c.Steps = append(c.Steps, headerStep(v1alpha1.HeaderMatch{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Prefix: strings.Repeat("p", 128)}}))
+		}, `spec.strategy.canary.steps[1].setHeaderRoute.match[0].headerValue.prefix: "` + strings.Repeat("p", 128) + `" is longer than the 127 characters an ALB http-header condition allows it`},
+		{"three headers", func(c *v1alpha1.CanaryStrategy) {
+			m := func(n string) v1alpha1.HeaderMatch {
+				return v1alpha1.HeaderMatch{HeaderName: n, HeaderValue: v1alpha1.StringMatch{Exact: "1"}}
+			}
+			c.Steps = append(c.Steps, headerStep(m("a"), m("b"), m("c")))
+		}, ""},
+		{"four headers", func(c *v1alpha1.CanaryStrategy) {
+			m := func(n string) v1alpha1.HeaderMatch {
+				return v1alpha1.HeaderMatch{HeaderName: n, HeaderValue: v1alpha1.StringMatch{Exact: "1"}}
+			}
+			c.Steps = append(c.Steps, headerStep(m("a"), m("b"), m("c"), m("d")))
+		}, "spec.strategy.canary.steps[1].setHeaderRoute.match: has 4 headers; alb matches 3 headers (ALB rule conditions"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ro := routedRollout(t, RouterALB)
+			tt.edit(ro.Spec.Strategy.Canary)
+			errs := ValidateRollout(ro)
+			if tt.want == "" {
+				if len(errs) > 0 {
+					t.Fatalf("errors: %v", errs)
+				}
+				return
+			}
+			if len(errs) != 1 || !strings.HasPrefix(errs[0].Error(), tt.want) {
+				t.Fatalf("errors: %q\nwant one starting %q", errs, tt.want)
 			}
 		})
 	}

@@ -2,6 +2,7 @@ package k8s
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"path/filepath"
 	"strconv"
@@ -251,6 +252,22 @@ func testRouters(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics *metri
 				u.SetAnnotations(a)
 				return nil
 			},
+		},
+		{
+			name: "alb", headers: true,
+			routing: v1alpha1.TrafficRouting{ALB: &v1alpha1.ALBTrafficRouting{Ingress: "chat-api", ServicePort: 80}},
+			object: func(ns string) *unstructured.Unstructured {
+				return object(ingressGVK, ns, "chat-api", map[string]any{"ingressClassName": "alb", "rules": []any{map[string]any{
+					"host": "chat-api.example.com",
+					"http": map[string]any{"paths": []any{map[string]any{
+						"path": "/", "pathType": "Prefix",
+						"backend": map[string]any{"service": map[string]any{"name": "chat-api-stable", "port": map[string]any{"number": int64(80)}}},
+					}}},
+				}}})
+			},
+			gvk: ingressGVK, objName: "chat-api",
+			read:   readALB,
+			tamper: tamperALB,
 		},
 	} {
 		t.Run(rc.name, func(t *testing.T) {
@@ -535,4 +552,137 @@ func ptrString(p *int32) string {
 		return "<nil>"
 	}
 	return strconv.Itoa(int(*p))
+}
+
+// The AWS Load Balancer Controller's annotations on the alb case's Ingress: the action of the
+// paths to chat-api-stable (the default rootService), and the testers route's action and
+// conditions.
+const (
+	albRootAction = "alb.ingress.kubernetes.io/actions.chat-api-stable"
+	albHRAction   = "alb.ingress.kubernetes.io/actions.testers"
+	albHRConds    = "alb.ingress.kubernetes.io/conditions.testers"
+)
+
+// albTargetGroups reads the target groups of a forward action annotation.
+func albTargetGroups(raw string) ([]any, error) {
+	var act struct {
+		Type          string `json:"type"`
+		ForwardConfig struct {
+			TargetGroups []struct {
+				ServiceName string `json:"serviceName"`
+				ServicePort int64  `json:"servicePort"`
+				Weight      int64  `json:"weight"`
+			} `json:"targetGroups"`
+		} `json:"forwardConfig"`
+	}
+	if err := json.Unmarshal([]byte(raw), &act); err != nil {
+		return nil, err
+	}
+	if act.Type != "forward" {
+		return nil, fmt.Errorf("action type %q; want forward", act.Type)
+	}
+	var out []any
+	for _, tg := range act.ForwardConfig.TargetGroups {
+		if tg.ServicePort != 80 {
+			return nil, fmt.Errorf("target group %s on port %d; want 80", tg.ServiceName, tg.ServicePort)
+		}
+		out = append(out, map[string]any{"serviceName": tg.ServiceName, "weight": tg.Weight})
+	}
+	return out, nil
+}
+
+// albPaths lists the Ingress's paths as their backends, "service:port".
+func albPaths(u *unstructured.Unstructured) []string {
+	var out []string
+	rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+	for _, r := range rules {
+		paths, _, _ := unstructured.NestedSlice(r.(map[string]any), "http", "paths")
+		for _, p := range paths {
+			svc, _, _ := unstructured.NestedMap(p.(map[string]any), "backend", "service")
+			port, _, _ := unstructured.NestedString(svc, "port", "name")
+			if port == "" {
+				n, _, _ := unstructured.NestedInt64(svc, "port", "number")
+				port = strconv.FormatInt(n, 10)
+			}
+			out = append(out, fmt.Sprint(svc["name"], ":", port))
+		}
+	}
+	return out
+}
+
+// readALB reads the canary weight off the root action and the header route off its path,
+// action and conditions; before ramp's first write the Ingress sends everything to stable.
+func readALB(u *unstructured.Unstructured) (routes, error) {
+	a := u.GetAnnotations()
+	paths := strings.Join(albPaths(u), " ")
+	var out routes
+	raw, ok := a[albRootAction]
+	if !ok {
+		if paths != "chat-api-stable:80" {
+			return out, fmt.Errorf("paths %s without ramp's action", paths)
+		}
+		return out, nil
+	}
+	tgs, err := albTargetGroups(raw)
+	if err != nil {
+		return out, fmt.Errorf("%s: %w", albRootAction, err)
+	}
+	if len(tgs) != 2 || weightOf(tgs, "chat-api-stable", "serviceName")+weightOf(tgs, "chat-api-canary", "serviceName") != 100 {
+		return out, fmt.Errorf("%s: target groups %v; want chat-api-stable and chat-api-canary, 100 in all", albRootAction, tgs)
+	}
+	out.weight = weightOf(tgs, "chat-api-canary", "serviceName")
+	conds, hasConds := a[albHRConds]
+	switch {
+	case !hasConds && paths == "chat-api-stable:use-annotation":
+		return out, nil
+	case !hasConds || paths != "testers:use-annotation chat-api-stable:use-annotation":
+		return out, fmt.Errorf("paths %s, conditions %q; want the root path after the testers path when the route is set", paths, conds)
+	}
+	hr, err := albTargetGroups(a[albHRAction])
+	if err != nil || len(hr) != 1 || weightOf(hr, "chat-api-canary", "serviceName") != 100 {
+		return out, fmt.Errorf("%s: %v %v; want all to chat-api-canary", albHRAction, hr, err)
+	}
+	var cs []struct {
+		Field  string `json:"field"`
+		Header struct {
+			Name   string   `json:"httpHeaderName"`
+			Values []string `json:"values"`
+		} `json:"httpHeaderConfig"`
+	}
+	if err := json.Unmarshal([]byte(conds), &cs); err != nil {
+		return out, fmt.Errorf("%s: %w", albHRConds, err)
+	}
+	var hs []string
+	for _, c := range cs {
+		if c.Field != "http-header" || len(c.Header.Values) != 1 {
+			return out, fmt.Errorf("%s: condition %+v; want one http-header value", albHRConds, c)
+		}
+		hs = append(hs, c.Header.Name+"="+c.Header.Values[0])
+	}
+	out.header = strings.Join(hs, ",")
+	return out, nil
+}
+
+// tamperALB sets the root action's weights by hand and drops the testers route: its path and
+// annotations.
+func tamperALB(u *unstructured.Unstructured, w int64) error {
+	a := u.GetAnnotations()
+	a[albRootAction] = fmt.Sprintf(`{"type":"forward","forwardConfig":{"targetGroups":[{"serviceName":"chat-api-stable","servicePort":80,"weight":%d},{"serviceName":"chat-api-canary","servicePort":80,"weight":%d}]}}`, 100-w, w)
+	delete(a, albHRAction)
+	delete(a, albHRConds)
+	u.SetAnnotations(a)
+	rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+	for _, r := range rules {
+		paths, _, _ := unstructured.NestedSlice(r.(map[string]any), "http", "paths")
+		var kept []any
+		for _, p := range paths {
+			if name, _, _ := unstructured.NestedString(p.(map[string]any), "backend", "service", "name"); name != "testers" {
+				kept = append(kept, p)
+			}
+		}
+		if err := unstructured.SetNestedSlice(r.(map[string]any), kept, "http", "paths"); err != nil {
+			return err
+		}
+	}
+	return unstructured.SetNestedSlice(u.Object, rules, "spec", "rules")
 }
