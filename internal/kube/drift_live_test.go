@@ -76,7 +76,7 @@ func TestDriftIsConfirmedPastTheCache(t *testing.T) {
 				o.APIReader = fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(routes(tt.live)).Build()
 			}
 			r := NewReconciler(cached, rec, o)
-			if err := r.route(context.Background(), ro, before, out); err != nil {
+			if err := r.route(context.Background(), ro, before, out, mirrors{}); err != nil {
 				t.Fatal(err)
 			}
 			drifted := false
