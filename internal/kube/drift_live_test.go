@@ -89,3 +89,51 @@ func TestDriftIsConfirmedPastTheCache(t *testing.T) {
 		})
 	}
 }
+
+// countingReader counts the gets that go past the cache.
+type countingReader struct {
+	client.Reader
+	gets int
+}
+
+func (c *countingReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	c.gets++
+	return c.Reader.Get(ctx, key, obj, opts...)
+}
+
+// A Rollout read from a cache that is behind the controller's own last write is read again
+// past the cache, so no decision is taken from an older status; a cache that holds what the
+// controller wrote costs no read.
+func TestStaleRolloutIsReadAgain(t *testing.T) {
+	ro := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "chat-api", Namespace: ns}}
+	server := fake.NewClientBuilder().WithScheme(Scheme()).WithObjects(ro).WithStatusSubresource(&v1alpha1.Rollout{}).Build()
+	live := &countingReader{Reader: server}
+	r := NewReconciler(server, events.NewFakeRecorder(10), ReconcilerOptions{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), APIReader: live})
+	ctx := context.Background()
+	key := client.ObjectKeyFromObject(ro)
+
+	var cached v1alpha1.Rollout
+	if err := server.Get(ctx, key, &cached); err != nil {
+		t.Fatal(err)
+	}
+	stale := cached.DeepCopy() // what a lagging cache still holds after the write below
+	cached.Status.CanaryWeight = 50
+	if err := server.Status().Update(ctx, &cached); err != nil {
+		t.Fatal(err)
+	}
+	r.wrote(&cached)
+
+	if err := r.fresh(ctx, key, stale); err != nil {
+		t.Fatal(err)
+	}
+	if stale.Status.CanaryWeight != 50 || live.gets != 1 {
+		t.Fatalf("from a stale cache: weight %d after %d live gets, want 50 after 1", stale.Status.CanaryWeight, live.gets)
+	}
+	current := cached.DeepCopy()
+	if err := r.fresh(ctx, key, current); err != nil {
+		t.Fatal(err)
+	}
+	if live.gets != 1 {
+		t.Errorf("a cache holding the controller's own write was read again (%d live gets)", live.gets)
+	}
+}
