@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	batchv1 "k8s.io/api/batch/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
@@ -351,16 +352,32 @@ type CommandMetric struct {
 // RAMP_ROLE, RAMP_ANALYSIS (the run's name) and RAMP_SERVICE (the Service of the revision
 // under analysis: blueGreen's previewService before the switch, the canaryService of a
 // canary) in its environment. Args may use the template variables of PrometheusMetric.
+//
+// It takes a short form (image, command, args, env) or, as Argo Rollouts' job metric, a full
+// batch/v1 JobSpec in spec, whose pod template passes through as written: a service account
+// (IRSA), env from Secrets, volumes, resources.
 type JobMetric struct {
-	// Image is the container image. Required.
-	Image string `json:"image"`
-	// Command is the container's entrypoint. Empty means the image's.
+	// Metadata's labels and annotations are put on the Job object, as in Argo Rollouts. Nil
+	// means none besides ramp's.
+	Metadata *JobMetadata `json:"metadata,omitempty"`
+	// Spec is the Job's batch/v1 JobSpec (the full form). ramp adds its RAMP_* variables to
+	// each container's env, expands the template variables in each container's args, sets
+	// activeDeadlineSeconds from timeout, and sets restartPolicy Never and backoffLimit 0 when
+	// they are unset. Nil means the short form. Give spec or image, not both.
+	// +kubebuilder:validation:Schemaless
+	// +kubebuilder:validation:Type=object
+	// +kubebuilder:pruning:PreserveUnknownFields
+	Spec *batchv1.JobSpec `json:"spec,omitempty"`
+	// Image is the container image of the short form. Required without spec.
+	Image string `json:"image,omitempty"`
+	// Command is the short form's entrypoint. Empty means the image's.
 	Command []string `json:"command,omitempty"`
-	// Args are the container's arguments. Empty means the image's.
+	// Args are the short form's arguments. Empty means the image's.
 	Args []string `json:"args,omitempty"`
-	// Env is the container's environment.
+	// Env is the short form's environment.
 	Env []EnvVar `json:"env,omitempty"`
-	// BackoffLimit is how many times a failed pod is retried. Nil means 0.
+	// BackoffLimit is how many times a failed pod is retried. Nil means spec.backoffLimit,
+	// else 0.
 	BackoffLimit *int32 `json:"backoffLimit,omitempty"`
 	// Timeout bounds the Job ("10m" or seconds; its activeDeadlineSeconds). Nil means 10m.
 	Timeout *intstr.IntOrString `json:"timeout,omitempty"`
@@ -369,5 +386,13 @@ type JobMetric struct {
 	Labels map[string]string `json:"labels,omitempty"`
 	// Annotations are added to the Job's pod, e.g. sidecar.istio.io/inject: "false", without
 	// which a meshed Job never completes. Empty means none.
+	Annotations map[string]string `json:"annotations,omitempty"`
+}
+
+// JobMetadata is the labels and annotations of an analysis Job.
+type JobMetadata struct {
+	// Labels are added to the Job. Empty means none.
+	Labels map[string]string `json:"labels,omitempty"`
+	// Annotations are added to the Job. Empty means none.
 	Annotations map[string]string `json:"annotations,omitempty"`
 }

@@ -301,8 +301,9 @@ type CanaryStrategy struct {
 	// Stickiness keeps each user on one revision for the whole canary (local mode). Nil
 	// means every request is weighed on its own.
 	Stickiness *Stickiness `json:"stickiness,omitempty"`
-	// Mirror copies a share of the requests to the canary while there is one (local mode);
-	// the copies' answers are measured and thrown away. Nil means no mirroring.
+	// Mirror copies a share of the requests to the canary while there is one (local mode, and
+	// Kubernetes mode with trafficRouting istio or gatewayAPI); the copies' answers are thrown
+	// away (measured in local mode). Nil means no mirroring.
 	Mirror *CanaryMirror `json:"mirror,omitempty"`
 	// Judge compares the canary with stable continuously, on every request, from the first
 	// step until promotion: it aborts as soon as the canary is shown worse and ends analysis
@@ -346,11 +347,11 @@ type StickyCookie struct {
 type CanaryMirror struct {
 	// Percentage of the requests copied, 1 to 100.
 	Percentage int32 `json:"percentage"`
-	// MaxConcurrent is the number of copies in flight; more are dropped and counted. Zero
-	// means 16.
+	// MaxConcurrent is the number of copies in flight (local mode); more are dropped and
+	// counted. Zero means 16.
 	MaxConcurrent int32 `json:"maxConcurrent,omitempty"`
-	// MaxBodyBytes is the largest request body copied; larger ones are not copied. Zero
-	// means 65536.
+	// MaxBodyBytes is the largest request body copied (local mode); larger ones are not
+	// copied. Zero means 65536.
 	MaxBodyBytes int64 `json:"maxBodyBytes,omitempty"`
 }
 

@@ -141,6 +141,8 @@ type harness struct {
 	env      map[string]string
 	stdin    string
 	runLocal func(ctx context.Context, opts local.Options, apply []byte) error
+	// load is the app's loader; nil means fakeLoad.
+	load func([]byte) (*spec.Bundle, error)
 }
 
 func newHarness(t *testing.T, states map[string][]v1alpha1.Rollout) *harness {
@@ -155,13 +157,17 @@ func newHarness(t *testing.T, states map[string][]v1alpha1.Rollout) *harness {
 func (h *harness) run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
+	load := h.load
+	if load == nil {
+		load = fakeLoad
+	}
 	a := &app{
 		stdin:        strings.NewReader(h.stdin),
 		stdout:       &stdout,
 		stderr:       &stderr,
 		getenv:       func(k string) string { return h.env[k] },
 		now:          func() time.Time { return time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC) },
-		load:         fakeLoad,
+		load:         load,
 		runLocal:     h.runLocal,
 		pollInterval: 5 * time.Millisecond,
 	}

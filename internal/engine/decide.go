@@ -573,6 +573,7 @@ func (d *decision) finish() {
 			d.out.Routes.HeaderRoutes = append(d.out.Routes.HeaderRoutes, HeaderRoute{Name: hr.Name, Match: hr.Match, CookieMatch: hr.CookieMatch, Revision: d.st.CanaryRevision})
 		}
 	}
+	d.mirror()
 	d.addresses()
 	d.observeWeight()
 	d.st.Revisions = d.revisionStatuses()
@@ -587,6 +588,20 @@ func (d *decision) finish() {
 			d.st.Phase = v1alpha1.PhaseProgressing
 		}
 	}
+}
+
+// mirror copies requests to the canary while it runs, as spec.strategy.canary.mirror says.
+func (d *decision) mirror() { d.out.Routes.Mirror = MirrorOf(d.spec, &d.st) }
+
+// MirrorOf is the mirror of the routes a decision that leaves status st gives a rollout of
+// spec s: the canary gets its copies while it runs, not after a promotion or an abort. Nil
+// means none.
+func MirrorOf(s *v1alpha1.RolloutSpec, st *v1alpha1.RolloutStatus) *Mirror {
+	c := s.Strategy.Canary
+	if c == nil || c.Mirror == nil || st.Abort || st.CanaryRevision == 0 || st.CanaryRevision == st.StableRevision {
+		return nil
+	}
+	return &Mirror{Revision: st.CanaryRevision, Percent: c.Mirror.Percentage}
 }
 
 // addresses sets the revisions the strategy's fixed addresses serve: stable and canary, or

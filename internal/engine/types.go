@@ -166,6 +166,16 @@ type Routes struct {
 	// and Canary the one the canary address serves (canary strategy: the canary while it
 	// runs, else stable). Zero means the address serves nothing new: it keeps what it had.
 	Stable, Canary int64
+	// Mirror copies a share of the requests to a revision (spec.strategy.canary.mirror: the
+	// canary while it runs, not after a promotion or an abort). Nil means no mirroring.
+	Mirror *Mirror
+}
+
+// Mirror copies Percent percent of the requests to Revision; the copies' answers are thrown
+// away.
+type Mirror struct {
+	Revision int64
+	Percent  int32
 }
 
 // HeaderRoute sends requests that match all its conditions to Revision.

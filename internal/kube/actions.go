@@ -26,6 +26,9 @@ func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before 
 		return r.carryOutRolling(ctx, ro, w, out.Workload)
 	}
 	var errs []error
+	// The previous decision's mirror, as the canary's ReplicaSet was then: before scale makes
+	// one.
+	mirror := mirrors{prev: mirrorPercent(engine.MirrorOf(&ro.Spec, before), w)}
 	if err := r.pauseDeployment(ctx, ro, w); err != nil {
 		errs = append(errs, err)
 	}
@@ -38,7 +41,8 @@ func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before 
 	if err := r.setSelectors(ctx, ro, w, out.Routes); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.route(ctx, ro, before, out); err != nil {
+	mirror.want = mirrorPercent(out.Routes.Mirror, w)
+	if err := r.route(ctx, ro, before, out, mirror); err != nil {
 		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
@@ -434,10 +438,10 @@ func (r *Reconciler) setSelectors(ctx context.Context, ro *v1alpha1.Rollout, w *
 	return errors.Join(errs...)
 }
 
-// route gives the canary's router the decision's weight and header routes. Before it does, it
-// reads back what the traffic layer does and reports drift from what the previous decision
-// set (before), which SetRoutes then repairs.
-func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, out engine.Output) error {
+// route gives the canary's router the decision's weight, header routes and mirror. Before it
+// does, it reads back what the traffic layer does and reports drift from what the previous
+// decision set (before), which SetRoutes then repairs.
+func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1alpha1.RolloutStatus, out engine.Output, mirror mirrors) error {
 	c := ro.Spec.Strategy.Canary
 	if c == nil {
 		return nil
@@ -457,9 +461,25 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 	for _, hr := range out.Routes.HeaderRoutes {
 		want.HeaderRoutes = append(want.HeaderRoutes, v1alpha1.SetHeaderRoute{Name: hr.Name, Match: hr.Match})
 	}
+	want.MirrorPercent = mirror.want
 	if name != "service" && before.CanaryRevision != 0 {
-		prev := Routes{StableService: c.StableService, CanaryService: c.CanaryService, CanaryWeight: before.CanaryWeight, HeaderRoutes: before.HeaderRoutes}
+		prev := Routes{StableService: c.StableService, CanaryService: c.CanaryService, CanaryWeight: before.CanaryWeight, HeaderRoutes: before.HeaderRoutes,
+			MirrorPercent: mirror.prev}
 		got, err := router.ObservedRoutes(ctx, ro)
+		mirrorUnknown := mirror.prevUnknown || ro.Generation != before.ObservedGeneration
+		if mirrorUnknown {
+			prev.MirrorPercent = got.MirrorPercent // not known here (or set for an older spec)
+		}
+		if err == nil && r.live != nil && Drift(prev, got) != "" {
+			// The cache may lag behind ramp's own last write: only a drift that the API
+			// server itself shows is one.
+			if live, lerr := NewRouter(name, liveReads{Client: r.client, live: r.live}); lerr == nil {
+				got, err = live.ObservedRoutes(ctx, ro)
+				if mirrorUnknown {
+					prev.MirrorPercent = got.MirrorPercent
+				}
+			}
+		}
 		if err != nil {
 			r.log.Warn("read back routes", keyRollout, ro.Name, "router", name, "err", err)
 		} else if d := Drift(prev, got); d != "" && Drift(want, got) != "" {
@@ -472,4 +492,36 @@ func (r *Reconciler) route(ctx context.Context, ro *v1alpha1.Rollout, before *v1
 		return fmt.Errorf("set routes with %s router: %w", name, err)
 	}
 	return nil
+}
+
+// liveReads is a client whose reads go to the API server (live) instead of the cache; its
+// writes go through Client.
+type liveReads struct {
+	client.Client
+	live client.Reader
+}
+
+func (l liveReads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	return l.live.Get(ctx, key, obj, opts...)
+}
+
+func (l liveReads) List(ctx context.Context, list client.ObjectList, opts ...client.ListOption) error {
+	return l.live.List(ctx, list, opts...)
+}
+
+// mirrors are the shares of requests copied to the canary Service (percent): prev by the
+// previous decision (not known when prevUnknown), want by this one.
+type mirrors struct {
+	prev, want  int32
+	prevUnknown bool
+}
+
+// mirrorPercent is the share of requests m copies to the canary Service: none unless the
+// canary's ReplicaSet exists, for until then the canary Service selects stable's pods
+// (setSelectors) and the copies would reach them.
+func mirrorPercent(m *engine.Mirror, w *world) int32 {
+	if m == nil || w == nil || w.byNumber[m.Revision].podHash() == "" {
+		return 0
+	}
+	return m.Percent
 }

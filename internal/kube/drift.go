@@ -23,6 +23,9 @@ func Drift(want, got Routes) string {
 	if want.CanaryWeight != got.CanaryWeight {
 		diffs = append(diffs, fmt.Sprintf("canaryWeight: want %d, got %d", want.CanaryWeight, got.CanaryWeight))
 	}
+	if want.MirrorPercent != got.MirrorPercent {
+		diffs = append(diffs, fmt.Sprintf("mirror: want %d%%, got %d%%", want.MirrorPercent, got.MirrorPercent))
+	}
 	w, g := formatHeaderRoutes(want.HeaderRoutes), formatHeaderRoutes(got.HeaderRoutes)
 	if w != g {
 		diffs = append(diffs, fmt.Sprintf("headerRoutes: want [%s], got [%s]", w, g))

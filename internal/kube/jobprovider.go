@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"log/slog"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -318,16 +319,10 @@ func finished(j *batchv1.Job) bool {
 	return false
 }
 
-// jobFor is the Job of one measurement of m.
+// jobFor is the Job of one measurement of m: the metric's JobSpec (full form) or one
+// container (short form), with ramp's variables, deadline and names.
 func jobFor(ro *v1alpha1.Rollout, m *v1alpha1.Metric, t analysis.Target, timeout time.Duration) (*batchv1.Job, error) {
-	spec := m.Provider.Job
-	args := make([]string, len(spec.Args))
-	for i, a := range spec.Args {
-		var err error
-		if args[i], err = analysis.Expand(a, m, t); err != nil {
-			return nil, fmt.Errorf("args[%d]: %w", i, err)
-		}
-	}
+	jm := m.Provider.Job
 	env := []corev1.EnvVar{
 		{Name: command.EnvRollout, Value: t.Rollout},
 		{Name: EnvNamespace, Value: t.Namespace},
@@ -337,41 +332,94 @@ func jobFor(ro *v1alpha1.Rollout, m *v1alpha1.Metric, t analysis.Target, timeout
 		{Name: EnvService, Value: t.Service},
 		{Name: EnvAnalysis, Value: t.Run},
 	}
-	for _, e := range spec.Env {
-		env = append(env, corev1.EnvVar{Name: e.Name, Value: e.Value})
+	expand := func(path string, in []string) ([]string, error) {
+		if in == nil {
+			return nil, nil
+		}
+		out := make([]string, len(in))
+		for i, a := range in {
+			var err error
+			if out[i], err = analysis.Expand(a, m, t); err != nil {
+				return nil, fmt.Errorf("%sargs[%d]: %w", path, i, err)
+			}
+		}
+		return out, nil
+	}
+	var spec batchv1.JobSpec
+	if jm.Spec != nil {
+		spec = *jm.Spec.DeepCopy()
+		for i := range spec.Template.Spec.Containers {
+			c := &spec.Template.Spec.Containers[i]
+			var err error
+			if c.Args, err = expand(fmt.Sprintf("spec.template.spec.containers[%d].", i), c.Args); err != nil {
+				return nil, err
+			}
+			c.Env = append(slices.Clone(env), c.Env...)
+			if c.TerminationMessagePolicy == "" {
+				c.TerminationMessagePolicy = corev1.TerminationMessageFallbackToLogsOnError
+			}
+		}
+	} else {
+		args, err := expand("", jm.Args)
+		if err != nil {
+			return nil, err
+		}
+		if args == nil {
+			args = []string{}
+		}
+		for _, e := range jm.Env {
+			env = append(env, corev1.EnvVar{Name: e.Name, Value: e.Value})
+		}
+		spec.Template.Spec.Containers = []corev1.Container{{
+			Name: jobContainer, Image: jm.Image, Command: jm.Command, Args: args, Env: env,
+			// A failing test suite's last lines become the measurement's message.
+			TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
+		}}
+	}
+	if spec.Template.Spec.RestartPolicy == "" {
+		spec.Template.Spec.RestartPolicy = corev1.RestartPolicyNever
 	}
 	backoff := int32(0)
-	if spec.BackoffLimit != nil {
+	switch {
+	case jm.BackoffLimit != nil:
+		backoff = *jm.BackoffLimit
+	case spec.BackoffLimit != nil:
 		backoff = *spec.BackoffLimit
 	}
 	deadline := int64(math.Ceil(timeout.Seconds()))
+	spec.BackoffLimit, spec.ActiveDeadlineSeconds = &backoff, &deadline
+	spec.Template.Labels = merged(spec.Template.Labels, jm.Labels)
+	spec.Template.Annotations = merged(spec.Template.Annotations, jm.Annotations)
+	var jobLabels, jobAnnotations map[string]string
+	if jm.Metadata != nil {
+		jobLabels, jobAnnotations = jm.Metadata.Labels, jm.Metadata.Annotations
+	}
 	return &batchv1.Job{
 		ObjectMeta: metav1.ObjectMeta{
 			Name:      jobName(t, m.Name),
 			Namespace: ro.Namespace,
-			Labels:    map[string]string{LabelRollout: ro.Name},
-			Annotations: map[string]string{
+			Labels:    merged(jobLabels, map[string]string{LabelRollout: ro.Name}),
+			Annotations: merged(jobAnnotations, map[string]string{
 				AnnotationAnalysis: t.Run, AnnotationMetric: m.Name,
 				AnnotationMeasurement: strconv.Itoa(int(t.Measurement)), AnnotationRevision: strconv.FormatInt(t.Revision, 10),
-			},
+			}),
 			OwnerReferences: []metav1.OwnerReference{*ownerRef(ro)},
 		},
-		Spec: batchv1.JobSpec{
-			BackoffLimit:          &backoff,
-			ActiveDeadlineSeconds: &deadline,
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: spec.Labels, Annotations: spec.Annotations},
-				Spec: corev1.PodSpec{
-					RestartPolicy: corev1.RestartPolicyNever,
-					Containers: []corev1.Container{{
-						Name: jobContainer, Image: spec.Image, Command: spec.Command, Args: args, Env: env,
-						// A failing test suite's last lines become the measurement's message.
-						TerminationMessagePolicy: corev1.TerminationMessageFallbackToLogsOnError,
-					}},
-				},
-			},
-		},
+		Spec: spec,
 	}, nil
+}
+
+// merged returns a's entries with b's put over them, nil when both are empty.
+func merged(a, b map[string]string) map[string]string {
+	if len(a)+len(b) == 0 {
+		return nil
+	}
+	out := maps.Clone(a)
+	if out == nil {
+		out = map[string]string{}
+	}
+	maps.Copy(out, b)
+	return out
 }
 
 // jobName is the measurement's Job name: readable (rollout, run, metric, measurement) and,

@@ -280,4 +280,38 @@ func TestJobProviderOnAPIServer(t *testing.T) {
 			t.Fatal(fmt.Sprintf("measure did not notice the deletion of %s within 30s", name))
 		}
 	})
+
+	t.Run("a full-form Job runs its pod template as written", func(t *testing.T) {
+		for _, o := range []client.Object{
+			&corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: "jobs", Name: "suite-runner"}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "jobs", Name: "suite-secrets"}, StringData: map[string]string{"api-key": "k"}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "jobs", Name: "suite-env"}, StringData: map[string]string{"TOKEN": "t"}},
+			&corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: "jobs", Name: "suite-certs"}, StringData: map[string]string{"ca.crt": "c"}},
+		} {
+			if err := c.Create(ctx, o); err != nil {
+				t.Fatal(err)
+			}
+		}
+		v := measure(t, loadFullJobMetric(t), 7)
+		if v.Result != 1 || !strings.Contains(v.Text, "complete") {
+			t.Errorf("value %+v; want 1, complete", v)
+		}
+		name := jobName(jobTarget(7), "smoke")
+		j := jobs(t)[name]
+		if j == nil {
+			t.Fatalf("no job %s among %v", name, keys(jobs(t)))
+		}
+		checkFullJob(t, j)
+		var pods corev1.PodList
+		if err := c.List(ctx, &pods, client.InNamespace("jobs"), client.MatchingLabels{labelJobName: name}); err != nil {
+			t.Fatal(err)
+		}
+		if len(pods.Items) == 0 {
+			t.Fatalf("no pod of job %s", name)
+		}
+		pod := pods.Items[0]
+		if pod.Spec.ServiceAccountName != "suite-runner" || len(pod.Spec.Containers) != 1 || len(pod.Spec.Containers[0].EnvFrom) != 1 {
+			t.Errorf("pod serviceAccountName %q containers %+v", pod.Spec.ServiceAccountName, pod.Spec.Containers)
+		}
+	})
 }

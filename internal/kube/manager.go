@@ -163,7 +163,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		providers["job"] = NewJobProvider(mgr.GetClient(), JobProviderOptions{Reader: mgr.GetAPIReader(), Logger: log, Now: o.Now})
 	}
 	r := NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(ControllerName), ReconcilerOptions{Providers: providers, Logger: log, Now: o.Now,
-		PrometheusAddress: o.PrometheusAddress, JudgeInterval: o.JudgeInterval, SecretReader: mgr.GetAPIReader()})
+		PrometheusAddress: o.PrometheusAddress, JudgeInterval: o.JudgeInterval, SecretReader: mgr.GetAPIReader(), APIReader: mgr.GetAPIReader()})
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}

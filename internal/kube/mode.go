@@ -250,6 +250,7 @@ func (m *mode) Persist(ctx context.Context, ro *v1alpha1.Rollout) error {
 		return err // the driver says whose status
 	}
 	m.persisted = true
+	m.r.wrote(ro)
 	return nil
 }
 

@@ -116,7 +116,8 @@ func (r *Reconciler) workloadGone(ctx context.Context, ro *v1alpha1.Rollout, bef
 	if err := r.stopOwnSets(ctx, ro, out); err != nil {
 		errs = append(errs, err)
 	}
-	if err := r.route(ctx, ro, before, out); err != nil {
+	// Nothing runs to copy requests to; what the last decision copied is not known here.
+	if err := r.route(ctx, ro, before, out, mirrors{prevUnknown: true}); err != nil {
 		errs = append(errs, err)
 	}
 	if r.setCondition(ro, v1alpha1.ConditionReconciled, false, "WorkloadNotFound", missing) {

@@ -10,6 +10,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -95,8 +96,13 @@ type Reconciler struct {
 	runner   *analysis.Runner
 	traffic  *routerMetrics
 	secrets  secretReader
-	now      func() time.Time
-	log      *slog.Logger
+	// live reads past the cache (ReconcilerOptions.APIReader); nil reads through client.
+	live client.Reader
+	// known holds, by Rollout, the newest resourceVersion this controller wrote or read
+	// live (see fresh).
+	known sync.Map
+	now   func() time.Time
+	log   *slog.Logger
 	// measure takes analysis measurements off Reconcile; see measure.go.
 	measure *measurements
 	// exits is the record of the pods' restarts already reported; see exits.go.
@@ -130,6 +136,11 @@ type ReconcilerOptions struct {
 	// only: give a reader that does not cache (the manager's API reader), or the controller
 	// would list and watch every Secret. Nil means the reconciler's client.
 	SecretReader client.Reader
+	// APIReader reads from the API server, past the cache: before a drift of the traffic
+	// layer is reported, the routing object is read again through it, so that a cache that
+	// lags behind ramp's own last write is not taken for a change by hand. Nil means the
+	// reconciler's client.
+	APIReader client.Reader
 }
 
 // NewReconciler returns a Reconciler that works through c and records events with rec.
@@ -141,6 +152,7 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 	if r.log == nil {
 		r.log = slog.Default()
 	}
+	r.live = o.APIReader
 	r.secrets = secretReader{c: o.SecretReader}
 	if o.SecretReader == nil {
 		r.secrets = secretReader{c: c}
@@ -248,10 +260,15 @@ func (r *Reconciler) observeTraffic(ctx context.Context, ro *v1alpha1.Rollout) (
 func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	defer func(start time.Time) { rampmetrics.ObserveReconcile(rampmetrics.ModeKubernetes, time.Since(start)) }(time.Now())
 	ro := &v1alpha1.Rollout{}
-	if err := r.client.Get(ctx, req.NamespacedName, ro); err != nil {
+	err := r.client.Get(ctx, req.NamespacedName, ro)
+	if err == nil {
+		err = r.fresh(ctx, req.NamespacedName, ro)
+	}
+	if err != nil {
 		if apierrors.IsNotFound(err) {
 			r.measure.Forget(req.Namespace, req.Name, nil)
 			r.exits.forget(req.NamespacedName)
+			r.known.Delete(req.NamespacedName)
 		}
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
@@ -266,6 +283,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 		if err := r.client.Patch(ctx, ro, patch); err != nil {
 			return ctrl.Result{}, fmt.Errorf("add finalizer to %s: %w", ro.Name, err)
 		}
+		r.wrote(ro)
 	}
 	m := &mode{r: r, key: req.NamespacedName, before: ro.Status.DeepCopy()}
 	now := r.now()
@@ -365,6 +383,7 @@ func (r *Reconciler) writeStatus(ctx context.Context, ro *v1alpha1.Rollout, befo
 	if err := r.client.Status().Update(ctx, ro); err != nil {
 		return fmt.Errorf("update status of %s: %w", ro.Name, err)
 	}
+	r.wrote(ro)
 	return nil
 }
 
@@ -630,4 +649,27 @@ func rolloutServices(ro *v1alpha1.Rollout) []string {
 		out = append(out, bg.ActiveService, bg.PreviewService)
 	}
 	return slices.DeleteFunc(out, func(s string) bool { return s == "" })
+}
+
+// fresh makes ro, just read from the cache, the Rollout as the API server has it when the
+// cache may be behind: a decision carried out from an older status than the last one saved
+// would set the traffic layer back to an older step. The cache is believed when it holds
+// the version this controller last wrote or read live; otherwise one get past the cache.
+func (r *Reconciler) fresh(ctx context.Context, key types.NamespacedName, ro *v1alpha1.Rollout) error {
+	if r.live == nil {
+		return nil
+	}
+	if v, ok := r.known.Load(key); ok && v.(string) == ro.ResourceVersion {
+		return nil
+	}
+	if err := r.live.Get(ctx, key, ro); err != nil {
+		return err
+	}
+	r.wrote(ro)
+	return nil
+}
+
+// wrote remembers ro's resourceVersion as the newest known.
+func (r *Reconciler) wrote(ro *v1alpha1.Rollout) {
+	r.known.Store(types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, ro.ResourceVersion)
 }

@@ -19,6 +19,10 @@ type Routes struct {
 	CanaryWeight int32
 	// HeaderRoutes go ahead of the weights, in order.
 	HeaderRoutes []v1alpha1.SetHeaderRoute
+	// MirrorPercent is the percent (1..100) of the weighed routes' requests copied to the
+	// canary Service, the copies' answers thrown away; 0 means no copies. Only the routers
+	// whose description (spec.Router.Mirror) says they mirror accept it.
+	MirrorPercent int32
 }
 
 // Router sets weights and header routes on one kind of traffic layer. Each implementation

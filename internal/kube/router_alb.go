@@ -233,6 +233,9 @@ func (a *ALB) SetRoutes(ctx context.Context, ro *v1alpha1.Rollout, r Routes) err
 	if err := checkWeight(r.CanaryWeight); err != nil {
 		return fmt.Errorf("set routes on ingress %s: %w", cfg.key, err)
 	}
+	if err := checkMirror(r, spec.RouterALB); err != nil {
+		return fmt.Errorf("set routes on ingress %s: %w", cfg.key, err)
+	}
 	var routes []string
 	for _, hr := range activeHeaderRoutes(r.HeaderRoutes) {
 		if !cfg.managed[hr.Name] {

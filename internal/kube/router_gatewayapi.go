@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -11,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // httpRouteGVK is the Gateway API HTTPRoute kind ramp edits.
@@ -22,6 +24,9 @@ var httpRouteGVK = schema.GroupVersionKind{Group: "gateway.networking.k8s.io", V
 // with a backendRef to another Service as well is an error; rules without the stable Service
 // are left alone. Each header route becomes a rule named after it, ahead of the others, with
 // the weighed rules' matches plus the route's headers, sending to the canary Service only.
+// While the canary is mirrored, each weighed rule also has a RequestMirror filter to the
+// canary Service with percent (standard since Gateway API v1.3), which copies that share of
+// all the rule's requests, those weighed to the canary included.
 type GatewayAPI struct {
 	c client.Client
 }
@@ -51,6 +56,9 @@ func (g *GatewayAPI) SetRoutes(ctx context.Context, ro *v1alpha1.Rollout, r Rout
 	if err := checkWeight(r.CanaryWeight); err != nil {
 		return fmt.Errorf("set routes on httproute %s: %w", key, err)
 	}
+	if err := checkMirror(r, spec.RouterGatewayAPI); err != nil {
+		return fmt.Errorf("set routes on httproute %s: %w", key, err)
+	}
 	managed := managedRouteNames(tr)
 	hrs := activeHeaderRoutes(r.HeaderRoutes)
 	for _, hr := range hrs {
@@ -67,6 +75,19 @@ func (g *GatewayAPI) SetRoutes(ctx context.Context, ro *v1alpha1.Rollout, r Rout
 	// An HTTPRoute CRD without rule names drops them; ramp would then lose track of its rules.
 	if got := len(managedRules(u, managed)); got != len(hrs) {
 		return fmt.Errorf("set routes on httproute %s: %d of %d header rules kept their rules[].name; the installed HTTPRoute CRD must have rule names (Gateway API v1.2 or later)", key, got, len(hrs))
+	}
+	// One without requestMirror.percent drops it, and would mirror every request.
+	if r.MirrorPercent > 0 {
+		rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+		for i, rv := range rules {
+			rule := asMap(rv)
+			if managed[asString(rule["name"])] || !slices.ContainsFunc(asSlice(rule["backendRefs"]), func(ref any) bool { return asString(asMap(ref)["name"]) == r.StableService }) {
+				continue
+			}
+			if got := requestMirrorPercent(rule, r.CanaryService, key.Namespace); got != r.MirrorPercent {
+				return fmt.Errorf("set routes on httproute %s: rules[%d] mirrors %d%% to the canary as stored, not %d%%; the installed HTTPRoute CRD must have requestMirror.percent (Gateway API v1.3 or later)", key, i, got, r.MirrorPercent)
+			}
+		}
 	}
 	return nil
 }
@@ -116,6 +137,7 @@ func setHTTPRouteRules(u *unstructured.Unstructured, r Routes, hrs []v1alpha1.Se
 		asMap(refs[si])["weight"] = int64(100 - r.CanaryWeight)
 		asMap(refs[ci])["weight"] = int64(r.CanaryWeight)
 		rule["backendRefs"] = refs
+		setRequestMirror(rule, r, u.GetNamespace(), asMap(refs[ci]))
 		if canaryRef == nil {
 			canaryRef = runtime.DeepCopyJSONValue(refs[ci]).(map[string]any)
 			// The header rule's only backend; the weight is the one the API server defaults
@@ -159,6 +181,83 @@ func setHTTPRouteRules(u *unstructured.Unstructured, r Routes, hrs []v1alpha1.Se
 		})
 	}
 	return unstructured.SetNestedSlice(u.Object, append(out, kept...), "spec", "rules")
+}
+
+// isCanaryMirror says whether the filter f is ramp's: a RequestMirror to the canary Service.
+func isCanaryMirror(f map[string]any, canary, ns string) bool {
+	if asString(f["type"]) != "RequestMirror" {
+		return false
+	}
+	ref := asMap(asMap(f["requestMirror"])["backendRef"])
+	kind, refNS := asString(ref["kind"]), asString(ref["namespace"])
+	return asString(ref["name"]) == canary && asString(ref["group"]) == "" && (kind == "" || kind == "Service") && (refNS == "" || refNS == ns)
+}
+
+// setRequestMirror gives a weighed rule ramp's RequestMirror filter, copying r.MirrorPercent
+// percent of its requests to the canary backendRef canaryRef, or takes it away. The rule's
+// other filters stay.
+func setRequestMirror(rule map[string]any, r Routes, ns string, canaryRef map[string]any) {
+	filters := asSlice(rule["filters"])
+	var kept []any
+	found := false
+	for _, fv := range filters {
+		f := asMap(fv)
+		if !isCanaryMirror(f, r.CanaryService, ns) {
+			kept = append(kept, fv)
+			continue
+		}
+		if r.MirrorPercent == 0 || found {
+			continue // taken away (or a second one)
+		}
+		found = true
+		rm := asMap(f["requestMirror"])
+		rm["percent"] = int64(r.MirrorPercent)
+		delete(rm, "fraction") // the API allows one of percent and fraction
+		kept = append(kept, f)
+	}
+	if r.MirrorPercent > 0 && !found {
+		ref := map[string]any{}
+		for _, k := range []string{"group", "kind", "name", "namespace", "port"} {
+			if v, ok := canaryRef[k]; ok {
+				ref[k] = runtime.DeepCopyJSONValue(v)
+			}
+		}
+		kept = append(kept, map[string]any{"type": "RequestMirror", "requestMirror": map[string]any{"backendRef": ref, "percent": int64(r.MirrorPercent)}})
+	}
+	switch {
+	case len(kept) > 0:
+		rule["filters"] = kept
+	case len(filters) > 0:
+		delete(rule, "filters")
+	}
+}
+
+// requestMirrorPercent is the percent of a rule's requests its RequestMirror filter to the
+// canary Service copies: percent, else fraction, else the API's default of 100; 0 when it
+// has none.
+func requestMirrorPercent(rule map[string]any, canary, ns string) int32 {
+	for _, fv := range asSlice(rule["filters"]) {
+		f := asMap(fv)
+		if !isCanaryMirror(f, canary, ns) {
+			continue
+		}
+		rm := asMap(f["requestMirror"])
+		if p, ok := asInt(rm["percent"]); ok {
+			return int32(p)
+		}
+		if fr := asMap(rm["fraction"]); fr != nil {
+			num, _ := asInt(fr["numerator"])
+			den, ok := asInt(fr["denominator"])
+			if !ok {
+				den = 100
+			}
+			if den > 0 {
+				return int32(num * 100 / den)
+			}
+		}
+		return 100
+	}
+	return 0
 }
 
 // managedRules returns ramp's header rules of an HTTPRoute, in order.
@@ -214,8 +313,9 @@ func (g *GatewayAPI) ObservedRoutes(ctx context.Context, ro *v1alpha1.Rollout) (
 		if sw+cw > 0 {
 			pct = int32(cw * 100 / (sw + cw))
 		}
+		mirror := requestMirrorPercent(rule, out.CanaryService, ro.Namespace)
 		if first < 0 {
-			first, out.CanaryWeight = i, pct
+			first, out.CanaryWeight, out.MirrorPercent = i, pct, mirror
 			base = map[string]bool{}
 			if ms := asSlice(rule["matches"]); len(ms) > 0 {
 				for _, h := range asSlice(asMap(ms[0])["headers"]) {
@@ -224,6 +324,8 @@ func (g *GatewayAPI) ObservedRoutes(ctx context.Context, ro *v1alpha1.Rollout) (
 			}
 		} else if pct != out.CanaryWeight {
 			return Routes{}, fmt.Errorf("read routes of httproute %s: rules[%d] sends %d%% to the canary but rules[%d] %d%%", key, first, out.CanaryWeight, i, pct)
+		} else if mirror != out.MirrorPercent {
+			return Routes{}, fmt.Errorf("read routes of httproute %s: rules[%d] mirrors %d%% to the canary but rules[%d] %d%%", key, first, out.MirrorPercent, i, mirror)
 		}
 	}
 	if first < 0 {

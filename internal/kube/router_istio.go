@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 
@@ -15,6 +16,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // virtualServiceGVKs are the VirtualService versions ramp speaks, in the order it tries them:
@@ -29,7 +31,10 @@ var virtualServiceGVKs = []schema.GroupVersionKind{
 // and canary Services (host "svc", "svc.ns" or "svc.ns.svc.<domain>"); the canary destination
 // is added beside the stable one when missing. Each header route becomes an http route named
 // after it, ahead of all others (Istio takes the first match), with the weighed routes'
-// matches plus the route's headers, sending all its traffic to the canary.
+// matches plus the route's headers, sending all its traffic to the canary. While the canary
+// is mirrored, each weighed route also has mirror (the canary destination) and
+// mirrorPercentage; Istio copies that share of all the route's requests, those weighed to
+// the canary included.
 type Istio struct {
 	c client.Client
 }
@@ -68,6 +73,9 @@ func (i *Istio) SetRoutes(ctx context.Context, ro *v1alpha1.Rollout, r Routes) e
 		return err
 	}
 	if err := checkWeight(r.CanaryWeight); err != nil {
+		return fmt.Errorf("set routes on virtualservice %s: %w", key, err)
+	}
+	if err := checkMirror(r, spec.RouterIstio); err != nil {
 		return fmt.Errorf("set routes on virtualservice %s: %w", key, err)
 	}
 	managed := managedRouteNames(tr)
@@ -165,6 +173,9 @@ func setVirtualServiceRoutes(u *unstructured.Unstructured, ns string, names []st
 		asMap(dests[si])["weight"] = int64(100 - r.CanaryWeight)
 		asMap(dests[ci])["weight"] = int64(r.CanaryWeight)
 		h["route"] = dests
+		if err := setIstioMirror(h, j, r, ns, asMap(asMap(dests[ci])["destination"])); err != nil {
+			return err
+		}
 		if canaryDest == nil {
 			canaryDest = runtime.DeepCopyJSONValue(asMap(dests[ci])["destination"]).(map[string]any)
 		}
@@ -211,6 +222,52 @@ func setVirtualServiceRoutes(u *unstructured.Unstructured, ns string, names []st
 	return unstructured.SetNestedSlice(u.Object, out, "spec", "http")
 }
 
+// setIstioMirror sets ramp's mirror on the weighed http route h (http[j]): r.MirrorPercent
+// percent of its requests copied to the canary destination, or none. A mirror the route
+// has to another host is the user's: it stays, and ramp will not replace it.
+func setIstioMirror(h map[string]any, j int, r Routes, ns string, canary map[string]any) error {
+	m := asMap(h["mirror"])
+	ours := m != nil && hostIs(asString(m["host"]), r.CanaryService, ns)
+	if m != nil && !ours || h["mirrors"] != nil {
+		if r.MirrorPercent > 0 {
+			return fmt.Errorf("http[%d] has a mirror of its own; ramp mirrors to canary Service %q only on a route without mirror or mirrors", j, r.CanaryService)
+		}
+		return nil
+	}
+	if r.MirrorPercent == 0 {
+		if ours {
+			for _, k := range []string{"mirror", "mirrorPercentage", "mirrorPercent", "mirror_percent"} {
+				delete(h, k)
+			}
+		}
+		return nil
+	}
+	h["mirror"] = runtime.DeepCopyJSONValue(canary)
+	h["mirrorPercentage"] = map[string]any{"value": int64(r.MirrorPercent)}
+	delete(h, "mirrorPercent") // deprecated forms, which mirrorPercentage replaces
+	delete(h, "mirror_percent")
+	return nil
+}
+
+// istioMirrorPercent is the percent of the http route h's requests it copies to the canary
+// Service: mirrorPercentage (rounded), else the deprecated mirrorPercent, else Istio's
+// default of 100; 0 when it mirrors elsewhere or not at all.
+func istioMirrorPercent(h map[string]any, canary, ns string) int32 {
+	if m := asMap(h["mirror"]); m == nil || !hostIs(asString(m["host"]), canary, ns) {
+		return 0
+	}
+	if mp, ok := h["mirrorPercentage"]; ok {
+		v, _ := asNumber(asMap(mp)["value"])
+		return int32(math.Round(v))
+	}
+	for _, k := range []string{"mirrorPercent", "mirror_percent"} {
+		if v, ok := asInt(h[k]); ok {
+			return int32(v)
+		}
+	}
+	return 100
+}
+
 // ObservedRoutes reads the canary weight off the weighed routes (an error when they disagree)
 // and the header routes off ramp's named routes.
 func (i *Istio) ObservedRoutes(ctx context.Context, ro *v1alpha1.Rollout) (Routes, error) {
@@ -255,8 +312,9 @@ func (i *Istio) ObservedRoutes(ctx context.Context, ro *v1alpha1.Rollout) (Route
 		if sw+cw > 0 {
 			pct = int32(cw * 100 / (sw + cw))
 		}
+		mirror := istioMirrorPercent(h, out.CanaryService, ro.Namespace)
 		if n == 0 {
-			out.CanaryWeight = pct
+			out.CanaryWeight, out.MirrorPercent = pct, mirror
 			if ms := asSlice(h["match"]); len(ms) > 0 {
 				for name := range asMap(asMap(ms[0])["headers"]) {
 					base[name] = true
@@ -264,6 +322,8 @@ func (i *Istio) ObservedRoutes(ctx context.Context, ro *v1alpha1.Rollout) (Route
 			}
 		} else if pct != out.CanaryWeight {
 			return Routes{}, fmt.Errorf("read routes of virtualservice %s: http[%d] sends %d%% to the canary but http[%d] %d%%", key, idx[0], out.CanaryWeight, j, pct)
+		} else if mirror != out.MirrorPercent {
+			return Routes{}, fmt.Errorf("read routes of virtualservice %s: http[%d] mirrors %d%% to the canary but http[%d] %d%%", key, idx[0], out.MirrorPercent, j, mirror)
 		}
 	}
 	for _, hv := range http {

@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // The ingress-nginx canary annotations ramp sets, and its own note of the header route's name.
@@ -72,6 +73,9 @@ func (n *Nginx) SetRoutes(ctx context.Context, ro *v1alpha1.Rollout, r Routes) e
 		return err
 	}
 	if err := checkWeight(r.CanaryWeight); err != nil {
+		return fmt.Errorf("set routes on ingress %s: %w", key, err)
+	}
+	if err := checkMirror(r, spec.RouterNginx); err != nil {
 		return fmt.Errorf("set routes on ingress %s: %w", key, err)
 	}
 	managed := managedRouteNames(ro.Spec.Strategy.Canary.TrafficRouting)

@@ -13,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // ServiceRouter is the traffic layer of plain Kubernetes Services, used when a canary names no
@@ -33,6 +34,9 @@ func NewServiceRouter(c client.Client) *ServiceRouter { return &ServiceRouter{c:
 // SetRoutes checks that the Services the routes name exist; the weight is carried by replica
 // counts and header routes cannot be expressed (validation refuses them).
 func (s *ServiceRouter) SetRoutes(ctx context.Context, ro *v1alpha1.Rollout, r Routes) error {
+	if err := checkMirror(r, spec.RouterService); err != nil {
+		return fmt.Errorf("set routes with service selectors: %w", err)
+	}
 	for _, name := range []string{r.StableService, r.CanaryService} {
 		if name == "" {
 			continue

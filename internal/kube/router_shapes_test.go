@@ -261,3 +261,191 @@ func TestNginxCanaryIngress(t *testing.T) {
 		t.Errorf("two header routes: err = %v", err)
 	}
 }
+
+func mirroredRoutes(w, pct int32, hrs ...v1alpha1.SetHeaderRoute) Routes {
+	r := chatRoutes(w, hrs...)
+	r.MirrorPercent = pct
+	return r
+}
+
+// TestIstioMirror: at a mirroring step the weighed route copies its requests to the canary
+// destination, the header route does not; promotion or abort (no mirror) takes the copies
+// away and leaves the route as it was. A mirror of the user's own stays and is not replaced.
+func TestIstioMirror(t *testing.T) {
+	c := newFake(t, obj(t, `
+apiVersion: networking.istio.io/v1beta1
+kind: VirtualService
+metadata: {name: chat-api, namespace: carepath-demo}
+spec:
+  hosts: [chat-api]
+  http:
+  - route:
+    - destination: {host: chat-api, port: {number: 8080}}
+`))
+	ro := loadRollout(t, rolloutDoc("        managedRoutes: [{name: x-version-canary}]\n        istio: {virtualService: {name: chat-api}}"))
+	r := NewIstio(c)
+	hr := v1alpha1.SetHeaderRoute{Name: "x-version-canary", Match: []v1alpha1.HeaderMatch{{HeaderName: "X-Version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}}}}
+	if err := r.SetRoutes(context.Background(), ro, mirroredRoutes(0, 20, hr)); err != nil {
+		t.Fatal(err)
+	}
+	wantField(t, c, virtualServiceGVKs[0], "chat-api", `
+- name: x-version-canary
+  match: [{headers: {x-version: {exact: canary}}}]
+  route: [{destination: {host: chat-api-canary, port: {number: 8080}}, weight: 100}]
+- route:
+  - destination: {host: chat-api, port: {number: 8080}}
+    weight: 100
+  - destination: {host: chat-api-canary, port: {number: 8080}}
+    weight: 0
+  mirror: {host: chat-api-canary, port: {number: 8080}}
+  mirrorPercentage: {value: 20}
+`, "spec", "http")
+
+	// Promoted: all traffic on the (new) stable Service, no copies.
+	if err := r.SetRoutes(context.Background(), ro, chatRoutes(0)); err != nil {
+		t.Fatal(err)
+	}
+	wantField(t, c, virtualServiceGVKs[0], "chat-api", `
+- route:
+  - destination: {host: chat-api, port: {number: 8080}}
+    weight: 100
+  - destination: {host: chat-api-canary, port: {number: 8080}}
+    weight: 0
+`, "spec", "http")
+
+	// The user's own mirror: kept when ramp mirrors nothing, and not replaced.
+	setUnstructured(t, c, virtualServiceGVKs[0], "chat-api", func(u *unstructured.Unstructured) {
+		http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
+		asMap(http[0])["mirror"] = map[string]any{"host": "chat-api-shadow"}
+		_ = unstructured.SetNestedSlice(u.Object, http, "spec", "http")
+	})
+	if err := r.SetRoutes(context.Background(), ro, chatRoutes(10)); err != nil {
+		t.Fatal(err)
+	}
+	wantField(t, c, virtualServiceGVKs[0], "chat-api", `
+- route:
+  - destination: {host: chat-api, port: {number: 8080}}
+    weight: 90
+  - destination: {host: chat-api-canary, port: {number: 8080}}
+    weight: 10
+  mirror: {host: chat-api-shadow}
+`, "spec", "http")
+	err := r.SetRoutes(context.Background(), ro, mirroredRoutes(10, 20))
+	want := `set routes on virtualservice carepath-demo/chat-api: http[0] has a mirror of its own; ramp mirrors to canary Service "chat-api-canary" only on a route without mirror or mirrors`
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+	got, err := r.ObservedRoutes(context.Background(), ro)
+	if err != nil || got.MirrorPercent != 0 {
+		t.Errorf("ObservedRoutes = %+v, %v; want no mirror to the canary", got, err)
+	}
+}
+
+// TestGatewayAPIMirror: at a mirroring step the weighed rule gets a RequestMirror filter to
+// the canary Service beside its own filters; the header rule and the other Service's rule get
+// none; promotion or abort (no mirror) takes it away and leaves the rule's own filters.
+func TestGatewayAPIMirror(t *testing.T) {
+	c := newFake(t, obj(t, `
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: chat-api, namespace: carepath-demo}
+spec:
+  parentRefs: [{name: public}]
+  rules:
+  - matches: [{path: {type: PathPrefix, value: /v1/chat}}]
+    filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-env, value: prod}]}}]
+    backendRefs: [{name: chat-api, port: 8080}]
+  - matches: [{path: {type: PathPrefix, value: /admin}}]
+    backendRefs: [{name: admin, port: 9090}]
+`))
+	ro := loadRollout(t, rolloutDoc("        managedRoutes: [{name: testers}]\n        gatewayAPI: {httpRoute: chat-api}"))
+	r := NewGatewayAPI(c)
+	hr := v1alpha1.SetHeaderRoute{Name: "testers", Match: []v1alpha1.HeaderMatch{{HeaderName: "x-version", HeaderValue: v1alpha1.StringMatch{Exact: "canary"}}}}
+	if err := r.SetRoutes(context.Background(), ro, mirroredRoutes(10, 20, hr)); err != nil {
+		t.Fatal(err)
+	}
+	wantField(t, c, httpRouteGVK, "chat-api", `
+- name: testers
+  matches:
+  - path: {type: PathPrefix, value: /v1/chat}
+    headers: [{name: x-version, type: Exact, value: canary}]
+  backendRefs: [{name: chat-api-canary, port: 8080, weight: 1}]
+- matches: [{path: {type: PathPrefix, value: /v1/chat}}]
+  filters:
+  - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-env, value: prod}]}}
+  - {type: RequestMirror, requestMirror: {backendRef: {name: chat-api-canary, port: 8080}, percent: 20}}
+  backendRefs: [{name: chat-api, port: 8080, weight: 90}, {name: chat-api-canary, port: 8080, weight: 10}]
+- matches: [{path: {type: PathPrefix, value: /admin}}]
+  backendRefs: [{name: admin, port: 9090}]
+`, "spec", "rules")
+
+	// A fraction set by hand becomes ramp's percent again.
+	setUnstructured(t, c, httpRouteGVK, "chat-api", func(u *unstructured.Unstructured) {
+		rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+		rm := asMap(asMap(asSlice(asMap(rules[1])["filters"])[1])["requestMirror"])
+		delete(rm, "percent")
+		rm["fraction"] = map[string]any{"numerator": int64(1), "denominator": int64(4)}
+		_ = unstructured.SetNestedSlice(u.Object, rules, "spec", "rules")
+	})
+	if got, err := r.ObservedRoutes(context.Background(), ro); err != nil || got.MirrorPercent != 25 {
+		t.Errorf("ObservedRoutes = %+v, %v; want a 25%% mirror", got, err)
+	}
+	if err := r.SetRoutes(context.Background(), ro, mirroredRoutes(10, 20)); err != nil {
+		t.Fatal(err)
+	}
+	wantField(t, c, httpRouteGVK, "chat-api", `
+- matches: [{path: {type: PathPrefix, value: /v1/chat}}]
+  filters:
+  - {type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-env, value: prod}]}}
+  - {type: RequestMirror, requestMirror: {backendRef: {name: chat-api-canary, port: 8080}, percent: 20}}
+  backendRefs: [{name: chat-api, port: 8080, weight: 90}, {name: chat-api-canary, port: 8080, weight: 10}]
+- matches: [{path: {type: PathPrefix, value: /admin}}]
+  backendRefs: [{name: admin, port: 9090}]
+`, "spec", "rules")
+
+	// Aborted: all traffic to stable, no copies; the rule's own filter stays.
+	if err := r.SetRoutes(context.Background(), ro, chatRoutes(0)); err != nil {
+		t.Fatal(err)
+	}
+	wantField(t, c, httpRouteGVK, "chat-api", `
+- matches: [{path: {type: PathPrefix, value: /v1/chat}}]
+  filters: [{type: RequestHeaderModifier, requestHeaderModifier: {set: [{name: x-env, value: prod}]}}]
+  backendRefs: [{name: chat-api, port: 8080, weight: 100}, {name: chat-api-canary, port: 8080, weight: 0}]
+- matches: [{path: {type: PathPrefix, value: /admin}}]
+  backendRefs: [{name: admin, port: 9090}]
+`, "spec", "rules")
+}
+
+// TestGatewayAPIMirrorPercentDropped: an HTTPRoute CRD older than Gateway API v1.3 prunes
+// requestMirror.percent, which would mirror every request; SetRoutes says so.
+func TestGatewayAPIMirrorPercentDropped(t *testing.T) {
+	prune := func(obj client.Object) {
+		u, ok := obj.(*unstructured.Unstructured)
+		if !ok {
+			return
+		}
+		rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+		for _, r := range rules {
+			for _, f := range asSlice(asMap(r)["filters"]) {
+				delete(asMap(asMap(f)["requestMirror"]), "percent")
+			}
+		}
+		_ = unstructured.SetNestedSlice(u.Object, rules, "spec", "rules")
+	}
+	c := fake.NewClientBuilder().WithScheme(newScheme(t, thirdParty...)).WithObjects(obj(t, httpRouteYAML)).WithInterceptorFuncs(interceptor.Funcs{
+		Update: func(ctx context.Context, c client.WithWatch, obj client.Object, opts ...client.UpdateOption) error {
+			prune(obj)
+			return c.Update(ctx, obj, opts...)
+		},
+	}).Build()
+	ro := loadRollout(t, rolloutDoc("        gatewayAPI: {httpRoute: chat-api}"))
+	err := NewGatewayAPI(c).SetRoutes(context.Background(), ro, mirroredRoutes(10, 20))
+	want := "set routes on httproute carepath-demo/chat-api: rules[0] mirrors 100% to the canary as stored, not 20%; the installed HTTPRoute CRD must have requestMirror.percent (Gateway API v1.3 or later)"
+	if err == nil || err.Error() != want {
+		t.Errorf("err = %v\nwant %s", err, want)
+	}
+	// Mirroring every request is what the old CRD can do.
+	if err := NewGatewayAPI(c).SetRoutes(context.Background(), ro, mirroredRoutes(10, 100)); err != nil {
+		t.Errorf("mirror 100%%: %v", err)
+	}
+}

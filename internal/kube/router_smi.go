@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // trafficSplitGVK is the SMI TrafficSplit kind ramp owns.
@@ -54,6 +55,9 @@ func (s *SMI) SetRoutes(ctx context.Context, ro *v1alpha1.Rollout, r Routes) err
 		return err
 	}
 	if err := checkWeight(r.CanaryWeight); err != nil {
+		return fmt.Errorf("set routes on trafficsplit %s: %w", key, err)
+	}
+	if err := checkMirror(r, spec.RouterSMI); err != nil {
 		return fmt.Errorf("set routes on trafficsplit %s: %w", key, err)
 	}
 	if hrs := activeHeaderRoutes(r.HeaderRoutes); len(hrs) > 0 {

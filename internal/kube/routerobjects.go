@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/spec"
 )
 
 // Helpers the traffic routers share: the rollout's routing config, and reading and writing
@@ -61,6 +62,19 @@ func activeHeaderRoutes(hrs []v1alpha1.SetHeaderRoute) []v1alpha1.SetHeaderRoute
 func checkWeight(w int32) error {
 	if w < 0 || w > 100 {
 		return fmt.Errorf("canary weight %d is not between 0 and 100", w)
+	}
+	return nil
+}
+
+// checkMirror refuses copies of requests outside 0..100, or asked of a router whose
+// description (spec.Router.Mirror) says it cannot make them.
+func checkMirror(r Routes, router string) error {
+	d, _ := spec.LookupRouter(router)
+	switch {
+	case r.MirrorPercent < 0 || r.MirrorPercent > 100:
+		return fmt.Errorf("mirror percentage %d is not between 0 and 100", r.MirrorPercent)
+	case r.MirrorPercent > 0 && !d.Mirror:
+		return fmt.Errorf("the %s router cannot mirror requests (asked for %d%%)", router, r.MirrorPercent)
 	}
 	return nil
 }
@@ -114,6 +128,15 @@ func asInt(v any) (int64, bool) {
 		return int64(n), n == float64(int64(n))
 	}
 	return 0, false
+}
+
+// asNumber reads a JSON number, whole or not, from an unstructured object.
+func asNumber(v any) (float64, bool) {
+	if f, ok := v.(float64); ok {
+		return f, true
+	}
+	n, ok := asInt(v)
+	return float64(n), ok
 }
 
 // asMap and asSlice read nested unstructured values; a missing or mistyped value is empty.

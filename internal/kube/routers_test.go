@@ -147,6 +147,9 @@ type routerCase struct {
 	header  v1alpha1.SetHeaderRoute // a header route the router can express (unused when it has none)
 	// tamper edits the weights by hand, as an operator with kubectl would.
 	tamper func(t *testing.T, c client.Client, ro *v1alpha1.Rollout)
+	// tamperMirror makes the weighed routes mirror 50% to the canary by hand (routers that
+	// mirror only).
+	tamperMirror func(t *testing.T, c client.Client, ro *v1alpha1.Rollout)
 }
 
 var canaryHeader = v1alpha1.SetHeaderRoute{Name: "testers", Match: []v1alpha1.HeaderMatch{
@@ -189,6 +192,19 @@ var routerCases = []routerCase{
 				_ = unstructured.SetNestedSlice(u.Object, rules, "spec", "rules")
 			})
 		},
+		tamperMirror: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
+			setUnstructured(t, c, httpRouteGVK, "chat-api", func(u *unstructured.Unstructured) {
+				rules, _, _ := unstructured.NestedSlice(u.Object, "spec", "rules")
+				for _, r := range rules {
+					for _, f := range asSlice(asMap(r)["filters"]) {
+						if rm := asMap(asMap(f)["requestMirror"]); rm != nil {
+							rm["percent"] = int64(50)
+						}
+					}
+				}
+				_ = unstructured.SetNestedSlice(u.Object, rules, "spec", "rules")
+			})
+		},
 	},
 	{
 		name:    "istio",
@@ -201,6 +217,17 @@ var routerCases = []routerCase{
 					map[string]any{"destination": map[string]any{"host": "chat-api"}, "weight": int64(50)},
 					map[string]any{"destination": map[string]any{"host": "chat-api-canary"}, "weight": int64(50)},
 				}}}, "spec", "http")
+			})
+		},
+		tamperMirror: func(t *testing.T, c client.Client, ro *v1alpha1.Rollout) {
+			setUnstructured(t, c, virtualServiceGVKs[0], "chat-api", func(u *unstructured.Unstructured) {
+				http, _, _ := unstructured.NestedSlice(u.Object, "spec", "http")
+				for _, h := range http {
+					if asMap(h)["name"] == "primary" {
+						asMap(h)["mirrorPercentage"] = map[string]any{"value": 50.5}
+					}
+				}
+				_ = unstructured.SetNestedSlice(u.Object, http, "spec", "http")
 			})
 		},
 	},
@@ -352,6 +379,43 @@ func routerStory(t *testing.T, c client.Client, tc routerCase, ro *v1alpha1.Roll
 		}
 	}
 
+	mirrored := func(w int32, pct int32, hrs ...v1alpha1.SetHeaderRoute) Routes {
+		r := routes(w, hrs...)
+		r.MirrorPercent = pct
+		return r
+	}
+	if canMirror(t, tc.name) {
+		// Copies to the canary at weight 0, then beside a weight and a header route; gone at
+		// promotion or abort, which leave the weights only.
+		set(mirrored(0, 20))
+		again(mirrored(0, 20))
+		set(mirrored(25, 100, tc.header))
+		again(mirrored(25, 100, tc.header))
+		set(mirrored(25, 5))
+		set(routes(0))
+		again(routes(0))
+		if err := r.SetRoutes(ctx, ro, mirrored(25, 101)); err == nil {
+			t.Errorf("SetRoutes mirroring 101%% succeeded")
+		}
+		// Someone edits the mirror by hand: ramp sees it and sets it again.
+		set(mirrored(25, 20))
+		tc.tamperMirror(t, c, ro)
+		got, err := r.ObservedRoutes(ctx, ro)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if d := Drift(mirrored(25, 20), got); !strings.Contains(d, "mirror: want 20%, got 5") {
+			t.Errorf("after a hand edit of the mirror Drift = %q, want a mirror difference", d)
+		}
+		set(mirrored(25, 20))
+		set(routes(25))
+	} else {
+		err := r.SetRoutes(ctx, ro, mirrored(25, 10))
+		if err == nil || !strings.Contains(err.Error(), "router cannot mirror requests") {
+			t.Errorf("SetRoutes mirroring: err = %v, want a refusal", err)
+		}
+	}
+
 	// Someone edits the weights by hand: ramp sees it and sets them again.
 	want := routes(25)
 	if supportsHeaderRoutes(t, tc.name) {
@@ -420,6 +484,7 @@ func TestDrift(t *testing.T) {
 		{"same", base, base, ""},
 		{"weight", base, with(func(r *Routes) { r.CanaryWeight = 40 }), "canaryWeight: want 10, got 40"},
 		{"service", base, with(func(r *Routes) { r.CanaryService = "c" }), `canaryService: want "b", got "c"`},
+		{"mirror gone", with(func(r *Routes) { r.MirrorPercent = 20 }), base, "mirror: want 20%, got 0%"},
 		{"header case does not matter",
 			with(func(r *Routes) {
 				r.HeaderRoutes = []v1alpha1.SetHeaderRoute{hr("t", "X-Version", v1alpha1.StringMatch{Exact: "canary"})}
@@ -444,6 +509,16 @@ func TestDrift(t *testing.T) {
 			}
 		})
 	}
+}
+
+// canMirror is what spec's description of router name says.
+func canMirror(t *testing.T, name string) bool {
+	t.Helper()
+	d, ok := spec.LookupRouter(name)
+	if !ok {
+		t.Fatalf("spec describes no router %q", name)
+	}
+	return d.Mirror
 }
 
 // supportsHeaderRoutes is what spec's description of router name says.

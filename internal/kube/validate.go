@@ -22,6 +22,9 @@ func Validate(ro *v1alpha1.Rollout) spec.Errors {
 		errs = slices.DeleteFunc(errs, func(e *spec.FieldError) bool { return strings.HasPrefix(e.Path, "spec.template") })
 		errs = append(errs, &spec.FieldError{Path: "spec.workloadRef", Msg: "is required in Kubernetes mode: name the Deployment whose pod template this rollout ships"})
 	}
+	// Fields only local mode carries out (ramp's proxy settings, trustedSources) are refused,
+	// not ignored.
+	errs = append(errs, spec.CheckRolloutMode(ro, spec.ModeKubernetes)...)
 	if ro.Spec.Strategy.Canary == nil {
 		return errs
 	}
@@ -78,20 +81,26 @@ func analysisRefs(ro *v1alpha1.Rollout) []analysisRef {
 	return out
 }
 
-// validateTemplates refuses, when the rollout is validated, the builtin metrics of the
-// templates it names that Kubernetes mode cannot measure for it (a builtin metric with no
-// router metrics or Prometheus to answer it, a metric the router's metrics do not give), rather
-// than failing when the analysis runs. A template that does not exist yet is not refused here:
-// it may be created later, and the analysis run reports it if it is not.
+// validateTemplates refuses, when the rollout is validated, the metrics of the templates it
+// names that Kubernetes mode cannot measure for it (a provider only local mode has, a builtin
+// metric with no router metrics or Prometheus to answer it, a metric the router's metrics do
+// not give), rather than failing when the analysis runs. A template that does not exist yet is
+// not refused here: it may be created later, and the analysis run reports it if it is not.
 func (r *Reconciler) validateTemplates(ctx context.Context, ro *v1alpha1.Rollout) spec.Errors {
-	if !r.traffic.ownsBuiltin {
-		return nil
-	}
 	var errs spec.Errors
 	for _, ref := range analysisRefs(ro) {
 		for j, tr := range ref.a.Templates {
 			t := &v1alpha1.AnalysisTemplate{}
 			if err := r.client.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: tr.TemplateName}, t); err != nil {
+				continue
+			}
+			for _, e := range spec.CheckTemplateMode(t, spec.ModeKubernetes) {
+				errs = append(errs, &spec.FieldError{
+					Path: fmt.Sprintf("%s.templates[%d]", ref.path, j),
+					Msg:  fmt.Sprintf("AnalysisTemplate %s: %s", tr.TemplateName, e.Error()),
+				})
+			}
+			if !r.traffic.ownsBuiltin {
 				continue
 			}
 			for _, e := range r.traffic.checkTemplate(ro, t) {

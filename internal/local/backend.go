@@ -33,19 +33,13 @@ func (c *Controller) Apply(ctx context.Context, yaml []byte) ([]string, error) {
 func (c *Controller) ApplyBundle(ctx context.Context, b *spec.Bundle) ([]string, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	// Kubernetes-only fields (a job provider, a Secret reference, a workloadRef) are refused.
+	if err := spec.ValidateForMode(b, spec.ModeLocal); err != nil {
+		return nil, fmt.Errorf("%w: %w", control.ErrInvalid, err)
+	}
 	known := map[string]bool{}
 	for _, t := range b.AnalysisTemplates {
 		known[t.Name] = true
-		for i, m := range t.Spec.Metrics {
-			if m.Provider.Job != nil {
-				return nil, fmt.Errorf("%w: analysistemplate/%s: spec.metrics[%d].provider.job: the job provider needs Kubernetes mode; in local mode use command", control.ErrInvalid, t.Name, i)
-			}
-			if pm := m.Provider.Prometheus; pm != nil {
-				if refs := spec.PrometheusSecretRefs(pm); len(refs) > 0 {
-					return nil, fmt.Errorf("%w: analysistemplate/%s: spec.metrics[%d].provider.prometheus.%s: %s", control.ErrInvalid, t.Name, i, refs[0].Path, refs[0].LocalModeMessage())
-				}
-			}
-		}
 	}
 	if err := b.CheckReferences(func(name string) bool {
 		if known[name] {

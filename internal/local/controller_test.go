@@ -7,6 +7,8 @@ import (
 	"log/slog"
 	"maps"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"path/filepath"
 	"slices"
 	"sync"
@@ -42,6 +44,10 @@ type fakeInstances struct {
 	changed map[string]bool
 	// observed counts the calls of Instances by rollout: one per decision.
 	observed map[string]int
+	// addr, when set, gives the address of a revision's new instances (else 127.0.0.1:1).
+	addr func(rev int64) string
+	// onStop, when set, is called as instances are about to be stopped, without the lock.
+	onStop func(rollout string, rev int64, n int)
 }
 
 func newFakeInstances(clock *fakeClock) *fakeInstances {
@@ -67,11 +73,20 @@ func (f *fakeInstances) Scale(rollout string, rev int64, _ v1alpha1.Template, n 
 	}
 	list := f.revs[rollout][rev]
 	changed := len(list) != int(n)
+	if stopping := len(list) - int(n); stopping > 0 && f.onStop != nil {
+		f.mu.Unlock()
+		f.onStop(rollout, rev, stopping)
+		f.mu.Lock()
+	}
 	for len(list) < int(n) {
 		f.seq++
 		now := f.clock.Now()
+		addr := "127.0.0.1:1"
+		if f.addr != nil {
+			addr = f.addr(rev)
+		}
 		list = append(list, supervisor.Instance{ID: fmt.Sprintf("%s-%d-%d", rollout, rev, f.seq), Rollout: rollout, Revision: rev,
-			Addr: "127.0.0.1:1", Ready: true, ReadySince: now, StartedAt: now, CreatedAt: now})
+			Addr: addr, Ready: true, ReadySince: now, StartedAt: now, CreatedAt: now})
 	}
 	list = list[:n]
 	if n == 0 {
@@ -372,5 +387,44 @@ func TestSafetyTickStepsEveryRollout(t *testing.T) {
 	}
 	if n := h.advance("app", time.Second); n != 1 {
 		t.Fatalf("decided %d times at the tick, want once", n)
+	}
+}
+
+// Instances leave the proxy's table before they are stopped: when an abort stops the canary,
+// requests that arrive while its instances go away are already sent to stable.
+func TestInstancesLeaveTheProxyBeforeTheyStop(t *testing.T) {
+	h := newHarness(t, 0)
+	servers := map[int64]*httptest.Server{}
+	for _, rev := range []int64{1, 2} {
+		servers[rev] = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { fmt.Fprintf(w, "revision %d", rev) }))
+		t.Cleanup(servers[rev].Close)
+	}
+	h.sup.addr = func(rev int64) string { return servers[rev].Listener.Addr().String() }
+	var stopped []string
+	h.sup.onStop = func(rollout string, rev int64, n int) {
+		// What a request gets while these instances stop.
+		for range 10 {
+			rec := httptest.NewRecorder()
+			h.c.proxies.get(rollout).p.ServeHTTP(rec, httptest.NewRequest("GET", "/", nil))
+			if got := rec.Body.String(); rec.Code != http.StatusOK || got == fmt.Sprintf("revision %d", rev) {
+				stopped = append(stopped, fmt.Sprintf("%d %q while revision %d stops", rec.Code, got, rev))
+			}
+		}
+	}
+	h.apply("app", "v1", timedSteps)
+	h.settle()
+	h.apply("app", "v2", "      - setWeight: 50\n      - pause: {}\n")
+	h.settle()
+	h.expect("app", v1alpha1.PhasePaused, 1, 50)
+	if _, err := h.c.Abort(context.Background(), "app"); err != nil {
+		t.Fatal(err)
+	}
+	h.settle()
+	h.expect("app", v1alpha1.PhaseDegraded, 1, 0)
+	if h.sup.running("app")[2] != 0 {
+		t.Fatalf("revision 2 still runs: %v", h.sup.running("app"))
+	}
+	if len(stopped) > 0 {
+		t.Errorf("requests reached stopping instances: %v", stopped)
 	}
 }

@@ -71,6 +71,16 @@ func (m *mode) Judge(ctx context.Context, now time.Time, r *v1alpha1.Rollout, ru
 func (m *mode) CarryOut(_ context.Context, r *v1alpha1.Rollout, out engine.Output) error {
 	c, name := m.c, r.Name
 	c.judging.forget(r)
+	// The instances about to stop (restarted, or of a revision scaled to nothing) leave the
+	// proxy's table first, so that no request is sent to one while it goes away.
+	for rev, list := range m.observed {
+		for i := range list {
+			if out.Scale[rev] == 0 || slices.Contains(out.Restart, list[i].ID) {
+				list[i].Terminating = true
+			}
+		}
+	}
+	c.proxies.setRoutes(r, out.Routes, m.observed)
 	c.sup.Stop(name, out.Restart)
 	revs := map[int64]bool{}
 	for rev := range out.Scale {
@@ -91,14 +101,6 @@ func (m *mode) CarryOut(_ context.Context, r *v1alpha1.Rollout, out engine.Outpu
 		}
 		c.sup.Scale(name, rev, tmpl, n)
 	}
-	for _, list := range m.observed { // the instances just stopped take no new requests
-		for i := range list {
-			if slices.Contains(out.Restart, list[i].ID) {
-				list[i].Terminating = true
-			}
-		}
-	}
-	c.proxies.setRoutes(r, out.Routes, m.observed)
 	return nil
 }
 

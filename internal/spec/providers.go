@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/util/validation"
 
 	"ramp.dev/ramp/api/v1alpha1"
@@ -283,31 +284,99 @@ func validateCommand(l *errList, p string, c *v1alpha1.CommandMetric, args []v1a
 }
 
 func validateJob(l *errList, p string, j *v1alpha1.JobMetric, args []v1alpha1.Argument) {
-	if strings.TrimSpace(j.Image) == "" {
+	if j.Spec != nil {
+		validateJobSpec(l, p, j, args)
+	} else if strings.TrimSpace(j.Image) == "" {
 		l.add(p+".image", nil, "is required")
 	}
 	for i, a := range j.Args {
 		validateTemplated(l, fmt.Sprintf("%s.args[%d]", p, i), a, args)
 	}
 	validateEnv(l, p+".env", j.Env)
-	for _, k := range slices.Sorted(maps.Keys(j.Labels)) {
-		for _, msg := range validation.IsQualifiedName(k) {
-			l.add(p+".labels", k, "is not a label name: %s", shortK8s(msg))
-		}
-		for _, msg := range validation.IsValidLabelValue(j.Labels[k]) {
-			l.add(p+".labels."+k, j.Labels[k], "is not a label value: %s", shortK8s(msg))
-		}
-	}
-	for _, k := range slices.Sorted(maps.Keys(j.Annotations)) {
-		for _, msg := range validation.IsQualifiedName(k) {
-			l.add(p+".annotations", k, "is not an annotation name: %s", shortK8s(msg))
-		}
+	validateLabels(l, p+".labels", j.Labels)
+	validateAnnotations(l, p+".annotations", j.Annotations)
+	if md := j.Metadata; md != nil {
+		validateLabels(l, p+".metadata.labels", md.Labels)
+		validateAnnotations(l, p+".metadata.annotations", md.Annotations)
 	}
 	if j.BackoffLimit != nil {
 		nonNegative(l, p+".backoffLimit", *j.BackoffLimit)
 	}
 	if j.Timeout != nil {
 		validateDuration(l, p+".timeout", j.Timeout, true)
+	}
+}
+
+// validateJobSpec checks the full form of a job metric: the short form's fields are not
+// given with it, the pod has containers, and what ramp sets itself is left to ramp. The rest
+// of the pod template is the API server's to check.
+func validateJobSpec(l *errList, p string, j *v1alpha1.JobMetric, args []v1alpha1.Argument) {
+	sp := p + ".spec"
+	for _, f := range []struct {
+		name string
+		set  bool
+	}{{"image", j.Image != ""}, {"command", len(j.Command) > 0}, {"args", len(j.Args) > 0}, {"env", len(j.Env) > 0}} {
+		if f.set {
+			l.add(p+"."+f.name, nil, "belongs to the short form; with spec give it in spec.template.spec.containers")
+		}
+	}
+	if j.BackoffLimit != nil && j.Spec.BackoffLimit != nil {
+		l.add(p, nil, "has backoffLimit and spec.backoffLimit; give one")
+	}
+	if j.Spec.ActiveDeadlineSeconds != nil {
+		l.add(sp+".activeDeadlineSeconds", *j.Spec.ActiveDeadlineSeconds, "is set by ramp from timeout; give timeout")
+	}
+	pod := &j.Spec.Template.Spec
+	tp := sp + ".template.spec"
+	switch pod.RestartPolicy {
+	case "", corev1.RestartPolicyNever, corev1.RestartPolicyOnFailure:
+	default:
+		l.add(tp+".restartPolicy", string(pod.RestartPolicy), "is not Never or OnFailure, which a Job needs")
+	}
+	if len(pod.Containers) == 0 {
+		l.add(tp+".containers", nil, "is required: the container that runs the test")
+	}
+	names := map[string]int{}
+	for i, c := range pod.Containers {
+		cp := fmt.Sprintf("%s.containers[%d]", tp, i)
+		switch {
+		case c.Name == "":
+			l.add(cp+".name", nil, "is required")
+		case len(validation.IsDNS1123Label(c.Name)) > 0:
+			l.add(cp+".name", c.Name, "is not a DNS-1123 label")
+		default:
+			if k, ok := names[c.Name]; ok {
+				l.add(cp+".name", c.Name, "repeats containers[%d]", k)
+			}
+			names[c.Name] = i
+		}
+		if strings.TrimSpace(c.Image) == "" {
+			l.add(cp+".image", nil, "is required")
+		}
+		for k, a := range c.Args {
+			validateTemplated(l, fmt.Sprintf("%s.args[%d]", cp, k), a, args)
+		}
+	}
+	validateLabels(l, sp+".template.metadata.labels", j.Spec.Template.Labels)
+	validateAnnotations(l, sp+".template.metadata.annotations", j.Spec.Template.Annotations)
+}
+
+func validateLabels(l *errList, p string, labels map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		for _, msg := range validation.IsQualifiedName(k) {
+			l.add(p, k, "is not a label name: %s", shortK8s(msg))
+		}
+		for _, msg := range validation.IsValidLabelValue(labels[k]) {
+			l.add(p+"."+k, labels[k], "is not a label value: %s", shortK8s(msg))
+		}
+	}
+}
+
+func validateAnnotations(l *errList, p string, annotations map[string]string) {
+	for _, k := range slices.Sorted(maps.Keys(annotations)) {
+		for _, msg := range validation.IsQualifiedName(k) {
+			l.add(p, k, "is not an annotation name: %s", shortK8s(msg))
+		}
 	}
 }
 

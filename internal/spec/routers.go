@@ -34,7 +34,8 @@ type Router struct {
 	PrefixMatch, RegexMatch bool
 	// CookieMatch says a header route can match cookies.
 	CookieMatch bool
-	// Mirror says canary.mirror can be carried out; Stickiness canary.stickiness.
+	// Mirror says canary.mirror can be carried out (copies of requests sent to the canary);
+	// Stickiness canary.stickiness (each user kept on one revision as the weight grows).
 	Mirror, Stickiness bool
 	// Metrics is where the requests the judge and builtin metrics count come from: "proxy"
 	// (ramp's own), the router's name when it exports request metrics ramp reads from
@@ -46,6 +47,12 @@ type Router struct {
 
 	// noHeaderRoutes says why a setHeaderRoute step cannot be carried out.
 	noHeaderRoutes string
+	// noStickiness says why canary.stickiness cannot be carried out, after "which"; empty
+	// means the general reason.
+	noStickiness string
+	// mirrorUnbounded says the router mirrors without canary.mirror's maxConcurrent and
+	// maxBodyBytes, which are then refused.
+	mirrorUnbounded bool
 	// picked reports whether tr names the router; nil for service and proxy.
 	picked func(tr *v1alpha1.TrafficRouting) bool
 	// validate checks the router's own fields; tp is the trafficRouting path.
@@ -88,7 +95,8 @@ func trafficRouting(ro *v1alpha1.Rollout) *v1alpha1.TrafficRouting {
 // routers are every router, those a trafficRouting field picks first.
 var routers = []Router{
 	{
-		Name: RouterGatewayAPI, Title: RouterGatewayAPI, ExactWeights: true, HeaderRoutes: true, RegexMatch: true,
+		// A RequestMirror filter with percent (standard since Gateway API v1.3) mirrors.
+		Name: RouterGatewayAPI, Title: RouterGatewayAPI, ExactWeights: true, HeaderRoutes: true, RegexMatch: true, Mirror: true,
 		Objects: []RoutedObject{{Kind: "HTTPRoute", Name: func(ro *v1alpha1.Rollout) string { return trafficRouting(ro).GatewayAPI.HTTPRoute }}},
 		picked:  func(tr *v1alpha1.TrafficRouting) bool { return tr.GatewayAPI != nil },
 		validate: func(l *errList, tp string, c *v1alpha1.CanaryStrategy) {
@@ -105,9 +113,12 @@ var routers = []Router{
 				}
 			}
 		},
+		mirrorUnbounded: true,
+		noStickiness:    "weighs each request on its own: an HTTPRoute's sessionPersistence, which could keep a user on one backend, is in Gateway API's experimental channel only",
 	},
 	{
-		Name: RouterIstio, Title: RouterIstio, ExactWeights: true, HeaderRoutes: true, PrefixMatch: true, RegexMatch: true, Metrics: RouterIstio,
+		// An http route's mirror and mirrorPercentage mirror.
+		Name: RouterIstio, Title: RouterIstio, ExactWeights: true, HeaderRoutes: true, PrefixMatch: true, RegexMatch: true, Metrics: RouterIstio, Mirror: true,
 		Objects: []RoutedObject{{Kind: "VirtualService", Name: func(ro *v1alpha1.Rollout) string { return trafficRouting(ro).Istio.VirtualService.Name }}},
 		picked:  func(tr *v1alpha1.TrafficRouting) bool { return tr.Istio != nil },
 		validate: func(l *errList, tp string, c *v1alpha1.CanaryStrategy) {
@@ -116,6 +127,8 @@ var routers = []Router{
 				l.add(tp+".istio.virtualService.name", nil, "is required")
 			}
 		},
+		mirrorUnbounded: true,
+		noStickiness:    "weighs each request on its own: a DestinationRule's consistentHash keeps a user on one pod of a Service, not on one revision",
 	},
 	{
 		Name: RouterSMI, Title: RouterSMI, ExactWeights: true,
@@ -224,6 +237,17 @@ func namedRouters(keep func(Router) bool) []string {
 	return out
 }
 
+// routersThat returns the names of every router (service and proxy too) that keep accepts.
+func routersThat(keep func(Router) bool) []string {
+	var out []string
+	for _, r := range routers {
+		if keep(r) {
+			out = append(out, r.Name)
+		}
+	}
+	return out
+}
+
 // orList joins names as "a, b or c".
 func orList(names []string) string {
 	if len(names) < 2 {
@@ -285,10 +309,22 @@ func validateTrafficRouters(l *errList, path string, s *v1alpha1.RolloutSpec) {
 		l.add(tp+".managedRoutes", nil, "has %d routes; %s supports %s header route%s", len(c.TrafficRouting.ManagedRoutes), r.Title, count(r.MaxManagedRoutes), plural(r.MaxManagedRoutes))
 	}
 	if c.Mirror != nil && !r.Mirror {
-		l.add(path+".mirror", nil, "cannot be done by the %s router, which cannot mirror requests; only %s can", r.Title, RouterProxy)
+		l.add(path+".mirror", nil, "cannot be done by the %s router, which cannot mirror requests; only %s can", r.Title, orList(routersThat(func(r Router) bool { return r.Mirror })))
+	}
+	if m := c.Mirror; m != nil && r.Mirror && r.mirrorUnbounded {
+		if m.MaxConcurrent != 0 {
+			l.add(path+".mirror.maxConcurrent", m.MaxConcurrent, "cannot be done by the %s router, which does not limit the copies in flight; leave it out", r.Title)
+		}
+		if m.MaxBodyBytes != 0 {
+			l.add(path+".mirror.maxBodyBytes", m.MaxBodyBytes, "cannot be done by the %s router, which copies every body; leave it out", r.Title)
+		}
 	}
 	if c.Stickiness != nil && !r.Stickiness {
-		l.add(path+".stickiness", nil, "cannot be done by the %s router, which cannot keep users on one revision; only %s can", r.Title, RouterProxy)
+		why := r.noStickiness
+		if why == "" {
+			why = "cannot keep users on one revision"
+		}
+		l.add(path+".stickiness", nil, "cannot be done by the %s router, which %s; only %s can", r.Title, why, orList(routersThat(func(r Router) bool { return r.Stickiness })))
 	}
 	for i := range c.Steps {
 		hr := c.Steps[i].SetHeaderRoute

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
@@ -155,6 +156,78 @@ func TestRouterDescriptions(t *testing.T) {
 	}
 	if _, ok := LookupRouter("linkerd"); ok {
 		t.Error("LookupRouter(linkerd) found a router")
+	}
+}
+
+// TestMirrorAndStickinessByRouter: canary.mirror is carried out by Istio and Gateway API in
+// Kubernetes mode (and local mode's proxy) and refused, at its path, by the other routers;
+// canary.stickiness is refused by every Kubernetes router, with the reason.
+func TestMirrorAndStickinessByRouter(t *testing.T) {
+	const (
+		noMirror = "spec.strategy.canary.mirror: cannot be done by the %s router, which cannot mirror requests; only gatewayAPI, istio or proxy can"
+		noSticky = "spec.strategy.canary.stickiness: cannot be done by the %s router, which %s; only proxy can"
+	)
+	tests := []struct {
+		router         string
+		mirror, sticky string // the error; "" when accepted
+	}{
+		{RouterIstio, "", fmt.Sprintf(noSticky, "istio", "weighs each request on its own: a DestinationRule's consistentHash keeps a user on one pod of a Service, not on one revision")},
+		{RouterGatewayAPI, "", fmt.Sprintf(noSticky, "gatewayAPI", "weighs each request on its own: an HTTPRoute's sessionPersistence, which could keep a user on one backend, is in Gateway API's experimental channel only")},
+		{RouterSMI, fmt.Sprintf(noMirror, "smi"), fmt.Sprintf(noSticky, "smi", "cannot keep users on one revision")},
+		{RouterNginx, fmt.Sprintf(noMirror, "nginx"), fmt.Sprintf(noSticky, "nginx", "cannot keep users on one revision")},
+		{RouterALB, fmt.Sprintf(noMirror, "alb"), fmt.Sprintf(noSticky, "alb", "cannot keep users on one revision")},
+		{RouterService, fmt.Sprintf(noMirror, "service (plain Service selectors)"), fmt.Sprintf(noSticky, "service (plain Service selectors)", "cannot keep users on one revision")},
+		{RouterProxy, "", ""},
+	}
+	check := func(t *testing.T, ro *v1alpha1.Rollout, want string) {
+		t.Helper()
+		var got []string
+		for _, e := range ValidateRollout(ro) {
+			got = append(got, e.Error())
+		}
+		switch {
+		case want == "" && len(got) > 0:
+			t.Errorf("refused: %q; want accepted", got)
+		case want != "" && (len(got) != 1 || got[0] != want):
+			t.Errorf("errors %q\nwant [%q]", got, want)
+		}
+	}
+	for _, tt := range tests {
+		t.Run(tt.router+"/mirror", func(t *testing.T) {
+			ro := routedRollout(t, tt.router)
+			ro.Spec.Strategy.Canary.Mirror = &v1alpha1.CanaryMirror{Percentage: 10}
+			check(t, ro, tt.mirror)
+		})
+		t.Run(tt.router+"/stickiness", func(t *testing.T) {
+			ro := routedRollout(t, tt.router)
+			ro.Spec.Strategy.Canary.Stickiness = &v1alpha1.Stickiness{Cookie: &v1alpha1.StickyCookie{Name: "ramp-bucket"}}
+			check(t, ro, tt.sticky)
+		})
+	}
+}
+
+// TestMirrorLimitsAreLocalModes: maxConcurrent and maxBodyBytes limit the proxy's copies;
+// Istio and Gateway API copy without them, so they are refused there.
+func TestMirrorLimitsAreLocalModes(t *testing.T) {
+	for _, name := range []string{RouterIstio, RouterGatewayAPI, RouterProxy} {
+		t.Run(name, func(t *testing.T) {
+			ro := routedRollout(t, name)
+			ro.Spec.Strategy.Canary.Mirror = &v1alpha1.CanaryMirror{Percentage: 10, MaxConcurrent: 4, MaxBodyBytes: 1024}
+			var got []string
+			for _, e := range ValidateRollout(ro) {
+				got = append(got, e.Error())
+			}
+			var want []string
+			if name != RouterProxy {
+				want = []string{
+					fmt.Sprintf("spec.strategy.canary.mirror.maxConcurrent: 4 cannot be done by the %s router, which does not limit the copies in flight; leave it out", name),
+					fmt.Sprintf("spec.strategy.canary.mirror.maxBodyBytes: 1024 cannot be done by the %s router, which copies every body; leave it out", name),
+				}
+			}
+			if strings.Join(got, "\n") != strings.Join(want, "\n") {
+				t.Errorf("errors %q\nwant %q", got, want)
+			}
+		})
 	}
 }
 
