@@ -14,14 +14,7 @@ import (
 // TestApplyRefusesKubernetesFields: local mode refuses, with its path, a field only
 // Kubernetes mode carries out, and stores nothing.
 func TestApplyRefusesKubernetesFields(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), DBFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c := newController(deps{store: st})
-	t.Cleanup(c.proxies.shutdown)
-	t.Cleanup(c.measure.Close)
+	c, st := storedController(t)
 	for _, tt := range []struct{ name, spec, want string }{
 		{name: "workloadRef", spec: "  workloadRef: {name: chat-api}\n  strategy: {rollingUpdate: {}}\n",
 			want: "rollout/chat-api: spec.workloadRef: needs Kubernetes mode (ramp controller); local mode runs spec.template.process or spec.template.upstreams"},
@@ -35,13 +28,34 @@ func TestApplyRefusesKubernetesFields(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = c.ApplyBundle(context.Background(), b)
-			if !errors.Is(err, control.ErrInvalid) || err.Error() != control.ErrInvalid.Error()+": "+tt.want {
-				t.Fatalf("Apply: %v\nwant %s", err, tt.want)
-			}
-			if _, err := st.GetRollout("chat-api"); err == nil {
-				t.Error("the rollout was stored")
-			}
+			wantRefused(t, c, b, tt.want, func() error { _, err := st.GetRollout("chat-api"); return err })
 		})
+	}
+}
+
+// storedController is a controller over a store of its own, closed when the test ends.
+func storedController(t *testing.T) (*Controller, *store.Store) {
+	t.Helper()
+	st, err := store.Open(filepath.Join(t.TempDir(), DBFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	c := newController(deps{store: st})
+	t.Cleanup(c.proxies.shutdown)
+	t.Cleanup(c.measure.Close)
+	return c, st
+}
+
+// wantRefused applies b and wants it refused as invalid with want, and nothing stored: read
+// fails when what b holds is not in the store.
+func wantRefused(t *testing.T, c *Controller, b *spec.Bundle, want string, read func() error) {
+	t.Helper()
+	_, err := c.ApplyBundle(context.Background(), b)
+	if !errors.Is(err, control.ErrInvalid) || err.Error() != control.ErrInvalid.Error()+": "+want {
+		t.Fatalf("Apply: %v\nwant %s", err, want)
+	}
+	if read() == nil {
+		t.Error("it was stored")
 	}
 }

@@ -1,27 +1,15 @@
 package local
 
 import (
-	"context"
-	"errors"
-	"path/filepath"
 	"testing"
 
-	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/spec"
-	"ramp.dev/ramp/internal/store"
 )
 
 // TestApplyRefusesSecretRefs: local mode cannot read a Kubernetes Secret, so Apply refuses a
 // template that references one, naming the field and the forms local mode reads instead.
 func TestApplyRefusesSecretRefs(t *testing.T) {
-	st, err := store.Open(filepath.Join(t.TempDir(), DBFile))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	c := newController(deps{store: st})
-	t.Cleanup(c.proxies.shutdown)
-	t.Cleanup(c.measure.Close)
+	c, st := storedController(t)
 	for _, tt := range []struct{ name, access, want string }{
 		{name: "password", access: "basicAuth: {username: ramp, passwordSecretRef: {name: prom, key: password}}",
 			want: "analysistemplate/errors: spec.metrics[0].provider.prometheus.basicAuth.passwordSecretRef: a Kubernetes Secret cannot be read in local mode; use basicAuth.passwordFile or basicAuth.passwordEnv"},
@@ -45,13 +33,7 @@ spec:
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, err = c.ApplyBundle(context.Background(), b)
-			if !errors.Is(err, control.ErrInvalid) || err.Error() != control.ErrInvalid.Error()+": "+tt.want {
-				t.Fatalf("Apply: %v, want %q", err, tt.want)
-			}
-			if _, err := st.GetAnalysisTemplate("errors"); err == nil {
-				t.Error("the template was stored")
-			}
+			wantRefused(t, c, b, tt.want, func() error { _, err := st.GetAnalysisTemplate("errors"); return err })
 		})
 	}
 }
