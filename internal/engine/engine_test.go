@@ -661,9 +661,9 @@ func TestDecideIsPure(t *testing.T) {
 	}
 }
 
-// An inconclusive background analysis pauses the rollout, and a paused rollout takes no step:
-// neither a timed pause ending nor the last step promotes it until a human resumes or promotes.
-func TestInconclusiveBackgroundAnalysisHoldsTheSteps(t *testing.T) {
+// backgroundAnalysisWorld is a canary (25%, a 30 s pause, 50%) with a background analysis,
+// revision 2 applied.
+func backgroundAnalysisWorld(t *testing.T) *world {
 	spec := canarySpec(
 		v1alpha1.CanaryStep{SetWeight: ptr(int32(25))},
 		v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{Duration: ptr(intstr.FromString("30s"))}},
@@ -672,6 +672,13 @@ func TestInconclusiveBackgroundAnalysisHoldsTheSteps(t *testing.T) {
 	spec.Strategy.Canary.Analysis = &analysisRef
 	w := newWorld(t, spec)
 	w.apply(2)
+	return w
+}
+
+// An inconclusive background analysis pauses the rollout, and a paused rollout takes no step:
+// neither a timed pause ending nor the last step promotes it until a human resumes or promotes.
+func TestInconclusiveBackgroundAnalysisHoldsTheSteps(t *testing.T) {
+	w := backgroundAnalysisWorld(t)
 	w.wantStep(1)
 	w.setRun("background-2", v1alpha1.AnalysisInconclusive, "only 0 requests")
 	w.wantPhase(v1alpha1.PhasePaused, "analysis background-2 is inconclusive: only 0 requests")
@@ -693,14 +700,7 @@ func TestInconclusiveBackgroundAnalysisHoldsTheSteps(t *testing.T) {
 
 // `ramp promote` goes on without an inconclusive background analysis.
 func TestPromoteGoesOnPastAnInconclusiveBackgroundAnalysis(t *testing.T) {
-	spec := canarySpec(
-		v1alpha1.CanaryStep{SetWeight: ptr(int32(25))},
-		v1alpha1.CanaryStep{Pause: &v1alpha1.RolloutPause{Duration: ptr(intstr.FromString("30s"))}},
-		v1alpha1.CanaryStep{SetWeight: ptr(int32(50))},
-	)
-	spec.Strategy.Canary.Analysis = &analysisRef
-	w := newWorld(t, spec)
-	w.apply(2)
+	w := backgroundAnalysisWorld(t)
 	w.setRun("background-2", v1alpha1.AnalysisInconclusive, "only 0 requests")
 	w.advance(time.Minute)
 	w.wantStep(1)

@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -23,6 +22,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"ramp.dev/ramp/test/testkit"
 )
 
 // waitFor polls cond until it holds or the deadline passes.
@@ -69,13 +70,7 @@ func upstream(t *testing.T, id string, h http.HandlerFunc) Backend {
 // deadBackend returns a backend whose address refuses connections.
 func deadBackend(t *testing.T, id string) Backend {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return Backend{ID: id, Addr: addr}
+	return Backend{ID: id, Addr: testkit.RefusedAddr(t)}
 }
 
 type front struct {

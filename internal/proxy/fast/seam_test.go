@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"ramp.dev/ramp/test/testkit"
 )
 
 // The package's two seams, without the proxy: the differential tests against net/http run
@@ -147,18 +149,6 @@ func (x *exchange) Broken(clientGone bool, err error) {
 	x.calls = append(x.calls, fmt.Sprintf("Broken clientGone=%v", clientGone))
 }
 
-// refusedAddr is an address on which nothing listens.
-func refusedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 // TestForwardExchange: Forward asks the Exchange where to go, for the retry policy and to
 // record the answer, and keeps the connection for the next request.
 func TestForwardExchange(t *testing.T) {
@@ -181,8 +171,8 @@ func TestForwardExchange(t *testing.T) {
 		wantIdle   int
 	}{
 		{"answered", good, "", 201, "hello /x", "Answered 201,BodyBegun", 1},
-		{"refused, moved", refusedAddr(t), good, 201, "hello /x", "Retry refused=true,Answered 201,BodyBegun", 1},
-		{"refused, not moved", refusedAddr(t), "", 502, "", "Retry refused=true,Failed", 1},
+		{"refused, moved", testkit.RefusedAddr(t), good, 201, "hello /x", "Retry refused=true,Answered 201,BodyBegun", 1},
+		{"refused, not moved", testkit.RefusedAddr(t), "", 502, "", "Retry refused=true,Failed", 1},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			w := httptest.NewRecorder()
