@@ -3,8 +3,10 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -91,9 +93,9 @@ shows values and messages in full.`,
 				fmt.Fprintln(a.stderr, "No rollouts.")
 				return nil
 			}
-			a.printTable(rs, output == "wide", allNamespaces)
+			a.printTable(a.stdout, rs, output == "wide", allNamespaces, a.now())
 			if len(args) == 1 {
-				a.printAnalysis(&rs[0], output == "wide")
+				a.printAnalysis(a.stdout, &rs[0], output == "wide")
 			}
 			return nil
 		},
@@ -103,8 +105,9 @@ shows values and messages in full.`,
 	return cmd
 }
 
-func (a *app) printTable(rs []v1alpha1.Rollout, wide, namespaces bool) {
-	w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
+// printTable writes rs as a table; a zero now shows no ages.
+func (a *app) printTable(out io.Writer, rs []v1alpha1.Rollout, wide, namespaces bool, now time.Time) {
+	w := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
 	header := "NAME\tSTRATEGY\tPHASE\tSTEP\tWEIGHT\tSTABLE\tCANARY\tREADY\tAGE"
 	if namespaces {
 		header = "NAMESPACE\t" + header
@@ -137,8 +140,8 @@ func (a *app) printTable(rs []v1alpha1.Rollout, wide, namespaces bool) {
 			canary = r.Status.PreviewRevision
 		}
 		age := "-"
-		if !r.CreationTimestamp.IsZero() {
-			age = duration.HumanDuration(a.now().Sub(r.CreationTimestamp.Time))
+		if !r.CreationTimestamp.IsZero() && !now.IsZero() {
+			age = duration.HumanDuration(now.Sub(r.CreationTimestamp.Time))
 		}
 		phase := string(r.Status.Phase)
 		if phase == "" {
@@ -161,12 +164,12 @@ func (a *app) printTable(rs []v1alpha1.Rollout, wide, namespaces bool) {
 const lastValueWidth = 40
 
 // printAnalysis lists r's analysis runs, one line per metric.
-func (a *app) printAnalysis(r *v1alpha1.Rollout, wide bool) {
+func (a *app) printAnalysis(out io.Writer, r *v1alpha1.Rollout, wide bool) {
 	if len(r.Status.Analysis) == 0 {
 		return
 	}
-	fmt.Fprintln(a.stdout)
-	w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
 	header := "ANALYSIS\tREVISION\tPHASE\tMETRIC\tMETRIC PHASE\tLAST\tCOUNT\tOK\tFAILED\tINCONCLUSIVE\tERROR"
 	if wide {
 		header += "\tMESSAGE"
