@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -18,7 +22,8 @@ import (
 
 func (a *app) getCmd() *cobra.Command {
 	var output string
-	var allNamespaces bool
+	var allNamespaces, watch bool
+	var interval time.Duration
 	cmd := &cobra.Command{
 		Use:   "get [NAME]",
 		Short: "Show rollouts: one, or all of them",
@@ -33,14 +38,29 @@ Services (no trafficRouting) the weight is carried by pod counts. -o wide adds t
 message. -A (Kubernetes mode) lists the rollouts of every namespace, with a NAMESPACE column.
 For one rollout, an ANALYSIS section follows: each analysis run with each metric's phase, last
 measured value and counts (measurements, successful, failed, inconclusive, errors); -o wide
-shows values and messages in full.`,
+shows values and messages in full.
+
+--watch (-w) keeps showing them until Ctrl-C, asking every --interval (1s): for one rollout the
+table, its revisions (role, weight, ready and available instances), the analysis runs (the
+judge's among them) and the status message. On a terminal the view is redrawn in place; when
+stdout is not a terminal (a pipe, a file) a block is written each time something other than an
+age changes, headed by "--- " and the UTC time. --watch takes -o wide but not -o json|yaml:
+` + "`ramp status NAME -o json`" + ` writes a document per change.`,
 		Example: `  ramp get
   ramp get chat-api -o yaml
-  kubectl ramp get -A`,
+  kubectl ramp get -A
+  ramp get chat-api --watch
+  ramp get -w --interval 5s | tee rollouts.log`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput("get", output, "json", "yaml", "wide"); err != nil {
 				return err
+			}
+			if watch && structured(output) {
+				return fmt.Errorf("get: --watch draws tables; it does not take -o %s (use `ramp status NAME -o %s` for a document per change)", output, output)
+			}
+			if interval <= 0 {
+				return fmt.Errorf("get: --interval must be positive, not %s", interval)
 			}
 			var c control.Control
 			var err error
@@ -61,14 +81,23 @@ shows values and messages in full.`,
 					return err
 				}
 			}
-			var rs []v1alpha1.Rollout
-			if len(args) == 1 {
-				r, err := c.Get(cmd.Context(), args[0])
-				if err != nil {
-					return err
+			fetch := func(ctx context.Context) ([]v1alpha1.Rollout, error) {
+				if len(args) == 1 {
+					r, err := c.Get(ctx, args[0])
+					if err != nil {
+						return nil, err
+					}
+					return []v1alpha1.Rollout{*r}, nil
 				}
-				rs = []v1alpha1.Rollout{*r}
-			} else if rs, err = c.List(cmd.Context()); err != nil {
+				return c.List(ctx)
+			}
+			if watch {
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return a.watchGet(ctx, fetch, len(args) == 1, output == "wide", allNamespaces, interval)
+			}
+			rs, err := fetch(cmd.Context())
+			if err != nil {
 				return err
 			}
 			for i := range rs {
@@ -102,6 +131,8 @@ shows values and messages in full.`,
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json, yaml or wide")
 	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "Kubernetes mode: list the rollouts of every namespace")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep showing the rollouts, redrawn every --interval, until Ctrl-C")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "with --watch: how often to ask for the rollouts")
 	return cmd
 }
 
