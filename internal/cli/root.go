@@ -57,6 +57,8 @@ type app struct {
 	pollInterval time.Duration
 	// isTerminal tells whether get --watch redraws in place; nil means never.
 	isTerminal func(io.Writer) bool
+	// termWidth is the terminal's width, to clip get --watch's lines; nil means no clipping.
+	termWidth func(io.Writer) int
 	// ticker paces get --watch; nil means realTicker.
 	ticker func(time.Duration) (wait func(context.Context) error, stop func())
 
@@ -83,6 +85,7 @@ func Main(args []string) int {
 		runLocal:     local.Run,
 		pollInterval: 500 * time.Millisecond,
 		isTerminal:   isTerminal,
+		termWidth:    terminalWidth,
 		plugin:       isPlugin(os.Args[0]),
 	}
 	return a.run(context.Background(), args)

@@ -31,6 +31,25 @@ func isTerminal(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
+// terminalWidth is w's width in columns, or 0 if unknown.
+func terminalWidth(w io.Writer) int {
+	if f, ok := w.(*os.File); ok {
+		if width, _, err := term.GetSize(int(f.Fd())); err == nil {
+			return width
+		}
+	}
+	return 0
+}
+
+// clip cuts s to width runes (0: no limit): a line wider than the terminal would wrap, and
+// the redraw would go up too few lines.
+func clip(s string, width int) string {
+	if r := []rune(s); width > 0 && len(r) > width {
+		return string(r[:width])
+	}
+	return s
+}
+
 // realTicker waits for the next tick of a time.Ticker, or for ctx to end.
 func realTicker(d time.Duration) (wait func(ctx context.Context) error, stop func()) {
 	t := time.NewTicker(d)
@@ -55,6 +74,10 @@ func (a *app) watchGet(ctx context.Context, fetch func(context.Context) ([]v1alp
 	}
 	wait, stop := newTicker(interval)
 	defer stop()
+	width := 0
+	if tty && a.termWidth != nil {
+		width = a.termWidth(a.stdout)
+	}
 	lines := 0 // lines of the frame on screen
 	last := "" // the last block written, without ages, off a terminal
 	for {
@@ -75,7 +98,7 @@ func (a *app) watchGet(ctx context.Context, fetch func(context.Context) ([]v1alp
 				b.WriteString(ansiUp(lines))
 			}
 			for _, l := range body {
-				b.WriteString(ansiClearLine + l + "\n")
+				b.WriteString(ansiClearLine + clip(l, width) + "\n")
 			}
 			b.WriteString(ansiClearDown)
 			if _, err := io.WriteString(a.stdout, b.String()); err != nil {

@@ -105,6 +105,27 @@ func TestGetWatchTerminalShorterFrame(t *testing.T) {
 	}
 }
 
+func TestGetWatchClipsToTheTerminal(t *testing.T) {
+	h := newHarness(t, watchStates())
+	var stdout bytes.Buffer
+	waits := 0
+	a := &app{
+		stdout: &stdout, stderr: io.Discard, getenv: func(k string) string { return h.env[k] },
+		now:        func() time.Time { return time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC) },
+		isTerminal: func(io.Writer) bool { return true },
+		termWidth:  func(io.Writer) int { return 20 },
+		ticker: func(time.Duration) (func(context.Context) error, func()) {
+			return func(context.Context) error { waits++; return context.Canceled }, func() {}
+		},
+	}
+	if code := a.run(context.Background(), []string{"--server", h.url, "--state-dir", h.stateDir, "get", "chat-api", "-w"}); code != 0 {
+		t.Fatalf("code %d", code)
+	}
+	if !strings.HasPrefix(stdout.String(), "\x1b[2KEvery 1s: ramp get -\n\x1b[2KNAME       STRATEGY \n") {
+		t.Errorf("lines not clipped to 20 columns:\n%q", stdout.String())
+	}
+}
+
 func TestGetWatchLines(t *testing.T) {
 	h := newHarness(t, watchStates())
 	code, out, errOut := runWatch(t, h, false, 4, "get", "chat-api", "--watch", "--interval", "2s")
