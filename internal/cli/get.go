@@ -1,10 +1,16 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
+	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/util/duration"
@@ -16,7 +22,8 @@ import (
 
 func (a *app) getCmd() *cobra.Command {
 	var output string
-	var allNamespaces bool
+	var allNamespaces, watch bool
+	var interval time.Duration
 	cmd := &cobra.Command{
 		Use:   "get [NAME]",
 		Short: "Show rollouts: one, or all of them",
@@ -31,14 +38,29 @@ Services (no trafficRouting) the weight is carried by pod counts. -o wide adds t
 message. -A (Kubernetes mode) lists the rollouts of every namespace, with a NAMESPACE column.
 For one rollout, an ANALYSIS section follows: each analysis run with each metric's phase, last
 measured value and counts (measurements, successful, failed, inconclusive, errors); -o wide
-shows values and messages in full.`,
+shows values and messages in full.
+
+--watch (-w) keeps showing them until Ctrl-C, asking every --interval (1s): for one rollout the
+table, its revisions (role, weight, ready and available instances), the analysis runs (the
+judge's among them) and the status message. On a terminal the view is redrawn in place; when
+stdout is not a terminal (a pipe, a file) a block is written each time something other than an
+age changes, headed by "--- " and the UTC time. --watch takes -o wide but not -o json|yaml:
+` + "`ramp status NAME -o json`" + ` writes a document per change.`,
 		Example: `  ramp get
   ramp get chat-api -o yaml
-  kubectl ramp get -A`,
+  kubectl ramp get -A
+  ramp get chat-api --watch
+  ramp get -w --interval 5s | tee rollouts.log`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if err := checkOutput("get", output, "json", "yaml", "wide"); err != nil {
 				return err
+			}
+			if watch && structured(output) {
+				return fmt.Errorf("get: --watch draws tables; it does not take -o %s (use `ramp status NAME -o %s` for a document per change)", output, output)
+			}
+			if interval <= 0 {
+				return fmt.Errorf("get: --interval must be positive, not %s", interval)
 			}
 			var c control.Control
 			var err error
@@ -59,14 +81,23 @@ shows values and messages in full.`,
 					return err
 				}
 			}
-			var rs []v1alpha1.Rollout
-			if len(args) == 1 {
-				r, err := c.Get(cmd.Context(), args[0])
-				if err != nil {
-					return err
+			fetch := func(ctx context.Context) ([]v1alpha1.Rollout, error) {
+				if len(args) == 1 {
+					r, err := c.Get(ctx, args[0])
+					if err != nil {
+						return nil, err
+					}
+					return []v1alpha1.Rollout{*r}, nil
 				}
-				rs = []v1alpha1.Rollout{*r}
-			} else if rs, err = c.List(cmd.Context()); err != nil {
+				return c.List(ctx)
+			}
+			if watch {
+				ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+				defer stop()
+				return a.watchGet(ctx, fetch, len(args) == 1, output == "wide", allNamespaces, interval)
+			}
+			rs, err := fetch(cmd.Context())
+			if err != nil {
 				return err
 			}
 			for i := range rs {
@@ -91,20 +122,23 @@ shows values and messages in full.`,
 				fmt.Fprintln(a.stderr, "No rollouts.")
 				return nil
 			}
-			a.printTable(rs, output == "wide", allNamespaces)
+			a.printTable(a.stdout, rs, output == "wide", allNamespaces, a.now())
 			if len(args) == 1 {
-				a.printAnalysis(&rs[0], output == "wide")
+				a.printAnalysis(a.stdout, &rs[0], output == "wide")
 			}
 			return nil
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json, yaml or wide")
 	cmd.Flags().BoolVarP(&allNamespaces, "all-namespaces", "A", false, "Kubernetes mode: list the rollouts of every namespace")
+	cmd.Flags().BoolVarP(&watch, "watch", "w", false, "keep showing the rollouts, redrawn every --interval, until Ctrl-C")
+	cmd.Flags().DurationVar(&interval, "interval", time.Second, "with --watch: how often to ask for the rollouts")
 	return cmd
 }
 
-func (a *app) printTable(rs []v1alpha1.Rollout, wide, namespaces bool) {
-	w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
+// printTable writes rs as a table; a zero now shows no ages.
+func (a *app) printTable(out io.Writer, rs []v1alpha1.Rollout, wide, namespaces bool, now time.Time) {
+	w := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
 	header := "NAME\tSTRATEGY\tPHASE\tSTEP\tWEIGHT\tSTABLE\tCANARY\tREADY\tAGE"
 	if namespaces {
 		header = "NAMESPACE\t" + header
@@ -137,8 +171,8 @@ func (a *app) printTable(rs []v1alpha1.Rollout, wide, namespaces bool) {
 			canary = r.Status.PreviewRevision
 		}
 		age := "-"
-		if !r.CreationTimestamp.IsZero() {
-			age = duration.HumanDuration(a.now().Sub(r.CreationTimestamp.Time))
+		if !r.CreationTimestamp.IsZero() && !now.IsZero() {
+			age = duration.HumanDuration(now.Sub(r.CreationTimestamp.Time))
 		}
 		phase := string(r.Status.Phase)
 		if phase == "" {
@@ -161,12 +195,12 @@ func (a *app) printTable(rs []v1alpha1.Rollout, wide, namespaces bool) {
 const lastValueWidth = 40
 
 // printAnalysis lists r's analysis runs, one line per metric.
-func (a *app) printAnalysis(r *v1alpha1.Rollout, wide bool) {
+func (a *app) printAnalysis(out io.Writer, r *v1alpha1.Rollout, wide bool) {
 	if len(r.Status.Analysis) == 0 {
 		return
 	}
-	fmt.Fprintln(a.stdout)
-	w := tabwriter.NewWriter(a.stdout, 0, 8, 3, ' ', 0)
+	fmt.Fprintln(out)
+	w := tabwriter.NewWriter(out, 0, 8, 3, ' ', 0)
 	header := "ANALYSIS\tREVISION\tPHASE\tMETRIC\tMETRIC PHASE\tLAST\tCOUNT\tOK\tFAILED\tINCONCLUSIVE\tERROR"
 	if wide {
 		header += "\tMESSAGE"

@@ -111,7 +111,7 @@ func TestGetAllNamespacesAndRealWeight(t *testing.T) {
 	bg.Status.Step = "1/2"
 	out.Reset()
 	a = &app{getenv: noEnv, stdout: &out, now: func() time.Time { return time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC) }}
-	a.printTable([]v1alpha1.Rollout{c, bg}, false, true)
+	a.printTable(&out, []v1alpha1.Rollout{c, bg}, false, true, a.now())
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")
 	for i, want := range []string{
 		"NAMESPACE NAME STRATEGY PHASE STEP WEIGHT STABLE CANARY READY AGE",

@@ -55,6 +55,12 @@ type app struct {
 	runLocal func(ctx context.Context, opts local.Options, apply []byte) error
 	// pollInterval is how often `status` asks the API.
 	pollInterval time.Duration
+	// isTerminal tells whether get --watch redraws in place; nil means never.
+	isTerminal func(io.Writer) bool
+	// termWidth is the terminal's width, to clip get --watch's lines; nil means no clipping.
+	termWidth func(io.Writer) int
+	// ticker paces get --watch; nil means realTicker.
+	ticker func(time.Duration) (wait func(context.Context) error, stop func())
 
 	// plugin is set when ramp runs as kubectl-ramp: Kubernetes mode by default.
 	plugin bool
@@ -78,6 +84,8 @@ func Main(args []string) int {
 		load:         spec.Load,
 		runLocal:     local.Run,
 		pollInterval: 500 * time.Millisecond,
+		isTerminal:   isTerminal,
+		termWidth:    terminalWidth,
 		plugin:       isPlugin(os.Args[0]),
 	}
 	return a.run(context.Background(), args)
