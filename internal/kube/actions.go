@@ -38,6 +38,16 @@ func (r *Reconciler) carryOut(ctx context.Context, ro *v1alpha1.Rollout, before 
 	if err := r.reportOnDeployment(ctx, ro, w); err != nil {
 		errs = append(errs, err)
 	}
+	// Copies stop before a selector moves: when the decision drops the mirror (a promotion,
+	// an abort), the canary Service may next select stable's pods, which must get no copy.
+	if ro.Spec.Strategy.Canary != nil && ro.Spec.Strategy.Canary.Mirror != nil && out.Routes.Mirror == nil {
+		dropped, err := r.dropMirror(ctx, ro)
+		if err != nil {
+			errs = append(errs, err)
+		} else if dropped {
+			mirror.prev = 0
+		}
+	}
 	if err := r.setSelectors(ctx, ro, w, out.Routes); err != nil {
 		errs = append(errs, err)
 	}
@@ -436,6 +446,29 @@ func (r *Reconciler) setSelectors(ctx context.Context, ro *v1alpha1.Rollout, w *
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// dropMirror takes the mirror off the canary's router when the routing object has one, and
+// leaves its weights and header routes as they are; route then sets this decision's. It
+// says whether it took one off.
+func (r *Reconciler) dropMirror(ctx context.Context, ro *v1alpha1.Rollout) (bool, error) {
+	name := RouterName(ro)
+	if name == "" {
+		return false, nil
+	}
+	router, err := NewRouter(name, r.client)
+	if err != nil {
+		return false, err
+	}
+	got, err := router.ObservedRoutes(ctx, ro)
+	if err != nil || got.MirrorPercent == 0 {
+		return false, nil // nothing to take off, or route reads and reports it
+	}
+	got.MirrorPercent = 0
+	if err := router.SetRoutes(ctx, ro, got); err != nil {
+		return false, fmt.Errorf("stop the mirror with %s router: %w", name, err)
+	}
+	return true, nil
 }
 
 // route gives the canary's router the decision's weight, header routes and mirror. Before it

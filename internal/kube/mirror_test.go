@@ -2,6 +2,7 @@ package kube
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"strings"
@@ -15,6 +16,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/engine"
@@ -179,12 +181,28 @@ func mirrorAcrossACanary(t *testing.T, mc mirrorCase) {
 	}
 	wantRoutes(0, 0)
 
-	// When revision 3 is mirrored and then aborted, then the copies stop too.
+	// When revision 3 is mirrored and then aborted, then the copies stop too, before the
+	// canary Service is pointed back at stable's pods.
 	f.setImage("chat-api:v3")
 	f.settle()
 	wantRoutes(10, 20)
+	var copiedToStable []string
+	inner := f.c
+	f.r.client = interceptor.NewClient(inner.(client.WithWatch), interceptor.Funcs{
+		Patch: func(ctx context.Context, c client.WithWatch, o client.Object, p client.Patch, opts ...client.PatchOption) error {
+			if o.GetName() == "chat-api-canary" {
+				if got := observed(); got.MirrorPercent != 0 {
+					copiedToStable = append(copiedToStable, fmt.Sprintf("canary Service's selector changed while %d%% was mirrored", got.MirrorPercent))
+				}
+			}
+			return c.Patch(ctx, o, p, opts...)
+		},
+	})
 	f.command(engine.Abort)
 	f.settle()
+	if len(copiedToStable) > 0 {
+		t.Errorf("%v", copiedToStable)
+	}
 	if ro := f.rollout(); ro.Status.Phase != v1alpha1.PhaseDegraded {
 		t.Fatalf("after abort: %s: %s", ro.Status.Phase, ro.Status.Message)
 	}
