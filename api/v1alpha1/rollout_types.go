@@ -93,6 +93,10 @@ type RolloutSpec struct {
 	// Proxy tunes ramp's proxy on spec.listen (and the preview listener) in local mode. Nil
 	// means plain HTTP, HTTP/1.1 to the instances, a 5 s connect timeout and no other.
 	Proxy *ProxySpec `json:"proxy,omitempty"`
+
+	// Notifications send the rollout's events to webhooks, Slack or Microsoft Teams. Empty
+	// means none.
+	Notifications []Notification `json:"notifications,omitempty"`
 }
 
 // ProxySpec tunes ramp's local-mode proxy for one rollout.

@@ -98,6 +98,12 @@ func TestLintModes(t *testing.T) {
 		{name: "job and Secret in kubernetes mode", files: []string{kubeRollout("", ""), template(jobTemplate), strings.Replace(template(secretRef), "name: errors}", "name: other}", 1)}},
 		{name: "job in local mode", files: []string{localRollout, template(jobTemplate)},
 			wantErr: []string{"1: analysistemplate/errors: spec.metrics[0].provider.job: the job provider needs Kubernetes mode; in local mode use command"}},
+		{name: "notification Secrets in local mode", files: []string{localRollout + "  notifications:\n  - name: slack\n    type: slack\n    urlSecretRef: {name: hooks, key: slack}\n    headers: [{name: Authorization, valueSecretRef: {name: hooks, key: token}}]\n", template(promTemplate)},
+			wantErr: []string{
+				"0: rollout/chat-local: spec.notifications[0].urlSecretRef: a Kubernetes Secret cannot be read in local mode; use urlFile or urlEnv",
+				"0: rollout/chat-local: spec.notifications[0].headers[0].valueSecretRef: a Kubernetes Secret cannot be read in local mode; use valueFile or valueEnv",
+			}},
+		{name: "notification Secrets in kubernetes mode", files: []string{kubeRollout("  notifications: [{name: slack, type: slack, urlSecretRef: {name: hooks, key: slack}}]\n", ""), template(promTemplate)}},
 		{name: "Secret in local mode", files: []string{localRollout, template(secretRef)},
 			wantErr: []string{"1: analysistemplate/errors: spec.metrics[0].provider.prometheus.bearerTokenSecretRef: a Kubernetes Secret cannot be read in local mode"}},
 		{name: "router in local mode", files: []string{strings.Replace(localRollout, "    canary:\n", "    canary:\n      stableService: chat\n      canaryService: chat-canary\n      trafficRouting: {istio: {virtualService: {name: chat}}}\n", 1), template(promTemplate)},

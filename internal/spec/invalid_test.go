@@ -831,6 +831,35 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "notifications",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {}}\n  notifications:\n" +
+			"    - {name: team, type: email, url: ftp://hooks.example/x}\n" +
+			"    - {name: team, url: https://hooks.example/a, urlEnv: HOOK, events: [rollout-started, aborted]}\n" +
+			"    - {name: 'bad name!', urlEnv: 1HOOK}\n" +
+			"    - {type: slack}\n" +
+			"    - name: auth\n      urlFile: /etc/hook\n      headers: [{name: 'Bad Header', value: x}, {name: Authorization}, {name: Content-Type, value: a, valueEnv: B}]\n"),
+		want: []string{
+			`spec.notifications[0].type: "email" is not one of webhook, slack, teams`,
+			`spec.notifications[0].url: has the scheme "ftp"; want http or https`,
+			`spec.notifications[1].name: "team" is used by another notification; names are unique`,
+			`spec.notifications[1]: has url and urlEnv; set at most one`,
+			`spec.notifications[1].events[1]: "aborted" is not one of rollout-started, step-completed, rollout-paused, analysis-inconclusive, rollout-aborted, rollout-promoted, rollout-rolled-back`,
+			`spec.notifications[2].name: "bad name!" is not a name: up to 63 letters, digits, '.', '_' or '-', starting and ending with a letter or digit`,
+			`spec.notifications[2].urlEnv: "1HOOK" is not an environment variable name`,
+			`spec.notifications[3].name: is required`,
+			`spec.notifications[3].url: is required (or urlFile, urlEnv or urlSecretRef)`,
+			`spec.notifications[4].headers[0].name: "Bad Header" is not an HTTP header name`,
+			`spec.notifications[4].headers[1].value: is required (or valueFile, valueEnv or valueSecretRef)`,
+			`spec.notifications[4].headers[2].name: "Content-Type" is set by ramp`,
+			`spec.notifications[4].headers[2]: has value and valueEnv; set at most one`,
+		},
+	},
+	{
+		name: "notification type of the wrong kind",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {}}\n  notifications: [{name: a, url: 'https://h', events: rollout-started}]\n"),
+		want: []string{`spec.notifications[0].events: is the string "rollout-started"; want a list`},
+	},
+	{
 		name: "errors in two documents carry their names",
 		yaml: template("  metrics: []\n") + "---\n" + rollout(okProcess+"  strategy: {canary: {steps: [{setWeight: 101}]}}\n") + "---\n" +
 			"apiVersion: ramp.dev/v1alpha1\nkind: Rollout\nspec: {}\n",

@@ -52,6 +52,7 @@ func ValidateRollout(r *v1alpha1.Rollout) Errors {
 	if s.Proxy != nil {
 		validateProxy(&l, "spec.proxy", s.Proxy)
 	}
+	validateNotifications(&l, s.Notifications)
 	if s.RevisionHistoryLimit != nil {
 		nonNegative(&l, "spec.revisionHistoryLimit", *s.RevisionHistoryLimit)
 	}
