@@ -68,11 +68,13 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	if err != nil {
 		return Result{}, fmt.Errorf("marshal status: %w", err)
 	}
+	prev := r.Status.DeepCopy()
 	in, err := m.Observe(ctx, r)
 	if err != nil {
 		return Result{}, err
 	}
-	next := RunAnalysis(ctx, m, now, r)
+	rec := &recording{Mode: m}
+	next := RunAnalysis(ctx, rec, now, r)
 
 	if in.Rollout == nil {
 		in.Rollout = r
@@ -100,6 +102,7 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	for _, e := range out.Events {
 		m.Record(r, e)
 	}
+	notify(m, prev, r, append(rec.events, out.Events...), now)
 	for _, run := range r.Status.Analysis {
 		if !isJudge(run.Kind) && (run.Phase == "" || run.Phase == v1alpha1.AnalysisPending) {
 			res.Next = now // a run the decision just started takes its first measurement now

@@ -167,6 +167,9 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
+	if err := mgr.Add(r.notifierCloser()); err != nil {
+		return nil, err
+	}
 	return mgr, nil
 }
 

@@ -29,6 +29,7 @@ import (
 	"ramp.dev/ramp/internal/analysis/trafficmetrics"
 	"ramp.dev/ramp/internal/driver"
 	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/notify"
 	"ramp.dev/ramp/internal/rampmetrics"
 )
 
@@ -107,6 +108,8 @@ type Reconciler struct {
 	measure *measurements
 	// exits is the record of the pods' restarts already reported; see exits.go.
 	exits *podExits
+	// notifier sends spec.notifications; see notify.go.
+	notifier *notify.Notifier
 }
 
 // EventRecorder records events on objects (events.k8s.io), as controller-runtime's recorder
@@ -175,6 +178,7 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 	r.measure = newMeasurements(r.runner)
 	r.exits = newPodExits(r.now())
 	r.traffic.wake = r.measure.wake
+	r.notifier = r.newNotifier()
 	return r
 }
 

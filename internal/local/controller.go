@@ -20,6 +20,7 @@ import (
 	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/driver"
 	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/notify"
 	"ramp.dev/ramp/internal/rampmetrics"
 	"ramp.dev/ramp/internal/store"
 	"ramp.dev/ramp/internal/supervisor"
@@ -63,6 +64,8 @@ type deps struct {
 	registry *prometheus.Registry
 	proxies  *proxies
 	tick     time.Duration
+	// notifier sends spec.notifications; nil means a new one.
+	notifier *notify.Notifier
 }
 
 // Controller is local mode's adapter around the engine: it steps each rollout with the
@@ -101,6 +104,9 @@ func newController(d deps) *Controller {
 	}
 	if c.tick == 0 {
 		c.tick = DefaultTick
+	}
+	if c.notifier == nil {
+		c.notifier = notify.New(notify.Config{Log: c.log})
 	}
 	c.judging = &judging{proxies: c.proxies, instances: addresses{c}.Instances, wake: c.wake.now}
 	runner := &analysis.Runner{Logger: c.log, Providers: map[string]analysis.Provider{

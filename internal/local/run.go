@@ -154,6 +154,7 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	_ = api.Shutdown(shutdownCtx)
 	// Stop taking traffic (in-flight requests finish), then stop the instances.
 	c.proxies.shutdown()
+	c.closeNotifier()
 	return sup.Close(shutdownCtx)
 }
 

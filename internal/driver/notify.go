@@ -1,0 +1,44 @@
+package driver
+
+import (
+	"time"
+
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/engine"
+)
+
+// Notifier is told what one step did to a rollout, once its status is stored: before is the
+// status before the step, r the rollout after it, events what the step recorded (analysis
+// runs that ended, then the decision's), oldest first. It must not block: *notify.Notifier
+// queues and sends off the caller's loop.
+type Notifier interface {
+	Notify(before *v1alpha1.RolloutStatus, r *v1alpha1.Rollout, events []engine.Event, now time.Time)
+}
+
+// Notifying is a Mode whose steps are notified: both modes implement it. A nil Notifier
+// means none.
+type Notifying interface {
+	Notifier() Notifier
+}
+
+// recording is a Mode that keeps a copy of the events recorded through it.
+type recording struct {
+	Mode
+	events []engine.Event
+}
+
+func (r *recording) Record(ro *v1alpha1.Rollout, e engine.Event) {
+	r.events = append(r.events, e)
+	r.Mode.Record(ro, e)
+}
+
+// notify tells m's Notifier, if it has one, what the step did.
+func notify(m Mode, before *v1alpha1.RolloutStatus, r *v1alpha1.Rollout, events []engine.Event, now time.Time) {
+	nm, ok := m.(Notifying)
+	if !ok {
+		return
+	}
+	if n := nm.Notifier(); n != nil && (len(events) > 0 || before.Phase != r.Status.Phase) {
+		n.Notify(before, r, events, now)
+	}
+}

@@ -1,0 +1,331 @@
+package notify
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/spec"
+)
+
+// SecretReader reads one key of a Kubernetes Secret (Kubernetes mode's secret reader is
+// one). Its errors name the Secret and the key, never the value.
+type SecretReader interface {
+	SecretValue(ctx context.Context, namespace, name, key string) ([]byte, error)
+}
+
+// Defaults of Config.
+const (
+	DefaultTimeout    = 10 * time.Second
+	DefaultAttempts   = 6
+	DefaultBackoff    = time.Second
+	DefaultMaxBackoff = 30 * time.Second
+	DefaultQueueSize  = 100
+)
+
+// Config sets up a Notifier. Each zero field means its default.
+type Config struct {
+	// Client sends the requests. Nil means a client that follows no redirect.
+	Client *http.Client
+	// Secrets reads urlSecretRef and valueSecretRef. Nil means they cannot be read (local
+	// mode): a destination with one is not sent to, and the log says why.
+	Secrets SecretReader
+	// Log receives a line per notification given up on or dropped. Nil means slog.Default.
+	Log *slog.Logger
+	// Timeout bounds one request, DefaultTimeout when zero.
+	Timeout time.Duration
+	// Attempts is how many times a notification is sent before it is given up on: the
+	// first time and its retries. Zero means DefaultAttempts.
+	Attempts int
+	// Backoff is the wait before the first retry, doubled before each next one up to
+	// MaxBackoff (zero: DefaultBackoff and DefaultMaxBackoff). A 429's Retry-After is waited
+	// instead when it is longer, up to MaxBackoff.
+	Backoff, MaxBackoff time.Duration
+	// QueueSize bounds the notifications waiting per destination; when it is full the
+	// oldest is dropped (and logged). Zero means DefaultQueueSize.
+	QueueSize int
+	// Getenv reads urlEnv and valueEnv. Nil means os.Getenv.
+	Getenv func(string) string
+}
+
+// Notifier sends notifications to the destinations of each rollout's spec.notifications.
+// Each destination of each rollout has its own queue, sent in order by its own goroutine
+// (which ends when the queue is empty): a slow or failing destination delays only itself.
+// Its methods are safe for concurrent use.
+type Notifier struct {
+	cfg    Config
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	queues map[string]*queue
+	closed bool
+}
+
+// queue is one destination's notifications waiting to be sent, oldest first.
+type queue struct {
+	items []item
+}
+
+type item struct {
+	dest v1alpha1.Notification
+	n    Notification
+}
+
+// New returns a Notifier; Close stops it.
+func New(cfg Config) *Notifier {
+	if cfg.Client == nil {
+		cfg.Client = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	if cfg.Attempts <= 0 {
+		cfg.Attempts = DefaultAttempts
+	}
+	if cfg.Backoff <= 0 {
+		cfg.Backoff = DefaultBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.QueueSize <= 0 {
+		cfg.QueueSize = DefaultQueueSize
+	}
+	if cfg.Getenv == nil {
+		cfg.Getenv = os.Getenv
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Notifier{cfg: cfg, ctx: ctx, cancel: cancel, queues: map[string]*queue{}}
+}
+
+// Notify queues the notifications of one step of r (see Of) for r's destinations. It does
+// not wait for them to be sent.
+func (n *Notifier) Notify(before *v1alpha1.RolloutStatus, r *v1alpha1.Rollout, events []engine.Event, now time.Time) {
+	if n == nil || len(r.Spec.Notifications) == 0 {
+		return
+	}
+	n.Send(r, Of(before, r, events, now))
+}
+
+// Send queues ns for each of r's destinations that wants their events.
+func (n *Notifier) Send(r *v1alpha1.Rollout, ns []Notification) {
+	if len(ns) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.closed {
+		return
+	}
+	for i := range r.Spec.Notifications {
+		dest := *r.Spec.Notifications[i].DeepCopy()
+		key := r.Namespace + "/" + r.Name + "/" + dest.Name
+		for _, x := range ns {
+			if len(dest.Events) > 0 && !contains(dest.Events, x.Event) {
+				continue
+			}
+			q := n.queues[key]
+			if q == nil {
+				q = &queue{}
+				n.queues[key] = q
+				n.wg.Add(1)
+				go n.run(key, q)
+			}
+			if len(q.items) >= n.cfg.QueueSize {
+				old := q.items[0]
+				q.items = q.items[1:]
+				n.cfg.Log.Warn("notification dropped: its destination's queue is full", "rollout", r.Name, "namespace", r.Namespace,
+					"notification", dest.Name, "event", old.n.Event, "id", old.n.ID, "queue", n.cfg.QueueSize)
+			}
+			q.items = append(q.items, item{dest: dest, n: x})
+		}
+	}
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// Close stops taking notifications and waits, until ctx is done, for the queued ones to be
+// sent; then it abandons the rest.
+func (n *Notifier) Close(ctx context.Context) error {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	done := make(chan struct{})
+	go func() { n.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+		n.cancel()
+		return nil
+	case <-ctx.Done():
+		n.cancel()
+		<-done
+		return fmt.Errorf("notifications left unsent: %w", ctx.Err())
+	}
+}
+
+// run sends q's notifications in order until q is empty.
+func (n *Notifier) run(key string, q *queue) {
+	defer n.wg.Done()
+	for {
+		n.mu.Lock()
+		if len(q.items) == 0 || n.ctx.Err() != nil {
+			delete(n.queues, key)
+			n.mu.Unlock()
+			return
+		}
+		it := q.items[0]
+		q.items = q.items[1:]
+		n.mu.Unlock()
+		n.deliver(it)
+	}
+}
+
+// deliver sends one notification, retrying a failure that may pass: a connection error, a
+// timeout, a 5xx or a 429. Other answers (a 4xx, a redirect) give up at once.
+func (n *Notifier) deliver(it item) {
+	log := n.cfg.Log.With("rollout", it.n.Rollout, "namespace", it.n.Namespace, "notification", it.dest.Name, "event", it.n.Event, "id", it.n.ID)
+	body, err := Body(it.dest.Type, it.n)
+	if err != nil {
+		log.Error("notification not sent", "err", err)
+		return
+	}
+	wait := n.cfg.Backoff
+	for attempt := 1; ; attempt++ {
+		retry, after, err := n.post(it, body)
+		if err == nil {
+			log.Debug("notification sent", "attempt", attempt)
+			return
+		}
+		if !retry || attempt >= n.cfg.Attempts {
+			log.Warn("notification given up", "attempt", attempt, "err", err)
+			return
+		}
+		d := max(wait, min(after, n.cfg.MaxBackoff))
+		log.Info("notification failed; retrying", "attempt", attempt, "in", d, "err", err)
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-n.ctx.Done():
+			t.Stop()
+			log.Warn("notification abandoned: ramp stops", "attempt", attempt)
+			return
+		}
+		wait = min(2*wait, n.cfg.MaxBackoff)
+	}
+}
+
+// post makes one attempt. It reports whether a failure is worth a retry, and a 429's
+// Retry-After. Its errors never hold the URL.
+func (n *Notifier) post(it item, body []byte) (retry bool, after time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(n.ctx, n.cfg.Timeout)
+	defer cancel()
+	u, err := n.value(ctx, it.n.Namespace, "url", it.dest.URL, it.dest.URLFile, it.dest.URLEnv, it.dest.URLSecretRef)
+	if err != nil {
+		return true, 0, err // a Secret or file may appear
+	}
+	if err := spec.CheckNotificationURL(u); err != nil {
+		return false, 0, fmt.Errorf("the url %s", err.Error())
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(body))
+	if err != nil {
+		return false, 0, errors.New("the url is not a valid request URL")
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("User-Agent", "ramp-notifications")
+	for _, h := range it.dest.Headers {
+		v, err := n.value(ctx, it.n.Namespace, "header "+h.Name, h.Value, h.ValueFile, h.ValueEnv, h.ValueSecretRef)
+		if err != nil {
+			return true, 0, err
+		}
+		req.Header.Set(h.Name, v)
+	}
+	resp, err := n.cfg.Client.Do(req)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error repeats the URL
+		}
+		if n.ctx.Err() != nil {
+			return false, 0, err
+		}
+		return true, 0, fmt.Errorf("post: %w", err)
+	}
+	defer resp.Body.Close()
+	snippet, _ := io.ReadAll(io.LimitReader(resp.Body, 256))
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
+	switch c := resp.StatusCode; {
+	case c >= 200 && c < 300:
+		return false, 0, nil
+	case c == http.StatusTooManyRequests:
+		if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+			after = time.Duration(s) * time.Second
+		}
+		return true, after, fmt.Errorf("answered %s", resp.Status)
+	case c >= 500:
+		return true, 0, fmt.Errorf("answered %s: %s", resp.Status, oneLine(snippet))
+	default:
+		return false, 0, fmt.Errorf("answered %s: %s", resp.Status, oneLine(snippet))
+	}
+}
+
+func oneLine(b []byte) string {
+	return strings.Join(strings.Fields(string(b)), " ")
+}
+
+// value reads one setting from the first of its sources that is set.
+func (n *Notifier) value(ctx context.Context, namespace, what, inline, file, env string, ref *v1alpha1.SecretKeyRef) (string, error) {
+	switch {
+	case inline != "":
+		return inline, nil
+	case file != "":
+		b, err := os.ReadFile(file)
+		if err != nil {
+			var pe *os.PathError
+			if errors.As(err, &pe) {
+				err = pe.Err
+			}
+			return "", fmt.Errorf("read the %s from file %s: %w", what, file, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	case env != "":
+		v := strings.TrimSpace(n.cfg.Getenv(env))
+		if v == "" {
+			return "", fmt.Errorf("the %s's environment variable %s is empty or unset", what, env)
+		}
+		return v, nil
+	case ref != nil:
+		if n.cfg.Secrets == nil {
+			return "", fmt.Errorf("the %s is in Secret %s, which cannot be read in local mode", what, ref.Name)
+		}
+		b, err := n.cfg.Secrets.SecretValue(ctx, namespace, ref.Name, ref.Key)
+		if err != nil {
+			return "", fmt.Errorf("read the %s: %w", what, err)
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	return "", fmt.Errorf("the %s is not set", what)
+}
