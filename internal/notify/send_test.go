@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -218,14 +219,30 @@ func TestSecretSourcesAndNoSecretInLogs(t *testing.T) {
 	}
 	env := map[string]string{"HOOK_URL": recv.URL + "/T000/SECRETENV", "HOOK_TOKEN": "tok-SECRETTOKEN"}
 	secrets := fakeSecrets{"team/hooks/url": recv.URL + "/T000/SECRETREF", "team/hooks/token": "Bearer SECRETBEARER"}
-	refused := testkit.RefusedAddr(t)
+	// A server that hangs up on every connection (a refused port may be taken meanwhile by
+	// another process on a shared machine).
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	refused := ln.Addr().String()
 	n, logs := newNotifier(t, Config{Attempts: 2, Secrets: secrets, Getenv: func(k string) string { return env[k] }})
 	r := rolloutTo(
 		v1alpha1.Notification{Name: "file", URLFile: file},
 		v1alpha1.Notification{Name: "env", URLEnv: "HOOK_URL", Headers: []v1alpha1.NotificationHeader{{Name: "Authorization", ValueEnv: "HOOK_TOKEN"}}},
 		v1alpha1.Notification{Name: "secret", URLSecretRef: &v1alpha1.SecretKeyRef{Name: "hooks", Key: "url"},
 			Headers: []v1alpha1.NotificationHeader{{Name: "Authorization", ValueSecretRef: &v1alpha1.SecretKeyRef{Name: "hooks", Key: "token"}}}},
-		v1alpha1.Notification{Name: "refused", URL: "http://" + refused + "/T000/SECRETREFUSED"},
+		v1alpha1.Notification{Name: "refused", URL: "http://" + refused + "/T000/SECRETREFUSED"}, // hangs up
 		v1alpha1.Notification{Name: "missing", URLSecretRef: &v1alpha1.SecretKeyRef{Name: "nope", Key: "url"}},
 		v1alpha1.Notification{Name: "unset", URLEnv: "NOT_SET"},
 		v1alpha1.Notification{Name: "gone", URLFile: filepath.Join(dir, "nothing")},
@@ -241,7 +258,7 @@ func TestSecretSourcesAndNoSecretInLogs(t *testing.T) {
 		}
 	}
 	out := logs.String()
-	for _, want := range []string{`notification=refused`, `connection refused`, `notification=missing`, `secret team/nope not found`,
+	for _, want := range []string{`notification=refused event=rollout-promoted id=p attempt=2 err="post: `, `notification=missing`, `secret team/nope not found`,
 		`notification=unset`, `NOT_SET is empty or unset`, `notification=gone`, `no such file`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
