@@ -1,0 +1,214 @@
+package e2e
+
+import (
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/test/testkit"
+)
+
+// notifications is spec.notifications with one destination of each type, each reading its
+// URL another way: the JSON webhook's from the spec with a bearer token from the
+// environment, Slack's from a file, Teams' from the environment.
+func notifications(t *testing.T, recv *testkit.Receiver) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "slack-url")
+	if err := os.WriteFile(file, []byte(recv.URL+"/slack/T000/B000/XXXX\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("RAMP_E2E_TEAMS_URL", recv.URL+"/teams/webhookb2/XXXX")
+	t.Setenv("RAMP_E2E_HOOK_TOKEN", "Bearer e2e-token")
+	return fmt.Sprintf(`  notifications:
+  - name: hook
+    type: webhook
+    url: %s/json
+    headers:
+    - {name: Authorization, valueEnv: RAMP_E2E_HOOK_TOKEN}
+  - name: slack
+    type: slack
+    urlFile: %s
+  - name: teams
+    type: teams
+    urlEnv: RAMP_E2E_TEAMS_URL
+`, recv.URL, file)
+}
+
+// failTwice makes the JSON destination answer 503 to its first two requests.
+func failTwice(path string, n int) int {
+	if path == "/json" && n <= 2 {
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusOK
+}
+
+// delivered decodes the notifications a path answered 2xx, checking each body's format.
+func delivered(t *testing.T, recv *testkit.Receiver) []testkit.WebhookNotification {
+	t.Helper()
+	var out []testkit.WebhookNotification
+	for _, h := range recv.Hooks("/json") {
+		if h.Status != http.StatusOK {
+			continue
+		}
+		n, err := testkit.CheckWebhookNotification(h.Body)
+		if err != nil {
+			t.Fatalf("json notification: %v: %s", err, h.Body)
+		}
+		if h.Header.Get("Authorization") != "Bearer e2e-token" {
+			t.Fatalf("json notification without the bearer token from the environment: %q", h.Header.Get("Authorization"))
+		}
+		out = append(out, n)
+	}
+	return out
+}
+
+// eventsOf lists the events of revision rev as "event" strings.
+func eventsOf(ns []testkit.WebhookNotification, rev int64) []string {
+	var out []string
+	for _, n := range ns {
+		if n.Revision == rev {
+			out = append(out, n.Event)
+		}
+	}
+	return out
+}
+
+// waitNotified waits until the JSON destination got event for revision rev.
+func waitNotified(t *testing.T, recv *testkit.Receiver, rev int64, event string, timeout time.Duration) []testkit.WebhookNotification {
+	t.Helper()
+	var got []testkit.WebhookNotification
+	recv.WaitFor(t, "/json", timeout, func([]testkit.Hook) (bool, string) {
+		got = delivered(t, recv)
+		evs := eventsOf(got, rev)
+		return len(evs) > 0 && evs[len(evs)-1] == event, fmt.Sprintf("revision %d events %v", rev, evs)
+	})
+	return got
+}
+
+// checkChatFormats checks that the Slack and Teams destinations got the same notifications
+// as the JSON one, in the same order, valid for their formats.
+func checkChatFormats(t *testing.T, recv *testkit.Receiver, want []testkit.WebhookNotification) {
+	t.Helper()
+	for _, path := range []string{"/slack/T000/B000/XXXX", "/teams/webhookb2/XXXX"} {
+		hooks := recv.WaitFor(t, path, 20*time.Second, func(h []testkit.Hook) (bool, string) {
+			return len(h) >= len(want), fmt.Sprintf("%d of %d", len(h), len(want))
+		})
+		if len(hooks) != len(want) {
+			t.Fatalf("%s: %d notifications, want %d as the JSON destination got", path, len(hooks), len(want))
+		}
+		for i, h := range hooks {
+			var text string
+			var err error
+			if strings.HasPrefix(path, "/slack") {
+				text, err = testkit.CheckSlackMessage(h.Body)
+				if err == nil && !strings.Contains(string(h.Body), `*Event*\n`+want[i].Event) {
+					err = fmt.Errorf("no Event field %s", want[i].Event)
+				}
+			} else {
+				text, err = testkit.CheckTeamsMessage(h.Body)
+				if err == nil && !strings.Contains(text, "Event: "+want[i].Event) {
+					err = fmt.Errorf("no Event fact %s", want[i].Event)
+				}
+			}
+			if err != nil {
+				t.Fatalf("%s notification %d: %v: %s", path, i, err, h.Body)
+			}
+		}
+	}
+}
+
+func TestNotificationsOfAHealthyRollout(t *testing.T) {
+	// Given ramp serving v1 of a canary with notifications to a JSON webhook (answering 503
+	// to its first two requests), Slack and Teams
+	recv := testkit.NewReceiver(t)
+	recv.Answer = failTwice
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: `    canary:
+      judge: {enabled: false}
+      steps:
+      - setWeight: 20
+      - pause: {duration: 1s}
+      - setWeight: 50
+` + notifications(t, recv)}
+	r := startRamp(t, model(s, "v1"))
+	// When v2 is applied and rolls out
+	r.apply(model(s, "v2"))
+	// Then the webhook gets revision 2's story in order: started, each step, the pause,
+	// promoted; each once, though the first request was answered 503 twice
+	got := waitNotified(t, recv, 2, v1alpha1.NotifyRolloutPromoted, 60*time.Second)
+	want := []string{"rollout-started", "step-completed", "rollout-paused", "step-completed", "step-completed", "rollout-promoted"}
+	if evs := eventsOf(got, 2); strings.Join(evs, ",") != strings.Join(want, ",") {
+		t.Fatalf("revision 2 notifications %v, want %v", evs, want)
+	}
+	hooks := recv.Hooks("/json")
+	if hooks[0].Status != 503 || hooks[1].Status != 503 || hooks[2].Status != 200 || string(hooks[0].Body) != string(hooks[2].Body) {
+		t.Fatalf("the first notification was not retried after two 503s: %d %d %d", hooks[0].Status, hooks[1].Status, hooks[2].Status)
+	}
+	ids := map[string]bool{}
+	for _, n := range got {
+		if ids[n.ID] {
+			t.Fatalf("notification %s delivered twice", n.ID)
+		}
+		ids[n.ID] = true
+	}
+	last := got[len(got)-1]
+	if last.Phase != "Healthy" || last.StableRevision != 2 || !strings.Contains(last.Message, "revision 2 promoted to stable") {
+		t.Fatalf("promoted notification: %+v", last)
+	}
+	for _, n := range got {
+		if n.Event == "step-completed" && n.Message == "" || n.Event == "rollout-paused" && n.Reason != "CanaryPauseStep" {
+			t.Fatalf("notification: %+v", n)
+		}
+	}
+	// And Slack and Teams got the same, in their formats
+	checkChatFormats(t, recv, got)
+	// And ramp's log never shows the Slack or Teams URL
+	if logs := r.logs.String(); strings.Contains(logs, "XXXX") {
+		t.Fatalf("a webhook URL is in ramp's log:\n%s", logs)
+	}
+}
+
+func TestNotificationsOfAnAbortedRollout(t *testing.T) {
+	// Given a canary of a healthy v1 under load, watched by the judge, with notifications
+	recv := testkit.NewReceiver(t)
+	s := spec{Listen: testkit.FreeAddr(t), Strategy: judgeOnlySteps + notifications(t, recv)}
+	r := startRamp(t, model(s, "v1"))
+	l := startLoad(t, s.Listen, 200, nil)
+	defer l.stop()
+	// When v2 answers 20% of its requests with 500
+	r.apply(model(s, "v2", "CHAT_ERROR_RATE", "0.2"))
+	// Then the webhook is told it started, and then that it was aborted, with the judge's
+	// explanation
+	got := waitNotified(t, recv, 2, v1alpha1.NotifyRolloutAborted, 60*time.Second)
+	evs := eventsOf(got, 2)
+	if evs[0] != "rollout-started" {
+		t.Fatalf("revision 2 notifications %v: the first is not rollout-started", evs)
+	}
+	for _, e := range evs[1 : len(evs)-1] {
+		if e != "step-completed" && e != "rollout-paused" {
+			t.Fatalf("revision 2 notifications %v: %s before the abort", evs, e)
+		}
+	}
+	aborted := got[len(got)-1]
+	for _, want := range []string{"analysis judge-2 failed", "error-rate: canary worse than stable", "log Bayes factor"} {
+		if !strings.Contains(aborted.Message, want) {
+			t.Fatalf("abort notification lacks %q: %s", want, aborted.Message)
+		}
+	}
+	if aborted.Phase != "Degraded" || aborted.Reason != "RolloutAborted" || aborted.StableRevision != 1 {
+		t.Fatalf("abort notification: %+v", aborted)
+	}
+	t.Logf("revision 2 notifications: %v; abort: %s", evs, aborted.Message)
+	// And Slack and Teams got the same, the explanation included
+	checkChatFormats(t, recv, got)
+	for _, path := range []string{"/slack/T000/B000/XXXX", "/teams/webhookb2/XXXX"} {
+		hooks := recv.Hooks(path)
+		if b := string(hooks[len(hooks)-1].Body); !strings.Contains(b, "canary worse than stable") {
+			t.Fatalf("%s: the abort lacks the judge's explanation: %s", path, b)
+		}
+	}
+}
