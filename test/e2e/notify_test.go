@@ -19,10 +19,10 @@ import (
 func notifications(t *testing.T, recv *testkit.Receiver) string {
 	t.Helper()
 	file := filepath.Join(t.TempDir(), "slack-url")
-	if err := os.WriteFile(file, []byte(recv.URL+"/slack/T000/B000/XXXX\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(recv.URL+slackPath+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	t.Setenv("RAMP_E2E_TEAMS_URL", recv.URL+"/teams/webhookb2/XXXX")
+	t.Setenv("RAMP_E2E_TEAMS_URL", recv.URL+teamsPath)
 	t.Setenv("RAMP_E2E_HOOK_TOKEN", "Bearer e2e-token")
 	return fmt.Sprintf(`  notifications:
   - name: hook
@@ -47,79 +47,22 @@ func failTwice(path string, n int) int {
 	return http.StatusOK
 }
 
-// delivered decodes the notifications a path answered 2xx, checking each body's format.
+const (
+	slackPath = "/slack/T000/B000/XXXX"
+	teamsPath = "/teams/webhookb2/XXXX"
+)
+
+// delivered is what the JSON destination got, each with the bearer token from the
+// environment.
 func delivered(t *testing.T, recv *testkit.Receiver) []testkit.WebhookNotification {
 	t.Helper()
-	var out []testkit.WebhookNotification
-	for _, h := range recv.Hooks("/json") {
-		if h.Status != http.StatusOK {
-			continue
-		}
-		n, err := testkit.CheckWebhookNotification(h.Body)
-		if err != nil {
-			t.Fatalf("json notification: %v: %s", err, h.Body)
-		}
+	ns, hooks := recv.Notified(t, "/json")
+	for _, h := range hooks {
 		if h.Header.Get("Authorization") != "Bearer e2e-token" {
 			t.Fatalf("json notification without the bearer token from the environment: %q", h.Header.Get("Authorization"))
 		}
-		out = append(out, n)
 	}
-	return out
-}
-
-// eventsOf lists the events of revision rev as "event" strings.
-func eventsOf(ns []testkit.WebhookNotification, rev int64) []string {
-	var out []string
-	for _, n := range ns {
-		if n.Revision == rev {
-			out = append(out, n.Event)
-		}
-	}
-	return out
-}
-
-// waitNotified waits until the JSON destination got event for revision rev.
-func waitNotified(t *testing.T, recv *testkit.Receiver, rev int64, event string, timeout time.Duration) []testkit.WebhookNotification {
-	t.Helper()
-	var got []testkit.WebhookNotification
-	recv.WaitFor(t, "/json", timeout, func([]testkit.Hook) (bool, string) {
-		got = delivered(t, recv)
-		evs := eventsOf(got, rev)
-		return len(evs) > 0 && evs[len(evs)-1] == event, fmt.Sprintf("revision %d events %v", rev, evs)
-	})
-	return got
-}
-
-// checkChatFormats checks that the Slack and Teams destinations got the same notifications
-// as the JSON one, in the same order, valid for their formats.
-func checkChatFormats(t *testing.T, recv *testkit.Receiver, want []testkit.WebhookNotification) {
-	t.Helper()
-	for _, path := range []string{"/slack/T000/B000/XXXX", "/teams/webhookb2/XXXX"} {
-		hooks := recv.WaitFor(t, path, 20*time.Second, func(h []testkit.Hook) (bool, string) {
-			return len(h) >= len(want), fmt.Sprintf("%d of %d", len(h), len(want))
-		})
-		if len(hooks) != len(want) {
-			t.Fatalf("%s: %d notifications, want %d as the JSON destination got", path, len(hooks), len(want))
-		}
-		for i, h := range hooks {
-			var text string
-			var err error
-			if strings.HasPrefix(path, "/slack") {
-				text, err = testkit.CheckSlackMessage(h.Body)
-				if err == nil && !strings.Contains(string(h.Body), `*Event*\n`+want[i].Event) {
-					err = fmt.Errorf("no Event field %s", want[i].Event)
-				}
-			} else {
-				text, err = testkit.CheckTeamsMessage(h.Body)
-				if err == nil && !strings.Contains(text, "Event: "+want[i].Event) {
-					err = fmt.Errorf("no Event fact %s", want[i].Event)
-				}
-			}
-			if err != nil {
-				t.Fatalf("%s notification %d: %v: %s", path, i, err, h.Body)
-			}
-		}
-	}
+	return ns
 }
 
 func TestNotificationsOfAHealthyRollout(t *testing.T) {
@@ -139,9 +82,10 @@ func TestNotificationsOfAHealthyRollout(t *testing.T) {
 	r.apply(model(s, "v2"))
 	// Then the webhook gets revision 2's story in order: started, each step, the pause,
 	// promoted; each once, though the first request was answered 503 twice
-	got := waitNotified(t, recv, 2, v1alpha1.NotifyRolloutPromoted, 60*time.Second)
+	recv.WaitNotified(t, "/json", 2, v1alpha1.NotifyRolloutPromoted, 60*time.Second)
+	got := delivered(t, recv)
 	want := []string{"rollout-started", "step-completed", "rollout-paused", "step-completed", "step-completed", "rollout-promoted"}
-	if evs := eventsOf(got, 2); strings.Join(evs, ",") != strings.Join(want, ",") {
+	if evs := testkit.EventsOf(got, 2); strings.Join(evs, ",") != strings.Join(want, ",") {
 		t.Fatalf("revision 2 notifications %v, want %v", evs, want)
 	}
 	hooks := recv.Hooks("/json")
@@ -165,7 +109,7 @@ func TestNotificationsOfAHealthyRollout(t *testing.T) {
 		}
 	}
 	// And Slack and Teams got the same, in their formats
-	checkChatFormats(t, recv, got)
+	recv.CheckChatFormats(t, slackPath, teamsPath, got)
 	// And ramp's log never shows the Slack or Teams URL
 	if logs := r.logs.String(); strings.Contains(logs, "XXXX") {
 		t.Fatalf("a webhook URL is in ramp's log:\n%s", logs)
@@ -183,8 +127,9 @@ func TestNotificationsOfAnAbortedRollout(t *testing.T) {
 	r.apply(model(s, "v2", "CHAT_ERROR_RATE", "0.2"))
 	// Then the webhook is told it started, and then that it was aborted, with the judge's
 	// explanation
-	got := waitNotified(t, recv, 2, v1alpha1.NotifyRolloutAborted, 60*time.Second)
-	evs := eventsOf(got, 2)
+	recv.WaitNotified(t, "/json", 2, v1alpha1.NotifyRolloutAborted, 60*time.Second)
+	got := delivered(t, recv)
+	evs := testkit.EventsOf(got, 2)
 	if evs[0] != "rollout-started" {
 		t.Fatalf("revision 2 notifications %v: the first is not rollout-started", evs)
 	}
@@ -204,8 +149,8 @@ func TestNotificationsOfAnAbortedRollout(t *testing.T) {
 	}
 	t.Logf("revision 2 notifications: %v; abort: %s", evs, aborted.Message)
 	// And Slack and Teams got the same, the explanation included
-	checkChatFormats(t, recv, got)
-	for _, path := range []string{"/slack/T000/B000/XXXX", "/teams/webhookb2/XXXX"} {
+	recv.CheckChatFormats(t, slackPath, teamsPath, got)
+	for _, path := range []string{slackPath, teamsPath} {
 		hooks := recv.Hooks(path)
 		if b := string(hooks[len(hooks)-1].Body); !strings.Contains(b, "canary worse than stable") {
 			t.Fatalf("%s: the abort lacks the judge's explanation: %s", path, b)

@@ -315,3 +315,79 @@ func strictJSON(body []byte, v any) error {
 	}
 	return nil
 }
+
+// Notified decodes ramp's JSON notifications that path answered with a 2xx, oldest first,
+// with their requests; a body that is not one fails the test.
+func (r *Receiver) Notified(t testing.TB, path string) ([]WebhookNotification, []Hook) {
+	t.Helper()
+	var ns []WebhookNotification
+	var hooks []Hook
+	for _, h := range r.Hooks(path) {
+		if h.Status < 200 || h.Status > 299 {
+			continue
+		}
+		n, err := CheckWebhookNotification(h.Body)
+		if err != nil {
+			t.Fatalf("%s: %v: %s", path, err, h.Body)
+		}
+		ns, hooks = append(ns, n), append(hooks, h)
+	}
+	return ns, hooks
+}
+
+// EventsOf lists the events of the notifications about revision rev, oldest first.
+func EventsOf(ns []WebhookNotification, rev int64) []string {
+	var out []string
+	for _, n := range ns {
+		if n.Revision == rev {
+			out = append(out, n.Event)
+		}
+	}
+	return out
+}
+
+// WaitNotified waits until the last notification path got about revision rev is event,
+// and returns all it got.
+func (r *Receiver) WaitNotified(t testing.TB, path string, rev int64, event string, timeout time.Duration) []WebhookNotification {
+	t.Helper()
+	var got []WebhookNotification
+	r.WaitFor(t, path, timeout, func([]Hook) (bool, string) {
+		got, _ = r.Notified(t, path)
+		evs := EventsOf(got, rev)
+		return len(evs) > 0 && evs[len(evs)-1] == event, fmt.Sprintf("revision %d events %v", rev, evs)
+	})
+	return got
+}
+
+// CheckChatFormats waits until the Slack destination at slackPath and the Teams one at
+// teamsPath got as many notifications as want (what the JSON destination got), then checks
+// that they got the same events in the same order, each valid for its format.
+func (r *Receiver) CheckChatFormats(t testing.TB, slackPath, teamsPath string, want []WebhookNotification) {
+	t.Helper()
+	for _, path := range []string{slackPath, teamsPath} {
+		hooks := r.WaitFor(t, path, 20*time.Second, func(h []Hook) (bool, string) {
+			return len(h) >= len(want), fmt.Sprintf("%d of %d", len(h), len(want))
+		})
+		if len(hooks) != len(want) {
+			t.Fatalf("%s: %d notifications, want %d as the JSON destination got", path, len(hooks), len(want))
+		}
+		for i, h := range hooks {
+			var err error
+			if path == slackPath {
+				_, err = CheckSlackMessage(h.Body)
+				if err == nil && !strings.Contains(string(h.Body), `*Event*\n`+want[i].Event) {
+					err = fmt.Errorf("no Event field %s", want[i].Event)
+				}
+			} else {
+				var text string
+				text, err = CheckTeamsMessage(h.Body)
+				if err == nil && !strings.Contains(text, "Event: "+want[i].Event) {
+					err = fmt.Errorf("no Event fact %s", want[i].Event)
+				}
+			}
+			if err != nil {
+				t.Fatalf("%s notification %d: %v: %s", path, i, err, h.Body)
+			}
+		}
+	}
+}
