@@ -35,7 +35,7 @@ func testNotifications(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics 
 
 	// given is a namespace with the Secret of the hooks and a Rollout notifying them, its
 	// revision 1 stable.
-	given := func(ns string) *scenario {
+	given := func(t *testing.T, ns string) *scenario {
 		s := newScenario(t, env, ns)
 		ctx := context.Background()
 		sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Name: "hooks", Namespace: ns}, StringData: map[string]string{
@@ -62,7 +62,7 @@ func testNotifications(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics 
 		s.waitPhase(v1alpha1.PhaseHealthy, 1, 90*time.Second)
 		return s
 	}
-	delivered := func(ns string) []testkit.WebhookNotification {
+	delivered := func(t *testing.T, ns string) []testkit.WebhookNotification {
 		got, hooks := recv.Notified(t, "/json/"+ns)
 		ids := map[string]bool{}
 		for i, h := range hooks {
@@ -80,15 +80,41 @@ func testNotifications(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics 
 		return got
 	}
 
+	t.Run("aborted", func(t *testing.T) {
+		const ns = "notify-failing"
+		s := given(t, ns)
+		// When revision 2 fails its analysis
+		metrics.set(ns+"/chat-api", 2, 0.5)
+		s.setImage(v2)
+		// Then the webhook gets started, the first step, and aborted with the failing
+		// analysis's message
+		recv.WaitNotified(t, "/json/"+ns, 2, v1alpha1.NotifyRolloutAborted, 90*time.Second)
+		got := delivered(t, ns)
+		if evs := strings.Join(testkit.EventsOf(got, 2), ","); evs != "rollout-started,step-completed,rollout-aborted" {
+			t.Fatalf("revision 2 notifications %s", evs)
+		}
+		aborted := got[len(got)-1]
+		for _, want := range []string{"analysis step-2-step1 failed", `metric "error-rate" failed`} {
+			if !strings.Contains(aborted.Message, want) {
+				t.Fatalf("abort notification lacks %q: %s", want, aborted.Message)
+			}
+		}
+		if aborted.Phase != "Degraded" || aborted.StableRevision != 1 {
+			t.Fatalf("abort notification: %+v", aborted)
+		}
+		recv.CheckChatFormats(t, "/slack/"+ns+"/T000/B000/XXXX", "/teams/"+ns+"/webhookb2/XXXX", got)
+		t.Logf("abort: %s", aborted.Message)
+	})
+
 	t.Run("healthy, and nothing twice after a controller restart", func(t *testing.T) {
 		const ns = "notify-healthy"
-		s := given(ns)
+		s := given(t, ns)
 		// When the image changes and the analysis passes
 		s.setImage(v2)
 		// Then the webhook gets started, each step, promoted, once each, in order, though its
 		// first request was answered 503 twice
 		recv.WaitNotified(t, "/json/"+ns, 2, v1alpha1.NotifyRolloutPromoted, 90*time.Second)
-		got := delivered(ns)
+		got := delivered(t, ns)
 		want := "rollout-started,step-completed,step-completed,step-completed,rollout-promoted"
 		if evs := strings.Join(testkit.EventsOf(got, 2), ","); evs != want {
 			t.Fatalf("revision 2 notifications %s, want %s", evs, want)
@@ -107,38 +133,12 @@ func testNotifications(t *testing.T, env *k8senv.Env, cfg *rest.Config, metrics 
 		startController(t, cfg, "notify-second", metrics, kube.Options{})
 		s.setImage("example.com/chat-api:v3")
 		recv.WaitNotified(t, "/json/"+ns, 3, v1alpha1.NotifyRolloutPromoted, 90*time.Second)
-		after := delivered(ns)
+		after := delivered(t, ns)
 		if evs := strings.Join(testkit.EventsOf(after, 2), ","); evs != want {
 			t.Fatalf("after the restart, revision 2 notifications %s, want %s as before", evs, want)
 		}
 		if evs := strings.Join(testkit.EventsOf(after, 3), ","); evs != want {
 			t.Fatalf("revision 3 notifications %s, want %s", evs, want)
 		}
-	})
-
-	t.Run("aborted", func(t *testing.T) {
-		const ns = "notify-failing"
-		s := given(ns)
-		// When revision 2 fails its analysis
-		metrics.set(ns+"/chat-api", 2, 0.5)
-		s.setImage(v2)
-		// Then the webhook gets started, the first step, and aborted with the failing
-		// analysis's message
-		recv.WaitNotified(t, "/json/"+ns, 2, v1alpha1.NotifyRolloutAborted, 90*time.Second)
-		got := delivered(ns)
-		if evs := strings.Join(testkit.EventsOf(got, 2), ","); evs != "rollout-started,step-completed,rollout-aborted" {
-			t.Fatalf("revision 2 notifications %s", evs)
-		}
-		aborted := got[len(got)-1]
-		for _, want := range []string{"analysis step-2-step1 failed", `metric "error-rate" failed`} {
-			if !strings.Contains(aborted.Message, want) {
-				t.Fatalf("abort notification lacks %q: %s", want, aborted.Message)
-			}
-		}
-		if aborted.Phase != "Degraded" || aborted.StableRevision != 1 {
-			t.Fatalf("abort notification: %+v", aborted)
-		}
-		recv.CheckChatFormats(t, "/slack/"+ns+"/T000/B000/XXXX", "/teams/"+ns+"/webhookb2/XXXX", got)
-		t.Logf("abort: %s", aborted.Message)
 	})
 }
