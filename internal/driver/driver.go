@@ -68,7 +68,11 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	if err != nil {
 		return Result{}, fmt.Errorf("marshal status: %w", err)
 	}
-	prev := r.Status.DeepCopy()
+	n := notifierOf(m, r)
+	var prev *v1alpha1.RolloutStatus
+	if n != nil {
+		prev = r.Status.DeepCopy()
+	}
 	in, err := m.Observe(ctx, r)
 	if err != nil {
 		return Result{}, err
@@ -102,7 +106,9 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	for _, e := range out.Events {
 		m.Record(r, e)
 	}
-	notify(m, prev, r, append(rec.events, out.Events...), now)
+	if events := append(rec.events, out.Events...); n != nil && (len(events) > 0 || prev.Phase != r.Status.Phase) {
+		n.Notify(prev, r, events, now)
+	}
 	for _, run := range r.Status.Analysis {
 		if !isJudge(run.Kind) && (run.Phase == "" || run.Phase == v1alpha1.AnalysisPending) {
 			res.Next = now // a run the decision just started takes its first measurement now

@@ -32,13 +32,11 @@ func (r *recording) Record(ro *v1alpha1.Rollout, e engine.Event) {
 	r.Mode.Record(ro, e)
 }
 
-// notify tells m's Notifier, if it has one, what the step did.
-func notify(m Mode, before *v1alpha1.RolloutStatus, r *v1alpha1.Rollout, events []engine.Event, now time.Time) {
+// notifierOf is m's Notifier when it has one and r has destinations to notify, else nil.
+func notifierOf(m Mode, r *v1alpha1.Rollout) Notifier {
 	nm, ok := m.(Notifying)
-	if !ok {
-		return
+	if !ok || len(r.Spec.Notifications) == 0 {
+		return nil
 	}
-	if n := nm.Notifier(); n != nil && (len(events) > 0 || before.Phase != r.Status.Phase) {
-		n.Notify(before, r, events, now)
-	}
+	return nm.Notifier()
 }

@@ -46,7 +46,7 @@ func (m *notifyingMode) Notify(before *v1alpha1.RolloutStatus, r *v1alpha1.Rollo
 func TestStepNotifiesAfterPersisting(t *testing.T) {
 	m := &notifyingMode{fakeMode: newMode(t), persistErr: errors.New("conflict")}
 	m.instances = map[int64][]engine.Instance{1: {{ID: "a", Ready: true, ReadySince: t0.Add(-time.Minute)}}}
-	r := newRollout()
+	r := withHook(newRollout())
 	if _, err := Step(context.Background(), m, r, t0); err == nil {
 		t.Fatal("Step succeeded with a failing Persist")
 	}
@@ -55,7 +55,7 @@ func TestStepNotifiesAfterPersisting(t *testing.T) {
 	}
 	m.persistErr = nil
 	m.calls = nil
-	r = newRollout()
+	r = withHook(newRollout())
 	if _, err := Step(context.Background(), m, r, t0); err != nil {
 		t.Fatal(err)
 	}
@@ -73,4 +73,16 @@ func TestStepNotifiesAfterPersisting(t *testing.T) {
 	if len(m.told) != 0 {
 		t.Fatalf("a step with no change notified %+v", m.told)
 	}
+	// A rollout without notifications tells nothing.
+	if _, err := Step(context.Background(), m, newRollout(), t0); err != nil {
+		t.Fatal(err)
+	}
+	if len(m.told) != 0 {
+		t.Fatalf("a rollout without notifications notified %+v", m.told)
+	}
+}
+
+func withHook(r *v1alpha1.Rollout) *v1alpha1.Rollout {
+	r.Spec.Notifications = []v1alpha1.Notification{{Name: "hook", URL: "http://127.0.0.1:1/hook"}}
+	return r
 }

@@ -38,7 +38,9 @@ func TestBodiesAreValid(t *testing.T) {
 		if text, err := testkit.CheckSlackMessage(b); err != nil || !strings.Contains(text, "chat-api") {
 			t.Errorf("%s slack: %v: %s", event, err, b)
 		}
-		var sm struct{ Blocks []struct{ Text struct{ Text string } } }
+		var sm struct {
+			Blocks []struct{ Text struct{ Text string } }
+		}
 		_ = json.Unmarshal(b, &sm)
 		if len(sm.Blocks) < 2 || !strings.Contains(sm.Blocks[1].Text.Text, "canary worse than stable &lt;5 &amp; 0&gt;") {
 			t.Errorf("%s slack: the message is not escaped for mrkdwn: %s", event, b)
@@ -106,13 +108,17 @@ func TestCheckersRefuseBrokenBodies(t *testing.T) {
 		}
 	}
 	for name, b := range map[string][]byte{
-		"teams not a message":  edit(teams, func(m map[string]any) { m["type"] = "card" }),
-		"teams content type":   edit(teams, func(m map[string]any) { m["attachments"].([]any)[0].(map[string]any)["contentType"] = "application/json" }),
+		"teams not a message": edit(teams, func(m map[string]any) { m["type"] = "card" }),
+		"teams content type": edit(teams, func(m map[string]any) {
+			m["attachments"].([]any)[0].(map[string]any)["contentType"] = "application/json"
+		}),
 		"teams without schema": edit(teams, func(m map[string]any) { delete(card(m), "$schema") }),
 		"teams card type":      edit(teams, func(m map[string]any) { card(m)["type"] = "MessageCard" }),
 		"teams no version":     edit(teams, func(m map[string]any) { delete(card(m), "version") }),
 		"teams empty body":     edit(teams, func(m map[string]any) { card(m)["body"] = []any{} }),
-		"teams fact no value":  edit(teams, func(m map[string]any) { card(m)["body"].([]any)[2].(map[string]any)["facts"] = []any{map[string]any{"title": "x"}} }),
+		"teams fact no value": edit(teams, func(m map[string]any) {
+			card(m)["body"].([]any)[2].(map[string]any)["facts"] = []any{map[string]any{"title": "x"}}
+		}),
 	} {
 		if _, err := testkit.CheckTeamsMessage(b); err == nil {
 			t.Errorf("%s: accepted", name)
