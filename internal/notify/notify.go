@@ -101,9 +101,11 @@ func Of(before *v1alpha1.RolloutStatus, r *v1alpha1.Rollout, events []engine.Eve
 }
 
 // switchedBack says an abort of rev is a switch back to the previous revision in the watch
-// window (`ramp abort` after the promotion): rev was not under way but promoted.
+// window (`ramp abort` after the promotion): the command aborted rev before the step, and
+// rev was not under way but promoted.
 func switchedBack(before *v1alpha1.RolloutStatus, rev int64) bool {
-	return before.StableRevision != 0 && before.CanaryRevision != rev && before.PreviewRevision != rev && before.ActiveRevision != rev
+	return before.Abort && before.AbortedRevision == rev && before.StableRevision != 0 &&
+		before.CanaryRevision != rev && before.PreviewRevision != rev && before.ActiveRevision != rev
 }
 
 // pauseReason is the reason of the pause r's step began: a pause condition new in it, else

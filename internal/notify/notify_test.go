@@ -85,6 +85,19 @@ func TestOf(t *testing.T) {
 			want:   []string{"rollout-rolled-back:RolloutAborted"},
 		},
 		{
+			name: "started and aborted in one step", before: healthy,
+			after: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseDegraded, StableRevision: 1, CanaryRevision: 2, Abort: true, AbortedRevision: 2},
+			events: []engine.Event{ev("RolloutStarted", "rolling out revision 2 over stable revision 1", 2),
+				{Type: engine.EventWarning, Reason: "RolloutAborted", Message: "revision 2 aborted: revision 2 is crash-looping", Revision: 2}},
+			want: []string{"rollout-started:RolloutStarted", "rollout-aborted:RolloutAborted"},
+		},
+		{
+			name: "ramp abort of a canary", before: v1alpha1.RolloutStatus{Phase: v1alpha1.PhasePaused, StableRevision: 1, CanaryRevision: 2, CurrentRevision: 2, Abort: true, AbortedRevision: 2},
+			after:  v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseDegraded, StableRevision: 1, CanaryRevision: 2, Abort: true, AbortedRevision: 2},
+			events: []engine.Event{{Type: engine.EventWarning, Reason: "RolloutAborted", Message: "revision 2 aborted: by user", Revision: 2}},
+			want:   []string{"rollout-aborted:RolloutAborted"},
+		},
+		{
 			name: "degraded in the watch window", before: v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseHealthy, StableRevision: 2, CurrentRevision: 2},
 			after:  v1alpha1.RolloutStatus{Phase: v1alpha1.PhaseDegraded, StableRevision: 1, Abort: true, AbortedRevision: 2},
 			events: []engine.Event{{Type: engine.EventWarning, Reason: "RolledBack", Message: "revision 2 degraded in the watch window", Revision: 2}},
