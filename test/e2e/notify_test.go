@@ -157,3 +157,26 @@ func TestNotificationsOfAnAbortedRollout(t *testing.T) {
 		}
 	}
 }
+
+func TestNotificationOfARollBackInTheWatchWindow(t *testing.T) {
+	// Given v2 promoted over v1, whose instances are kept warm in the watch window
+	recv := testkit.NewReceiver(t)
+	s := spec{Listen: testkit.FreeAddr(t), Replicas: 3, Strategy: "    canary:\n      judge: {enabled: false}\n      steps:\n      - setWeight: 50\n" + notifications(t, recv)}
+	r := startRamp(t, model(s, "v1"))
+	r.apply(model(s, "v2"))
+	r.inWatch()
+	// When the user aborts inside the window
+	r.must("abort", "chat-api")
+	// Then the webhook is told revision 2 was rolled back, after it was promoted
+	recv.WaitNotified(t, "/json", 2, v1alpha1.NotifyRolloutRolledBack, 30*time.Second)
+	got := delivered(t, recv)
+	want := "rollout-started,step-completed,rollout-promoted,rollout-rolled-back"
+	if evs := strings.Join(testkit.EventsOf(got, 2), ","); evs != want {
+		t.Fatalf("revision 2 notifications %s, want %s", evs, want)
+	}
+	back := got[len(got)-1]
+	if !strings.Contains(back.Message, "rolled back in the watch window") || back.StableRevision != 1 || back.Phase != "Degraded" {
+		t.Fatalf("rolled-back notification: %+v", back)
+	}
+	recv.CheckChatFormats(t, slackPath, teamsPath, got)
+}
