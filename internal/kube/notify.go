@@ -4,8 +4,10 @@ import (
 	"context"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 
+	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/driver"
 	"ramp.dev/ramp/internal/notify"
 )
@@ -21,9 +23,12 @@ func (m *mode) Notifier() driver.Notifier {
 	return m.r.notifier
 }
 
-// newNotifier is the reconciler's notifier.
+// newNotifier is the reconciler's notifier: a notification given up on is a
+// NotificationFailed Warning event on its Rollout.
 func (r *Reconciler) newNotifier() *notify.Notifier {
-	return notify.New(notify.Config{Secrets: r.secrets, Log: r.log})
+	return notify.New(notify.Config{Secrets: r.secrets, Log: r.log, Failed: func(ro *v1alpha1.Rollout, rev int64, msg string) {
+		r.record(ro, corev1.EventTypeWarning, "NotificationFailed", msg, rev)
+	}})
 }
 
 // notifierCloser is a manager runnable that, when the manager stops, lets the queued

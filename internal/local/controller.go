@@ -106,7 +106,7 @@ func newController(d deps) *Controller {
 		c.tick = DefaultTick
 	}
 	if c.notifier == nil {
-		c.notifier = notify.New(notify.Config{Log: c.log})
+		c.notifier = c.newNotifier()
 	}
 	c.judging = &judging{proxies: c.proxies, instances: addresses{c}.Instances, wake: c.wake.now}
 	runner := &analysis.Runner{Logger: c.log, Providers: map[string]analysis.Provider{

@@ -58,6 +58,10 @@ type Config struct {
 	QueueSize int
 	// Getenv reads urlEnv and valueEnv. Nil means os.Getenv.
 	Getenv func(string) string
+	// Failed, when set, is told of each notification given up on or dropped, to record it
+	// as an event of the rollout: r holds the rollout's name, namespace and UID, msg names
+	// the destination, never its URL. Nil means the log alone.
+	Failed func(r *v1alpha1.Rollout, revision int64, msg string)
 }
 
 // Notifier sends notifications to the destinations of each rollout's spec.notifications.
@@ -81,8 +85,9 @@ type queue struct {
 }
 
 type item struct {
-	dest v1alpha1.Notification
-	n    Notification
+	dest  v1alpha1.Notification
+	n     Notification
+	owner *v1alpha1.Rollout
 }
 
 // New returns a Notifier; Close stops it.
@@ -129,11 +134,23 @@ func (n *Notifier) Send(r *v1alpha1.Rollout, ns []Notification) {
 	if len(ns) == 0 {
 		return
 	}
+	type drop struct {
+		it  item
+		msg string
+	}
+	var drops []drop
+	defer func() { // told outside the lock
+		for _, d := range drops {
+			n.failed(d.it, d.msg)
+		}
+	}()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	if n.closed {
 		return
 	}
+	owner := &v1alpha1.Rollout{TypeMeta: r.TypeMeta}
+	owner.Name, owner.Namespace, owner.UID = r.Name, r.Namespace, r.UID
 	for i := range r.Spec.Notifications {
 		dest := *r.Spec.Notifications[i].DeepCopy()
 		key := r.Namespace + "/" + r.Name + "/" + dest.Name
@@ -153,8 +170,9 @@ func (n *Notifier) Send(r *v1alpha1.Rollout, ns []Notification) {
 				q.items = q.items[1:]
 				n.cfg.Log.Warn("notification dropped: its destination's queue is full", "rollout", r.Name, "namespace", r.Namespace,
 					"notification", dest.Name, "event", old.n.Event, "id", old.n.ID, "queue", n.cfg.QueueSize)
+				drops = append(drops, drop{old, fmt.Sprintf("notification %s dropped: %s's queue of %d is full", old.n.Event, dest.Name, n.cfg.QueueSize)})
 			}
-			q.items = append(q.items, item{dest: dest, n: x})
+			q.items = append(q.items, item{dest: dest, n: x, owner: owner})
 		}
 	}
 }
@@ -222,6 +240,7 @@ func (n *Notifier) deliver(it item) {
 		}
 		if !retry || attempt >= n.cfg.Attempts {
 			log.Warn("notification given up", "attempt", attempt, "err", err)
+			n.failed(it, fmt.Sprintf("notification %s not sent to %s (attempts: %d): %s", it.n.Event, it.dest.Name, attempt, err.Error()))
 			return
 		}
 		d := max(wait, min(after, n.cfg.MaxBackoff))
@@ -235,6 +254,13 @@ func (n *Notifier) deliver(it item) {
 			return
 		}
 		wait = min(2*wait, n.cfg.MaxBackoff)
+	}
+}
+
+// failed tells Config.Failed of it.
+func (n *Notifier) failed(it item, msg string) {
+	if n.cfg.Failed != nil {
+		n.cfg.Failed(it.owner, it.n.Revision, msg)
 	}
 }
 

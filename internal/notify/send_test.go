@@ -124,10 +124,17 @@ func TestWhatIsRetried(t *testing.T) {
 		t.Run(fmt.Sprint(tt.status), func(t *testing.T) {
 			recv := testkit.NewReceiver(t)
 			recv.Answer = func(string, int) int { return tt.status }
-			n, logs := newNotifier(t, Config{Attempts: 3})
+			var failed []string
+			n, logs := newNotifier(t, Config{Attempts: 3, Failed: func(r *v1alpha1.Rollout, rev int64, msg string) {
+				failed = append(failed, fmt.Sprintf("%s/%s@%d: %s", r.Namespace, r.Name, rev, msg))
+			}})
 			n.Send(rolloutTo(v1alpha1.Notification{Name: "hook", URL: recv.URL + "/x"}), []Notification{note(v1alpha1.NotifyRolloutAborted, "m")})
 			if err := n.Close(context.Background()); err != nil {
 				t.Fatal(err)
+			}
+			wantFailed := fmt.Sprintf("team/chat-api@2: notification rollout-aborted not sent to hook (attempts: %d): answered %d", tt.want, tt.status)
+			if len(failed) != 1 || !strings.HasPrefix(failed[0], wantFailed) || strings.Contains(failed[0], recv.URL) {
+				t.Fatalf("Failed told %q, want one starting %q", failed, wantFailed)
 			}
 			if got := len(recv.Hooks("/x")); got != tt.want {
 				t.Fatalf("%d requests, want %d", got, tt.want)
@@ -289,7 +296,13 @@ func TestQueueIsBounded(t *testing.T) {
 		}
 		return 200
 	}
-	n, logs := newNotifier(t, Config{QueueSize: 2, Timeout: time.Minute})
+	var mu sync.Mutex
+	var failed []string
+	n, logs := newNotifier(t, Config{QueueSize: 2, Timeout: time.Minute, Failed: func(_ *v1alpha1.Rollout, _ int64, msg string) {
+		mu.Lock()
+		defer mu.Unlock()
+		failed = append(failed, msg)
+	}})
 	r := rolloutTo(v1alpha1.Notification{Name: "hook", URL: recv.URL + "/q"})
 	n.Send(r, []Notification{note(v1alpha1.NotifyStepCompleted, "0")})
 	testkit.Recv(t, first, "the first request")
@@ -305,6 +318,11 @@ func TestQueueIsBounded(t *testing.T) {
 	}
 	if c := strings.Count(logs.String(), "queue is full"); c != 3 {
 		t.Fatalf("%d drops logged, want 3:\n%s", c, logs)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(failed) != 3 || failed[0] != "notification step-completed dropped: hook's queue of 2 is full" {
+		t.Fatalf("Failed told %q, want 3 drops", failed)
 	}
 }
 

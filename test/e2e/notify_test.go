@@ -39,10 +39,14 @@ func notifications(t *testing.T, recv *testkit.Receiver) string {
 `, recv.URL, file)
 }
 
-// failTwice makes the JSON destination answer 503 to its first two requests.
+// failTwice makes the JSON destination answer 503 to its first two requests, and /broken
+// 404 to all.
 func failTwice(path string, n int) int {
-	if path == "/json" && n <= 2 {
+	switch {
+	case path == "/json" && n <= 2:
 		return http.StatusServiceUnavailable
+	case strings.HasPrefix(path, "/broken"):
+		return http.StatusNotFound
 	}
 	return http.StatusOK
 }
@@ -67,7 +71,8 @@ func delivered(t *testing.T, recv *testkit.Receiver) []testkit.WebhookNotificati
 
 func TestNotificationsOfAHealthyRollout(t *testing.T) {
 	// Given ramp serving v1 of a canary with notifications to a JSON webhook (answering 503
-	// to its first two requests), Slack and Teams
+	// to its first two requests), Slack, Teams, and a webhook that answers 404 to its
+	// promotions
 	recv := testkit.NewReceiver(t)
 	recv.Answer = failTwice
 	s := spec{Listen: testkit.FreeAddr(t), Strategy: `    canary:
@@ -76,7 +81,7 @@ func TestNotificationsOfAHealthyRollout(t *testing.T) {
       - setWeight: 20
       - pause: {duration: 1s}
       - setWeight: 50
-` + notifications(t, recv)}
+` + notifications(t, recv) + "  - {name: broken, url: '" + recv.URL + "/broken/XXXX', events: [rollout-promoted]}\n"}
 	r := startRamp(t, model(s, "v1"))
 	// When v2 is applied and rolls out
 	r.apply(model(s, "v2"))
@@ -110,9 +115,14 @@ func TestNotificationsOfAHealthyRollout(t *testing.T) {
 	}
 	// And Slack and Teams got the same, in their formats
 	recv.CheckChatFormats(t, slackPath, teamsPath, got)
-	// And ramp's log never shows the Slack or Teams URL
-	if logs := r.logs.String(); strings.Contains(logs, "XXXX") {
-		t.Fatalf("a webhook URL is in ramp's log:\n%s", logs)
+	// And the 404s are in the rollout's events, naming the destination; neither they nor
+	// ramp's log show a webhook URL
+	events := r.must("events", "chat-api")
+	if !strings.Contains(events, "NotificationFailed") || !strings.Contains(events, "notification rollout-promoted not sent to broken (attempts: 1): answered 404 Not Found") {
+		t.Fatalf("events do not tell the failed notification:\n%s", events)
+	}
+	if logs := r.logs.String(); strings.Contains(logs, "XXXX") || strings.Contains(events, "XXXX") {
+		t.Fatalf("a webhook URL is in ramp's log or events:\n%s\n%s", logs, events)
 	}
 }
 
