@@ -120,3 +120,4 @@ type GateStatus struct {
 	// AnsweredAt is when the last call ended; nil before the first.
 	AnsweredAt *metav1.Time `json:"answeredAt,omitempty"`
 }
+

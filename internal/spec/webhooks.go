@@ -122,3 +122,24 @@ func checkWebhooksLocal(l *errList, s *v1alpha1.RolloutSpec) {
 		}
 	}
 }
+
+// WebhookWhere says where w's URL points, for messages: an inline URL without its user
+// information and query (they may hold a token), else where the URL is read from.
+func WebhookWhere(w *v1alpha1.Webhook) string {
+	switch {
+	case w.URL != "":
+		u, err := url.Parse(w.URL)
+		if err != nil {
+			return "the URL in url"
+		}
+		u.User, u.RawQuery, u.Fragment = nil, "", ""
+		return u.String()
+	case w.URLFile != "":
+		return "the URL in " + w.URLFile
+	case w.URLEnv != "":
+		return "the URL in $" + w.URLEnv
+	case w.URLSecretRef != nil:
+		return fmt.Sprintf("the URL in secret %s key %s", w.URLSecretRef.Name, w.URLSecretRef.Key)
+	}
+	return "no URL"
+}
