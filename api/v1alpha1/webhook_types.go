@@ -120,4 +120,3 @@ type GateStatus struct {
 	// AnsweredAt is when the last call ended; nil before the first.
 	AnsweredAt *metav1.Time `json:"answeredAt,omitempty"`
 }
-

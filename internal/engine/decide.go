@@ -227,7 +227,7 @@ func (d *decision) start(rev int64, replacesAborted bool) {
 	}
 	d.resetProgress()
 	d.st.Gates = KeepUnansweredCalls(d.st.Gates) // a new revision asks its gates afresh
-	d.st.Watch = nil // the new revision is compared with the stable one, not the one before
+	d.st.Watch = nil                             // the new revision is compared with the stable one, not the one before
 	now := metav1.NewTime(d.now)
 	d.st.StepStartTime = &now
 	d.st.LastProgressTime = &now
