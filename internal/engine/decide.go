@@ -226,8 +226,9 @@ func (d *decision) start(rev int64, replacesAborted bool) {
 		d.event(EventNormal, "RolloutRestarted", fmt.Sprintf("revision %d replaces revision %d, which was still rolling out", rev, old))
 	}
 	d.resetProgress()
-	d.st.Gates = KeepUnansweredCalls(d.st.Gates) // a new revision asks its gates afresh
-	d.st.Watch = nil                             // the new revision is compared with the stable one, not the one before
+	// A new revision asks its gates afresh.
+	d.st.Gates = KeepUnansweredCalls(d.st.Gates)
+	d.st.Watch = nil // the new revision is compared with the stable one, not the one before
 	now := metav1.NewTime(d.now)
 	d.st.StepStartTime = &now
 	d.st.LastProgressTime = &now
