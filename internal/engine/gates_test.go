@@ -252,3 +252,22 @@ func TestGateRollingPreRollout(t *testing.T) {
 	w.answer(200)
 	w.wantPhase(v1alpha1.PhaseHealthy, "revision 2 is stable")
 }
+
+// A Deployment that rolls itself is held (Roll false) while pre-rollout holds, and rolls once
+// it answers 2xx.
+func TestGateRollsItselfPreRollout(t *testing.T) {
+	w := newWorld(t, rollingSpec(nil))
+	w.rollsItself = true
+	w.workload = &Workload{Name: "deployment chat-api", Revision: 1, Complete: true}
+	w.settle()
+	w.r.Spec.Webhooks = []v1alpha1.Webhook{hook("smoke", v1alpha1.WebhookPreRollout, "")}
+	w.apply(2)
+	w.wantPhase(v1alpha1.PhasePaused, "gate smoke (pre-rollout)")
+	if g := w.out.Workload; g == nil || g.Roll || g.Revision != 2 {
+		t.Fatalf("workload gate %+v while pre-rollout holds, want revision 2 held", g)
+	}
+	w.answer(200)
+	if g := w.out.Workload; g == nil || !g.Roll || g.Revision != 2 {
+		t.Fatalf("workload gate %+v after 2xx, want revision 2 rolling", g)
+	}
+}
