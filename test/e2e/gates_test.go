@@ -153,3 +153,47 @@ func TestGateTimeoutHoldsAndRollbackIsCalled(t *testing.T) {
 		}
 	}
 }
+
+// Given a blue-green rollout, when confirm-promotion answers 503, the switch waits (the
+// preview takes no traffic) while confirm-traffic-increase, asked beside it, passed; when it
+// answers 200, traffic switches.
+func TestGateHoldsBlueGreenSwitch(t *testing.T) {
+	recv := testkit.NewGateReceiver(t, "")
+	recv.Set("approve", 503)
+	hooks := fmt.Sprintf(`  - {name: more, type: confirm-traffic-increase, url: %[1]s/more, interval: 1s}
+  - {name: approve, type: confirm-promotion, url: %[1]s/approve, interval: 1s}
+`, recv.URL)
+	s := spec{Listen: testkit.FreeAddr(t), Preview: testkit.FreeAddr(t), Strategy: "    blueGreen:\n      previewListen: PREVIEW\n  webhooks:\n" + hooks}
+	s.Strategy = strings.Replace(s.Strategy, "PREVIEW", s.Preview, 1)
+	r := startRamp(t, model(s, "v1"))
+	r.apply(model(s, "v2"))
+	r.waitFor(60*time.Second, "confirm-promotion asked twice", func(ro v1alpha1.Rollout) bool {
+		if ro.Status.ActiveRevision != 1 || canaryWeight(ro, 2) > 0 {
+			t.Fatalf("switched past a gate that answers 503: %+v", ro.Status)
+		}
+		return len(recv.Calls("approve")) >= 2
+	})
+	ro := r.waitFor(10*time.Second, "the status to show the 503", func(ro v1alpha1.Rollout) bool {
+		return strings.Contains(ro.Status.Message, "waiting before the switch to revision 2: gate approve (confirm-promotion) answered HTTP 503 Service Unavailable")
+	})
+	if ro.Status.Phase != v1alpha1.PhasePaused || len(recv.Calls("more")) != 1 {
+		t.Fatalf("phase %s, confirm-traffic-increase asked %d times: %s", ro.Status.Phase, len(recv.Calls("more")), ro.Status.Message)
+	}
+	if got := models(t, s.Listen, 10, nil); got["v1"] != 10 {
+		t.Fatalf("production traffic while the switch waits: %v", got)
+	}
+	if got := models(t, s.Preview, 5, nil); got["v2"] != 5 {
+		t.Fatalf("the preview address while the switch waits: %v", got)
+	}
+	if c := recv.Calls("more")[0]; c.Weight != 100 || c.Revision != 2 {
+		t.Fatalf("confirm-traffic-increase body %+v", c)
+	}
+	recv.Set("approve", 200)
+	ro = r.waitPhase(v1alpha1.PhaseHealthy, 30*time.Second)
+	if ro.Status.StableRevision != 2 || ro.Status.ActiveRevision != 2 {
+		t.Fatalf("after 200: %+v", ro.Status)
+	}
+	if got := models(t, s.Listen, 10, nil); got["v2"] != 10 {
+		t.Fatalf("after the switch: %v", got)
+	}
+}
