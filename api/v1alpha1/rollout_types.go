@@ -93,6 +93,10 @@ type RolloutSpec struct {
 	// Proxy tunes ramp's proxy on spec.listen (and the preview listener) in local mode. Nil
 	// means plain HTTP, HTTP/1.1 to the instances, a 5 s connect timeout and no other.
 	Proxy *ProxySpec `json:"proxy,omitempty"`
+
+	// Webhooks are gate webhooks called at points of a rollout (before it starts, before a
+	// weight increase, before and after promotion, on rollback). Empty means none.
+	Webhooks []Webhook `json:"webhooks,omitempty"`
 }
 
 // ProxySpec tunes ramp's local-mode proxy for one rollout.
