@@ -7,8 +7,8 @@ const POLL_MS = 1500;
 const ACTIONS = ["promote", "pause", "resume", "abort", "retry", "undo"];
 // Actions that undo work ask first.
 const CONFIRM = { abort: "Abort the rollout? Traffic goes back to stable.", undo: "Roll back to the previous revision?" };
-const ROLE_COLORS = { stable: "#2563eb", active: "#2563eb", canary: "#ea580c", preview: "#ea580c", old: "#9ca3af" };
-const PALETTE = ["#7c3aed", "#0d9488", "#db2777", "#65a30d", "#0891b2"];
+// Each revision keeps its colour whatever its role: revision 1 blue, 2 orange, 3 purple...
+const PALETTE = ["#2563eb", "#ea580c", "#7c3aed", "#0d9488", "#db2777", "#65a30d"];
 
 const state = { selected: "", token: "", rollout: null };
 const $ = (id) => document.getElementById(id);
@@ -152,8 +152,8 @@ function roleOf(v, rev) {
   return rs ? rs.role : "";
 }
 
-function colorOf(v, rev) {
-  return ROLE_COLORS[roleOf(v, rev)] || PALETTE[rev % PALETTE.length];
+function colorOf(rev) {
+  return PALETTE[(rev - 1 + PALETTE.length) % PALETTE.length];
 }
 
 function renderRollout(v) {
@@ -170,7 +170,7 @@ function renderRollout(v) {
   for (const r of v.revisions) {
     const fill = el("div");
     fill.style.width = `${r.weight}%`;
-    fill.style.background = colorOf(v, r.revision);
+    fill.style.background = colorOf(r.revision);
     const line = el("div", "weight", `revision ${r.revision} (${r.role})`, el("div", "bar", fill), `${r.weight}%`);
     line.dataset.revision = r.revision;
     line.dataset.role = r.role;
@@ -227,7 +227,13 @@ function renderAnalysis(v) {
 function renderCharts(v, s) {
   const box = $("charts");
   box.replaceChildren();
-  const from = Date.parse(s.from), to = Date.parse(s.to);
+  // The time axis starts with the first traffic (at least 2 minutes back); a revision's line
+  // starts with its own first request.
+  const to = Date.parse(s.to), step = s.stepSeconds * 1000;
+  const firsts = s.revisions.map((r) => r.points.findIndex((p) => p.requests > 0));
+  let from = Date.parse(s.from);
+  const starts = s.revisions.map((r, i) => (firsts[i] < 0 ? Infinity : Date.parse(r.points[firsts[i]].time) - step));
+  if (starts.length > 0) from = Math.max(from, Math.min(Math.min(...starts), to - 120000));
   const measures = [
     ["Request rate", formats.rate, (p) => p.rate],
     ["5xx share", formats.share, (p) => p.errorShare],
@@ -238,10 +244,10 @@ function renderCharts(v, s) {
     measures.push([`${b}: share of events`, formats.share, (p) => (p.business && b in p.business ? p.business[b] : null)]);
   }
   for (const [title, format, pick] of measures) {
-    const lines = s.revisions.map((r) => ({
+    const lines = s.revisions.map((r, i) => ({
       label: `revision ${r.revision}${roleOf(v, r.revision) ? " (" + roleOf(v, r.revision) + ")" : ""}`,
-      color: colorOf(v, r.revision),
-      points: r.points.map((p) => [Date.parse(p.time), pick(p)]),
+      color: colorOf(r.revision),
+      points: r.points.map((p, j) => [Date.parse(p.time), firsts[i] >= 0 && j >= firsts[i] ? pick(p) : null]),
     }));
     box.append(lineChart({ title, lines, from, to, format }));
   }

@@ -47,14 +47,14 @@ function lineChart({ title, lines, from, to, format }) {
     t.textContent = format(v);
     svg.appendChild(t);
   }
-  // Time ticks every two minutes, labelled as minutes before now.
-  for (let m = 0; m <= 10; m += 2) {
-    const t = to - m * 60000;
-    if (t < from) break;
-    const xx = x(t);
+  // Time ticks back from now, 30 s to 2 min apart as the window is short or long.
+  const span = to - from, every = span <= 180000 ? 30000 : span <= 360000 ? 60000 : 120000;
+  for (let ago = 0; to - ago >= from; ago += every) {
+    const xx = x(to - ago);
     svg.appendChild(svgEl("line", { x1: xx, x2: xx, y1: H - B, y2: H - B + 3, class: "axis" }));
     const label = svgEl("text", { x: xx, y: H - 6, "text-anchor": "middle" });
-    label.textContent = m === 0 ? "now" : `-${m}m`;
+    const m = Math.floor(ago / 60000), sec = (ago % 60000) / 1000;
+    label.textContent = ago === 0 ? "now" : `-${m ? m + "m" : ""}${sec ? sec + "s" : ""}`;
     svg.appendChild(label);
   }
   // The lines: one path per revision, broken where a point has no value.
