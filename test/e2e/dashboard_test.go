@@ -20,9 +20,9 @@ import (
 )
 
 // dashboardSteps walk the canary through three weights, each held long enough for a page
-// that polls every 1.5 s to show it, and stop at an endless pause.
+// that polls every 1.5 s to show it, and stop at an endless pause. The judge runs beside them
+// (its default), so that the page shows its evidence.
 const dashboardSteps = `    canary:
-      judge: {enabled: false}
       steps:
       - setWeight: 20
       - pause: {duration: 4s}
@@ -239,10 +239,14 @@ func TestDashboardFollowsARolloutAndAbortsItWithTheToken(t *testing.T) {
 	if !slices.IsSorted(seen) || st.Weights["stable"] != 40 {
 		t.Fatalf("the page showed the canary at %v (not rising) and stable at %d%%, want stable at 40%%", seen, st.Weights["stable"])
 	}
-	// And the analysis run, and live charts with a line for each revision
-	if !strings.Contains(st.Analysis, "error-rate") || !strings.Contains(st.Analysis, "Successful") {
+	// And the analysis runs: the step's, Successful, and the judge's with its evidence
+	if !strings.Contains(st.Analysis, "step-2-step3") || !strings.Contains(st.Analysis, "Successful") {
 		t.Fatalf("the page's analysis shows %q, want the error-rate run, Successful", st.Analysis)
 	}
+	if !strings.Contains(st.Analysis, "judge-2") || !strings.Contains(st.Analysis, "log Bayes factor") {
+		t.Fatalf("the page's analysis shows %q, want the judge's run with its evidence", st.Analysis)
+	}
+	// And live charts with a line for each revision
 	for _, chart := range []string{"Request rate", "5xx share", "Latency p95", "First token p95"} {
 		for _, rev := range []string{"revision 1", "revision 2"} {
 			if !slices.ContainsFunc(st.Lines, func(l string) bool { return strings.HasPrefix(l, chart+": "+rev) }) {

@@ -117,7 +117,8 @@ async function act(action) {
   const body = await resp.json().catch(() => ({}));
   if (resp.status === 401) setToken("");
   if (!resp.ok) out.textContent = `${action}: ${body.error || resp.status}`;
-  else if (action === "undo") out.textContent = `undo: revision ${body.target} rolls out as revision ${body.revision}`;
+  else if (action === "undo" && body.new) out.textContent = `undo: revision ${body.target}'s template rolls out as revision ${body.revision}`;
+  else if (action === "undo") out.textContent = `undo: back on revision ${body.revision}${body.note ? "; " + body.note : ""}`;
   else out.textContent = body.message || action;
   poll();
 }
@@ -211,7 +212,10 @@ function renderAnalysis(v) {
     const what = a.templates ? a.templates.join(", ") : a.kind;
     const vs = a.baselineRevision ? ` against revision ${a.baselineRevision}` : "";
     const run = el("div", "run", el("p", "", badge(a.phase), " ", el("strong", "", a.name), ` ${what}: revision ${a.revision}${vs}, since ${time(a.startedAt)}`));
-    if (a.message) run.append(el("p", "evidence", a.message));
+    // A run's message joins its metrics' (the judge's are long): shown when it is short or
+    // the metrics say nothing.
+    const said = (a.metrics || []).some((m) => m.message);
+    if (a.message && (!said || a.message.length <= 160)) run.append(el("p", "evidence", a.message));
     const t = el("table");
     t.append(row(["Metric", "Phase", "Measured", "Value", "Evidence"].map((h) => el("strong", "", h))));
     for (const m of a.metrics || []) {
