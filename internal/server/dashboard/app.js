@@ -61,13 +61,18 @@ function loadToken() {
 
 // useToken checks a token against the control API and keeps it for this tab when it works.
 async function useToken(t) {
-  const resp = await fetch("/api/v1/rollouts", { headers: { Authorization: "Bearer " + t } });
-  if (resp.ok) {
+  let status = 0;
+  try {
+    status = (await fetch("/api/v1/rollouts", { headers: { Authorization: "Bearer " + t } })).status;
+  } catch (err) {
+    // Unreachable: status stays 0.
+  }
+  if (status === 200) {
     setToken(t);
     return;
   }
   setToken("");
-  $("conn").textContent = resp.status === 401 ? "wrong token: read-only" : `token check failed: ${resp.status}`;
+  $("access").textContent = status === 401 ? "read-only: wrong token" : `read-only: token check failed (${status || "unreachable"})`;
 }
 
 function setToken(t) {
@@ -289,6 +294,7 @@ async function poll() {
 }
 
 state.selected = decodeURIComponent(location.hash.slice(1));
+window.addEventListener("hashchange", () => select(decodeURIComponent(location.hash.slice(1))));
 loadToken();
 poll();
 setInterval(poll, POLL_MS);
