@@ -135,7 +135,9 @@ function renderList(list) {
   body.replaceChildren();
   $("no-rollouts").hidden = list.length > 0;
   for (const r of list) {
-    const tr = row([r.name, badge(r.phase || "-"), r.step, `${r.canaryWeight}%`], r.name === state.selected ? "selected" : "");
+    // The canary's real share where the mode observes it (Kubernetes mode), else the one set.
+    const weight = r.observedWeight ?? r.canaryWeight;
+    const tr = row([r.name, badge(r.phase || "-"), r.step, `${weight}%`], r.name === state.selected ? "selected" : "");
     tr.dataset.name = r.name;
     tr.addEventListener("click", () => select(r.name));
     body.append(tr);
