@@ -61,9 +61,10 @@ type api struct {
 // control.ErrInvalid with 400. Every request under /api/v1, reads included, must carry
 // "Authorization: Bearer <token>"; an empty token refuses them all. Only GET /healthz, which
 // tells nothing but "ok", and the dashboard (its page under /dashboard/ and its read API of
-// views without templates, env or arguments: see view.go) are answered without it. Every request, /healthz included, must also
-// pass CheckHost: its Host (and Origin, if any) must name the address it came in on or a name
-// of WithAllowedHosts. A nil logger discards logs.
+// views without templates, env or arguments: see view.go) are answered without it. Every
+// request, /healthz and the dashboard included, must also pass CheckHost: its Host (and
+// Origin, if any) must name the address it came in on or a name of WithAllowedHosts. A nil
+// logger discards logs.
 func New(b control.Control, token string, logger *slog.Logger, opts ...Option) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
