@@ -103,7 +103,10 @@ func (a *app) serveDashboard(ctx context.Context, addr string, readOnly bool) er
 	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return fmt.Errorf("dashboard: %w", err)
+		return fmt.Errorf("--address %q: %w", addr, err)
+	}
+	if ip, ok := ln.Addr().(*net.TCPAddr); ok && !ip.IP.IsLoopback() {
+		fmt.Fprintf(a.stderr, "warning: --address %s is not a loopback address: whoever reaches it sees the rollouts, and the token crosses the network in clear\n", addr)
 	}
 	log := a.logger()
 	srv := &http.Server{Handler: server.New(ctrl, token, log), ReadHeaderTimeout: 10 * time.Second}

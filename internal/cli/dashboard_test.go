@@ -174,3 +174,13 @@ func TestDashboardInLocalModePrintsWhereUpServesIt(t *testing.T) {
 		t.Fatalf("ramp dashboard in local mode: exit %d\n%s%s", code, out, errOut)
 	}
 }
+
+func TestDashboardRefusesABadAddress(t *testing.T) {
+	var stderr strings.Builder
+	a := &app{stdin: strings.NewReader(""), stdout: io.Discard, stderr: &stderr, getenv: func(string) string { return "" }, now: time.Now,
+		dashboardBackend: func() (control.Control, error) { return &kube.Commands{}, nil }}
+	code := a.run(context.Background(), []string{"--kubeconfig", "/nonexistent", "dashboard", "--address", "127.0.0.1"})
+	if code != exitError || !strings.Contains(stderr.String(), `--address "127.0.0.1"`) || !strings.Contains(stderr.String(), "missing port") {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+}
