@@ -20,9 +20,15 @@ import (
 )
 
 // dashboardSteps walk the canary through three weights, each held long enough for a page
-// that polls every 1.5 s to show it, and stop at an endless pause. The judge runs beside them
-// (its default), so that the page shows its evidence.
+// that polls every 1.5 s to show it, and stop at an endless pause. The judge runs beside them,
+// with the sample's business metric (failed triage answers), so that the page shows its
+// evidence and the business chart.
 const dashboardSteps = `    canary:
+      judge:
+        business:
+        - name: triage
+          metric: chat_triage_total
+          events: {outcome: failed}
       steps:
       - setWeight: 20
       - pause: {duration: 4s}
@@ -247,7 +253,7 @@ func TestDashboardFollowsARolloutAndAbortsItWithTheToken(t *testing.T) {
 		t.Fatalf("the page's analysis shows %q, want the judge's run with its evidence", st.Analysis)
 	}
 	// And live charts with a line for each revision
-	for _, chart := range []string{"Request rate", "5xx share", "Latency p95", "First token p95"} {
+	for _, chart := range []string{"Request rate", "5xx share", "Latency p95", "First token p95", "triage: share of events"} {
 		for _, rev := range []string{"revision 1", "revision 2"} {
 			if !slices.ContainsFunc(st.Lines, func(l string) bool { return strings.HasPrefix(l, chart+": "+rev) }) {
 				t.Fatalf("no %q line for %s on the page; lines: %v", chart, rev, st.Lines)
