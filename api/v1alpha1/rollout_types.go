@@ -94,6 +94,10 @@ type RolloutSpec struct {
 	// means plain HTTP, HTTP/1.1 to the instances, a 5 s connect timeout and no other.
 	Proxy *ProxySpec `json:"proxy,omitempty"`
 
+	// Webhooks are gate webhooks called at points of a rollout (before it starts, before a
+	// weight increase, before and after promotion, on rollback). Empty means none.
+	Webhooks []Webhook `json:"webhooks,omitempty"`
+
 	// Notifications send the rollout's events to webhooks, Slack or Microsoft Teams. Empty
 	// means none.
 	Notifications []Notification `json:"notifications,omitempty"`

@@ -44,6 +44,7 @@ func CheckRolloutMode(r *v1alpha1.Rollout, m Mode) Errors {
 			l.add("spec.workloadRef", nil, "needs Kubernetes mode (ramp controller); local mode runs spec.template.process or spec.template.upstreams")
 			return l.errs
 		}
+		checkWebhooksLocal(&l, s)
 		for _, ref := range NotificationSecretRefs(r) {
 			l.add(ref.Path, nil, "%s", ref.LocalModeMessage())
 		}
