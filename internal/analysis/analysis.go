@@ -44,6 +44,10 @@ type Target struct {
 	Namespace string
 	// Service is the Kubernetes Service of the revision under analysis. Empty in local mode.
 	Service string
+	// PodTemplateHashes maps a revision number to the pod-template-hash label of its pods
+	// (Kubernetes mode), for {{podTemplateHash}} and {{baselinePodTemplateHash}}. Nil in local
+	// mode; a revision without pods yet has no entry.
+	PodTemplateHashes map[int64]string
 	// Secrets reads the Secrets of Namespace for providers' secret references. Nil in local
 	// mode, where a secret reference is refused.
 	Secrets SecretReader
