@@ -167,16 +167,17 @@ func (r *Runner) StepFor(ctx context.Context, now time.Time, on Target, run *v1a
 		run.StartedAt = metav1.NewTime(now)
 	}
 	target := Target{
-		Rollout:   rollout,
-		Namespace: on.Namespace,
-		Service:   on.Service,
-		Secrets:   on.Secrets,
-		Revision:  run.Revision,
-		Baseline:  run.BaselineRevision,
-		Role:      RoleOf(run.Kind),
-		Since:     run.StartedAt.Time,
-		Args:      args,
-		Run:       run.Name,
+		Rollout:           rollout,
+		Namespace:         on.Namespace,
+		Service:           on.Service,
+		Secrets:           on.Secrets,
+		PodTemplateHashes: on.PodTemplateHashes,
+		Revision:          run.Revision,
+		Baseline:          run.BaselineRevision,
+		Role:              RoleOf(run.Kind),
+		Since:             run.StartedAt.Time,
+		Args:              args,
+		Run:               run.Name,
 	}
 
 	for i := range metrics {
