@@ -55,9 +55,11 @@ const (
 var exampleNamespaces = []string{"carepath-demo-rolling", "carepath-demo-canary", "carepath-demo-bluegreen", "carepath-demo"}
 
 // TestChatAPIKubernetesExamples applies every file of examples/chat-api/kubernetes/ to a real
-// control plane and runs each Rollout through a change of model to its promotion: the gated
-// rolling update (and a bad model it undoes), the Istio canary with its x-version header
-// route, and the blue-green with its Job test suite. The AnalysisTemplates' queries — the
+// control plane and runs each Rollout through a change of model to its promotion — the gated
+// rolling update, the Istio canary with its x-version header route, the blue-green with its Job
+// test suite — and then through a bad model (30% 5xx), which the note's error-rate query fails
+// and each strategy takes back its way (undo; weights and header route back to stable; the
+// switch back to the warm pods). The AnalysisTemplates' queries — the
 // note's own — are evaluated by a real Prometheus that scrapes, with the relabelling of
 // prometheus/scrape-config.yaml, a stand-in for the pods' /metrics and kube-state-metrics.
 // After each promotion, what ramp changed on the Deployment and Services is checked against
@@ -104,18 +106,13 @@ func TestChatAPIKubernetesExamples(t *testing.T) {
 			checkNoteQueries(t, s, 2, chatV2)
 			checkTerraformIgnores(t, s, chatV2, strategy)
 
-			if strategy == "rolling" {
-				// When a bad model comes (30% of its answers 5xx), then the error-rate query
-				// fails at the pause and ramp undoes it: the Deployment runs v2.0 again.
-				s.setImage(chatBadModel)
-				ro := s.waitPhase(v1alpha1.PhaseDegraded, 2, 120*time.Second)
-				failed := failedMetric(ro, "error-rate")
-				if failed == nil {
-					t.Fatalf("no failed error-rate measurement in %+v (message %s)", ro.Status.Analysis, ro.Status.Message)
-				}
-				if v, err := strconv.ParseFloat(failed.Value, 64); err != nil || math.Abs(v-0.3) > 1e-6 {
-					t.Errorf("failed error-rate measurement %q; want the bad model's 0.3", failed.Value)
-				}
+			// When a bad model comes (30% of its answers 5xx), then the note's error-rate
+			// query fails it and ramp takes it back, each strategy its way.
+			s.setImage(chatBadModel)
+			switch strategy {
+			case "rolling":
+				// At the pause, ramp undoes the update: the Deployment runs v2.0 again.
+				badModelAborted(t, s)
 				s.waitReplicas(map[string]int32{chatV2: 3}, 90*time.Second)
 				eventually(t, 30*time.Second, "the Deployment's template back on v2.0", func(ctx context.Context) error {
 					d, err := s.deployment(ctx)
@@ -127,6 +124,32 @@ func TestChatAPIKubernetesExamples(t *testing.T) {
 					}
 					return nil
 				})
+			case "canary":
+				// Testers promote past the 5% pause; the analysis at 5% aborts it: all traffic
+				// back to stable, the header route gone.
+				s.waitPhase(v1alpha1.PhasePaused, 2, 90*time.Second)
+				if out, err := ramp(t, true, "--kubeconfig", s.env.Kubeconfig, "-n", s.ns, "promote", "chat-api"); err != nil {
+					t.Fatalf("kubectl ramp promote: %v\n%s", err, out)
+				}
+				badModelAborted(t, s)
+				eventually(t, 30*time.Second, "the VirtualService all to stable, without the header route", func(ctx context.Context) error {
+					vs, err := exampleVirtualService(ctx, s)
+					if err != nil {
+						return err
+					}
+					if vs.canaryWeight != 0 || vs.stableWeight != 100 || len(vs.headerRoutes) != 0 {
+						return fmt.Errorf("stable %d canary %d header routes %q", vs.stableWeight, vs.canaryWeight, vs.headerRoutes)
+					}
+					return nil
+				})
+				s.waitSelects("chat-api-stable", chatV2)
+				waitImages(t, s, map[string]int32{chatV2: 3, chatBadModel: 0})
+			case "bluegreen":
+				// The test suite passes (it does not see the 5xx), chat-api switches, the
+				// queries after the switch fail, and chat-api switches back to v2.0's pods.
+				badModelAborted(t, s)
+				s.waitSelects("chat-api", chatV2)
+				waitImages(t, s, map[string]int32{chatV2: 3, chatBadModel: 0})
 			}
 			if p := series.problems(); len(p) > 0 {
 				t.Errorf("the stand-in was scraped wrongly (the scrape config's relabelling): %v", p)
@@ -307,6 +330,9 @@ func exerciseBlueGreen(t *testing.T, s *scenario) {
 	// watch them after the switch (postPromotionAnalysis).
 	s.waitPhase(v1alpha1.PhaseHealthy, 2, 150*time.Second)
 	s.waitSelects("chat-api", chatV2)
+	// The old model stays warm after the switch (the watch window, 5 minutes), for a switch
+	// back without starting pods.
+	waitImages(t, s, map[string]int32{chatV1: 3, chatV2: 3})
 	ro, err := s.rollout(context.Background())
 	if err != nil {
 		t.Fatal(err)
@@ -319,6 +345,41 @@ func exerciseBlueGreen(t *testing.T, s *scenario) {
 	}
 	if !suite {
 		t.Errorf("no successful prePromotion run (the test suite) in %+v", ro.Status.Analysis)
+	}
+}
+
+// waitImages waits until each listed image runs with its replica count; other images may run
+// (the previous model, warm in the watch window after a promotion).
+func waitImages(t *testing.T, s *scenario, want map[string]int32) {
+	t.Helper()
+	eventually(t, 90*time.Second, fmt.Sprintf("replicas %v in %s", want, s.ns), func(ctx context.Context) error {
+		got, _, err := s.replicaSets(ctx)
+		if err != nil {
+			return err
+		}
+		for img, n := range want {
+			if got[img] != n {
+				return fmt.Errorf("replicas by image %v", got)
+			}
+		}
+		return nil
+	})
+}
+
+// badModelAborted waits until the bad model's rollout (revision 3) is aborted with v2.0
+// stable, by a failed error-rate measurement of the bad model's 30% 5xx.
+func badModelAborted(t *testing.T, s *scenario) {
+	t.Helper()
+	ro := s.waitPhase(v1alpha1.PhaseDegraded, 2, 120*time.Second)
+	failed := failedMetric(ro, "error-rate")
+	if failed == nil {
+		t.Fatalf("no failed error-rate measurement in %+v (message %s)", ro.Status.Analysis, ro.Status.Message)
+	}
+	if v, err := strconv.ParseFloat(failed.Value, 64); err != nil || math.Abs(v-0.3) > 1e-6 {
+		t.Errorf("failed error-rate measurement %q; want the bad model's 0.3", failed.Value)
+	}
+	if ro.Status.CurrentRevision != 3 {
+		t.Errorf("current revision %d; want the bad model's 3", ro.Status.CurrentRevision)
 	}
 }
 
