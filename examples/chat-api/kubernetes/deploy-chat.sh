@@ -45,11 +45,18 @@ if [[ -z "$image" ]]; then
 	image=$("$kubectl" -n "$ns" get deployment chat-api -o 'jsonpath={.spec.template.spec.containers[?(@.name=="chat-api")].image}' 2>/dev/null || true)
 fi
 
+# The chat-api container's image line (the one rewritten below).
+image_line='^\(        image: \).*carepath-chat-api:.*$'
+if [[ -n "$image" ]] && ! grep -q "$image_line" "$dir/10-chat-api.yaml"; then
+	echo "deploy-chat: 10-chat-api.yaml has no line '        image: ...carepath-chat-api:TAG' to set CHAT_IMAGE=$image in; change the pattern in $0 to your image's name" >&2
+	exit 2
+fi
+
 set -x
 "$kubectl" apply -f "$dir/00-namespace.yaml"
 if [[ -n "$image" ]]; then
 	# The image line of the chat-api container, and no other.
-	sed "s|^\(        image: \).*carepath-chat-api:.*$|\1$image|" "$dir/10-chat-api.yaml" | "$kubectl" apply -f -
+	sed "s|$image_line|\1$image|" "$dir/10-chat-api.yaml" | "$kubectl" apply -f -
 else
 	"$kubectl" apply -f "$dir/10-chat-api.yaml"
 fi
