@@ -9,7 +9,7 @@
 GO ?= go
 SHELL := /bin/bash
 
-.PHONY: build demo test deps helm test-unit test-e2e test-k8s test-release test-release-linux k8s-bins fuzz generate release image clean
+.PHONY: build demo deploy-chat test deps helm test-unit test-e2e test-k8s test-release test-release-linux k8s-bins fuzz generate release image clean
 
 CONTROLLER_GEN_VERSION := v0.23.0
 
@@ -42,6 +42,12 @@ build:
 
 demo: build
 	bin/ramp demo --chat-api bin/chat-api
+
+# examples/chat-api/kubernetes/ applied to kubectl's current context (ramp installed there
+# first): STRATEGY=rolling|canary|bluegreen, CHAT_IMAGE=<a new model's image>,
+# PROMETHEUS=<address>; see examples/chat-api/kubernetes/README.md.
+deploy-chat: build
+	RAMP=$(CURDIR)/bin/ramp examples/chat-api/kubernetes/deploy-chat.sh
 
 test: k8s-bins helm deps test-unit test-e2e test-k8s test-release-linux fuzz
 

@@ -177,7 +177,9 @@ type ScrapeSelector struct {
 //
 // The query may use template variables: {{rollout}}, {{revision}}, {{role}} (canary,
 // preview or active), {{namespace}}, {{service}}, {{interval}} (the metric's interval, e.g.
-// 30s; 1m without one) and {{args.NAME}}. Spaces inside the braces are allowed.
+// 30s; 1m without one), {{podTemplateHash}} and {{baselinePodTemplateHash}} (the
+// pod-template-hash label of the revision's pods and of the baseline's, Kubernetes mode) and
+// {{args.NAME}}. Spaces inside the braces are allowed.
 type PrometheusMetric struct {
 	// Address is the URL of the Prometheus server, e.g. http://prometheus:9090. Required.
 	Address string `json:"address"`

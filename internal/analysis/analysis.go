@@ -44,6 +44,10 @@ type Target struct {
 	Namespace string
 	// Service is the Kubernetes Service of the revision under analysis. Empty in local mode.
 	Service string
+	// PodTemplateHashes maps a revision number to the pod-template-hash label of its pods
+	// (Kubernetes mode), for {{podTemplateHash}} and {{baselinePodTemplateHash}}. Nil in local
+	// mode; a revision without pods yet has no entry.
+	PodTemplateHashes map[int64]string
 	// Secrets reads the Secrets of Namespace for providers' secret references. Nil in local
 	// mode, where a secret reference is refused.
 	Secrets SecretReader
@@ -163,16 +167,17 @@ func (r *Runner) StepFor(ctx context.Context, now time.Time, on Target, run *v1a
 		run.StartedAt = metav1.NewTime(now)
 	}
 	target := Target{
-		Rollout:   rollout,
-		Namespace: on.Namespace,
-		Service:   on.Service,
-		Secrets:   on.Secrets,
-		Revision:  run.Revision,
-		Baseline:  run.BaselineRevision,
-		Role:      RoleOf(run.Kind),
-		Since:     run.StartedAt.Time,
-		Args:      args,
-		Run:       run.Name,
+		Rollout:           rollout,
+		Namespace:         on.Namespace,
+		Service:           on.Service,
+		Secrets:           on.Secrets,
+		PodTemplateHashes: on.PodTemplateHashes,
+		Revision:          run.Revision,
+		Baseline:          run.BaselineRevision,
+		Role:              RoleOf(run.Kind),
+		Since:             run.StartedAt.Time,
+		Args:              args,
+		Run:               run.Name,
 	}
 
 	for i := range metrics {

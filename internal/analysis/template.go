@@ -13,7 +13,9 @@ import (
 // Expand replaces the template variables in text, as providers do in queries, URLs and
 // bodies: {{rollout}}, {{revision}}, {{baselineRevision}}, {{role}}, {{namespace}},
 // {{service}}, {{interval}} (the metric's interval as a Prometheus duration, e.g. 30s; 1m
-// when it has none) and {{args.NAME}}. Spaces inside the braces are allowed, as Flagger's
+// when it has none), {{podTemplateHash}} and {{baselinePodTemplateHash}} (the
+// pod-template-hash label of the revision's and the baseline's pods, Kubernetes mode) and
+// {{args.NAME}}. Spaces inside the braces are allowed, as Flagger's
 // {{ namespace }}. An unknown variable, a missing argument, or namespace or service when the
 // target has none (local mode) is an error naming it.
 func Expand(text string, m *v1alpha1.Metric, t Target) (string, error) {
@@ -59,6 +61,19 @@ func variable(name string, m *v1alpha1.Metric, t Target) (string, error) {
 			return "", fmt.Errorf("{{%s}} has no value here (local mode has none; pass it as an argument)", name)
 		}
 		return v, nil
+	case "podTemplateHash", "baselinePodTemplateHash":
+		rev := t.Revision
+		if name == "baselinePodTemplateHash" {
+			rev = t.Baseline
+		}
+		if t.PodTemplateHashes == nil {
+			return "", fmt.Errorf("{{%s}} has no value here (local mode has none)", name)
+		}
+		h := t.PodTemplateHashes[rev]
+		if h == "" {
+			return "", fmt.Errorf("{{%s}}: revision %d runs no pods yet", name, rev)
+		}
+		return h, nil
 	case "interval":
 		d, err := Duration(m.Interval)
 		if err != nil {

@@ -10,7 +10,7 @@ import (
 
 func TestExpand(t *testing.T) {
 	target := Target{Rollout: "chat-api", Revision: 3, Baseline: 2, Role: "preview", Namespace: "prod", Service: "chat-api-preview",
-		Args: map[string]string{"service-name": "chat", "empty": ""}}
+		Args: map[string]string{"service-name": "chat", "empty": ""}, PodTemplateHashes: map[int64]string{2: "5d8f9c7b6", 3: "7c9d4f8b5"}}
 	withInterval := v1alpha1.Metric{Interval: secs("90s")}
 	tests := []struct {
 		name, in string
@@ -20,11 +20,13 @@ func TestExpand(t *testing.T) {
 	}{
 		{name: "all variables", in: "{{rollout}} {{revision}} {{baselineRevision}} {{role}} {{namespace}} {{service}} {{interval}} {{args.service-name}}",
 			m: withInterval, want: "chat-api 3 2 preview prod chat-api-preview 90s chat"},
+		{name: "pod-template-hash of the revision and of the baseline", in: `x{pod_template_hash="{{podTemplateHash}}"} / x{pod_template_hash="{{ baselinePodTemplateHash }}"}`,
+			want: `x{pod_template_hash="7c9d4f8b5"} / x{pod_template_hash="5d8f9c7b6"}`},
 		{name: "spaces as in Flagger", in: `{{ namespace }}/{{ args.service-name }}`, want: "prod/chat"},
 		{name: "interval defaults to 1m", in: "[{{interval}}]", want: "[60s]"},
 		{name: "an empty argument", in: "a{{args.empty}}b", want: "ab"},
 		{name: "no variables", in: `rate(x{a="b"}[5m])`, want: `rate(x{a="b"}[5m])`},
-		{name: "unknown variable", in: "{{version}} {{ns}}", wantErr: "template: unknown variable {{version}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, args.NAME; unknown variable {{ns}}"},
+		{name: "unknown variable", in: "{{version}} {{ns}}", wantErr: "template: unknown variable {{version}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, podTemplateHash, baselinePodTemplateHash, args.NAME; unknown variable {{ns}}"},
 		{name: "missing argument", in: "{{args.x}}", wantErr: `template: {{args.x}}: no argument "x"`},
 	}
 	for _, tt := range tests {
@@ -44,6 +46,14 @@ func TestExpand(t *testing.T) {
 	// Local mode has no namespace or service.
 	if _, err := Expand("{{namespace}}", &v1alpha1.Metric{}, Target{}); err == nil || !strings.Contains(err.Error(), "{{namespace}} has no value here") {
 		t.Errorf("namespace in local mode: %v", err)
+	}
+	if _, err := Expand("{{podTemplateHash}}", &v1alpha1.Metric{}, Target{Revision: 1}); err == nil || !strings.Contains(err.Error(), "{{podTemplateHash}} has no value here") {
+		t.Errorf("podTemplateHash in local mode: %v", err)
+	}
+	// A revision whose pods do not exist yet has no hash: an error (the measurement is taken
+	// again), never an empty label value that would select every series without the label.
+	if _, err := Expand("{{podTemplateHash}}", &v1alpha1.Metric{}, Target{Revision: 4, PodTemplateHashes: map[int64]string{3: "x"}}); err == nil || !strings.Contains(err.Error(), "revision 4 runs no pods yet") {
+		t.Errorf("podTemplateHash of a revision without pods: %v", err)
 	}
 }
 

@@ -189,7 +189,15 @@ func (c changedOnly) Forget(namespace, rollout string, runs []v1alpha1.AnalysisR
 }
 
 func (m *mode) Target(ro *v1alpha1.Rollout, kind v1alpha1.AnalysisKind) analysis.Target {
-	return analysis.Target{Rollout: ro.Name, Namespace: ro.Namespace, Service: analysisService(ro, kind), Secrets: m.r.secrets}
+	hashes := map[int64]string{}
+	if m.w != nil {
+		for n, rev := range m.w.byNumber {
+			if h := rev.podHash(); h != "" {
+				hashes[n] = h
+			}
+		}
+	}
+	return analysis.Target{Rollout: ro.Name, Namespace: ro.Namespace, Service: analysisService(ro, kind), Secrets: m.r.secrets, PodTemplateHashes: hashes}
 }
 
 // Template reads and checks an analysis template of ro's namespace.

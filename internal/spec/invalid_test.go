@@ -646,7 +646,7 @@ var invalidCases = []struct {
 		want: []string{
 			`spec.metrics[0].provider.prometheus.address: "prometheus:9090" is not an http:// or https:// URL`,
 			`spec.metrics[0].provider.prometheus.query: "sum(rate(x{svc=\"{{args.service-name}}\", ns=\"{{args.ns}}\", v=\"{{version}}\"}[{{ interval }}]))" uses {{args.ns}}, but the template has no argument "ns"`,
-			`spec.metrics[0].provider.prometheus.query: "sum(rate(x{svc=\"{{args.service-name}}\", ns=\"{{args.ns}}\", v=\"{{version}}\"}[{{ interval }}]))" uses the unknown variable {{version}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, args.NAME`,
+			`spec.metrics[0].provider.prometheus.query: "sum(rate(x{svc=\"{{args.service-name}}\", ns=\"{{args.ns}}\", v=\"{{version}}\"}[{{ interval }}]))" uses the unknown variable {{version}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, podTemplateHash, baselinePodTemplateHash, args.NAME`,
 			"spec.metrics[0].provider.prometheus.rangeQuery.range: 0 must be > 0",
 			"spec.metrics[0].provider.prometheus.rangeQuery.step: -1 must be > 0",
 			`spec.metrics[0].provider.prometheus.rangeQuery.reduce: "mean" is not one of last, avg, min, max, sum`,
@@ -724,7 +724,7 @@ var invalidCases = []struct {
 			"spec.metrics[0].provider.web.body: needs method POST",
 			`spec.metrics[0].provider.web.jsonPath: "$.data[" does not parse: jsonpath: unexpected eof at position 8`,
 			"spec.metrics[0].provider.web.timeout: -2 must be > 0",
-			`spec.metrics[1].provider.web.url: "http://127.0.0.1:9/{{rollouts}}" uses the unknown variable {{rollouts}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, args.NAME`,
+			`spec.metrics[1].provider.web.url: "http://127.0.0.1:9/{{rollouts}}" uses the unknown variable {{rollouts}}; known: rollout, revision, baselineRevision, role, namespace, service, interval, podTemplateHash, baselinePodTemplateHash, args.NAME`,
 			`spec.metrics[1].provider.web.method: "PUT" is not GET or POST`,
 			"spec.metrics[2].provider.web.url: is required",
 		},

@@ -27,7 +27,7 @@ var PrometheusReducers = []string{"last", "avg", "min", "max", "sum"}
 
 // TemplateVariables are the variables providers replace in queries, URLs, bodies, headers and
 // command arguments ({{name}}), besides {{args.NAME}}.
-var TemplateVariables = []string{"rollout", "revision", "baselineRevision", "role", "namespace", "service", "interval"}
+var TemplateVariables = []string{"rollout", "revision", "baselineRevision", "role", "namespace", "service", "interval", "podTemplateHash", "baselinePodTemplateHash"}
 
 // TemplateVar matches a template variable, {{name}} or {{ name }}; group 1 is the name.
 var TemplateVar = regexp.MustCompile(`\{\{\s*([^{}\s]*)\s*\}\}`)

@@ -37,7 +37,6 @@ func Binary(t testing.TB) string {
 // and returns its URL once it is ready.
 func Start(t testing.TB, bin string, targets ...string) string {
 	t.Helper()
-	dir := t.TempDir()
 	quoted := make([]string, len(targets))
 	for i, tg := range targets {
 		quoted[i] = strconv.Quote(tg)
@@ -51,6 +50,14 @@ scrape_configs:
     static_configs:
       - targets: [%s]
 `, strings.Join(quoted, ", "))
+	return StartConfig(t, bin, config)
+}
+
+// StartConfig runs prometheus with the given configuration (prometheus.yml's text) on a free
+// loopback port and returns its URL once it is ready.
+func StartConfig(t testing.TB, bin, config string) string {
+	t.Helper()
+	dir := t.TempDir()
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
