@@ -93,6 +93,11 @@ type RolloutSpec struct {
 	// Proxy tunes ramp's proxy on spec.listen (and the preview listener) in local mode. Nil
 	// means plain HTTP, HTTP/1.1 to the instances, a 5 s connect timeout and no other.
 	Proxy *ProxySpec `json:"proxy,omitempty"`
+
+	// AppMetrics names the app's own Prometheus series (and kube-state-metrics' and
+	// cAdvisor's) that Kubernetes mode reads for the builtin metrics and the judge. Nil means
+	// none: only a router that exports request metrics (istio, nginx) feeds them.
+	AppMetrics *AppMetrics `json:"appMetrics,omitempty"`
 }
 
 // ProxySpec tunes ramp's local-mode proxy for one rollout.
