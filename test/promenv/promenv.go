@@ -37,20 +37,31 @@ func Binary(t testing.TB) string {
 // and returns its URL once it is ready.
 func Start(t testing.TB, bin string, targets ...string) string {
 	t.Helper()
-	dir := t.TempDir()
 	quoted := make([]string, len(targets))
 	for i, tg := range targets {
 		quoted[i] = strconv.Quote(tg)
 	}
-	config := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
+	return StartConfig(t, bin, fmt.Sprintf(`scrape_configs:
   - job_name: ramp-test
     static_configs:
       - targets: [%s]
-`, strings.Join(quoted, ", "))
+`, strings.Join(quoted, ", ")))
+}
+
+// Global is the global section of every test Prometheus's configuration: a scrape and an
+// evaluation every second.
+const Global = `global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+`
+
+// StartConfig runs prometheus with Global and scrapeConfigs (a scrape_configs section, and
+// any other but global) on a free loopback port, and returns its URL once it is ready.
+func StartConfig(t testing.TB, bin, scrapeConfigs string) string {
+	t.Helper()
+	dir := t.TempDir()
+	config := Global + scrapeConfigs
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
