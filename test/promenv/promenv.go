@@ -105,6 +105,9 @@ func StartConfig(t testing.TB, bin, scrapeConfigs string) string {
 				ready = resp.StatusCode == 200
 				resp.Body.Close()
 			}
+			// Another test's Prometheus may have taken the port between FreeAddr and the
+			// bind (this one then exits): ready only when the one answering is ours.
+			ready = ready && ownsPort(base, filepath.Join(dir, "data"))
 		}
 		if ready {
 			t.Cleanup(stop)
@@ -151,4 +154,17 @@ func WaitScrapes(t testing.TB, addr string, n int, timeout time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond) // poll
 	}
+}
+
+// ownsPort reports whether the Prometheus at base is the one whose data lives in dataDir.
+func ownsPort(base, dataDir string) bool {
+	resp, err := http.Get(base + "/api/v1/status/flags")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data map[string]string `json:"data"`
+	}
+	return json.NewDecoder(resp.Body).Decode(&body) == nil && body.Data["storage.tsdb.path"] == dataDir
 }
