@@ -73,7 +73,7 @@ func (p *standIn) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	code := http.StatusOK
-	if n%100 < b.errorsPer100 {
+	if (n*b.errorsPer100)%100 < b.errorsPer100 { // spread evenly: 50 per 100 is every other one
 		code = http.StatusInternalServerError
 	}
 	w.WriteHeader(code)
@@ -84,7 +84,7 @@ func (p *standIn) serve(w http.ResponseWriter, r *http.Request) {
 	p.ttft.Observe(time.Since(start).Seconds())
 	if code == http.StatusOK {
 		outcome := "success"
-		if p.answered.Add(1)%100 < b.failedPer100 {
+		if (p.answered.Add(1)*b.failedPer100)%100 < b.failedPer100 {
 			outcome = "failed"
 		}
 		p.triage.WithLabelValues(outcome).Inc()
