@@ -101,8 +101,12 @@ func (s Selector) Restarts() string {
 // CPU and Memory are the selectors of the revision's containers' CPU seconds and working
 // set (cAdvisor), without the pod's own cgroup (container="") and pause container; empty
 // without app series.
-func (s Selector) CPU() string    { return s.container(func(a spec.AppMetricsSettings) string { return a.CPU }) }
-func (s Selector) Memory() string { return s.container(func(a spec.AppMetricsSettings) string { return a.Memory }) }
+func (s Selector) CPU() string {
+	return s.container(func(a spec.AppMetricsSettings) string { return a.CPU })
+}
+func (s Selector) Memory() string {
+	return s.container(func(a spec.AppMetricsSettings) string { return a.Memory })
+}
 
 func (s Selector) container(name func(spec.AppMetricsSettings) string) string {
 	if s.App == nil {

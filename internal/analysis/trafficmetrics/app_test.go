@@ -6,6 +6,7 @@ import (
 	"math"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -322,6 +323,41 @@ func TestAppRealPrometheus(t *testing.T) {
 				t.Errorf("%s canary: %s %s; want %q in it", hash, r.Phase, r.Message, want)
 			}
 			t.Logf("%s: %s", hash, r.Message)
+		}
+	})
+}
+
+// FuzzThresholdOf: whatever buckets Prometheus gives (le labels parsed as numbers, in any
+// order, counts of any size), the threshold is one of their finite bounds at or above the
+// floor, none, or never, without a panic.
+func FuzzThresholdOf(f *testing.F) {
+	f.Add("0.05 0.1 0.25 0.5 +Inf", "10 90 98 100 100", int64(100))
+	f.Add("1 +Inf", "60 100", int64(0))
+	f.Add("NaN -1 +Inf", "1 2 3", int64(5))
+	f.Fuzz(func(t *testing.T, les, counts string, floorMs int64) {
+		ls, cs := strings.Fields(les), strings.Fields(counts)
+		var bs []bucket
+		for i := range min(len(ls), len(cs)) {
+			b, err1 := strconv.ParseFloat(ls[i], 64)
+			c, err2 := strconv.ParseFloat(cs[i], 64)
+			if err1 != nil || err2 != nil {
+				continue
+			}
+			bs = append(bs, bucket{le: ls[i], bound: b, count: c})
+		}
+		floor := time.Duration(floorMs%10000) * time.Millisecond
+		th := thresholdOf(bs, 1, floor)
+		if th.LE == "" {
+			return
+		}
+		ok := false
+		for _, b := range bs {
+			if b.le == th.LE && !math.IsInf(b.bound, 1) {
+				ok = true
+			}
+		}
+		if !ok || th.Never != "" || (floor > 0 && th.Bound < floor-time.Millisecond) {
+			t.Fatalf("threshold %+v of %v (floor %s)", th, bs, floor)
 		}
 	})
 }

@@ -267,6 +267,8 @@ type bucket struct {
 // they hold fewer than thresholdMinRequests observations; else the smallest bucket bound
 // at or above their p95 (interpolated in its bucket, as histogram_quantile does) plus floor.
 func thresholdOf(bs []bucket, scale float64, floor time.Duration) Threshold {
+	// Durations are not negative: a bound below 0 (or not a number) is no bucket of them.
+	bs = slices.DeleteFunc(slices.Clone(bs), func(b bucket) bool { return !(b.bound >= 0) })
 	sort.Slice(bs, func(i, j int) bool { return bs[i].bound < bs[j].bound })
 	if len(bs) == 0 || !math.IsInf(bs[len(bs)-1].bound, 1) {
 		return Threshold{}
