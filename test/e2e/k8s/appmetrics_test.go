@@ -448,6 +448,18 @@ func TestAppMetrics(t *testing.T) {
 					// would come a scrape later.
 				}
 				if tc.want == "" {
+					// While the analysis step runs, the judge watches the canary on every
+					// metric, each fed from the app's series.
+					eventually(t, 60*time.Second, "the judge fed on every metric", func(ctx context.Context) error {
+						ro, err := s.rollout(ctx)
+						if err != nil {
+							return err
+						}
+						if ro.Status.StableRevision == 2 {
+							return final{fmt.Errorf("promoted before the judge was seen fed: %+v", ro.Status.Analysis)}
+						}
+						return judgeFed(ro)
+					})
 					got := s.waitPhase(v1alpha1.PhaseHealthy, 2, 3*time.Minute)
 					mu.Lock()
 					timings[tc.name] = time.Since(from)
@@ -472,12 +484,40 @@ func TestAppMetrics(t *testing.T) {
 	t.Logf("run time %s", time.Since(began).Round(time.Second))
 }
 
+// judgeFed says what the rollout's judge run lacks: a run, every metric, slices fed to each,
+// and the latency threshold in its message.
+func judgeFed(ro *v1alpha1.Rollout) error {
+	for _, a := range ro.Status.Analysis {
+		if a.Kind != v1alpha1.AnalysisKindJudge {
+			continue
+		}
+		var names []string
+		for _, m := range a.Metrics {
+			names = append(names, m.Name)
+			if m.Phase == v1alpha1.AnalysisFailed {
+				return final{fmt.Errorf("judge metric %s failed: %s", m.Name, m.Message)}
+			}
+			if m.Count == 0 {
+				return fmt.Errorf("judge metric %s not fed yet: %s", m.Name, m.Message)
+			}
+		}
+		if got := strings.Join(names, ","); got != "error-rate,latency,first-token,triage" {
+			return fmt.Errorf("judge metrics %s; want error-rate,latency,first-token,triage", got)
+		}
+		if !strings.Contains(a.Message, "latency over 250ms (stable's p95 + 100ms)") {
+			return fmt.Errorf("judge run %s: %s; want the latency threshold in it", a.Phase, a.Message)
+		}
+		return nil
+	}
+	return fmt.Errorf("no judge run in %+v", ro.Status.Analysis)
+}
+
 // createAppChecks makes the analysis template of the healthy canary: every builtin metric
 // that the app's series, kube-state-metrics' and cAdvisor's answer.
 func createAppChecks(t *testing.T, s *scenario) {
 	t.Helper()
 	metric := func(name, cond string) v1alpha1.Metric {
-		return v1alpha1.Metric{Name: name, Interval: ptr(intstr.FromString("2s")), Count: ptr(int32(3)), SuccessCondition: cond,
+		return v1alpha1.Metric{Name: name, Interval: ptr(intstr.FromString("2s")), Count: ptr(int32(6)), SuccessCondition: cond,
 			Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: name}}}
 	}
 	at := &v1alpha1.AnalysisTemplate{
