@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"sync"
@@ -391,15 +392,18 @@ func TestAppMetrics(t *testing.T) {
 			steps  []v1alpha1.CanaryStep
 			// restart restarts a canary pod once the canary is paused at its step.
 			restart bool
-			// want is in the status message of the abort; empty means the canary is promoted.
+			// want matches the status message of the abort (a regular expression); empty
+			// means the canary is promoted.
 			want string
 		}{
 			{name: "healthy", canary: healthy, steps: []v1alpha1.CanaryStep{{SetWeight: ptr(int32(34))},
 				{Analysis: &v1alpha1.RolloutAnalysis{Templates: []v1alpha1.AnalysisTemplateRef{{TemplateName: "app-checks"}}}}}},
-			{name: "errors", canary: behaviour{errorsPer100: 50}, steps: paused, want: "analysis judge-2 failed: error-rate: canary worse than stable"},
-			{name: "latency", canary: behaviour{delay: 400 * time.Millisecond}, steps: paused, want: "analysis judge-2 failed: latency over 250ms (stable's p95 + 100ms): canary worse than stable"},
-			{name: "business", canary: behaviour{failedPer100: 50}, steps: paused, want: "analysis judge-2 failed: triage: canary worse than stable"},
-			{name: "restarts", canary: healthy, steps: paused, restart: true, want: "revision 2 exited unexpectedly: instance "},
+			{name: "errors", canary: behaviour{errorsPer100: 50}, steps: paused, want: `analysis judge-2 failed: error-rate: canary worse than stable: canary \d+ errors in \d+`},
+			// The threshold is a bucket bound (250ms, or 500ms on a machine so loaded that
+			// stable's p95 passes 150ms): the canary's 1s answers are slow either way.
+			{name: "latency", canary: behaviour{delay: time.Second}, steps: paused, want: `analysis judge-2 failed: latency over (250|500)ms \(stable's p95 \+ 100ms\): canary worse than stable: canary \d+ slow requests`},
+			{name: "business", canary: behaviour{failedPer100: 50}, steps: paused, want: `analysis judge-2 failed: triage: canary worse than stable: canary \d+ chat_triage_total\{outcome="failed"\}`},
+			{name: "restarts", canary: healthy, steps: paused, restart: true, want: `revision 2 exited unexpectedly: instance chat-api-\w+-\w{5} container chat-api exited with status 137 \(OOMKilled\)`},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
 				t.Parallel()
@@ -471,8 +475,8 @@ func TestAppMetrics(t *testing.T) {
 				mu.Lock()
 				timings[tc.name] = time.Since(from)
 				mu.Unlock()
-				if !strings.Contains(got.Status.Message, tc.want) {
-					t.Errorf("status message %q lacks %q", got.Status.Message, tc.want)
+				if !regexp.MustCompile(tc.want).MatchString(got.Status.Message) {
+					t.Errorf("status message %q does not match %q", got.Status.Message, tc.want)
 				}
 				t.Logf("aborted %s after the change: %s", time.Since(from).Round(time.Second), got.Status.Message)
 			})
@@ -504,7 +508,7 @@ func judgeFed(ro *v1alpha1.Rollout) error {
 		if got := strings.Join(names, ","); got != "error-rate,latency,first-token,triage" {
 			return fmt.Errorf("judge metrics %s; want error-rate,latency,first-token,triage", got)
 		}
-		if !strings.Contains(a.Message, "latency over 250ms (stable's p95 + 100ms)") {
+		if !strings.Contains(a.Message, "(stable's p95 + 100ms)") {
 			return fmt.Errorf("judge run %s: %s; want the latency threshold in it", a.Phase, a.Message)
 		}
 		return nil
