@@ -52,15 +52,17 @@ test-release-linux:
 	$(MAKE) test-release RELEASE_PLATFORMS="linux/amd64 linux/arm64"
 
 # What the tests need on the machine: Debian's prometheus (the prometheus analysis provider is
-# tested against a real one). Quick when it is already installed.
+# tested against a real one) and Debian's chromium (the dashboard's browser test drives it
+# headless). Quick when they are already installed.
 deps:
 	bash test/tools/prometheus.sh
+	bash test/tools/chromium.sh
 
 test-unit: deps helm
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 15m $$($(GO) list ./... | grep -v /test/e2e)
 
-test-e2e:
+test-e2e: deps
 	$(GO) test -count=1 -timeout 20m ./test/e2e/
 
 # Builds etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kubectl and kwok at pinned

@@ -98,6 +98,10 @@ type RolloutSpec struct {
 	// cAdvisor's) that Kubernetes mode reads for the builtin metrics and the judge. Nil means
 	// none: only a router that exports request metrics (istio, nginx) feeds them.
 	AppMetrics *AppMetrics `json:"appMetrics,omitempty"`
+
+	// Webhooks are gate webhooks called at points of a rollout (before it starts, before a
+	// weight increase, before and after promotion, on rollback). Empty means none.
+	Webhooks []Webhook `json:"webhooks,omitempty"`
 }
 
 // ProxySpec tunes ramp's local-mode proxy for one rollout.

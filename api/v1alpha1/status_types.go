@@ -110,6 +110,10 @@ type RolloutStatus struct {
 	// Analysis holds the analysis runs the engine wants running, and their last results.
 	Analysis []AnalysisRunStatus `json:"analysis,omitempty"`
 
+	// Gates are the gate webhooks of the revision under way (and of the last promotion or
+	// abort) and their last answers.
+	Gates []GateStatus `json:"gates,omitempty"`
+
 	// Conditions are Kubernetes mode's standard conditions (types Valid, ReferencesFound,
 	// Reconciled, Progressing, Healthy); local mode leaves them empty.
 	// +listType=map
@@ -168,6 +172,9 @@ const (
 	PauseReasonBlueGreen    PauseReason = "BlueGreenPause"
 	// PauseReasonRollingUpdate holds a rolling update at spec.strategy.rollingUpdate.pause.
 	PauseReasonRollingUpdate PauseReason = "RollingUpdatePause"
+	// PauseReasonGate holds the rollout at a gate webhook (spec.webhooks) that has not
+	// answered 2xx.
+	PauseReasonGate PauseReason = "GateWebhook"
 )
 
 // PauseCondition records one reason to wait.

@@ -39,6 +39,8 @@ type fakeBackend struct {
 	calls  []string
 	// undo is what Undo answers; zero means a new revision 3 from revision 1.
 	undo control.UndoResult
+	// getErrs[i] non-nil makes the i-th Get of a rollout fail with it.
+	getErrs []error
 }
 
 func (f *fakeBackend) Get(ctx context.Context, name string) (*v1alpha1.Rollout, error) {
@@ -48,8 +50,12 @@ func (f *fakeBackend) Get(ctx context.Context, name string) (*v1alpha1.Rollout, 
 	if !ok {
 		return nil, fmt.Errorf("rollout %s: %w", name, control.ErrNotFound)
 	}
-	i := min(f.gets[name], len(states)-1)
+	n := f.gets[name]
 	f.gets[name]++
+	if n < len(f.getErrs) && f.getErrs[n] != nil {
+		return nil, f.getErrs[n]
+	}
+	i := min(n, len(states)-1)
 	r := states[i]
 	return &r, nil
 }

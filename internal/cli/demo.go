@@ -119,6 +119,7 @@ func (a *app) demo(ctx context.Context, file, chatAPI string, rps int) error {
 	}
 	c.Token = strings.TrimSpace(string(tok))
 	say("ramp is up: chat traffic on http://%s, control API on http://%s", listen, apiAddr)
+	say("dashboard: http://%s%s (its buttons need the token of %s)", apiAddr, server.DashboardPath, filepath.Join(stateDir, local.TokenFile))
 
 	// watch prints the rollout's progress until revision rev is stable or aborted.
 	watch := func(what string, rev int64) (*v1alpha1.Rollout, error) {

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	"ramp.dev/ramp/api/v1alpha1"
@@ -107,6 +108,10 @@ func describeProgress(r *v1alpha1.Rollout) (string, progress) {
 		return fmt.Sprintf("rollout %q is degraded: %s", name, msg), progressDegraded
 	}
 	detail := progressDetail(r)
+	if st.Phase == v1alpha1.PhasePaused && slices.ContainsFunc(st.PauseConditions, func(c v1alpha1.PauseCondition) bool { return c.Reason == v1alpha1.PauseReasonGate }) {
+		// A gate webhook holds it: promote and resume do not skip a gate; its 2xx does.
+		return fmt.Sprintf("Rollout %s held by a gate webhook: %s", name, st.Message), progressWaiting
+	}
 	if st.Phase == v1alpha1.PhasePaused {
 		reason := "paused"
 		if len(st.PauseConditions) > 0 {

@@ -62,6 +62,10 @@ type app struct {
 	// ticker paces get --watch; nil means realTicker.
 	ticker func(time.Duration) (wait func(context.Context) error, stop func())
 
+	// dashboardBackend is what `ramp dashboard` serves in Kubernetes mode; nil means the
+	// cluster's (kubeCommands).
+	dashboardBackend func() (control.Control, error)
+
 	// plugin is set when ramp runs as kubectl-ramp: Kubernetes mode by default.
 	plugin bool
 
@@ -192,7 +196,7 @@ Global settings, in order of precedence:
 	root.AddCommand(
 		a.upCmd(), a.serveCmd(), a.applyCmd(), a.getCmd(), a.statusCmd(),
 		a.promoteCmd(), a.pauseCmd(), a.resumeCmd(), a.abortCmd(), a.retryCmd(), a.undoCmd(), a.restartCmd(),
-		a.historyCmd(), a.eventsCmd(), a.lintCmd(), a.demoCmd(), a.controllerCmd(),
+		a.historyCmd(), a.eventsCmd(), a.lintCmd(), a.demoCmd(), a.controllerCmd(), a.dashboardCmd(),
 		a.versionCmd(), a.completionCmd(),
 	)
 	if a.plugin {

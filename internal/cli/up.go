@@ -40,9 +40,11 @@ func (a *app) upCmd() *cobra.Command {
 put ramp's proxy in front of them, serve the control API, and apply FILE once everything is
 up. Stop with Ctrl-C (SIGINT) or SIGTERM. Only one ramp may use a state directory at a time.
 
-Every call of the control API (but GET /healthz and /metrics) needs the token in
-<state-dir>/token, reads included, and the API answers only requests whose Host (and Origin,
-if any) names its own address or a name of --api-allowed-hosts.`,
+Every call of the control API (but GET /healthz, /metrics and the dashboard's page and read
+API) needs the token in <state-dir>/token, reads included, and the API answers only requests
+whose Host (and Origin, if any) names its own address or a name of --api-allowed-hosts. The
+web dashboard is at the API's /dashboard/ (ramp up prints its address): read-only until it is
+given the token.`,
 		Example: `  ramp up -f chat-api.yaml
   ramp up -f chat-api.yaml --api-addr 127.0.0.1:7171 --state-dir /var/lib/ramp
   ramp up -f chat-api.yaml --api-allowed-hosts ramp.internal`,

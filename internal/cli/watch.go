@@ -63,6 +63,9 @@ func realTicker(d time.Duration) (wait func(ctx context.Context) error, stop fun
 	}, t.Stop
 }
 
+// watchMaxFailures is how many polls in a row may fail before get --watch gives up.
+const watchMaxFailures = 5
+
 // watchGet redraws `get` every interval until ctx ends (Ctrl-C), which is not an error.
 // fetch returns the rollouts to show. On a terminal the frame is redrawn in place; otherwise
 // a block headed by a timestamp is written each time the rollouts change (ages aside).
@@ -78,19 +81,34 @@ func (a *app) watchGet(ctx context.Context, fetch func(context.Context) ([]v1alp
 	if tty && a.termWidth != nil {
 		width = a.termWidth(a.stdout)
 	}
-	lines := 0 // lines of the frame on screen
-	last := "" // the last block written, without ages, off a terminal
+	lines := 0                   // lines of the frame on screen
+	last := ""                   // the last block written, without ages, off a terminal
+	var shown []v1alpha1.Rollout // the last rollouts fetched
+	failed := 0                  // polls failed in a row
 	for {
 		rs, err := fetch(ctx)
 		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
-			return err
+			// The first poll's error (a rollout that does not exist, no server) ends the
+			// watch at once; a later one (a restarting controller, an API server hiccup) is
+			// shown and polled again, up to watchMaxFailures in a row.
+			failed++
+			if shown == nil || failed >= watchMaxFailures {
+				return err
+			}
+			rs = shown
+		} else {
+			shown, failed = rs, 0
 		}
 		now := a.now()
+		note := ""
+		if err != nil {
+			note = fmt.Sprintf("error: %s (poll %d of %d failed in a row; retrying)\n", err, failed, watchMaxFailures)
+		}
 		if tty {
-			frame := a.watchFrame(rs, one, wide, namespaces, now)
+			frame := a.watchFrame(rs, one, wide, namespaces, now) + note
 			header := fmt.Sprintf("Every %s: ramp get --watch (Ctrl-C to stop)   %s", interval, now.UTC().Format(time.RFC3339))
 			body := strings.Split(strings.TrimSuffix(header+"\n"+frame, "\n"), "\n")
 			var b strings.Builder
@@ -105,8 +123,8 @@ func (a *app) watchGet(ctx context.Context, fetch func(context.Context) ([]v1alp
 				return err
 			}
 			lines = len(body)
-		} else if key := a.watchFrame(rs, one, wide, namespaces, time.Time{}); key != last {
-			frame := a.watchFrame(rs, one, wide, namespaces, now)
+		} else if key := a.watchFrame(rs, one, wide, namespaces, time.Time{}) + note; key != last {
+			frame := a.watchFrame(rs, one, wide, namespaces, now) + note
 			if _, err := fmt.Fprintf(a.stdout, "--- %s\n%s", now.UTC().Format(time.RFC3339), frame); err != nil {
 				return err
 			}

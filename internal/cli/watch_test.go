@@ -3,6 +3,7 @@ package cli
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"strings"
 	"testing"
@@ -183,5 +184,37 @@ func TestGetWatchRefusals(t *testing.T) {
 		if code != 1 || !strings.Contains(errOut, tc.want) || out != "" {
 			t.Errorf("%v: code %d, stdout %q, stderr %q; want %q", tc.args, code, out, errOut, tc.want)
 		}
+	}
+}
+
+func TestGetWatchRidesOutFailedPolls(t *testing.T) {
+	h := newHarness(t, watchStates())
+	h.fb.getErrs = []error{nil, errors.New("etcd request timed out")}
+	code, out, errOut := runWatch(t, h, false, 4, "get", "chat-api", "--watch", "--interval", "2s")
+	if code != 0 {
+		t.Fatalf("get --watch: code %d, stderr %q", code, errOut)
+	}
+	blocks := strings.Split(out, "--- ")[1:]
+	if len(blocks) != 3 {
+		t.Fatalf("want 3 blocks (first state, the failed poll, the new state), got %d:\n%s", len(blocks), out)
+	}
+	if !strings.HasPrefix(blocks[1], "2026-01-01T12:00:02Z") || !strings.Contains(blocks[1], "etcd request timed out") || !strings.Contains(blocks[1], "(poll 1 of 5 failed in a row; retrying)") || !strings.Contains(blocks[1], "3/8    25%") {
+		t.Errorf("the failed poll's block shows the last rollout and the error:\n%s", blocks[1])
+	}
+	if !strings.Contains(blocks[2], "4/8    50%") || strings.Contains(blocks[2], "error:") {
+		t.Errorf("the next poll's block shows the new state and no error:\n%s", blocks[2])
+	}
+}
+
+func TestGetWatchGivesUpAfterFailedPollsInARow(t *testing.T) {
+	h := newHarness(t, watchStates())
+	fail := errors.New("connection refused")
+	h.fb.getErrs = []error{nil, fail, fail, fail, fail, fail, fail}
+	code, out, errOut := runWatch(t, h, false, 20, "get", "chat-api", "--watch")
+	if code != 1 || !strings.Contains(errOut, "connection refused") {
+		t.Fatalf("get --watch: code %d, stderr %q; want 1 and the error", code, errOut)
+	}
+	if n := strings.Count(out, "failed in a row; retrying"); n != 4 {
+		t.Errorf("want 4 retried polls shown before giving up at the 5th, got %d:\n%s", n, out)
 	}
 }

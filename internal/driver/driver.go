@@ -73,6 +73,7 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 		return Result{}, err
 	}
 	next := RunAnalysis(ctx, m, now, r)
+	mergeGates(m, r)
 
 	if in.Rollout == nil {
 		in.Rollout = r
@@ -85,6 +86,7 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	if err := m.CarryOut(ctx, r, out); err != nil {
 		return Result{}, err
 	}
+	next = earliest(next, callGates(ctx, m, r, now, out.Gates))
 
 	// Then record the decision, so the status never shows what the world does not do yet.
 	after, err := json.Marshal(r.Status)
@@ -112,6 +114,7 @@ func Step(ctx context.Context, m Mode, r *v1alpha1.Rollout, now time.Time) (Resu
 	// Prune when the status changed: what is in use is read off the status, and a revision
 	// leaves it after its promotion as its instances go (Kubernetes mode's hand-over).
 	if res.Changed {
+		forgetGates(m, r)
 		if err := prune(ctx, m, r); err != nil {
 			return res, err
 		}

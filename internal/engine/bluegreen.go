@@ -51,6 +51,9 @@ func (d *decision) blueGreen() {
 		d.st.ReadyTime = &now
 		d.event(EventNormal, "PreviewReady", fmt.Sprintf("preview revision %d is ready", rev))
 	}
+	if open, _ := d.gate(fmt.Sprintf("preview revision %d is analysed and switched to", rev), nil, 0, v1alpha1.WebhookPreRollout); !open {
+		return // held, or aborted
+	}
 
 	if bg.PrePromotionAnalysis != nil && !d.st.PromoteFull {
 		run := d.ensureRun(v1alpha1.AnalysisKindPrePromote, nil, *bg.PrePromotionAnalysis, stable)
@@ -88,6 +91,10 @@ func (d *decision) blueGreen() {
 	if _, avail := d.counts(rev); avail < d.replicas {
 		d.st.Message = fmt.Sprintf("scaling preview revision %d before the switch: %d/%d instances available", rev, avail, d.replicas)
 		return
+	}
+	// The switch is a blue-green rollout's one traffic increase and its promotion.
+	if open, _ := d.gate(fmt.Sprintf("the switch to revision %d", rev), nil, 100, v1alpha1.WebhookConfirmTrafficIncrease, v1alpha1.WebhookConfirmPromotion); !open {
+		return // held, or aborted
 	}
 	if failing {
 		d.st.Message = d.trafficWaitMessage(fmt.Sprintf("the switch to revision %d", rev))

@@ -29,6 +29,9 @@ func (d *decision) canary() {
 	if aborted {
 		return
 	}
+	if d.preRolloutHeld() {
+		return
+	}
 	if d.st.PromoteFull && !failing {
 		if idx < len(steps) {
 			d.event(EventNormal, "PromotedFull", fmt.Sprintf("revision %d promoted past all remaining steps", rev))
@@ -62,8 +65,8 @@ func (d *decision) canary() {
 		if aborted {
 			return
 		}
-		if failing {
-			break // a promote waits too
+		if failing || d.gated {
+			break // a promote waits too; it never skips a gate
 		}
 		if !done && d.st.Promote {
 			d.st.Promote = false
@@ -128,6 +131,9 @@ func (d *decision) canary() {
 		d.st.Message = fmt.Sprintf("promoting revision %d: %d/%d instances available", rev, avail, d.replicas)
 		return
 	}
+	if open, _ := d.gate(fmt.Sprintf("promoting revision %d", rev), nil, d.st.CanaryWeight, v1alpha1.WebhookConfirmPromotion); !open {
+		return // held, or aborted
+	}
 	d.promote(rev)
 }
 
@@ -157,6 +163,7 @@ func (d *decision) promote(rev int64) {
 		msg += fmt.Sprintf("; revision %d stays warm until %s (watch window)", old, w.Until.UTC().Format(time.RFC3339))
 	}
 	d.event(EventNormal, "RolloutCompleted", msg)
+	d.inform(v1alpha1.WebhookPostRollout, rev)
 	d.healthy()
 	d.watchNote()
 }
@@ -166,6 +173,15 @@ func (d *decision) canaryStep(idx int, step v1alpha1.CanaryStep) (done, aborted 
 	rev := d.newRev
 	switch {
 	case step.SetWeight != nil:
+		if w := *step.SetWeight; w > d.st.CanaryWeight {
+			i := int32(idx)
+			what := fmt.Sprintf("step %d/%d sets the canary weight from %d%% to %d%%", idx+1, len(d.spec.Strategy.Canary.Steps), d.st.CanaryWeight, w)
+			open, aborted := d.gate(what, &i, w, v1alpha1.WebhookConfirmTrafficIncrease)
+			if aborted || !open {
+				d.gated = !aborted
+				return false, aborted
+			}
+		}
 		d.st.CanaryWeight = *step.SetWeight
 		_, avail := d.counts(rev)
 		return avail >= d.canaryDesired() && d.weightHeld(*step.SetWeight), false

@@ -91,6 +91,7 @@ func Retry(r *v1alpha1.Rollout, now time.Time) error {
 		st.ActiveRevision = st.StableRevision
 	}
 	st.Analysis = nil
+	st.Gates = KeepUnansweredCalls(st.Gates) // the retry asks its gates again
 	t := metav1.NewTime(now)
 	st.LastProgressTime = &t
 	return nil

@@ -51,6 +51,9 @@ type decision struct {
 	progressed bool
 	// warm counts, per revision, the instances Scale keeps running out of rotation.
 	warm map[int64]int32
+	// gated is set when a gate webhook holds the canary step being run, gateWaiting when
+	// any gate holds the rollout.
+	gated, gateWaiting bool
 }
 
 func (d *decision) run() {
@@ -103,6 +106,10 @@ func (d *decision) steady() {
 	}
 	runs := d.st.Analysis
 	d.resetProgress()
+	// The gates of the stable revision stay to be seen, and calls still owed are made.
+	d.st.Gates = slices.DeleteFunc(d.st.Gates, func(g v1alpha1.GateStatus) bool {
+		return g.Revision != stable && (g.Type.Blocking() || g.Phase != v1alpha1.GatePending)
+	})
 	for _, r := range runs {
 		if r.Revision == stable && (r.Phase.Completed() || r.Kind == v1alpha1.AnalysisKindWatch) {
 			d.st.Analysis = append(d.st.Analysis, r)
@@ -219,6 +226,8 @@ func (d *decision) start(rev int64, replacesAborted bool) {
 		d.event(EventNormal, "RolloutRestarted", fmt.Sprintf("revision %d replaces revision %d, which was still rolling out", rev, old))
 	}
 	d.resetProgress()
+	// A new revision asks its gates afresh.
+	d.st.Gates = KeepUnansweredCalls(d.st.Gates)
 	d.st.Watch = nil // the new revision is compared with the stable one, not the one before
 	now := metav1.NewTime(d.now)
 	d.st.StepStartTime = &now
@@ -251,6 +260,7 @@ func (d *decision) abort(reason string) {
 func (d *decision) aborted() {
 	stable := d.st.StableRevision
 	d.st.Phase = v1alpha1.PhaseDegraded
+	d.inform(v1alpha1.WebhookRollback, d.st.AbortedRevision)
 	if stable == 0 {
 		// Nothing to go back to: the first revision keeps what it has.
 		d.out.Scale = map[int64]int32{d.newRev: d.replicas}
@@ -578,6 +588,7 @@ func (d *decision) finish() {
 	d.observeWeight()
 	d.st.Revisions = d.revisionStatuses()
 	d.st.Step = d.stepText()
+	d.endGatePause()
 	if d.st.Phase != v1alpha1.PhaseDegraded && d.st.Phase != v1alpha1.PhaseHealthy {
 		if d.isPaused() {
 			d.st.Phase = v1alpha1.PhasePaused
@@ -588,6 +599,7 @@ func (d *decision) finish() {
 			d.st.Phase = v1alpha1.PhaseProgressing
 		}
 	}
+	d.finishGates()
 }
 
 // mirror copies requests to the canary while it runs, as spec.strategy.canary.mirror says.

@@ -33,6 +33,13 @@ func (d *decision) rolling() {
 			return
 		}
 	}
+	// pre-rollout: while it holds, the update is paused before its first new instance (the
+	// paused path below changes no instance count).
+	if prev, _ := d.prevDesired(rev); prev == 0 {
+		if _, aborted := d.gate(fmt.Sprintf("the rolling update to revision %d starts", rev), nil, 0, v1alpha1.WebhookPreRollout); aborted {
+			return
+		}
+	}
 
 	// The old revisions: everything but rev that was desired last time or still runs.
 	olds := map[int64]int32{}
@@ -140,7 +147,7 @@ func (d *decision) rolling() {
 		d.promote(rev)
 		return
 	}
-	if !slices.ContainsFunc(d.st.PauseConditions, func(c v1alpha1.PauseCondition) bool { return c.Reason == v1alpha1.PauseReasonRollingUpdate }) {
+	if !d.gateWaiting && !slices.ContainsFunc(d.st.PauseConditions, func(c v1alpha1.PauseCondition) bool { return c.Reason == v1alpha1.PauseReasonRollingUpdate }) {
 		d.st.Message = fmt.Sprintf("rolling update to revision %d: %d/%d new instances available, %d old left", rev, newAvail, n, oldLeft)
 	}
 }

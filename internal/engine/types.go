@@ -149,6 +149,9 @@ type Output struct {
 	Routes Routes
 	// Events happened in this decision, oldest first.
 	Events []Event
+	// Gates are the gate webhooks (spec.webhooks) to call now; the driver calls them off the
+	// decision loop and writes their answers into status.gates. Nil means none.
+	Gates []GateCall
 	// Requeue is when the engine next wants to decide even if nothing is observed to
 	// change (a pause ending, a deadline passing); zero means no such time.
 	Requeue time.Time

@@ -61,6 +61,7 @@ func (r *Reconciler) setupMeasurements(mgr manager.Manager) (source.Source, erro
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
 		<-ctx.Done()
 		r.measure.stop()
+		r.gates.Close()
 		return nil
 	})); err != nil {
 		return nil, err
@@ -70,4 +71,7 @@ func (r *Reconciler) setupMeasurements(mgr manager.Manager) (source.Source, erro
 
 // Close stops the analysis measurements in flight. A Reconciler that SetupWithManager
 // registered is closed when its manager stops.
-func (r *Reconciler) Close() { r.measure.stop() }
+func (r *Reconciler) Close() {
+	r.measure.stop()
+	r.gates.Close()
+}

@@ -85,6 +85,7 @@ func (r *Reconciler) workloadGone(ctx context.Context, ro *v1alpha1.Rollout, bef
 	name := ro.Spec.WorkloadRef.Name
 	missing := fmt.Sprintf("deployment %s not found in namespace %s", name, ro.Namespace)
 	r.measure.Forget(ro.Namespace, ro.Name, nil)
+	r.gates.Forget(ro.Namespace, ro.Name, nil)
 	r.exits.forget(rolloutKey(ro))
 	var events []engine.Event
 	if rev := engine.InProgress(ro); engine.AbortFor(ro, fmt.Sprintf("deployment %s was deleted during the rollout of revision %d", name, rev)) {

@@ -29,6 +29,7 @@ import (
 	"ramp.dev/ramp/internal/analysis/trafficmetrics"
 	"ramp.dev/ramp/internal/driver"
 	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/gate"
 	"ramp.dev/ramp/internal/rampmetrics"
 )
 
@@ -105,6 +106,8 @@ type Reconciler struct {
 	log   *slog.Logger
 	// measure takes analysis measurements off Reconcile; see measure.go.
 	measure *measurements
+	// gates calls gate webhooks off Reconcile; a call's end reconciles its Rollout.
+	gates *gate.Caller
 	// exits is the record of the pods' restarts already reported; see exits.go.
 	exits *podExits
 }
@@ -173,6 +176,7 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 	}
 	r.runner = &analysis.Runner{Providers: providers, Logger: r.log}
 	r.measure = newMeasurements(r.runner)
+	r.gates = gate.NewCaller(nil, r.measure.wake)
 	r.exits = newPodExits(r.now())
 	r.traffic.wake = r.measure.wake
 	return r
@@ -267,6 +271,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	if err != nil {
 		if apierrors.IsNotFound(err) {
 			r.measure.Forget(req.Namespace, req.Name, nil)
+			r.gates.Forget(req.Namespace, req.Name, nil)
 			r.exits.forget(req.NamespacedName)
 			r.known.Delete(req.NamespacedName)
 		}
@@ -274,6 +279,7 @@ func (r *Reconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Resu
 	}
 	if !ro.DeletionTimestamp.IsZero() {
 		r.measure.Forget(ro.Namespace, ro.Name, nil)
+		r.gates.Forget(ro.Namespace, ro.Name, nil)
 		r.exits.forget(req.NamespacedName)
 		return ctrl.Result{}, r.finalize(ctx, ro)
 	}

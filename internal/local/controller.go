@@ -20,6 +20,7 @@ import (
 	"ramp.dev/ramp/internal/control"
 	"ramp.dev/ramp/internal/driver"
 	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/gate"
 	"ramp.dev/ramp/internal/rampmetrics"
 	"ramp.dev/ramp/internal/store"
 	"ramp.dev/ramp/internal/supervisor"
@@ -72,6 +73,8 @@ type Controller struct {
 	deps
 	// measure takes analysis measurements off the loop.
 	measure *analysis.Async
+	// gates calls gate webhooks off the loop.
+	gates   *gate.Caller
 	judging *judging
 	wake    *wakeups
 
@@ -112,6 +115,7 @@ func newController(d deps) *Controller {
 		// job needs Kubernetes mode: Apply refuses templates that use it.
 	}}
 	c.measure = analysis.NewAsync(runner, func(_, rollout string) { c.wake.now(rollout) })
+	c.gates = gate.NewCaller(nil, func(_, rollout string) { c.wake.now(rollout) })
 	return c
 }
 

@@ -37,6 +37,8 @@ type judging struct {
 	// judges and watches hold each rollout's judge and watch-window run, by rollout name.
 	judges  map[string]*judgeState
 	watches map[string]*watchState
+	// business keeps the rounds of business-metric scrapes for the dashboard's charts.
+	business businessBook
 }
 
 // judgeState is one judge run's tests, fed one whole second at a time from the proxy. It
@@ -127,6 +129,7 @@ func (j *judging) stepJudge(ctx context.Context, now time.Time, r *v1alpha1.Roll
 				}
 				st.Add(b.Name, from, round.slices[b.Name])
 			}
+			j.business.add(r.Name, round.at, st.biz.canary, st.biz.stable, round.slices)
 		}
 		st.biz.start(now, j.instances, func() { j.wake(r.Name) })
 	}

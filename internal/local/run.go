@@ -144,7 +144,8 @@ func Run(ctx context.Context, opts Options, apply []byte) error {
 	if err := os.WriteFile(filepath.Join(opts.StateDir, AddrFile), []byte(addr+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write API address: %w", err)
 	}
-	log.Info("ramp is up", "api", addr, "stateDir", opts.StateDir)
+	log.Info("ramp is up", "api", addr, "dashboard", addr+server.DashboardPath, "stateDir", opts.StateDir)
+	fmt.Fprintf(out, "dashboard: %s%s (read-only until given the token of %s)\n", addr, server.DashboardPath, filepath.Join(opts.StateDir, TokenFile))
 
 	c.loop(ctx)
 

@@ -60,9 +60,11 @@ type api struct {
 // answers an error wrapping control.ErrNotFound with 404, control.ErrConflict with 409 and
 // control.ErrInvalid with 400. Every request under /api/v1, reads included, must carry
 // "Authorization: Bearer <token>"; an empty token refuses them all. Only GET /healthz, which
-// tells nothing but "ok", is answered without it. Every request, /healthz included, must also
-// pass CheckHost: its Host (and Origin, if any) must name the address it came in on or a name
-// of WithAllowedHosts. A nil logger discards logs.
+// tells nothing but "ok", and the dashboard (its page under /dashboard/ and its read API of
+// views without templates, env or arguments: see view.go) are answered without it. Every
+// request, /healthz and the dashboard included, must also pass CheckHost: its Host (and
+// Origin, if any) must name the address it came in on or a name of WithAllowedHosts. A nil
+// logger discards logs.
 func New(b control.Control, token string, logger *slog.Logger, opts ...Option) http.Handler {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -73,6 +75,7 @@ func New(b control.Control, token string, logger *slog.Logger, opts ...Option) h
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", a.healthz)
+	a.dashboard(mux)
 	mux.Handle("GET /api/v1/rollouts", a.auth(a.list))
 	mux.Handle("GET /api/v1/rollouts/{name}", a.auth(a.get))
 	mux.Handle("GET /api/v1/rollouts/{name}/history", a.auth(a.history))

@@ -848,6 +848,42 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "gate webhooks",
+		yaml: rollout(okProcess + "  strategy: {canary: {steps: [{setWeight: 10}]}}\n" +
+			"  webhooks:\n" +
+			"  - {name: Approve, type: confirm-promotion, url: ftp://x, failurePolicy: Wait, timeout: 0s, interval: soon}\n" +
+			"  - {name: smoke, type: pre-flight, url: http://127.0.0.1:1/, urlEnv: 1BAD}\n" +
+			"  - {name: smoke, type: rollback, failurePolicy: Abort}\n" +
+			"  - {type: post-rollout, url: http://h/, metadata: {\" \": x}}\n" +
+			"  - {name: s, url: http://h/, urlSecretRef: {name: sec}}\n"),
+		want: []string{
+			"spec.webhooks[0].name: \"Approve\" is not a name of lower-case letters, digits and '-' (at most 63)",
+			"spec.webhooks[0].url: \"ftp://x\" is not an http:// or https:// URL",
+			"spec.webhooks[0].timeout: \"0s\" must be > 0",
+			"spec.webhooks[0].interval: \"soon\" is not a duration like \"30s\", \"1m\" or a number of seconds",
+			"spec.webhooks[0].failurePolicy: \"Wait\" is not one of Hold, Abort, Ignore",
+			"spec.webhooks[1].type: \"pre-flight\" is not one of pre-rollout, confirm-traffic-increase, confirm-promotion, post-rollout, rollback",
+			"spec.webhooks[1]: has url and urlEnv; set at most one",
+			"spec.webhooks[1].urlEnv: \"1BAD\" is not an environment variable name",
+			"spec.webhooks[2].name: \"smoke\" repeats spec.webhooks[1].name",
+			"spec.webhooks[2].url: is required (or urlFile, urlEnv or urlSecretRef)",
+			"spec.webhooks[2].failurePolicy: \"Abort\" is only for the gates that hold (pre-rollout, confirm-traffic-increase, confirm-promotion); a rollback webhook only informs",
+			"spec.webhooks[3].name: is required",
+			"spec.webhooks[3].metadata: \" \" has an empty key",
+			"spec.webhooks[4].type: is required: one of pre-rollout, confirm-traffic-increase, confirm-promotion, post-rollout, rollback",
+			"spec.webhooks[4].urlSecretRef.key: is required",
+			"spec.webhooks[4]: has url and urlSecretRef; set at most one",
+		},
+	},
+	{
+		name: "gate webhooks a rolling update cannot have",
+		yaml: rollout(okProcess + "  strategy: {rollingUpdate: {}}\n  webhooks: [{name: ok, type: confirm-traffic-increase, url: http://h/}, {name: p, type: confirm-promotion, urlFile: /x}]\n"),
+		want: []string{
+			"spec.webhooks[0].type: \"confirm-traffic-increase\" needs a canary or blueGreen strategy: a rolling update's traffic follows its instances, and its last instance is its promotion (use pre-rollout, or a canary)",
+			"spec.webhooks[1].type: \"confirm-promotion\" needs a canary or blueGreen strategy: a rolling update's traffic follows its instances, and its last instance is its promotion (use pre-rollout, or a canary)",
+		},
+	},
+	{
 		name: "errors in two documents carry their names",
 		yaml: template("  metrics: []\n") + "---\n" + rollout(okProcess+"  strategy: {canary: {steps: [{setWeight: 101}]}}\n") + "---\n" +
 			"apiVersion: ramp.dev/v1alpha1\nkind: Rollout\nspec: {}\n",

@@ -47,6 +47,7 @@ func CheckRolloutMode(r *v1alpha1.Rollout, m Mode) Errors {
 		if s.AppMetrics != nil {
 			l.add("spec.appMetrics", nil, "names the Prometheus series Kubernetes mode reads; local mode measures every request in its own proxy and needs none")
 		}
+		checkWebhooksLocal(&l, s)
 		const local = "local mode has no Services: its own proxy carries the traffic"
 		if c := s.Strategy.Canary; c != nil {
 			if name := NamedRouter(c); name != "" {

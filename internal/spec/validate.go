@@ -49,6 +49,7 @@ func ValidateRollout(r *v1alpha1.Rollout) Errors {
 		validateTemplate(&l, &s.Template)
 	}
 	validateStrategy(&l, s)
+	validateWebhooks(&l, s)
 	if s.Proxy != nil {
 		validateProxy(&l, "spec.proxy", s.Proxy)
 	}

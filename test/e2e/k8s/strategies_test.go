@@ -191,7 +191,9 @@ func TestKubernetesMode(t *testing.T) {
 	t.Run("undo and restart", func(t *testing.T) { testUndoAndRestart(t, env, cfg, metrics) })
 	t.Run("pod restarts", func(t *testing.T) { testPodRestarts(t, env, cfg, metrics) })
 	t.Run("watch window", func(t *testing.T) { testWatchWindow(t, env, cfg, metrics) })
+	t.Run("dashboard", func(t *testing.T) { testDashboard(t, env, cfg, metrics) })
 	t.Run("team workflows", func(t *testing.T) { testTeamWorkflows(t, env, cfg, metrics) })
+	t.Run("gate webhooks", func(t *testing.T) { testGateWebhooks(t, env, cfg, metrics) })
 
 	t.Run("restart mid-rollout", func(t *testing.T) {
 		s := newScenario(t, env, "restart", "chat-api-stable", "chat-api-canary")
