@@ -94,6 +94,11 @@ type RolloutSpec struct {
 	// means plain HTTP, HTTP/1.1 to the instances, a 5 s connect timeout and no other.
 	Proxy *ProxySpec `json:"proxy,omitempty"`
 
+	// AppMetrics names the app's own Prometheus series (and kube-state-metrics' and
+	// cAdvisor's) that Kubernetes mode reads for the builtin metrics and the judge. Nil means
+	// none: only a router that exports request metrics (istio, nginx) feeds them.
+	AppMetrics *AppMetrics `json:"appMetrics,omitempty"`
+
 	// Webhooks are gate webhooks called at points of a rollout (before it starts, before a
 	// weight increase, before and after promotion, on rollback). Empty means none.
 	Webhooks []Webhook `json:"webhooks,omitempty"`
@@ -382,8 +387,9 @@ const (
 // alpha.
 type CanaryJudge struct {
 	// Enabled turns the judge on or off. Nil means on. Local mode feeds it from ramp's proxy;
-	// Kubernetes mode from the Istio or NGINX router's counters in Prometheus, and there nil
-	// means off (and true is refused) when the rollout has no such router or Prometheus.
+	// Kubernetes mode from Prometheus (the Istio or NGINX router's series, or the app's own
+	// with spec.appMetrics), and there nil means off (and true is refused) when the rollout
+	// has neither or no Prometheus.
 	Enabled *bool `json:"enabled,omitempty"`
 	// Alpha bounds the chance of a wrong verdict of each kind: aborting a canary that is no
 	// worse than maxRatio, or ending a step early for one that is worse. A decimal between 0
@@ -401,13 +407,15 @@ type CanaryJudge struct {
 	// ("100ms", or seconds), so that a canary slower by microseconds is never judged worse,
 	// however large the ratio. Nil means 100ms; 0 means no floor.
 	MinLatencyIncrease *intstr.IntOrString `json:"minLatencyIncrease,omitempty"`
-	// Metrics are what the judge compares: error-rate, latency, first-token, ttfb. Empty
-	// means error-rate, latency and first-token.
+	// Metrics are what the judge compares: error-rate, latency, first-token, ttfb (local mode
+	// only). Empty means error-rate, latency and first-token (in Kubernetes mode first-token
+	// only with spec.appMetrics.firstToken).
 	Metrics []string `json:"metrics,omitempty"`
 	// EndAnalysisEarly ends a running analysis step with success once the judge has shown,
 	// on the requests since that step began, that the canary is no worse. Nil means true.
 	EndAnalysisEarly *bool `json:"endAnalysisEarly,omitempty"`
-	// Business are metrics the judge reads from the instances' own /metrics (local mode), such
+	// Business are metrics the judge reads from the instances' own /metrics (local mode) or
+	// from the app's own series in Prometheus (Kubernetes mode, with spec.appMetrics), such
 	// as failed triage answers, judged like error-rate: the canary's share of the bad answers
 	// against its share of all answers. They are judged besides metrics. Empty means none.
 	Business []JudgeBusinessMetric `json:"business,omitempty"`
@@ -430,7 +438,7 @@ type JudgeBusinessMetric struct {
 	// Total are the label values of the series that count all answers. Empty means every
 	// series of the metric.
 	Total map[string]string `json:"total,omitempty"`
-	// Path is the metrics path on each instance. Empty means /metrics.
+	// Path is the metrics path on each instance (local mode). Empty means /metrics.
 	Path string `json:"path,omitempty"`
 }
 

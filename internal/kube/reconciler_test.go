@@ -468,7 +468,7 @@ func TestInvalidSpecAndMissingDeployment(t *testing.T) {
 				}}},
 			}},
 			condition: v1alpha1.ConditionValid, reason: "InvalidSpec",
-			message: `spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate error-rate: spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do)`,
+			message: `spec.strategy.canary.steps[1].analysis.templates[0]: AnalysisTemplate error-rate: spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do): set spec.appMetrics to read the app's own series`,
 		},
 		{
 			name:      "deployment missing",

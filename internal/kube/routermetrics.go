@@ -72,7 +72,7 @@ func (m *routerMetrics) prometheusAddress(ro *v1alpha1.Rollout) string {
 func routerSelectors(ro *v1alpha1.Rollout) (canary, stable trafficmetrics.Selector, err error) {
 	c := ro.Spec.Strategy.Canary
 	if c == nil {
-		return canary, stable, fmt.Errorf("a blueGreen rollout has no traffic router whose metrics ramp reads (only canary trafficRouting %s)", strings.Join(trafficmetrics.Routers(), " or "))
+		return canary, stable, fmt.Errorf("a %s rollout has no traffic router whose metrics ramp reads (only canary trafficRouting %s): set spec.appMetrics to read the app's own series", strategyName(ro), strings.Join(trafficmetrics.Routers(), " or "))
 	}
 	name := RouterName(ro)
 	switch spec.RouterOf(ro).Metrics {
@@ -84,12 +84,75 @@ func routerSelectors(ro *v1alpha1.Rollout) (canary, stable trafficmetrics.Select
 		canary = trafficmetrics.Selector{Router: name, Namespace: ro.Namespace, Ingresses: ing, Canary: true}
 		stable = trafficmetrics.Selector{Router: name, Namespace: ro.Namespace, Ingresses: ing}
 	default:
-		return canary, stable, fmt.Errorf("the %s router exports no request metrics ramp reads (trafficRouting %s do)", routerTitle(orService(name)), strings.Join(trafficmetrics.Routers(), " and "))
+		return canary, stable, fmt.Errorf("the %s router exports no request metrics ramp reads (trafficRouting %s do): set spec.appMetrics to read the app's own series", routerTitle(orService(name)), strings.Join(trafficmetrics.Routers(), " and "))
 	}
 	if err := canary.Validate(); err != nil {
 		return canary, stable, err
 	}
 	return canary, stable, stable.Validate()
+}
+
+// strategyName names ro's strategy in messages.
+func strategyName(ro *v1alpha1.Rollout) string {
+	switch {
+	case ro.Spec.Strategy.BlueGreen != nil:
+		return "blueGreen"
+	case ro.Spec.Strategy.RollingUpdate != nil:
+		return "rollingUpdate"
+	}
+	return "canary"
+}
+
+// useRouter reports whether ro's request metrics come from its router's own series: the
+// router exports them and spec.appMetrics does not prefer the app's.
+func useRouter(ro *v1alpha1.Rollout) bool {
+	if _, _, err := routerSelectors(ro); err != nil {
+		return false
+	}
+	a, ok := spec.AppMetrics(ro.Spec.AppMetrics)
+	return !ok || a.Prefer != spec.AppMetricsPreferApp
+}
+
+// appSelector selects revision rev's pods in ro's app series (spec.appMetrics); nil when ro
+// names none, an error when the revision's pod-template-hash is not known.
+func appSelector(ro *v1alpha1.Rollout, rev int64) (*trafficmetrics.AppSelector, error) {
+	a, ok := spec.AppMetrics(ro.Spec.AppMetrics)
+	if !ok {
+		return nil, nil
+	}
+	for _, r := range ro.Status.Revisions {
+		if r.Revision == rev && r.PodTemplateHash != "" && ro.Spec.WorkloadRef != nil {
+			return &trafficmetrics.AppSelector{Series: a, Hash: r.PodTemplateHash,
+				PodPrefix: trafficmetrics.PodPrefix(replicaSetName(ro.Spec.WorkloadRef.Name, r.PodTemplateHash))}, nil
+		}
+	}
+	return nil, fmt.Errorf("revision %d of rollout %s runs no pods with a known pod-template-hash yet", rev, ro.Name)
+}
+
+// selectors are the selectors of revision rev (the canary, preview or new revision) and of
+// base (stable or active; zero means none) of ro: the router's metrics by Service when they
+// are used, else the app's by pod-template-hash, each with the app's series of the
+// revision's pods when ro names them.
+func selectors(ro *v1alpha1.Rollout, rev, base int64) (revSel, baseSel trafficmetrics.Selector, err error) {
+	if useRouter(ro) {
+		revSel, baseSel, _ = routerSelectors(ro)
+	} else {
+		if ro.Spec.AppMetrics == nil {
+			_, _, err := routerSelectors(ro)
+			return revSel, baseSel, err
+		}
+		revSel = trafficmetrics.Selector{Router: trafficmetrics.App, Namespace: ro.Namespace}
+		baseSel = revSel
+	}
+	if revSel.App, err = appSelector(ro, rev); err != nil {
+		return revSel, baseSel, err
+	}
+	if base != 0 {
+		if baseSel.App, err = appSelector(ro, base); err != nil {
+			return revSel, baseSel, err
+		}
+	}
+	return revSel, baseSel, nil
 }
 
 func orService(name string) string {
@@ -99,9 +162,9 @@ func orService(name string) string {
 	return name
 }
 
-// unreadable says why ro's router metrics cannot be read; empty when they can.
+// unreadable says why ro's request metrics cannot be read; empty when they can.
 func (m *routerMetrics) unreadable(ro *v1alpha1.Rollout) string {
-	if _, _, err := routerSelectors(ro); err != nil {
+	if _, _, err := routerSelectors(ro); err != nil && ro.Spec.AppMetrics == nil {
 		return err.Error()
 	}
 	if m.prometheusAddress(ro) == "" {
@@ -119,8 +182,24 @@ func (m *routerMetrics) Scope(ctx context.Context, t analysis.Target) (trafficme
 	if why := m.unreadable(ro); why != "" {
 		return trafficmetrics.Scope{}, fmt.Errorf("builtin metrics in Kubernetes mode: %s", why)
 	}
-	canary, stable, _ := routerSelectors(ro)
-	return trafficmetrics.Scope{Address: m.prometheusAddress(ro), Revision: canary, Baseline: stable}, nil
+	rev, base, err := selectors(ro, t.Revision, t.Baseline)
+	if err != nil {
+		return trafficmetrics.Scope{}, fmt.Errorf("builtin metrics in Kubernetes mode: %w", err)
+	}
+	return trafficmetrics.Scope{Address: m.prometheusAddress(ro), Revision: rev, Baseline: base}, nil
+}
+
+// judgeSettings are ro's judge settings in Kubernetes mode: the default metrics leave out
+// first-token when the app names no first-token histogram.
+func judgeSettings(ro *v1alpha1.Rollout) spec.JudgeSettings {
+	c := ro.Spec.Strategy.Canary
+	s := spec.Judge(c)
+	if c == nil || c.Judge == nil || len(c.Judge.Metrics) == 0 {
+		if a, ok := spec.AppMetrics(ro.Spec.AppMetrics); !ok || a.FirstToken == "" {
+			s.Metrics = slices.DeleteFunc(s.Metrics, func(n string) bool { return n == v1alpha1.JudgeFirstToken })
+		}
+	}
+	return s
 }
 
 // validate reports what Kubernetes mode cannot do of ro's judge and Prometheus settings: an
@@ -140,19 +219,31 @@ func (m *routerMetrics) validate(ro *v1alpha1.Rollout) spec.Errors {
 	j := c.Judge
 	if j.Enabled != nil && *j.Enabled {
 		if why := m.unreadable(ro); why != "" {
-			return append(errs, &spec.FieldError{Path: "spec.strategy.canary.judge.enabled", Msg: "true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's request counters from Prometheus: " + why})
+			return append(errs, &spec.FieldError{Path: "spec.strategy.canary.judge.enabled", Msg: "true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's or the app's counters from Prometheus: " + why})
 		}
 	}
 	if !m.judgeOn(ro) {
 		return errs
 	}
+	app, hasApp := spec.AppMetrics(ro.Spec.AppMetrics)
 	for i, name := range j.Metrics {
-		if !slices.Contains(trafficmetrics.JudgeMetrics(), name) {
-			errs = append(errs, &spec.FieldError{Path: fmt.Sprintf("spec.strategy.canary.judge.metrics[%d]", i), Msg: fmt.Sprintf("%q is not judged in Kubernetes mode, which reads only the router's request and 5xx counters; use %s", name, strings.Join(trafficmetrics.JudgeMetrics(), ", "))})
+		path := fmt.Sprintf("spec.strategy.canary.judge.metrics[%d]", i)
+		switch {
+		case !slices.Contains(trafficmetrics.JudgeMetrics(), name):
+			errs = append(errs, &spec.FieldError{Path: path, Msg: fmt.Sprintf("%q is not judged in Kubernetes mode, where no usual Prometheus series holds it; use %s", name, strings.Join(trafficmetrics.JudgeMetrics(), ", "))})
+		case name == v1alpha1.JudgeFirstToken && (!hasApp || app.FirstToken == ""):
+			errs = append(errs, &spec.FieldError{Path: path, Msg: fmt.Sprintf("%q is judged in Kubernetes mode from the app's first-token histogram: set spec.appMetrics.firstToken", name)})
 		}
 	}
-	if len(j.Business) > 0 {
-		errs = append(errs, &spec.FieldError{Path: "spec.strategy.canary.judge.business", Msg: "is local mode only (it scrapes each instance); in Kubernetes mode judge a business metric with an analysis step on a prometheus metric"})
+	for i, b := range j.Business {
+		path := fmt.Sprintf("spec.strategy.canary.judge.business[%d]", i)
+		if !hasApp {
+			errs = append(errs, &spec.FieldError{Path: path, Msg: fmt.Sprintf("%q is read in Kubernetes mode from the app's own series in Prometheus: set spec.appMetrics (and scrape the pods as the README shows)", b.Name)})
+			continue
+		}
+		if b.Path != "" {
+			errs = append(errs, &spec.FieldError{Path: path + ".path", Value: b.Path, Msg: "is where local mode scrapes each instance; Kubernetes mode reads the metric from Prometheus, leave it out"})
+		}
 	}
 	return errs
 }
@@ -187,11 +278,16 @@ func (m *routerMetrics) stepJudge(ctx context.Context, now time.Time, ro *v1alph
 	key := types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}
 	if why := m.unreadable(ro); why != "" {
 		run.Phase = v1alpha1.AnalysisError
-		run.Message = "the judge cannot read the router's metrics: " + why
+		run.Message = "the judge cannot read its Prometheus series: " + why
 		m.forget(key)
 		return time.Time{}
 	}
-	canary, stable, _ := routerSelectors(ro)
+	canary, stable, err := selectors(ro, run.Revision, run.BaselineRevision)
+	if err != nil {
+		// The revisions' pod-template-hash is not in the status yet: read again shortly.
+		run.Message = "the judge waits: " + err.Error()
+		return now.Add(m.interval)
+	}
 	cl, err := trafficmetrics.NewClient(m.prometheusAddress(ro), nil)
 	if err != nil {
 		run.Phase = v1alpha1.AnalysisError
@@ -201,18 +297,19 @@ func (m *routerMetrics) stepJudge(ctx context.Context, now time.Time, ro *v1alph
 	js, _ := m.judges.State(key)
 	if js.j == nil || !js.j.Of(run) {
 		m.judges.Drop(key, nil) // an earlier run's read
-		js = judgeState{j: trafficmetrics.NewJudge(run, spec.Judge(ro.Spec.Strategy.Canary))}
+		js = judgeState{j: trafficmetrics.NewJudge(run, judgeSettings(ro))}
 	}
 	var reading *trafficmetrics.Reading
 	if r, ok := m.judges.Take(key); ok {
 		reading = &r
 	}
+	plan := js.j.Plan()
 	// Read at now's evaluation time, off the loop; the reading is applied by the reconcile
 	// that its end wakes.
 	if !now.Before(js.next) && m.judges.Start(context.WithoutCancel(ctx), key, func(ctx context.Context) trafficmetrics.Reading {
 		ctx, cancel := context.WithTimeout(ctx, judgeReadTimeout)
 		defer cancel()
-		return trafficmetrics.Read(ctx, cl, now, canary, stable)
+		return trafficmetrics.Read(ctx, cl, now, canary, stable, plan)
 	}, func(key types.NamespacedName) {
 		if m.wake != nil {
 			m.wake(key.Namespace, key.Name)
@@ -249,12 +346,29 @@ func (m *routerMetrics) checkTemplate(ro *v1alpha1.Rollout, t *v1alpha1.Analysis
 		}
 		path := fmt.Sprintf("spec.metrics[%d].provider.builtin.metric", i)
 		if !trafficmetrics.Supported(b.Metric) {
-			errs = append(errs, &spec.FieldError{Path: path, Msg: fmt.Sprintf("%q is not measured in Kubernetes mode, where builtin metrics come from the traffic router's metrics; these are: %s", b.Metric, strings.Join(trafficmetrics.Metrics(), ", "))})
+			errs = append(errs, &spec.FieldError{Path: path, Msg: fmt.Sprintf("%q is not measured in Kubernetes mode, where builtin metrics come from Prometheus (the traffic router's or the app's series); these are: %s", b.Metric, strings.Join(trafficmetrics.Metrics(), ", "))})
 			continue
 		}
-		if why := m.unreadable(ro); why != "" {
+		if why := m.unmeasurable(ro, b.Metric); why != "" {
 			errs = append(errs, &spec.FieldError{Path: path, Msg: fmt.Sprintf("%q cannot be measured for rollout %s: %s", b.Metric, ro.Name, why)})
 		}
 	}
 	return errs
+}
+
+// unmeasurable says why builtin metric cannot be measured for ro; empty when it can.
+func (m *routerMetrics) unmeasurable(ro *v1alpha1.Rollout, metric string) string {
+	if trafficmetrics.IsRequestMetric(metric) {
+		return m.unreadable(ro)
+	}
+	app, ok := spec.AppMetrics(ro.Spec.AppMetrics)
+	switch {
+	case !ok:
+		return "it is read from the app's own series, kube-state-metrics' and cAdvisor's: set spec.appMetrics"
+	case strings.HasPrefix(metric, "first-token-") && app.FirstToken == "":
+		return "it is read from the app's first-token histogram: set spec.appMetrics.firstToken"
+	case m.prometheusAddress(ro) == "":
+		return "no Prometheus is set: start the controller with --prometheus-address, or annotate the rollout " + AnnotationPrometheusAddress
+	}
+	return ""
 }

@@ -27,6 +27,11 @@ func nginxRollout() *v1alpha1.Rollout {
 	return ro
 }
 
+func withApp(ro *v1alpha1.Rollout, a v1alpha1.AppMetrics) *v1alpha1.Rollout {
+	ro.Spec.AppMetrics = &a
+	return ro
+}
+
 func judgeOf(ro *v1alpha1.Rollout, j v1alpha1.CanaryJudge) *v1alpha1.Rollout {
 	ro.Spec.Strategy.Canary.Judge = &j
 	return ro
@@ -53,19 +58,28 @@ func TestRouterMetricsValidation(t *testing.T) {
 		{name: "judge off", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Enabled: ptr(false)}), address: prom, judgeOn: false},
 		{name: "judge enabled with istio and Prometheus", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Enabled: on, Metrics: []string{"error-rate"}}), address: prom, judgeOn: true},
 		{name: "judge enabled on plain Services", ro: judgeOf(canaryRollout(), v1alpha1.CanaryJudge{Enabled: on}), address: prom, judgeOn: true,
-			want: "spec.strategy.canary.judge.enabled: true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's request counters from Prometheus: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do)"},
+			want: "spec.strategy.canary.judge.enabled: true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's or the app's counters from Prometheus: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do): set spec.appMetrics to read the app's own series"},
 		{name: "judge enabled without Prometheus", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Enabled: on}), judgeOn: true,
-			want: "spec.strategy.canary.judge.enabled: true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's request counters from Prometheus: no Prometheus is set: start the controller with --prometheus-address, or annotate the rollout ramp.dev/prometheus-address"},
+			want: "spec.strategy.canary.judge.enabled: true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's or the app's counters from Prometheus: no Prometheus is set: start the controller with --prometheus-address, or annotate the rollout ramp.dev/prometheus-address"},
 		{name: "judge enabled with the SMI router", ro: func() *v1alpha1.Rollout {
 			ro := judgeOf(canaryRollout(), v1alpha1.CanaryJudge{Enabled: on})
 			ro.Spec.Strategy.Canary.TrafficRouting = &v1alpha1.TrafficRouting{SMI: &v1alpha1.SMITrafficRouting{}}
 			return ro
 		}(), address: prom, judgeOn: true,
-			want: "spec.strategy.canary.judge.enabled: true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's request counters from Prometheus: the smi router exports no request metrics ramp reads (trafficRouting istio and nginx do)"},
-		{name: "latency is not judged from counters", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Metrics: []string{"error-rate", "latency"}}), address: prom, judgeOn: true,
-			want: `spec.strategy.canary.judge.metrics[1]: "latency" is not judged in Kubernetes mode, which reads only the router's request and 5xx counters; use error-rate`},
-		{name: "business metrics are local mode's", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Business: []v1alpha1.JudgeBusinessMetric{{Name: "triage", Metric: "chat_triage_total", Events: map[string]string{"outcome": "failed"}}}}), address: prom, judgeOn: true,
-			want: "spec.strategy.canary.judge.business: is local mode only (it scrapes each instance); in Kubernetes mode judge a business metric with an analysis step on a prometheus metric"},
+			want: "spec.strategy.canary.judge.enabled: true cannot be honoured in Kubernetes mode, where the judge reads the traffic router's or the app's counters from Prometheus: the smi router exports no request metrics ramp reads (trafficRouting istio and nginx do): set spec.appMetrics to read the app's own series"},
+		{name: "latency is judged from the router's histogram", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Metrics: []string{"error-rate", "latency"}}), address: prom, judgeOn: true},
+		{name: "ttfb is not judged", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Metrics: []string{"error-rate", "ttfb"}}), address: prom, judgeOn: true,
+			want: `spec.strategy.canary.judge.metrics[1]: "ttfb" is not judged in Kubernetes mode, where no usual Prometheus series holds it; use error-rate, latency, first-token`},
+		{name: "first-token needs the app's histogram", ro: withApp(judgeOf(istioRollout(), v1alpha1.CanaryJudge{Metrics: []string{"first-token"}}), v1alpha1.AppMetrics{}), address: prom, judgeOn: true,
+			want: `spec.strategy.canary.judge.metrics[0]: "first-token" is judged in Kubernetes mode from the app's first-token histogram: set spec.appMetrics.firstToken`},
+		{name: "first-token with the app's histogram", ro: withApp(judgeOf(canaryRollout(), v1alpha1.CanaryJudge{Metrics: []string{"first-token"}}), v1alpha1.AppMetrics{FirstToken: "chat_first_token_seconds"}), address: prom, judgeOn: true},
+		{name: "business metrics need the app's series", ro: judgeOf(istioRollout(), v1alpha1.CanaryJudge{Business: []v1alpha1.JudgeBusinessMetric{{Name: "triage", Metric: "chat_triage_total", Events: map[string]string{"outcome": "failed"}}}}), address: prom, judgeOn: true,
+			want: `spec.strategy.canary.judge.business[0]: "triage" is read in Kubernetes mode from the app's own series in Prometheus: set spec.appMetrics (and scrape the pods as the README shows)`},
+		{name: "business metrics from the app's series", ro: withApp(judgeOf(canaryRollout(), v1alpha1.CanaryJudge{Business: []v1alpha1.JudgeBusinessMetric{{Name: "triage", Metric: "chat_triage_total", Events: map[string]string{"outcome": "failed"}}}}), v1alpha1.AppMetrics{}), address: prom, judgeOn: true},
+		{name: "a business metric's scrape path is local mode's", ro: withApp(judgeOf(canaryRollout(), v1alpha1.CanaryJudge{Business: []v1alpha1.JudgeBusinessMetric{{Name: "triage", Metric: "chat_triage_total", Events: map[string]string{"outcome": "failed"}, Path: "/stats"}}}), v1alpha1.AppMetrics{}), address: prom, judgeOn: true,
+			want: `spec.strategy.canary.judge.business[0].path: "/stats" is where local mode scrapes each instance; Kubernetes mode reads the metric from Prometheus, leave it out`},
+		{name: "judge on by default on plain Services with the app's series", ro: withApp(canaryRollout(), v1alpha1.AppMetrics{}), address: prom, judgeOn: true},
+		{name: "judge on plain Services with the app's series but no Prometheus is off", ro: withApp(canaryRollout(), v1alpha1.AppMetrics{}), judgeOn: false},
 		{name: "bad Prometheus annotation", ro: annotated(istioRollout(), "prometheus:9090"), judgeOn: true,
 			want: `metadata.annotations[ramp.dev/prometheus-address]: "prometheus:9090" is not an http(s) URL of a Prometheus, such as http://prometheus.monitoring:9090`},
 	} {
@@ -88,25 +102,46 @@ func TestRouterMetricsTemplates(t *testing.T) {
 		{Name: "prom", Provider: v1alpha1.MetricProvider{Prometheus: &v1alpha1.PrometheusMetric{Address: "http://p:9090", Query: "up"}}},
 	}}}
 	bg := &v1alpha1.Rollout{ObjectMeta: metav1.ObjectMeta{Name: "chat-api", Namespace: ns}, Spec: v1alpha1.RolloutSpec{Strategy: v1alpha1.Strategy{BlueGreen: &v1alpha1.BlueGreenStrategy{ActiveService: "a"}}}}
-	ttfb := `spec.metrics[1].provider.builtin.metric: "ttfb-p95" is not measured in Kubernetes mode, where builtin metrics come from the traffic router's metrics; these are: error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99`
+	ttfb := `spec.metrics[1].provider.builtin.metric: "ttfb-p95" is not measured in Kubernetes mode, where builtin metrics come from Prometheus (the traffic router's or the app's series); these are: error-rate, request-count, request-rate, latency-p50, latency-p95, latency-p99, first-token-p50, first-token-p95, first-token-p99, restarts, cpu, memory`
+	appTmpl := &v1alpha1.AnalysisTemplate{Spec: v1alpha1.AnalysisTemplateSpec{Metrics: []v1alpha1.Metric{
+		{Name: "errors", Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "error-rate"}}},
+		{Name: "ft", Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "first-token-p95"}}},
+		{Name: "restarts", Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "restarts"}}},
+		{Name: "cpu", Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "cpu"}}},
+		{Name: "memory", Provider: v1alpha1.MetricProvider{Builtin: &v1alpha1.BuiltinMetric{Metric: "memory"}}},
+	}}}
 	for _, tt := range []struct {
 		name    string
 		m       *routerMetrics
 		ro      *v1alpha1.Rollout
 		want    string
 		wantNil bool
+		tmpl    *v1alpha1.AnalysisTemplate
 	}{
+		{name: "plain Services with the app's series", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: withApp(canaryRollout(), v1alpha1.AppMetrics{FirstToken: "chat_first_token_seconds"}), tmpl: appTmpl, wantNil: true},
+		{name: "blue-green with the app's series", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: withApp(bg.DeepCopy(), v1alpha1.AppMetrics{FirstToken: "chat_first_token_seconds"}), tmpl: appTmpl, wantNil: true},
+		{name: "istio without the app's series", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: istioRollout(), tmpl: appTmpl,
+			want: `spec.metrics[1].provider.builtin.metric: "first-token-p95" cannot be measured for rollout chat-api: it is read from the app's own series, kube-state-metrics' and cAdvisor's: set spec.appMetrics` + "\n" +
+				`spec.metrics[2].provider.builtin.metric: "restarts" cannot be measured for rollout chat-api: it is read from the app's own series, kube-state-metrics' and cAdvisor's: set spec.appMetrics` + "\n" +
+				`spec.metrics[3].provider.builtin.metric: "cpu" cannot be measured for rollout chat-api: it is read from the app's own series, kube-state-metrics' and cAdvisor's: set spec.appMetrics` + "\n" +
+				`spec.metrics[4].provider.builtin.metric: "memory" cannot be measured for rollout chat-api: it is read from the app's own series, kube-state-metrics' and cAdvisor's: set spec.appMetrics`},
+		{name: "app's series without a first-token histogram", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: withApp(canaryRollout(), v1alpha1.AppMetrics{}), tmpl: appTmpl,
+			want: `spec.metrics[1].provider.builtin.metric: "first-token-p95" cannot be measured for rollout chat-api: it is read from the app's first-token histogram: set spec.appMetrics.firstToken`},
 		{name: "istio with Prometheus", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: istioRollout(), want: ttfb},
 		{name: "plain Services", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: canaryRollout(),
-			want: `spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do)` + "\n" + ttfb},
+			want: `spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: the service (plain Service selectors) router exports no request metrics ramp reads (trafficRouting istio and nginx do): set spec.appMetrics to read the app's own series` + "\n" + ttfb},
 		{name: "nginx without Prometheus", m: &routerMetrics{ownsBuiltin: true}, ro: nginxRollout(),
 			want: `spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: no Prometheus is set: start the controller with --prometheus-address, or annotate the rollout ramp.dev/prometheus-address` + "\n" + ttfb},
 		{name: "blue-green", m: &routerMetrics{ownsBuiltin: true, address: "http://p:9090"}, ro: bg,
-			want: `spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: a blueGreen rollout has no traffic router whose metrics ramp reads (only canary trafficRouting istio or nginx)` + "\n" + ttfb},
+			want: `spec.metrics[0].provider.builtin.metric: "error-rate" cannot be measured for rollout chat-api: a blueGreen rollout has no traffic router whose metrics ramp reads (only canary trafficRouting istio or nginx): set spec.appMetrics to read the app's own series` + "\n" + ttfb},
 		{name: "a builtin provider of the caller's own", m: &routerMetrics{}, ro: canaryRollout(), wantNil: true},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			errs := tt.m.checkTemplate(tt.ro, tmpl)
+			tm := tmpl
+			if tt.tmpl != nil {
+				tm = tt.tmpl
+			}
+			errs := tt.m.checkTemplate(tt.ro, tm)
 			if tt.wantNil {
 				if len(errs) != 0 {
 					t.Errorf("got %v", errs)
@@ -207,7 +242,7 @@ func TestJudgeReadsOffTheLoop(t *testing.T) {
 		t.Fatal("the end of the read woke no reconcile within 10s")
 	}
 	m.stepJudge(context.Background(), now.Add(3*time.Minute), ro, run)
-	if len(run.Metrics) != 1 || !strings.Contains(run.Metrics[0].Message, "last read failed") {
+	if len(run.Metrics) != 2 || !strings.Contains(run.Metrics[0].Message, "last read failed") || !strings.Contains(run.Metrics[1].Message, "last read failed") {
 		t.Errorf("run metrics %+v do not say the read failed", run.Metrics)
 	}
 }

@@ -171,6 +171,23 @@ var invalidCases = []struct {
 		},
 	},
 	{
+		name: "appMetrics with bad names",
+		yaml: rollout("  workloadRef: {name: chat-api}\n  strategy: {rollingUpdate: {}}\n  appMetrics: {prefer: mesh, requests: 9http, duration: http_request_duration_seconds_bucket, firstToken: \"a-b\", restarts: x y, cpu: \"\", memory: \"m{}\", statusLabel: le, revisionLabel: pod, namespaceLabel: \"ns-x\", matchLabels: {\"bad label\": x, pod: abc}}\n"),
+		want: []string{
+			`spec.appMetrics.prefer: "mesh" is not router or app`,
+			`spec.appMetrics.requests: "9http" is not a Prometheus metric name`,
+			`spec.appMetrics.firstToken: "a-b" is not a Prometheus metric name`,
+			`spec.appMetrics.restarts: "x y" is not a Prometheus metric name`,
+			`spec.appMetrics.memory: "m{}" is not a Prometheus metric name`,
+			`spec.appMetrics.duration: "http_request_duration_seconds_bucket" names a histogram's _bucket series; give the histogram's name without _bucket`,
+			`spec.appMetrics.statusLabel: "le" is not a Prometheus label name ramp can match on`,
+			`spec.appMetrics.namespaceLabel: "ns-x" is not a Prometheus label name ramp can match on`,
+			`spec.appMetrics: revisionLabel "pod", namespaceLabel "ns-x" and podLabel "pod" must be three different labels`,
+			`spec.appMetrics.matchLabels: "bad label" is not a Prometheus label name`,
+			`spec.appMetrics.matchLabels: "pod" is the label ramp sets per revision; leave it out`,
+		},
+	},
+	{
 		name: "workloadRef with local-mode fields",
 		yaml: rollout("  replicas: 3\n  listen: 127.0.0.1:8080\n  workloadRef: {name: Chat_API}\n  strategy: {blueGreen: {previewListen: 127.0.0.1:8081}}\n"),
 		want: []string{

@@ -44,6 +44,9 @@ func CheckRolloutMode(r *v1alpha1.Rollout, m Mode) Errors {
 			l.add("spec.workloadRef", nil, "needs Kubernetes mode (ramp controller); local mode runs spec.template.process or spec.template.upstreams")
 			return l.errs
 		}
+		if s.AppMetrics != nil {
+			l.add("spec.appMetrics", nil, "names the Prometheus series Kubernetes mode reads; local mode measures every request in its own proxy and needs none")
+		}
 		checkWebhooksLocal(&l, s)
 		for _, ref := range NotificationSecretRefs(r) {
 			l.add(ref.Path, nil, "%s", ref.LocalModeMessage())

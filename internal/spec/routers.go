@@ -39,7 +39,9 @@ type Router struct {
 	Mirror, Stickiness bool
 	// Metrics is where the requests the judge and builtin metrics count come from: "proxy"
 	// (ramp's own), the router's name when it exports request metrics ramp reads from
-	// Prometheus, or "" for none.
+	// Prometheus, or "" for none (a rollout's spec.appMetrics then names the app's own
+	// series, which any router can use, and which spec.appMetrics.prefer may choose over the
+	// router's).
 	Metrics string
 	// Objects are the traffic layer's objects the router reads back (Kubernetes mode watches
 	// them for drift). Empty means none besides the Services.

@@ -53,6 +53,9 @@ func ValidateRollout(r *v1alpha1.Rollout) Errors {
 	if s.Proxy != nil {
 		validateProxy(&l, "spec.proxy", s.Proxy)
 	}
+	if s.AppMetrics != nil {
+		validateAppMetrics(&l, "spec.appMetrics", s.AppMetrics)
+	}
 	validateNotifications(&l, s.Notifications)
 	if s.RevisionHistoryLimit != nil {
 		nonNegative(&l, "spec.revisionHistoryLimit", *s.RevisionHistoryLimit)

@@ -41,23 +41,27 @@ func Start(t testing.TB, bin string, targets ...string) string {
 	for i, tg := range targets {
 		quoted[i] = strconv.Quote(tg)
 	}
-	config := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1s
-scrape_configs:
+	return StartConfig(t, bin, fmt.Sprintf(`scrape_configs:
   - job_name: ramp-test
     static_configs:
       - targets: [%s]
-`, strings.Join(quoted, ", "))
-	return StartConfig(t, bin, config)
+`, strings.Join(quoted, ", ")))
 }
 
-// StartConfig runs prometheus with the given configuration (prometheus.yml's text) on a free
-// loopback port and returns its URL once it is ready.
-func StartConfig(t testing.TB, bin, config string) string {
+// Global is the global section of every test Prometheus's configuration: a scrape and an
+// evaluation every second.
+const Global = `global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+`
+
+// StartConfig runs prometheus with Global and scrapeConfigs (a scrape_configs section, and
+// any other but global) on a free loopback port, and returns its URL once it is ready.
+func StartConfig(t testing.TB, bin, scrapeConfigs string) string {
 	t.Helper()
 	dir := t.TempDir()
+	config := Global + scrapeConfigs
 	cfg := filepath.Join(dir, "prometheus.yml")
 	if err := os.WriteFile(cfg, []byte(config), 0o600); err != nil {
 		t.Fatal(err)
@@ -101,6 +105,9 @@ func StartConfig(t testing.TB, bin, config string) string {
 				ready = resp.StatusCode == 200
 				resp.Body.Close()
 			}
+			// Another test's Prometheus may have taken the port between FreeAddr and the
+			// bind (this one then exits): ready only when the one answering is ours.
+			ready = ready && ownsPort(base, filepath.Join(dir, "data"))
 		}
 		if ready {
 			t.Cleanup(stop)
@@ -147,4 +154,17 @@ func WaitScrapes(t testing.TB, addr string, n int, timeout time.Duration) {
 		}
 		time.Sleep(100 * time.Millisecond) // poll
 	}
+}
+
+// ownsPort reports whether the Prometheus at base is the one whose data lives in dataDir.
+func ownsPort(base, dataDir string) bool {
+	resp, err := http.Get(base + "/api/v1/status/flags")
+	if err != nil {
+		return false
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Data map[string]string `json:"data"`
+	}
+	return json.NewDecoder(resp.Body).Decode(&body) == nil && body.Data["storage.tsdb.path"] == dataDir
 }

@@ -40,14 +40,27 @@ const (
 // Routers lists the routers whose metrics ramp can read.
 func Routers() []string { return []string{Istio, Nginx} }
 
-// metrics are the builtin metrics a router's metrics answer, in the builtin provider's order.
-var metrics = []string{"error-rate", "request-count", "request-rate", "latency-p50", "latency-p95", "latency-p99"}
+// requestMetrics are the builtin metrics a router's metrics (or the app's request series)
+// answer, in the builtin provider's order; appMetrics those only the app's own series
+// (spec.appMetrics) and kube-state-metrics' and cAdvisor's answer.
+var (
+	requestMetrics = []string{"error-rate", "request-count", "request-rate", "latency-p50", "latency-p95", "latency-p99"}
+	appMetrics     = []string{"first-token-p50", "first-token-p95", "first-token-p99", "restarts", "cpu", "memory"}
+	metrics        = append(slices.Clone(requestMetrics), appMetrics...)
+)
 
 // Metrics lists the builtin metrics that trafficmetrics measures.
 func Metrics() []string { return slices.Clone(metrics) }
 
-// Supported reports whether the builtin metric can be measured from a router's metrics.
+// RequestMetrics lists the builtin metrics a router's own metrics answer.
+func RequestMetrics() []string { return slices.Clone(requestMetrics) }
+
+// Supported reports whether the builtin metric can be measured from Prometheus series.
 func Supported(metric string) bool { return slices.Contains(metrics, metric) }
+
+// IsRequestMetric reports whether the builtin metric counts requests (a router's metrics or
+// the app's request series answer it).
+func IsRequestMetric(metric string) bool { return slices.Contains(requestMetrics, metric) }
 
 // Selector picks one revision's requests in a router's metrics.
 type Selector struct {
@@ -63,6 +76,10 @@ type Selector struct {
 	// Canary picks, for NGINX, the requests ingress-nginx sent to the canary backend (canary
 	// label set); false picks the others.
 	Canary bool
+	// App selects the revision's pods in the app's own series, kube-state-metrics' and
+	// cAdvisor's (Router App, or beside a router's metrics for the metrics only they give);
+	// nil means the rollout names none (spec.appMetrics).
+	App *AppSelector
 }
 
 // Validate reports a selector that cannot select anything.
@@ -76,8 +93,15 @@ func (s Selector) Validate() error {
 		if s.Namespace == "" || len(s.Ingresses) == 0 {
 			return errors.New("nginx metrics need the namespace and the Ingress")
 		}
+	case App:
+		if s.App == nil {
+			return errors.New("the app's series need spec.appMetrics")
+		}
 	default:
 		return fmt.Errorf("router %q exports no metrics ramp reads; one of %s does", s.Router, strings.Join(Routers(), ", "))
+	}
+	if s.App != nil && (s.Namespace == "" || s.App.Hash == "" || s.App.PodPrefix == "") {
+		return errors.New("the app's series need the revision's namespace, pod-template-hash and ReplicaSet")
 	}
 	return nil
 }
@@ -100,25 +124,34 @@ func (s Selector) matchers() string {
 
 // Requests is the selector of the revision's request counters.
 func (s Selector) Requests() string {
-	if s.Router == Istio {
+	switch s.Router {
+	case Istio:
 		return "istio_requests_total{" + s.matchers() + "}"
+	case App:
+		return s.App.Series.Requests + "{" + s.appMatchers() + "}"
 	}
 	return "nginx_ingress_controller_requests{" + s.matchers() + "}"
 }
 
-// Errors is the selector of the revision's 5xx request counters.
-func (s Selector) Errors() string {
-	if s.Router == Istio {
-		return `istio_requests_total{` + s.matchers() + `, response_code=~"5.."}`
+// Errors are the selectors of the revision's 5xx request counters (the sum of all).
+func (s Selector) Errors() []string {
+	switch s.Router {
+	case Istio:
+		return []string{`istio_requests_total{` + s.matchers() + `, response_code=~"5.."}`}
+	case App:
+		return s.appErrors()
 	}
-	return `nginx_ingress_controller_requests{` + s.matchers() + `, status=~"5.."}`
+	return []string{`nginx_ingress_controller_requests{` + s.matchers() + `, status=~"5.."}`}
 }
 
 // Buckets is the selector of the revision's request duration histogram buckets, and the
 // factor that turns its unit into seconds.
 func (s Selector) Buckets() (string, float64) {
-	if s.Router == Istio {
+	switch s.Router {
+	case Istio:
 		return "istio_request_duration_milliseconds_bucket{" + s.matchers() + "}", 0.001
+	case App:
+		return s.App.Series.Duration + "_bucket{" + s.appMatchers() + "}", 1
 	}
 	return "nginx_ingress_controller_request_duration_seconds_bucket{" + s.matchers() + "}", 1
 }
@@ -209,21 +242,51 @@ type Query struct {
 // Measure measures q for the revision s selects.
 func (c *Client) Measure(ctx context.Context, q Query, s Selector) (Value, error) {
 	if !Supported(q.Metric) {
-		return Value{}, fmt.Errorf("builtin metric %q cannot be read from a router's metrics; these can: %s", q.Metric, strings.Join(metrics, ", "))
+		return Value{}, fmt.Errorf("builtin metric %q cannot be read from Prometheus; these can: %s", q.Metric, strings.Join(metrics, ", "))
 	}
 	if err := s.Validate(); err != nil {
 		return Value{}, err
 	}
+	if why := s.Unsupported(q.Metric); why != "" {
+		return Value{}, errors.New(why)
+	}
 	secs := max(int64(math.Ceil(q.Window.Seconds())), 1)
 	window := fmt.Sprintf("%ds", secs)
-	increase := func(sel string) string { return fmt.Sprintf("sum(increase(%s[%s]))", sel, window) }
+	increase := func(sel string) string { return fmt.Sprintf("increase(%s[%s])", sel, window) }
 
-	total, _, err := c.scalar(ctx, increase(s.Requests()), q.Now)
+	switch q.Metric {
+	case "restarts":
+		v, _, err := c.scalar(ctx, "sum("+s.Restarts()+")", q.Now)
+		if err != nil {
+			return Value{}, err
+		}
+		return Value{Result: v, Text: fmt.Sprintf("%s restarts", num(v))}, nil
+	case "cpu":
+		v, ok, err := c.scalar(ctx, "sum(rate("+s.CPU()+"["+window+"]))", q.Now)
+		if err != nil {
+			return Value{}, err
+		}
+		if !ok {
+			return Value{Inconclusive: true, Text: "no data: no CPU series for " + describe(s)}, nil
+		}
+		return Value{Result: v, Text: fmt.Sprintf("%s cores (over %s)", num(v), window)}, nil
+	case "memory":
+		v, ok, err := c.scalar(ctx, "sum("+s.Memory()+")", q.Now)
+		if err != nil {
+			return Value{}, err
+		}
+		if !ok {
+			return Value{Inconclusive: true, Text: "no data: no memory series for " + describe(s)}, nil
+		}
+		return Value{Result: v, Text: fmt.Sprintf("%s bytes (%.1f MiB)", num(v), v/(1<<20))}, nil
+	}
+
+	total, _, err := c.scalar(ctx, "sum("+increase(s.Requests())+")", q.Now)
 	if err != nil {
 		return Value{}, err
 	}
 	minReq := q.MinRequests
-	ratio := q.Metric == "error-rate" || strings.HasPrefix(q.Metric, "latency-")
+	ratio := q.Metric == "error-rate" || strings.Contains(q.Metric, "-p")
 	if minReq == 0 && ratio {
 		minReq = 1
 	}
@@ -232,7 +295,10 @@ func (c *Client) Measure(ctx context.Context, q Query, s Selector) (Value, error
 	}
 	switch q.Metric {
 	case "error-rate":
-		errs, _, err := c.scalar(ctx, increase(s.Errors()), q.Now)
+		if err := c.checkLabelled(ctx, q.Now, s); err != nil {
+			return Value{}, err
+		}
+		errs, _, err := c.scalar(ctx, sumOf(s.Errors(), increase), q.Now)
 		if err != nil {
 			return Value{}, err
 		}
@@ -244,11 +310,15 @@ func (c *Client) Measure(ctx context.Context, q Query, s Selector) (Value, error
 		r := total / float64(secs)
 		return Value{Result: r, Text: fmt.Sprintf("%s req/s (%s in %s)", num(r), num(total), window)}, nil
 	}
-	// latency-pNN
+	// latency-pNN or first-token-pNN
 	pct := q.Metric[len(q.Metric)-3:]
 	n, _ := strconv.Atoi(pct[1:])
 	buckets, scale := s.Buckets()
-	query := fmt.Sprintf("histogram_quantile(%g, sum by (le) (increase(%s[%s])))", float64(n)/100, buckets, window)
+	what := "request duration"
+	if strings.HasPrefix(q.Metric, "first-token-") {
+		buckets, scale, what = s.FirstTokenBuckets(), 1, "first-token"
+	}
+	query := fmt.Sprintf("histogram_quantile(%g, sum by (le) (%s))", float64(n)/100, increase(buckets))
 	if scale != 1 {
 		query = fmt.Sprintf("%s * %g", query, scale)
 	}
@@ -257,14 +327,44 @@ func (c *Client) Measure(ctx context.Context, q Query, s Selector) (Value, error
 		return Value{}, err
 	}
 	if !ok {
-		return Value{Inconclusive: true, Text: "no data: no request duration histogram for " + describe(s)}, nil
+		return Value{Inconclusive: true, Text: fmt.Sprintf("no data: no %s histogram for %s", what, describe(s))}, nil
 	}
 	return Value{Result: v, Text: fmt.Sprintf("%ss (%s of %s requests in %s)", num(v), pct, num(total), window)}, nil
 }
 
-// Counts are a revision's cumulative counters at one time.
-type Counts struct {
-	Requests, Errors float64
+// Unsupported says why s cannot answer the builtin metric; empty when it can.
+func (s Selector) Unsupported(metric string) string {
+	switch {
+	case strings.HasPrefix(metric, "first-token-"):
+		if s.App == nil {
+			return fmt.Sprintf("builtin metric %s is read from the app's first-token histogram: set spec.appMetrics.firstToken", metric)
+		}
+		if s.App.Series.FirstToken == "" {
+			return fmt.Sprintf("builtin metric %s needs the app's first-token histogram: set spec.appMetrics.firstToken", metric)
+		}
+	case metric == "restarts" || metric == "cpu" || metric == "memory":
+		if s.App == nil {
+			return fmt.Sprintf("builtin metric %s is read from kube-state-metrics' and cAdvisor's series of the revision's pods: set spec.appMetrics", metric)
+		}
+	}
+	return ""
+}
+
+// checkLabelled fails when some of the revision's request series carry neither a status
+// nor a code label: their errors could not be counted.
+func (c *Client) checkLabelled(ctx context.Context, now time.Time, s Selector) error {
+	sel := s.Unlabelled()
+	if sel == "" {
+		return nil
+	}
+	n, _, err := c.scalar(ctx, "count("+sel+")", now)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return fmt.Errorf("%s has %s series with neither a status nor a code label, whose errors cannot be told: set spec.appMetrics.statusLabel to the label that holds the HTTP status", s.App.Series.Requests, num(n))
+	}
+	return nil
 }
 
 // Counts reads the revision's cumulative request and 5xx counters at now (zero when it has
@@ -273,12 +373,15 @@ func (c *Client) Counts(ctx context.Context, now time.Time, s Selector) (Counts,
 	if err := s.Validate(); err != nil {
 		return Counts{}, err
 	}
+	if err := c.checkLabelled(ctx, now, s); err != nil {
+		return Counts{}, err
+	}
 	var out Counts
 	var err error
 	if out.Requests, _, err = c.scalar(ctx, "sum("+s.Requests()+")", now); err != nil {
 		return Counts{}, err
 	}
-	if out.Errors, _, err = c.scalar(ctx, "sum("+s.Errors()+")", now); err != nil {
+	if out.Errors, _, err = c.scalar(ctx, sumOf(s.Errors(), identity), now); err != nil {
 		return Counts{}, err
 	}
 	return out, nil
@@ -286,6 +389,9 @@ func (c *Client) Counts(ctx context.Context, now time.Time, s Selector) (Counts,
 
 // describe names what s selects, for messages.
 func describe(s Selector) string {
+	if s.Router == App || (s.Router == "" && s.App != nil) {
+		return fmt.Sprintf("the pods of %s in %s (pod-template-hash %s)", strings.TrimSuffix(s.App.PodPrefix, "-"), s.Namespace, s.App.Hash)
+	}
 	if s.Router == Istio {
 		return fmt.Sprintf("Service %s/%s (istio)", s.Namespace, s.Service)
 	}

@@ -937,10 +937,8 @@ func startExamplePrometheus(t *testing.T, env *k8senv.Env, c client.Client, seri
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 
-	config, err := yaml.Marshal(map[string]any{
-		"global":         map[string]any{"scrape_interval": "1s", "scrape_timeout": "1s", "evaluation_interval": "1s"},
-		"scrape_configs": shipped.ScrapeConfigs,
-	})
+	// promenv adds the global section (a scrape and an evaluation every second).
+	config, err := yaml.Marshal(map[string]any{"scrape_configs": shipped.ScrapeConfigs})
 	if err != nil {
 		t.Fatal(err)
 	}
