@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -113,21 +114,29 @@ func TestReuseGuardKeepsUnaskedBytesFromNextRequest(t *testing.T) {
 // connection is counted as discarded for unasked bytes. Before the guard, request 2 got
 // request 1's second answer every time here, and now and then in FuzzUpstreamBytes.
 func TestReverseProxyPathUnaskedBytesInReuseWindow(t *testing.T) {
-	si := newScriptInstance(t, []byte(twiceScript), nil)
-	pt := rampUnderTest(t, "ReverseProxy path", si.ln.Addr().String(), Settings{DisableFastPath: true})
-	first, second := inReuseWindow(t, func(ctx context.Context, id string) string {
-		rec := httptest.NewRecorder()
-		pt.p.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/r/"+id, nil).WithContext(ctx))
-		return fmt.Sprintf("%d %s", rec.Code, rec.Body)
-	})
-	if want := "200 " + diffIDs[0] + "!!"; first != want {
-		t.Errorf("client 1 got %q, want %q", first, want)
-	}
-	if want := "200 " + diffIDs[1] + "!!"; second != want {
-		t.Errorf("client 2 got %q, want its own answer %q", second, want)
-	}
-	if n := pt.discarded(reasonUnasked); n != 1 {
-		t.Errorf("ramp_upstream_connections_discarded_total{reason=%q} = %v, want 1", reasonUnasked, n)
+	for _, method := range []string{http.MethodGet, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
+			si := newScriptInstance(t, []byte(twiceScript), nil)
+			pt := rampUnderTest(t, "ReverseProxy path", si.ln.Addr().String(), Settings{DisableFastPath: true})
+			first, second := inReuseWindow(t, func(ctx context.Context, id string) string {
+				var body io.Reader
+				if method == http.MethodPost {
+					body = strings.NewReader("a body to send again")
+				}
+				rec := httptest.NewRecorder()
+				pt.p.ServeHTTP(rec, httptest.NewRequest(method, "/r/"+id, body).WithContext(ctx))
+				return fmt.Sprintf("%d %s", rec.Code, rec.Body)
+			})
+			if want := "200 " + diffIDs[0] + "!!"; first != want {
+				t.Errorf("client 1 got %q, want %q", first, want)
+			}
+			if want := "200 " + diffIDs[1] + "!!"; second != want {
+				t.Errorf("client 2 got %q, want its own answer %q", second, want)
+			}
+			if n := pt.discarded(reasonUnasked); n != 1 {
+				t.Errorf("ramp_upstream_connections_discarded_total{reason=%q} = %v, want 1", reasonUnasked, n)
+			}
+		})
 	}
 }
 
