@@ -158,6 +158,7 @@ func (m *mirrorState) send(timeout time.Duration, up *upstreams, pl *pool, t tar
 	defer t.b.done()
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
+	ctx = guardReuse(ctx, nil)
 	start := m.p.now()
 	req, err := http.NewRequestWithContext(ctx, method, "http://"+t.addr+uri, body)
 	if err != nil {

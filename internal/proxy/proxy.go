@@ -423,6 +423,7 @@ func (p *Proxy) serveState(w http.ResponseWriter, r *http.Request, st *reqState,
 // serveReverseProxy forwards r through httputil.ReverseProxy and net/http's Transport.
 func (p *Proxy) serveReverseProxy(w http.ResponseWriter, r *http.Request, st *reqState) {
 	ctx := context.WithValue(r.Context(), stateKey{}, st)
+	ctx = guardReuse(ctx, func() { p.discarded(st, reasonUnasked, 1) })
 	if st.up.s.FirstByteTimeout > 0 || st.up.s.IdleTimeout > 0 {
 		var cancel context.CancelCauseFunc
 		ctx, cancel = context.WithCancelCause(ctx)

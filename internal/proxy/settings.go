@@ -90,6 +90,7 @@ func newUpstreams(s Settings, trustXF bool) *upstreams {
 		}
 	}
 	u := &upstreams{s: s, h1: mk()}
+	u.h1.DialContext = guardDial(dialer.DialContext) // reuseguard.go
 	if !s.H2C && !s.DisableFastPath {
 		u.fast = fast.NewPool(fast.PoolConfig{
 			Dialer:           dialer,
