@@ -20,6 +20,16 @@ import (
 	"ramp.dev/ramp/internal/spec"
 )
 
+// Log keys.
+const (
+	keyRollout      = "rollout"
+	keyNamespace    = "namespace"
+	keyNotification = "notification" // the destination's name, never its URL
+	keyEvent        = "event"
+	keyID           = "id"
+	keyAttempt      = "attempt"
+)
+
 // SecretReader reads one key of a Kubernetes Secret (Kubernetes mode's secret reader is
 // one). Its errors name the Secret and the key, never the value.
 type SecretReader interface {
@@ -168,8 +178,8 @@ func (n *Notifier) Send(r *v1alpha1.Rollout, ns []Notification) {
 			if len(q.items) >= n.cfg.QueueSize {
 				old := q.items[0]
 				q.items = q.items[1:]
-				n.cfg.Log.Warn("notification dropped: its destination's queue is full", "rollout", r.Name, "namespace", r.Namespace,
-					"notification", dest.Name, "event", old.n.Event, "id", old.n.ID, "queue", n.cfg.QueueSize)
+				n.cfg.Log.Warn("notification dropped: its destination's queue is full", keyRollout, r.Name, keyNamespace, r.Namespace,
+					keyNotification, dest.Name, keyEvent, old.n.Event, keyID, old.n.ID, "queue", n.cfg.QueueSize)
 				drops = append(drops, drop{old, fmt.Sprintf("notification %s dropped: %s's queue of %d is full", old.n.Event, dest.Name, n.cfg.QueueSize)})
 			}
 			q.items = append(q.items, item{dest: dest, n: x, owner: owner})
@@ -225,7 +235,7 @@ func (n *Notifier) run(key string, q *queue) {
 // deliver sends one notification, retrying a failure that may pass: a connection error, a
 // timeout, a 5xx or a 429. Other answers (a 4xx, a redirect) give up at once.
 func (n *Notifier) deliver(it item) {
-	log := n.cfg.Log.With("rollout", it.n.Rollout, "namespace", it.n.Namespace, "notification", it.dest.Name, "event", it.n.Event, "id", it.n.ID)
+	log := n.cfg.Log.With(keyRollout, it.n.Rollout, keyNamespace, it.n.Namespace, keyNotification, it.dest.Name, keyEvent, it.n.Event, keyID, it.n.ID)
 	body, err := Body(it.dest.Type, it.n)
 	if err != nil {
 		log.Error("notification not sent", "err", err)
@@ -235,22 +245,22 @@ func (n *Notifier) deliver(it item) {
 	for attempt := 1; ; attempt++ {
 		retry, after, err := n.post(it, body)
 		if err == nil {
-			log.Debug("notification sent", "attempt", attempt)
+			log.Debug("notification sent", keyAttempt, attempt)
 			return
 		}
 		if !retry || attempt >= n.cfg.Attempts {
-			log.Warn("notification given up", "attempt", attempt, "err", err)
+			log.Warn("notification given up", keyAttempt, attempt, "err", err)
 			n.failed(it, fmt.Sprintf("notification %s not sent to %s (attempts: %d): %s", it.n.Event, it.dest.Name, attempt, err.Error()))
 			return
 		}
 		d := max(wait, min(after, n.cfg.MaxBackoff))
-		log.Info("notification failed; retrying", "attempt", attempt, "in", d, "err", err)
+		log.Info("notification failed; retrying", keyAttempt, attempt, "in", d, "err", err)
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-n.ctx.Done():
 			t.Stop()
-			log.Warn("notification abandoned: ramp stops", "attempt", attempt)
+			log.Warn("notification abandoned: ramp stops", keyAttempt, attempt)
 			return
 		}
 		wait = min(2*wait, n.cfg.MaxBackoff)
