@@ -62,7 +62,8 @@ func TestHelmLint(t *testing.T) {
 
 // goldenArgs render the chart with every optional part on, so that the golden file shows them.
 var goldenArgs = []string{"template", "ramp", chart, "--namespace", "ramp-system",
-	"--set", "dashboard.enabled=true,metrics.serviceMonitor.enabled=true,controller.prometheusAddress=http://prometheus.monitoring:9090"}
+	"--set", "dashboard.enabled=true,metrics.serviceMonitor.enabled=true,controller.prometheusAddress=http://prometheus.monitoring:9090",
+	"--set", "controller.prometheusAuth.secretName=prometheus-auth,controller.prometheusAuth.username=ramp,controller.prometheusAuth.passwordKey=password,controller.prometheusAuth.caKey=ca.crt"}
 
 func TestHelmTemplateGolden(t *testing.T) {
 	got := run(t, helm(t), goldenArgs...)

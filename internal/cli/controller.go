@@ -19,6 +19,7 @@ func (a *app) controllerCmd() *cobra.Command {
 	o := kube.Options{}
 	var leaderElect bool
 	var logLevel string
+	var prom prometheusFlags
 	cmd := &cobra.Command{
 		Use:   "controller",
 		Short: "Run Kubernetes mode's controller: it drives Rollouts in a cluster",
@@ -31,21 +32,42 @@ KUBECONFIG, or ~/.kube/config).
 With --leader-elect (the default) several replicas may run; one leads, through a Lease named
 ramp-controller.ramp.dev in --leader-election-namespace. The controller serves Prometheus
 metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
---health-probe-bind-address.`,
+--health-probe-bind-address.
+
+The controller reads the traffic router's metrics for builtin analysis metrics and the judge
+from --prometheus-address (a rollout's ramp.dev/prometheus-address annotation names another,
+asked with the same settings). The --prometheus-* flags are its access settings, as an
+AnalysisTemplate's prometheus provider has them: a bearer token or a basic auth password from
+a file (a mounted Secret; read at each request), a CA file, or SigV4 for Amazon Managed
+Service for Prometheus.`,
 		Example: `  ramp controller --kubeconfig ~/.kube/config --namespace team-chat
-  ramp controller --leader-elect=false --metrics-bind-address 127.0.0.1:9090`,
+  ramp controller --leader-elect=false --metrics-bind-address 127.0.0.1:9090
+  ramp controller --prometheus-address https://prometheus.monitoring:9090 \
+    --prometheus-username ramp --prometheus-password-file /etc/ramp/prometheus/password \
+    --prometheus-ca-file /etc/ramp/prometheus/ca.crt`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var level slog.Level
 			if err := level.UnmarshalText([]byte(logLevel)); err != nil {
 				return fmt.Errorf("--log-level: %q is not one of debug, info, warn, error", logLevel)
 			}
+			if o.QPS <= 0 {
+				return fmt.Errorf("--kube-api-qps: %v is not above 0", o.QPS)
+			}
+			if o.Burst < 1 {
+				return fmt.Errorf("--kube-api-burst: %d is not 1 or more", o.Burst)
+			}
+			promProvider := promprovider.New(a.now)
+			var err error
+			if o.PrometheusTransport, err = prom.transport(promProvider); err != nil {
+				return err
+			}
 			cfg, err := a.controllerConfig()
 			if err != nil {
 				return err
 			}
 			o.Providers = map[string]analysis.Provider{
-				"prometheus": promprovider.New(a.now),
+				"prometheus": promProvider,
 				"web":        web.New(nil),
 				// builtin is answered from the traffic router's metrics in Prometheus
 				// (--prometheus-address); scrape and command read local mode's processes; the
@@ -61,7 +83,7 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 				}
 			}
 			o.Logger.Info("ramp controller starting", "namespace", orAll(o.Namespace), "leaderElection", leaderElect, "prometheus", o.PrometheusAddress,
-				"metrics", o.MetricsBindAddress, "probes", o.HealthProbeBindAddress)
+				"prometheusAuth", prom.auth(), "kubeAPIQPS", o.QPS, "kubeAPIBurst", o.Burst, "metrics", o.MetricsBindAddress, "probes", o.HealthProbeBindAddress)
 			return kube.Run(cmd.Context(), cfg, o)
 		},
 	}
@@ -73,6 +95,9 @@ metrics on /metrics at --metrics-bind-address and /healthz and /readyz at
 	f.DurationVar(&o.RetryPeriod, "leader-elect-retry-period", 2*time.Second, "how often candidates try to become leader")
 	f.StringVar(&o.MetricsBindAddress, "metrics-bind-address", ":8080", "address of the /metrics endpoint (0 turns it off)")
 	f.StringVar(&o.PrometheusAddress, "prometheus-address", "", "Prometheus holding the Istio or NGINX ingress metrics that builtin analysis metrics and the judge read (a rollout's ramp.dev/prometheus-address annotation overrides it)")
+	prom.add(f)
+	f.Float32Var(&o.QPS, "kube-api-qps", kube.DefaultQPS, "requests per second to the Kubernetes API server, on average")
+	f.IntVar(&o.Burst, "kube-api-burst", kube.DefaultBurst, "requests to the Kubernetes API server at once, above --kube-api-qps")
 	f.DurationVar(&o.JudgeInterval, "judge-interval", kube.DefaultJudgeInterval, "how often the judge reads the router's request counters from Prometheus")
 	f.StringVar(&logLevel, "log-level", "info", "least level of the log lines written: debug, info, warn or error")
 	f.StringVar(&o.HealthProbeBindAddress, "health-probe-bind-address", ":8081", "address of /healthz and /readyz (0 turns them off)")

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"net/http"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -68,10 +69,27 @@ type Options struct {
 	// PrometheusAddress is the Prometheus holding the traffic routers' metrics (see
 	// ReconcilerOptions). Empty means none.
 	PrometheusAddress string
+	// PrometheusTransport sends the requests to PrometheusAddress, and to a rollout's
+	// ramp.dev/prometheus-address, with the controller's credentials and TLS settings. Nil
+	// means a clone of http.DefaultTransport (no credentials).
+	PrometheusTransport http.RoundTripper
 	// JudgeInterval is how often the judge reads the router's counters. Zero means
 	// DefaultJudgeInterval.
 	JudgeInterval time.Duration
+	// QPS and Burst bound the requests to the API server: per second on average, and at
+	// once (rest.Config's QPS and Burst). Zero means cfg's, and when cfg leaves them 0,
+	// DefaultQPS and DefaultBurst.
+	QPS   float32
+	Burst int
 }
+
+// DefaultQPS and DefaultBurst bound the controller's requests to the API server when
+// neither cfg nor Options set them. client-go's own defaults (5 and 10) made 1,000 Rollouts
+// settle in minutes.
+const (
+	DefaultQPS   = 50
+	DefaultBurst = 100
+)
 
 // Scheme is the scheme of the objects the controller reads and writes.
 func Scheme() *runtime.Scheme {
@@ -133,6 +151,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 	if o.Namespace != "" {
 		mo.Cache = cache.Options{DefaultNamespaces: map[string]cache.Config{o.Namespace: {}}}
 	}
+	cfg = rateLimits(cfg, o.QPS, o.Burst)
 	mgr, err := ctrl.NewManager(cfg, mo)
 	if err != nil {
 		return nil, fmt.Errorf("new controller manager: %w", err)
@@ -163,7 +182,7 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		providers["job"] = NewJobProvider(mgr.GetClient(), JobProviderOptions{Reader: mgr.GetAPIReader(), Logger: log, Now: o.Now})
 	}
 	r := NewReconciler(mgr.GetClient(), mgr.GetEventRecorder(ControllerName), ReconcilerOptions{Providers: providers, Logger: log, Now: o.Now,
-		PrometheusAddress: o.PrometheusAddress, JudgeInterval: o.JudgeInterval, SecretReader: mgr.GetAPIReader(), APIReader: mgr.GetAPIReader()})
+		PrometheusAddress: o.PrometheusAddress, PrometheusTransport: o.PrometheusTransport, JudgeInterval: o.JudgeInterval, SecretReader: mgr.GetAPIReader(), APIReader: mgr.GetAPIReader()})
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, err
 	}
@@ -171,6 +190,25 @@ func NewManager(cfg *rest.Config, o Options) (manager.Manager, error) {
 		return nil, err
 	}
 	return mgr, nil
+}
+
+// rateLimits returns a copy of cfg with the client's rate limits: qps and burst when set,
+// else cfg's, else DefaultQPS and DefaultBurst.
+func rateLimits(cfg *rest.Config, qps float32, burst int) *rest.Config {
+	cfg = rest.CopyConfig(cfg)
+	switch {
+	case qps > 0:
+		cfg.QPS = qps
+	case cfg.QPS == 0:
+		cfg.QPS = DefaultQPS
+	}
+	switch {
+	case burst > 0:
+		cfg.Burst = burst
+	case cfg.Burst == 0:
+		cfg.Burst = DefaultBurst
+	}
+	return cfg
 }
 
 // inCluster reports whether the process runs in a pod with a service account.

@@ -8,6 +8,7 @@ import (
 	"hash/fnv"
 	"log/slog"
 	"maps"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -135,6 +136,10 @@ type ReconcilerOptions struct {
 	// is fed; a rollout's ramp.dev/prometheus-address annotation overrides it. Empty means
 	// none: builtin metrics and the judge then need the annotation.
 	PrometheusAddress string
+	// PrometheusTransport sends the requests to the router metrics' Prometheus (the
+	// controller's or a rollout's annotation), with the controller's credentials and TLS
+	// settings. Nil means a clone of http.DefaultTransport.
+	PrometheusTransport http.RoundTripper
 	// JudgeInterval is how often the judge reads the router's counters. Zero means
 	// DefaultJudgeInterval.
 	JudgeInterval time.Duration
@@ -163,7 +168,11 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 	if o.SecretReader == nil {
 		r.secrets = secretReader{c: c}
 	}
-	r.traffic = &routerMetrics{reader: c, address: o.PrometheusAddress, interval: o.JudgeInterval}
+	transport := o.PrometheusTransport
+	if transport == nil {
+		transport = http.DefaultTransport.(*http.Transport).Clone()
+	}
+	r.traffic = &routerMetrics{reader: c, address: o.PrometheusAddress, transport: transport, interval: o.JudgeInterval}
 	if r.traffic.interval <= 0 {
 		r.traffic.interval = DefaultJudgeInterval
 	}
@@ -174,7 +183,7 @@ func NewReconciler(c client.Client, rec EventRecorder, o ReconcilerOptions) *Rec
 		if providers == nil {
 			providers = map[string]analysis.Provider{}
 		}
-		providers["builtin"] = trafficmetrics.NewProvider(r.traffic, r.now, nil)
+		providers["builtin"] = trafficmetrics.NewProvider(r.traffic, r.now, transport)
 		r.traffic.ownsBuiltin = true
 	}
 	r.runner = &analysis.Runner{Providers: providers, Logger: r.log}

@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -19,7 +20,8 @@ import (
 )
 
 // AnnotationPrometheusAddress on a Rollout names the Prometheus that holds its traffic
-// router's metrics, instead of the controller's --prometheus-address.
+// router's metrics, instead of the controller's --prometheus-address. It is asked with the
+// controller's credentials and TLS settings (--prometheus-username and the rest).
 const AnnotationPrometheusAddress = "ramp.dev/prometheus-address"
 
 // DefaultJudgeInterval is how often Kubernetes mode reads the router's counters for the judge.
@@ -32,6 +34,9 @@ type routerMetrics struct {
 	reader client.Reader
 	// address is the controller's Prometheus; empty means none (a rollout may name its own).
 	address string
+	// transport sends the requests to address or a rollout's own, with the controller's
+	// credentials and TLS settings.
+	transport http.RoundTripper
 	// ownsBuiltin says the builtin provider is this one, so templates' builtin metrics are
 	// checked against what it can measure.
 	ownsBuiltin bool
@@ -288,7 +293,7 @@ func (m *routerMetrics) stepJudge(ctx context.Context, now time.Time, ro *v1alph
 		run.Message = "the judge waits: " + err.Error()
 		return now.Add(m.interval)
 	}
-	cl, err := trafficmetrics.NewClient(m.prometheusAddress(ro), nil)
+	cl, err := trafficmetrics.NewClient(m.prometheusAddress(ro), m.transport)
 	if err != nil {
 		run.Phase = v1alpha1.AnalysisError
 		run.Message = err.Error()

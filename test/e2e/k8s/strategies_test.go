@@ -187,6 +187,7 @@ func TestKubernetesMode(t *testing.T) {
 	t.Run("traffic truth", func(t *testing.T) { testTrafficTruth(t, env, cfg, metrics) })
 
 	t.Run("router metrics", func(t *testing.T) { testRouterMetrics(t, env, cfg, metrics) })
+	t.Run("prometheus auth", func(t *testing.T) { testPrometheusAuth(t, env) })
 	t.Run("job analysis", func(t *testing.T) { testJobAnalysis(t, env, cfg, metrics) })
 	t.Run("undo and restart", func(t *testing.T) { testUndoAndRestart(t, env, cfg, metrics) })
 	t.Run("pod restarts", func(t *testing.T) { testPodRestarts(t, env, cfg, metrics) })
