@@ -27,6 +27,7 @@ const defaultDashboardAddr = "127.0.0.1:3100"
 func (a *app) dashboardCmd() *cobra.Command {
 	var addr string
 	var readOnly bool
+	var prom dashboardProm
 	cmd := &cobra.Command{
 		Use:   "dashboard",
 		Short: "Serve the web dashboard of the cluster's Rollouts on 127.0.0.1:3100",
@@ -42,10 +43,20 @@ RAMP_TOKEN), else a new random one; on a terminal ramp prints the page's address
 the page without any token: every change is refused.
 
 In local mode, ramp up serves the dashboard itself, at the control API's /dashboard/: this
-command prints its address.`,
+command prints its address.
+
+The per-revision charts (request rate, 5xx share, p95 latency, p95 first token, the judge's
+business metrics, over the last 10 minutes at 5 s steps) are read from the Prometheus that
+holds the router's metrics (Istio, NGINX) or the app's own series (spec.appMetrics), with the
+same queries as the controller's: --prometheus-service NAMESPACE/NAME:PORT reaches it through
+the API server's service proxy with your kubeconfig's rights (as kubectl proxy does; it needs
+get on services/proxy), --prometheus-address URL directly from your machine. Without either
+the page shows no charts and says which flag to pass.`,
 		Example: `  ramp dashboard --kubeconfig ~/.kube/config -n team-chat
   kubectl ramp dashboard --address 127.0.0.1:3200
-  ramp dashboard --read-only`,
+  ramp dashboard --read-only
+  ramp dashboard --prometheus-service monitoring/prometheus:9090
+  ramp dashboard --prometheus-address http://127.0.0.1:9090`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !a.kubernetesMode() {
@@ -53,11 +64,16 @@ command prints its address.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return a.serveDashboard(ctx, addr, readOnly)
+			if err := prom.check(); err != nil {
+				return err
+			}
+			return a.serveDashboard(ctx, addr, readOnly, prom)
 		},
 	}
 	cmd.Flags().StringVar(&addr, "address", defaultDashboardAddr, "address the dashboard listens on (keep it on loopback: the page speaks plain HTTP)")
 	cmd.Flags().BoolVar(&readOnly, "read-only", false, "serve the page without a token: every change is refused")
+	cmd.Flags().StringVar(&prom.service, "prometheus-service", "", "the charts' Prometheus as a Service NAMESPACE/NAME[:PORT], reached through the API server's service proxy (e.g. monitoring/prometheus:9090)")
+	cmd.Flags().StringVar(&prom.address, "prometheus-address", "", "the charts' Prometheus as a URL reachable from this machine (e.g. http://127.0.0.1:9090)")
 	return cmd
 }
 
@@ -88,11 +104,16 @@ func (a *app) dashboardControl() (control.Control, error) {
 
 // serveDashboard serves the dashboard (the control API's handler over the cluster) on addr
 // until ctx ends.
-func (a *app) serveDashboard(ctx context.Context, addr string, readOnly bool) error {
+func (a *app) serveDashboard(ctx context.Context, addr string, readOnly bool, prom dashboardProm) error {
 	ctrl, err := a.dashboardControl()
 	if err != nil {
 		return err
 	}
+	pc, err := a.dashboardPromClient(prom, a.restConfig)
+	if err != nil {
+		return err
+	}
+	ctrl = withSeries(ctrl, pc)
 	token := ""
 	if !readOnly {
 		if token = cmp.Or(a.token, a.getenv("RAMP_TOKEN")); token == "" {

@@ -2,6 +2,7 @@ package control
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -13,6 +14,10 @@ type SeriesSource interface {
 	// wrapping ErrNotFound.
 	Series(ctx context.Context, name string) (*Series, error)
 }
+
+// ErrNoSeries is wrapped by a Series error that means the mode has no series to give (the
+// API answers 501 Not Implemented with the error's text).
+var ErrNoSeries = errors.New("this mode has no per-revision series")
 
 // Series is a rollout's recent traffic, per revision, cut into steps of equal length.
 type Series struct {
@@ -27,12 +32,18 @@ type Series struct {
 	// Business names the judge's business metrics that the points' Business maps hold, in
 	// the spec's order; empty when the rollout's judge has none.
 	Business []string `json:"business,omitempty"`
+	// Message says why the series are partial (Kubernetes mode: where Prometheus is not
+	// set, or could not be read); empty when they are whole.
+	Message string `json:"message,omitempty"`
 }
 
 // RevisionSeries is one revision's points, oldest first, one per step.
 type RevisionSeries struct {
 	Revision int64         `json:"revision"`
 	Points   []SeriesPoint `json:"points"`
+	// Message says why the revision's points are empty or lack a measure; empty when they
+	// were read whole.
+	Message string `json:"message,omitempty"`
 }
 
 // SeriesPoint is one revision's requests over one step.

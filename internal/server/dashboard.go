@@ -3,6 +3,7 @@ package server
 import (
 	"embed"
 	"errors"
+	"fmt"
 	"io/fs"
 	"net/http"
 	"slices"
@@ -21,7 +22,7 @@ var dashboardFiles embed.FS
 const DashboardPath = "/dashboard/"
 
 // errNoSeries answers /series in a mode that does not measure traffic itself.
-var errNoSeries = errors.New("this mode has no per-revision series: Kubernetes mode's numbers are in Prometheus")
+var errNoSeries = fmt.Errorf("%w: Kubernetes mode's numbers are in Prometheus", control.ErrNoSeries)
 
 // dashboard adds the dashboard's page and its read API to mux. The page's read API
 // (/dashboard/api/...) needs no token: it answers views built field by field from what is
@@ -97,6 +98,10 @@ func (a *api) series(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s, err := src.Series(r.Context(), r.PathValue("name"))
+	if errors.Is(err, control.ErrNoSeries) {
+		writeJSON(w, http.StatusNotImplemented, errorBody{Error: err.Error()})
+		return
+	}
 	if err != nil {
 		a.fail(w, r, err)
 		return

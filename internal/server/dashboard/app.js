@@ -241,7 +241,7 @@ function renderCharts(v, s) {
   // The time axis starts with the first traffic (at least 2 minutes back); a revision's line
   // starts with its own first request.
   const to = Date.parse(s.to), step = s.stepSeconds * 1000;
-  const firsts = s.revisions.map((r) => r.points.findIndex((p) => p.requests > 0));
+  const firsts = s.revisions.map((r) => r.points.findIndex((p) => p.requests > 0 || p.rate > 0));
   let from = Date.parse(s.from);
   const starts = s.revisions.map((r, i) => (firsts[i] < 0 ? Infinity : Date.parse(r.points[firsts[i]].time) - step));
   if (starts.length > 0) from = Math.max(from, Math.min(Math.min(...starts), to - 120000));
@@ -279,8 +279,12 @@ async function poll() {
       state.rollout = v;
       renderRollout(v);
       try {
-        renderCharts(v, await getJSON(`/dashboard/api/rollouts/${name}/series`));
-        $("charts-note").hidden = true;
+        const s = await getJSON(`/dashboard/api/rollouts/${name}/series`);
+        renderCharts(v, s);
+        // Why some lines are missing (Kubernetes mode: a revision's series could not be read).
+        const notes = [s.message, ...s.revisions.filter((r) => r.message).map((r) => `revision ${r.revision}: ${r.message}`)].filter(Boolean);
+        $("charts-note").hidden = notes.length === 0;
+        $("charts-note").textContent = notes.join("\n");
       } catch (err) {
         $("charts").replaceChildren();
         $("charts-note").hidden = false;

@@ -1,0 +1,131 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"ramp.dev/ramp/api/v1alpha1"
+	"ramp.dev/ramp/internal/analysis/trafficmetrics"
+	"ramp.dev/ramp/internal/control"
+	"ramp.dev/ramp/internal/spec"
+)
+
+// Chart settings of the dashboard in Kubernetes mode, as local mode's: the last 10 minutes
+// at 5 s steps.
+const (
+	SeriesSpan = 10 * time.Minute
+	SeriesStep = 5 * time.Second
+)
+
+// PromSeries answers the dashboard's per-revision charts in Kubernetes mode from the
+// Prometheus that holds the rollouts' router metrics or the app's own series
+// (spec.appMetrics). It implements control.SeriesSource.
+type PromSeries struct {
+	// Get returns a rollout by name (a missing one wraps control.ErrNotFound).
+	Get func(ctx context.Context, name string) (*v1alpha1.Rollout, error)
+	// Prometheus is the client of the Prometheus to ask.
+	Prometheus *trafficmetrics.Client
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+}
+
+var _ control.SeriesSource = (*PromSeries)(nil)
+
+// Series reads each revision of the rollout's status over the last SeriesSpan. A revision
+// whose series cannot be read has points without values and a message saying why.
+func (p *PromSeries) Series(ctx context.Context, name string) (*control.Series, error) {
+	ro, err := p.Get(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	now := time.Now
+	if p.Now != nil {
+		now = p.Now
+	}
+	to := now().Truncate(SeriesStep)
+	r := trafficmetrics.Range{From: to.Add(-SeriesSpan), To: to, Step: SeriesStep}
+	business := judgeBusiness(ro)
+	out := &control.Series{Rollout: ro.Name, StepSeconds: int64(SeriesStep / time.Second), From: r.From.UTC(), To: r.To.UTC(), Revisions: []control.RevisionSeries{}}
+	for _, b := range business {
+		out.Business = append(out.Business, b.Name)
+	}
+	revs := make([]int64, 0, len(ro.Status.Revisions))
+	for _, rv := range ro.Status.Revisions {
+		revs = append(revs, rv.Revision)
+	}
+	slices.Sort(revs)
+	for _, rev := range slices.Compact(revs) {
+		rs := control.RevisionSeries{Revision: rev}
+		sel, err := RevisionSelector(ro, rev)
+		if err == nil {
+			var msg string
+			rs.Points, msg, err = p.Prometheus.RevisionSeries(ctx, trafficmetrics.QueriesFor(sel, trafficmetrics.SeriesWindow, business), r)
+			rs.Message = msg
+		}
+		if err != nil {
+			rs.Message = err.Error()
+			if rs.Points == nil {
+				rs.Points = emptyPoints(r)
+			}
+		}
+		out.Revisions = append(out.Revisions, rs)
+	}
+	return out, nil
+}
+
+func emptyPoints(r trafficmetrics.Range) []control.SeriesPoint {
+	ts := r.Times()
+	pts := make([]control.SeriesPoint, len(ts))
+	for i, t := range ts {
+		pts[i].Time = t.UTC()
+	}
+	return pts
+}
+
+// judgeBusiness are ro's judge's business metrics.
+func judgeBusiness(ro *v1alpha1.Rollout) []v1alpha1.JudgeBusinessMetric {
+	if c := ro.Spec.Strategy.Canary; c != nil && c.Judge != nil {
+		return c.Judge.Business
+	}
+	return nil
+}
+
+// RevisionSelector selects revision rev's requests for the dashboard's charts: in the router's
+// metrics by the canary or stable Service when the router's metrics are used and rev is the
+// canary or stable revision, else in the app's own series by its pod-template-hash; with the
+// app's series of the revision's pods beside (first token, business metrics) when ro names
+// them. An error says why rev's requests cannot be told.
+func RevisionSelector(ro *v1alpha1.Rollout, rev int64) (trafficmetrics.Selector, error) {
+	st := ro.Status
+	if useRouter(ro) {
+		canary, stable, _ := routerSelectors(ro)
+		var sel trafficmetrics.Selector
+		switch rev {
+		case st.CanaryRevision:
+			sel = canary
+		case st.StableRevision:
+			sel = stable
+		default:
+			if ro.Spec.AppMetrics == nil {
+				return sel, fmt.Errorf("revision %d is neither canary nor stable: the router's metrics do not tell its requests apart (spec.appMetrics would)", rev)
+			}
+			return appRevisionSelector(ro, rev)
+		}
+		sel.App, _ = appSelector(ro, rev) // without a known pod-template-hash: no first token nor business lines
+		return sel, nil
+	}
+	if _, ok := spec.AppMetrics(ro.Spec.AppMetrics); !ok {
+		_, _, err := routerSelectors(ro)
+		return trafficmetrics.Selector{}, err
+	}
+	return appRevisionSelector(ro, rev)
+}
+
+func appRevisionSelector(ro *v1alpha1.Rollout, rev int64) (trafficmetrics.Selector, error) {
+	sel := trafficmetrics.Selector{Router: trafficmetrics.App, Namespace: ro.Namespace}
+	var err error
+	sel.App, err = appSelector(ro, rev)
+	return sel, err
+}
