@@ -121,7 +121,7 @@ func (a *app) dashboardPromClient(p dashboardProm, cfg func() (*rest.Config, err
 
 // apiServerURL is the API server's base URL of cfg (with its path prefix, if any).
 func apiServerURL(cfg *rest.Config) (string, error) {
-	u, _, err := rest.DefaultServerURL(cfg.Host, cfg.APIPath, cfg.GroupVersion.WithKind("").GroupVersion(), cfg.TLSClientConfig.CAFile != "" || len(cfg.TLSClientConfig.CAData) > 0 || cfg.Insecure)
+	u, _, err := rest.DefaultServerUrlFor(cfg)
 	if err != nil {
 		return "", fmt.Errorf("--prometheus-service: kubeconfig server %q: %w", cfg.Host, err)
 	}
