@@ -1,15 +1,19 @@
 package k8s
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
+	"github.com/chromedp/chromedp"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"ramp.dev/ramp/api/v1alpha1"
@@ -73,7 +77,7 @@ func TestDashboardCharts(t *testing.T) {
 
 	// Then the series endpoint has both revisions' lines, each with its own values
 	var last control.Series
-	eventually(t, 60*time.Second, "the dashboard's series of both revisions", func(context.Context) error {
+	eventually(t, 90*time.Second, "the dashboard's series of both revisions", func(context.Context) error {
 		code, body := httpDo("http://"+listen+"/dashboard/api/rollouts/chat-api/series", "GET", "")
 		if code != 200 {
 			return fmt.Errorf("GET series: %d %s (ramp dashboard: %s)", code, body, out.String())
@@ -99,6 +103,11 @@ func TestDashboardCharts(t *testing.T) {
 			if p.Rate <= 0 || p.ErrorShare == nil || p.LatencyP95 == nil || p.FirstTokenP95 == nil {
 				return fmt.Errorf("revision %d's last point: %+v", r.Revision, p)
 			}
+			// Shares are told once the 30 s window holds 100 requests at least (a young
+			// series' rate is low: Prometheus extrapolates little past its first sample).
+			if n := p.Rate * 30; n < 100 {
+				return fmt.Errorf("revision %d: %.0f requests in the last 30s so far", r.Revision, n)
+			}
 			if math.Abs(*p.ErrorShare-want[i].errs) > 0.05 {
 				return fmt.Errorf("revision %d's 5xx share %g, want %g", r.Revision, *p.ErrorShare, want[i].errs)
 			}
@@ -112,4 +121,81 @@ func TestDashboardCharts(t *testing.T) {
 		p := r.Points[len(r.Points)-1]
 		t.Logf("revision %d at %s: %.2f req/s, 5xx %.3f, p95 %.3fs, first token p95 %.3fs, triage %v", r.Revision, p.Time.Format(time.TimeOnly), p.Rate, *p.ErrorShare, *p.LatencyP95, *p.FirstTokenP95, p.Business)
 	}
+
+	// And the page draws every chart with a line (of two points at least) for each revision,
+	// and no note
+	ctx := headlessChromium(t)
+	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(wctx, chromedp.Navigate("http://"+listen+"/dashboard/#chat-api")); err != nil {
+		t.Fatal(err)
+	}
+	want := []string{}
+	for _, c := range []string{"Request rate", "5xx share", "Latency p95", "First token p95", "triage: share of events"} {
+		want = append(want, c+": revision 1 (stable)", c+": revision 2 (canary)")
+	}
+	var lines []string
+	var note string
+	eventually(t, 30*time.Second, "the page's charts", func(context.Context) error {
+		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		var err error
+		if lines, err = chromedp.Run(ectx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#charts figure")].flatMap((f) => [...f.querySelectorAll("path.line")].filter((p) => p.getAttribute("d").includes("L")).map((p) => f.dataset.title + ": " + p.dataset.label))`)); err != nil {
+			return err
+		}
+		if note, err = chromedp.Run(ectx, chromedp.Evaluate[string](`document.querySelector("#charts-note").hidden ? "" : document.querySelector("#charts-note").textContent`)); err != nil {
+			return err
+		}
+		for _, w := range want {
+			if !slices.Contains(lines, w) {
+				return fmt.Errorf("no line %q among %q (note %q)", w, lines, note)
+			}
+		}
+		if note != "" {
+			return fmt.Errorf("note %q", note)
+		}
+		return nil
+	})
+	png, err := chromedp.Run(wctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Join(cmp.Or(os.Getenv("RAMP_ARTIFACTS"), filepath.Join("..", "artifacts")), "dashboard")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	path, _ := filepath.Abs(filepath.Join(dir, "kubernetes-charts.png"))
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// headlessChromium starts Debian's chromium (or RAMP_CHROMIUM) for the test; without one the
+// test is skipped, unless CI is set: then it fails.
+func headlessChromium(t *testing.T) context.Context {
+	t.Helper()
+	exe := os.Getenv("RAMP_CHROMIUM")
+	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
+		if exe == "" {
+			exe, _ = exec.LookPath(name)
+		}
+	}
+	if exe == "" {
+		msg := "no chromium on PATH (nor RAMP_CHROMIUM): install Debian's chromium (bash test/tools/chromium.sh)"
+		if ci := os.Getenv("CI"); ci != "" && ci != "false" && ci != "0" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
+		chromedp.WindowSize(1400, 1800), chromedp.UserDataDir(t.TempDir()))
+	alloc, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(alloc)
+	t.Cleanup(func() { cancelCtx(); cancelAlloc() })
+	if err := chromedp.Do(ctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium %s: %s", exe, err)
+	}
+	return ctx
 }
