@@ -1,7 +1,6 @@
 package cli
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"net/url"
@@ -134,18 +133,15 @@ type seriesControl struct {
 	control.SeriesSource
 }
 
-// noSeries answers every series request with why there are none.
-type noSeries struct{}
-
-func (noSeries) Series(context.Context, string) (*control.Series, error) {
-	return nil, fmt.Errorf("%w: Kubernetes mode's numbers are in Prometheus; run ramp dashboard with --prometheus-service NAMESPACE/NAME:PORT (through the API server) or --prometheus-address URL to see the charts", control.ErrNoSeries)
-}
-
-// withSeries gives ctrl its series from prom; without prom, the series answer says which
+// withSeries gives ctrl its series from prom or from a rollout's ramp.dev/prometheus-address
+// annotation when it can be reached from here; without either, the series answer says which
 // flag to pass.
 func withSeries(ctrl control.Control, prom *trafficmetrics.Client) control.Control {
-	if prom == nil {
-		return seriesControl{Control: ctrl, SeriesSource: noSeries{}}
-	}
-	return seriesControl{Control: ctrl, SeriesSource: &kube.PromSeries{Get: ctrl.Get, Prometheus: prom}}
+	return seriesControl{Control: ctrl, SeriesSource: &kube.PromSeries{Get: ctrl.Get, Prometheus: prom,
+		Annotated: func(addr string) (*trafficmetrics.Client, error) {
+			if err := checkPrometheusAddress("annotation "+kube.AnnotationPrometheusAddress, addr); err != nil {
+				return nil, err
+			}
+			return trafficmetrics.NewClient(addr, nil)
+		}}}
 }

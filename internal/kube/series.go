@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync"
 	"time"
 
 	"ramp.dev/ramp/api/v1alpha1"
@@ -25,10 +26,69 @@ const (
 type PromSeries struct {
 	// Get returns a rollout by name (a missing one wraps control.ErrNotFound).
 	Get func(ctx context.Context, name string) (*v1alpha1.Rollout, error)
-	// Prometheus is the client of the Prometheus to ask.
+	// Prometheus is the client of the Prometheus to ask; nil means none was given (a
+	// rollout's annotation may still name one).
 	Prometheus *trafficmetrics.Client
+	// Annotated returns the client of the Prometheus that a rollout's
+	// ramp.dev/prometheus-address annotation names, which is asked instead of Prometheus when
+	// it can be reached from here (it usually names an in-cluster address). Nil ignores the
+	// annotation.
+	Annotated func(address string) (*trafficmetrics.Client, error)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
+
+	mu sync.Mutex
+	// reach caches, by address, whether an annotation's Prometheus could be reached, for
+	// reachTTL: the page asks every 1.5 s.
+	reach map[string]reachability
+}
+
+type reachability struct {
+	err error
+	at  time.Time
+}
+
+// Reach settings of an annotation's Prometheus.
+const (
+	reachTimeout = 2 * time.Second
+	reachTTL     = time.Minute
+)
+
+// NoPrometheus is the error of Series when no Prometheus is given and the rollout names none
+// that can be reached: it wraps control.ErrNoSeries, and says which flag to pass.
+var NoPrometheus = fmt.Errorf("%w: Kubernetes mode's numbers are in Prometheus; run ramp dashboard with --prometheus-service NAMESPACE/NAME:PORT (through the API server) or --prometheus-address URL to see the charts", control.ErrNoSeries)
+
+// client is the Prometheus to ask for ro, and why the annotation's is not asked; nil when
+// there is none.
+func (p *PromSeries) client(ctx context.Context, ro *v1alpha1.Rollout) (*trafficmetrics.Client, string) {
+	addr := ro.Annotations[AnnotationPrometheusAddress]
+	if addr == "" || p.Annotated == nil {
+		return p.Prometheus, ""
+	}
+	c, err := p.Annotated(addr)
+	if err == nil {
+		p.mu.Lock()
+		r, ok := p.reach[addr]
+		p.mu.Unlock()
+		if !ok || time.Since(r.at) > reachTTL {
+			r = reachability{err: c.Reachable(ctx, reachTimeout), at: time.Now()}
+			p.mu.Lock()
+			if p.reach == nil {
+				p.reach = map[string]reachability{}
+			}
+			p.reach[addr] = r
+			p.mu.Unlock()
+		}
+		err = r.err
+	}
+	if err == nil {
+		return c, ""
+	}
+	why := fmt.Sprintf("the rollout's %s annotation names a Prometheus that cannot be reached from here (%v)", AnnotationPrometheusAddress, err)
+	if p.Prometheus != nil {
+		why += "; the charts read " + p.Prometheus.Address() + " instead"
+	}
+	return p.Prometheus, why
 }
 
 var _ control.SeriesSource = (*PromSeries)(nil)
@@ -40,6 +100,13 @@ func (p *PromSeries) Series(ctx context.Context, name string) (*control.Series, 
 	if err != nil {
 		return nil, err
 	}
+	prom, why := p.client(ctx, ro)
+	if prom == nil {
+		if why != "" {
+			return nil, fmt.Errorf("%w (%s)", NoPrometheus, why)
+		}
+		return nil, NoPrometheus
+	}
 	now := time.Now
 	if p.Now != nil {
 		now = p.Now
@@ -47,7 +114,7 @@ func (p *PromSeries) Series(ctx context.Context, name string) (*control.Series, 
 	to := now().Truncate(SeriesStep)
 	r := trafficmetrics.Range{From: to.Add(-SeriesSpan), To: to, Step: SeriesStep}
 	business := judgeBusiness(ro)
-	out := &control.Series{Rollout: ro.Name, StepSeconds: int64(SeriesStep / time.Second), From: r.From.UTC(), To: r.To.UTC(), Revisions: []control.RevisionSeries{}}
+	out := &control.Series{Rollout: ro.Name, StepSeconds: int64(SeriesStep / time.Second), From: r.From.UTC(), To: r.To.UTC(), Revisions: []control.RevisionSeries{}, Message: why}
 	for _, b := range business {
 		out.Business = append(out.Business, b.Name)
 	}
@@ -61,7 +128,7 @@ func (p *PromSeries) Series(ctx context.Context, name string) (*control.Series, 
 		sel, err := RevisionSelector(ro, rev)
 		if err == nil {
 			var msg string
-			rs.Points, msg, err = p.Prometheus.RevisionSeries(ctx, trafficmetrics.QueriesFor(sel, trafficmetrics.SeriesWindow, business), r)
+			rs.Points, msg, err = prom.RevisionSeries(ctx, trafficmetrics.QueriesFor(sel, trafficmetrics.SeriesWindow, business), r)
 			rs.Message = msg
 		}
 		if err != nil {

@@ -169,3 +169,17 @@ func (c *Client) matrix(ctx context.Context, query string, r Range) (map[int64]f
 	}
 	return out, nil
 }
+
+// Reachable asks the Prometheus for a constant, within timeout: an error says why it
+// cannot be reached (or does not answer as a Prometheus).
+func (c *Client) Reachable(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if _, _, _, err := c.api.Query(ctx, "vector(1)", time.Now()); err != nil {
+		return fmt.Errorf("prometheus %s: %w", c.address, err)
+	}
+	return nil
+}
+
+// Address is the Prometheus's address, as given.
+func (c *Client) Address() string { return c.address }
