@@ -47,11 +47,12 @@ command prints its address.
 
 The per-revision charts (request rate, 5xx share, p95 latency, p95 first token, the judge's
 business metrics, over the last 10 minutes at 5 s steps) are read from the Prometheus that
-holds the router's metrics (Istio, NGINX) or the app's own series (spec.appMetrics), with the
-same queries as the controller's: --prometheus-service NAMESPACE/NAME:PORT reaches it through
+holds the router's metrics (Istio, NGINX) or the app's own series (spec.appMetrics), the
+series the controller reads: --prometheus-service NAMESPACE/NAME:PORT reaches it through
 the API server's service proxy with your kubeconfig's rights (as kubectl proxy does; it needs
-get on services/proxy), --prometheus-address URL directly from your machine. Without either
-the page shows no charts and says which flag to pass.`,
+get on services/proxy), --prometheus-address URL directly from your machine. A Rollout's
+ramp.dev/prometheus-address annotation is read instead when it answers from this machine.
+Without any, the page shows no charts and says which flag to pass.`,
 		Example: `  ramp dashboard --kubeconfig ~/.kube/config -n team-chat
   kubectl ramp dashboard --address 127.0.0.1:3200
   ramp dashboard --read-only
