@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/prometheus/promql/parser"
+
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/test/promenv"
 )
@@ -55,6 +57,15 @@ func TestSeriesQueries(t *testing.T) {
 		}},
 	} {
 		g, w := tc.got, tc.want
+		all := []string{g.Rate, g.ErrorShare, g.LatencyP95, g.FirstTokenP95}
+		for _, b := range g.Business {
+			all = append(all, b.Query)
+		}
+		for _, q := range all {
+			if _, err := parser.NewParser(parser.Options{}).ParseExpr(q); q != "" && err != nil {
+				t.Errorf("%s: %s is not PromQL: %v", tc.name, q, err)
+			}
+		}
 		for _, f := range []struct{ name, got, want string }{
 			{"rate", g.Rate, w.Rate}, {"5xx share", g.ErrorShare, w.ErrorShare}, {"latency p95", g.LatencyP95, w.LatencyP95}, {"first token p95", g.FirstTokenP95, w.FirstTokenP95},
 		} {
@@ -171,4 +182,63 @@ func deref(f *float64) any {
 		return nil
 	}
 	return *f
+}
+
+// TestSeriesRouterRealPrometheus reads the chart lines of Istio's and NGINX's canary and
+// stable through a real Prometheus, without the decoys (Istio's source reporter, another
+// namespace's Ingress).
+func TestSeriesRouterRealPrometheus(t *testing.T) {
+	bin := promenv.Binary(t)
+	target, scrapes := seriesServer(t)
+	addr := promenv.Start(t, bin, target)
+	c, err := NewClient(addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, ok, err := c.scalar(ctx, `min(count_over_time(up[1m]))`, time.Now())
+		if err == nil && ok && n >= 4 && scrapes.Load() >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus did not scrape the series four times: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // poll
+	}
+	to := time.Now().Truncate(time.Second)
+	r := Range{From: to.Add(-10 * time.Second), To: to, Step: time.Second}
+	for _, router := range Routers() {
+		canary, stable := selectors(router, "bad")
+		for _, tc := range []struct {
+			name           string
+			sel            Selector
+			errors, p95    float64
+			rateLo, rateHi float64
+		}{
+			{"canary", canary, 0.5, 0.4875, 10, 40},
+			{"stable", stable, 0.01, 0.0975, 50, 200},
+		} {
+			pts, msg, err := c.RevisionSeries(ctx, QueriesFor(tc.sel, 3*time.Second, triage), r)
+			if err != nil || msg != "" {
+				t.Fatalf("%s %s: %v %q", router, tc.name, err, msg)
+			}
+			last := -1
+			for i, p := range pts {
+				if p.Rate > 0 {
+					last = i
+				}
+			}
+			if last < 0 {
+				t.Fatalf("%s %s: no rate: %+v", router, tc.name, pts)
+			}
+			p := pts[last]
+			if p.Rate < tc.rateLo || p.Rate > tc.rateHi || p.ErrorShare == nil || math.Abs(*p.ErrorShare-tc.errors) > 1e-6 ||
+				p.LatencyP95 == nil || math.Abs(*p.LatencyP95-tc.p95) > 1e-6 || p.FirstTokenP95 != nil || p.Business != nil {
+				t.Errorf("%s %s: rate %g, 5xx %v, p95 %v, first token %v, business %v; want 5xx %g, p95 %g", router, tc.name,
+					p.Rate, deref(p.ErrorShare), deref(p.LatencyP95), deref(p.FirstTokenP95), p.Business, tc.errors, tc.p95)
+			}
+		}
+	}
 }
