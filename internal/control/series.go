@@ -50,7 +50,9 @@ type RevisionSeries struct {
 type SeriesPoint struct {
 	// Time is the end of the step.
 	Time time.Time `json:"time"`
-	// Requests counts the finished requests; Rate is Requests per second of the step.
+	// Requests counts the finished requests; Rate is Requests per second of the step. In
+	// Kubernetes mode Rate is Prometheus's rate over the 30 s before Time, and Requests and
+	// Errors are derived from it (rounded to whole requests of a step).
 	Requests int64   `json:"requests"`
 	Rate     float64 `json:"rate"`
 	// Errors counts the 5xx answers and the upstream failures (no answer, or a body cut

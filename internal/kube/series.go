@@ -18,6 +18,8 @@ import (
 const (
 	SeriesSpan = 10 * time.Minute
 	SeriesStep = 5 * time.Second
+	// SeriesTimeout bounds one read of a rollout's series.
+	SeriesTimeout = 10 * time.Second
 )
 
 // PromSeries answers the dashboard's per-revision charts in Kubernetes mode from the
@@ -123,22 +125,32 @@ func (p *PromSeries) Series(ctx context.Context, name string) (*control.Series, 
 		revs = append(revs, rv.Revision)
 	}
 	slices.Sort(revs)
-	for _, rev := range slices.Compact(revs) {
-		rs := control.RevisionSeries{Revision: rev}
-		sel, err := RevisionSelector(ro, rev)
-		if err == nil {
-			var msg string
-			rs.Points, msg, err = prom.RevisionSeries(ctx, trafficmetrics.QueriesFor(sel, trafficmetrics.SeriesWindow, business), r)
-			rs.Message = msg
-		}
-		if err != nil {
-			rs.Message = err.Error()
+	// Each revision's queries run beside the others', all within SeriesTimeout: the page
+	// waits for them on each refresh.
+	ctx, cancel := context.WithTimeout(ctx, SeriesTimeout)
+	defer cancel()
+	revs = slices.Compact(revs)
+	out.Revisions = make([]control.RevisionSeries, len(revs))
+	var wg sync.WaitGroup
+	for i, rev := range revs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rs := control.RevisionSeries{Revision: rev}
+			sel, err := RevisionSelector(ro, rev)
+			if err == nil {
+				rs.Points, rs.Message, err = prom.RevisionSeries(ctx, trafficmetrics.QueriesFor(sel, trafficmetrics.SeriesWindow, business), r)
+			}
+			if err != nil {
+				rs.Message = err.Error()
+			}
 			if rs.Points == nil {
 				rs.Points = emptyPoints(r)
 			}
-		}
-		out.Revisions = append(out.Revisions, rs)
+			out.Revisions[i] = rs
+		}()
 	}
+	wg.Wait()
 	return out, nil
 }
 
