@@ -15,8 +15,13 @@ type backendState struct {
 
 	inflight atomic.Int64
 	draining atomic.Bool
-	waiters  atomic.Int32  // WaitIdle callers; done only takes mu when there are some
-	warned   atomic.Uint32 // bits of the framing faults already logged (Proxy.discarded)
+	// gone says the backend left the table: a request that routes by an older table
+	// (loaded before the change) must not start on it, for nothing drains it before its
+	// instance stops (SetTable stores it before reading inflight; acquire reads it after
+	// counting the request, as with draining).
+	gone    atomic.Bool
+	waiters atomic.Int32  // WaitIdle callers; done only takes mu when there are some
+	warned  atomic.Uint32 // bits of the framing faults already logged (Proxy.discarded)
 
 	mu   sync.Mutex
 	idle chan struct{} // closed when inflight reaches 0 while someone waits
@@ -27,7 +32,7 @@ type backendState struct {
 // the request sees the drain, or WaitIdle sees the request.
 func (b *backendState) acquire() bool {
 	b.inflight.Add(1)
-	if b.draining.Load() {
+	if b.draining.Load() || b.gone.Load() {
 		b.done()
 		return false
 	}

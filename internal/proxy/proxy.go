@@ -229,6 +229,7 @@ func (p *Proxy) SetTable(t Table) {
 				st.addr = b.Addr
 				st.draining.Store(false)
 			}
+			st.gone.Store(false)
 			listed[b.ID] = true
 			addrs[b.Addr] = true
 			pl.targets = append(pl.targets, target{b: st, addr: b.Addr})
@@ -243,6 +244,7 @@ func (p *Proxy) SetTable(t Table) {
 			continue
 		}
 		st.draining.Store(false)
+		st.gone.Store(true) // before reading inflight: see backendState.gone
 		if st.inflight.Load() == 0 && st.waiters.Load() == 0 {
 			delete(p.backends, id)
 		}
@@ -392,6 +394,16 @@ func (p *Proxy) serveState(w http.ResponseWriter, r *http.Request, st *reqState,
 	}
 	st.replayable = replayable
 	pl, t, ok := p.route(st, r)
+	// The table changed while the request was read, and its instances left it: route by the
+	// new one (a few times at most, should it keep changing).
+	for i := 0; !ok && i < 3; i++ {
+		cur := p.table.Load()
+		if cur == st.tbl {
+			break
+		}
+		st.tbl = cur
+		pl, t, ok = p.route(st, r)
+	}
 	if !ok {
 		http.Error(w, "no ready instance for rollout "+p.rollout, http.StatusServiceUnavailable)
 		return

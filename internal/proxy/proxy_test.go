@@ -859,3 +859,61 @@ func TestCollector(t *testing.T) {
 		}
 	}
 }
+
+// A request that began before a table change (its body still coming in) is routed by the
+// new table: the instances that left the old one are drained by nobody (WaitIdle knows them
+// no more), and their process may stop at once. Before, such a request went to a removed
+// instance after its drain had returned.
+func TestRequestReadDuringATableChangeGoesByTheNewTable(t *testing.T) {
+	old := upstream(t, "old", nil)
+	cur := upstream(t, "new", nil)
+	// The proxy reads its clock when it takes a request (and loads the table), then reads
+	// the body.
+	taken := make(chan struct{})
+	var once sync.Once
+	p := New("chat-api", Options{Logger: quietLogger(), Clock: func() time.Time {
+		once.Do(func() { close(taken) })
+		return time.Now()
+	}})
+	p.SetTable(Table{Pools: []Pool{{Revision: 2, Weight: 100, Backends: []Backend{old}}}})
+	f := serve(t, p)
+
+	pr, pw := io.Pipe()
+	got := make(chan string, 1)
+	go func() {
+		req, _ := http.NewRequest(http.MethodPost, f.url+"/chat", pr)
+		req.ContentLength = 4
+		resp, err := f.client.Do(req)
+		if err != nil {
+			got <- "error: " + err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		got <- string(b)
+	}()
+	if _, err := pw.Write([]byte("he")); err != nil { // the head and half the body are in
+		t.Fatal(err)
+	}
+	select {
+	case <-taken:
+	case <-time.After(10 * time.Second):
+		t.Fatal("the proxy did not take the request")
+	}
+	// The table changes and the old instance is drained while the body is still coming.
+	p.SetTable(Table{Pools: []Pool{{Revision: 1, Weight: 100, Backends: []Backend{cur}}}})
+	p.Drain("old")
+	if err := p.WaitIdle(context.Background(), "old"); err != nil {
+		t.Fatal(err)
+	}
+	pw.Write([]byte("ll"))
+	pw.Close()
+	select {
+	case g := <-got:
+		if g != "new" {
+			t.Fatalf("the request read across the table change was answered by %q, want the new table's instance", g)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no answer")
+	}
+}
