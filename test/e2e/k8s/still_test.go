@@ -11,6 +11,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/kube"
@@ -90,6 +91,29 @@ func waitStill(t *testing.T, s *scenario, cs kubernetes.Interface, image string,
 		t.Fatal(err)
 	}
 	defer w.Stop()
+	ro, err := s.rollout(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var roEvents []string
+	wc, err := client.NewWithWatch(s.env.Config, client.Options{Scheme: kube.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw, err := wc.Watch(ctx, &v1alpha1.RolloutList{}, client.InNamespace(s.ns), &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: ro.ResourceVersion}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rw.Stop()
+	roDone := make(chan struct{})
+	go func() {
+		defer close(roDone)
+		for ev := range rw.ResultChan() {
+			if r, ok := ev.Object.(*v1alpha1.Rollout); ok && ev.Type != watch.Bookmark {
+				roEvents = append(roEvents, fmt.Sprintf("%s %s generation %d phase %s: %s", ev.Type, r.ResourceVersion, r.Generation, r.Status.Phase, r.Status.Message))
+			}
+		}
+	}()
 	events := 0
 	for ev := range w.ResultChan() {
 		d, ok := ev.Object.(*appsv1.Deployment)
@@ -103,6 +127,12 @@ func waitStill(t *testing.T, s *scenario, cs kubernetes.Interface, image string,
 		if d.Generation != gen {
 			t.Errorf("%s: the Deployment's spec changed between rollouts: generation %d, was %d, paused %v, annotations %v", time.Now().UTC().Format(time.TimeOnly), d.Generation, gen, d.Spec.Paused, d.Annotations)
 		}
+	}
+	rw.Stop()
+	<-roDone
+	// ramp writes nothing either: the Rollout's status stays as it is.
+	if len(roEvents) > 0 {
+		t.Errorf("the settled Rollout changed %d times in %s: %v", len(roEvents), window, roEvents)
 	}
 	t.Logf("%d changes of the settled Deployment in %s", events, window)
 }
