@@ -14,7 +14,6 @@ import (
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/spec"
-	"ramp.dev/ramp/test/promenv"
 )
 
 func appSel(ns, hash string, a v1alpha1.AppMetrics) Selector {
@@ -188,25 +187,8 @@ func appServer(t *testing.T) (string, *atomic.Int64) {
 // real Prometheus, and judges canaries bad in errors, latency, first token and a business
 // metric against stable.
 func TestAppRealPrometheus(t *testing.T) {
-	bin := promenv.Binary(t)
-	target, scrapes := appServer(t)
-	addr := promenv.Start(t, bin, target)
-	c, err := NewClient(addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := scrapedPrometheus(t, appServer)
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		n, ok, err := c.scalar(ctx, `min(count_over_time(up[1m]))`, time.Now())
-		if err == nil && ok && n >= 4 && scrapes.Load() >= 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not scrape the series four times: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond) // poll
-	}
 	am := v1alpha1.AppMetrics{FirstToken: "chat_first_token_seconds"}
 	sel := func(hash string) Selector { return appSel("app", hash, am) }
 	near := func(want float64) func(float64) bool {

@@ -10,7 +10,6 @@ import (
 	"github.com/prometheus/prometheus/promql/parser"
 
 	"ramp.dev/ramp/api/v1alpha1"
-	"ramp.dev/ramp/test/promenv"
 )
 
 var triage = []v1alpha1.JudgeBusinessMetric{{Name: "triage", Metric: "chat_triage_total", Events: map[string]string{"outcome": "failed"}}}
@@ -89,25 +88,8 @@ func TestSeriesQueries(t *testing.T) {
 // Prometheus: each line has the value the stand-in's counters give, a revision without series
 // has empty points, and a line whose query fails is empty with a message.
 func TestSeriesRealPrometheus(t *testing.T) {
-	bin := promenv.Binary(t)
-	target, scrapes := appServer(t)
-	addr := promenv.Start(t, bin, target)
-	c, err := NewClient(addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := scrapedPrometheus(t, appServer)
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		n, ok, err := c.scalar(ctx, `min(count_over_time(up[1m]))`, time.Now())
-		if err == nil && ok && n >= 4 && scrapes.Load() >= 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not scrape the series four times: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond) // poll
-	}
 	to := time.Now().Truncate(time.Second)
 	r := Range{From: to.Add(-20 * time.Second), To: to, Step: time.Second}
 	am := v1alpha1.AppMetrics{FirstToken: "chat_first_token_seconds"}
@@ -188,25 +170,8 @@ func deref(f *float64) any {
 // stable through a real Prometheus, without the decoys (Istio's source reporter, another
 // namespace's Ingress).
 func TestSeriesRouterRealPrometheus(t *testing.T) {
-	bin := promenv.Binary(t)
-	target, scrapes := seriesServer(t)
-	addr := promenv.Start(t, bin, target)
-	c, err := NewClient(addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, _ := scrapedPrometheus(t, seriesServer)
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		n, ok, err := c.scalar(ctx, `min(count_over_time(up[1m]))`, time.Now())
-		if err == nil && ok && n >= 4 && scrapes.Load() >= 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not scrape the series four times: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond) // poll
-	}
 	to := time.Now().Truncate(time.Second)
 	r := Range{From: to.Add(-10 * time.Second), To: to, Step: time.Second}
 	for _, router := range Routers() {

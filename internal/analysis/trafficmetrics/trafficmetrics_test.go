@@ -99,25 +99,8 @@ func (f fixedScope) Scope(context.Context, analysis.Target) (Scope, error) { ret
 // TestRealPrometheus measures the builtin metrics through a real Prometheus scraping Istio and
 // NGINX series, and feeds the judge from the same counters.
 func TestRealPrometheus(t *testing.T) {
-	bin := promenv.Binary(t)
-	target, scrapes := seriesServer(t)
-	addr := promenv.Start(t, bin, target)
-	c, err := NewClient(addr, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	c, addr := scrapedPrometheus(t, seriesServer)
 	ctx := context.Background()
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		n, ok, err := c.scalar(ctx, `min(count_over_time(up[1m]))`, time.Now())
-		if err == nil && ok && n >= 4 && scrapes.Load() >= 4 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not scrape the series four times: %v", err)
-		}
-		time.Sleep(100 * time.Millisecond) // poll
-	}
 
 	near := func(want float64) func(float64) bool {
 		return func(v float64) bool { return math.Abs(v-want) < 1e-9 }
@@ -219,4 +202,27 @@ func TestRealPrometheus(t *testing.T) {
 			})
 		}
 	})
+}
+
+// scrapedPrometheus starts a real Prometheus scraping the stand-in that server starts, and
+// returns a client of it (and its address) once it has scraped the stand-in four times.
+func scrapedPrometheus(t *testing.T, server func(*testing.T) (string, *atomic.Int64)) (*Client, string) {
+	t.Helper()
+	target, scrapes := server(t)
+	addr := promenv.Start(t, promenv.Binary(t), target)
+	c, err := NewClient(addr, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		n, ok, err := c.scalar(context.Background(), `min(count_over_time(up[1m]))`, time.Now())
+		if err == nil && ok && n >= 4 && scrapes.Load() >= 4 {
+			return c, addr
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("prometheus did not scrape the series four times: %v", err)
+		}
+		time.Sleep(100 * time.Millisecond) // poll
+	}
 }
