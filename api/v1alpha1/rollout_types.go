@@ -251,6 +251,20 @@ type Strategy struct {
 	BlueGreen     *BlueGreenStrategy     `json:"blueGreen,omitempty"`
 }
 
+// Name is the strategy's name as the spec spells it: canary, blueGreen or rollingUpdate;
+// empty when none is set.
+func (s Strategy) Name() string {
+	switch {
+	case s.Canary != nil:
+		return "canary"
+	case s.BlueGreen != nil:
+		return "blueGreen"
+	case s.RollingUpdate != nil:
+		return "rollingUpdate"
+	}
+	return ""
+}
+
 // RollingUpdateStrategy replaces instances a few at a time behind the proxy.
 type RollingUpdateStrategy struct {
 	// MaxSurge is how many instances above replicas may run during the update: a count or a

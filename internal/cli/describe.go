@@ -10,13 +10,8 @@ import (
 
 // strategyName names the rollout's strategy.
 func strategyName(r *v1alpha1.Rollout) string {
-	switch s := r.Spec.Strategy; {
-	case s.Canary != nil:
-		return "canary"
-	case s.BlueGreen != nil:
-		return "blueGreen"
-	case s.RollingUpdate != nil:
-		return "rollingUpdate"
+	if n := r.Spec.Strategy.Name(); n != "" {
+		return n
 	}
 	return "-"
 }

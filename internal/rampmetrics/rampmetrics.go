@@ -185,22 +185,9 @@ func rev(r int64) string {
 	return strconv.FormatInt(r, 10)
 }
 
-// Strategy names the rollout's strategy as its spec does: rollingUpdate, canary or blueGreen.
-func Strategy(r *v1alpha1.Rollout) string {
-	switch s := r.Spec.Strategy; {
-	case s.Canary != nil:
-		return "canary"
-	case s.BlueGreen != nil:
-		return "blueGreen"
-	case s.RollingUpdate != nil:
-		return "rollingUpdate"
-	}
-	return ""
-}
-
 func collectRollout(ch chan<- prometheus.Metric, r *v1alpha1.Rollout) {
 	name, ns, st := r.Name, r.Namespace, &r.Status
-	gauge(ch, descInfo, 1, name, ns, Strategy(r), rev(st.CurrentRevision))
+	gauge(ch, descInfo, 1, name, ns, r.Spec.Strategy.Name(), rev(st.CurrentRevision))
 	for _, p := range rolloutPhases {
 		gauge(ch, descPhase, b2f(st.Phase == p), name, ns, string(p))
 	}
