@@ -13,7 +13,6 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"os"
 	"strings"
 	"time"
 	"unicode"
@@ -22,6 +21,7 @@ import (
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/offloop"
+	"ramp.dev/ramp/internal/secretsource"
 	"ramp.dev/ramp/internal/spec"
 )
 
@@ -246,38 +246,15 @@ func Ask(ctx context.Context, client *http.Client, t Target, w v1alpha1.Webhook,
 
 // resolveURL reads w's URL from where the spec says.
 func resolveURL(ctx context.Context, t Target, w v1alpha1.Webhook) (string, error) {
-	var raw string
-	switch {
-	case w.URL != "":
-		raw = w.URL
-	case w.URLFile != "":
-		b, err := os.ReadFile(w.URLFile)
-		if err != nil {
-			return "", fmt.Errorf("urlFile: %w", err)
-		}
-		raw = strings.TrimSpace(string(b))
-		if raw == "" {
-			return "", fmt.Errorf("urlFile: %s is empty", w.URLFile)
-		}
-	case w.URLEnv != "":
-		raw = strings.TrimSpace(os.Getenv(w.URLEnv))
-		if raw == "" {
-			return "", fmt.Errorf("urlEnv: the environment variable %s is not set", w.URLEnv)
-		}
-	case w.URLSecretRef != nil:
-		if t.Secrets == nil {
-			return "", errors.New("urlSecretRef: a Kubernetes Secret cannot be read in local mode")
-		}
-		ref := w.URLSecretRef
-		b, err := t.Secrets.SecretValue(ctx, t.Namespace, ref.Name, ref.Key)
-		if err != nil {
-			return "", fmt.Errorf("urlSecretRef: %w", err)
-		}
-		raw = strings.TrimSpace(string(b))
-		if raw == "" {
-			return "", fmt.Errorf("urlSecretRef: key %q of secret %s/%s is empty", ref.Key, t.Namespace, ref.Name)
-		}
-	default:
+	var secrets secretsource.Reader
+	if t.Secrets != nil {
+		secrets = t.Secrets
+	}
+	raw, ok, err := secretsource.Read(ctx, secrets, t.Namespace, nil, "url", w.URL, w.URLFile, w.URLEnv, w.URLSecretRef)
+	if err != nil {
+		return "", err
+	}
+	if !ok {
 		return "", errors.New("no url, urlFile, urlEnv or urlSecretRef")
 	}
 	pu, err := url.Parse(raw)

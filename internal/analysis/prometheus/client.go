@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"strings"
 
 	"github.com/prometheus/common/config"
@@ -16,6 +15,7 @@ import (
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/analysis"
+	"ramp.dev/ramp/internal/secretsource"
 	"ramp.dev/ramp/internal/spec"
 )
 
@@ -161,45 +161,14 @@ func (s secretSource) name(path string) string {
 	return path
 }
 
-// read returns the value of the setting at path from the one source that is set: the field
-// itself (inline), a file (path+"File", read now, spaces trimmed), an environment variable
-// (path+"Env") or a key of a Secret in the rollout's namespace (path+"SecretRef"). ok is
-// false when none is set. Errors name the field, never the value.
+// read returns the value of the setting at path from the one source that is set
+// (secretsource.Read); ok is false when none is set.
 func (s secretSource) read(path, inline, file, env string, ref *v1alpha1.SecretKeyRef) (v string, ok bool, err error) {
-	switch {
-	case inline != "":
-		return inline, true, nil
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			return "", false, fmt.Errorf("%s: %w", s.name(path+"File"), err)
-		}
-		v = strings.TrimSpace(string(b))
-		if v == "" {
-			return "", false, fmt.Errorf("%s: %s is empty", s.name(path+"File"), file)
-		}
-		return v, true, nil
-	case env != "":
-		v = strings.TrimSpace(os.Getenv(env))
-		if v == "" {
-			return "", false, fmt.Errorf("%s: the environment variable %s is not set", s.name(path+"Env"), env)
-		}
-		return v, true, nil
-	case ref != nil:
-		if s.t.Secrets == nil {
-			return "", false, fmt.Errorf("%sSecretRef: a Kubernetes Secret cannot be read in local mode", path)
-		}
-		b, err := s.t.Secrets.SecretValue(s.ctx, s.t.Namespace, ref.Name, ref.Key)
-		if err != nil {
-			return "", false, fmt.Errorf("%sSecretRef: %w", path, err)
-		}
-		v = strings.TrimSpace(string(b))
-		if v == "" {
-			return "", false, fmt.Errorf("%sSecretRef: key %q of secret %s/%s is empty", path, ref.Key, s.t.Namespace, ref.Name)
-		}
-		return v, true, nil
+	var secrets secretsource.Reader
+	if s.t.Secrets != nil {
+		secrets = s.t.Secrets
 	}
-	return "", false, nil
+	return secretsource.Read(s.ctx, secrets, s.t.Namespace, s.name, path, inline, file, env, ref)
 }
 
 // where names the source read describes: the field path and, for a file or Secret, which.
