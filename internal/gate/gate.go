@@ -250,7 +250,7 @@ func resolveURL(ctx context.Context, t Target, w v1alpha1.Webhook) (string, erro
 	if t.Secrets != nil {
 		secrets = t.Secrets
 	}
-	raw, ok, err := secretsource.Read(ctx, secrets, t.Namespace, nil, "url", w.URL, w.URLFile, w.URLEnv, w.URLSecretRef)
+	raw, ok, err := secretsource.Sources{Secrets: secrets, Namespace: t.Namespace}.Read(ctx, "url", w.URL, w.URLFile, w.URLEnv, w.URLSecretRef)
 	if err != nil {
 		return "", err
 	}

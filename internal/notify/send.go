@@ -17,6 +17,7 @@ import (
 
 	"ramp.dev/ramp/api/v1alpha1"
 	"ramp.dev/ramp/internal/engine"
+	"ramp.dev/ramp/internal/secretsource"
 	"ramp.dev/ramp/internal/spec"
 )
 
@@ -292,8 +293,8 @@ func (n *Notifier) post(it item, body []byte) (retry bool, after time.Duration, 
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("User-Agent", "ramp-notifications")
-	for _, h := range it.dest.Headers {
-		v, err := n.value(ctx, it.n.Namespace, "header "+h.Name, h.Value, h.ValueFile, h.ValueEnv, h.ValueSecretRef)
+	for i, h := range it.dest.Headers {
+		v, err := n.value(ctx, it.n.Namespace, fmt.Sprintf("headers[%d].value", i), h.Value, h.ValueFile, h.ValueEnv, h.ValueSecretRef)
 		if err != nil {
 			return true, 0, err
 		}
@@ -332,36 +333,16 @@ func oneLine(b []byte) string {
 	return strings.Join(strings.Fields(string(b)), " ")
 }
 
-// value reads one setting from the first of its sources that is set.
-func (n *Notifier) value(ctx context.Context, namespace, what, inline, file, env string, ref *v1alpha1.SecretKeyRef) (string, error) {
-	switch {
-	case inline != "":
-		return inline, nil
-	case file != "":
-		b, err := os.ReadFile(file)
-		if err != nil {
-			var pe *os.PathError
-			if errors.As(err, &pe) {
-				err = pe.Err
-			}
-			return "", fmt.Errorf("read the %s from file %s: %w", what, file, err)
-		}
-		return strings.TrimSpace(string(b)), nil
-	case env != "":
-		v := strings.TrimSpace(n.cfg.Getenv(env))
-		if v == "" {
-			return "", fmt.Errorf("the %s's environment variable %s is empty or unset", what, env)
-		}
-		return v, nil
-	case ref != nil:
-		if n.cfg.Secrets == nil {
-			return "", fmt.Errorf("the %s is in Secret %s, which cannot be read in local mode", what, ref.Name)
-		}
-		b, err := n.cfg.Secrets.SecretValue(ctx, namespace, ref.Name, ref.Key)
-		if err != nil {
-			return "", fmt.Errorf("read the %s: %w", what, err)
-		}
-		return strings.TrimSpace(string(b)), nil
+// value reads the setting at path from the one of its sources that is set
+// (secretsource).
+func (n *Notifier) value(ctx context.Context, namespace, path, inline, file, env string, ref *v1alpha1.SecretKeyRef) (string, error) {
+	var secrets secretsource.Reader
+	if n.cfg.Secrets != nil {
+		secrets = n.cfg.Secrets
 	}
-	return "", fmt.Errorf("the %s is not set", what)
+	v, ok, err := secretsource.Sources{Secrets: secrets, Namespace: namespace, Getenv: n.cfg.Getenv}.Read(ctx, path, inline, file, env, ref)
+	if err == nil && !ok {
+		err = fmt.Errorf("%s is not set", path)
+	}
+	return v, err
 }

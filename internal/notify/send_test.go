@@ -266,7 +266,7 @@ func TestSecretSourcesAndNoSecretInLogs(t *testing.T) {
 	}
 	out := logs.String()
 	for _, want := range []string{`notification=refused event=rollout-promoted id=p attempt=2 err="post: `, `notification=missing`, `secret team/nope not found`,
-		`notification=unset`, `NOT_SET is empty or unset`, `notification=gone`, `no such file`} {
+		`notification=unset`, `the environment variable NOT_SET is not set`, `notification=gone`, `no such file`} {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}

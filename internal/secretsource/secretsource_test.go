@@ -52,7 +52,7 @@ func TestRead(t *testing.T) {
 		{name: "secret in local mode", ref: ref, wantErr: "tokenSecretRef: a Kubernetes Secret cannot be read in local mode"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			v, ok, err := Read(context.Background(), tc.secrets, "shop", tc.names, "token", tc.inline, tc.file, tc.env, tc.ref)
+			v, ok, err := Sources{Secrets: tc.secrets, Namespace: "shop", Name: tc.names}.Read(context.Background(), "token", tc.inline, tc.file, tc.env, tc.ref)
 			if tc.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 					t.Fatalf("err %v, want one containing %q", err, tc.wantErr)

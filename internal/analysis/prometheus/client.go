@@ -168,7 +168,7 @@ func (s secretSource) read(path, inline, file, env string, ref *v1alpha1.SecretK
 	if s.t.Secrets != nil {
 		secrets = s.t.Secrets
 	}
-	return secretsource.Read(s.ctx, secrets, s.t.Namespace, s.name, path, inline, file, env, ref)
+	return secretsource.Sources{Secrets: secrets, Namespace: s.t.Namespace, Name: s.name}.Read(s.ctx, path, inline, file, env, ref)
 }
 
 // where names the source read describes: the field path and, for a file or Secret, which.
