@@ -8,14 +8,20 @@ import (
 	"sync"
 	"testing"
 	"time"
-
-	"ramp.dev/ramp/internal/gate"
 )
 
 // GateCall is one call a GateReceiver got: the body ramp sent and when.
 type GateCall struct {
-	gate.Body
-	At time.Time `json:"-"`
+	Name      string            `json:"name"`
+	Type      string            `json:"type"`
+	Namespace string            `json:"namespace"`
+	Rollout   string            `json:"rollout"`
+	Phase     string            `json:"phase"`
+	Revision  int64             `json:"revision"`
+	Weight    int32             `json:"weight"`
+	Step      int32             `json:"step"`
+	Metadata  map[string]string `json:"metadata"`
+	At        time.Time         `json:"-"`
 }
 
 // GateReceiver is a webhook receiver on 127.0.0.1 that answers each webhook (by its name, the
